@@ -1,0 +1,48 @@
+# webkvm: `make run` sets everything up and serves the panel; `make test` sets up and runs every test.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STAMPS := var/.stamps
+WEBKVM_BIND ?= 127.0.0.1:8000
+WEBKVM_WORKERS ?= 1
+
+.PHONY: run serve setup system test lint lab-up lab-down bench clean
+
+run: setup
+	$(PY) manage.py bootstrap
+	@echo "webkvm: serving on http://$(WEBKVM_BIND)/"
+	exec .venv/bin/gunicorn webkvm.asgi:application -k uvicorn_worker.UvicornWorker \
+		--bind $(WEBKVM_BIND) --workers $(WEBKVM_WORKERS) --graceful-timeout 5 --access-logfile -
+
+setup: system $(STAMPS)/venv $(STAMPS)/npm
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py collectstatic --noinput -v0
+
+system:
+	@bash scripts/install-system-packages.sh
+
+$(STAMPS)/venv: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv .venv
+	.venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/npm: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@mkdir -p $(STAMPS) && touch $@
+
+lint: $(STAMPS)/venv
+	.venv/bin/ruff check .
+	.venv/bin/mypy virt webkvm hosts
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run -v0
+
+test: setup lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab-up: system $(STAMPS)/venv
+	$(PY) lab/labctl.py up
+
+lab-down:
+	python3 lab/labctl.py down
+
+clean: lab-down
+	rm -rf var/static $(STAMPS)

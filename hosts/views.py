@@ -1,0 +1,173 @@
+"""Host pages: list with live state, add/edit with ssh key pinning, overview with usage graphs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core import signing
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from hosts import services
+from hosts.forms import HostForm
+from hosts.models import Host
+from virt.errors import VirtError
+from virt.hostinfo import host_summary, usage_sample
+from virt.ssh import HostKey, keyscan
+from virt.uri import Transport
+from webkvm import audit
+from webkvm.models import AuditResult
+from webkvm.views_base import admin_required
+
+PIN_SALT = "hosts.pin-ssh-keys"
+
+
+@require_GET
+@admin_required
+def host_list(request: HttpRequest) -> HttpResponse:
+    hosts = list(Host.objects.all())
+    outcomes = services.call_many(hosts, host_summary)
+    return render(request, "hosts/list.html", {"outcomes": outcomes})
+
+
+@require_GET
+@admin_required
+def host_detail(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_object_or_404(Host, name=name)
+    summary, error = None, ""
+    try:
+        summary = services.call(host, host_summary)
+    except VirtError as exc:
+        error = str(exc)
+    return render(request, "hosts/detail.html", {
+        "host": host, "summary": summary, "error": error, "status": services.status(host),
+    })
+
+
+@require_GET
+@admin_required
+def host_usage(request: HttpRequest, name: str) -> JsonResponse:
+    host = get_object_or_404(Host, name=name)
+    try:
+        sample = services.call(host, usage_sample)
+    except VirtError as exc:
+        return JsonResponse({"error": str(exc)}, status=503)
+    return JsonResponse(sample.as_dict())
+
+
+@require_POST
+@admin_required
+def host_test(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_object_or_404(Host, name=name)
+    try:
+        summary = services.call(host, host_summary)
+    except VirtError as exc:
+        messages.error(request, f"{host.name}: connection failed: {exc}")
+        audit.record(request, "host.test", object_type="host", object_name=host.name, host_name=host.name,
+                     result=AuditResult.FAILED, detail=str(exc))
+    else:
+        messages.success(request, f"{host.name}: connected to {summary.hypervisor} on {summary.hostname}, "
+                                  f"libvirt {summary.libvirt_version}, {summary.domains_total} VMs.")
+        audit.record(request, "host.test", object_type="host", object_name=host.name, host_name=host.name)
+    return redirect("hosts:detail", name=host.name)
+
+
+def _pinned_keys_from_token(token: str, hostname: str, port: int | None) -> list[HostKey] | None:
+    try:
+        data = signing.loads(token, salt=PIN_SALT, max_age=900)
+    except signing.BadSignature:
+        return None
+    if data.get("hostname") != hostname or data.get("port") != port:
+        return None
+    return [HostKey.parse(line) for line in data.get("keys", [])]
+
+
+def _needs_keys(form: HostForm, host: Host | None, rescan: bool) -> bool:
+    data = form.cleaned_data
+    if data["transport"] != Transport.SSH:
+        return False
+    if host is None or not host.ssh_host_keys or rescan:
+        return True
+    return bool(host.transport != Transport.SSH or host.hostname != data["hostname"] or host.port != data["port"])
+
+
+def _edit(request: HttpRequest, host: Host | None) -> HttpResponse:
+    form = HostForm(request.POST or None, instance=host)
+    context: dict[str, Any] = {"form": form, "host": host}
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        rescan = bool(request.POST.get("rescan_host_key"))
+        keys: list[HostKey] | None = None
+        if _needs_keys(form, host, rescan):
+            token = request.POST.get("host_keys_token", "")
+            if token and request.POST.get("accept_host_key"):
+                keys = _pinned_keys_from_token(token, data["hostname"], data["port"])
+            if keys is None:
+                try:
+                    scanned = keyscan(data["hostname"], data["port"])
+                except VirtError as exc:
+                    form.add_error("hostname", str(exc))
+                    return render(request, "hosts/form.html", context)
+                pinned = {k.fingerprint for k in host.pinned_keys} if host and host.ssh_host_keys else set()
+                context.update({
+                    "scanned_keys": scanned,
+                    "key_changed": bool(pinned) and not pinned & {k.fingerprint for k in scanned},
+                    "host_keys_token": signing.dumps(
+                        {"hostname": data["hostname"], "port": data["port"], "keys": [k.line() for k in scanned]},
+                        salt=PIN_SALT),
+                })
+                return render(request, "hosts/form.html", context)
+        with transaction.atomic():
+            saved = form.save(commit=False)
+            if keys is not None:
+                saved.ssh_host_keys = "".join(k.line() + "\n" for k in keys)
+            saved.save()
+        services.sync_known_hosts()
+        services.registry.forget(str(saved.pk))
+        action = "host.create" if host is None else "host.update"
+        detail = saved.display_uri()
+        if keys is not None:
+            detail += "; pinned ssh host key " + ", ".join(k.fingerprint for k in keys)
+        audit.record(request, action, object_type="host", object_name=saved.name, host_name=saved.name, detail=detail)
+        messages.success(request, f"Host {saved.name} saved.")
+        return redirect("hosts:detail", name=saved.name)
+    return render(request, "hosts/form.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def host_create(request: HttpRequest) -> HttpResponse:
+    return _edit(request, None)
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def host_edit(request: HttpRequest, name: str) -> HttpResponse:
+    return _edit(request, get_object_or_404(Host, name=name))
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def host_delete(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_object_or_404(Host, name=name)
+    if request.method == "POST":
+        services.registry.forget(str(host.pk))
+        host.delete()
+        services.sync_known_hosts()
+        audit.record(request, "host.delete", object_type="host", object_name=name, host_name=name)
+        messages.success(request, f"Host {name} removed from the panel (nothing on the hypervisor was changed).")
+        return redirect("hosts:list")
+    return render(request, "hosts/delete.html", {"host": host, "grants": host.vm_grants.count()})
+
+
+@require_GET
+@admin_required
+def panel_ssh_key(request: HttpRequest) -> HttpResponse:
+    ident = services.identity()
+    ident.ensure()
+    return render(request, "hosts/ssh_key.html", {"public_key": ident.public_key_line()})
+
+

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs the Debian packages the panel and its tests need, only when some are missing.
+set -eu
+PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 qemu-utils
+dnsmasq-base iptables iproute2 openssh-server openssh-client sasl2-bin libsasl2-modules chromium chromium-driver
+pkg-config gcc python3-venv python3-dev nodejs npm util-linux procps"
+missing=""
+for p in $PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+# Node.js and npm may come from outside Debian (already on PATH): then the Debian ones are not needed.
+if command -v npm >/dev/null 2>&1; then missing=$(echo "$missing" | tr ' ' '\n' | grep -vx -e nodejs -e npm | tr '\n' ' '); fi
+if command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  missing=$(echo "$missing" | tr ' ' '\n' | grep -vx -e python3-venv -e python3-dev | tr '\n' ' ')
+fi
+missing=$(echo "$missing" | xargs)
+if [ -z "$missing" ]; then exit 0; fi
+if [ "$(id -u)" != 0 ]; then echo "webkvm: missing Debian packages (run as root to install): $missing" >&2; exit 1; fi
+echo "Installing Debian packages: $missing"
+apt-get update -q
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,93 @@
+"""Shared fixtures: test-driver worlds, personas (admin, user with a grant, outsider) and logged-in clients."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from hosts import services
+from hosts.models import Host
+from webkvm.models import VMGrant
+
+WORLDS = Path(__file__).parent / "worlds"
+BASIC_WORLD = WORLDS / "basic.xml"
+WEB_01_UUID = "11111111-1111-4111-8111-111111111111"
+DB_01_UUID = "22222222-2222-4222-8222-222222222222"
+PASSWORD = "correct-horse-battery-9"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip locally when a tool is missing, but fail under CI=true: CI never skips silently."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required for this test under CI=true: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connections() -> Iterator[None]:
+    """Host primary keys are reused between tests: never let a connection outlive its test."""
+    yield
+    services.registry.close_all()
+
+
+@pytest.fixture
+def test_host(db: None) -> Host:
+    return Host.objects.create(name="testhost", transport="test", path=str(BASIC_WORLD))
+
+
+@pytest.fixture
+def admin_user(db: None):
+    return get_user_model().objects.create_superuser("root-admin", "", PASSWORD)
+
+
+@pytest.fixture
+def granted_user(db: None, test_host: Host):
+    user = get_user_model().objects.create_user("alice", "", PASSWORD)
+    VMGrant.objects.create(user=user, host=test_host, vm_uuid=WEB_01_UUID, vm_name="web-01",
+                           can_console=True, can_power=True)
+    return user
+
+
+@pytest.fixture
+def outsider(db: None):
+    return get_user_model().objects.create_user("mallory", "", PASSWORD)
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def admin_client(admin_user) -> Client:  # type: ignore[override]
+    return _client(admin_user)
+
+
+@pytest.fixture
+def user_client(granted_user) -> Client:
+    return _client(granted_user)
+
+
+@pytest.fixture
+def outsider_client(outsider) -> Client:
+    return _client(outsider)
+
+
+@pytest.fixture
+def personas(admin_client: Client, user_client: Client, outsider_client: Client) -> dict[str, Client]:
+    return {"admin": admin_client, "user": user_client, "outsider": outsider_client, "anonymous": Client()}
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    """Production hashing is deliberately slow; tests create many users."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,123 @@
+"""The one permission check, walked over every URL with the personas."""
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from tests.conftest import DB_01_UUID, WEB_01_UUID
+from webkvm.models import AuditEvent, VMGrant
+from webkvm.permissions import can
+
+pytestmark = pytest.mark.django_db
+
+# (method, url name, args, POST data): every admin-only URL of the panel so far.
+ADMIN_URLS = [
+    ("get", "hosts:list", [], None),
+    ("get", "hosts:create", [], None),
+    ("post", "hosts:create", [], {"name": "x", "transport": "local", "path": "system"}),
+    ("get", "hosts:ssh_key", [], None),
+    ("get", "hosts:detail", ["testhost"], None),
+    ("get", "hosts:edit", ["testhost"], None),
+    ("post", "hosts:edit", ["testhost"], {"name": "renamed", "transport": "local", "path": "system"}),
+    ("get", "hosts:delete", ["testhost"], None),
+    ("post", "hosts:delete", ["testhost"], {}),
+    ("post", "hosts:test", ["testhost"], {}),
+    ("get", "hosts:usage", ["testhost"], None),
+    ("get", "users:list", [], None),
+    ("get", "users:create", [], None),
+    ("post", "users:create", [], {"username": "eve", "password1": "Xx-123456789", "password2": "Xx-123456789"}),
+    ("get", "audit", [], None),
+]
+
+
+@pytest.mark.parametrize(("method", "name", "args", "data"), ADMIN_URLS, ids=[f"{m} {n}" for m, n, _, _ in ADMIN_URLS])
+def test_admin_only_urls(personas: dict[str, Client], test_host, method, name, args, data) -> None:
+    url = reverse(name, args=args)
+    for persona in ("user", "outsider"):
+        response = getattr(personas[persona], method)(url, data or {})
+        assert response.status_code == 403, (persona, url)
+    anonymous = getattr(personas["anonymous"], method)(url, data or {})
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
+    assert getattr(personas["admin"], method)(url, data or {}).status_code in (200, 302)
+
+
+def test_user_detail_pages_are_admin_only(personas, granted_user) -> None:
+    url = reverse("users:detail", args=[granted_user.pk])
+    assert personas["user"].get(url).status_code == 403
+    assert personas["user"].post(url, {"form": "flags", "is_superuser": "on", "is_active": "on"}).status_code == 403
+    granted_user.refresh_from_db()
+    assert not granted_user.is_superuser
+
+
+def test_denials_are_audited(personas, test_host) -> None:
+    personas["outsider"].post(reverse("hosts:delete", args=["testhost"]))
+    event = AuditEvent.objects.get(result="denied")
+    assert event.username == "mallory"
+
+
+def test_the_one_check(granted_user, outsider, admin_user, test_host) -> None:
+    assert can(granted_user, "view", host=test_host, vm_uuid=WEB_01_UUID)
+    assert can(granted_user, "power", host=test_host, vm_uuid=WEB_01_UUID)
+    assert not can(granted_user, "delete", host=test_host, vm_uuid=WEB_01_UUID)
+    assert not can(granted_user, "view", host=test_host, vm_uuid=DB_01_UUID)
+    assert not can(granted_user, "view", host=test_host)  # hosts are admin-only
+    assert not can(outsider, "view", host=test_host, vm_uuid=WEB_01_UUID)
+    assert can(admin_user, "delete", host=test_host, vm_uuid=DB_01_UUID)
+    granted_user.is_active = False
+    assert not can(granted_user, "view", host=test_host, vm_uuid=WEB_01_UUID)
+
+
+def test_home_lists_only_granted_vms(personas, granted_user) -> None:
+    page = personas["user"].get("/").content.decode()
+    assert "web-01" in page and "db-01" not in page
+    assert personas["outsider"].get("/").status_code == 200
+
+
+def test_grant_form_resolves_vm_on_the_host(admin_client, outsider, test_host) -> None:
+    url = reverse("users:detail", args=[outsider.pk])
+    bad = admin_client.post(url, {"form": "grant", "host": test_host.pk, "vm": "no-such-vm"})
+    assert "No such VM" in bad.content.decode()
+    admin_client.post(url, {"form": "grant", "host": test_host.pk, "vm": "db-01", "can_power": "on"})
+    grant = VMGrant.objects.get(user=outsider)
+    assert str(grant.vm_uuid) == DB_01_UUID and grant.permissions() == ["view", "power"]
+    admin_client.post(reverse("users:grant_delete", args=[outsider.pk, grant.pk]))
+    assert not VMGrant.objects.exists()
+
+
+def test_admin_cannot_demote_self(admin_client, admin_user) -> None:
+    admin_client.post(reverse("users:detail", args=[admin_user.pk]), {"form": "flags", "is_active": "on"})
+    admin_user.refresh_from_db()
+    assert admin_user.is_superuser
+
+
+def test_post_without_csrf_token_is_refused(admin_user, test_host) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    assert client.post(reverse("hosts:delete", args=["testhost"])).status_code == 403
+    assert test_host.__class__.objects.filter(pk=test_host.pk).exists()
+
+
+@pytest.mark.parametrize("name", ["hosts:test", "users:grant_delete", "logout"])
+def test_get_on_action_url_is_405(admin_client, test_host, admin_user, name) -> None:
+    args = {"hosts:test": ["testhost"], "users:grant_delete": [admin_user.pk, 1], "logout": []}[name]
+    assert admin_client.get(reverse(name, args=args)).status_code == 405
+
+
+def test_login_logout_and_empty_username(db, admin_user) -> None:
+    client = Client()
+    assert client.post(reverse("login"), {"username": "", "password": ""}).status_code == 200
+    bad = client.post(reverse("login"), {"username": "root-admin", "password": "wrong"})
+    assert bad.status_code == 200 and "enter a correct" in bad.content.decode().lower()
+    ok = client.post(reverse("login"), {"username": "root-admin", "password": "correct-horse-battery-9"})
+    assert ok.status_code == 302
+    assert client.get(reverse("hosts:list")).status_code == 200
+    client.post(reverse("logout"))
+    assert client.get(reverse("hosts:list")).status_code == 302
+    actions = list(AuditEvent.objects.order_by("id").values_list("action", "result"))
+    assert actions == [("login", "failed"), ("login", "ok"), ("logout", "ok")]
+
+
+def test_security_headers(admin_client) -> None:
+    response = admin_client.get(reverse("hosts:list"))
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"

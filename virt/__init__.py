@@ -1,0 +1,1 @@
+"""The libvirt layer of webkvm. It never imports Django (a test enforces it)."""

@@ -1,0 +1,142 @@
+"""libvirt connection URIs assembled from validated parts, never from free text.
+
+Every value that ends up in a URI (host, port, user, path, file options) is checked
+against a strict pattern first, so input such as `evil/system?command=/bin/sh#`,
+`-oProxyCommand=x` or a user named `-l` is refused before libvirt is called.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from urllib.parse import quote, urlencode
+
+from virt.errors import InvalidInput
+
+
+class Transport(enum.StrEnum):
+    LOCAL = "local"
+    SSH = "ssh"
+    TLS = "tls"
+    TCP = "tcp"
+    TEST = "test"
+
+
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
+_USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+_SASL_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
+_SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,4095}$")
+LOCAL_PATHS = ("system", "session")
+
+
+def validate_hostname(value: str) -> str:
+    """A DNS name or an IPv4/IPv6 address; returns it in the form used inside a URI."""
+    value = value.strip()
+    try:
+        address = ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        if len(value) > 253 or not _HOSTNAME_RE.match(value) or value[0] == "-":
+            raise InvalidInput("Enter a host name (letters, digits, dots, hyphens) or an IP address.") from None
+        return value.lower()
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+def validate_port(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidInput("Port must be a number from 1 to 65535.")
+    return value
+
+
+def validate_username(value: str) -> str:
+    if not _USER_RE.match(value):
+        raise InvalidInput(
+            "User names start with a letter or underscore and contain only letters, digits, '.', '_' or '-'."
+        )
+    return value
+
+
+def validate_sasl_username(value: str) -> str:
+    if not _SASL_USER_RE.match(value):
+        raise InvalidInput("SASL user names contain only letters, digits, '.', '_', '@' or '-'.")
+    return value
+
+
+def validate_file_path(value: str, what: str = "Path") -> str:
+    """An absolute path of plain characters, without `..` segments."""
+    if not _SAFE_PATH_RE.match(value) or ".." in PurePosixPath(value).parts:
+        raise InvalidInput(f"{what} must be an absolute path of letters, digits, '.', '_', '-' and '/', without '..'.")
+    return value
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """Everything needed to open one hypervisor connection. Secrets are not part of equality."""
+
+    transport: Transport
+    hostname: str = ""
+    port: int | None = None
+    username: str = ""
+    path: str = "system"
+    ssh_keyfile: str = ""
+    ssh_command: str = ""
+    tls_pkipath: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.transport == Transport.TEST:
+            if self.path != "default":
+                validate_file_path(self.path, "Test driver world file")
+            return
+        if self.path not in LOCAL_PATHS:
+            raise InvalidInput("Path must be 'system' or 'session'.")
+        if self.transport == Transport.LOCAL:
+            return
+        validate_hostname(self.hostname)
+        validate_port(self.port)
+        if self.username:
+            validate_username(self.username)
+        if self.transport == Transport.SSH:
+            if self.ssh_keyfile:
+                validate_file_path(self.ssh_keyfile, "ssh key file")
+            if self.ssh_command:
+                validate_file_path(self.ssh_command, "ssh command")
+        if self.transport == Transport.TLS and self.tls_pkipath:
+            validate_file_path(self.tls_pkipath, "TLS certificate directory")
+        if self.transport == Transport.TCP and self.sasl_username:
+            validate_sasl_username(self.sasl_username)
+
+    def uri(self) -> str:
+        if self.transport == Transport.TEST:
+            return "test:///default" if self.path == "default" else f"test://{quote(self.path)}"
+        if self.transport == Transport.LOCAL:
+            return f"qemu:///{self.path}"
+        authority = validate_hostname(self.hostname)
+        if self.port is not None:
+            authority = f"{authority}:{self.port}"
+        if self.username and self.transport == Transport.SSH:
+            authority = f"{quote(self.username, safe='')}@{authority}"
+        options: dict[str, str] = {}
+        if self.transport == Transport.SSH:
+            if self.ssh_keyfile:
+                options["keyfile"] = self.ssh_keyfile
+            if self.ssh_command:
+                options["command"] = self.ssh_command
+            options["no_tty"] = "1"
+        elif self.transport == Transport.TLS and self.tls_pkipath:
+            options["pkipath"] = self.tls_pkipath
+        query = f"?{urlencode(options, safe='/')}" if options else ""
+        return f"qemu+{self.transport.value}://{authority}/{self.path}{query}"
+
+    def display_uri(self) -> str:
+        """The URI without panel-internal options, for pages and logs."""
+        return self.uri().split("?", 1)[0]

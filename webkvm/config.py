@@ -1,0 +1,92 @@
+"""Configuration from WEBKVM_* environment variables, with safe defaults.
+
+Operators never edit settings.py. Any invalid value raises ConfigError, which
+manage.py and the ASGI entry point turn into a one-line message and exit.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A WEBKVM_* variable is missing or invalid."""
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, not {value}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_origins(name: str, default: list[str]) -> list[str]:
+    origins = env_list(name, default)
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(f"{name}: {origin!r} is not an origin such as https://panel.example.org")
+    return origins
+
+
+def data_dir(base_dir: Path) -> Path:
+    path = Path(env_str("WEBKVM_DATA_DIR", str(base_dir / "var"))).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"WEBKVM_DATA_DIR {path} cannot be created: {exc.strerror}") from None
+    return path
+
+
+def private_file(path: Path, make: bytes | None = None) -> bytes:
+    """Read a 0600 file, creating it with `make` on first use."""
+    if not path.exists() and make is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(make)
+    try:
+        return path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def secret_key(data: Path) -> str:
+    key = env_str("WEBKVM_SECRET_KEY", "")
+    if key:
+        if len(key) < 32:
+            raise ConfigError("WEBKVM_SECRET_KEY must be at least 32 characters long")
+        return key
+    return private_file(data / "secret_key", secrets.token_urlsafe(50).encode()).decode()

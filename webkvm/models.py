@@ -1,0 +1,70 @@
+"""Per-VM grants and the audit log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class VMPermission(models.TextChoices):
+    VIEW = "view", "view"
+    CONSOLE = "console", "console"
+    POWER = "power", "power"
+    CHANGE = "change", "change"
+    DELETE = "delete", "delete"
+
+
+class VMGrant(models.Model):
+    """What one non-admin user may do with one VM (identified by host and UUID, not by name)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vm_grants")
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="vm_grants")
+    vm_uuid = models.UUIDField()
+    vm_name = models.CharField(max_length=200, blank=True, help_text="Name when the grant was made, for display.")
+    can_console = models.BooleanField(default=False)
+    can_power = models.BooleanField(default=False)
+    can_change = models.BooleanField(default=False)
+    can_delete = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "host", "vm_uuid"], name="one_grant_per_user_vm")]
+        ordering = ["host__name", "vm_name"]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.vm_name or self.vm_uuid}@{self.host}"
+
+    def allows(self, permission: str) -> bool:
+        if permission == VMPermission.VIEW:
+            return True
+        return bool(getattr(self, f"can_{permission}", False))
+
+    def permissions(self) -> list[str]:
+        return [p.value for p in VMPermission if self.allows(p.value)]
+
+
+class AuditResult(models.TextChoices):
+    OK = "ok", "ok"
+    FAILED = "failed", "failed"
+    DENIED = "denied", "denied"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, when, and with what result. Never edited, never deleted by the panel."""
+
+    time = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=32)
+    object_name = models.CharField(max_length=255, blank=True)
+    host_name = models.CharField(max_length=100, blank=True)
+    result = models.CharField(max_length=8, choices=AuditResult.choices)
+    detail = models.TextField(blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.object_name}: {self.result}"

@@ -1,0 +1,54 @@
+"""The one permission check used by every page, API endpoint and console.
+
+Admins (superusers) may do everything. Hosts, storage and networks are admin-only.
+Anybody else may act on a VM only through a VMGrant for that VM on that host.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+
+from webkvm import audit
+from webkvm.models import AuditResult, VMGrant, VMPermission
+
+
+def is_admin(user: Any) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active and user.is_superuser)
+
+
+def can(user: Any, permission: str, *, host: Any = None, vm_uuid: str | uuid.UUID | None = None) -> bool:
+    """May `user` use `permission` on the VM `vm_uuid` of `host` (or on the host itself when no VM)?"""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    if is_admin(user):
+        return True
+    if host is None or vm_uuid is None:
+        return False  # host-level objects are admin-only
+    grant = VMGrant.objects.filter(user=user, host=host, vm_uuid=vm_uuid).first()
+    return grant is not None and grant.allows(permission)
+
+
+def require(request: HttpRequest, permission: str, *, host: Any = None, vm_uuid: str | uuid.UUID | None = None,
+            object_name: str = "") -> None:
+    """Raise PermissionDenied (403) and audit the refusal unless `can(...)`."""
+    if can(request.user, permission, host=host, vm_uuid=vm_uuid):
+        return
+    audit.record(request, f"denied:{permission}", object_type="vm" if vm_uuid else "host",
+                 object_name=object_name or str(vm_uuid or ""), host_name=str(host or ""),
+                 result=AuditResult.DENIED)
+    raise PermissionDenied
+
+
+def require_admin(request: HttpRequest, object_name: str = "") -> None:
+    require(request, VMPermission.CHANGE, object_name=object_name)
+
+
+def granted_vm_uuids(user: Any, host: Any) -> set[str] | None:
+    """UUIDs of VMs on `host` the user may see; None means all of them (admin)."""
+    if is_admin(user):
+        return None
+    return {str(u) for u in VMGrant.objects.filter(user=user, host=host).values_list("vm_uuid", flat=True)}

@@ -1,0 +1,23 @@
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from webkvm import users, views
+
+users_patterns = (
+    [
+        path("", users.user_list, name="list"),
+        path("new/", users.user_create, name="create"),
+        path("<int:pk>/", users.user_detail, name="detail"),
+        path("<int:pk>/grants/<int:grant_id>/delete/", users.grant_delete, name="grant_delete"),
+    ],
+    "users",
+)
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("hosts/", include("hosts.urls")),
+    path("users/", include(users_patterns)),
+    path("audit/", views.audit_log, name="audit"),
+]
