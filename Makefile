@@ -5,7 +5,7 @@ STAMPS := var/.stamps
 WEBKVM_BIND ?= 127.0.0.1:8000
 WEBKVM_WORKERS ?= 1
 
-.PHONY: run serve setup system test lint lab-up lab-down bench clean
+.PHONY: run setup system test lint lab-up lab-down clean
 
 run: setup
 	$(PY) manage.py bootstrap

@@ -96,6 +96,14 @@ def open_connection(spec: ConnectionSpec) -> libvirt.virConnect:
     return libvirt.open(uri)
 
 
+def _close_quietly(conn: libvirt.virConnect) -> None:
+    try:
+        conn.unregisterCloseCallback()
+        conn.close()
+    except libvirt.libvirtError:
+        pass
+
+
 class HostConnection:
     """The connection to one host, its state, and the threads its calls run in."""
 
@@ -161,11 +169,8 @@ class HostConnection:
                 self._reconnect_timer.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if conn is not None:
-            try:
-                conn.unregisterCloseCallback()
-                conn.close()
-            except libvirt.libvirtError:
-                pass
+            # Closing talks to the daemon, which may be frozen: never block the caller on it.
+            threading.Thread(target=_close_quietly, args=(conn,), name=f"close-{self.name}", daemon=True).start()
 
     # Runs in a worker thread.
     def _run(self, fn: Call[T]) -> T:
