@@ -1,10 +1,8 @@
 """Golden tests for <network>, <pool> and <volume> XML: see Golden in conftest.py for what each case proves."""
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 
+from tests.unit.xml.cases import GOLDEN, Cases, GoldenCheck
 from virt.xml import (
     IP,
     DHCPHost,
@@ -12,20 +10,10 @@ from virt.xml import (
     Network,
     StoragePool,
     StorageVolume,
-    XMLObject,
 )
 
-GOLDEN = Path(__file__).parent / "golden"
-GoldenCheck = Callable[[str, Callable[..., XMLObject]], None]  # the golden fixture, see conftest.py
-CASES: dict[str, Callable[..., XMLObject]] = {}
-
-
-def case(name: str) -> Callable[[Callable[..., XMLObject]], Callable[..., XMLObject]]:
-    def register(edit: Callable[..., XMLObject]) -> Callable[..., XMLObject]:
-        CASES[name] = edit
-        return edit
-
-    return register
+CASES = Cases()
+case = CASES.case
 
 
 # --- networks ------------------------------------------------------------------
