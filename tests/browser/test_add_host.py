@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from playwright.sync_api import expect
 
 from virt.ssh import HostKey
 
@@ -49,7 +50,7 @@ def test_login_add_ssh_host_and_read_overview(live_server, page, lab: dict[str, 
                            text=True, check=True).stdout.split()
     assert page.inner_text("[data-fact=domains_total]") == str(len(total))
     # The live graph draws real samples: after two polls the CPU figure is a percentage.
-    page.wait_for_function("document.getElementById('usage-status').textContent.match(/CPU [0-9.]+ %/)")
+    expect(page.locator("#usage-status")).to_have_text(re.compile(r"CPU [0-9.]+ %"), timeout=15000)
     page.screenshot(path=str(live_server_screenshot_path()))
 
 
