@@ -2,8 +2,11 @@
 
 import os
 import sys
+import warnings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webkvm.settings")
+# Static files are served by WhiteNoise from sync iterators; harmless under ASGI for our small assets.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 
 from webkvm.config import ConfigError
 
