@@ -3,7 +3,8 @@
 
     python3 lab/labctl.py up|down|status|freeze|thaw      (as root; stdlib only)
 
-Runs virtlogd + the main libvirtd (qemu:///system and qemu+tcp://127.0.0.1:16509, no auth),
+Runs virtlogd + the main libvirtd (qemu:///system, qemu+tcp://127.0.0.1:16509 without auth,
+qemu+tls://127.0.0.1:16514 with client certificates of a private lab CA made with openssl),
 a second libvirtd with SASL on 127.0.0.1:16510 in a private mount namespace, and sshd on
 127.0.0.1:2222 for qemu+ssh. State lives in <repo>/var/lab (or $WEBKVM_LAB_DIR); the
 result is described in <state>/lab.json. libvirt is driven through virsh, so the system
@@ -38,9 +39,14 @@ from urllib.parse import quote
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "lab"
 HOST = "127.0.0.1"
-MAIN_PORT, SASL_PORT, SSH_PORT = 16509, 16510, 2222
+MAIN_PORT, SASL_PORT, SSH_PORT, TLS_PORT = 16509, 16510, 2222, 16514
 UNIX_URI = "qemu:///system"
 TCP_URI = f"qemu+tcp://{HOST}:{MAIN_PORT}/system"
+# The main libvirtd accepts TLS clients with a certificate of the lab CA and exactly this DN
+# (as GnuTLS prints it: RDNs in certificate order; see virt-pki-query-dn).
+TLS_CLIENT_SUBJECT = "/O=webkvm lab/CN=webkvm-lab-client"
+TLS_CLIENT_DN = "O=webkvm lab,CN=webkvm-lab-client"
+CERT_DAYS = 3650
 SASL_URI = f"qemu+tcp://{HOST}:{SASL_PORT}/system"
 SASL_USER = "webkvm"
 START_TIMEOUT = 60.0  # cold start probes qemu capabilities: 5-15 s
@@ -162,7 +168,7 @@ def _answering(st: Path, daemon: str, timeout: float = 5) -> bool:
     if daemon == "virtlogd":
         return _socket_answers(VIRTLOGD_SOCK)
     if daemon == "libvirtd":
-        return _answers(TCP_URI, timeout=timeout) and _answers(UNIX_URI, timeout=timeout)
+        return all(_answers(uri, timeout=timeout) for uri in (TCP_URI, UNIX_URI, _tls_uri(st)))
     if daemon == "libvirtd_sasl":
         return _answers(SASL_URI, _sasl_env(st), timeout=timeout)
     return _sshd_host_keys(st) is not None
@@ -308,9 +314,75 @@ def _start_virtlogd(st: Path) -> None:
     _launch(st, "virtlogd", ["virtlogd", "-d", "-f", str(st / "virtlogd.conf"), "-p", str(st / "virtlogd.pid")])
 
 
+def _pki_files(pki: Path) -> dict[str, Path]:
+    return {"ca_cert": pki / "ca" / "cacert.pem", "ca_key": pki / "ca" / "cakey.pem",
+            "server_cert": pki / "server" / "servercert.pem", "server_key": pki / "server" / "serverkey.pem",
+            # Exactly what libvirt's pkipath= URI option reads.
+            "client_dir": pki / "client", "client_ca": pki / "client" / "cacert.pem",
+            "client_cert": pki / "client" / "clientcert.pem", "client_key": pki / "client" / "clientkey.pem"}
+
+
+def _issue(pki: Path, cert: Path, key: Path, subject: str, ext: str, ca: tuple[Path, Path] | None) -> None:
+    """A new EC P-256 key and certificate (self-signed if ca is None). Written under temporary
+    names and renamed, key first: a cert file never exists without its key."""
+    for d in (cert.parent, key.parent):
+        d.mkdir(parents=True, exist_ok=True)
+    tmp_cert, tmp_key = cert.with_name(f".{cert.name}.tmp"), key.with_name(f".{key.name}.tmp")
+    tmp_key.unlink(missing_ok=True)
+    os.close(os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # never readable by others
+    signer = ["-CA", str(ca[0]), "-CAkey", str(ca[1])] if ca else []
+    _run("openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", tmp_key, "-out", tmp_cert, "-subj", subject, "-days", str(CERT_DAYS), "-sha256",
+         "-config", pki / "openssl.cnf", "-extensions", ext, *signer)
+    tmp_key.chmod(0o600)
+    tmp_cert.chmod(0o644)
+    os.replace(tmp_key, key)
+    os.replace(tmp_cert, cert)
+
+
+def make_pki(pki: str | Path, host: str = HOST) -> list[str]:
+    """A private CA and the certificates it signs under pki/: ca/{cacert,cakey}.pem,
+    server/{servercert,serverkey}.pem (IP SAN host) and client/{cacert,clientcert,clientkey}.pem
+    (a pkipath= directory). Makes only what is missing; a new CA re-issues both certificates.
+    Returns what it made. Also used by tests to make a foreign CA."""
+    pki = Path(pki)
+    f = _pki_files(pki)
+    pki.mkdir(parents=True, exist_ok=True)
+    (pki / "ca").mkdir(exist_ok=True)
+    (pki / "ca").chmod(0o700)  # the CA key signs anything
+    _render("pki.cnf", pki / "openssl.cnf", PKI=str(pki), HOST=host)
+    made = []
+    ca = (f["ca_cert"], f["ca_key"])
+    if not all(p.is_file() for p in ca):
+        _issue(pki, *ca, "/O=webkvm lab/CN=webkvm lab CA", "ca_ext", None)
+        made.append("ca")
+    for name, subject, ext in (("server", f"/O=webkvm lab/CN={host}", "server_ext"),
+                               ("client", TLS_CLIENT_SUBJECT, "client_ext")):
+        pair = (f[f"{name}_cert"], f[f"{name}_key"])
+        if "ca" in made or not all(p.is_file() for p in pair):
+            _issue(pki, *pair, subject, ext, ca)
+            made.append(name)
+    ca_pem = f["ca_cert"].read_bytes()
+    if not f["client_ca"].is_file() or f["client_ca"].read_bytes() != ca_pem:
+        f["client_ca"].write_bytes(ca_pem)
+        f["client_ca"].chmod(0o644)
+    return made
+
+
+def _tls_uri(st: Path) -> str:
+    return f"qemu+tls://{HOST}:{TLS_PORT}/system?pkipath={quote(str(_pki_files(st / 'pki')['client_dir']))}"
+
+
+def _main_conf(st: Path) -> Path:
+    """Render the main libvirtd's config; returns its path."""
+    _render("libvirtd.conf", st / "libvirtd.conf", STATE=str(st), PKI=str(st / "pki"),
+            TLS_PORT=str(TLS_PORT), CLIENT_DN=TLS_CLIENT_DN, HOST_UUID=_host_uuid(st / "host_uuid"))
+    return st / "libvirtd.conf"
+
+
 def _start_main(st: Path) -> None:
-    _render("libvirtd.conf", st / "libvirtd.conf", STATE=str(st),
-            HOST_UUID=_host_uuid(st / "host_uuid"))
+    make_pki(st / "pki")
+    _main_conf(st)
     # Pinned to CPU 0: on these nested-KVM machines the qemu capability cache goes stale
     # when the probe runs on another CPU, adding ~8 s to every start.
     _launch(st, "libvirtd", ["taskset", "-c", "0", "libvirtd", "-d", "-l", "-f", str(st / "libvirtd.conf"),
@@ -439,6 +511,13 @@ def _up(st: Path) -> dict[str, Any]:
     saved = st / "ip_forward.saved"
     if not saved.exists():
         saved.write_text(Path("/proc/sys/net/ipv4/ip_forward").read_text())
+    # The main libvirtd reads its config and certificates only when it starts: restart a running one
+    # whose files changed (e.g. a lab started before TLS was added), so up() always converges.
+    conf = st / "libvirtd.conf"
+    old_conf = conf.read_text() if conf.exists() else None
+    made = make_pki(st / "pki")
+    if _pid(st, "libvirtd") and (made or _main_conf(st).read_text() != old_conf):
+        _stop(st, "libvirtd")
     deadline = time.monotonic() + START_TIMEOUT
     started: list[str] = []
     starters: dict[str, Callable[[Path], None]] = {
@@ -465,6 +544,7 @@ def _up(st: Path) -> dict[str, Any]:
         raise LabError(f"{ssh_uri} does not answer: {res.stderr.strip()}\n{_tail(*_logs(st, 'sshd'))}")
     caps = _virsh(TCP_URI, "capabilities").stdout
     p = _ssh_paths(st)
+    pkipath = str(_pki_files(st / "pki")["client_dir"])
     info: dict[str, Any] = {
         "domain_type": "kvm" if _kvm_usable() and "<domain type='kvm'" in caps else "qemu",
         "unix_uri": UNIX_URI,
@@ -474,6 +554,8 @@ def _up(st: Path) -> dict[str, Any]:
         "ssh": {"host": HOST, "port": SSH_PORT, "user": "root", "keyfile": str(p["key"]),
                 "known_hosts": str(p["known"]), "host_keys": host_keys,
                 "command": str(p["wrapper"]), "uri": ssh_uri},
+        "tls": {"uri": _tls_uri(st), "pkipath": pkipath, "port": TLS_PORT, "host": HOST,
+                "ca_cert": str(st / "pki" / "ca" / "cacert.pem"), "client_dn": TLS_CLIENT_DN},
         "pids": {name: _pid(st, name) for name in DAEMONS},
         "state_dir": str(st),
         "started_by_us": True,
