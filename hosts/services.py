@@ -14,6 +14,7 @@ from django.conf import settings
 from hosts.models import Host
 from virt.connections import HostConnection, HostStatus, Registry
 from virt.errors import Unreachable, VirtError
+from virt.locks import VMLocks
 from virt.ssh import SshIdentity, write_known_hosts
 
 T = TypeVar("T")
@@ -25,12 +26,33 @@ def connection(host: Host) -> HostConnection:
     return registry.host(str(host.pk), host.spec())
 
 
-def call(host: Host, fn: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
+def _checked_connection(host: Host) -> HostConnection:
     try:
-        conn = connection(host)
-    except ValueError as exc:
+        return connection(host)
+    except ValueError as exc:  # a stored value that no longer validates
         raise VirtError(str(exc)) from None
-    return conn.call(fn, timeout)
+
+
+def call(host: Host, fn: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
+    return _checked_connection(host).call(fn, timeout)
+
+
+vm_locks = VMLocks()
+
+
+def call_locked(host: Host, vm_uuid: str, fn: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
+    """Like call(), serialised per VM: a second operation on the same VM raises Busy at once.
+
+    The lock is released when fn really ends, even if that is after this request's deadline."""
+    key = str(host.pk)
+    vm_locks.acquire(key, vm_uuid)
+    try:
+        conn = _checked_connection(host)
+        future = conn.submit(vm_locks.releasing(key, vm_uuid, fn))
+    except BaseException:
+        vm_locks.release(key, vm_uuid)
+        raise
+    return conn.wait(future, timeout)
 
 
 def status(host: Host) -> HostStatus:

@@ -18,6 +18,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("hosts/", include("hosts.urls")),
+    path("instances/", include("instances.urls")),
     path("users/", include(users_patterns)),
     path("audit/", views.audit_log, name="audit"),
 ]

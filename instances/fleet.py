@@ -1,0 +1,103 @@
+"""The fleet: every VM a user may see on every host, gathered concurrently, filtered and sorted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import QueryDict
+
+from hosts import services
+from hosts.models import Host
+from virt.domains import STATES, ActivityMeter, DomainRow, list_domains
+from webkvm.models import VMGrant
+from webkvm.permissions import is_admin
+
+meter = ActivityMeter()
+
+SORT_KEYS = {
+    "name": lambda r: (r.row.name.lower(), r.host.name),
+    "host": lambda r: (r.host.name, r.row.name.lower()),
+    "state": lambda r: (r.row.state, r.row.name.lower()),
+    "vcpus": lambda r: (r.row.vcpus, r.row.name.lower()),
+    "memory": lambda r: (r.row.memory_kib, r.row.name.lower()),
+    "cpu": lambda r: (r.row.cpu_percent or 0.0, r.row.name.lower()),
+}
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    host: Host
+    row: DomainRow
+
+    @property
+    def key(self) -> str:
+        return f"{self.host.name}/{self.row.uuid}"
+
+
+@dataclass(frozen=True)
+class Filters:
+    host: str = ""
+    state: str = ""
+    q: str = ""
+    sort: str = "name"
+    descending: bool = False
+
+    @classmethod
+    def from_query(cls, query: QueryDict, host: str = "") -> Filters:
+        sort = query.get("sort", "name")
+        descending = sort.startswith("-")
+        sort = sort.lstrip("-")
+        state = query.get("state", "")
+        return cls(
+            host=host or query.get("host", "")[:63],
+            state=state if state in STATES else "",
+            q=query.get("q", "").strip()[:100],
+            sort=sort if sort in SORT_KEYS else "name",
+            descending=descending,
+        )
+
+    def matches(self, item: FleetRow) -> bool:
+        if self.state and item.row.state != self.state:
+            return False
+        q = self.q.lower()
+        return not q or q in item.row.name.lower() or q in item.row.uuid
+
+
+@dataclass
+class Fleet:
+    rows: list[FleetRow] = field(default_factory=list)
+    unreachable: list[tuple[Host, str]] = field(default_factory=list)
+    hosts: list[Host] = field(default_factory=list)
+    total: int = 0
+
+
+def visible_hosts(user: Any) -> tuple[list[Host], dict[int, set[str]] | None]:
+    """Hosts to query, and per host the UUIDs the user may see (None: everything, for admins)."""
+    if is_admin(user):
+        return list(Host.objects.all()), None
+    granted: dict[int, set[str]] = {}
+    for host_id, vm_uuid in VMGrant.objects.filter(user=user).values_list("host_id", "vm_uuid"):
+        granted.setdefault(host_id, set()).add(str(vm_uuid))
+    return list(Host.objects.filter(pk__in=granted)), granted
+
+
+def gather(user: Any, filters: Filters) -> Fleet:
+    """Ask every visible host at once (each with its own deadline), then filter and sort."""
+    hosts, granted = visible_hosts(user)
+    fleet = Fleet(hosts=hosts)
+    queried = [h for h in hosts if not filters.host or h.name == filters.host]
+    for outcome in services.call_many(queried, list_domains):
+        host = outcome.host
+        if not outcome.ok or outcome.value is None:
+            fleet.unreachable.append((host, outcome.error))
+            continue
+        allowed = None if granted is None else granted.get(host.pk, set())
+        rows = [r for r in outcome.value if allowed is None or r.uuid.lower() in allowed]
+        for row in meter.annotate(str(host.pk), rows):
+            fleet.total += 1
+            item = FleetRow(host, row)
+            if filters.matches(item):
+                fleet.rows.append(item)
+    fleet.rows.sort(key=SORT_KEYS[filters.sort], reverse=filters.descending)
+    return fleet

@@ -1,0 +1,41 @@
+"""One VM: its detail page and the counters its usage graphs poll."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from instances.fleet import meter
+from instances.lookup import vm_or_404
+from virt import lifecycle
+from virt.domains import domain_detail, domain_sample
+from virt.errors import VirtError
+from webkvm.permissions import can
+
+
+@require_GET
+def detail(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "view")
+    try:
+        info = ref.call(domain_detail)
+    except VirtError as exc:
+        return render(request, "instances/detail.html", {"ref": ref, "error": str(exc)}, status=503)
+    since = meter.state_since(str(ref.host.pk), info.uuid, info.state)
+    allowed = {p: can(request.user, p, host=ref.host, vm_uuid=ref.uuid) for p in ("power", "change", "delete")}
+    actions = [a for a in lifecycle.available(info.state_code, info.managed_save) if allowed[a.permission]]
+    return render(request, "instances/detail.html", {
+        "ref": ref, "vm": info, "actions": actions, "allowed": allowed, "since": since,
+    })
+
+
+@require_GET
+def stats(request: HttpRequest, host: str, vm: uuid.UUID) -> JsonResponse:
+    ref = vm_or_404(request, host, vm, "view")
+    try:
+        sample = ref.call(domain_sample)
+    except VirtError as exc:
+        return JsonResponse({"error": str(exc)}, status=503)
+    return JsonResponse(sample.as_dict())

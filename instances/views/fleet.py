@@ -1,0 +1,43 @@
+"""The fleet view across hosts, one host's VMs, and the JSON the page polls for live updates."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from hosts.models import Host
+from instances.fleet import SORT_KEYS, Filters, gather
+from virt.domains import STATES
+from webkvm.permissions import is_admin
+
+
+def _page(request: HttpRequest, filters: Filters, host: Host | None) -> HttpResponse:
+    fleet = gather(request.user, filters)
+    return render(request, "instances/list.html", {
+        "fleet": fleet, "filters": filters, "states": STATES, "sort_keys": list(SORT_KEYS),
+        "host": host, "is_admin": is_admin(request.user),
+    })
+
+
+@require_GET
+def fleet(request: HttpRequest) -> HttpResponse:
+    return _page(request, Filters.from_query(request.GET), None)
+
+
+@require_GET
+def host_fleet(request: HttpRequest, host: str) -> HttpResponse:
+    found = Host.objects.filter(name=host).first()
+    if found is None:
+        raise Http404("No such host.")
+    return _page(request, Filters.from_query(request.GET, host=found.name), found)
+
+
+@require_GET
+def rows(request: HttpRequest) -> JsonResponse:
+    """What changes without a reload: state, CPU, memory, autostart of every visible VM."""
+    fleet = gather(request.user, Filters.from_query(request.GET))
+    return JsonResponse({
+        "vms": {item.key: item.row.as_dict() for item in fleet.rows},
+        "unreachable": {host.name: error for host, error in fleet.unreachable},
+    })

@@ -1,0 +1,58 @@
+// Live usage graphs of one VM: polls stats.json and turns cumulative counters
+// (CPU time, disk and network bytes) into rates between two samples.
+(function () {
+  "use strict";
+  const box = document.getElementById("vm-usage");
+  if (!box || typeof Chart === "undefined") { return; }
+  const status = document.getElementById("vm-usage-status");
+  const stateLabel = document.getElementById("vm-state");
+  const maxPoints = 60;
+  function line(label, color) { return { label: label, data: [], borderColor: color, tension: 0.2, pointRadius: 0 }; }
+  const cpuChart = new Chart(document.getElementById("vm-cpu-chart"), {
+    type: "line",
+    data: { labels: [], datasets: [line("CPU %", "#1f5fbf")] },
+    options: { animation: false, scales: { y: { min: 0, max: 100 } } },
+  });
+  const ioChart = new Chart(document.getElementById("vm-io-chart"), {
+    type: "line",
+    data: { labels: [], datasets: [line("disk read KiB/s", "#137a3b"), line("disk write KiB/s", "#b54708"),
+                                   line("net in KiB/s", "#6941c6"), line("net out KiB/s", "#c11574")] },
+    options: { animation: false, scales: { y: { min: 0 } } },
+  });
+  let previous = null;
+  function rate(now, before, key, scale) {
+    if (!before || now[key] === null || before[key] === null || now.time <= before.time) { return null; }
+    return Math.max(0, (now[key] - before[key]) / (now.time - before.time) / scale);
+  }
+  function push(chart, label, values) {
+    chart.data.labels.push(label);
+    values.forEach((v, i) => chart.data.datasets[i].data.push(v === null ? null : Math.round(v * 10) / 10));
+    if (chart.data.labels.length > maxPoints) {
+      chart.data.labels.shift();
+      chart.data.datasets.forEach((d) => d.data.shift());
+    }
+    chart.update();
+  }
+  async function poll() {
+    if (document.visibilityState === "hidden") { return; }
+    try {
+      const response = await fetch(box.dataset.url, { credentials: "same-origin" });
+      const s = await response.json();
+      if (!response.ok) { throw new Error(s.error || response.statusText); }
+      let cpu = rate(s, previous, "cpu_time_ns", 1e9);
+      if (cpu !== null) { cpu = Math.min(100, 100 * cpu / Math.max(1, s.vcpus)); }
+      const label = new Date(s.time * 1000).toLocaleTimeString();
+      push(cpuChart, label, [cpu]);
+      push(ioChart, label, [rate(s, previous, "disk_read_bytes", 1024), rate(s, previous, "disk_write_bytes", 1024),
+                            rate(s, previous, "net_rx_bytes", 1024), rate(s, previous, "net_tx_bytes", 1024)]);
+      previous = s;
+      if (stateLabel && stateLabel.textContent !== s.state) { stateLabel.textContent = s.state + " (reload for actions)"; }
+      status.textContent = s.state + (cpu === null ? "" : ", CPU " + cpu.toFixed(1) + " %");
+      status.dataset.samples = String(cpuChart.data.labels.length);
+    } catch (error) {
+      status.textContent = "unavailable: " + error.message;
+    }
+  }
+  poll();
+  window.setInterval(poll, 2000);
+})();

@@ -1,0 +1,137 @@
+"""The power and housekeeping actions on one VM, with the state checks libvirt needs.
+
+Each action says which states allow it, so the page offers only what makes sense and a
+request that races a state change gets a sentence instead of libvirt's error code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import libvirt
+
+from virt.domains import state_name
+from virt.errors import InvalidInput, InvalidState
+
+RUNNING = frozenset({libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED})
+PAUSED = frozenset({libvirt.VIR_DOMAIN_PAUSED})
+OFF = frozenset({libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_NOSTATE})
+ACTIVE = frozenset({*RUNNING, *PAUSED, libvirt.VIR_DOMAIN_SHUTDOWN, libvirt.VIR_DOMAIN_PMSUSPENDED})
+ANY = frozenset({*ACTIVE, *OFF})
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    label: str
+    permission: str  # the grant it needs: power or change
+    states: frozenset[int]
+    run: Callable[[libvirt.virDomain], object]
+    confirm: str = ""  # non-empty: data can be lost, the user must confirm this sentence
+    timeout: float = 30.0  # seconds; starting or saving a large VM takes a while
+    needs_managed_save: bool | None = None  # True: only with a saved state; False: only without
+
+
+def _start(dom: libvirt.virDomain) -> None:
+    dom.create()  # restores a managed save image when there is one
+
+
+ACTIONS: dict[str, Action] = {a.name: a for a in [
+    Action("start", "Start", "power", OFF, _start, needs_managed_save=False),
+    Action("restore", "Restore saved state", "power", OFF, _start, needs_managed_save=True),
+    Action("shutdown", "Shut down", "power", RUNNING, lambda d: d.shutdown()),
+    Action("reboot", "Reboot", "power", RUNNING, lambda d: d.reboot(0)),
+    Action("suspend", "Pause", "power", RUNNING, lambda d: d.suspend()),
+    Action("resume", "Resume", "power", PAUSED, lambda d: d.resume()),
+    Action("managedsave", "Save state and stop", "power", RUNNING | PAUSED, lambda d: d.managedSave(0),
+           timeout=120.0),
+    Action("reset", "Reset", "power", RUNNING | PAUSED, lambda d: d.reset(0),
+           confirm="Reset restarts the VM at once, like the reset button: unsaved data in the guest is lost."),
+    Action("destroy", "Force off", "power", ACTIVE, lambda d: d.destroy(),
+           confirm="Force off cuts the power at once: unsaved data in the guest is lost."),
+    Action("discard-save", "Discard saved state", "power", OFF, lambda d: d.managedSaveRemove(0),
+           confirm="The saved memory image is deleted: the next start boots the VM from scratch.",
+           needs_managed_save=True),
+    Action("autostart-on", "Start with the host", "change", ANY, lambda d: d.setAutostart(1)),
+    Action("autostart-off", "Do not start with the host", "change", ANY, lambda d: d.setAutostart(0)),
+]}
+
+
+def available(state_code: int, managed_save: bool) -> list[Action]:
+    """The actions that make sense in this state, in the order the page shows them."""
+    return [a for a in ACTIONS.values() if state_code in a.states
+            and (a.needs_managed_save is None or a.needs_managed_save == managed_save)]
+
+
+def _check_state(dom: libvirt.virDomain, action: Action) -> None:
+    code = int(dom.state()[0])
+    if code not in action.states:
+        raise InvalidState(f"{dom.name()} is {state_name(code)}: '{action.label}' is not possible now.")
+    if action.needs_managed_save is not None:
+        saved = bool(dom.hasManagedSaveImage(0))
+        if saved != action.needs_managed_save:
+            raise InvalidState(f"{dom.name()} has {'a' if saved else 'no'} saved state: "
+                               f"'{action.label}' is not possible now.")
+
+
+def perform(dom: libvirt.virDomain, name: str) -> None:
+    """Run action `name` after checking the VM's current state."""
+    action = ACTIONS.get(name)
+    if action is None:
+        raise InvalidInput(f"Unknown action {name!r}.")
+    _check_state(dom, action)
+    action.run(dom)
+
+
+# ---- rename, title and description -----------------------------------------------------
+
+VM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+MAX_TITLE, MAX_DESCRIPTION = 200, 4000
+
+
+def validate_vm_name(name: str) -> str:
+    if not VM_NAME_RE.match(name):
+        raise InvalidInput("VM names start with a letter or digit and contain only letters, digits, "
+                           "'.', '_' and '-' (at most 63).")
+    return name
+
+
+def rename(dom: libvirt.virDomain, new_name: str) -> None:
+    """libvirt renames only inactive, persistent VMs; the name must be free on the host."""
+    validate_vm_name(new_name)
+    if int(dom.state()[0]) not in OFF:
+        raise InvalidState(f"{dom.name()} is running: shut it off before renaming it.")
+    if new_name == dom.name():
+        return
+    try:
+        dom.connect().lookupByName(new_name)
+    except libvirt.libvirtError:
+        pass
+    else:
+        raise InvalidInput(f"A VM named {new_name} already exists on this host.")
+    dom.rename(new_name, 0)
+
+
+def _clean_text(value: str, limit: int, what: str) -> str:
+    value = value.strip()
+    if len(value) > limit:
+        raise InvalidInput(f"{what} is limited to {limit} characters.")
+    if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+        raise InvalidInput(f"{what} contains control characters.")
+    return value
+
+
+def describe(dom: libvirt.virDomain, title: str, description: str) -> None:
+    """Set title (one line) and description; on a running VM both the live and the saved definition."""
+    title = _clean_text(title, MAX_TITLE, "The title")
+    if "\n" in title:
+        raise InvalidInput("The title is one line.")
+    description = _clean_text(description, MAX_DESCRIPTION, "The description")
+    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    if dom.isActive():
+        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+    # libvirt removes the element when given None, so an emptied field leaves no trace.
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_TITLE, title or None, None, None, flags)
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, description or None, None, None, flags)
