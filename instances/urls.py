@@ -1,6 +1,6 @@
 from django.urls import path
 
-from instances.views import actions, detail, fleet
+from instances.views import actions, create, delete, detail, flavors, fleet
 
 app_name = "instances"
 urlpatterns = [
@@ -15,4 +15,10 @@ urlpatterns = [
     path("<slug:host>/<uuid:vm>/rename/", actions.rename, name="rename"),
     path("<slug:host>/<uuid:vm>/describe/", actions.describe, name="describe"),
     # Create, delete and flavors: instances/views/create.py, delete.py, flavors.py.
+    path("new/", create.create, name="create"),  # ?host=NAME&flavor=ID
+    path("flavors/", flavors.flavor_list, name="flavors"),
+    path("flavors/new/", flavors.flavor_create, name="flavor_create"),
+    path("flavors/<int:pk>/edit/", flavors.flavor_edit, name="flavor_edit"),
+    path("flavors/<int:pk>/delete/", flavors.flavor_delete, name="flavor_delete"),
+    path("<slug:host>/<uuid:vm>/delete/", delete.delete, name="delete"),
 ]

@@ -1,0 +1,477 @@
+"""Creating and deleting VMs, and flavors, on libvirt's test driver; libvirt is asked afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import libvirt
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from hosts import services
+from hosts.models import Host
+from instances.models import Flavor
+from tests.conftest import PASSWORD, WEB_01_UUID
+from virt.capabilities import BIOS, UEFI, _domcaps_facts, host_offer
+from virt.create import NIC, DiskSource, NewVM, NewVolume, PoolVolume, build_domain_xml, create_vm, volume_name
+from virt.delete import delete_vm, undefine
+from virt.errors import InvalidInput, VirtError
+from virt.xml import Domain, parse_xml
+from webkvm.models import AuditEvent, VMGrant
+
+pytestmark = pytest.mark.django_db
+XSS_UUID = "33333333-3333-4333-8333-333333333333"
+CREATE_URL = reverse("instances:create") + "?host=testhost"
+
+# A valid form post; tests change one value at a time.
+GOOD_FORM = {
+    "name": "app-01", "vcpus": "2", "memory_mib": "512", "firmware": "bios", "machine": "", "cpu_mode": "host-model",
+    "disk_source": "new", "disk_pool": "images", "disk_size_gib": "2", "disk_format": "qcow2",
+    "existing_volume": "", "iso": "", "nic1_source": "network:lan", "nic1_model": "virtio",
+    "nic2_source": "", "nic2_model": "virtio", "nic3_source": "", "nic3_model": "virtio",
+}
+
+
+def world(host: Host) -> tuple[list[str], list[str]]:
+    """What libvirt has: domain names and volume names in pool images."""
+    def look(conn: libvirt.virConnect) -> tuple[list[str], list[str]]:
+        return (sorted(d.name() for d in conn.listAllDomains()),
+                sorted(conn.storagePoolLookupByName("images").listVolumes()))
+    return services.call(host, look)
+
+
+def add_volume(host: Host, name: str, size: int = 1 << 20) -> None:
+    xml = f"<volume><name>{name}</name><capacity>{size}</capacity></volume>"
+    services.call(host, lambda conn: conn.storagePoolLookupByName("images").createXML(xml, 0).name())
+
+
+def make_vm(host: Host, name: str = "doomed", **changes: Any) -> str:
+    spec = NewVM(name=name, vcpus=1, memory_mib=64, disk=NewVolume("images", 64), domain_type="test", **changes)
+    return services.call(host, lambda conn: create_vm(conn, spec).UUIDString())
+
+
+def vm_events(action: str = "vm.create") -> list[tuple[str, str]]:
+    return list(AuditEvent.objects.filter(action=action).order_by("id").values_list("object_name", "result"))
+
+
+# --- the virt layer -------------------------------------------------------------
+
+
+def test_offer_of_the_test_driver(test_host: Host) -> None:
+    offer = services.call(test_host, host_offer)
+    assert offer.domain_type == "test" and offer.arch == "x86_64"
+    assert offer.firmwares == (BIOS,)  # getDomainCapabilities is not supported there
+    assert offer.cpu_modes == ("host-passthrough", "host-model", "default")
+    assert [p.name for p in offer.pools] == ["images"] and offer.pools[0].available_bytes == 100 << 30
+    assert offer.networks == ("lan",) and offer.bridges == ()
+    assert {"web-01", "db-01"} <= offer.domain_names
+
+
+def test_domain_capabilities_decide_uefi_and_cpu_modes() -> None:
+    domcaps = parse_xml("""<domainCapabilities><vcpu max='288'/>
+      <os supported='yes'><enum name='firmware'><value>efi</value></enum></os>
+      <cpu><mode name='host-passthrough' supported='yes'/><mode name='maximum' supported='no'/>
+           <mode name='host-model' supported='yes'/><mode name='custom' supported='yes'/></cpu>
+    </domainCapabilities>""")
+    assert _domcaps_facts(domcaps) == ((BIOS, UEFI), ("host-passthrough", "host-model", "default"), 288)
+    no_firmware = parse_xml("<domainCapabilities><os supported='yes'><enum name='firmware'/></os></domainCapabilities>")
+    assert _domcaps_facts(no_firmware)[0] == (BIOS,)
+
+
+def test_domain_xml_is_built_from_typed_objects() -> None:
+    spec = NewVM(name="web-9", vcpus=2, memory_mib=1024, disk=NewVolume("images", 10), firmware=UEFI,
+                 machine="pc-q35-7.2", cpu_mode="host-passthrough", iso=PoolVolume("isos", "d.iso"),
+                 nics=(NIC(network="lan"), NIC(bridge="br0", model="e1000e")))
+    xml = build_domain_xml(spec, DiskSource("file", path="/img/web-9.qcow2", format="qcow2"),
+                           DiskSource("file", path="/iso/d.iso", format="raw"))
+    dom = Domain.from_xml(xml)
+    assert (dom.type, dom.name, dom.vcpus, dom.memory) == ("kvm", "web-9", 2, 1024 * 1024)
+    assert (dom.os.arch, dom.os.machine, dom.os.firmware, dom.cpu_mode) == ("x86_64", "pc-q35-7.2", "efi",
+                                                                            "host-passthrough")
+    assert dom.os.boot_devices == ["cdrom", "hd"]
+    assert [(d.device, d.source_file, d.target_bus, d.readonly) for d in dom.disks] == [
+        ("disk", "/img/web-9.qcow2", "virtio", False), ("cdrom", "/iso/d.iso", "sata", True)]
+    assert [(i.type, i.source_network or i.source_bridge, i.model) for i in dom.interfaces] == [
+        ("network", "lan", "virtio"), ("bridge", "br0", "e1000e")]
+    vnc = dom.graphics[0]
+    assert (vnc.type, vnc.listen, vnc.autoport) == ("vnc", "127.0.0.1", True)
+    assert [s.type for s in dom.serials] == ["pty"] and dom.consoles[0].target_type == "serial"
+
+
+def test_spec_refuses_junk_even_without_the_form() -> None:
+    for bad in ("a/b", "<b>x</b>", "", "x" * 64, "-rf"):
+        spec = NewVM(name=bad, vcpus=1, memory_mib=64, disk=NewVolume("images", 1))
+        assert spec.problems(), bad
+    assert NewVM(name="ok", vcpus=0, memory_mib=0, disk=NewVolume("p", 0, "vmdk"), nics=(NIC(),)).problems()
+
+
+def test_volume_names_never_reuse_an_existing_one() -> None:
+    assert volume_name(set(), "vm", "qcow2") == "vm.qcow2"
+    assert volume_name({"vm.img", "vm-2.img"}, "vm", "raw") == "vm-3.img"
+
+
+def test_create_vm_defines_without_starting(test_host: Host) -> None:
+    uuid = make_vm(test_host, "fresh")
+    state, volumes = services.call(test_host, lambda conn: (conn.lookupByUUIDString(uuid).isActive(),
+                                                            conn.storagePoolLookupByName("images").listVolumes()))
+    assert not state and volumes == ["fresh.qcow2"]
+
+
+def test_create_vm_refuses_an_existing_name_before_making_anything(test_host: Host) -> None:
+    before = world(test_host)
+    with pytest.raises(InvalidInput, match="already exists"):
+        make_vm(test_host, "web-01")
+    assert world(test_host) == before
+
+
+def test_failed_define_removes_the_new_volume(test_host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = world(test_host)
+
+    def refuse(self: libvirt.virConnect, xml: str, flags: int = 0) -> None:
+        raise libvirt.libvirtError("XML error: refused by this test")
+
+    monkeypatch.setattr(libvirt.virConnect, "defineXMLFlags", refuse)
+    with pytest.raises(VirtError, match="refused by this test"):
+        make_vm(test_host, "half-made")
+    assert world(test_host) == before
+
+
+def test_failed_start_removes_definition_and_volume(test_host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = world(test_host)
+
+    def refuse(self: libvirt.virDomain, flags: int = 0) -> None:
+        raise libvirt.libvirtError("not enough memory (this test)")
+
+    monkeypatch.setattr(libvirt.virDomain, "create", refuse)
+    spec = NewVM(name="no-start", vcpus=1, memory_mib=64, disk=NewVolume("images", 8), domain_type="test")
+    with pytest.raises(VirtError, match="not enough memory"):
+        services.call(test_host, lambda conn: create_vm(conn, spec, start=True))
+    assert world(test_host) == before
+
+
+def test_undefine_falls_back_to_the_flags_the_driver_knows(test_host: Host) -> None:
+    uuid = make_vm(test_host, "plain")
+    services.call(test_host, lambda conn: undefine(conn.lookupByUUIDString(uuid)))  # test driver refuses NVRAM
+    assert "plain" not in world(test_host)[0]
+
+
+def test_delete_vm_only_deletes_volumes_of_that_vm(test_host: Host) -> None:
+    add_volume(test_host, "precious.img")
+    uuid = make_vm(test_host, "victim")
+    with pytest.raises(InvalidInput, match="not disks of this VM"):
+        services.call(test_host, lambda conn: delete_vm(conn.lookupByUUIDString(uuid),
+                                                        ["/var/lib/libvirt/images/precious.img"]))
+    assert world(test_host) == (["<img src=x onerror=alert(1)>", "db-01", "victim", "web-01"],
+                                ["precious.img", "victim.qcow2"])
+
+
+# --- the create page ------------------------------------------------------------
+
+
+def test_one_host_goes_straight_to_the_form(admin_client: Client, test_host: Host) -> None:
+    response = admin_client.get(reverse("instances:create"))
+    assert response.status_code == 302 and response["Location"].endswith("?host=testhost")
+
+
+def test_several_hosts_are_offered_to_choose_from(admin_client: Client, test_host: Host) -> None:
+    Host.objects.create(name="other", transport="local", path="system")
+    page = admin_client.get(reverse("instances:create")).content.decode()
+    assert "?host=testhost" in page and "?host=other" in page
+
+
+def test_form_offers_only_what_the_host_has(admin_client: Client, test_host: Host) -> None:
+    add_volume(test_host, "debian-12.iso")
+    response = admin_client.get(CREATE_URL)
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert [c[0] for c in form.fields["firmware"].choices] == ["bios"]
+    assert [c[0] for c in form.fields["nic1_source"].choices] == ["", "network:lan"]
+    assert [c[0] for c in form.fields["iso"].choices] == ["", "images/debian-12.iso"]
+    assert form["nic1_source"].value() == "network:lan"  # one NIC on the first network by default
+
+
+def test_create_then_land_on_the_detail_page(admin_client: Client, test_host: Host) -> None:
+    add_volume(test_host, "debian-12.iso")
+    response = admin_client.post(CREATE_URL, {**GOOD_FORM, "iso": "images/debian-12.iso", "start": "on"})
+    assert response.status_code == 302, response.context and response.context["form"].errors
+    uuid = response["Location"].rstrip("/").split("/")[-1]
+    assert response["Location"] == reverse("instances:detail", args=["testhost", uuid])
+
+    def facts(conn: libvirt.virConnect) -> tuple[bool, Domain]:
+        dom = conn.lookupByUUIDString(uuid)
+        return bool(dom.isActive()), Domain.from_xml(dom.XMLDesc(0))
+
+    running, dom = services.call(test_host, facts)
+    assert running and dom.name == "app-01" and dom.memory == 512 * 1024 and dom.vcpus == 2
+    assert [d.source_file for d in dom.disks] == ["/var/lib/libvirt/images/app-01.qcow2",
+                                                  "/var/lib/libvirt/images/debian-12.iso"]
+    assert [i.source_network for i in dom.interfaces] == ["lan"]
+    assert vm_events() == [("app-01", "ok")]
+
+
+def test_create_from_an_existing_volume(admin_client: Client, test_host: Host) -> None:
+    add_volume(test_host, "golden.img", 1 << 30)
+    data = {**GOOD_FORM, "disk_source": "existing", "existing_volume": "images/golden.img", "disk_pool": "",
+            "disk_size_gib": "", "nic1_source": ""}
+    assert admin_client.post(CREATE_URL, data).status_code == 302
+    assert world(test_host)[1] == ["golden.img"]  # no new volume
+    xml = services.call(test_host, lambda conn: conn.lookupByName("app-01").XMLDesc(0))
+    assert Domain.from_xml(xml).disks[0].source_file == "/var/lib/libvirt/images/golden.img"
+
+
+BAD_INPUT = [
+    ("name", {"name": "web-01"}),  # duplicate
+    ("name", {"name": "a/b"}),
+    ("name", {"name": "<b>x</b>"}),
+    ("name", {"name": "<img src=x onerror=alert(1)>"}),
+    ("name", {"name": "../../etc/passwd"}),
+    ("name", {"name": "x" * 5000}),
+    ("name", {"name": ""}),
+    ("memory_mib", {"memory_mib": "0"}),
+    ("memory_mib", {"memory_mib": str(10**9)}),
+    ("memory_mib", {"memory_mib": "99999999999999999999999"}),
+    ("memory_mib", {"memory_mib": "-5"}),
+    ("vcpus", {"vcpus": "0"}),
+    ("vcpus", {"vcpus": "many"}),
+    ("disk_size_gib", {"disk_size_gib": "200"}),  # the pool has 100 GiB free
+    ("disk_size_gib", {"disk_size_gib": "-1"}),
+    ("disk_size_gib", {"disk_size_gib": ""}),
+    ("disk_pool", {"disk_pool": "nowhere"}),
+    ("disk_pool", {"disk_pool": "../images"}),
+    ("nic1_source", {"nic1_source": "network:nonet"}),
+    ("nic1_source", {"nic1_source": "bridge:br0"}),  # the test driver has no bridges
+    ("nic2_model", {"nic2_source": "network:lan", "nic2_model": "<script>"}),
+    ("firmware", {"firmware": "efi"}),  # not offered by this host
+    ("machine", {"machine": "pc'/><qemu:commandline"}),
+    ("cpu_mode", {"cpu_mode": "custom"}),
+    ("disk_format", {"disk_format": "vmdk"}),
+    ("existing_volume", {"disk_source": "existing", "existing_volume": ""}),
+    ("existing_volume", {"disk_source": "existing", "existing_volume": "images/../../etc/shadow"}),
+    ("iso", {"iso": "images/nothere.iso"}),
+]
+
+
+@pytest.mark.parametrize(("field", "change"), BAD_INPUT, ids=[f"{f}={list(c.values())[-1][:20]}" for f, c in BAD_INPUT])
+def test_bad_input_is_a_field_error_and_creates_nothing(admin_client: Client, test_host: Host, field: str,
+                                                        change: dict[str, str]) -> None:
+    before = world(test_host)
+    response = admin_client.post(CREATE_URL, {**GOOD_FORM, **change})
+    assert response.status_code == 200
+    assert field in response.context["form"].errors
+    assert 'class="field-error"' in response.content.decode()
+    assert world(test_host) == before
+    assert vm_events() == []
+
+
+def test_empty_post_is_field_errors_not_a_500(admin_client: Client, test_host: Host) -> None:
+    response = admin_client.post(CREATE_URL, {})
+    assert response.status_code == 200 and {"name", "vcpus", "memory_mib"} <= set(response.context["form"].errors)
+
+
+def test_markup_in_a_name_is_shown_escaped(admin_client: Client, test_host: Host) -> None:
+    page = admin_client.post(CREATE_URL, {**GOOD_FORM, "name": "<img src=x onerror=alert(1)>"}).content.decode()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_a_failure_half_way_is_shown_in_words_and_leaves_nothing(admin_client: Client, test_host: Host,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    before = world(test_host)
+
+    def refuse(self: libvirt.virConnect, xml: str, flags: int = 0) -> None:
+        raise libvirt.libvirtError("XML error: refused by this test")
+
+    monkeypatch.setattr(libvirt.virConnect, "defineXMLFlags", refuse)
+    response = admin_client.post(CREATE_URL, GOOD_FORM)
+    assert response.status_code == 200
+    assert "did not create the VM: XML error: refused by this test" in response.content.decode()
+    assert world(test_host) == before
+    assert vm_events() == [("app-01", "failed")]
+
+
+def test_an_unreachable_host_is_a_message_not_a_500(admin_client: Client, test_host: Host) -> None:
+    Host.objects.create(name="dead", transport="tcp", hostname="127.0.0.1", port=1, insecure_tcp=True)
+    response = admin_client.get(reverse("instances:create") + "?host=dead")
+    assert response.status_code == 503 and "connection refused" in response.content.decode()
+    response = admin_client.post(reverse("instances:create") + "?host=dead", GOOD_FORM)
+    assert response.status_code == 503 and vm_events() == [("app-01", "failed")]
+    assert admin_client.get(reverse("instances:create") + "?host=nope").status_code == 404
+
+
+# --- flavors --------------------------------------------------------------------
+
+
+def test_flavor_crud_is_audited(admin_client: Client) -> None:
+    form = {"name": "m1.small", "vcpus": "1", "memory_mib": "2048", "disk_gib": "20", "description": "small"}
+    assert admin_client.post(reverse("instances:flavor_create"), form).status_code == 302
+    flavor = Flavor.objects.get(name="m1.small")
+    edit = reverse("instances:flavor_edit", args=[flavor.pk])
+    assert admin_client.post(edit, {**form, "vcpus": "2"}).status_code == 302
+    flavor.refresh_from_db()
+    assert flavor.vcpus == 2
+    assert "m1.small" in admin_client.get(reverse("instances:flavors")).content.decode()
+    assert admin_client.get(reverse("instances:flavor_delete", args=[flavor.pk])).status_code == 200
+    assert admin_client.post(reverse("instances:flavor_delete", args=[flavor.pk])).status_code == 302
+    assert not Flavor.objects.exists()
+    assert list(AuditEvent.objects.filter(action__startswith="flavor.").order_by("id")
+                .values_list("action", flat=True)) == [
+        "flavor.create", "flavor.update", "flavor.delete"]
+
+
+@pytest.mark.parametrize("change", [{"name": "<b>x</b>"}, {"vcpus": "0"}, {"memory_mib": "0"},
+                                    {"memory_mib": str(10**12)}, {"disk_gib": "0"}, {"name": ""}])
+def test_bad_flavors_are_field_errors(admin_client: Client, change: dict[str, str]) -> None:
+    form = {"name": "m1.tiny", "vcpus": "1", "memory_mib": "512", "disk_gib": "1", **change}
+    response = admin_client.post(reverse("instances:flavor_create"), form)
+    assert response.status_code == 200 and set(change) <= set(response.context["form"].errors)
+    assert not Flavor.objects.exists()
+
+
+def test_create_from_a_flavor_in_two_clicks(admin_client: Client, test_host: Host) -> None:
+    flavor = Flavor.objects.create(name="m1.medium", vcpus=4, memory_mib=4096, disk_gib=40)
+    listing = admin_client.get(reverse("instances:flavors")).content.decode()
+    link = f"{reverse('instances:create')}?flavor={flavor.pk}"
+    assert link in listing
+    form_page = admin_client.get(link, follow=True)  # one host: straight to its form
+    form = form_page.context["form"]
+    assert (form["vcpus"].value(), form["memory_mib"].value(), form["disk_size_gib"].value()) == (4, 4096, 40)
+    # Junk flavor ids pre-fill nothing and never fail.
+    for junk in ("abc", "999", "-1", "1e3"):
+        assert admin_client.get(f"{CREATE_URL}&flavor={junk}").status_code == 200
+
+
+# --- delete ---------------------------------------------------------------------
+
+
+def test_confirmation_lists_the_volumes(admin_client: Client, test_host: Host) -> None:
+    add_volume(test_host, "installer.iso")
+    uuid = make_vm(test_host, "listed", iso=PoolVolume("images", "installer.iso"))
+    page = admin_client.get(reverse("instances:delete", args=["testhost", uuid]))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert [v.name for v in page.context["deletable"]] == ["listed.qcow2"]
+    assert [v.name for v in page.context["kept"]] == ["installer.iso"]  # CD-ROM images are never offered
+    assert 'value="/var/lib/libvirt/images/listed.qcow2"' in html and "force_off" not in html
+
+
+def test_delete_with_its_volume(admin_client: Client, test_host: Host) -> None:
+    uuid = make_vm(test_host, "gone")
+    grantee = VMGrant.objects.create(user=_user("bob"), host=test_host, vm_uuid=uuid, can_delete=True)
+    response = admin_client.post(reverse("instances:delete", args=["testhost", uuid]),
+                                 {"volume": "/var/lib/libvirt/images/gone.qcow2"})
+    assert response.status_code == 302 and response["Location"] == reverse("instances:host", args=["testhost"])
+    assert world(test_host) == (["<img src=x onerror=alert(1)>", "db-01", "web-01"], [])
+    assert vm_events("vm.delete") == [("gone", "ok")]
+    assert not VMGrant.objects.filter(pk=grantee.pk).exists()
+
+
+def test_delete_keeping_the_volume(admin_client: Client, test_host: Host) -> None:
+    uuid = make_vm(test_host, "kept")
+    assert admin_client.post(reverse("instances:delete", args=["testhost", uuid])).status_code == 302
+    assert world(test_host)[1] == ["kept.qcow2"]
+    assert "kept" not in world(test_host)[0]
+
+
+def test_a_running_vm_is_refused_unless_forced_off(admin_client: Client, test_host: Host) -> None:
+    url = reverse("instances:delete", args=["testhost", WEB_01_UUID])
+    assert 'name="force_off"' in admin_client.get(url).content.decode()
+    refused = admin_client.post(url, follow=True)
+    assert "web-01 is running" in refused.content.decode()
+    assert "web-01" in world(test_host)[0]
+    assert vm_events("vm.delete") == [(WEB_01_UUID, "failed")]
+    assert admin_client.post(url, {"force_off": "1"}).status_code == 302
+    assert "web-01" not in world(test_host)[0]
+    assert vm_events("vm.delete")[-1] == ("web-01", "ok")
+
+
+def test_a_foreign_volume_key_deletes_nothing(admin_client: Client, test_host: Host) -> None:
+    add_volume(test_host, "other.img")
+    uuid = make_vm(test_host, "mine")
+    before = world(test_host)
+    response = admin_client.post(reverse("instances:delete", args=["testhost", uuid]),
+                                 {"volume": "/var/lib/libvirt/images/other.img"}, follow=True)
+    assert "not disks of this VM" in response.content.decode()
+    assert world(test_host) == before
+
+
+def test_delete_while_another_action_runs_is_busy(admin_client: Client, test_host: Host) -> None:
+    uuid = make_vm(test_host, "locked")
+    services.vm_locks.acquire(str(test_host.pk), uuid)
+    try:
+        response = admin_client.post(reverse("instances:delete", args=["testhost", uuid]), follow=True)
+    finally:
+        services.vm_locks.release(str(test_host.pk), uuid)
+    assert response.status_code == 200 and "Busy" in response.content.decode()
+    assert "locked" in world(test_host)[0]
+    assert vm_events("vm.delete") == [(uuid, "failed")]
+
+
+def test_delete_page_escapes_the_vm_name(admin_client: Client, test_host: Host) -> None:
+    html = admin_client.get(reverse("instances:delete", args=["testhost", XSS_UUID])).content.decode()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and "<img src=x" not in html
+
+
+def test_unknown_vm_is_404(admin_client: Client, test_host: Host) -> None:
+    url = reverse("instances:delete", args=["testhost", "99999999-9999-4999-8999-999999999999"])
+    assert admin_client.get(url).status_code == 404
+    assert admin_client.post(url).status_code == 404
+
+
+# --- permissions ----------------------------------------------------------------
+
+
+def _user(name: str) -> Any:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(name, "", PASSWORD)
+
+
+ADMIN_ONLY = [
+    ("get", "instances:create", [], None),
+    ("post", "instances:create", [], GOOD_FORM),
+    ("get", "instances:flavors", [], None),
+    ("get", "instances:flavor_create", [], None),
+    ("post", "instances:flavor_create", [], {"name": "x1", "vcpus": "1", "memory_mib": "64", "disk_gib": "1"}),
+    ("get", "instances:flavor_edit", ["FLAVOR"], None),
+    ("post", "instances:flavor_edit", ["FLAVOR"], {"name": "x2", "vcpus": "1", "memory_mib": "64", "disk_gib": "1"}),
+    ("get", "instances:flavor_delete", ["FLAVOR"], None),
+    ("post", "instances:flavor_delete", ["FLAVOR"], {}),
+]
+
+
+@pytest.mark.parametrize(("method", "name", "args", "data"), ADMIN_ONLY, ids=[f"{m} {n}" for m, n, _, _ in ADMIN_ONLY])
+def test_create_and_flavors_are_admin_only(personas: dict[str, Client], test_host: Host, method: str, name: str,
+                                           args: list[str], data: dict[str, str] | None) -> None:
+    flavor = Flavor.objects.create(name="m1.x", vcpus=1, memory_mib=64, disk_gib=1)
+    url = reverse(name, args=[flavor.pk if a == "FLAVOR" else a for a in args])
+    if name == "instances:create":
+        url += "?host=testhost"
+    for persona in ("user", "outsider"):
+        assert getattr(personas[persona], method)(url, data or {}).status_code == 403, persona
+    anonymous = getattr(personas["anonymous"], method)(url, data or {})
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
+    assert Flavor.objects.filter(name="m1.x").exists() and world(test_host)[1] == []
+    assert AuditEvent.objects.filter(result="denied").count() == 2  # one per refused persona
+    assert getattr(personas["admin"], method)(url, data or {}).status_code in (200, 302)
+
+
+def test_delete_needs_the_delete_grant(personas: dict[str, Client], test_host: Host, granted_user: Any) -> None:
+    url = reverse("instances:delete", args=["testhost", WEB_01_UUID])
+    # granted_user may view, use the console and power web-01, but not delete it.
+    for persona in ("user", "outsider"):
+        assert personas[persona].get(url).status_code == 403
+        assert personas[persona].post(url, {"force_off": "1"}).status_code == 403
+    assert personas["anonymous"].post(url).status_code == 302
+    assert "web-01" in world(test_host)[0]
+    VMGrant.objects.filter(user=granted_user).update(can_delete=True)
+    assert personas["user"].get(url).status_code == 200
+    assert personas["user"].post(url, {"force_off": "1"}).status_code == 302
+    assert "web-01" not in world(test_host)[0]
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_other_methods_are_405(admin_client: Client, test_host: Host, method: str) -> None:
+    assert getattr(admin_client, method)(CREATE_URL).status_code == 405
+    assert getattr(admin_client, method)(reverse("instances:delete", args=["testhost", WEB_01_UUID])).status_code == 405
+    assert getattr(admin_client, method)(reverse("instances:flavors")).status_code == 405
+    assert "web-01" in world(test_host)[0]

@@ -1,0 +1,254 @@
+"""Creating a VM from a typed spec: boot volume, definition, optional start; undone on failure.
+
+The domain XML is built only through the typed objects of virt.xml, so every value from a
+form lands in an attribute or text node (escaped by lxml), never in markup.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import libvirt
+
+from virt.capabilities import ARCH, BIOS, CPU_DEFAULT, UEFI
+from virt.delete import undefine
+from virt.errors import InvalidInput, InvalidState, VirtError, translate
+from virt.xml.domain import Console, Disk, Domain, Graphics, Interface, Serial
+from virt.xml.storage import StorageVolume
+
+log = logging.getLogger(__name__)
+
+# Letters, digits, dot, dash, underscore: safe in URLs, file names and libvirt alike.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9._-]*$")
+MIB = 1 << 20
+MIN_MEMORY_MIB = 16
+MAX_MEMORY_MIB = 16 << 20  # 16 TiB: anything above is a typo, whatever the host has
+MAX_VCPUS = 4096
+DISK_FORMATS = ("qcow2", "raw")
+NIC_MODELS = ("virtio", "e1000e", "e1000", "rtl8139")
+CPU_MODES = ("host-passthrough", "host-model", "maximum", CPU_DEFAULT)
+VNC_LISTEN = "127.0.0.1"  # consoles reach it through the panel's proxy, never directly
+# Image formats qemu can boot from; anything else a pool reports (e.g. "iso") is read as raw.
+_QEMU_FORMATS = {"raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vpc", "vhdx"}
+
+
+@dataclass(frozen=True)
+class NewVolume:
+    pool: str
+    size_mib: int
+    format: str = "qcow2"
+
+
+@dataclass(frozen=True)
+class PoolVolume:
+    """An existing volume, by pool and name."""
+
+    pool: str
+    volume: str
+
+
+@dataclass(frozen=True)
+class NIC:
+    network: str = ""  # a libvirt virtual network, or
+    bridge: str = ""  # a host bridge
+    model: str = "virtio"
+
+
+@dataclass(frozen=True)
+class NewVM:
+    name: str
+    vcpus: int
+    memory_mib: int
+    disk: NewVolume | PoolVolume
+    firmware: str = BIOS
+    machine: str = ""  # empty: the hypervisor's default machine type
+    cpu_mode: str = CPU_DEFAULT
+    iso: PoolVolume | None = None
+    nics: tuple[NIC, ...] = ()
+    domain_type: str = "kvm"
+    arch: str = ARCH
+
+    def problems(self) -> list[str]:
+        """Checks that hold on any host (the form checks the host's own limits first)."""
+        found = []
+        if not NAME_RE.match(self.name):
+            found.append("name: use letters, digits, '.', '-' and '_' (at most 63, starting with a letter or digit)")
+        if not 1 <= self.vcpus <= MAX_VCPUS:
+            found.append(f"vCPUs: between 1 and {MAX_VCPUS}")
+        if not MIN_MEMORY_MIB <= self.memory_mib <= MAX_MEMORY_MIB:
+            found.append(f"memory: between {MIN_MEMORY_MIB} MiB and {MAX_MEMORY_MIB} MiB")
+        if self.firmware not in (BIOS, UEFI):
+            found.append("firmware: bios or efi")
+        if self.cpu_mode not in CPU_MODES:
+            found.append("CPU mode: unknown")
+        if not _TOKEN_RE.match(self.machine) or not _TOKEN_RE.match(self.domain_type):
+            found.append("machine or domain type: unexpected characters")
+        if isinstance(self.disk, NewVolume):
+            if self.disk.format not in DISK_FORMATS:
+                found.append("disk format: qcow2 or raw")
+            if self.disk.size_mib < 1:
+                found.append("disk size: at least 1 MiB")
+        for nic in self.nics:
+            if bool(nic.network) == bool(nic.bridge) or nic.model not in NIC_MODELS:
+                found.append("network interface: one network or one bridge, and a known model")
+        return found
+
+
+@dataclass(frozen=True)
+class DiskSource:
+    """Where a disk's data lives, in the shape a <disk> element needs."""
+
+    kind: str  # file, block, volume
+    path: str = ""
+    pool: str = ""
+    volume: str = ""
+    format: str = "raw"
+
+
+def _source_of(vol: libvirt.virStorageVol, pool_name: str) -> DiskSource:
+    desc = StorageVolume.from_xml(vol.XMLDesc(0))
+    fmt = desc.format if desc.format in _QEMU_FORMATS else "raw"
+    if desc.type in (None, "file") and desc.target_path:
+        return DiskSource("file", path=desc.target_path, format=fmt)
+    if desc.type == "block" and desc.target_path:
+        return DiskSource("block", path=desc.target_path, format=fmt)
+    return DiskSource("volume", pool=pool_name, volume=vol.name(), format=fmt)
+
+
+def disk_source(conn: libvirt.virConnect, ref: PoolVolume) -> DiskSource:
+    vol = conn.storagePoolLookupByName(ref.pool).storageVolLookupByName(ref.volume)
+    return _source_of(vol, ref.pool)
+
+
+def _disk(source: DiskSource, *, device: str, target: str, bus: str) -> Disk:
+    disk = Disk.new(type=source.kind, device=device, driver_name="qemu",
+                    driver_type="raw" if device == "cdrom" else source.format)
+    if source.kind == "file":
+        disk.source_file = source.path
+    elif source.kind == "block":
+        disk.source_dev = source.path
+    else:
+        disk.source_pool, disk.source_volume = source.pool, source.volume
+    disk.target_dev, disk.target_bus = target, bus
+    disk.readonly = device == "cdrom"
+    return disk
+
+
+def _cdrom_bus(machine: str) -> str:
+    # q35 has no IDE controller; the i440fx machines ("pc", the default) have one built in.
+    return "sata" if "q35" in machine else "ide"
+
+
+def build_domain_xml(spec: NewVM, boot: DiskSource, iso: DiskSource | None = None) -> str:
+    dom = Domain.new(type=spec.domain_type, name=spec.name)
+    dom.memory = dom.current_memory = spec.memory_mib * 1024  # KiB
+    dom.vcpus = spec.vcpus
+    dom.os.type, dom.os.arch = "hvm", spec.arch
+    if spec.machine:
+        dom.os.machine = spec.machine
+    if spec.firmware == UEFI:
+        dom.os.firmware = UEFI  # libvirt picks the loader and makes the NVRAM file
+    dom.os.boot_devices = ["cdrom", "hd"] if iso else ["hd"]
+    dom.features.acpi = dom.features.apic = True
+    if spec.cpu_mode != CPU_DEFAULT:
+        dom.cpu_mode = spec.cpu_mode
+    dom.on_poweroff, dom.on_reboot, dom.on_crash = "destroy", "restart", "destroy"
+    dom.disks.add(_disk(boot, device="disk", target="vda", bus="virtio"))
+    if iso is not None:
+        dom.disks.add(_disk(iso, device="cdrom", target="sda" if "q35" in spec.machine else "hdc",
+                            bus=_cdrom_bus(spec.machine)))
+    for nic in spec.nics:
+        if nic.network:
+            dom.interfaces.add(Interface.new(type="network", source_network=nic.network, model=nic.model))
+        else:
+            dom.interfaces.add(Interface.new(type="bridge", source_bridge=nic.bridge, model=nic.model))
+    dom.graphics.add(Graphics.new(type="vnc", autoport=True, listen=VNC_LISTEN))
+    dom.serials.add(Serial.new(type="pty", target_port=0))
+    dom.consoles.add(Console.new(type="pty", target_type="serial", target_port=0))
+    return dom.to_xml()
+
+
+def volume_name(taken: set[str], vm_name: str, fmt: str) -> str:
+    """vm.qcow2, or vm-2.qcow2, ...: never reuse (and so overwrite) somebody's volume."""
+    ext = "qcow2" if fmt == "qcow2" else "img"
+    candidate, number = f"{vm_name}.{ext}", 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{vm_name}-{number}.{ext}"
+    return candidate
+
+
+def _create_volume(conn: libvirt.virConnect, vm_name: str, spec: NewVolume) -> libvirt.virStorageVol:
+    pool = conn.storagePoolLookupByName(spec.pool)
+    if not pool.isActive():
+        raise InvalidState(f"Storage pool {spec.pool} is not active.")
+    available = int(pool.info()[3])
+    if spec.size_mib * MIB > available:
+        raise InvalidInput(f"Storage pool {spec.pool} has only {available // MIB} MiB free.")
+    name = volume_name(set(pool.listVolumes()), vm_name, spec.format)
+    xml = StorageVolume.new(name=name, capacity=spec.size_mib * MIB, allocation=0, format=spec.format).to_xml()
+    return pool.createXML(xml, 0)
+
+
+def _undo(dom: libvirt.virDomain | None, volume: libvirt.virStorageVol | None) -> str:
+    """Remove what a failed create made; returns what could not be removed, in words."""
+    left = []
+    if dom is not None:
+        try:
+            if dom.isActive():
+                dom.destroy()
+            undefine(dom)
+        except libvirt.libvirtError as exc:
+            log.warning("rollback: could not undefine %s: %s", dom.name(), exc)
+            left.append(f"the definition of {dom.name()} ({translate(exc)})")
+    if volume is not None:
+        try:
+            volume.delete(0)
+        except libvirt.libvirtError as exc:
+            log.warning("rollback: could not delete volume %s: %s", volume.name(), exc)
+            left.append(f"the volume {volume.name()} ({translate(exc)})")
+    return f" Could not remove {' and '.join(left)}: please remove it by hand." if left else ""
+
+
+def create_vm(conn: libvirt.virConnect, spec: NewVM, *, start: bool = False) -> libvirt.virDomain:
+    """Make the boot volume (if new), define the VM, start it if asked.
+
+    On any failure everything made so far is removed again and a VirtError explains it.
+    """
+    problems = spec.problems()
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    try:
+        conn.lookupByName(spec.name)
+        raise InvalidInput(f"A VM named {spec.name} already exists on this host.")
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            raise
+    volume: libvirt.virStorageVol | None = None
+    dom: libvirt.virDomain | None = None
+    try:
+        if isinstance(spec.disk, NewVolume):
+            volume = _create_volume(conn, spec.name, spec.disk)
+            boot = _source_of(volume, spec.disk.pool)
+        else:
+            boot = disk_source(conn, spec.disk)
+        iso = disk_source(conn, spec.iso) if spec.iso else None
+        dom = conn.defineXMLFlags(build_domain_xml(spec, boot, iso), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+        if start:
+            dom.create()
+        return dom
+    except libvirt.libvirtError as exc:
+        error = translate(exc)
+        raise type(error)(_with_leftovers(error, _undo(dom, volume))) from None
+    except BaseException as exc:
+        left = _undo(dom, volume)
+        if left and isinstance(exc, VirtError):
+            raise type(exc)(_with_leftovers(exc, left)) from None
+        raise
+
+
+def _with_leftovers(error: Exception, left: str) -> str:
+    return f"{str(error).rstrip('.')}.{left}" if left else str(error)
