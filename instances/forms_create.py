@@ -15,7 +15,7 @@ from typing import Any
 from django import forms
 
 from instances.models import MAX_DISK_GIB, Flavor
-from virt.capabilities import BIOS, UEFI, HostOffer
+from virt.capabilities import BIOS, CPU_DEFAULT, UEFI, HostOffer
 from virt.create import DISK_FORMATS, MIB, MIN_MEMORY_MIB, NAME_RE, NIC, NIC_MODELS, NewVM, NewVolume, PoolVolume
 
 NIC_SLOTS = 3
@@ -77,7 +77,9 @@ class CreateVMForm(forms.Form):
                 label=f"Model of interface {slot}", choices=[(m, m) for m in NIC_MODELS], initial="virtio")
         self.initial.setdefault("disk_source", NEW_DISK)
         self.initial.setdefault("disk_format", "qcow2")
-        self.initial.setdefault("cpu_mode", offer.cpu_modes[0])
+        # The hypervisor's default model boots everywhere and migrates; host-passthrough is a choice
+        # (it fails on some nested hosts: "failed to set MSR 0x10a").
+        self.initial.setdefault("cpu_mode", CPU_DEFAULT if CPU_DEFAULT in offer.cpu_modes else offer.cpu_modes[0])
 
     def _choices(self, name: str, choices: list[tuple[str, str]]) -> None:
         field = self.fields[name]

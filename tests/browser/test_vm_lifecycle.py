@@ -1,0 +1,97 @@
+"""In Chromium, on the lab: create a VM through the form, start it, watch the fleet view follow virsh
+without a reload, force it off and delete it with its disk; libvirt is asked at every step."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from playwright.sync_api import expect
+
+from hosts.models import Host
+from tests.integration.test_create_lab import lab_conn, lab_net, lab_pool, made_vms  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+
+
+def virsh(*args: str) -> str:
+    return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, check=True,
+                          timeout=30).stdout.strip()
+
+
+def screenshot(page, name: str) -> None:
+    folder = Path(settings.DATA_DIR) / "test-artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=True)
+
+
+def test_create_start_watch_force_off_and_delete(live_server, page, lab: dict[str, Any], lab_conn,  # noqa: F811
+                                                 lab_pool, lab_net, made_vms) -> None:  # noqa: F811
+    get_user_model().objects.create_superuser("admin", "", "browser-test-pass-1")
+    Host.objects.create(name="labhost", transport="local", path="system")
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    made_vms.append(name)
+
+    page.goto(live_server.url + "/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "browser-test-pass-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/hosts/$"))
+
+    # Create through the form: the host's own pool and network are offered.
+    page.goto(live_server.url + "/instances/new/?host=labhost")
+    page.fill("#id_name", name)
+    page.fill("#id_vcpus", "1")
+    page.fill("#id_memory_mib", "64")
+    page.check("input[name=disk_source][value=new]")
+    page.select_option("#id_disk_pool", lab_pool.name())
+    page.fill("#id_disk_size_gib", "0.02")
+    page.select_option("#id_nic1_source", f"network:{lab_net}")
+    page.locator("form button[type=submit]").last.click()
+    page.wait_for_url(re.compile(r".*/instances/labhost/[0-9a-f-]{36}/$"))
+    dom = lab_conn.lookupByName(name)
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+    lab_pool.refresh(0)
+    assert lab_pool.listVolumes() == [f"{name}.qcow2"]
+
+    page.click("#actions button[value=start]")
+    expect(page.locator("#vm-state")).to_have_text("running")
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+    # The fleet view follows changes made outside the panel, without a reload.
+    page.goto(live_server.url + "/instances/")
+    cell = page.locator(f'tr[data-key="labhost/{dom.UUIDString()}"] [data-col=state]')
+    expect(cell).to_have_text("running")
+    page.evaluate("window.__marker = 'same page'")
+    virsh("suspend", name)
+    expect(cell).to_have_text("paused", timeout=2500)
+    virsh("resume", name)
+    expect(cell).to_have_text("running", timeout=2500)
+    assert page.evaluate("window.__marker") == "same page"  # no reload happened
+    screenshot(page, "fleet-view.png")
+
+    # Force off needs a confirmation.
+    page.click(f'tr[data-key="labhost/{dom.UUIDString()}"] a')
+    page.click("#actions button[value=destroy]")
+    expect(page.locator("h1")).to_contain_text("Force off")
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    page.click("button.danger")
+    expect(page.locator("#vm-state")).to_have_text("shut off")
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+
+    # Delete with its disk.
+    page.click("text=Delete…")
+    page.check("#volumes input[type=checkbox]")
+    page.click("#delete-vm")
+    page.wait_for_url(re.compile(r".*/instances/host/labhost/$"))
+    with pytest.raises(libvirt.libvirtError):
+        lab_conn.lookupByName(name)
+    lab_pool.refresh(0)
+    assert lab_pool.listVolumes() == []
