@@ -29,7 +29,7 @@ def virsh(*args: str) -> str:
 def screenshot(page, name: str) -> None:
     folder = Path(settings.DATA_DIR) / "test-artifacts"
     folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / name), full_page=True)
+    page.screenshot(path=str(folder / name))
 
 
 def test_create_start_watch_force_off_and_delete(live_server, page, lab: dict[str, Any], lab_conn,  # noqa: F811
