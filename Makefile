@@ -5,7 +5,7 @@ STAMPS := var/.stamps
 WEBKVM_BIND ?= 127.0.0.1:8000
 WEBKVM_WORKERS ?= 1
 
-.PHONY: run setup system test lint lab-up lab-down clean
+.PHONY: run setup system test lint lab-up lab-down clean bench
 
 run: setup
 	$(PY) manage.py bootstrap
@@ -31,12 +31,16 @@ $(STAMPS)/npm: package.json package-lock.json
 
 lint: $(STAMPS)/venv
 	.venv/bin/ruff check .
-	.venv/bin/mypy virt webkvm hosts
+	.venv/bin/mypy virt webkvm hosts instances console
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run -v0
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) lab/labctl.py up
+	$(PY) bench/run.py
 
 lab-up: system $(STAMPS)/venv
 	$(PY) lab/labctl.py up

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.http import QueryDict
+from django.urls import reverse
 
 from hosts import services
 from hosts.models import Host
@@ -29,10 +30,19 @@ SORT_KEYS = {
 class FleetRow:
     host: Host
     row: DomainRow
+    prefix: str = "/instances/"  # reverse("instances:list"), resolved once per page, not per row
 
     @property
     def key(self) -> str:
         return f"{self.host.name}/{self.row.uuid}"
+
+    @property
+    def detail_url(self) -> str:
+        return f"{self.prefix}{self.host.name}/{self.row.uuid}/"
+
+    @property
+    def host_url(self) -> str:
+        return f"{self.prefix}host/{self.host.name}/"
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,7 @@ def gather(user: Any, filters: Filters) -> Fleet:
     """Ask every visible host at once (each with its own deadline), then filter and sort."""
     hosts, granted = visible_hosts(user)
     fleet = Fleet(hosts=hosts)
+    prefix = reverse("instances:list")
     queried = [h for h in hosts if not filters.host or h.name == filters.host]
     for outcome in services.call_many(queried, list_domains):
         host = outcome.host
@@ -93,10 +104,12 @@ def gather(user: Any, filters: Filters) -> Fleet:
             fleet.unreachable.append((host, outcome.error))
             continue
         allowed = None if granted is None else granted.get(host.pk, set())
-        rows = [r for r in outcome.value if allowed is None or r.uuid.lower() in allowed]
-        for row in meter.annotate(str(host.pk), rows):
+        # Every row of the host goes through the meter (it forgets VMs it no longer sees), then the grants.
+        for row in meter.annotate(str(host.pk), outcome.value):
+            if allowed is not None and row.uuid.lower() not in allowed:
+                continue
             fleet.total += 1
-            item = FleetRow(host, row)
+            item = FleetRow(host, row, prefix)
             if filters.matches(item):
                 fleet.rows.append(item)
     fleet.rows.sort(key=SORT_KEYS[filters.sort], reverse=filters.descending)

@@ -143,7 +143,16 @@ class ActivityMeter:
                 if prev is None or now - prev.at >= 0.5 or prev.state != row.state:
                     self._seen[key] = _Seen(row.state, since, row.cpu_time_ns, now)
                 out.append(_replace(row, cpu_percent=percent, state_since=since))
+            # Forget VMs this host no longer has (deleted, renamed away): the meter must not grow forever.
+            current = {row.uuid for row in rows}
+            for key in [k for k in self._seen if k[0] == host_key and k[1] not in current]:
+                del self._seen[key]
         return out
+
+    def forget_host(self, host_key: str) -> None:
+        with self._lock:
+            for key in [k for k in self._seen if k[0] == host_key]:
+                del self._seen[key]
 
 
 def _replace(row: DomainRow, **changes: Any) -> DomainRow:

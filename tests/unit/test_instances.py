@@ -266,3 +266,28 @@ def test_redirect_back_only_to_the_panel(admin_client: Client, test_host: Host) 
     assert response["Location"] == reverse("instances:detail", args=["testhost", WEB_01_UUID])
     response = act(admin_client, test_host, WEB_01_UUID, "resume", next="/instances/?state=paused")
     assert response["Location"] == "/instances/?state=paused"
+
+
+def test_large_fleets_are_paged(admin_client: Client, test_host: Host, monkeypatch) -> None:
+    from instances.views import fleet as fleet_views
+
+    monkeypatch.setattr(fleet_views, "PAGE_SIZE", 2)
+    first = admin_client.get(reverse("instances:list"), {"sort": "name"})
+    assert [item.row.name for item in first.context["page"]] == ["<img src=x onerror=alert(1)>", "db-01"]
+    assert "page 1 of 2" in first.content.decode()
+    second = admin_client.get(reverse("instances:list"), {"sort": "name", "page": "2"})
+    assert [item.row.name for item in second.context["page"]] == ["web-01"]
+    assert list(admin_client.get(reverse("instances:rows"), {"sort": "name", "page": "2"}).json()["vms"]) == [
+        f"testhost/{WEB_01_UUID}"]
+    assert admin_client.get(reverse("instances:list"), {"page": "junk"}).status_code == 200
+
+
+def test_meter_forgets_vms_that_are_gone(admin_client: Client, test_host: Host) -> None:
+    from instances.fleet import meter
+
+    admin_client.get(reverse("instances:rows"))
+    key = (str(test_host.pk), DB_01_UUID)
+    assert key in meter._seen
+    services.call(test_host, lambda conn: (conn.lookupByName("db-01").destroy(), conn.lookupByName("db-01").undefine()))
+    admin_client.get(reverse("instances:rows"))
+    assert key not in meter._seen

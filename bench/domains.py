@@ -1,0 +1,77 @@
+"""The bench's VMs on the lab libvirtd: tiny diskless definitions named lab-bench-NNNN (labctl down removes lab-*)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import libvirt
+from lxml import etree
+from lxml.builder import E
+
+PREFIX = "lab-bench-"
+RUNNING = 3  # a few running VMs, so pages show live figures too
+MEMORY_MIB = 32
+SETTLE_S = 3.0  # freshly started guests keep both CPUs (and libvirtd) busy for a moment: skews the first timings
+
+
+def bench_name(index: int) -> str:
+    return f"{PREFIX}{index:04d}"
+
+
+def domain_xml(name: str, domain_type: str) -> str:
+    """Diskless, no graphics: boots to SeaBIOS and waits; only the definition matters to the list."""
+    dom = E.domain(
+        E.name(name),
+        E.memory(str(MEMORY_MIB), unit="MiB"),
+        E.vcpu("1"),
+        E.os(E.type("hvm", arch="x86_64")),
+        E.on_poweroff("destroy"),
+        E.on_reboot("restart"),
+        E.on_crash("destroy"),
+        E.devices(
+            E.serial(E.target(port="0"), type="pty"),
+            E.console(E.target(type="serial", port="0"), type="pty"),
+            E.memballoon(model="none"),
+        ),
+        type=domain_type,
+    )
+    return etree.tostring(dom, encoding="unicode")
+
+
+def bench_domains(conn: libvirt.virConnect) -> list[libvirt.virDomain]:
+    return [dom for dom in conn.listAllDomains(0) if dom.name().startswith(PREFIX)]
+
+
+def ensure_defined(conn: libvirt.virConnect, count: int, domain_type: str) -> float:
+    """Define lab-bench-0001..count (keeping those already there) and start the first few; returns seconds."""
+    began = time.monotonic()
+    booted = False
+    existing = {dom.name() for dom in bench_domains(conn)}
+    for index in range(1, count + 1):
+        name = bench_name(index)
+        if name not in existing:
+            conn.defineXML(domain_xml(name, domain_type))
+    for index in range(1, min(RUNNING, count) + 1):
+        dom = conn.lookupByName(bench_name(index))
+        if not dom.isActive():
+            dom.create()
+            booted = True
+    if booted:
+        time.sleep(SETTLE_S)
+    return time.monotonic() - began
+
+
+def remove_all(conn: libvirt.virConnect) -> int:
+    """Destroy and undefine every lab-bench-* domain (also leftovers of an interrupted run)."""
+    removed = 0
+    for dom in bench_domains(conn):
+        with contextlib.suppress(libvirt.libvirtError):
+            if dom.isActive():
+                dom.destroy()
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                              | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                              | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            removed += 1
+    return removed
