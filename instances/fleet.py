@@ -31,6 +31,7 @@ class FleetRow:
     host: Host
     row: DomainRow
     prefix: str = "/instances/"  # reverse("instances:list"), resolved once per page, not per row
+    console_prefix: str = ""  # set when the user may open this VM's console
 
     @property
     def key(self) -> str:
@@ -39,6 +40,10 @@ class FleetRow:
     @property
     def detail_url(self) -> str:
         return f"{self.prefix}{self.host.name}/{self.row.uuid}/"
+
+    @property
+    def console_url(self) -> str:
+        return f"{self.console_prefix}{self.host.name}/{self.row.uuid}/" if self.console_prefix else ""
 
     @property
     def host_url(self) -> str:
@@ -82,21 +87,34 @@ class Fleet:
     total: int = 0
 
 
-def visible_hosts(user: Any) -> tuple[list[Host], dict[int, set[str]] | None]:
-    """Hosts to query, and per host the UUIDs the user may see (None: everything, for admins)."""
+@dataclass(frozen=True)
+class Visibility:
+    hosts: list[Host]
+    granted: dict[int, set[str]] | None  # per host the UUIDs the user may see; None: all (admin)
+    console: set[tuple[int, str]]  # (host id, UUID) whose console the user may open (non-admins)
+
+
+def visible(user: Any) -> Visibility:
     if is_admin(user):
-        return list(Host.objects.all()), None
+        return Visibility(list(Host.objects.all()), None, set())
     granted: dict[int, set[str]] = {}
-    for host_id, vm_uuid in VMGrant.objects.filter(user=user).values_list("host_id", "vm_uuid"):
+    console: set[tuple[int, str]] = set()
+    for host_id, vm_uuid, can_console in VMGrant.objects.filter(user=user).values_list(
+            "host_id", "vm_uuid", "can_console"):
         granted.setdefault(host_id, set()).add(str(vm_uuid))
-    return list(Host.objects.filter(pk__in=granted)), granted
+        if can_console:
+            console.add((host_id, str(vm_uuid)))
+    return Visibility(list(Host.objects.filter(pk__in=granted)), granted, console)
 
 
 def gather(user: Any, filters: Filters) -> Fleet:
     """Ask every visible host at once (each with its own deadline), then filter and sort."""
-    hosts, granted = visible_hosts(user)
+    seen = visible(user)
+    hosts, granted = seen.hosts, seen.granted
     fleet = Fleet(hosts=hosts)
     prefix = reverse("instances:list")
+    sample = ("h", "00000000-0000-0000-0000-000000000000")
+    console_prefix = reverse("console:page", args=sample).removesuffix("h/00000000-0000-0000-0000-000000000000/")
     queried = [h for h in hosts if not filters.host or h.name == filters.host]
     for outcome in services.call_many(queried, list_domains):
         host = outcome.host
@@ -109,7 +127,8 @@ def gather(user: Any, filters: Filters) -> Fleet:
             if allowed is not None and row.uuid.lower() not in allowed:
                 continue
             fleet.total += 1
-            item = FleetRow(host, row, prefix)
+            may_console = granted is None or (host.pk, row.uuid.lower()) in seen.console
+            item = FleetRow(host, row, prefix, console_prefix if may_console else "")
             if filters.matches(item):
                 fleet.rows.append(item)
     fleet.rows.sort(key=SORT_KEYS[filters.sort], reverse=filters.descending)

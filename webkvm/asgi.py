@@ -11,11 +11,14 @@ warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume sy
 from webkvm.config import ConfigError
 
 try:
-    from channels.routing import ProtocolTypeRouter
+    from channels.routing import ProtocolTypeRouter, URLRouter
     from django.core.asgi import get_asgi_application
 
     django_application = get_asgi_application()
+    from console.routing import websocket_urlpatterns  # needs the apps loaded above
 except ConfigError as exc:
     sys.exit(f"webkvm: configuration error: {exc}")
 
-application = ProtocolTypeRouter({"http": django_application})
+# Consoles are WebSockets on the panel's own origin (/console/ws/...); console/session.py checks
+# Origin, ticket and permission itself, so no Channels origin or auth middleware is needed.
+application = ProtocolTypeRouter({"http": django_application, "websocket": URLRouter(websocket_urlpatterns)})

@@ -10,8 +10,12 @@ from webkvm.models import AuditEvent, AuditResult
 
 
 def record(request: HttpRequest | None, action: str, *, object_type: str, object_name: str = "",
-           host_name: str = "", result: str = AuditResult.OK, detail: str = "") -> AuditEvent:
-    user: Any = getattr(request, "user", None) if request is not None else None
+           host_name: str = "", result: str = AuditResult.OK, detail: str = "",
+           user: Any = None, remote_addr: str | None = None) -> AuditEvent:
+    """`user` and `remote_addr` stand in for the request where there is none (the console proxy)."""
+    if request is not None:
+        user = getattr(request, "user", None)
+        remote_addr = request.META.get("REMOTE_ADDR")
     authenticated = bool(user is not None and user.is_authenticated)
     return AuditEvent.objects.create(
         user=user if authenticated else None,
@@ -22,5 +26,5 @@ def record(request: HttpRequest | None, action: str, *, object_type: str, object
         host_name=host_name[:100],
         result=result,
         detail=detail[:4000],
-        remote_addr=request.META.get("REMOTE_ADDR") if request is not None else None,
+        remote_addr=remote_addr,
     )

@@ -109,6 +109,7 @@ NODE_MODULES = BASE_DIR / "node_modules"
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/chart.js", NODE_MODULES / "chart.js" / "dist"),
+    ("vendor/novnc", NODE_MODULES / "@novnc" / "novnc"),
 ]
 
 LOGGING = {
@@ -124,3 +125,5 @@ WEBKVM_CREDENTIAL_KEY_FILE = Path(config.env_str("WEBKVM_CREDENTIAL_KEY_FILE", s
 # Deadlines (seconds) for opening a hypervisor connection and for one call made for a request.
 WEBKVM_OPEN_TIMEOUT = config.env_int("WEBKVM_OPEN_TIMEOUT", 4, minimum=1, maximum=60)
 WEBKVM_CALL_TIMEOUT = config.env_int("WEBKVM_CALL_TIMEOUT", 3, minimum=1, maximum=300)
+# A console session re-checks login, grant and VM this often (seconds) and closes when one is gone.
+WEBKVM_CONSOLE_RECHECK_SECONDS: float = config.env_int("WEBKVM_CONSOLE_RECHECK_SECONDS", 5, minimum=1, maximum=60)

@@ -24,7 +24,8 @@ def detail(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
     except VirtError as exc:
         return render(request, "instances/detail.html", {"ref": ref, "error": str(exc)}, status=503)
     since = meter.state_since(str(ref.host.pk), info.uuid, info.state)
-    allowed = {p: can(request.user, p, host=ref.host, vm_uuid=ref.uuid) for p in ("power", "change", "delete")}
+    allowed = {p: can(request.user, p, host=ref.host, vm_uuid=ref.uuid)
+               for p in ("power", "change", "delete", "console")}
     actions = [a for a in lifecycle.available(info.state_code, info.managed_save) if allowed[a.permission]]
     return render(request, "instances/detail.html", {
         "ref": ref, "vm": info, "actions": actions, "allowed": allowed, "since": since,

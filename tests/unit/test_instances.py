@@ -291,3 +291,11 @@ def test_meter_forgets_vms_that_are_gone(admin_client: Client, test_host: Host) 
     services.call(test_host, lambda conn: (conn.lookupByName("db-01").destroy(), conn.lookupByName("db-01").undefine()))
     admin_client.get(reverse("instances:rows"))
     assert key not in meter._seen
+
+
+def test_console_link_only_with_the_console_grant(personas: dict[str, Client], granted_user, test_host: Host) -> None:
+    link = f'href="/console/testhost/{WEB_01_UUID}/"'
+    assert link in personas["user"].get(reverse("instances:list")).content.decode()
+    assert link in personas["admin"].get(reverse("instances:list")).content.decode()
+    VMGrant.objects.filter(user=granted_user).update(can_console=False)
+    assert link not in personas["user"].get(reverse("instances:list")).content.decode()

@@ -1,0 +1,29 @@
+"""One-time console tickets: the only way into a VM's screen."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class ConsoleTicket(models.Model):
+    """A single-use, short-lived permission to open one VM's console.
+
+    Only the sha256 of the random ticket is stored, so a database dump opens no console.
+    The ticket is bound to the user, the login session it was minted in, the host and the VM.
+    """
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_tickets")
+    session_hash = models.CharField(max_length=64, help_text="sha256 of the login session's key.")
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="console_tickets")
+    vm_uuid = models.UUIDField()
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"console ticket of {self.user} for {self.vm_uuid}@{self.host}"

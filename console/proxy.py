@@ -1,0 +1,79 @@
+"""The standalone console proxy (`manage.py consoleproxy`), built on websockify.
+
+For deployments that run consoles in their own process: the reverse proxy sends
+/console/ws/ here and everything else to the panel. websockify does the WebSocket framing
+and the relay loop; this handler adds the same checks as the panel's Channels consumer
+(console/session.py). It serves no files (websockify's only_upgrade) and uses no token plugin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from django.db import close_old_connections
+from websockify.websocketproxy import LibProxyServer, ProxyRequestHandler
+
+from console.session import ConsoleSession, open_session, parse_ws_path, session_cookie
+from console.target import TargetStream
+from console.tickets import Refused
+
+CLOSE_REFUSED, CLOSE_ENDED = 4403, 4000
+
+
+class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websockify has no types
+    console: ConsoleSession | None = None
+    stream: TargetStream | None = None
+    refusal = ""
+    end_reason = ""
+
+    def handle_upgrade(self) -> None:
+        """Checks come before the handshake is accepted; nothing from the client is an address."""
+        close_old_connections()
+        route = parse_ws_path(self.path)
+        if route is None:
+            self.send_error(404)
+            return
+        ticket = (parse_qs(urlsplit(self.path).query).get("ticket") or [""])[0]
+        try:
+            self.console, self.stream = open_session(
+                ticket=ticket, host_name=route[0], vm_uuid=route[1],
+                session_key=session_cookie(self.headers.get("Cookie", "")), origin=self.headers.get("Origin", ""),
+                host_header=self.headers.get("Host", ""), remote_addr=self.client_address[0])
+        except Refused as exc:
+            self.refusal = str(exc)  # told to the page in the close frame, as the panel's consumer does
+        super().handle_upgrade()
+
+    def new_websocket_client(self) -> None:
+        if self.refusal or self.stream is None:
+            raise self.CClose(CLOSE_REFUSED, self.refusal[:120] or "refused")
+        try:
+            self.do_proxy(self.stream.sock)
+        except self.CClose as exc:
+            self.end_reason = self.end_reason or str(exc.args[1] if len(exc.args) > 1 else exc)
+            raise
+        finally:
+            self.stream.close()
+            if self.console is not None:
+                self.console.record_close(self.end_reason or "closed")
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """websockify's heartbeat, every WEBKVM_CONSOLE_RECHECK_SECONDS: re-check before each ping."""
+        assert self.console is not None
+        reason = self.console.lost()
+        if reason:
+            self.end_reason = reason
+            raise self.CClose(CLOSE_ENDED, reason[:120])
+        super().send_ping(data)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            close_old_connections()
+
+
+def make_server(listen_host: str, listen_port: int, recheck_seconds: float, **options: Any) -> LibProxyServer:
+    """A threaded websockify server: no web root (so no files), heartbeat = re-check interval."""
+    return LibProxyServer(RequestHandlerClass=ConsoleProxyHandler, listen_host=listen_host, listen_port=listen_port,
+                          web="", heartbeat=recheck_seconds, **options)

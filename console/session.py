@@ -1,0 +1,107 @@
+"""One console session, whichever proxy carries its bytes (the panel's Channels consumer or
+`manage.py consoleproxy`): the checks before the first byte, the re-checks while it lasts.
+
+Nothing the client sends is used as an address: only the ticket, the VM named in the URL
+(which must be the ticket's) and the login session cookie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+from console import target as targets
+from console.tickets import Refused, consume, refuse, session_user
+from hosts.models import Host
+from webkvm import audit, permissions
+
+WS_PATH_PREFIX = "/console/ws/"
+
+
+def origin_allowed(origin: str, host_header: str) -> bool:
+    """Same rule as Django's CSRF check: the page's own origin (a host in ALLOWED_HOSTS) or a
+    CSRF_TRUSTED_ORIGINS entry. Blocks cross-site WebSocket hijacking (Nova CVE-2015-0259)."""
+    if not origin or origin == "null":
+        return False
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    if f"{parts.scheme}://{parts.netloc}".lower() in {o.lower().rstrip("/") for o in settings.CSRF_TRUSTED_ORIGINS}:
+        return True
+    domain, _port = split_domain_port(host_header)
+    return bool(domain) and parts.netloc.lower() == host_header.lower() and validate_host(domain,
+                                                                                          settings.ALLOWED_HOSTS)
+
+
+@dataclass
+class ConsoleSession:
+    user: Any
+    host: Host
+    vm_uuid: str
+    session_key: str
+    target: targets.Target
+    remote_addr: str | None
+
+    def lost(self) -> str:
+        """Why the session must end now ("" while it may go on): logout, grant withdrawn, VM gone or moved."""
+        user = session_user(self.session_key)
+        if user is None or user.pk != self.user.pk:
+            return "you were logged out"
+        host = Host.objects.filter(pk=self.host.pk).first()
+        if host is None:
+            return "the host was removed from the panel"
+        if not permissions.can(user, "console", host=host, vm_uuid=self.vm_uuid):
+            return "your console permission on this VM was withdrawn"
+        try:
+            display = targets.current_display(host, self.vm_uuid)
+        except Refused as exc:
+            return str(exc)
+        if display.port != self.target.port:  # the port may now belong to another VM
+            return "the VM's display moved"
+        return ""
+
+    def record_close(self, reason: str) -> None:
+        audit.record(None, "console.close", object_type="vm", object_name=self.vm_uuid, host_name=self.host.name,
+                     detail=reason or "closed", user=self.user, remote_addr=self.remote_addr)
+
+
+def open_session(*, ticket: str, host_name: str, vm_uuid: str, session_key: str, origin: str, host_header: str,
+                 remote_addr: str | None) -> tuple[ConsoleSession, targets.TargetStream]:
+    """Every check, then the connection to the VNC server; Refused (audited) on any failure."""
+    if not origin_allowed(origin, host_header):
+        raise refuse(f"foreign origin {origin[:100]!r}", host_name=host_name, vm_uuid=vm_uuid,
+                     remote_addr=remote_addr)
+    spent = consume(ticket, host_name=host_name, vm_uuid=vm_uuid, session_key=session_key, remote_addr=remote_addr)
+    where: dict[str, Any] = {"host_name": host_name, "vm_uuid": vm_uuid, "remote_addr": remote_addr,
+                             "user": spent.user}
+    try:
+        target = targets.resolve(spent.host, str(spent.vm_uuid))
+        stream = targets.connect(spent.host, target)
+    except Refused as exc:
+        raise refuse(str(exc), **where) from None
+    session = ConsoleSession(user=spent.user, host=spent.host, vm_uuid=str(spent.vm_uuid), session_key=session_key,
+                             target=target, remote_addr=remote_addr)
+    return session, stream
+
+
+def parse_ws_path(path: str) -> tuple[str, str] | None:
+    """(host name, VM UUID) from /console/ws/HOST/UUID/, for the standalone proxy."""
+    if not path.startswith(WS_PATH_PREFIX):
+        return None
+    parts = path[len(WS_PATH_PREFIX):].split("?", 1)[0].strip("/").split("/")
+    return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
+
+
+def session_cookie(cookie_header: str) -> str:
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(cookie_header)
+    except CookieError:
+        return ""
+    morsel = jar.get(settings.SESSION_COOKIE_NAME)
+    return morsel.value if morsel else ""

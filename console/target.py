@@ -1,0 +1,144 @@
+"""Finding and opening the byte stream to a VM's VNC server, on the panel's side only.
+
+The address comes from the host's record and the VM's live XML. Local hosts (and tcp/tls
+hosts on this machine) are reached on loopback; ssh hosts through `ssh -W` with the panel's
+key and pinned known_hosts, so the VNC port never has to leave the hypervisor's loopback;
+remote tcp/tls hosts only when the display listens on an address the panel can reach.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import subprocess
+from dataclasses import dataclass, field
+
+from console.tickets import Refused
+from hosts import services
+from hosts.models import Host
+from virt.console import ANY_ADDRESSES, NoDisplay, VncDisplay, vnc_display
+from virt.errors import NotFound, VirtError
+
+CONNECT_TIMEOUT = 5.0
+THIS_MACHINE = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the proxy connects: TCP address, or through ssh to an address on the host."""
+
+    display: VncDisplay
+    address: str
+    port: int
+    via_ssh: bool = False
+
+    def describe(self) -> str:
+        where = f"{self.address}:{self.port}"
+        return f"{where} on the host through ssh" if self.via_ssh else where
+
+
+def _is_local(host: Host) -> bool:
+    return host.transport in ("local", "test") or (
+        host.transport in ("tcp", "tls") and host.hostname.strip("[]").lower() in THIS_MACHINE)
+
+
+def current_display(host: Host, vm_uuid: str) -> VncDisplay:
+    """The VM's VNC display now, or Refused with the reason in words."""
+    try:
+        return services.call(host, lambda conn: vnc_display(conn.lookupByUUIDString(vm_uuid)))
+    except NotFound:
+        raise Refused("the VM no longer exists on this host") from None
+    except NoDisplay as exc:
+        raise Refused(str(exc)) from None
+    except VirtError as exc:
+        raise Refused(f"host {host.name} does not answer: {exc}") from None
+
+
+def resolve(host: Host, vm_uuid: str) -> Target:
+    display = current_display(host, vm_uuid)
+    if display.has_password:
+        # Handing the password to the browser would make it long-lived; refuse instead.
+        raise Refused(f"{display.vm_name} has a VNC password: the web console does not hand passwords to "
+                      "browsers. Remove the password (the console is protected by tickets instead).")
+    if _is_local(host):
+        return Target(display, display.address_on_host(), display.port)
+    if host.transport == "ssh":
+        return Target(display, display.address_on_host(), display.port, via_ssh=True)
+    if display.listen not in ANY_ADDRESSES and display.on_loopback:
+        raise Refused(f"{display.vm_name}'s VNC display listens on {display.listen} of host {host.name}, "
+                      f"which the panel cannot reach over {host.transport}: add the host over ssh to use "
+                      "its consoles (the panel then tunnels to the host's loopback).")
+    address = host.hostname.strip("[]") if display.listen in ANY_ADDRESSES else display.listen
+    return Target(display, address, display.port)
+
+
+@dataclass
+class TargetStream:
+    """A connected socket to the VNC server; for ssh, one end of a socket pair fed by `ssh -W`."""
+
+    sock: socket.socket
+    process: subprocess.Popen[bytes] | None = None
+    closed: bool = field(default=False)
+
+    def ssh_error(self) -> str:
+        """What ssh said when the tunnel failed (e.g. forwarding prohibited by the host's sshd)."""
+        if self.process is None or self.process.stderr is None:
+            return ""
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return ""
+        return self.process.stderr.read(2000).decode(errors="replace").strip()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.close()
+        finally:
+            if self.process is not None:
+                if self.process.poll() is None:
+                    self.process.terminate()
+                try:
+                    self.process.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+                if self.process.stderr is not None:
+                    self.process.stderr.close()
+
+
+def _ssh_command(host: Host, target: Target) -> list[str]:
+    host.spec()  # validates hostname, port and user against strict patterns before they reach argv
+    identity = services.identity()
+    identity.ensure()
+    address = str(ipaddress.ip_address(target.address))
+    forward = f"[{address}]:{target.port}" if ":" in address else f"{address}:{target.port}"
+    args = [str(identity.wrapper), "-T", "-p", str(host.port or 22), "-W", forward]
+    if host.username:
+        args += ["-l", host.username]
+    return [*args, "--", host.hostname.strip("[]")]
+
+
+def connect(host: Host, target: Target) -> TargetStream:
+    """Open the stream; raises Refused when the VNC server cannot be reached."""
+    if not target.via_ssh:
+        try:
+            sock = socket.create_connection((target.address, target.port), timeout=CONNECT_TIMEOUT)
+        except OSError as exc:
+            raise Refused(f"cannot reach the VNC server of {target.display.vm_name} at {target.describe()}: "
+                          f"{exc.strerror or exc}") from None
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return TargetStream(sock)
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen(_ssh_command(host, target), stdin=theirs.fileno(), stdout=theirs.fileno(),
+                                   stderr=subprocess.PIPE, close_fds=True, start_new_session=True)
+    except (OSError, VirtError, ValueError) as exc:
+        ours.close()
+        raise Refused(f"cannot start ssh to {host.name}: {exc}") from None
+    finally:
+        theirs.close()
+    return TargetStream(ours, process)

@@ -1,0 +1,108 @@
+"""Minting and spending console tickets.
+
+A ticket is 32 random bytes shown once to the browser; the database keeps only its sha256.
+It is valid for TICKET_SECONDS, spent by one atomic UPDATE (so two connections racing for
+the same ticket cannot both win) and bound to user, login session, host and VM.
+Every ticket minted, used or refused leaves an audit record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+from importlib import import_module
+from types import SimpleNamespace
+from typing import Any, cast
+
+from django.conf import settings
+from django.contrib import auth
+from django.http import HttpRequest
+from django.utils import timezone
+
+from console.models import ConsoleTicket
+from hosts.models import Host
+from webkvm import audit, permissions
+from webkvm.models import AuditResult
+
+TICKET_SECONDS = 30
+MAX_TICKET_LENGTH = 100  # token_urlsafe(32) is 43 characters; anything much longer is junk
+
+
+class Refused(Exception):
+    """The console is refused. The message is shown to the user, so it names no secret."""
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def mint(request: HttpRequest, host: Host, vm_uuid: str) -> str:
+    """A new ticket for the requesting user; raises PermissionDenied (audited) without the console grant."""
+    permissions.require(request, "console", host=host, vm_uuid=vm_uuid)
+    session_key = request.session.session_key
+    if not session_key:  # a logged-in user always has one; be explicit rather than bind to ""
+        raise Refused("no login session")
+    token = secrets.token_urlsafe(32)
+    ConsoleTicket.objects.create(
+        token_hash=digest(token), user=cast(Any, request.user), session_hash=digest(session_key), host=host,
+        vm_uuid=vm_uuid, expires=timezone.now() + timedelta(seconds=TICKET_SECONDS),
+    )
+    audit.record(request, "console.ticket", object_type="vm", object_name=vm_uuid, host_name=host.name,
+                 detail=f"valid {TICKET_SECONDS} s, single use")
+    return token
+
+
+def session_user(session_key: str) -> Any:
+    """The active user logged in with this session key, or None (logged out, expired, password changed)."""
+    if not session_key:
+        return None
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    # auth.get_user also checks the session's password hash, exactly as for a page request.
+    user = auth.get_user(cast(HttpRequest, SimpleNamespace(session=store)))
+    return user if user.is_authenticated and user.is_active else None
+
+
+def refuse(reason: str, *, host_name: str, vm_uuid: str, remote_addr: str | None, user: Any = None) -> Refused:
+    audit.record(None, "console.refused", object_type="vm", object_name=vm_uuid, host_name=host_name,
+                 result=AuditResult.DENIED, detail=reason, user=user, remote_addr=remote_addr)
+    return Refused(reason)
+
+
+def consume(token: str, *, host_name: str, vm_uuid: str, session_key: str, remote_addr: str | None) -> ConsoleTicket:
+    """Spend `token` for the console of `vm_uuid` on `host_name`, asked by the holder of `session_key`.
+
+    Returns the ticket (with user and host) or raises Refused, audited either way. A ticket is
+    spent by any attempt, even a refused one: a leaked ticket is worth one try at most."""
+    where: dict[str, Any] = {"host_name": host_name, "vm_uuid": vm_uuid, "remote_addr": remote_addr}
+    if not token or len(token) > MAX_TICKET_LENGTH:
+        raise refuse("no console ticket", **where)
+    try:
+        vm_uuid = str(uuid.UUID(vm_uuid))
+    except ValueError:
+        raise refuse("not a VM UUID", **where) from None
+    token_hash = digest(token)
+    now = timezone.now()
+    spent = ConsoleTicket.objects.filter(token_hash=token_hash, used_at__isnull=True, expires__gt=now).update(
+        used_at=now)
+    ticket = ConsoleTicket.objects.select_related("user", "host").filter(token_hash=token_hash).first()
+    if ticket is None:
+        raise refuse("unknown console ticket", **where)
+    where["user"] = ticket.user
+    if not spent:
+        # The UPDATE above missed: either somebody spent it already, or its 30 s are over.
+        raise refuse("console ticket already used" if ticket.used_at else "console ticket expired", **where)
+    if ticket.host.name != host_name or str(ticket.vm_uuid) != vm_uuid:
+        raise refuse(f"console ticket is for another VM ({ticket.vm_uuid} on {ticket.host.name})", **where)
+    if digest(session_key or "") != ticket.session_hash:
+        raise refuse("console ticket belongs to another login session", **where)
+    user = session_user(session_key)
+    if user is None or user.pk != ticket.user_id:
+        raise refuse("not logged in as the user the console ticket was made for", **where)
+    if not permissions.can(user, "console", host=ticket.host, vm_uuid=vm_uuid):
+        raise refuse("no console permission on this VM", **where)
+    audit.record(None, "console.open", object_type="vm", object_name=vm_uuid, host_name=host_name,
+                 detail="ticket used", user=user, remote_addr=remote_addr)
+    ticket.user = user
+    return ticket

@@ -1,0 +1,48 @@
+"""The console page and the ticket it asks for before each connection."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from console import tickets
+from instances.lookup import vm_or_404
+from virt import lifecycle
+from virt.domains import domain_detail
+from virt.errors import VirtError
+from webkvm.permissions import can
+
+
+@require_GET
+def console_page(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "console")
+    context: dict[str, object] = {"ref": ref, "ws_path": f"/console/ws/{ref.host.name}/{ref.uuid}/"}
+    try:
+        info = ref.call(domain_detail)
+    except VirtError as exc:
+        return render(request, "console/console.html", {**context, "error": str(exc)}, status=503)
+    allowed = {p: can(request.user, p, host=ref.host, vm_uuid=ref.uuid) for p in ("power", "change")}
+    # Power actions beside the screen; autostart and the like stay on the detail page.
+    actions = [a for a in lifecycle.available(info.state_code, info.managed_save)
+               if a.permission == "power" and allowed["power"]]
+    return render(request, "console/console.html", {
+        **context, "vm": info, "actions": actions, "fkeys": range(1, 13),
+        "here": reverse("console:page", args=[ref.host.name, ref.uuid]),
+    })
+
+
+@require_POST
+def ticket(request: HttpRequest, host: str, vm: uuid.UUID) -> JsonResponse:
+    ref = vm_or_404(request, host, vm, "console")  # 403 (audited) without the console grant
+    try:
+        token = tickets.mint(request, ref.host, ref.uuid)
+    except tickets.Refused as exc:
+        return JsonResponse({"error": str(exc)}, status=403)
+    return JsonResponse({
+        "ticket": token, "expires_in": tickets.TICKET_SECONDS,
+        "ws_path": f"/console/ws/{ref.host.name}/{ref.uuid}/",
+    })
