@@ -6,8 +6,8 @@ import contextlib
 import time
 
 import libvirt
-from lxml import etree
-from lxml.builder import E
+
+from tests.lab import domain_xml
 
 PREFIX = "lab-bench-"
 RUNNING = 3  # a few running VMs, so pages show live figures too
@@ -17,26 +17,6 @@ SETTLE_S = 3.0  # freshly started guests keep both CPUs (and libvirtd) busy for 
 
 def bench_name(index: int) -> str:
     return f"{PREFIX}{index:04d}"
-
-
-def domain_xml(name: str, domain_type: str) -> str:
-    """Diskless, no graphics: boots to SeaBIOS and waits; only the definition matters to the list."""
-    dom = E.domain(
-        E.name(name),
-        E.memory(str(MEMORY_MIB), unit="MiB"),
-        E.vcpu("1"),
-        E.os(E.type("hvm", arch="x86_64")),
-        E.on_poweroff("destroy"),
-        E.on_reboot("restart"),
-        E.on_crash("destroy"),
-        E.devices(
-            E.serial(E.target(port="0"), type="pty"),
-            E.console(E.target(type="serial", port="0"), type="pty"),
-            E.memballoon(model="none"),
-        ),
-        type=domain_type,
-    )
-    return etree.tostring(dom, encoding="unicode")
 
 
 def bench_domains(conn: libvirt.virConnect) -> list[libvirt.virDomain]:
@@ -51,7 +31,7 @@ def ensure_defined(conn: libvirt.virConnect, count: int, domain_type: str) -> fl
     for index in range(1, count + 1):
         name = bench_name(index)
         if name not in existing:
-            conn.defineXML(domain_xml(name, domain_type))
+            conn.defineXML(domain_xml(name, domain_type, MEMORY_MIB, graphics=False))
     for index in range(1, min(RUNNING, count) + 1):
         dom = conn.lookupByName(bench_name(index))
         if not dom.isActive():

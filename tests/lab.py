@@ -41,8 +41,10 @@ def lab() -> Iterator[dict[str, Any]]:
         labctl.down()
 
 
-def domain_xml(name: str, domain_type: str, memory_mib: int = 64) -> str:
+def domain_xml(name: str, domain_type: str, memory_mib: int = 64, graphics: bool = True) -> str:
     """A small diskless VM: boots to SeaBIOS, VNC on the daemon's vnc_listen, a serial console."""
+    # No listen attribute: each host applies its own vnc_listen (127.0.0.1 by default).
+    vnc = [E.graphics(type="vnc", autoport="yes")] if graphics else []
     dom = E.domain(
         E.name(name),
         E.memory(str(memory_mib), unit="MiB"),
@@ -52,8 +54,7 @@ def domain_xml(name: str, domain_type: str, memory_mib: int = 64) -> str:
         E.on_reboot("restart"),
         E.on_crash("destroy"),
         E.devices(
-            # No listen attribute: each host applies its own vnc_listen (127.0.0.1 by default).
-            E.graphics(type="vnc", autoport="yes"),
+            *vnc,
             E.serial(E.target(port="0"), type="pty"),
             E.console(E.target(type="serial", port="0"), type="pty"),
             E.memballoon(model="none"),
