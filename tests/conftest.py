@@ -31,6 +31,12 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread for
+    the rest of the session, which breaks async_to_sync in the tests that would follow them."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_connections() -> Iterator[None]:
     """Host primary keys are reused between tests: never let a connection outlive its test."""
