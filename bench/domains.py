@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import libvirt
 
-from tests.lab import domain_xml
+from tests.lab import domain_xml, remove_domain
 
 PREFIX = "lab-bench-"
 RUNNING = 3  # a few running VMs, so pages show live figures too
@@ -44,14 +43,4 @@ def ensure_defined(conn: libvirt.virConnect, count: int, domain_type: str) -> fl
 
 def remove_all(conn: libvirt.virConnect) -> int:
     """Destroy and undefine every lab-bench-* domain (also leftovers of an interrupted run)."""
-    removed = 0
-    for dom in bench_domains(conn):
-        with contextlib.suppress(libvirt.libvirtError):
-            if dom.isActive():
-                dom.destroy()
-        with contextlib.suppress(libvirt.libvirtError):
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                              | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                              | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-            removed += 1
-    return removed
+    return sum(remove_domain(dom) for dom in bench_domains(conn))
