@@ -110,6 +110,9 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/chart.js", NODE_MODULES / "chart.js" / "dist"),
     ("vendor/novnc", NODE_MODULES / "@novnc" / "novnc"),
+    ("vendor/xterm", NODE_MODULES / "@xterm" / "xterm"),
+    ("vendor/xterm-addon-fit", NODE_MODULES / "@xterm" / "addon-fit" / "lib"),
+    ("vendor/codemirror", NODE_MODULES / "codemirror"),
 ]
 
 LOGGING = {
