@@ -1,0 +1,295 @@
+"""Streaming volume transfers under ASGI: uploads go from the socket into libvirt, downloads back.
+
+Django's ASGI handler reads a whole request body (into memory, then a temporary file) before
+any view runs, so a multi-GiB ISO would pass through the disk of the panel's machine first; and
+it sends a streamed response in 64 KiB pieces, each a trip through the event loop. This wrapper
+takes the two transfer URLs out of Django's handler, runs the same checks Django would (session
+login, CSRF, the admin check) and moves the data in chunks of a few MiB, reading the next chunk
+while the current one is sent: memory stays at a few chunks whatever the volume's size. Every
+other request goes to Django unchanged; the views in storage/views/transfer.py serve the same
+URLs under WSGI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import io
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.contrib.auth import get_user
+from django.contrib.auth.views import redirect_to_login
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.exceptions import PermissionDenied, SuspiciousOperation
+from django.core.handlers.asgi import ASGIRequest
+from django.db import close_old_connections
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.urls import Resolver404, resolve
+
+from storage.transfers import (
+    CHUNK,
+    CHUNK_TIMEOUT,
+    Interrupted,
+    UploadSession,
+    download_headers,
+    error_response,
+    open_download,
+    open_upload,
+)
+from virt.errors import VirtError
+from virt.streams import Download
+from webkvm.middleware import POLICY
+from webkvm.permissions import require_admin
+
+log = logging.getLogger(__name__)
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]  # Django's handler types its arguments a little differently
+ROUTES = {("PUT", "storage:volume_upload"): "upload", ("GET", "storage:volume_download"): "download"}
+QUEUED_CHUNKS = 2  # chunks waiting for the hypervisor; with the one being sent, bounds an upload's memory
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"same-origin"), (b"content-security-policy", POLICY.encode())]
+
+# uvicorn stops reading a connection whenever 64 KiB of its body wait unread, and starts again at
+# the next receive(): for an upload that is a pause and a resume per 64 KiB, which costs more CPU
+# than all the rest of the transfer (measured with uvloop and a body that is only counted: 1.5 CPU-
+# seconds per GiB at 64 KiB, 0.65 at 2 MiB). A connection may now hold 2 MiB before it pauses;
+# bodies are read as they come anyway. Larger values barely help and cost memory per upload.
+UVICORN_READ_BUFFER = 2 << 20
+
+
+def tune_uvicorn() -> None:
+    for name in ("uvicorn.protocols.http.httptools_impl", "uvicorn.protocols.http.h11_impl"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue  # that parser is not installed
+        current = getattr(module, "HIGH_WATER_LIMIT", None)
+        if isinstance(current, int):
+            setattr(module, "HIGH_WATER_LIMIT", max(current, UVICORN_READ_BUFFER))  # noqa: B010
+
+
+tune_uvicorn()
+
+
+def _one_thread(name: str) -> ThreadPoolExecutor:
+    """A transfer's libvirt calls run in a thread of its own: they never wait behind other requests'
+    work in the loop's shared pool, and the buffers libvirt allocates stay in one thread's malloc arena."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+
+def _unused(_request: HttpRequest) -> HttpResponse:
+    raise AssertionError("only the request phase of these middlewares is used")
+
+
+def route(scope: Scope) -> tuple[str, dict[str, Any]] | None:
+    """("upload" or "download", URL kwargs) for the transfer URLs, None for everything else."""
+    if scope.get("type") != "http" or scope.get("method") not in ("PUT", "GET"):
+        return None
+    try:
+        match = resolve(scope.get("path", ""))
+    except Resolver404:
+        return None
+    kind = ROUTES.get((scope["method"], match.view_name))
+    return (kind, dict(match.kwargs)) if kind else None
+
+
+def authorise(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | None:
+    """What SessionMiddleware, AuthenticationMiddleware, LoginRequiredMiddleware, CsrfViewMiddleware
+    and admin_required do for a normal request (CSRF applies to the PUT); a response means refused."""
+    SessionMiddleware(_unused).process_request(request)
+    user = get_user(request)
+    request.user = user
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    csrf = CsrfViewMiddleware(_unused)
+    csrf.process_request(request)
+    from storage.views import transfer  # views load after the app registry
+
+    view = transfer.volume_upload if request.method == "PUT" else transfer.volume_download
+    refused = csrf.process_view(request, view, (), kwargs)
+    if refused is not None:
+        return refused
+    try:
+        require_admin(request, object_name=request.path)
+    except PermissionDenied:
+        return HttpResponse("Forbidden", status=403, content_type="text/plain")
+    return None
+
+
+def _checked(request: ASGIRequest, kwargs: dict[str, Any], then: Callable[[], Any]) -> Any:
+    close_old_connections()
+    try:
+        refused = authorise(request, kwargs)
+        return refused if refused is not None else then()
+    except SuspiciousOperation as exc:  # e.g. a Host header not in ALLOWED_HOSTS
+        return HttpResponse(f"Bad request: {exc}", status=400, content_type="text/plain")
+    except Http404 as exc:
+        return HttpResponse(str(exc) or "Not found", status=404, content_type="text/plain")
+
+
+async def respond(send: Send, response: HttpResponse) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+    headers += [(b"set-cookie", c.output(header="").strip().encode("latin-1")) for c in response.cookies.values()]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers + SECURITY_HEADERS})
+    await send({"type": "http.response.body", "body": response.content, "more_body": False})
+
+
+# --- upload ----------------------------------------------------------------------------------
+
+
+async def pump(receive: Receive, session: UploadSession) -> None:
+    """Move the body into the session in pieces of about CHUNK; raises Interrupted if the browser goes away."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUED_CHUNKS)
+    sender = _one_thread("upload")
+
+    async def writer() -> None:
+        while (chunk := await queue.get()) is not None:
+            await asyncio.wait_for(loop.run_in_executor(sender, session.send, chunk), CHUNK_TIMEOUT)
+
+    task = asyncio.ensure_future(writer())
+
+    async def hand_over(item: bytes | None) -> None:
+        put = asyncio.ensure_future(queue.put(item))
+        await asyncio.wait({put, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():  # the writer failed: its error wins
+            put.cancel()
+            task.result()
+
+    parts: list[bytes] = []
+    pending = received = 0
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Interrupted(f"the browser went away after {received} of {session.size} bytes")
+            body = message.get("body", b"")
+            received += len(body)
+            if received > session.size:
+                raise Interrupted(f"more than the announced {session.size} bytes")
+            if body:
+                parts.append(body)
+                pending += len(body)
+            more = bool(message.get("more_body", False))
+            if pending >= CHUNK or (pending and not more):
+                await hand_over(b"".join(parts))  # the one copy the panel makes of the data
+                parts.clear()
+                pending = 0
+            if not more:
+                break
+        if received != session.size:
+            raise Interrupted(f"the body ended after {received} of {session.size} bytes")
+        await hand_over(None)
+        await task
+    except TimeoutError:
+        raise Interrupted(f"the hypervisor took more than {CHUNK_TIMEOUT:g} s for one chunk") from None
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        sender.shutdown(wait=False)
+
+
+async def upload(request: ASGIRequest, receive: Receive, kwargs: dict[str, Any]) -> HttpResponse:
+    outcome = await sync_to_async(_checked)(request, kwargs,
+                                             lambda: open_upload(request, kwargs["host"], kwargs["pool"]))
+    if isinstance(outcome, HttpResponse):
+        return outcome
+    session: UploadSession = outcome
+    try:
+        await pump(receive, session)
+        result = await sync_to_async(session.finish, thread_sensitive=False)()
+    except (VirtError, Interrupted) as exc:
+        left = await sync_to_async(session.abort, thread_sensitive=False)()
+        await sync_to_async(session.audit)(request, f"{exc}{' ' + left if left else ''}")
+        if isinstance(exc, VirtError):
+            return error_response(exc)
+        # The browser may still be listening (it sent more or less than it announced).
+        return JsonResponse({"error": f"Upload interrupted: {exc}. Nothing was kept.{left}"}, status=400)
+    except BaseException:  # cancelled (server shutting down): still leave no half volume
+        await asyncio.shield(sync_to_async(session.abort, thread_sensitive=False)())
+        raise
+    await sync_to_async(session.audit)(request)
+    return JsonResponse(result, status=201)
+
+
+# --- download --------------------------------------------------------------------------------
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def stream_download(receive: Receive, send: Send, download: Download) -> None:
+    """Send the volume; the next chunk is read from libvirt while the current one goes out."""
+    loop = asyncio.get_running_loop()
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in download_headers(download).items()]
+    await send({"type": "http.response.start", "status": 200, "headers": headers + SECURITY_HEADERS})
+    gone = asyncio.ensure_future(_disconnected(receive))
+    reader = _one_thread("download")
+    reading = loop.run_in_executor(reader, download.read, CHUNK)
+    try:
+        while True:
+            waiting: set[asyncio.Future[Any]] = {reading, gone}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if gone.done():
+                log.info("download of %s stopped by the browser after %d bytes", download.name, download.received)
+                return
+            chunk = reading.result()  # a libvirt failure ends the response short: the browser sees it fail
+            if not chunk:
+                break
+            reading = loop.run_in_executor(reader, download.read, CHUNK)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        gone.cancel()
+        with contextlib.suppress(BaseException):
+            await reading  # never close the streams under a read still running
+        await loop.run_in_executor(reader, download.close)
+        reader.shutdown(wait=False)
+
+
+async def download(request: ASGIRequest, receive: Receive, send: Send, kwargs: dict[str, Any]) -> None:
+    outcome = await sync_to_async(_checked)(request, kwargs, lambda: open_download(
+        request, kwargs["host"], kwargs["pool"], kwargs["volume"]))
+    if isinstance(outcome, HttpResponse):
+        await respond(send, outcome)
+        return
+    _host, started = outcome
+    try:
+        await stream_download(receive, send, started)
+    except VirtError as exc:
+        log.warning("download of %s failed: %s", started.name, exc)
+
+
+class StreamedTransfers:
+    """ASGI wrapper around Django's HTTP application."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = route(scope)
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        kind, kwargs = found
+        request = ASGIRequest(scope, io.BytesIO())
+        async with ThreadSensitiveContext():  # this request's Django work shares one thread, as in Django
+            try:
+                if kind == "upload":
+                    await respond(send, await upload(request, receive, kwargs))
+                else:
+                    await download(request, receive, send, kwargs)
+            finally:
+                await sync_to_async(close_old_connections)()

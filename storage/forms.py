@@ -1,0 +1,303 @@
+"""Forms for pools and volumes. Every rule lives in virt.storage_rules / virt.storage /
+virt.volumes; the forms turn their problems into field errors, so bad input changes nothing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from django import forms
+
+from virt.storage import DISK_LABELS, POOL_TYPES, PoolSpec, PoolSummary
+from virt.storage_rules import Problem, check_name, decode_ceph_key, parse_host_port, parse_size
+from virt.volumes import VOLUME_FORMATS, NewVolumeSpec, PoolDetail, VolumeInfo, space_problem
+
+_SPLIT = re.compile(r"[\s,]+")
+
+# Which fields each pool type asks for, in page order.
+POOL_FIELDS = {
+    "dir": ["name", "target_path", "build", "start", "autostart"],
+    "netfs": ["name", "hosts", "source_dir", "target_path", "build", "start", "autostart"],
+    "logical": ["name", "source_name", "devices", "build", "start", "autostart"],
+    "iscsi": ["name", "hosts", "iqn", "initiator_iqn", "start", "autostart"],
+    "rbd": ["name", "source_name", "hosts", "ceph_user", "ceph_key", "secret_uuid", "start", "autostart"],
+    "disk": ["name", "devices", "source_format", "build", "start", "autostart"],
+}
+LABELS: dict[str, dict[str, tuple[str, str]]] = {  # type -> field -> (label, help)
+    "dir": {"target_path": ("Directory", "Where the volumes are kept on the host, below an allowed folder."),
+            "build": ("Create the directory", "")},
+    "netfs": {"hosts": ("NFS server", "Host name or address, optionally with :port."),
+              "source_dir": ("Export", "The exported directory, e.g. /export/isos."),
+              "target_path": ("Mount point", "Where the host mounts the share, below an allowed folder."),
+              "build": ("Create the mount point", "")},
+    "logical": {"source_name": ("Volume group", "An existing volume group, or the one to create."),
+                "devices": ("Physical volumes", "Only to create the volume group: its disks, e.g. /dev/sdb /dev/sdc."),
+                "build": ("Create the volume group on these disks", "Erases the disks listed above.")},
+    "iscsi": {"hosts": ("Portal", "The iSCSI server, optionally with :port (3260).")},
+    "rbd": {"source_name": ("Ceph pool", ""),
+            "hosts": ("Monitors", "One or more, separated by spaces: mon1:6789 mon2 …")},
+    "disk": {"devices": ("Disk", "The whole disk the pool partitions, e.g. /dev/sdb."),
+             "build": ("Write a new partition table", "Erases what is on the disk.")},
+}
+
+
+class PoolForm(forms.Form):
+    name = forms.CharField(max_length=128, help_text="Letters, digits, '.', '-', '_' and '+'.")
+    target_path = forms.CharField(max_length=255)
+    hosts = forms.CharField(max_length=1000)
+    source_dir = forms.CharField(max_length=255)
+    source_name = forms.CharField(max_length=128)
+    devices = forms.CharField(max_length=1000)
+    source_format = forms.ChoiceField(label="Partition table", choices=[(d, d) for d in DISK_LABELS])
+    iqn = forms.CharField(label="Target IQN", max_length=223, help_text="e.g. iqn.2024-01.org.example:storage")
+    initiator_iqn = forms.CharField(label="Initiator IQN", max_length=223, required=False,
+                                    help_text="Leave empty for the host's own initiator name.")
+    ceph_user = forms.CharField(label="Ceph user", max_length=64, initial="libvirt",
+                                help_text="Without 'client.'.")
+    ceph_key = forms.CharField(label="Ceph key", max_length=200, required=False,
+                               widget=forms.PasswordInput(render_value=False),
+                               help_text="From `ceph auth get-key client.USER`; stored as a private libvirt secret, "
+                                         "never shown again.")
+    secret_uuid = forms.ChoiceField(label="or an existing secret", required=False)
+    build = forms.BooleanField(required=False)
+    start = forms.BooleanField(label="Start it", required=False, initial=True)
+    autostart = forms.BooleanField(label="Start it with the host", required=False, initial=True)
+
+    def __init__(self, pool_type: str, roots: Iterable[str], secrets: Iterable[tuple[str, str]] = (),
+                 *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool_type, self.roots = pool_type, list(roots)
+        wanted = POOL_FIELDS[pool_type]
+        for name in list(self.fields):
+            if name not in wanted:
+                del self.fields[name]
+        for name, (label, help_text) in LABELS.get(pool_type, {}).items():
+            self.fields[name].label, self.fields[name].help_text = label, help_text
+        if "secret_uuid" in self.fields:
+            field = self.fields["secret_uuid"]
+            assert isinstance(field, forms.ChoiceField)
+            field.choices = [("", "none: store the key above"), *((u, f"{name} ({u})") for u, name in secrets)]
+        if pool_type == "logical":
+            self.fields["devices"].required = False  # an existing volume group needs none
+        if "build" in self.fields:
+            self.initial.setdefault("build", pool_type in ("dir", "netfs"))  # mkdir is harmless; erasing is not
+        if "target_path" in self.fields and self.roots:
+            self.fields["target_path"].widget.attrs["placeholder"] = f"{self.roots[0]}/NAME"
+        self.spec: PoolSpec | None = None
+        self.key: bytes | None = None  # the decoded Ceph key
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if self.errors:
+            return data
+        hosts = []
+        for item in _SPLIT.split(data.get("hosts", "").strip()) if data.get("hosts") else []:
+            try:
+                hosts.append(parse_host_port(item))
+            except ValueError as exc:
+                self.add_error("hosts", str(exc))
+        if self.pool_type in ("netfs", "iscsi") and len(hosts) > 1:
+            self.add_error("hosts", "Give one server.")
+        if data.get("ceph_key"):
+            try:
+                self.key = decode_ceph_key(data["ceph_key"])
+            except ValueError as exc:
+                self.add_error("ceph_key", str(exc))
+        if self.pool_type == "rbd" and not data.get("ceph_key") and not data.get("secret_uuid"):
+            self.add_error("ceph_key", "Give the Ceph key, or choose an existing secret.")
+        devices = tuple(d for d in _SPLIT.split(data.get("devices", "")) if d)
+        if self.pool_type == "logical" and data.get("build") and not devices:
+            self.add_error("devices", "Name the disks to create the volume group on.")
+        self.spec = PoolSpec(
+            type=self.pool_type, name=data.get("name", ""), target_path=data.get("target_path", ""),
+            hosts=tuple(hosts), source_dir=data.get("source_dir", ""), source_name=data.get("source_name", ""),
+            devices=devices, source_format=data.get("source_format", ""), iqn=data.get("iqn", ""),
+            initiator_iqn=data.get("initiator_iqn", ""), ceph_user=data.get("ceph_user", ""),
+            secret_uuid=data.get("secret_uuid", ""),
+        )
+        add_problems(self, self.spec.problems(self.roots))
+        return data
+
+
+def add_problems(form: forms.Form, problems: Iterable[Problem]) -> None:
+    """Problems found by the virt layer as field errors (once per field and message)."""
+    for problem in problems:
+        field = problem.field if problem.field in form.fields else None
+        if problem.message not in form.errors.get(field or "__all__", []):
+            form.add_error(field, problem.message)
+
+
+class SizeField(forms.Field):
+    """A size with its unit ('10G', '512 MiB'), cleaned to bytes."""
+
+    widget = forms.TextInput
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "With a unit: 512M, 10G, 1.5T (powers of 1024), or MB, GB (powers of 1000).")
+        super().__init__(**kwargs)
+        self.widget.attrs["maxlength"] = "32"
+
+    def to_python(self, value: Any) -> int | None:
+        text = str(value or "").strip()
+        if not text:
+            return None
+        if len(text) > 32:
+            raise forms.ValidationError("Give a size such as 10G.")
+        try:
+            return parse_size(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class VolumeForm(forms.Form):
+    name = forms.CharField(max_length=128)
+    size = SizeField(label="Size", required=False)
+    format = forms.ChoiceField(choices=[(f, f) for f in VOLUME_FORMATS], initial="qcow2")
+    preallocate = forms.BooleanField(required=False, label="Allocate all the space now",
+                                     help_text="qcow2: its metadata; raw: every byte (slower, no over-commit).")
+    backing = forms.ChoiceField(label="Backing volume", required=False,
+                                help_text="qcow2 only: the new volume starts as a copy-on-write layer over it.")
+
+    def __init__(self, detail: PoolDetail, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.detail = detail
+        field = self.fields["backing"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "none"), *((v.name, v.name) for v in detail.volumes)]
+        if not detail.pool.file_based:  # LVs, partitions, RBD images are raw block devices
+            for name in ("format", "backing"):
+                del self.fields[name]
+        self.spec: NewVolumeSpec | None = None
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        try:
+            check_name(name, "volume name")
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if self.detail.volume(name):
+            raise forms.ValidationError(f"Pool {self.detail.pool.name} already has a volume named {name}.")
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if self.errors:
+            return data
+        fmt = data.get("format") or "raw"
+        base = self.detail.volume(data.get("backing") or "")
+        size: int = data.get("size") or 0
+        if base is not None:
+            size = size or base.capacity
+        spec = NewVolumeSpec(data["name"], size, fmt, bool(data.get("preallocate")), base.name if base else "")
+        add_problems(self, [Problem("size" if p.field == "capacity" else p.field, p.message)
+                            for p in spec.problems()])
+        if not self.errors:
+            problem = space_problem(self.detail.pool, size, fmt, spec.preallocate)
+            if problem:
+                self.add_error("size", problem)
+        self.spec = spec
+        return data
+
+
+class CloneForm(forms.Form):
+    name = forms.CharField(max_length=128, label="Name of the copy")
+    format = forms.ChoiceField(choices=[(f, f) for f in VOLUME_FORMATS])
+
+    def __init__(self, detail: PoolDetail, source: VolumeInfo, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.detail, self.source = detail, source
+        stem, dot, ext = source.name.rpartition(".")
+        self.initial.setdefault("name", f"{stem}-copy.{ext}" if dot and stem else f"{source.name}-copy")
+        self.initial.setdefault("format", source.format if source.format in VOLUME_FORMATS else "raw")
+        if not detail.pool.file_based:
+            del self.fields["format"]
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        try:
+            check_name(name, "volume name")
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if self.detail.volume(name):
+            raise forms.ValidationError(f"Pool {self.detail.pool.name} already has a volume named {name}.")
+        if self.source.allocation > self.detail.pool.available:
+            raise forms.ValidationError(f"The copy needs about {self.source.allocation} bytes; pool "
+                                        f"{self.detail.pool.name} has {self.detail.pool.available} free.")
+        return name
+
+
+class ResizeForm(forms.Form):
+    size = SizeField(label="New size")
+
+    def __init__(self, pool: PoolSummary, volume: VolumeInfo, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool, self.volume = pool, volume
+
+    def clean_size(self) -> int:
+        size: int = self.cleaned_data["size"]
+        if size <= self.volume.capacity:
+            raise forms.ValidationError(f"Give more than the current {self.volume.capacity} bytes: volumes only grow.")
+        growth = size - self.volume.capacity
+        if not self.pool.file_based and growth > self.pool.available:
+            raise forms.ValidationError(f"Pool {self.pool.name} has only {self.pool.available} bytes free.")
+        problem = space_problem(self.pool, size, self.volume.format, preallocate=False) if self.pool.file_based else ""
+        if problem:
+            raise forms.ValidationError(problem)
+        return size
+
+
+class UploadForm(forms.Form):
+    """What the browser announces before it sends a file: the volume's name and the file's size."""
+
+    name = forms.CharField(max_length=128)
+    size = forms.IntegerField(min_value=1, error_messages={"min_value": "The file is empty."})
+
+    def __init__(self, detail: PoolDetail, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.detail = detail
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        try:
+            check_name(name, "volume name")
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if self.detail.volume(name):
+            raise forms.ValidationError(f"Pool {self.detail.pool.name} already has a volume named {name}.")
+        return name
+
+    def clean_size(self) -> int:
+        size: int = self.cleaned_data["size"]
+        if size > self.detail.pool.available:
+            raise forms.ValidationError(f"Pool {self.detail.pool.name} has only {self.detail.pool.available} bytes "
+                                        f"free; the file has {size}.")
+        return size
+
+
+class PoolDeleteForm(forms.Form):
+    delete_storage = forms.BooleanField(
+        required=False, label="Also delete the storage itself",
+        help_text="Deletes every volume of the pool and then its directory, volume group or partition table. "
+                  "Without this, only the pool's definition is removed and the data stays on the host.")
+    confirm_in_use = forms.BooleanField(required=False)
+
+    def __init__(self, detail: PoolDetail, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.users = detail.users
+        if self.users:
+            self.fields["confirm_in_use"].label = (f"Delete it although VM{'s' if len(self.users) > 1 else ''} "
+                                                   f"{', '.join(self.users)} use{'' if len(self.users) > 1 else 's'} "
+                                                   "its volumes")
+        else:
+            del self.fields["confirm_in_use"]
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if self.users and not data.get("confirm_in_use"):
+            self.add_error("confirm_in_use", f"In use by {', '.join(self.users)}: tick the box to confirm.")
+        return data
+
+
+def pool_type_or_none(kind: str) -> str | None:
+    return kind if kind in POOL_TYPES else None

@@ -1,0 +1,159 @@
+"""Uploads into and downloads from volumes, shared by the WSGI views and the streaming ASGI path.
+
+Upload: the browser first asks (POST, a form) whether its file fits; then it PUTs the raw file
+with Content-Length. The body is read in chunks and each chunk goes straight into a libvirt
+stream, so the panel holds at most a few chunks whatever the file size. Anything short of the
+whole body aborts the stream and deletes the volume. Download: virt.streams.Download reads the
+volume in bounded segments; the caller hands its chunks on as they come.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.utils.http import content_disposition_header
+
+from hosts import services
+from hosts.models import Host
+from storage.forms import UploadForm
+from virt.errors import NotFound, Unreachable, VirtError
+from virt.storage_rules import StorageInputError
+from virt.streams import Download, Upload
+from virt.volumes import PoolDetail, pool_detail
+from webkvm import audit
+from webkvm.models import AuditResult
+
+CHUNK = 2 << 20  # bytes per libvirt call: few calls (each a thread hop and a message), little memory
+BEGIN_TIMEOUT = 30.0
+CHUNK_TIMEOUT = 60.0  # a hypervisor that takes longer for one chunk is treated as gone
+
+
+class Interrupted(Exception):
+    """The browser went away, or sent less than it announced."""
+
+
+def errors_response(errors: dict[str, list[str]], status: int = 400) -> JsonResponse:
+    return JsonResponse({"errors": errors}, status=status)
+
+
+def error_response(exc: VirtError) -> JsonResponse:
+    if isinstance(exc, StorageInputError):
+        return errors_response({p.field: [p.message] for p in exc.problems})
+    return JsonResponse({"error": str(exc)}, status=503 if isinstance(exc, Unreachable) else 502)
+
+
+def check(request: HttpRequest, host: Host, pool: str,
+          data: dict[str, Any]) -> tuple[PoolDetail | None, JsonResponse | None]:
+    """Validate an announced upload: (pool detail, None) when it fits, else (None, a JSON error)."""
+    try:
+        detail = services.call(host, lambda conn: pool_detail(conn, pool))
+    except VirtError as exc:
+        return None, error_response(exc)
+    if not detail.pool.active:
+        return None, JsonResponse({"error": f"Pool {pool} is not active: start it first."}, status=409)
+    form = UploadForm(detail, data)
+    if not form.is_valid():
+        return None, errors_response({k: [str(m) for m in v] for k, v in form.errors.items()})
+    return detail, None
+
+
+@dataclass
+class UploadSession:
+    host: Host
+    pool: str
+    name: str
+    size: int
+    upload: Upload | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def received(self) -> int:
+        return self.upload.sent if self.upload else 0
+
+    def begin(self) -> None:
+        self.upload = services.call(self.host, lambda conn: Upload.begin(conn, self.pool, self.name, self.size),
+                                    BEGIN_TIMEOUT)
+
+    def send(self, chunk: bytes) -> None:
+        """Straight into the stream, in the caller's thread: this is the hot path of every byte, and
+        a dead link still ends it (libvirt's keepalive closes the connection within about 20 s)."""
+        assert self.upload is not None
+        self.upload.send(chunk)
+
+    def finish(self) -> dict[str, Any]:
+        upload = self.upload
+        assert upload is not None
+        services.call(self.host, lambda _conn: upload.finish(), CHUNK_TIMEOUT)
+        seconds = max(time.monotonic() - self.started, 1e-6)
+        return {"pool": self.pool, "volume": self.name, "bytes": self.size, "seconds": round(seconds, 2),
+                "rate": round(self.size / seconds)}
+
+    def abort(self) -> str:
+        """Abort the stream and delete the half-written volume; returns what was left behind, in words."""
+        upload = self.upload
+        if upload is None:
+            return ""
+        try:
+            return services.call(self.host, lambda _conn: upload.abort(), BEGIN_TIMEOUT)
+        except VirtError as exc:
+            return f"The partial volume {self.name} could not be deleted ({exc}): delete it by hand."
+
+    def audit(self, request: HttpRequest, error: str = "") -> None:
+        if error:
+            detail = f"{self.received} of {self.size} bytes, then: {error}"
+        else:
+            detail = f"{self.size} bytes in {time.monotonic() - self.started:.1f} s"
+        audit.record(request, "volume.upload", object_type="volume", object_name=f"{self.pool}/{self.name}",
+                     host_name=self.host.name, result=AuditResult.FAILED if error else AuditResult.OK, detail=detail)
+
+
+def open_upload(request: HttpRequest, host_name: str, pool: str) -> UploadSession | JsonResponse:
+    """Check a PUT (name in the query, size from Content-Length) and open its stream.
+
+    Login, CSRF and the admin check come first, from the caller."""
+    host = get_object_or_404(Host, name=host_name)
+    length = request.META.get("CONTENT_LENGTH") or ""
+    name = request.GET.get("name", "")
+    if not length.isdigit():
+        audit.record(request, "volume.upload", object_type="volume", object_name=f"{pool}/{name}"[:255],
+                     host_name=host.name, result=AuditResult.FAILED, detail="no Content-Length")
+        return errors_response({"file": ["Send the file with its Content-Length (no chunked encoding)."]}, 411)
+    _detail, refused = check(request, host, pool, {"name": name, "size": length})
+    session = UploadSession(host, pool, name, int(length))
+    if refused is None:
+        try:
+            session.begin()
+        except VirtError as exc:
+            refused = error_response(exc)
+    if refused is not None:
+        audit.record(request, "volume.upload", object_type="volume", object_name=f"{pool}/{name}"[:255],
+                     host_name=host.name, result=AuditResult.FAILED, detail=refused.content.decode()[:500])
+        return refused
+    return session
+
+
+def open_download(request: HttpRequest, host_name: str, pool: str, volume: str) -> tuple[Host, Download] | HttpResponse:
+    """Start a download (after the caller's login and admin checks); audited either way."""
+    host = get_object_or_404(Host, name=host_name)
+    try:
+        download = services.call(host, lambda conn: Download.begin(conn, pool, volume), BEGIN_TIMEOUT)
+    except NotFound:
+        raise Http404("No such volume.") from None
+    except VirtError as exc:
+        audit.record(request, "volume.download", object_type="volume", object_name=f"{pool}/{volume}",
+                     host_name=host.name, result=AuditResult.FAILED, detail=str(exc))
+        return HttpResponse(f"{host.name} did not start the download: {exc}", status=502,
+                            content_type="text/plain; charset=utf-8")
+    audit.record(request, "volume.download", object_type="volume", object_name=f"{pool}/{volume}",
+                 host_name=host.name, detail=f"{download.length} bytes")
+    return host, download
+
+
+def download_headers(download: Download) -> dict[str, str]:
+    return {"Content-Type": "application/octet-stream", "Content-Length": str(download.length),
+            "Content-Disposition": content_disposition_header(as_attachment=True, filename=download.name)
+            or "attachment"}

@@ -1,0 +1,102 @@
+"""Upload into and download from volumes, streamed through libvirt (admin only).
+
+Under ASGI the PUT never reaches volume_upload: storage.asgi streams it straight from the
+socket (Django's ASGI handler would first spool the whole body to a temporary file). This
+view serves the same URL under WSGI (tests, the development server), reading the body in
+chunks, which WSGI allows without buffering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import cast
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from storage.transfers import (
+    CHUNK,
+    Interrupted,
+    check,
+    download_headers,
+    error_response,
+    open_download,
+    open_upload,
+)
+from storage.views.common import host_or_404
+from virt.errors import VirtError
+from virt.streams import Download
+from webkvm.views_base import admin_required
+
+
+@require_POST
+@admin_required
+def upload_check(request: HttpRequest, host: str, pool: str) -> JsonResponse:
+    """The browser announces name and size; field errors come back before a byte is sent."""
+    found = host_or_404(host)
+    _detail, refused = check(request, found, pool, request.POST.dict())
+    if refused is not None:
+        return refused
+    url = reverse("storage:volume_upload", args=[found.name, pool])
+    return JsonResponse({"ok": True, "url": url})
+
+
+@require_http_methods(["PUT"])
+@admin_required
+def volume_upload(request: HttpRequest, host: str, pool: str) -> HttpResponse:
+    session = open_upload(request, host, pool)
+    if isinstance(session, HttpResponse):
+        return session
+    try:
+        remaining = session.size
+        while remaining:
+            chunk = request.read(min(CHUNK, remaining))
+            if not chunk:
+                raise Interrupted(f"the upload stopped after {session.size - remaining} of {session.size} bytes")
+            session.send(chunk)
+            remaining -= len(chunk)
+        result = session.finish()
+    except (VirtError, Interrupted, OSError) as exc:
+        left = session.abort()
+        session.audit(request, f"{exc}{' ' + left if left else ''}")
+        if isinstance(exc, VirtError):
+            return error_response(exc)
+        return JsonResponse({"error": f"Upload interrupted: {exc}. Nothing was kept.{left}"}, status=400)
+    session.audit(request)
+    return JsonResponse(result, status=201)
+
+
+def _download_sync(download: Download) -> Iterator[bytes]:
+    try:
+        while chunk := download.read(CHUNK):
+            yield chunk
+    finally:
+        download.close()
+
+
+async def _download_async(download: Download) -> AsyncIterator[bytes]:
+    read = sync_to_async(download.read, thread_sensitive=False)  # libvirt waits must not hold Django's thread
+    try:
+        while chunk := await read(CHUNK):
+            yield chunk
+    finally:
+        download.close()
+
+
+@require_GET
+@admin_required
+def volume_download(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
+    """Under ASGI a GET is served by storage.asgi; this serves WSGI (and HEAD under ASGI)."""
+    outcome = open_download(request, host, pool, volume)
+    if isinstance(outcome, HttpResponse):
+        return outcome
+    _host, download = outcome
+    # Under ASGI a synchronous iterator would be read whole into memory first: hand over an async one.
+    content = _download_async(download) if isinstance(request, ASGIRequest) else _download_sync(download)
+    response = StreamingHttpResponse(content)
+    for key, value in download_headers(download).items():
+        response[key] = value
+    return cast(HttpResponse, response)  # a streaming response, which admin_required passes through as is

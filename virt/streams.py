@@ -1,0 +1,196 @@
+"""Volume upload and download through libvirt's stream API.
+
+Streams run over whatever connection the host has (unix socket, tcp, tls, ssh), so the
+panel need not run on the hypervisor. Data passes through in chunks and is never held
+whole. An upload writes into a volume made for it; any failure or interruption aborts the
+stream and deletes that volume, so no half-written volume is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+import libvirt
+
+from virt.errors import InvalidInput, InvalidState, translate
+from virt.storage import lookup, pool_summary
+from virt.storage_rules import Problem, StorageInputError, check_name
+from virt.xml.storage import StorageVolume
+
+log = logging.getLogger(__name__)
+RECV_BYTES = 256 << 10  # libvirt's stream packets carry at most 256 KiB
+
+
+class Upload:
+    """One upload in progress: `send()` chunks, then `finish()`; `abort()` on any failure."""
+
+    def __init__(self, pool: str, name: str, size: int, vol: libvirt.virStorageVol, stream: libvirt.virStream) -> None:
+        self.pool, self.name, self.size = pool, name, size
+        self.sent = 0
+        self._vol, self._stream = vol, stream
+        self.closed = False
+
+    @classmethod
+    def begin(cls, conn: libvirt.virConnect, pool_name: str, name: str, size: int) -> Upload:
+        """Make a volume of exactly `size` bytes and open a stream into it."""
+        try:
+            check_name(name, "volume name")
+        except ValueError as exc:
+            raise StorageInputError([Problem("name", str(exc))]) from None
+        if size < 1:
+            raise StorageInputError([Problem("file", "The file is empty.")])
+        summary = pool_summary(conn, pool_name)
+        if not summary.active:
+            raise InvalidState(f"Pool {pool_name} is not active: start it first.")
+        if size > summary.available:
+            raise StorageInputError([Problem("file", f"Pool {pool_name} has only {summary.available} bytes free, "
+                                                     f"the file has {size}.")])
+        pool = lookup(conn, pool_name)
+        if name in {str(v.name()) for v in pool.listAllVolumes(0)}:
+            raise StorageInputError([Problem("name", f"Pool {pool_name} already has a volume named {name}.")])
+        # Raw: the bytes land as they are; libvirt reads the real format (qcow2, iso) from them afterwards.
+        xml = StorageVolume.new(name=name, capacity=size, allocation=0, format="raw").to_xml()
+        vol = pool.createXML(xml, 0)
+        try:
+            stream = conn.newStream(0)
+            vol.upload(stream, 0, size, 0)
+        except libvirt.libvirtError:
+            _delete_quietly(vol)
+            raise
+        return cls(pool_name, name, size, vol, stream)
+
+    def send(self, data: bytes) -> None:
+        """Blocks until libvirt has taken the bytes; safe to call from any thread (errors come translated)."""
+        if self.sent + len(data) > self.size:
+            raise InvalidInput(f"More data than the announced {self.size} bytes.")
+        try:
+            while data:
+                written = int(self._stream.send(data))
+                if written <= 0:
+                    raise InvalidState("The hypervisor stopped accepting data.")
+                self.sent += written
+                data = data[written:]
+        except libvirt.libvirtError as exc:
+            raise translate(exc) from None
+
+    def finish(self) -> None:
+        if self.sent != self.size:
+            raise InvalidInput(f"Only {self.sent} of {self.size} bytes arrived.")
+        self._stream.finish()
+        self.closed = True
+
+    def abort(self) -> str:
+        """Abort the stream and delete the volume; returns what could not be removed, in words."""
+        if self.closed:
+            return ""
+        self.closed = True
+        try:
+            self._stream.abort()
+        except libvirt.libvirtError:
+            pass  # the stream may already be broken: that is why we abort
+        return _delete_quietly(self._vol)
+
+
+def _delete_quietly(vol: libvirt.virStorageVol) -> str:
+    try:
+        vol.delete(0)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+            return ""
+        log.warning("could not delete the partial volume %s: %s", vol.name(), exc)
+        return f"The partial volume {vol.name()} could not be deleted ({translate(exc)}): delete it by hand."
+    return ""
+
+
+@dataclass
+class _Segment:
+    stream: libvirt.virStream
+    start: int
+    end: int
+
+
+class Download:
+    """One download in progress: `read()` until it returns b"", or `close()` early.
+
+    libvirt's client queues whatever a stream delivers until it is read, with no limit, so a
+    reader slower than the link (a browser on a slow line) would make the panel hold the rest
+    of the volume. The volume is therefore read in segments of SEGMENT_BYTES, one stream each;
+    the next segment is asked for when half of the current one is read, so the link never idles
+    and at most two segments wait in memory, whatever the volume's size.
+    """
+
+    SEGMENT_BYTES = 16 << 20
+
+    def __init__(self, conn: libvirt.virConnect, vol: libvirt.virStorageVol, name: str, length: int) -> None:
+        self.name, self.length = name, length
+        self.received = 0
+        self._conn, self._vol = conn, vol
+        self._segments: deque[_Segment] = deque()
+        self.closed = length == 0
+
+    @classmethod
+    def begin(cls, conn: libvirt.virConnect, pool_name: str, name: str) -> Download:
+        vol = lookup(conn, pool_name).storageVolLookupByName(name)
+        try:  # the bytes a download delivers: a file's size (sparse raw: its capacity)
+            length = int(vol.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2])
+        except libvirt.libvirtError:
+            length = int(vol.info()[1])
+        download = cls(conn, vol, name, length)
+        if length:
+            download._ask_next()  # fails here, before any byte is promised to the browser
+        return download
+
+    def _ask_next(self) -> None:
+        start = self._segments[-1].end if self._segments else self.received
+        if start >= self.length:
+            return
+        end = min(start + self.SEGMENT_BYTES, self.length)
+        stream = self._conn.newStream(0)
+        self._vol.download(stream, start, end - start, 0)
+        self._segments.append(_Segment(stream, start, end))
+
+    def read(self, at_least: int) -> bytes:
+        """The next chunk of about `at_least` bytes; b"" at the end. Safe in any thread (errors come translated)."""
+        try:
+            return self._read(at_least)
+        except libvirt.libvirtError as exc:
+            self.close()
+            raise translate(exc) from None
+
+    def _read(self, at_least: int) -> bytes:
+        parts: list[bytes] = []
+        got = 0
+        while got < at_least and not self.closed:
+            if not self._segments:
+                self._ask_next()
+            current = self._segments[0]
+            if len(self._segments) == 1 and self.received - current.start >= (current.end - current.start) // 2:
+                self._ask_next()
+            chunk = current.stream.recv(RECV_BYTES)
+            if isinstance(chunk, int) or not chunk:  # end of this segment (an int only on non-blocking streams)
+                current.stream.finish()
+                self._segments.popleft()
+                if self.received != current.end:
+                    self.close()
+                    raise InvalidState(f"The volume ended after {self.received} of {self.length} bytes.")
+                self.closed = self.received == self.length
+                continue
+            if self.received + len(chunk) > current.end:
+                self.close()
+                raise InvalidState("The hypervisor sent more than the volume holds.")
+            parts.append(chunk)
+            got += len(chunk)
+            self.received += len(chunk)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        """Stop early (the browser went away, or a failure): abort what is still open."""
+        self.closed = True
+        while self._segments:
+            segment = self._segments.popleft()
+            try:
+                segment.stream.abort()
+            except libvirt.libvirtError:
+                pass
