@@ -49,6 +49,38 @@ def new_network() -> Network:
     return net
 
 
+@case("network-macvtap")
+def macvtap_to_private(net: Network) -> Network:
+    from virt.xml.network import ForwardInterface
+
+    assert net.forward_mode == "bridge" and [i.dev for i in net.forward_interfaces] == ["eth0", "eth1"]
+    net.forward_mode = "private"
+    net.forward_interfaces.remove(net.forward_interfaces[1])
+    net.forward_interfaces.add(ForwardInterface.new(dev="bond0"))
+    return net
+
+
+@case("network-bridge-new")
+def new_bridged_network() -> Network:
+    return Network.new(name="lan-bridge", uuid="dd8fe884-6c02-601e-7551-cca97df1c505", forward_mode="bridge",
+                       bridge_name="br0")
+
+
+@case("network-nat-dual-stack-new")
+def new_dual_stack_nat() -> Network:
+    from virt.networks import Addressing, FixedHost, NetworkSpec, build_network_xml
+
+    spec = NetworkSpec(
+        name="dual", mode="nat", dev="eth1", bridge="virbr13", domain="dual.example",
+        ipv4=Addressing("10.213.7.1/24", "10.213.7.100", "10.213.7.199"),
+        ipv6=Addressing("fd00:213:7::1/64", "fd00:213:7::100", "fd00:213:7::1ff"),
+        hosts=(FixedHost("10.213.7.10", "52:54:00:00:07:10", "db"), FixedHost("fd00:213:7::10", name="db")),
+    )
+    net = Network.from_xml(build_network_xml(spec))
+    net.uuid = "dd8fe884-6c02-601e-7551-cca97df1c506"
+    return net
+
+
 # --- storage -------------------------------------------------------------------
 
 

@@ -1,0 +1,143 @@
+"""Network pages (admin only): every host's networks, one host's list, detail, create, host interfaces.
+
+Changes (start, stop, delete, fixed addresses) are in networks/actions.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from hosts import services
+from hosts.models import Host
+from networks.forms import FixedHostForm, NetworkForm
+from virt.errors import NotFound, VirtError
+from virt.interfaces import host_interfaces
+from virt.networks import NetworkInputError, NetworkSpec, create_network, host_networks, list_networks, network_detail
+from webkvm import audit
+from webkvm.models import AuditResult
+from webkvm.views_base import admin_required
+
+# Reading every VM's XML (who uses a network) or starting dnsmasq can outlast one call's deadline.
+DETAIL_TIMEOUT = 20.0
+CHANGE_TIMEOUT = 30.0
+
+
+def host_or_404(name: str) -> Host:
+    return get_object_or_404(Host, name=name)
+
+
+@require_GET
+@admin_required
+def index(request: HttpRequest) -> HttpResponse:
+    outcomes = services.call_many(list(Host.objects.all()), list_networks)
+    return render(request, "networks/index.html", {"outcomes": outcomes})
+
+
+@require_GET
+@admin_required
+def host_list(request: HttpRequest, host: str) -> HttpResponse:
+    target = host_or_404(host)
+    context: dict[str, Any] = {"host": target}
+    try:
+        context["networks"] = services.call(target, list_networks)
+    except VirtError as exc:
+        context["error"] = str(exc)
+        return render(request, "networks/list.html", context, status=503)
+    return render(request, "networks/list.html", context)
+
+
+@require_GET
+@admin_required
+def interfaces(request: HttpRequest, host: str) -> HttpResponse:
+    target = host_or_404(host)
+    context: dict[str, Any] = {"host": target}
+    try:
+        context["report"] = services.call(target, host_interfaces, DETAIL_TIMEOUT)
+    except VirtError as exc:
+        context["error"] = str(exc)
+        return render(request, "networks/interfaces.html", context, status=503)
+    return render(request, "networks/interfaces.html", context)
+
+
+def render_detail(request: HttpRequest, target: Host, name: str, host_form: FixedHostForm | None = None,
+                  status: int = 200) -> HttpResponse:
+    context: dict[str, Any] = {"host": target, "name": name, "host_form": host_form or FixedHostForm()}
+    try:
+        context["detail"] = services.call(target, lambda conn: network_detail(conn, name), DETAIL_TIMEOUT)
+    except NotFound:
+        raise Http404("No such network on this host.") from None
+    except VirtError as exc:
+        context["error"] = str(exc)
+        return render(request, "networks/detail.html", context, status=503)
+    return render(request, "networks/detail.html", context, status=status)
+
+
+@require_GET
+@admin_required
+def detail(request: HttpRequest, host: str, name: str) -> HttpResponse:
+    return render_detail(request, host_or_404(host), name)
+
+
+def _describe(spec: NetworkSpec, start: bool, autostart: bool) -> str:
+    parts = [f"mode {spec.mode}"]
+    if spec.mode == "macvtap":
+        parts.append(f"{spec.macvtap_mode} on {spec.dev}")
+    elif spec.bridge:
+        parts.append(f"bridge {spec.bridge}")
+    if spec.dev and spec.mode != "macvtap":
+        parts.append(f"via {spec.dev}")
+    for addressing in (spec.ipv4, spec.ipv6):
+        if addressing is not None:
+            dhcp = f" DHCP {addressing.dhcp_start}-{addressing.dhcp_end}" if addressing.dhcp_start else ""
+            parts.append(f"{addressing.address}{dhcp}")
+    if spec.hosts:
+        parts.append("fixed: " + ", ".join(h.label() for h in spec.hosts))
+    if spec.domain:
+        parts.append(f"domain {spec.domain}")
+    parts += [p for p, on in (("started", start), ("autostart", autostart)) if on]
+    return "; ".join(parts)
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def create(request: HttpRequest, host: str) -> HttpResponse:
+    target = host_or_404(host)
+    context: dict[str, Any] = {"host": target}
+    try:
+        facts = services.call(target, host_networks, DETAIL_TIMEOUT)
+    except VirtError as exc:
+        if request.method == "POST":
+            audit.record(request, "network.create", object_type="network", object_name=request.POST.get("name", ""),
+                         host_name=target.name, result=AuditResult.FAILED, detail=str(exc))
+        context["error"] = f"{target.name} could not be asked about its networks: {exc}"
+        return render(request, "networks/create.html", context, status=503)
+    form = NetworkForm(facts, request.POST if request.method == "POST" else None)
+    context.update({"form": form, "facts": facts})
+    if request.method != "POST":
+        return render(request, "networks/create.html", context)
+    if not form.is_valid():  # nothing was asked of libvirt
+        return render(request, "networks/create.html", context)
+    spec = form.to_spec()
+    start, autostart = bool(form.cleaned_data.get("start")), bool(form.cleaned_data.get("autostart"))
+    try:
+        services.call(target, lambda conn: create_network(conn, spec, start=start, autostart=autostart),
+                      CHANGE_TIMEOUT)
+    except NetworkInputError as exc:  # the host changed since the form was checked
+        form.add_problems(exc.problems, spec.mode)
+        audit.record(request, "network.create", object_type="network", object_name=spec.name,
+                     host_name=target.name, result=AuditResult.FAILED, detail=f"refused: {exc}")
+        return render(request, "networks/create.html", context)
+    except VirtError as exc:
+        form.add_error(None, f"{target.name} did not create the network: {exc}")
+        audit.record(request, "network.create", object_type="network", object_name=spec.name,
+                     host_name=target.name, result=AuditResult.FAILED, detail=str(exc))
+        return render(request, "networks/create.html", context)
+    audit.record(request, "network.create", object_type="network", object_name=spec.name, host_name=target.name,
+                 detail=_describe(spec, start, autostart))
+    messages.success(request, f"Network {spec.name} created on {target.name}{' and started' if start else ''}.")
+    return redirect("networks:detail", target.name, spec.name)
