@@ -18,6 +18,8 @@ class ConsoleTicket(models.Model):
     session_hash = models.CharField(max_length=64, help_text="sha256 of the login session's key.")
     host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="console_tickets")
     vm_uuid = models.UUIDField()
+    # A VNC ticket cannot open the serial console and the other way round.
+    kind = models.CharField(max_length=8, choices=[("vnc", "VNC"), ("serial", "serial")], default="vnc")
     created = models.DateTimeField(auto_now_add=True)
     expires = models.DateTimeField(db_index=True)
     used_at = models.DateTimeField(null=True, blank=True)

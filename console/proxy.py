@@ -4,21 +4,28 @@ For deployments that run consoles in their own process: the reverse proxy sends
 /console/ws/ here and everything else to the panel. websockify does the WebSocket framing
 and the relay loop; this handler adds the same checks as the panel's Channels consumer
 (console/session.py). It serves no files (websockify's only_upgrade) and uses no token plugin.
+For a display with a password it plays the server's RFB opening towards the browser with
+security type None (console/rfb.py), as the panel's consumer does.
 """
 
 from __future__ import annotations
 
+import select
+import socket
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from django.db import close_old_connections
 from websockify.websocketproxy import LibProxyServer, ProxyRequestHandler
 
+from console import rfb
 from console.session import ConsoleSession, open_session, parse_ws_path, session_cookie
 from console.target import TargetStream
 from console.tickets import Refused
 
 CLOSE_REFUSED, CLOSE_ENDED = 4403, 4000
+BROWSER_OPENING_SECONDS = 30.0
 
 
 class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websockify has no types
@@ -48,6 +55,8 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websock
         if self.refusal or self.stream is None:
             raise self.CClose(CLOSE_REFUSED, self.refusal[:120] or "refused")
         try:
+            if self.stream.authenticated:
+                self._open_for_browser(self.stream.sock)
             self.do_proxy(self.stream.sock)
         except self.CClose as exc:
             self.end_reason = self.end_reason or str(exc.args[1] if len(exc.args) > 1 else exc)
@@ -56,6 +65,37 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websock
             self.stream.close()
             if self.console is not None:
                 self.console.record_close(self.end_reason or "closed")
+
+    def _open_for_browser(self, target: socket.socket) -> None:
+        """The server's part of the RFB opening, security type None; what follows it goes to the VNC server."""
+        opening = rfb.NoAuthOpening()
+        self._send([opening.GREETING])
+        deadline = time.monotonic() + BROWSER_OPENING_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([self.request], [], [], left)[0]:
+                continue
+            bufs, closed = self.recv_frames()
+            for index, buf in enumerate(bufs):
+                try:
+                    reply, rest = opening.feed(buf)
+                except rfb.RfbError as exc:
+                    self.end_reason = str(exc)
+                    raise self.CClose(CLOSE_ENDED, self.end_reason[:120]) from None
+                if reply:
+                    self._send([reply])
+                if rest is not None:
+                    target.sendall(rest + b"".join(bufs[index + 1:]))
+                    return
+            if closed:
+                raise self.CClose(closed["code"], closed["reason"])
+        self.end_reason = "the browser did not finish the RFB opening"
+        raise self.CClose(CLOSE_ENDED, self.end_reason)
+
+    def _send(self, bufs: list[bytes]) -> None:
+        pending = self.send_frames(bufs)
+        while pending:
+            select.select([], [self.request], [], 1)
+            pending = self.send_frames()
 
     def send_ping(self, data: bytes = b"") -> None:
         """websockify's heartbeat, every WEBKVM_CONSOLE_RECHECK_SECONDS: re-check before each ping."""

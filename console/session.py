@@ -7,7 +7,7 @@ Nothing the client sends is used as an address: only the ticket, the VM named in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
@@ -81,11 +81,12 @@ def open_session(*, ticket: str, host_name: str, vm_uuid: str, session_key: str,
                              "user": spent.user}
     try:
         target = targets.resolve(spent.host, str(spent.vm_uuid))
-        stream = targets.connect(spent.host, target)
+        stream = targets.open_stream(spent.host, target)
     except Refused as exc:
         raise refuse(str(exc), **where) from None
+    # The password did its work in open_stream; the session that lives on does not keep it.
     session = ConsoleSession(user=spent.user, host=spent.host, vm_uuid=str(spent.vm_uuid), session_key=session_key,
-                             target=target, remote_addr=remote_addr)
+                             target=replace(target, password=None), remote_addr=remote_addr)
     return session, stream
 
 

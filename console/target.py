@@ -4,6 +4,8 @@ The address comes from the host's record and the VM's live XML. Local hosts (and
 hosts on this machine) are reached on loopback; ssh hosts through `ssh -W` with the panel's
 key and pinned known_hosts, so the VNC port never has to leave the hypervisor's loopback;
 remote tcp/tls hosts only when the display listens on an address the panel can reach.
+A display with a password is opened by the proxy itself (console/rfb.py): the password is
+read from the live XML here and never leaves the server.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 
+import libvirt
+
+from console import rfb
 from console.tickets import Refused
 from hosts import services
 from hosts.models import Host
 from virt.console import ANY_ADDRESSES, NoDisplay, VncDisplay, vnc_display
 from virt.errors import NotFound, VirtError
+from virt.xml.domain import Domain
 
 CONNECT_TIMEOUT = 5.0
 THIS_MACHINE = ("127.0.0.1", "::1", "localhost")
@@ -31,6 +37,8 @@ class Target:
     address: str
     port: int
     via_ssh: bool = False
+    # The display's VNC password, for the proxy's own authentication; kept out of repr and logs.
+    password: str | None = field(default=None, repr=False, compare=False)
 
     def describe(self) -> str:
         where = f"{self.address}:{self.port}"
@@ -54,22 +62,33 @@ def current_display(host: Host, vm_uuid: str) -> VncDisplay:
         raise Refused(f"host {host.name} does not answer: {exc}") from None
 
 
+def vnc_password(host: Host, vm_uuid: str) -> str | None:
+    """The VNC password of the VM's display, read with VIR_DOMAIN_XML_SECURE (libvirt hides it otherwise)."""
+    def read(conn: libvirt.virConnect) -> str | None:
+        xml = Domain.from_xml(conn.lookupByUUIDString(vm_uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE))
+        return next((g.passwd for g in xml.graphics if g.type == "vnc"), None)
+    try:
+        return services.call(host, read)
+    except NotFound:
+        raise Refused("the VM no longer exists on this host") from None
+    except VirtError as exc:
+        raise Refused(f"host {host.name} does not answer: {exc}") from None
+
+
 def resolve(host: Host, vm_uuid: str) -> Target:
     display = current_display(host, vm_uuid)
-    if display.has_password:
-        # Handing the password to the browser would make it long-lived; refuse instead.
-        raise Refused(f"{display.vm_name} has a VNC password: the web console does not hand passwords to "
-                      "browsers. Remove the password (the console is protected by tickets instead).")
+    # The proxy answers the password challenge itself, so the browser never receives the password.
+    password = vnc_password(host, vm_uuid) if display.has_password else None
     if _is_local(host):
-        return Target(display, display.address_on_host(), display.port)
+        return Target(display, display.address_on_host(), display.port, password=password)
     if host.transport == "ssh":
-        return Target(display, display.address_on_host(), display.port, via_ssh=True)
+        return Target(display, display.address_on_host(), display.port, via_ssh=True, password=password)
     if display.listen not in ANY_ADDRESSES and display.on_loopback:
         raise Refused(f"{display.vm_name}'s VNC display listens on {display.listen} of host {host.name}, "
                       f"which the panel cannot reach over {host.transport}: add the host over ssh to use "
                       "its consoles (the panel then tunnels to the host's loopback).")
     address = host.hostname.strip("[]") if display.listen in ANY_ADDRESSES else display.listen
-    return Target(display, address, display.port)
+    return Target(display, address, display.port, password=password)
 
 
 @dataclass
@@ -79,6 +98,8 @@ class TargetStream:
     sock: socket.socket
     process: subprocess.Popen[bytes] | None = None
     closed: bool = field(default=False)
+    # True when the proxy did the VNC authentication: the browser is then offered security type None.
+    authenticated: bool = False
 
     def ssh_error(self) -> str:
         """What ssh said when the tunnel failed (e.g. forwarding prohibited by the host's sshd)."""
@@ -142,3 +163,20 @@ def connect(host: Host, target: Target) -> TargetStream:
     finally:
         theirs.close()
     return TargetStream(ours, process)
+
+
+def open_stream(host: Host, target: Target) -> TargetStream:
+    """connect(), then, for a display with a password, the RFB opening up to a successful
+    SecurityResult; the server then waits for the browser's ClientInit. Refused on failure."""
+    stream = connect(host, target)
+    if target.password is None:
+        return stream
+    try:
+        rfb.authenticate(stream.sock, target.password)
+    except rfb.RfbError as exc:
+        said = stream.ssh_error() if isinstance(exc, rfb.RfbClosed) else ""
+        stream.close()
+        reason = f"ssh tunnel to the host failed: {said}" if said else str(exc)
+        raise Refused(f"{target.display.vm_name}: {reason}") from None
+    stream.authenticated = True
+    return stream

@@ -38,8 +38,10 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def mint(request: HttpRequest, host: Host, vm_uuid: str) -> str:
-    """A new ticket for the requesting user; raises PermissionDenied (audited) without the console grant."""
+def mint(request: HttpRequest, host: Host, vm_uuid: str, kind: str = "vnc") -> str:
+    """A new ticket for the requesting user; raises PermissionDenied (audited) without the console grant.
+
+    `kind` ("vnc" or "serial") is the only console the ticket opens."""
     permissions.require(request, "console", host=host, vm_uuid=vm_uuid)
     session_key = request.session.session_key
     if not session_key:  # a logged-in user always has one; be explicit rather than bind to ""
@@ -47,10 +49,10 @@ def mint(request: HttpRequest, host: Host, vm_uuid: str) -> str:
     token = secrets.token_urlsafe(32)
     ConsoleTicket.objects.create(
         token_hash=digest(token), user=cast(Any, request.user), session_hash=digest(session_key), host=host,
-        vm_uuid=vm_uuid, expires=timezone.now() + timedelta(seconds=TICKET_SECONDS),
+        vm_uuid=vm_uuid, expires=timezone.now() + timedelta(seconds=TICKET_SECONDS), kind=kind,
     )
     audit.record(request, "console.ticket", object_type="vm", object_name=vm_uuid, host_name=host.name,
-                 detail=f"valid {TICKET_SECONDS} s, single use")
+                 detail=f"{kind}, valid {TICKET_SECONDS} s, single use")
     return token
 
 
@@ -70,7 +72,8 @@ def refuse(reason: str, *, host_name: str, vm_uuid: str, remote_addr: str | None
     return Refused(reason)
 
 
-def consume(token: str, *, host_name: str, vm_uuid: str, session_key: str, remote_addr: str | None) -> ConsoleTicket:
+def consume(token: str, *, host_name: str, vm_uuid: str, session_key: str, remote_addr: str | None,
+            kind: str = "vnc") -> ConsoleTicket:
     """Spend `token` for the console of `vm_uuid` on `host_name`, asked by the holder of `session_key`.
 
     Returns the ticket (with user and host) or raises Refused, audited either way. A ticket is
@@ -93,6 +96,8 @@ def consume(token: str, *, host_name: str, vm_uuid: str, session_key: str, remot
     if not spent:
         # The UPDATE above missed: either somebody spent it already, or its 30 s are over.
         raise refuse("console ticket already used" if ticket.used_at else "console ticket expired", **where)
+    if ticket.kind != kind:
+        raise refuse(f"console ticket is for the {ticket.get_kind_display()} console, not the {kind} one", **where)
     if ticket.host.name != host_name or str(ticket.vm_uuid) != vm_uuid:
         raise refuse(f"console ticket is for another VM ({ticket.vm_uuid} on {ticket.host.name})", **where)
     if digest(session_key or "") != ticket.session_hash:
@@ -103,6 +108,6 @@ def consume(token: str, *, host_name: str, vm_uuid: str, session_key: str, remot
     if not permissions.can(user, "console", host=ticket.host, vm_uuid=vm_uuid):
         raise refuse("no console permission on this VM", **where)
     audit.record(None, "console.open", object_type="vm", object_name=vm_uuid, host_name=host_name,
-                 detail="ticket used", user=user, remote_addr=remote_addr)
+                 detail="ticket used" if kind == "vnc" else f"{kind} ticket used", user=user, remote_addr=remote_addr)
     ticket.user = user
     return ticket

@@ -14,7 +14,13 @@ from instances.lookup import vm_or_404
 from virt import lifecycle
 from virt.domains import domain_detail
 from virt.errors import VirtError
+from webkvm.middleware import POLICY
 from webkvm.permissions import can
+
+# xterm.js measures the font and writes cell sizes and colours into <style> elements it creates,
+# which a strict style-src blocks. Only this page allows inline styles; scripts stay 'self' only,
+# and console output is drawn as text, never parsed as markup.
+SERIAL_POLICY = POLICY.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 
 
 @require_GET
@@ -45,4 +51,31 @@ def ticket(request: HttpRequest, host: str, vm: uuid.UUID) -> JsonResponse:
     return JsonResponse({
         "ticket": token, "expires_in": tickets.TICKET_SECONDS,
         "ws_path": f"/console/ws/{ref.host.name}/{ref.uuid}/",
+    })
+
+
+@require_GET
+def serial_page(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "console")
+    context: dict[str, object] = {"ref": ref}
+    try:
+        context["vm"] = ref.call(domain_detail)
+        status = 200
+    except VirtError as exc:
+        context["error"], status = str(exc), 503
+    response = render(request, "console/serial.html", context, status=status)
+    response["Content-Security-Policy"] = SERIAL_POLICY
+    return response
+
+
+@require_POST
+def serial_ticket(request: HttpRequest, host: str, vm: uuid.UUID) -> JsonResponse:
+    ref = vm_or_404(request, host, vm, "console")  # 403 (audited) without the console grant
+    try:
+        token = tickets.mint(request, ref.host, ref.uuid, kind="serial")
+    except tickets.Refused as exc:
+        return JsonResponse({"error": str(exc)}, status=403)
+    return JsonResponse({
+        "ticket": token, "expires_in": tickets.TICKET_SECONDS,
+        "ws_path": f"/console/serial/ws/{ref.host.name}/{ref.uuid}/",
     })

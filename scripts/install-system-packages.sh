@@ -3,7 +3,7 @@
 set -eu
 PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 qemu-utils
 dnsmasq-base iptables iproute2 openssh-server openssh-client sasl2-bin libsasl2-modules chromium chromium-driver
-pkg-config gcc python3-venv python3-dev nodejs npm util-linux procps openssl"
+pkg-config gcc python3-venv python3-dev nodejs npm util-linux procps openssl nginx"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -19,3 +19,8 @@ if [ "$(id -u)" != 0 ]; then echo "webkvm: missing Debian packages (run as root 
 echo "Installing Debian packages: $missing"
 apt-get update -q
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+# nginx is here for docs/reverse-proxy.md and its test (which runs its own nginx on loopback): do not leave
+# Debian's default site answering on port 80 until the admin configures the reverse proxy.
+if echo " $missing " | grep -q " nginx "; then
+  systemctl disable --now nginx >/dev/null 2>&1 || service nginx stop >/dev/null 2>&1 || true
+fi

@@ -68,8 +68,9 @@ async function connect() {
         rfb = null;
     });
     rfb.addEventListener("credentialsrequired", () => {
-        // The panel never hands VNC passwords to browsers; the proxy refuses such VMs first.
-        setStatus("the VNC server asks for a password: not supported by the web console", "failed");
+        // The proxy answers the VNC password itself and offers the browser no authentication, so
+        // this only happens with a VNC server the proxy does not know is protected.
+        setStatus("the VNC server asks the browser for a password: the web console never sends one", "failed");
         rfb.disconnect();
     });
     rfb.addEventListener("securityfailure", (event) => {

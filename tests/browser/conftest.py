@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import need
 from tests.integration.conftest import lab, lab_domain, panel_key_authorized  # noqa: F401  (fixtures)
+from tests.panel_server import serve_panel
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test
 # itself (fixtures) are still plain synchronous code.
@@ -37,3 +38,11 @@ def page(browser) -> Iterator[object]:
     page.set_default_timeout(15000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def asgi_server() -> Iterator[str]:
+    """The panel's ASGI app (pages, static files and console WebSockets) under uvicorn on loopback:
+    Django's live_server speaks no WebSocket."""
+    with serve_panel() as url:
+        yield url

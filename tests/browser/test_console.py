@@ -1,51 +1,26 @@
-"""In Chromium: open a lab VM's console page and see its SeaBIOS screen drawn by noVNC."""
+"""In Chromium: open a lab VM's console page and see its SeaBIOS screen drawn by noVNC; press Esc
+in the page and see the guest's boot menu. Screenshots are kept in var/test-artifacts/."""
 
 from __future__ import annotations
 
+import base64
 import re
-import socket
-import threading
 import time
-from collections.abc import Iterator
+import uuid
+from pathlib import Path
 from typing import Any
 
+import libvirt
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from hosts.models import Host
+from tests.lab import domain_xml, remove_domain
+from virt.xml.domain import Domain
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def asgi_server() -> Iterator[str]:
-    """The panel's ASGI app (pages, static files and console WebSockets) under uvicorn on loopback:
-    Django's live_server speaks no WebSocket."""
-    import uvicorn
-    from channels.routing import ProtocolTypeRouter, URLRouter
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-    from django.core.asgi import get_asgi_application
-
-    from console.routing import websocket_urlpatterns
-
-    app = ProtocolTypeRouter({"http": ASGIStaticFilesHandler(get_asgi_application()),
-                              "websocket": URLRouter(websocket_urlpatterns)})
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets", lifespan="off",
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def banner_pixels(page: Any) -> int:
@@ -61,30 +36,136 @@ def banner_pixels(page: Any) -> int:
     }""")
 
 
-def test_console_shows_the_seabios_screen(asgi_server, page, lab: dict[str, Any], lab_domain) -> None:
-    dom = lab_domain()
-    Host.objects.create(name="lab", transport="local", path="system")
+def text_rows(page: Any) -> list[int]:
+    """Per 16-pixel row of the VM's screen (VGA text mode: 80 columns of 9x16 cells), how many character
+    cells up to the last lit one: enough to tell SeaBIOS's lines apart without reading them."""
+    return page.evaluate("""() => {
+        const canvas = document.querySelector('#console-screen canvas');
+        if (!canvas || !canvas.width) { return []; }
+        const w = canvas.width, h = canvas.height, cell = w / 80;
+        const data = canvas.getContext('2d').getImageData(0, 0, w, h).data;
+        const rows = [];
+        for (let top = 0; top + 16 <= h; top += 16) {
+            let last = -1;
+            for (let y = top; y < top + 16; y++) {
+                for (let x = w - 1; x > last; x--) {
+                    const i = (y * w + x) * 4;
+                    if (data[i] + data[i + 1] + data[i + 2] > 200) { last = x; break; }
+                }
+            }
+            rows.push(last >= 0 ? Math.floor(last / cell) + 1 : 0);
+        }
+        return rows;
+    }""")
+
+
+def keep(page: Any, name: str) -> None:
+    """The page and the console canvas as test artefacts (var/test-artifacts/NAME-page.png, NAME-canvas.png)."""
+    folder = Path(settings.BASE_DIR) / "var" / "test-artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}-page.png"))
+    canvas = page.evaluate("() => { const c = document.querySelector('#console-screen canvas');"
+                           " return c && c.width ? c.toDataURL('image/png') : ''; }")
+    if canvas:
+        (folder / f"{name}-canvas.png").write_bytes(base64.b64decode(canvas.split(",", 1)[1]))
+
+
+def log_in(page: Any, server: str) -> None:
     get_user_model().objects.create_superuser("admin", "", "browser-test-pass-1")
-    page.goto(asgi_server + "/login/")
+    page.goto(server + "/login/")
     page.fill("input[name=username]", "admin")
     page.fill("input[name=password]", "browser-test-pass-1")
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/hosts/$"))
 
+
+def test_console_shows_the_seabios_screen(asgi_server, page, lab: dict[str, Any], lab_domain) -> None:
+    dom = lab_domain()
+    Host.objects.create(name="lab", transport="local", path="system")
+    log_in(page, asgi_server)
+
     page.goto(f"{asgi_server}/instances/lab/{dom.UUIDString()}/")
     page.click("#open-console")
     page.wait_for_url(re.compile(r".*/console/lab/"))
-    expect(page.locator("#console-status")).to_have_text("connected", timeout=20000)
-    expect(page.locator("#console-screen canvas")).to_be_visible()
-    # SeaBIOS writes its banner within about a second of power-on.
-    deadline = time.monotonic() + 20
-    while banner_pixels(page) < 200 and time.monotonic() < deadline:
-        time.sleep(0.25)
-    lit = banner_pixels(page)
-    artifacts = settings.BASE_DIR / "var" / "test-artifacts"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(artifacts / "console-seabios.png"))
+    try:
+        expect(page.locator("#console-status")).to_have_text("connected", timeout=20000)
+        expect(page.locator("#console-screen canvas")).to_be_visible()
+        # SeaBIOS writes its banner within about a second of power-on.
+        deadline = time.monotonic() + 20
+        while banner_pixels(page) < 200 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        lit = banner_pixels(page)
+    finally:
+        keep(page, "console-seabios")  # also when it failed: the screenshot shows what the page showed
     assert lit >= 200, f"no SeaBIOS banner on the console canvas ({lit} lit pixels in its top rows)"
     expect(page.locator("#console-reconnect")).to_be_hidden()
     # The power actions sit beside the screen for a user allowed to use them.
     assert page.locator("#actions button", has_text="Force off").count() == 1
+
+
+PRESS_ESC = range(22, 27)  # "Press ESC for boot menu." is 24 characters
+SELECT_BOOT_DEVICE = range(17, 22)  # "Select boot device:" is 19
+NO_BOOTABLE_DEVICE = 40  # "No bootable device.  Retrying in 60 seconds." is longer than both
+
+
+def wait_for_rows(page: Any, ready: Any, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    rows = text_rows(page)
+    while not ready(rows) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        rows = text_rows(page)
+    return rows
+
+
+def test_esc_in_the_browser_opens_the_guest_boot_menu(asgi_server, page, lab: dict[str, Any]) -> None:
+    """A diskless VM with <bootmenu enable='yes' timeout='60000'/>: SeaBIOS waits a minute at "Press ESC for
+    boot menu."; Esc pressed on the console canvas must bring "Select boot device:" within seconds, so the
+    key went browser -> noVNC -> WebSocket -> proxy -> qemu -> guest (the minute rules out the timeout)."""
+    conn = libvirt.open(lab["unix_uri"])
+    xml = Domain.from_xml(domain_xml(f"test-{uuid.uuid4().hex[:8]}", lab["domain_type"]))
+    xml.os.bootmenu = True
+    bootmenu = xml.os.element.find("bootmenu")
+    assert bootmenu is not None
+    bootmenu.set("timeout", "60000")
+    dom = conn.defineXML(xml.to_xml())
+    try:
+        Host.objects.create(name="lab", transport="local", path="system")
+        log_in(page, asgi_server)
+        dom.create()
+        page.goto(f"{asgi_server}/console/lab/{dom.UUIDString()}/")
+        expect(page.locator("#console-status")).to_have_text("connected", timeout=20000)
+
+        def prompt_is_last(rows: list[int]) -> bool:
+            lines = [i for i, width in enumerate(rows) if width]
+            return len(lines) >= 2 and rows[lines[-1]] in PRESS_ESC
+        before = wait_for_rows(page, prompt_is_last, 20)
+        keep(page, "console-bootmenu-before")
+        assert prompt_is_last(before), f"no 'Press ESC for boot menu.' line as the last one: {before}"
+        prompt = max(i for i, width in enumerate(before) if width)
+
+        page.locator("#console-screen canvas").click()
+        page.keyboard.press("Escape")
+
+        def menu_shown(rows: list[int]) -> bool:
+            return any(width in SELECT_BOOT_DEVICE for width in rows[prompt + 1:])
+        after = wait_for_rows(page, menu_shown, 10)
+        keep(page, "console-bootmenu-after")
+        save_hypervisor_screenshot(conn, dom, "console-bootmenu-after-libvirt.png")
+        assert menu_shown(after), f"no 'Select boot device:' after Esc: rows before {before}, after {after}"
+        assert after[:prompt + 1] == before[:prompt + 1], "the lines above the menu changed"
+        assert all(width < NO_BOOTABLE_DEVICE for width in after[prompt + 1:]), f"booting went on: {after}"
+    finally:
+        remove_domain(dom)
+        conn.close()
+
+
+def save_hypervisor_screenshot(conn: libvirt.virConnect, dom: libvirt.virDomain, name: str) -> None:
+    """The guest's screen as qemu has it (virsh screenshot), next to what the browser drew."""
+    stream = conn.newStream(0)
+    dom.screenshot(stream, 0)
+    data = bytearray()
+    while chunk := stream.recv(1 << 20):
+        data += chunk
+    stream.finish()
+    folder = Path(settings.BASE_DIR) / "var" / "test-artifacts"
+    (folder / name).write_bytes(bytes(data))

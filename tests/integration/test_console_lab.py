@@ -1,21 +1,36 @@
-"""The console proxy against real qemu VNC servers of the lab: the RFB banner through a ticket."""
+"""The console proxy against real qemu VNC servers of the lab: the RFB banner through a ticket,
+VNC passwords answered by the proxy (never by the browser), and a deleted VM's port taken by another VM."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import libvirt
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
+from django.db.utils import OperationalError
 from django.test import Client
 from django.urls import reverse
 
+from bench.vnc import RfbClient, TcpTransport, WebSocketTransport
+from console import rfb
 from hosts import services
 from hosts.models import Host
+from tests.lab import domain_xml, remove_domain
+from tests.panel_server import free_port, serve_panel
+from virt.xml.domain import Domain
 from webkvm.asgi import application
 from webkvm.models import AuditEvent
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+PASSWORD = "s3cr3t!x"  # qemu takes at most 8 characters
 
 
 def open_console(client: Client, host: Host, vm_uuid: str) -> dict:
@@ -59,3 +74,220 @@ def test_ssh_host_console_goes_through_ssh(admin_client, lab: dict[str, Any], la
     services.sync_known_hosts()
     first = open_console(admin_client, host, dom.UUIDString())
     assert first["type"] == "websocket.send" and first["bytes"].startswith(b"RFB 003.008"), first
+
+
+# ---- a live panel (uvicorn on loopback) and lab VMs with chosen display settings ---------------------
+
+@pytest.fixture
+def panel_server() -> Iterator[str]:
+    """The panel's ASGI app (pages, static files, console WebSockets) under uvicorn on 127.0.0.1, in this
+    process so that it shares the test database: Django's live_server speaks no WebSocket."""
+    with serve_panel() as url:
+        yield url
+
+
+@pytest.fixture
+def vnc_domain(lab: dict[str, Any]) -> Iterator[Callable[..., libvirt.virDomain]]:
+    """Factory: a running diskless test- VM whose VNC display has the given password / fixed port."""
+    conn = libvirt.open(lab["unix_uri"])
+    made: list[libvirt.virDomain] = []
+
+    def make(password: str | None = None, port: int | None = None, valid_to: str | None = None,
+             name: str | None = None) -> libvirt.virDomain:
+        xml = Domain.from_xml(domain_xml(name or f"test-{uuid.uuid4().hex[:8]}", lab["domain_type"]))
+        vnc = xml.graphics[0]
+        vnc.passwd = password
+        if port is not None:
+            vnc.autoport, vnc.port = False, port
+        if valid_to is not None:
+            vnc.element.set("passwdValidTo", valid_to)
+        dom = conn.defineXML(xml.to_xml())
+        made.append(dom)
+        dom.create()
+        return dom
+
+    yield make
+    for dom in made:
+        remove_domain(dom)
+    conn.close()
+
+
+def display_port(dom: libvirt.virDomain) -> int:
+    port = Domain.from_xml(dom.XMLDesc(0)).graphics[0].port
+    assert port is not None and port > 0
+    return port
+
+
+def ticket_url(client: Client, server: str, host: Host, vm_uuid: str) -> str:
+    answer = client.post(reverse("console:ticket", args=[host.name, vm_uuid])).json()
+    return f"{server.replace('http', 'ws', 1)}{answer['ws_path']}?ticket={answer['ticket']}"
+
+
+def browser_socket(client: Client, server: str, url: str) -> WebSocketTransport:
+    """The console WebSocket as the page opens it: its own origin and the login cookie."""
+    return WebSocketTransport(url, origin=server, cookie=f"sessionid={client.cookies['sessionid'].value}")
+
+
+class Recording:
+    """A transport that keeps every byte the browser side received."""
+
+    def __init__(self, inner: WebSocketTransport) -> None:
+        self.inner, self.received = inner, bytearray()
+
+    def send(self, data: bytes) -> None:
+        self.inner.send(data)
+
+    def recv(self) -> bytes:
+        data = self.inner.recv()
+        self.received += data
+        return data
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def seabios_rows(viewer: RfbClient, timeout: float = 20) -> list[int]:
+    """Text rows of the VM's screen, once SeaBIOS has written its banner on the first one."""
+    deadline = time.monotonic() + timeout
+    rows = viewer.screen().text_rows()
+    while rows[0] < 10 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rows = viewer.screen().text_rows()
+    return rows
+
+
+def vnc_clients(port: int) -> int:
+    """Established TCP connections to a VNC port on this machine (the lab's qemu)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"], capture_output=True,
+                         text=True, check=True).stdout
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+def wait_for_close(host: Host, count: int = 1) -> None:
+    """Until the proxy recorded the end of the session(s). The live server writes from its own thread, and
+    the shared in-memory test database locks a table while it does."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if AuditEvent.objects.filter(action="console.close", host_name=host.name).count() >= count:
+                return
+        except OperationalError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("the console session was not recorded as closed")
+
+
+def local_or_ssh(transport: str, lab: dict[str, Any]) -> Host:
+    if transport == "local":
+        return Host.objects.create(name="lab-local", transport="local", path="system")
+    host = Host.objects.create(name="lab-ssh", transport="ssh", hostname="127.0.0.1", port=2222, username="root",
+                               ssh_host_keys="\n".join(lab["ssh"]["host_keys"]))
+    services.sync_known_hosts()
+    return host
+
+
+# ---- VNC passwords: the proxy answers the challenge, the browser is offered None ---------------------
+
+@pytest.mark.parametrize("transport", ["local", "ssh"])
+def test_password_display_opens_without_the_password_reaching_the_browser(
+        admin_client, lab: dict[str, Any], vnc_domain, panel_server, panel_key_authorized, transport) -> None:
+    dom = vnc_domain(password=PASSWORD)
+    host = local_or_ssh(transport, lab)
+    page = admin_client.get(reverse("console:page", args=[host.name, dom.UUIDString()]))
+    assert page.status_code == 200 and PASSWORD not in page.content.decode()
+    wire = Recording(browser_socket(admin_client, panel_server,
+                                    ticket_url(admin_client, panel_server, host, dom.UUIDString())))
+    viewer = RfbClient(wire)  # no password: it gets security type None, or fails
+    try:
+        assert viewer.name == f"QEMU ({dom.name()})"
+        assert seabios_rows(viewer)[0] >= 10, "no SeaBIOS banner through the proxy"
+    finally:
+        viewer.close()
+    assert wire.received.startswith(b"RFB 003.008\n\x01\x01\x00\x00\x00\x00")  # offered None, then OK
+    assert PASSWORD.encode() not in wire.received
+    wait_for_close(host)
+    events = AuditEvent.objects.filter(host_name=host.name)
+    assert events.filter(action="console.open").count() == 1
+    assert not any(PASSWORD in f"{e.detail} {e.object_name}" for e in events)
+
+
+def test_password_display_through_the_standalone_proxy(admin_client, lab: dict[str, Any], vnc_domain) -> None:
+    from console.proxy import make_server
+
+    dom = vnc_domain(password=PASSWORD)
+    host = Host.objects.create(name="lab-local", transport="local", path="system")
+    server = make_server("127.0.0.1", 0, 5)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        viewer = RfbClient(browser_socket(admin_client, origin,
+                                          ticket_url(admin_client, origin, host, dom.UUIDString())))
+        try:
+            assert viewer.name == f"QEMU ({dom.name()})"
+            assert seabios_rows(viewer)[0] >= 10
+        finally:
+            viewer.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_password_the_server_no_longer_accepts_is_refused_in_words(admin_client, vnc_domain, panel_server,
+                                                                    ) -> None:
+    """passwdValidTo in the past: qemu refuses the password; the browser is told why, nothing more."""
+    dom = vnc_domain(password=PASSWORD, valid_to="2001-01-01T00:00:00")
+    host = Host.objects.create(name="lab-local", transport="local", path="system")
+    wire = browser_socket(admin_client, panel_server, ticket_url(admin_client, panel_server, host, dom.UUIDString()))
+    assert wire.recv() == b""
+    assert wire.close_reason.startswith("4403 ") and "did not accept the VM's password" in wire.close_reason
+    refused = AuditEvent.objects.get(action="console.refused", host_name=host.name)
+    assert "did not accept the VM's password" in refused.detail and PASSWORD not in refused.detail
+
+
+def test_the_proxy_speaks_vnc_auth_as_qemu_expects(lab: dict[str, Any], vnc_domain) -> None:
+    """Directly against qemu, without the panel: right password in, wrong password refused."""
+    dom = vnc_domain(password=PASSWORD)
+    port = display_port(dom)
+    viewer = RfbClient(TcpTransport(("127.0.0.1", port)), password=PASSWORD)
+    assert viewer.name == f"QEMU ({dom.name()})"
+    viewer.close()
+    with socket.create_connection(("127.0.0.1", port)) as sock, pytest.raises(rfb.RfbError, match="did not accept"):
+        rfb.authenticate(sock, PASSWORD[:-1] + "?")
+
+
+# ---- a deleted VM's display port taken by another VM ---------------------------------------------------
+
+def test_vm_deleted_and_its_port_reused_by_another_vm(admin_client, lab: dict[str, Any], vnc_domain,
+                                                       panel_server) -> None:
+    """A's viewer is closed when A goes, A's unused ticket is refused, and nothing of B reaches either:
+    the proxy resolves the VM by UUID and its socket belonged to A's qemu, which is gone."""
+    port = free_port()
+    vm_a = vnc_domain(port=port)
+    host = Host.objects.create(name="lab-local", transport="local", path="system")
+    spare_ticket = ticket_url(admin_client, panel_server, host, vm_a.UUIDString())
+    wire = Recording(browser_socket(admin_client, panel_server,
+                                    ticket_url(admin_client, panel_server, host, vm_a.UUIDString())))
+    viewer = RfbClient(wire)
+    assert viewer.name == f"QEMU ({vm_a.name()})"
+    seen_before = len(wire.received)
+
+    assert remove_domain(vm_a)
+    vm_b = vnc_domain(port=port)
+    assert display_port(vm_b) == port
+
+    deadline = time.monotonic() + 10
+    while wire.recv() and time.monotonic() < deadline:
+        pass  # whatever A's qemu still had in flight, up to the close
+    # Closed by whichever comes first: the end of A's qemu (its socket) or the proxy's re-check (A is gone).
+    reason = wire.inner.close_reason
+    assert reason.startswith("4000 ") and ("VNC server closed" in reason or "no longer exists" in reason), reason
+    assert vm_b.name().encode() not in wire.received[seen_before:]
+    assert b"RFB" not in wire.received[seen_before:]
+
+    late = browser_socket(admin_client, panel_server, spare_ticket)
+    assert late.recv() == b""
+    assert late.close_reason.startswith("4403 ") and "no longer exists" in late.close_reason
+    assert vnc_clients(port) == 0, "a connection reached the VM that took the port"
+    wait_for_close(host)
+    refused = AuditEvent.objects.get(action="console.refused", host_name=host.name)
+    assert refused.object_name == vm_a.UUIDString() and "no longer exists" in refused.detail

@@ -1,0 +1,148 @@
+"""The serial console WebSocket (/console/serial/ws/HOST/UUID/?ticket=...[&takeover=1]).
+
+Binary frames carry the console's bytes both ways (text frames from the browser are taken as
+UTF-8 input). The close frame says why a session was refused or ended: 4403 refused, 4409 in
+use by somebody else (the page offers "Take over"), 4001 taken over, 4000 ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+from typing import Any
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from console.serial_session import InUse, SerialSession, open_session
+from console.session import session_cookie
+from console.tickets import Refused
+from virt.serial import SerialPipe, abort_quietly
+
+CLOSE_ENDED = 4000
+CLOSE_TAKEN_OVER = 4001
+CLOSE_REFUSED = 4403
+CLOSE_IN_USE = 4409
+SEND_TIMEOUT = 30.0  # a browser that takes longer to accept one chunk is gone
+
+
+def _blocking(fn: Any) -> Any:
+    """Database and libvirt work off the event loop, in any thread (opening over ssh takes a while)."""
+    return database_sync_to_async(fn, thread_sensitive=False)
+
+
+class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types
+    session: SerialSession | None = None
+    pipe: SerialPipe | None = None
+    loop: asyncio.AbstractEventLoop
+    tasks: list[asyncio.Task[None]]
+    close_reason = ""
+    accepted = False
+    kicked = ""  # set (from any thread) when another viewer takes the console over
+
+    async def connect(self) -> None:
+        self.tasks = []
+        self.loop = asyncio.get_running_loop()
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.scope["headers"]}
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        route = self.scope["url_route"]["kwargs"]
+        client = self.scope.get("client") or (None, None)
+        try:
+            self.session = await _blocking(open_session)(
+                ticket=(query.get("ticket") or [""])[0], host_name=str(route["host"]), vm_uuid=str(route["vm"]),
+                session_key=session_cookie(headers.get("cookie", "")), origin=headers.get("origin", ""),
+                host_header=headers.get("host", ""), remote_addr=client[0],
+                take_over=(query.get("takeover") or [""])[0] == "1", kick=self._kick)
+        except Refused as exc:
+            # Accept only to say why: the close reason is all the page can read of a refusal.
+            await self.accept()
+            await self.close(code=CLOSE_IN_USE if isinstance(exc, InUse) else CLOSE_REFUSED, reason=str(exc)[:120])
+            return
+        self.pipe = SerialPipe(self.session.stream, on_data=self._deliver_from_thread, on_end=self._ended_from_thread,
+                               name=self.session.vm_uuid[:8])
+        await self.accept()
+        self.accepted = True
+        if self.kicked:  # taken over while this one was still opening
+            await self._end(self.kicked, CLOSE_TAKEN_OVER)
+            return
+        self.pipe.start()
+        self.tasks = [asyncio.create_task(self._watch())]
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.pipe is None or self.close_reason:
+            return
+        self.pipe.write(bytes_data if bytes_data is not None else (text_data or "").encode())
+
+    # Called by the pipe's worker thread.
+    def _deliver_from_thread(self, data: bytes) -> bool:
+        """Hand one chunk to the browser; waiting for it gives back-pressure to the console reader."""
+        try:
+            return bool(asyncio.run_coroutine_threadsafe(self._deliver(data), self.loop).result(SEND_TIMEOUT))
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
+            return False  # too slow, or the loop is gone
+        except Exception:  # the browser went away mid-send; disconnect() does the rest
+            return False
+
+    async def _deliver(self, data: bytes) -> bool:
+        if self.close_reason:
+            return False
+        await self.send(bytes_data=data)
+        return True
+
+    def _ended_from_thread(self, reason: str) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody left to tell
+            self.loop.call_soon_threadsafe(self._end_soon, reason, CLOSE_ENDED)
+
+    def _kick(self, reason: str) -> None:
+        """Another viewer took the console over (called from that viewer's thread)."""
+        self.kicked = reason
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._end_soon, reason, CLOSE_TAKEN_OVER)
+
+    def _end_soon(self, reason: str, code: int) -> None:
+        # Before the handshake is answered, connect() itself looks at `kicked`.
+        if self.accepted and not self.close_reason:
+            self.tasks.append(asyncio.create_task(self._end(self.kicked or reason, code)))
+
+    async def _watch(self) -> None:
+        """Re-check logout, grant and VM every few seconds; close the moment one is gone."""
+        assert self.session is not None
+        while True:
+            await asyncio.sleep(settings.WEBKVM_CONSOLE_RECHECK_SECONDS)
+            reason = await _blocking(self.session.lost)()
+            if reason:
+                await self._end(reason)
+                return
+
+    async def _end(self, reason: str, code: int = CLOSE_ENDED) -> None:
+        if self.close_reason:
+            return
+        self.close_reason = reason
+        if self.pipe is not None:
+            self.pipe.close()
+        await self.close(code=code, reason=reason[:120])
+
+    async def disconnect(self, code: int) -> None:
+        if not self.close_reason:
+            self.close_reason = f"browser closed (code {code})"
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        session, self.session = self.session, None
+        if session is None:
+            return
+        if self.pipe is not None:
+            self.pipe.close()
+            # Let go of the stream before the console is free for the next viewer.
+            await sync_to_async(self.pipe.join, thread_sensitive=False)(5)
+        else:
+            await sync_to_async(abort_quietly, thread_sensitive=False)(session.stream)
+        await _blocking(session.release)()
+        await _blocking(session.record_close)(self.close_reason)

@@ -1,0 +1,127 @@
+// The serial console page: xterm.js on a WebSocket opened with a fresh one-time ticket.
+// The ticket (30 s, single use) is asked for by POST before every connection; the server opens
+// the VM's console through the host's libvirt connection, so nothing here names a host or port.
+// Close codes from the server: 4403 refused, 4409 in use by somebody else, 4001 taken over, 4000 ended.
+(() => {
+    "use strict";
+    const root = document.getElementById("serial");
+    if (!root) {
+        return;
+    }
+    const screen = document.getElementById("serial-screen");
+    const statusLine = document.getElementById("serial-status");
+    const reconnectButton = document.getElementById("serial-reconnect");
+    const takeOverButton = document.getElementById("serial-takeover");
+    const encoder = new TextEncoder();
+
+    const term = new window.Terminal({
+        cursorBlink: true,
+        scrollback: 5000,
+        fontFamily: "ui-monospace, 'DejaVu Sans Mono', monospace",
+        fontSize: 14,
+    });
+    const fit = new window.FitAddon.FitAddon();
+    term.loadAddon(fit);
+    term.open(screen);
+    // Fit to window: as many rows and columns as the box holds, again whenever it changes size.
+    // A serial line has no window size to tell the guest; `stty rows R cols C` there if needed.
+    const refit = () => {
+        try {
+            fit.fit();
+        } catch (error) {
+            // hidden or zero-sized box: keep the previous size
+        }
+    };
+    refit();
+    new ResizeObserver(refit).observe(screen);
+
+    let socket = null;
+
+    function setStatus(text, state) {
+        statusLine.textContent = text;
+        statusLine.dataset.state = state;
+        root.dataset.state = state;
+        reconnectButton.hidden = state === "connected" || state === "connecting";
+        takeOverButton.hidden = state !== "in-use";
+    }
+
+    async function askTicket() {
+        const response = await fetch(root.dataset.ticketUrl, {
+            method: "POST", credentials: "same-origin", headers: {"X-CSRFToken": root.dataset.csrf},
+        });
+        if (response.status === 403) {
+            throw new Error("you may not open this console (any more)");
+        }
+        if (!response.ok) {
+            throw new Error(`the panel answered ${response.status}`);
+        }
+        return response.json();
+    }
+
+    function closed(event) {
+        const reason = event.reason || "";
+        if (event.code === 4409) {
+            setStatus(`not connected: ${reason}`, "in-use");
+        } else if (event.code === 4001) {
+            setStatus(`disconnected: ${reason}`, "taken-over");
+        } else if (event.code === 4403) {
+            setStatus(`refused: ${reason}`, "failed");
+        } else if (reason) {
+            setStatus(`disconnected: ${reason}`, "failed");
+        } else {
+            setStatus(event.wasClean ? "disconnected" : "connection lost", "failed");
+        }
+    }
+
+    async function connect(takeOver) {
+        if (socket) {
+            const old = socket;
+            socket = null;
+            old.close();
+        }
+        setStatus(takeOver ? "taking over…" : "connecting…", "connecting");
+        let answer;
+        try {
+            answer = await askTicket();
+        } catch (error) {
+            setStatus(`not connected: ${error.message}`, "failed");
+            return;
+        }
+        const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+        let url = `${scheme}//${window.location.host}${answer.ws_path}?ticket=${encodeURIComponent(answer.ticket)}`;
+        if (takeOver) {
+            url += "&takeover=1";
+        }
+        const ws = new WebSocket(url);
+        ws.binaryType = "arraybuffer";
+        socket = ws;
+        ws.addEventListener("open", () => {
+            if (socket === ws) {
+                setStatus("connected", "connected");
+                term.focus();
+            }
+        });
+        ws.addEventListener("message", (event) => {
+            term.write(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
+        });
+        ws.addEventListener("close", (event) => {
+            if (socket === ws) {
+                socket = null;
+                closed(event);
+            }
+        });
+    }
+
+    function send(bytes) {
+        if (socket && socket.readyState === WebSocket.OPEN) {
+            socket.send(bytes);
+        }
+    }
+
+    term.onData((data) => send(encoder.encode(data)));
+    // Some terminal reports are raw bytes, not UTF-8 text.
+    term.onBinary((data) => send(Uint8Array.from(data, (ch) => ch.charCodeAt(0) & 255)));
+    reconnectButton.addEventListener("click", () => connect(false));
+    takeOverButton.addEventListener("click", () => connect(true));
+    connect(false);
+})();
