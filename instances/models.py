@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
@@ -28,3 +29,28 @@ class Flavor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.vcpus} vCPU, {self.memory_mib} MiB, {self.disk_gib} GiB)"
+
+
+class DomainDefinition(models.Model):
+    """A definition the XML editor replaced, kept so that every edit can be rolled back.
+
+    `xml` is libvirt's own text (read with INACTIVE|SECURE) and so holds the VNC password:
+    it lives only in this table and is never rendered; `diff` is stored with passwords masked.
+    """
+
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="domain_definitions")
+    vm_uuid = models.UUIDField()
+    vm_name = models.CharField(max_length=200, blank=True, help_text="Name at the time, for display.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    username = models.CharField(max_length=150, blank=True)
+    time = models.DateTimeField(auto_now_add=True)
+    reason = models.CharField(max_length=200)
+    xml = models.TextField(help_text="The definition before this change, as libvirt gave it.")
+    diff = models.TextField(blank=True, help_text="Unified diff from that definition to the new one, masked.")
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        indexes = [models.Index(fields=["host", "vm_uuid", "-time"], name="domaindef_vm_time")]
+
+    def __str__(self) -> str:
+        return f"{self.vm_name or self.vm_uuid}@{self.host_id} {self.time:%Y-%m-%d %H:%M:%S} {self.reason}"

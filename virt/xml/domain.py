@@ -7,6 +7,7 @@ carried along untouched (see base.XMLObject).
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 
 from virt.xml.base import XMLObject
 from virt.xml.codecs import ON_OFF, YES_NO
@@ -36,6 +37,11 @@ class Disk(XMLObject):
             return f"{self.source_pool}/{self.source_volume}"
         return self.source_file or self.source_dev
 
+    def clear_source(self) -> None:
+        """Drop <source> and the backing chain a running VM reports for it (an empty drive, or a new medium next)."""
+        for node in [*self.element.findall("source"), *self.element.findall("backingStore")]:
+            self.element.remove(node)
+
 
 class Interface(XMLObject):
     tag = "interface"
@@ -47,6 +53,19 @@ class Interface(XMLObject):
     model = Attr("./model/@type")  # virtio, e1000, rtl8139
     link_state = Attr("./link/@state")  # up, down
     boot_order = Attr("./boot/@order", int)
+
+    def set_source(self, kind: str, name: str) -> None:
+        """Attach to a virtual network or a host bridge. A fresh <source> drops what the old one
+        carried (portgroup, and the port id and bridge a running VM reports)."""
+        if kind not in ("network", "bridge"):
+            raise ValueError(f"unsupported interface source {kind!r}")
+        for node in self.element.findall("source"):
+            self.element.remove(node)
+        self.type = kind
+        if kind == "network":
+            self.source_network = name
+        else:
+            self.source_bridge = name
 
 
 class GraphicsListen(XMLObject):
@@ -157,12 +176,33 @@ class Domain(XMLObject):
     serials = Children(Serial, "./devices/serial")
     consoles = Children(Console, "./devices/console")
 
-    def free_target_dev(self, prefix: str = "vd") -> str:
-        """First unused disk target name with this prefix: vda, vdb, ... vdz, vdaa, ..."""
-        used = {disk.target_dev for disk in self.disks}
+    def free_target_dev(self, prefix: str = "vd", taken: Iterable[str | None] = ()) -> str:
+        """First unused disk target name with this prefix: vda, vdb, ... vdz, vdaa, ...
+
+        `taken` adds names used elsewhere (a running VM's live disks next to its saved ones)."""
+        used = {disk.target_dev for disk in self.disks} | set(taken)
         letters = string.ascii_lowercase
         for index in range(len(letters) * (len(letters) + 1)):
             suffix = letters[index] if index < 26 else letters[index // 26 - 1] + letters[index % 26]
             if prefix + suffix not in used:
                 return prefix + suffix
         raise ValueError(f"no free {prefix}* disk target left")
+
+
+class SnapshotDisk(XMLObject):
+    tag = "disk"
+    name = Attr("./@name")  # the disk's target, e.g. vda
+    snapshot = Attr("./@snapshot")  # internal, external, no
+
+
+class DomainSnapshot(XMLObject):
+    """<domainsnapshot>: what libvirt reports of one snapshot, and the few fields a new one names."""
+
+    tag = "domainsnapshot"
+    name = Text("./name")
+    description = Text("./description")
+    state = Text("./state")  # the VM's state when it was taken: running, shutoff, ...
+    parent = Text("./parent/name")
+    creation_time = Text("./creationTime", int)  # seconds since the epoch
+    memory = Attr("./memory/@snapshot")  # internal, external, no
+    disks = Children(SnapshotDisk, "./disks/disk")

@@ -1,0 +1,90 @@
+"""Boot order, boot menu and autostart of a VM."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from instances.lookup import vm_or_404
+from instances.views.config_common import locked_change
+from virt.boot import BootReport, BootSettings, read_settings, update
+from virt.errors import VirtError
+
+
+class BootForm(forms.Form):
+    """One order field per bootable device (empty: never boot from it), plus menu and autostart."""
+
+    bootmenu = forms.BooleanField(label="Show the boot menu (press Esc or F12 at start)", required=False)
+    autostart = forms.BooleanField(label="Start the VM when the host starts", required=False)
+
+    def __init__(self, settings: BootSettings, *args: Any, **kwargs: Any) -> None:
+        initial: dict[str, bool | int | None] = {"bootmenu": settings.bootmenu, "autostart": settings.autostart}
+        initial.update({f"order_{d.key}": d.order for d in settings.devices})
+        kwargs.setdefault("initial", initial)
+        super().__init__(*args, **kwargs)
+        self.settings = settings
+        count = max(1, len(settings.devices))
+        for device in settings.devices:
+            self.fields[f"order_{device.key}"] = forms.IntegerField(
+                label=device.label, required=False, min_value=1, max_value=count)
+
+    def device_fields(self) -> list[forms.BoundField]:
+        return [self[f"order_{d.key}"] for d in self.settings.devices]
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        chosen = {d.key: data.get(f"order_{d.key}") for d in self.settings.devices}
+        numbers = [n for n in chosen.values() if n is not None]
+        if not self.errors:
+            if not numbers:
+                self.add_error(None, "Choose at least one device to boot from.")
+            elif len(set(numbers)) != len(numbers):
+                for key, number in chosen.items():
+                    if number is not None and numbers.count(number) > 1:
+                        self.add_error(f"order_{key}", "Each place in the order can be used once.")
+        return data
+
+    def order(self) -> list[str]:
+        chosen = [(self.cleaned_data[f"order_{d.key}"], d.key) for d in self.settings.devices
+                  if self.cleaned_data.get(f"order_{d.key}") is not None]
+        return [key for _number, key in sorted(chosen)]
+
+
+def _summary(report: BootReport) -> str:
+    if not report.changed_definition and not report.autostart_changed:
+        return "nothing changed."
+    parts = []
+    if report.changed_definition:
+        parts.append("boot order and menu saved" + ("; they apply at the next boot." if report.running else "."))
+    if report.autostart_changed:
+        parts.append("Autostart changed.")
+    return " ".join(parts)
+
+
+@require_http_methods(["GET", "POST"])
+def boot_settings(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    try:
+        name, settings = ref.call(lambda dom: (str(dom.name()), read_settings(dom)))
+    except VirtError as exc:
+        return render(request, "instances/config/boot.html", {"ref": ref, "error": str(exc)}, status=503)
+    form = BootForm(settings, request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        order, bootmenu, autostart = form.order(), form.cleaned_data["bootmenu"], form.cleaned_data["autostart"]
+        outcome = locked_change(
+            request, ref, "boot", lambda dom: update(dom, order, bootmenu, autostart),
+            lambda report: f"boot order {', '.join(order)}; boot menu {'on' if bootmenu else 'off'}; "
+                           f"autostart {'on' if autostart else 'off'}")
+        if outcome.value is None:
+            messages.error(request, f"Boot settings: {outcome.error}")
+        else:
+            messages.success(request, f"{outcome.name}: {_summary(outcome.value)}")
+        return redirect("instances:boot", ref.host.name, ref.uuid)
+    return render(request, "instances/config/boot.html", {"ref": ref, "name": name, "settings": settings,
+                                                          "form": form})

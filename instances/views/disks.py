@@ -1,0 +1,230 @@
+"""A VM's disks and CD-ROM drives: attach (new or existing volume), detach, insert and eject ISOs,
+add and remove CD-ROM drives. Choices come from the VM's host (virt.capabilities.HostOffer)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django import forms
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_GET, require_POST
+
+from instances.lookup import VMRef, vm_or_404
+from instances.views.config_common import (
+    VMDevices,
+    devices_page,
+    offer_or_message,
+    perform,
+    row_form_valid,
+    set_choices,
+)
+from virt import disks
+from virt.capabilities import ISO_SUFFIX, HostOffer
+from virt.create import DISK_FORMATS, MIB, PoolVolume
+from webkvm.permissions import is_admin
+
+NEW, EXISTING = "new", "existing"
+CACHE_LABELS = {"default": "hypervisor default", "none": "none (direct I/O)", "writeback": "writeback",
+                "writethrough": "writethrough", "directsync": "directsync", "unsafe": "unsafe (no flushes)"}
+BUS_LABELS = {"virtio": "virtio (fastest; added to a running VM at once)",
+              "scsi": "SCSI (added to a running VM at once)",
+              "sata": "SATA (a running VM gets it at its next boot)",
+              "ide": "IDE (a running VM gets it at its next boot)"}
+TARGET_MAX = 8
+
+
+def _pool_volume(value: str) -> PoolVolume:
+    pool, _, volume = value.partition("/")  # pool names cannot contain '/'
+    return PoolVolume(pool, volume)
+
+
+class AttachDiskForm(forms.Form):
+    source = forms.ChoiceField(label="Disk", widget=forms.RadioSelect, initial=NEW)
+    pool = forms.ChoiceField(label="Pool for the new volume", required=False)
+    volume_name = forms.CharField(label="Name of the new volume", required=False, max_length=63,
+                                  help_text="Letters, digits, '.', '-' and '_'; empty: named after the VM.")
+    size = forms.CharField(label="Size of the new volume", required=False, max_length=32,
+                           help_text="e.g. 10G, 512M, 1.5T (a bare number is GiB).")
+    format = forms.ChoiceField(label="Format of the new volume", choices=[(f, f) for f in DISK_FORMATS],
+                               initial="qcow2")
+    volume = forms.ChoiceField(label="Existing volume", required=False)
+    bus = forms.ChoiceField(choices=list(BUS_LABELS.items()), initial="virtio")
+    cache = forms.ChoiceField(label="Cache mode", choices=list(CACHE_LABELS.items()), initial="default")
+
+    def __init__(self, offer: HostOffer, admin: bool, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.offer, self.admin = offer, admin
+        # An existing volume may hold another VM's data: only admins may attach one.
+        set_choices(self, "source", [(NEW, "a new volume"), *([(EXISTING, "an existing volume")] if admin else [])])
+        set_choices(self, "pool", [(p.name, f"{p.name} ({p.available_bytes // MIB // 1024} GiB free)")
+                                   for p in offer.active_pools])
+        set_choices(self, "volume", [("", "-"), *((f"{p}/{v}", f"{p}/{v}") for p, v in offer.volumes()
+                                                  if not v.lower().endswith(ISO_SUFFIX))])
+
+    def clean_size(self) -> int | None:
+        raw = self.cleaned_data.get("size", "").strip()
+        if not raw:
+            return None
+        try:
+            return disks.parse_size(raw)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_volume_name(self) -> str:
+        name: str = self.cleaned_data.get("volume_name", "").strip()
+        if name:
+            try:
+                disks.check_volume_name(name)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if data.get("source") == NEW:
+            pool = self.offer.pool(data.get("pool") or "")
+            size = data.get("size")
+            if pool is None:
+                self.add_error("pool", "Choose a pool for the new volume.")
+            if size is None and "size" not in self.errors:
+                self.add_error("size", "Give the size of the new volume.")
+            if pool is not None and size is not None and size > pool.available_bytes:
+                self.add_error("size", f"Pool {pool.name} has only {pool.available_bytes / MIB / 1024:.2f} GiB free.")
+            name = data.get("volume_name")
+            if pool is not None and name and name in pool.volumes:
+                self.add_error("volume_name", f"Pool {pool.name} already has a volume named {name}.")
+        elif data.get("source") == EXISTING and not data.get("volume"):
+            self.add_error("volume", "Choose the volume to attach.")
+        return data
+
+    def spec(self) -> disks.NewVolume | PoolVolume:
+        data = self.cleaned_data
+        if data["source"] == NEW:
+            return disks.NewVolume(data["pool"], data["size"], data["format"], data["volume_name"])
+        return _pool_volume(data["volume"])
+
+    def describe(self) -> str:
+        spec = self.spec()
+        what = (f"new {spec.format} volume of {spec.size_bytes // MIB} MiB in pool {spec.pool}"
+                if isinstance(spec, disks.NewVolume) else f"volume {spec.pool}/{spec.volume}")
+        return f"attach {what}, bus {self.cleaned_data['bus']}, cache {self.cleaned_data['cache']}"
+
+
+class IsoForm(forms.Form):
+    iso = forms.ChoiceField(label="ISO image")
+
+    def __init__(self, offer: HostOffer, *args: Any, optional: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["iso"].required = not optional
+        set_choices(self, "iso", [*([("", "empty")] if optional else []),
+                                  *((f"{p}/{v}", f"{p}/{v}") for p, v in offer.isos())])
+
+    def chosen(self) -> PoolVolume | None:
+        value: str = self.cleaned_data.get("iso") or ""
+        return _pool_volume(value) if value else None
+
+
+def _target(request: HttpRequest) -> str:
+    return request.POST.get("target", "").strip()[:TARGET_MAX]
+
+
+def _page(request: HttpRequest, ref: VMRef, *, attach: AttachDiskForm | None = None,
+          add_cdrom: IsoForm | None = None) -> HttpResponse:
+    def fill(vm: VMDevices, offer: HostOffer) -> dict[str, Any]:
+        rows = disks.disk_rows(vm.defs)
+        first_pool = offer.active_pools[0].name if offer.active_pools else ""
+        return {
+            "vm": vm, "offer": offer,
+            "disks": [r for r in rows if r.device != "cdrom"], "cdroms": [r for r in rows if r.device == "cdrom"],
+            "attach": attach or AttachDiskForm(offer, is_admin(request.user),
+                                               initial={"pool": first_pool} if first_pool else None),
+            "insert": IsoForm(offer, auto_id=False),
+            "add_cdrom": add_cdrom or IsoForm(offer, optional=True, auto_id="cdrom_%s"),
+            "cdrom_bus": disks.cdrom_bus(vm.defs.machine),
+        }
+
+    return devices_page(request, ref, "instances/config/disks.html", fill)
+
+
+def _back(ref: VMRef) -> HttpResponse:
+    return redirect("instances:disks", ref.host.name, ref.uuid)
+
+
+@require_GET
+def disk_page(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    return _page(request, vm_or_404(request, host, vm, "change"))
+
+
+@require_POST
+def disk_attach(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    offer = offer_or_message(request, ref)
+    if offer is None:
+        return _back(ref)
+    form = AttachDiskForm(offer, is_admin(request.user), request.POST)
+    if not form.is_valid():
+        return _page(request, ref, attach=form)
+    spec, bus, cache = form.spec(), form.cleaned_data["bus"], form.cleaned_data["cache"]
+    if perform(request, ref, "vm.disk.attach", lambda dom: disks.attach_disk(dom, spec, bus=bus, cache=cache),
+               detail=form.describe(), form=form):
+        return _back(ref)
+    return _page(request, ref, attach=form)
+
+
+@require_POST
+def disk_detach(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    target = _target(request)
+    perform(request, ref, "vm.disk.detach", lambda dom: disks.detach_disk(dom, target), detail=f"detach {target}")
+    return _back(ref)
+
+
+@require_POST
+def cdrom_insert(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    offer = offer_or_message(request, ref)
+    if offer is None:
+        return _back(ref)
+    target, form = _target(request), IsoForm(offer, request.POST)
+    if not row_form_valid(request, form, "iso", "ISO image"):
+        return _back(ref)
+    iso = form.chosen()
+    assert iso is not None
+    perform(request, ref, "vm.cdrom.insert", lambda dom: disks.insert_media(dom, target, iso),
+            detail=f"insert {iso.pool}/{iso.volume} in {target}")
+    return _back(ref)
+
+
+@require_POST
+def cdrom_eject(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    target = _target(request)
+    perform(request, ref, "vm.cdrom.eject", lambda dom: disks.eject_media(dom, target), detail=f"eject {target}")
+    return _back(ref)
+
+
+@require_POST
+def cdrom_add(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    offer = offer_or_message(request, ref)
+    if offer is None:
+        return _back(ref)
+    form = IsoForm(offer, request.POST, optional=True, auto_id="cdrom_%s")
+    if not form.is_valid():
+        return _page(request, ref, add_cdrom=form)
+    iso = form.chosen()
+    detail = f"add a CD-ROM drive{f' with {iso.pool}/{iso.volume}' if iso else ''}"
+    if perform(request, ref, "vm.cdrom.add", lambda dom: disks.add_cdrom(dom, iso), detail=detail, form=form):
+        return _back(ref)
+    return _page(request, ref, add_cdrom=form)
+
+
+@require_POST
+def cdrom_remove(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    target = _target(request)
+    perform(request, ref, "vm.cdrom.remove", lambda dom: disks.remove_cdrom(dom, target),
+            detail=f"remove CD-ROM drive {target}")
+    return _back(ref)

@@ -1,0 +1,117 @@
+"""VNC settings of a VM: password, keymap, listen address.
+
+The password is written into libvirt's definition and nowhere else: not in the database, the
+audit log, a message or a page (the form never renders it back).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from instances.lookup import vm_or_404
+from instances.views.config_common import locked_change, words
+from virt.errors import InvalidInput, VirtError
+from virt.graphics import (
+    DEFAULT_LISTEN,
+    KEYMAPS,
+    MAX_PASSWORD,
+    VncChange,
+    VncReport,
+    VncSettings,
+    read_settings,
+    update,
+    validate_listen,
+    validate_password,
+)
+
+KEEP, SET, CLEAR = "keep", "set", "clear"
+
+
+class VncForm(forms.Form):
+    password_action = forms.ChoiceField(label="Password", initial=KEEP, choices=[
+        (KEEP, "keep as it is"), (SET, "set a new password"), (CLEAR, "remove the password")])
+    password = forms.CharField(label="New password", required=False, strip=False,
+                               widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+                               help_text=f"1 to {MAX_PASSWORD} printable ASCII characters (VNC uses no more).")
+    keymap = forms.ChoiceField(label="Keymap", required=False,
+                               choices=[("", "qemu's default (en-us)"), *((k, k) for k in KEYMAPS)])
+    listen = forms.CharField(label="Listen address", max_length=45, initial=DEFAULT_LISTEN,
+                             help_text="127.0.0.1: reachable only through the panel's console (recommended).")
+
+    def __init__(self, settings: VncSettings, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {"keymap": settings.keymap, "listen": settings.listen or DEFAULT_LISTEN,
+                                      "password_action": KEEP})
+        super().__init__(*args, **kwargs)
+
+    def clean_listen(self) -> str:
+        try:
+            return validate_listen(self.cleaned_data["listen"])
+        except InvalidInput as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if data.get("password_action") == SET:
+            try:
+                validate_password(data.get("password") or "")
+            except InvalidInput as exc:
+                self.add_error("password", str(exc))
+        return data
+
+    def change(self) -> VncChange:
+        action = self.cleaned_data["password_action"]
+        password = None if action == KEEP else ("" if action == CLEAR else self.cleaned_data["password"])
+        return VncChange(password=password, keymap=self.cleaned_data.get("keymap") or "",
+                         listen=self.cleaned_data["listen"])
+
+
+def _describe(change: VncChange, report: VncReport) -> str:
+    # Never the password itself: only what happened to it.
+    password = {None: "kept", "": "removed"}.get(change.password, "changed")
+    text = f"password {password}; keymap {change.keymap or 'default'}; listen {change.listen}"
+    if report.live:
+        text += f"; live: {words(report.live)}"
+    if report.next_boot:
+        text += f"; at next boot: {words(report.next_boot)}"
+    return text
+
+
+def _summary(report: VncReport, running: bool) -> str:
+    if not running:
+        return "VNC settings saved; they apply when the VM starts."
+    parts = ["VNC settings saved."]
+    if report.live:
+        parts.append(f"Applied now: {words(report.live)}.")
+    if report.next_boot:
+        parts.append(f"On next boot: {words(report.next_boot)}.")
+    return " ".join(parts)
+
+
+@require_http_methods(["GET", "POST"])
+def vnc_settings(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    try:
+        name, settings = ref.call(lambda dom: (str(dom.name()), read_settings(dom)))
+    except VirtError as exc:
+        return render(request, "instances/config/graphics.html", {"ref": ref, "error": str(exc)}, status=503)
+    form = VncForm(settings, request.POST if request.method == "POST" and settings.present else None)
+    if request.method == "POST" and settings.present and form.is_valid():
+        change = form.change()
+        outcome = locked_change(request, ref, "vnc", lambda dom: update(dom, change),
+                                lambda report: _describe(change, report))
+        if outcome.value is None:
+            messages.error(request, f"VNC settings: {outcome.error}")
+        else:
+            messages.success(request, f"{outcome.name}: {_summary(outcome.value, settings.running)}")
+            for warning in outcome.value.warnings:
+                messages.warning(request, warning)
+        return redirect("instances:vnc", ref.host.name, ref.uuid)
+    return render(request, "instances/config/graphics.html", {"ref": ref, "name": name, "settings": settings,
+                                                              "form": form})

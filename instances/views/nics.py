@@ -1,0 +1,145 @@
+"""A VM's network interfaces: add (virtual network or host bridge, model, MAC generated or given),
+remove, change source, link up/down. Networks and bridges come from the VM's host."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_GET, require_POST
+
+from instances.lookup import VMRef, vm_or_404
+from instances.views.config_common import (
+    VMDevices,
+    devices_page,
+    offer_or_message,
+    perform,
+    row_form_valid,
+    set_choices,
+)
+from virt import nics
+from virt.capabilities import HostOffer
+from virt.create import NIC_MODELS
+
+MAC_MAX = 32
+
+
+def _sources(offer: HostOffer) -> list[tuple[str, str]]:
+    return [*((f"network:{n}", f"network {n}") for n in offer.networks),
+            *((f"bridge:{b}", f"host bridge {b}") for b in offer.bridges)]
+
+
+class SourceField(forms.ChoiceField):
+    """'network:NAME' or 'bridge:NAME', one of what the host offers; cleaned to (kind, name)."""
+
+    def clean(self, value: Any) -> tuple[str, str]:
+        kind, _, name = str(super().clean(value)).partition(":")
+        return kind, name
+
+
+class AddNicForm(forms.Form):
+    source = SourceField(label="Network or bridge")
+    model = forms.ChoiceField(choices=[(m, m) for m in NIC_MODELS], initial="virtio")
+    mac = forms.CharField(label="MAC address", required=False, max_length=MAC_MAX,
+                          help_text="Empty: a new 52:54:00:… address, unique on this host.")
+
+    def __init__(self, offer: HostOffer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        set_choices(self, "source", _sources(offer))
+
+    def clean_mac(self) -> str:
+        raw: str = self.cleaned_data.get("mac", "").strip()
+        if not raw:
+            return ""
+        try:
+            return nics.normalise_mac(raw)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def spec(self) -> nics.NewNIC:
+        kind, name = self.cleaned_data["source"]
+        return nics.NewNIC(kind, name, self.cleaned_data["model"], self.cleaned_data["mac"])
+
+
+class ChangeSourceForm(forms.Form):
+    source = SourceField(label="Move to")
+
+    def __init__(self, offer: HostOffer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        set_choices(self, "source", _sources(offer))
+
+
+def _mac(request: HttpRequest) -> str:
+    return request.POST.get("mac", "").strip()[:MAC_MAX]
+
+
+def _back(ref: VMRef) -> HttpResponse:
+    return redirect("instances:nics", ref.host.name, ref.uuid)
+
+
+def _page(request: HttpRequest, ref: VMRef, *, add: AddNicForm | None = None) -> HttpResponse:
+    def fill(vm: VMDevices, offer: HostOffer) -> dict[str, Any]:
+        return {"vm": vm, "nics": nics.nic_rows(vm.defs), "add": add or AddNicForm(offer),
+                "sources": _sources(offer), "has_sources": bool(offer.networks or offer.bridges)}
+
+    return devices_page(request, ref, "instances/config/nics.html", fill)
+
+
+@require_GET
+def nic_page(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    return _page(request, vm_or_404(request, host, vm, "change"))
+
+
+@require_POST
+def nic_add(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    offer = offer_or_message(request, ref)
+    if offer is None:
+        return _back(ref)
+    form = AddNicForm(offer, request.POST)
+    if not form.is_valid():
+        return _page(request, ref, add=form)
+    spec = form.spec()
+    detail = f"add {spec.model} NIC on {spec.kind} {spec.source}, MAC {spec.mac or 'generated'}"
+    if perform(request, ref, "vm.nic.add", lambda dom: nics.add_nic(dom, spec), detail=detail, form=form):
+        return _back(ref)
+    return _page(request, ref, add=form)
+
+
+@require_POST
+def nic_remove(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    mac = _mac(request)
+    perform(request, ref, "vm.nic.remove", lambda dom: nics.remove_nic(dom, mac), detail=f"remove NIC {mac}")
+    return _back(ref)
+
+
+@require_POST
+def nic_source(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    offer = offer_or_message(request, ref)
+    if offer is None:
+        return _back(ref)
+    mac, form = _mac(request), ChangeSourceForm(offer, request.POST)
+    if not row_form_valid(request, form, "source", "Network or bridge"):
+        return _back(ref)
+    kind, name = form.cleaned_data["source"]
+    perform(request, ref, "vm.nic.source", lambda dom: nics.change_source(dom, mac, kind, name),
+            detail=f"move NIC {mac} to {kind} {name}")
+    return _back(ref)
+
+
+@require_POST
+def nic_link(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    mac, state = _mac(request), request.POST.get("state", "")
+    if state not in ("up", "down"):
+        messages.error(request, "Link state: up or down.")
+        return _back(ref)
+    perform(request, ref, "vm.nic.link", lambda dom: nics.set_link_state(dom, mac, state == "up"),
+            detail=f"link of NIC {mac} {state}")
+    return _back(ref)

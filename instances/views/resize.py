@@ -1,0 +1,109 @@
+"""Resize a VM: vCPUs and memory, current and maximum, live where possible and saved always."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from instances.lookup import vm_or_404
+from instances.views.config_common import locked_change, words
+from virt.create import MIN_MEMORY_MIB
+from virt.errors import VirtError
+from virt.resize import ResizeReport, ResizeState, Sizing, read_state
+from virt.resize import resize as resize_vm
+
+
+def _mib(kib: int) -> int:
+    return -(-kib // 1024)
+
+
+class ResizeForm(forms.Form):
+    vcpus = forms.IntegerField(label="vCPUs", min_value=1)
+    max_vcpus = forms.IntegerField(label="Maximum vCPUs", min_value=1)
+    memory_mib = forms.IntegerField(label="Memory (MiB)", min_value=MIN_MEMORY_MIB)
+    max_memory_mib = forms.IntegerField(label="Maximum memory (MiB)", min_value=MIN_MEMORY_MIB)
+
+    def __init__(self, state: ResizeState, *args: Any, **kwargs: Any) -> None:
+        config = state.config
+        kwargs.setdefault("initial", {
+            "vcpus": config.vcpus, "max_vcpus": config.max_vcpus,
+            "memory_mib": _mib(config.memory_kib), "max_memory_mib": _mib(config.max_memory_kib),
+        })
+        super().__init__(*args, **kwargs)
+        self.state = state
+        # The host's limits become the fields' own bounds.
+        for name in ("vcpus", "max_vcpus"):
+            self.fields[name] = forms.IntegerField(label=self.fields[name].label, min_value=1,
+                                                   max_value=state.host_max_vcpus)
+        for name in ("memory_mib", "max_memory_mib"):
+            self.fields[name] = forms.IntegerField(label=self.fields[name].label, min_value=MIN_MEMORY_MIB,
+                                                   max_value=state.host_memory_mib)
+        self.fields["max_vcpus"].help_text = f"This host allows {state.host_max_vcpus}."
+        self.fields["max_memory_mib"].help_text = f"This host has {state.host_memory_mib} MiB."
+
+    def _kib(self, field: str, current_kib: int) -> int:
+        mib: int = self.cleaned_data[field]
+        # An untouched field keeps its exact value (a definition in KiB need not be whole MiB).
+        return current_kib if mib == _mib(current_kib) else mib * 1024
+
+    def sizing(self) -> Sizing:
+        config = self.state.config
+        return Sizing(vcpus=self.cleaned_data["vcpus"], max_vcpus=self.cleaned_data["max_vcpus"],
+                      memory_kib=self._kib("memory_mib", config.memory_kib),
+                      max_memory_kib=self._kib("max_memory_mib", config.max_memory_kib))
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if not self.errors:
+            for field, problem in self.sizing().problems(self.state.host_max_vcpus,
+                                                          self.state.host_memory_mib).items():
+                self.add_error(field, problem)
+        return data
+
+
+def _describe(old: Sizing, new: Sizing, report: ResizeReport) -> str:
+    text = (f"vCPUs {old.vcpus}/{old.max_vcpus} -> {new.vcpus}/{new.max_vcpus}; memory "
+            f"{_mib(old.memory_kib)}/{_mib(old.max_memory_kib)} MiB -> {_mib(new.memory_kib)}/"
+            f"{_mib(new.max_memory_kib)} MiB")
+    if report.live:
+        text += f"; live: {words(report.live)}"
+    if report.next_boot:
+        text += f"; at next boot: {words(report.next_boot)}"
+    return text
+
+
+def _summary(report: ResizeReport) -> str:
+    if not report.running:
+        return "saved; the new sizes apply when the VM starts."
+    parts = ["saved."]
+    if report.live:
+        parts.append(f"Applied now: {words(report.live)}.")
+    if report.next_boot:
+        parts.append(f"Waits for the next boot: {words(report.next_boot)}.")
+    return " ".join(parts)
+
+
+@require_http_methods(["GET", "POST"])
+def resize(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = vm_or_404(request, host, vm, "change")
+    try:
+        state = ref.call(read_state)
+    except VirtError as exc:
+        return render(request, "instances/config/resize.html", {"ref": ref, "error": str(exc)}, status=503)
+    form = ResizeForm(state, request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        wanted = form.sizing()
+        outcome = locked_change(request, ref, "resize", lambda dom: resize_vm(dom, wanted),
+                                lambda report: _describe(state.config, wanted, report))
+        if outcome.value is None:
+            messages.error(request, f"Resize: {outcome.error}")
+        else:
+            messages.success(request, f"{outcome.name}: {_summary(outcome.value)}")
+        return redirect("instances:resize", ref.host.name, ref.uuid)
+    return render(request, "instances/config/resize.html", {"ref": ref, "state": state, "form": form})

@@ -1,0 +1,271 @@
+"""The raw XML editor (admins only): edit a VM's persistent definition, its history, and rollback.
+
+Order of checks on a save: admin (403, audited), body size (413, before anything reads the
+body, CSRF included), CSRF, hardened parse and "is this our VM" (400), stale definition (409
+with a diff), then libvirt's schema validation (its message, the old definition untouched).
+The previous definition is stored before libvirt is asked, so no outcome can lose it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from hosts.models import Host
+from instances.lookup import VMRef
+from instances.models import DomainDefinition
+from virt import xmledit
+from virt.errors import Unreachable, VirtError
+from virt.xmledit import DefineRefused, DocumentRejected, Snapshot, StaleDefinition
+from webkvm import audit, permissions
+from webkvm.models import AuditResult
+
+ADMIN_ONLY = "admin"  # no VM grant carries it: only admins pass the one permission check
+DEFINE_TIMEOUT = 30.0  # schema validation and a slow host; the lock is held until libvirt answers anyway
+MAX_BODY_BYTES = 2 * xmledit.MAX_DOCUMENT_BYTES + 64 * 1024  # the edit plus the text it started from
+
+
+def _ref(request: HttpRequest, host: str, vm: uuid.UUID) -> VMRef:
+    """Domain XML can point a disk at any file of the host: editing it is root there, so admins only."""
+    found = get_object_or_404(Host, name=host)
+    vm_uuid = str(vm).lower()
+    permissions.require(request, ADMIN_ONLY, host=found, vm_uuid=vm_uuid)
+    return VMRef(found, vm_uuid)
+
+
+def _key() -> bytes:
+    return hashlib.sha256(b"webkvm.xml-editor:" + settings.SECRET_KEY.encode()).digest()
+
+
+def _audit(request: HttpRequest, ref: VMRef, action: str, name: str, detail: str,
+           result: str = AuditResult.OK) -> None:
+    audit.record(request, f"vm.{action}", object_type="vm", object_name=name or ref.uuid, host_name=ref.host.name,
+                 result=result, detail=f"uuid {ref.uuid}; {detail}")
+
+
+def _rows(diff: str) -> list[tuple[str, str]]:
+    """Diff lines with a class each (shown as blocks), so the page can colour them without inline styles."""
+    kinds = {"+++": "meta", "---": "meta", "@@": "hunk", "+": "add", "-": "del"}
+    return [(next((kind for prefix, kind in kinds.items() if line.startswith(prefix)), "ctx"), line)
+            for line in diff.splitlines()]
+
+
+def _pending(snap: Snapshot) -> str:
+    if snap.live is None:
+        return ""
+    return xmledit.masked_diff(snap.live, snap.xml, "running now", "at the next boot")
+
+
+def _editor(request: HttpRequest, ref: VMRef, snap: Snapshot, *, text: str | None = None, base: str = "",
+            original: str = "", error: str = "", line: int | None = None, stale: str | None = None,
+            status: int = 200) -> HttpResponse:
+    shown = xmledit.mask(snap.xml) if text is None else text
+    lines = shown.split("\n")
+    context: dict[str, Any] = {
+        "ref": ref, "snap": snap, "text": shown,
+        "base": base or xmledit.fingerprint(snap.xml, _key()),
+        "original": original or xmledit.mask(snap.xml),
+        "error": error, "error_line": line,
+        "error_excerpt": lines[line - 1] if line and 0 < line <= len(lines) else "",
+        "stale": stale is not None, "stale_rows": _rows(stale or ""), "pending_rows": _rows(_pending(snap)),
+        "mask": xmledit.MASK,
+        "history_count": DomainDefinition.objects.filter(host=ref.host, vm_uuid=ref.uuid).count(),
+    }
+    return render(request, "instances/config/xml_edit.html", context, status=status)
+
+
+def _unreachable(request: HttpRequest, ref: VMRef, exc: VirtError, template: str) -> HttpResponse:
+    return render(request, template, {"ref": ref, "unreachable": str(exc)}, status=503)
+
+
+def _accepted(request: HttpRequest, ref: VMRef, entry: DomainDefinition, before: Snapshot, after: Snapshot,
+              action: str) -> HttpResponse:
+    """Complete the history entry written before the define, or drop it if libvirt changed nothing."""
+    page = "instances:xml_history" if action == "xml_rollback" else "instances:xml_edit"
+    if after.xml == before.xml:
+        entry.delete()
+        _audit(request, ref, action, after.name, "libvirt's definition is unchanged")
+        messages.info(request, "libvirt's definition is unchanged.")
+        return redirect(page, ref.host.name, ref.uuid)
+    entry.diff = xmledit.masked_diff(before.xml, after.xml, "before", "after")
+    entry.vm_name = after.name
+    entry.save(update_fields=["diff", "vm_name"])
+    changed = sum(1 for kind, _ in _rows(entry.diff) if kind in ("add", "del"))
+    _audit(request, ref, action, after.name, f"{entry.reason}; history #{entry.pk}; {changed} lines changed")
+    note = " The VM is running: the new definition applies at its next boot." if after.active else ""
+    messages.success(request, f"{after.name}: definition saved; the previous one is kept in the history.{note}")
+    return redirect(page, ref.host.name, ref.uuid)
+
+
+def _history_entry(request: HttpRequest, ref: VMRef, snap: Snapshot, reason: str) -> DomainDefinition:
+    user = request.user if request.user.is_authenticated else None
+    return DomainDefinition.objects.create(host=ref.host, vm_uuid=ref.uuid, vm_name=snap.name, user=user,
+                                           username=user.get_username() if user else "", reason=reason,
+                                           xml=snap.xml)
+
+
+def _define(request: HttpRequest, ref: VMRef, snap: Snapshot, document: str, offset: int,
+            reason: str) -> tuple[DomainDefinition, Snapshot]:
+    """Store the current definition, then define; the entry goes only when libvirt surely changed nothing."""
+    entry = _history_entry(request, ref, snap, reason)
+    try:
+        after = ref.call_locked(lambda dom: xmledit.define(dom, document, snap.xml, offset), DEFINE_TIMEOUT)
+    except Unreachable:
+        # No answer: libvirt may or may not have taken it. Keep what was there before, marked.
+        entry.reason = f"{reason} (libvirt did not confirm it)"
+        entry.save(update_fields=["reason"])
+        raise
+    except BaseException:
+        entry.delete()
+        raise
+    return entry, after
+
+
+@csrf_exempt  # the body size is checked first; _save() is CSRF-protected
+@require_http_methods(["GET", "POST"])
+def xml_edit(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    ref = _ref(request, host, vm)
+    if request.method == "POST":
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = MAX_BODY_BYTES + 1
+        if length > MAX_BODY_BYTES:
+            return _too_large(request, ref, f"request body of {length} bytes")
+        return _save(request, ref)
+    try:
+        snap = ref.call(xmledit.snapshot)
+    except VirtError as exc:
+        return _unreachable(request, ref, exc, "instances/config/xml_edit.html")
+    return _editor(request, ref, snap)
+
+
+def _too_large(request: HttpRequest, ref: VMRef, what: str) -> HttpResponse:
+    _audit(request, ref, "xml_edit", "", f"refused: {what}, over the limit", AuditResult.FAILED)
+    limit = xmledit.MAX_DOCUMENT_BYTES // 1024
+    return HttpResponse(f"The definition is larger than {limit} KiB: nothing was saved.\n", status=413,
+                        content_type="text/plain; charset=utf-8")
+
+
+@csrf_protect
+def _save(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    text = xmledit.normalise(request.POST.get("xml", ""))
+    if len(text.encode("utf-8")) > xmledit.MAX_DOCUMENT_BYTES:  # before any parsing
+        return _too_large(request, ref, f"document of {len(text.encode('utf-8'))} bytes")
+    base = request.POST.get("base", "")[:128]
+    original = xmledit.normalise(request.POST.get("original", ""))
+    rejected: DocumentRejected | None = None
+    try:
+        xmledit.check_document(text, ref.uuid)  # the name needs libvirt; checked again in prepare()
+    except DocumentRejected as exc:
+        rejected = exc
+    try:
+        snap = ref.call(xmledit.snapshot)
+    except VirtError as exc:
+        _audit(request, ref, "xml_edit", "", f"failed: {exc}", AuditResult.FAILED)
+        return _unreachable(request, ref, exc, "instances/config/xml_edit.html")
+
+    def again(error: str, line: int | None, status: int) -> HttpResponse:
+        """The editor with the submitted text kept, and what was wrong with it."""
+        return _editor(request, ref, snap, text=text, base=base, original=original, error=error, line=line,
+                       status=status)
+
+    if rejected is None and not hmac.compare_digest(base, xmledit.fingerprint(snap.xml, _key())):
+        _audit(request, ref, "xml_edit", snap.name, "refused: stale edit (the definition changed since it was opened)",
+               AuditResult.FAILED)
+        return _editor(request, ref, snap, text=text,
+                       stale=xmledit.masked_diff(original, snap.xml, "when you opened the editor", "now"),
+                       status=409)
+    try:
+        if rejected is not None:
+            raise rejected
+        document, offset = xmledit.prepare(text, snap)
+    except DocumentRejected as exc:
+        _audit(request, ref, "xml_edit", snap.name, f"refused: {exc}", AuditResult.FAILED)
+        return again(str(exc), exc.line, 400)
+    if text.strip() == xmledit.mask(snap.xml).strip():
+        _audit(request, ref, "xml_edit", snap.name, "nothing changed, nothing defined")
+        messages.info(request, "Nothing changed: the definition was not touched.")
+        return redirect("instances:xml_edit", ref.host.name, ref.uuid)
+    try:
+        entry, after = _define(request, ref, snap, document, offset, "edit")
+    except StaleDefinition as exc:
+        _audit(request, ref, "xml_edit", snap.name, "refused: stale edit (changed while saving)", AuditResult.FAILED)
+        return _editor(request, ref, dataclasses.replace(snap, xml=exc.current), text=text,
+                       stale=xmledit.masked_diff(original, exc.current, "when you opened the editor", "now"),
+                       status=409)
+    except DefineRefused as exc:
+        _audit(request, ref, "xml_edit", snap.name, f"libvirt refused: {exc}", AuditResult.FAILED)
+        return again(f"libvirt refused the definition: {exc}", exc.line, 400)
+    except VirtError as exc:
+        _audit(request, ref, "xml_edit", snap.name, f"failed: {exc}", AuditResult.FAILED)
+        return again(str(exc), None, 503)
+    return _accepted(request, ref, entry, snap, after, "xml_edit")
+
+
+def _history(request: HttpRequest, ref: VMRef, *, error: str = "", status: int = 200) -> HttpResponse:
+    context: dict[str, Any] = {"ref": ref, "error": error}
+    try:
+        snap = ref.call(xmledit.snapshot)
+        context.update(snap=snap, base=xmledit.fingerprint(snap.xml, _key()))
+    except VirtError as exc:
+        context["unreachable"] = str(exc)
+        status = max(status, 503)
+    # Only what the page shows: the stored XML (with its passwords) never reaches a template.
+    context["entries"] = [
+        {"pk": e.pk, "time": e.time, "username": e.username, "reason": e.reason, "vm_name": e.vm_name,
+         "rows": _rows(xmledit.mask(e.diff))}
+        for e in DomainDefinition.objects.filter(host=ref.host, vm_uuid=ref.uuid).defer("xml")
+    ]
+    return render(request, "instances/config/xml_history.html", context, status=status)
+
+
+@require_GET
+def xml_history(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
+    return _history(request, _ref(request, host, vm))
+
+
+@require_POST
+def xml_rollback(request: HttpRequest, host: str, vm: uuid.UUID, pk: int) -> HttpResponse:
+    ref = _ref(request, host, vm)
+    stored = get_object_or_404(DomainDefinition, pk=pk, host=ref.host, vm_uuid=ref.uuid)
+    reason = f"rollback to the definition before change #{stored.pk}"
+    try:
+        snap = ref.call(xmledit.snapshot)
+    except VirtError as exc:
+        _audit(request, ref, "xml_rollback", "", f"{reason}: failed: {exc}", AuditResult.FAILED)
+        return _history(request, ref, error=str(exc), status=503)
+    if not hmac.compare_digest(request.POST.get("base", "")[:128], xmledit.fingerprint(snap.xml, _key())):
+        _audit(request, ref, "xml_rollback", snap.name, f"{reason}: refused: stale page", AuditResult.FAILED)
+        return _history(request, ref, status=409, error="The definition changed since this page was opened: "
+                        "nothing was rolled back. Look at the history again before choosing.")
+    try:
+        xmledit.check_document(stored.xml, snap.uuid, snap.name)
+    except DocumentRejected as exc:
+        _audit(request, ref, "xml_rollback", snap.name, f"{reason}: refused: {exc}", AuditResult.FAILED)
+        return _history(request, ref, error=f"That definition cannot be restored: {exc}", status=400)
+    if stored.xml == snap.xml:
+        _audit(request, ref, "xml_rollback", snap.name, f"{reason}: already the current definition")
+        messages.info(request, "That is already the current definition: nothing changed.")
+        return redirect("instances:xml_history", ref.host.name, ref.uuid)
+    try:
+        # Byte for byte what was stored: libvirt's own text, passwords included.
+        entry, after = _define(request, ref, snap, stored.xml, 0, reason)
+    except StaleDefinition:
+        _audit(request, ref, "xml_rollback", snap.name, f"{reason}: refused: changed while saving",
+               AuditResult.FAILED)
+        return _history(request, ref, status=409, error="The definition changed meanwhile: nothing was rolled back.")
+    except VirtError as exc:
+        _audit(request, ref, "xml_rollback", snap.name, f"{reason}: failed: {exc}", AuditResult.FAILED)
+        return _history(request, ref, error=f"libvirt refused the stored definition: {exc}", status=400)
+    return _accepted(request, ref, entry, snap, after, "xml_rollback")

@@ -1,0 +1,402 @@
+"""Cloning a shut-off VM: a new name, new MAC addresses, a copy of each disk in the disk's own pool.
+
+Copying disks takes minutes, so the work runs as a background job that reports progress by
+polling the new volume's allocation. The clone's definition comes from the source's persistent
+XML (INACTIVE|SECURE: its VNC password and everything the panel does not model come along) without
+the uuid, so that libvirt assigns a fresh one. A failure removes every volume the job made.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import libvirt
+
+from virt.create import volume_name
+from virt.domains import state_name
+from virt.errors import InvalidInput, InvalidState, VirtError, translate
+from virt.lifecycle import OFF, validate_vm_name
+from virt.xml.domain import Disk, Domain
+from virt.xml.storage import StorageVolume
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# Runs fn(conn) on the VM's host and waits for it at most the given number of seconds.
+Runner = Callable[[Callable[[libvirt.virConnect], T], float], T]
+
+SECURE_CONFIG = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+MAC_PREFIX = "52:54:00"  # the locally administered range qemu and libvirt use
+POLL_SECONDS = 0.5
+COPY_TIMEOUT = 24 * 3600.0  # one disk copy: as long as it takes
+CALL_TIMEOUT = 30.0  # anything else the job asks
+KEEP_FINISHED_SECONDS = 3600.0
+
+
+# ---- what to copy -----------------------------------------------------------------------
+
+
+@dataclass
+class DiskCopy:
+    target: str
+    pool: str
+    source_volume: str
+    new_volume: str
+    format: str
+    capacity: int
+    source_bytes: int  # the source's allocation: how much there is to copy
+    copied_bytes: int = 0
+    done: bool = False
+
+
+@dataclass
+class ClonePlan:
+    source_name: str
+    source_uuid: str
+    new_name: str
+    source_xml: str
+    disks: list[DiskCopy]
+    shared: list[str]  # disks the clone uses as they are (CD-ROMs, read-only disks)
+    macs: list[str]
+
+
+@dataclass(frozen=True)
+class NewSource:
+    """Where a copied disk lives, in the terms of the <disk> it replaces."""
+
+    path: str = ""
+    pool: str = ""
+    volume: str = ""
+
+
+def copied(disk: Disk) -> bool:
+    """Writable disks are copied; CD-ROMs, floppies and read-only disks are shared as they are."""
+    return (disk.device or "disk") in ("disk", "lun") and not disk.readonly and bool(disk.source_path)
+
+
+def _volume_of(conn: libvirt.virConnect, disk: Disk) -> libvirt.virStorageVol | None:
+    try:
+        if disk.type == "volume" and disk.source_pool and disk.source_volume:
+            return conn.storagePoolLookupByName(disk.source_pool).storageVolLookupByName(disk.source_volume)
+        path = disk.source_file or disk.source_dev
+        if disk.type in (None, "file", "block") and path:
+            return conn.storageVolLookupByPath(path)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_NO_STORAGE_POOL):
+            raise
+    return None
+
+
+def used_macs(conn: libvirt.virConnect) -> set[str]:
+    """Every MAC address any VM of the host has, live or in its saved definition."""
+    macs: set[str] = set()
+    for dom in conn.listAllDomains(0):
+        try:
+            docs = [dom.XMLDesc(0)]
+            if dom.isActive() and dom.isPersistent():
+                docs.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                continue  # gone since the listing: its MACs are free again
+            raise
+        for doc in docs:
+            macs.update((nic.mac or "").lower() for nic in Domain.from_xml(doc).interfaces)
+    return macs
+
+
+def fresh_macs(taken: Iterable[str], count: int) -> list[str]:
+    used = {mac.lower() for mac in taken}
+    found: list[str] = []
+    while len(found) < count:
+        suffix = secrets.randbits(24)
+        mac = f"{MAC_PREFIX}:{suffix >> 16:02x}:{suffix >> 8 & 0xFF:02x}:{suffix & 0xFF:02x}"
+        if mac not in used:
+            used.add(mac)
+            found.append(mac)
+    return found
+
+
+def _refusal(dom: libvirt.virDomain) -> VirtError | None:
+    """Why this VM cannot be cloned now, or None."""
+    name = str(dom.name())
+    code = int(dom.state()[0])
+    if code not in OFF:
+        return InvalidState(f"{name} is {state_name(code)}: shut it off before cloning it "
+                            "(the disks of a running VM change while they are copied).")
+    if dom.hasManagedSaveImage(0):
+        return InvalidState(f"{name} has a saved memory state: its disks belong to that state. Restore and shut "
+                            "it down, or discard the saved state, before cloning it.")
+    return None
+
+
+@dataclass(frozen=True)
+class ClonePreview:
+    """What the clone page shows before anything is done."""
+
+    name: str
+    refusal: str  # "" when the VM can be cloned now
+    copies: list[str]  # "vda: pool/volume"
+    shared: list[str]
+    taken_names: frozenset[str]
+
+
+def preview(dom: libvirt.virDomain) -> ClonePreview:
+    conn = dom.connect()
+    source = Domain.from_xml(dom.XMLDesc(SECURE_CONFIG))
+    refusal = _refusal(dom)
+    copies, shared = [], []
+    for disk in source.disks:
+        if not copied(disk):
+            if disk.source_path:
+                shared.append(f"{disk.target_dev}: {disk.source_path}")
+            continue
+        vol = _volume_of(conn, disk)
+        if vol is None:
+            refusal = refusal or InvalidInput(f"Disk {disk.target_dev} ({disk.source_path}) is not a volume of a "
+                                              "storage pool: the panel copies pool volumes only.")
+            continue
+        copies.append(f"{disk.target_dev}: {vol.storagePoolLookupByVolume().name()}/{vol.name()}")
+    return ClonePreview(name=str(dom.name()), refusal=str(refusal or ""), copies=copies, shared=shared,
+                        taken_names=frozenset(str(d.name()) for d in conn.listAllDomains(0)))
+
+
+def plan_clone(dom: libvirt.virDomain, new_name: str) -> ClonePlan:
+    """Check everything that can be checked before copying a byte, and choose the new names."""
+    validate_vm_name(new_name)
+    name = str(dom.name())
+    refusal = _refusal(dom)
+    if refusal is not None:
+        raise refusal
+    conn = dom.connect()
+    if new_name in {str(d.name()) for d in conn.listAllDomains(0)}:
+        raise InvalidInput(f"A VM named {new_name} already exists on this host.")
+    xml = dom.XMLDesc(SECURE_CONFIG)
+    source = Domain.from_xml(xml)
+    disks: list[DiskCopy] = []
+    shared: list[str] = []
+    taken: dict[str, set[str]] = {}
+    for disk in source.disks:
+        if not copied(disk):
+            if disk.source_path:
+                shared.append(f"{disk.target_dev}: {disk.source_path}")
+            continue
+        vol = _volume_of(conn, disk)
+        if vol is None:
+            raise InvalidInput(f"Disk {disk.target_dev} ({disk.source_path}) is not a volume of a storage pool: "
+                               "the panel copies pool volumes only.")
+        pool = vol.storagePoolLookupByVolume()
+        if not pool.isActive():
+            raise InvalidState(f"Storage pool {pool.name()} of disk {disk.target_dev} is not active.")
+        desc = StorageVolume.from_xml(vol.XMLDesc(0))
+        fmt = desc.format or "raw"
+        names = taken.setdefault(str(pool.name()), set(pool.listVolumes()))
+        new_volume = volume_name(names, new_name if not disks else f"{new_name}-{disk.target_dev}", fmt)
+        names.add(new_volume)
+        _type, capacity, allocation = vol.info()
+        disks.append(DiskCopy(target=disk.target_dev or "", pool=str(pool.name()), source_volume=str(vol.name()),
+                              new_volume=new_volume, format=fmt, capacity=int(capacity),
+                              source_bytes=max(1, int(allocation))))
+    return ClonePlan(source_name=name, source_uuid=str(dom.UUIDString()), new_name=new_name, source_xml=xml,
+                     disks=disks, shared=shared, macs=fresh_macs(used_macs(conn), len(source.interfaces)))
+
+
+# ---- the clone's definition ------------------------------------------------------------
+
+
+def clone_domain_xml(source: Domain, new_name: str, sources: Mapping[str, NewSource], macs: list[str]) -> Domain:
+    """The source's definition with a new name, no uuid, the copied disks and new MACs."""
+    dom = Domain.from_xml(source.to_xml(pretty=False))
+    dom.name = new_name
+    dom.uuid = None  # libvirt assigns a new one
+    dom.id = None
+    for disk in dom.disks:
+        new = sources.get(disk.target_dev or "")
+        if new is None:
+            continue
+        if disk.type == "volume":
+            disk.source_pool, disk.source_volume = new.pool, new.volume
+        elif disk.type == "block":
+            disk.source_dev = new.path
+        else:
+            disk.source_file = new.path
+        for chain in disk.element.findall("backingStore"):  # the copy is a standalone image
+            disk.element.remove(chain)
+    if len(macs) < len(dom.interfaces):
+        raise ValueError("one new MAC address per interface")
+    for nic, mac in zip(dom.interfaces, macs, strict=False):
+        nic.mac = mac
+        nic.target_dev = None  # a tap name is per running VM
+    for display in dom.graphics:
+        if display.autoport is False or (display.port or -1) > 0:
+            display.port, display.autoport = None, True  # two VMs cannot share a fixed port
+    dom.os.nvram = None  # fresh UEFI variables from the firmware's template, not a shared file
+    return dom
+
+
+def _new_source(vol: libvirt.virStorageVol, pool: str) -> NewSource:
+    desc = StorageVolume.from_xml(vol.XMLDesc(0))
+    return NewSource(path=desc.target_path or str(vol.path()), pool=pool, volume=str(vol.name()))
+
+
+# ---- the background job ----------------------------------------------------------------
+
+
+class CloneJob:
+    """One clone in progress; its fields are written by the job's thread and read by requests."""
+
+    def __init__(self, plan: ClonePlan, host_key: str) -> None:
+        self.id = secrets.token_urlsafe(12)
+        self.plan = plan
+        self.host_key = host_key
+        self.state = "copying"  # copying, defining, done, failed
+        self.message = ""
+        self.new_uuid = ""
+        self.started = time.time()
+        self.finished: float | None = None
+        self._lock = threading.Lock()
+
+    def belongs_to(self, host_key: str, vm_uuid: str) -> bool:
+        return self.host_key == host_key and self.plan.source_uuid.lower() == vm_uuid.lower()
+
+    @property
+    def percent(self) -> int:
+        with self._lock:
+            if self.state == "done":
+                return 100
+            total = sum(d.source_bytes for d in self.plan.disks)
+            if not total:
+                return 0 if self.state == "copying" else 99
+            done = sum(d.source_bytes if d.done else min(d.copied_bytes, d.source_bytes) for d in self.plan.disks)
+            return min(99, done * 100 // total)
+
+    def as_dict(self) -> dict[str, Any]:
+        percent = self.percent
+        with self._lock:
+            return {
+                "id": self.id, "state": self.state, "percent": percent, "message": self.message,
+                "source": self.plan.source_name, "name": self.plan.new_name, "uuid": self.new_uuid,
+                "disks": [{"target": d.target, "pool": d.pool, "volume": d.new_volume, "done": d.done,
+                           "copied_bytes": d.source_bytes if d.done else min(d.copied_bytes, d.source_bytes),
+                           "total_bytes": d.source_bytes} for d in self.plan.disks],
+            }
+
+    def _set(self, **changes: Any) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self, key, value)
+
+    def run(self, runner: Runner[Any]) -> None:
+        made: list[DiskCopy] = []
+        try:
+            sources: dict[str, NewSource] = {}
+            for disk in self.plan.disks:
+                sources[disk.target] = self._copy(runner, disk)
+                made.append(disk)
+            self._set(state="defining")
+            xml = clone_domain_xml(Domain.from_xml(self.plan.source_xml), self.plan.new_name, sources,
+                                   self.plan.macs).to_xml()
+            uuid = runner(lambda conn: str(conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE).UUIDString()),
+                          CALL_TIMEOUT)
+            self._set(state="done", new_uuid=uuid, message=f"{self.plan.new_name} is ready.", finished=time.time())
+        except Exception as exc:  # the job's thread must always end in a state the page can show
+            error = translate(exc) if isinstance(exc, libvirt.libvirtError) else exc
+            if not isinstance(error, VirtError):
+                log.exception("clone of %s failed", self.plan.source_name)
+            left = self._remove(runner, made)
+            self._set(state="failed", finished=time.time(),
+                      message=f"The clone failed: {error}" + (f" Could not remove {left}: please remove it by hand."
+                                                             if left else ""))
+
+    def _copy(self, runner: Runner[Any], disk: DiskCopy) -> NewSource:
+        """createXMLFrom blocks until the copy is done: run it in a helper thread and poll meanwhile."""
+
+        def copy(conn: libvirt.virConnect) -> NewSource:
+            pool = conn.storagePoolLookupByName(disk.pool)
+            source = pool.storageVolLookupByName(disk.source_volume)
+            xml = StorageVolume.new(name=disk.new_volume, capacity=disk.capacity, format=disk.format).to_xml()
+            return _new_source(pool.createXMLFrom(xml, source, 0), disk.pool)
+
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["value"] = runner(copy, COPY_TIMEOUT)
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name=f"clone-{disk.new_volume}", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(POLL_SECONDS)
+            if worker.is_alive():
+                self._poll(runner, disk)
+        if "error" in outcome:
+            raise outcome["error"]
+        with self._lock:
+            disk.done = True
+        result: NewSource = outcome["value"]
+        return result
+
+    def _poll(self, runner: Runner[Any], disk: DiskCopy) -> None:
+        def allocation(conn: libvirt.virConnect) -> int:
+            pool = conn.storagePoolLookupByName(disk.pool)
+            return int(pool.storageVolLookupByName(disk.new_volume).info()[2])
+
+        try:
+            copied_bytes = runner(allocation, CALL_TIMEOUT)
+        except (VirtError, libvirt.libvirtError):
+            return  # the new volume shows up in its pool only part of the time while it is built
+        with self._lock:
+            disk.copied_bytes = copied_bytes
+
+    def _remove(self, runner: Runner[Any], made: list[DiskCopy]) -> str:
+        left = []
+        for disk in made:
+            try:
+                runner(_deleter(disk), CALL_TIMEOUT)
+            except (VirtError, libvirt.libvirtError) as exc:
+                left.append(f"volume {disk.pool}/{disk.new_volume} ({exc})")
+        return " and ".join(left)
+
+
+def _deleter(disk: DiskCopy) -> Callable[[libvirt.virConnect], None]:
+    def delete(conn: libvirt.virConnect) -> None:
+        conn.storagePoolLookupByName(disk.pool).storageVolLookupByName(disk.new_volume).delete(0)
+
+    return delete
+
+
+@dataclass
+class CloneJobs:
+    """The clone jobs of this process (a finished one is kept an hour for its progress page)."""
+
+    _jobs: dict[str, CloneJob] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, job: CloneJob, runner: Runner[Any], on_done: Callable[[CloneJob], None]) -> None:
+        """Run the job in its own thread; on_done runs last, whatever happened (audit, unlock)."""
+
+        def run() -> None:
+            try:
+                job.run(runner)
+            finally:
+                on_done(job)
+
+        with self._lock:
+            now = time.time()
+            for key in [k for k, j in self._jobs.items() if j.finished and now - j.finished > KEEP_FINISHED_SECONDS]:
+                del self._jobs[key]
+            self._jobs[job.id] = job
+        threading.Thread(target=run, name=f"clone-{job.plan.new_name}", daemon=True).start()
+
+    def get(self, job_id: str) -> CloneJob | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+
+JOBS = CloneJobs()

@@ -1,0 +1,119 @@
+"""Snapshots of one VM: list, create, revert, delete.
+
+The panel makes internal snapshots: they live inside the VM's qcow2 disks, and libvirt can
+revert and delete them (external ones it can only partly manage in the versions we meet). A
+running VM is snapshotted with its memory, so reverting resumes it where it was; a shut-off VM
+with its disks. Disk formats are checked before libvirt is asked, so that a raw disk gets a
+sentence saying what to do instead of libvirt's "unsupported configuration".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import libvirt
+
+from virt.errors import InvalidInput, Unsupported
+from virt.xml.domain import Domain, DomainSnapshot
+
+SNAPSHOT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+MAX_DESCRIPTION = 1000
+SNAPSHOTTABLE_FORMAT = "qcow2"
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    name: str
+    created: int  # seconds since the epoch
+    state: str  # the VM's state when it was taken
+    description: str
+    current: bool
+    parent: str
+    with_memory: bool
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromtimestamp(self.created, tz=UTC)
+
+
+def _info(snap: libvirt.virDomainSnapshot) -> SnapshotInfo:
+    desc = DomainSnapshot.from_xml(snap.getXMLDesc(0))
+    return SnapshotInfo(
+        name=str(snap.getName()), created=desc.creation_time or 0, state=desc.state or "",
+        description=desc.description or "", current=bool(snap.isCurrent(0)), parent=desc.parent or "",
+        with_memory=desc.memory not in (None, "no"),
+    )
+
+
+def list_snapshots(dom: libvirt.virDomain) -> list[SnapshotInfo]:
+    """Newest first."""
+    return sorted((_info(s) for s in dom.listAllSnapshots(0)), key=lambda s: (s.created, s.name), reverse=True)
+
+
+def blockers(dom: Domain, running: bool) -> list[str]:
+    """Why libvirt would refuse an internal snapshot of this VM, in words; empty when it can be taken."""
+    found = []
+    writable = [d for d in dom.disks if (d.device or "disk") in ("disk", "lun") and not d.readonly and d.source_path]
+    for disk in writable:
+        fmt = disk.driver_type or "unknown"
+        if fmt != SNAPSHOTTABLE_FORMAT:
+            found.append(f"disk {disk.target_dev} ({disk.source_path}) is {fmt}: snapshots are stored inside "
+                         f"qcow2 disks only. Convert it to qcow2 (qemu-img convert) with the VM shut off, "
+                         f"or use a backup of the volume instead.")
+    if running and not writable:
+        found.append("a running VM's snapshot keeps its memory inside a qcow2 disk, and this VM has none.")
+    return found
+
+
+def snapshot_xml(name: str, description: str) -> str:
+    """The request: just a name and a description; libvirt fills in the rest from the VM."""
+    return DomainSnapshot.new(name=name, description=description or None).to_xml()
+
+
+def validate(name: str, description: str) -> tuple[str, str]:
+    name, description = name.strip(), description.strip()
+    if not SNAPSHOT_NAME_RE.match(name):
+        raise InvalidInput("Snapshot names start with a letter or digit and contain only letters, digits, "
+                           "'.', '_' and '-' (at most 63).")
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidInput(f"The description is limited to {MAX_DESCRIPTION} characters.")
+    if any(ord(ch) < 32 and ch not in "\n\t" for ch in description):
+        raise InvalidInput("The description contains control characters.")
+    return name, description
+
+
+def _exists(dom: libvirt.virDomain, name: str) -> bool:
+    return name in {str(s.getName()) for s in dom.listAllSnapshots(0)}
+
+
+def create(dom: libvirt.virDomain, name: str, description: str = "") -> SnapshotInfo:
+    name, description = validate(name, description)
+    running = bool(dom.isActive())
+    problems = blockers(Domain.from_xml(dom.XMLDesc(0)), running)
+    if problems:
+        raise Unsupported(f"{dom.name()} cannot be snapshotted: " + " ".join(problems))
+    if _exists(dom, name):
+        raise InvalidInput(f"{dom.name()} already has a snapshot named {name}.")
+    snap = dom.snapshotCreateXML(snapshot_xml(name, description), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
+    return _info(snap)
+
+
+def _lookup(dom: libvirt.virDomain, name: str) -> libvirt.virDomainSnapshot:
+    if not _exists(dom, name):  # a name from a form: never handed to libvirt unchecked
+        raise InvalidInput(f"{dom.name()} has no snapshot named {name!r}.")
+    return dom.snapshotLookupByName(name, 0)
+
+
+def revert(dom: libvirt.virDomain, name: str) -> SnapshotInfo:
+    """Back to the snapshot: its disks, its definition and (if it has one) its running memory."""
+    snap = _lookup(dom, name)
+    dom.revertToSnapshot(snap, 0)
+    return _info(snap)
+
+
+def delete(dom: libvirt.virDomain, name: str) -> str:
+    """Remove one snapshot (its children are kept and re-parented by libvirt); returns its name."""
+    _lookup(dom, name).delete(0)
+    return name

@@ -1,0 +1,226 @@
+"""The raw domain XML editor's safety net: check, define, compare, and keep secrets out of pages.
+
+Domain XML can point a disk at any file of the hypervisor, so everything here assumes the
+text is hostile until proven otherwise: it is parsed by the hardened parser, must describe
+the VM being edited, and is defined with libvirt's schema validation. The definition is read
+with INACTIVE|SECURE: without SECURE the VNC password would be dropped on save, without
+INACTIVE runtime state would leak into the definition. Pages never show a password: the
+editor shows MASK instead, and a MASK sent back means "keep the password libvirt has".
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import hmac
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+from lxml import etree
+
+from virt.errors import InvalidInput, VirtError, translate
+from virt.xml.parser import MAX_XML_BYTES, XMLInputError, parse_xml
+
+READ_FLAGS = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+LIVE_FLAGS = libvirt.VIR_DOMAIN_XML_SECURE
+MAX_DOCUMENT_BYTES = MAX_XML_BYTES
+MASK = "********"
+SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")  # shipped with libvirt0, which the bindings need
+
+# libvirt writes escaped attribute values (no '<', '>' or quote inside), so a start tag is
+# "<name ...>" without angle brackets inside, and a passwd value holds no quote of its kind.
+_START_TAG = re.compile(r"<[A-Za-z_][^<>]*>")
+_PASSWD = re.compile(r"""(\spasswd\s*=\s*)(?:'[^']*'|"[^"]*")""")
+_LINE = re.compile(r"^malformed XML: line (\d+):")
+_LIBVIRT_LINE = re.compile(r"(?:\(domain_definition\):|\bline )(\d+)")
+# Errors of the connection itself; any other error is libvirt's answer about the document.
+_CONNECTION_LOST = {libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_INVALID_CONN}
+_TRANSPORT = {libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE}
+
+
+class DocumentRejected(InvalidInput):
+    """Refused before libvirt saw it; `line` (1-based) points into the submitted text."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class ForeignDocument(DocumentRejected):
+    """Well-formed, but not a definition of the VM being edited."""
+
+
+class DefineRefused(VirtError):
+    """libvirt refused the definition; its message, and the line when one is known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class StaleDefinition(VirtError):
+    """The definition changed since the editor was opened; `current` is what libvirt has now."""
+
+    def __init__(self, current: str) -> None:
+        super().__init__("The definition changed since you opened it: nothing was saved.")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the editor needs of a VM at one moment."""
+
+    name: str
+    uuid: str
+    xml: str  # persistent definition, INACTIVE|SECURE: holds passwords
+    live: str | None  # running definition (SECURE) while the VM is active
+    persistent: bool
+
+    @property
+    def active(self) -> bool:
+        return self.live is not None
+
+
+def snapshot(dom: libvirt.virDomain) -> Snapshot:
+    active = bool(dom.isActive())
+    return Snapshot(name=str(dom.name()), uuid=str(dom.UUIDString()), xml=str(dom.XMLDesc(READ_FLAGS)),
+                    live=str(dom.XMLDesc(LIVE_FLAGS)) if active else None, persistent=bool(dom.isPersistent()))
+
+
+def fingerprint(xml: str, key: bytes) -> str:
+    """Keyed, so the hash a form carries cannot be used to guess a short password offline."""
+    return hmac.new(key, xml.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def normalise(text: str) -> str:
+    """Browsers send textarea lines ending in CRLF; XML treats them as LF anyway."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def check_document(text: str, vm_uuid: str, vm_name: str | None = None) -> etree._Element:
+    """Size, hardened parse, and "is this exactly our VM": the root, or DocumentRejected."""
+    if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+        raise DocumentRejected(f"The document is larger than {MAX_DOCUMENT_BYTES // 1024} KiB.")
+    try:
+        root = parse_xml(text)
+    except XMLInputError as exc:
+        found = _LINE.match(str(exc))
+        raise DocumentRejected(str(exc), int(found.group(1)) if found else None) from None
+    if root.tag != "domain":
+        raise ForeignDocument(f"The root element must be <domain>, not <{root.tag}>.", _line(root))
+    uuids, names = root.findall("uuid"), root.findall("name")
+    if len(uuids) != 1 or _uuid(uuids[0].text) != vm_uuid.lower():
+        raise ForeignDocument(f"The document must keep this VM's <uuid>{vm_uuid}</uuid>: the editor changes this "
+                              "VM only (use create or clone for another).",
+                              _line(uuids[-1] if uuids else root))
+    if vm_name is not None and (len(names) != 1 or (names[0].text or "").strip() != vm_name):
+        raise ForeignDocument(f"The document must keep this VM's <name>{vm_name}</name> (rename it from the VM's "
+                              "page).", _line(names[-1] if names else root))
+    return root
+
+
+def _line(element: etree._Element) -> int | None:
+    line = getattr(element, "sourceline", None)  # lxml-stubs types it oddly
+    return line if isinstance(line, int) else None
+
+
+def _uuid(text: str | None) -> str:
+    try:
+        return str(uuid.UUID((text or "").strip()))
+    except ValueError:
+        return ""
+
+
+def restore_secrets(root: etree._Element, current_xml: str) -> int:
+    """Put libvirt's passwords back where the editor showed MASK; returns how many were restored.
+
+    An element is matched with the one of the same tag and type at the same position among
+    its kind (the second <graphics type='vnc'> with the second), so reordering other devices
+    does not move a password."""
+    current = parse_xml(current_xml)
+    restored = 0
+    seen: dict[tuple[str, str | None], int] = {}
+    for element in root.iter(etree.Element):
+        key = (str(element.tag), element.get("type"))
+        index = seen[key] = seen.get(key, -1) + 1
+        if element.get("passwd") != MASK:
+            continue
+        twins = [e for e in current.iter(etree.Element) if (str(e.tag), e.get("type")) == key]
+        secret = twins[index].get("passwd") if index < len(twins) else None
+        if secret is None:
+            raise DocumentRejected(f"<{element.tag}> has the masked password {MASK}, but libvirt has no password "
+                                   "there to keep: type a new password or remove the passwd attribute.",
+                                   _line(element))
+        element.set("passwd", secret)
+        restored += 1
+    return restored
+
+
+def prepare(text: str, current: Snapshot) -> tuple[str, int]:
+    """The document to define and the line offset of its root in the submitted text.
+
+    libvirt gets the tree we checked, serialised by lxml, so that nothing outside the root
+    (a prolog our parser and libvirt's might read differently) reaches it."""
+    root = check_document(text, current.uuid, current.name)
+    restore_secrets(root, current.xml)
+    return etree.tostring(root, encoding="unicode"), (_line(root) or 1) - 1
+
+
+def define(dom: libvirt.virDomain, xml: str, expected: str, line_offset: int = 0) -> Snapshot:
+    """Define `xml` with schema validation, if the definition is still `expected` (run under the VM's lock)."""
+    current = str(dom.XMLDesc(READ_FLAGS))
+    if current != expected:
+        raise StaleDefinition(current)
+    try:
+        dom.connect().defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() in _CONNECTION_LOST or exc.get_error_domain() in _TRANSPORT:
+            raise translate(exc) from None  # no answer: whether it was defined is unknown
+        message = (exc.get_error_message() or str(exc)).strip()
+        line = error_line(message, xml)
+        raise DefineRefused(message, line + line_offset if line else None) from None
+    return snapshot(dom)
+
+
+def error_line(message: str, xml: str) -> int | None:
+    """The line libvirt names, else the first line the panel's copy of libvirt's schema objects to."""
+    found = _LIBVIRT_LINE.search(message)
+    if found:
+        return int(found.group(1))
+    if "schema" not in message.lower():
+        return None
+    schema = _schema()
+    if schema is None:
+        return None
+    try:
+        document = parse_xml(xml)
+    except XMLInputError:
+        return None
+    if schema.validate(document):
+        return None  # the hypervisor's libvirt is newer or older than ours: no guess
+    # The first located complaint is the closest to the mistake (later ones are its parents).
+    return next((entry.line for entry in schema.error_log if entry.line > 0), None)
+
+
+@functools.cache
+def _schema() -> etree.RelaxNG | None:
+    try:
+        return etree.RelaxNG(etree.parse(str(SCHEMA)))
+    except (OSError, etree.LxmlError):
+        return None
+
+
+def mask(xml: str) -> str:
+    """libvirt's XML with every passwd attribute value replaced by MASK, all else byte for byte."""
+    return _START_TAG.sub(lambda tag: _PASSWD.sub(rf"\1'{MASK}'", tag.group(0)), xml)
+
+
+def masked_diff(before: str, after: str, before_label: str, after_label: str) -> str:
+    """A unified diff of two definitions, passwords masked on both sides."""
+    lines = difflib.unified_diff(mask(before).splitlines(keepends=True), mask(after).splitlines(keepends=True),
+                                 before_label, after_label)
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
