@@ -2,6 +2,7 @@
 """Hypervisor lab: real libvirt daemons and an sshd on loopback, for integration tests.
 
     python3 lab/labctl.py up|down|status|freeze|thaw      (as root; stdlib only)
+    python3 lab/labctl.py up-host2|down-host2             (lab host 2 alone, lab/host2.py)
 
 Runs virtlogd + the main libvirtd (qemu:///system, qemu+tcp://127.0.0.1:16509 without auth,
 qemu+tls://127.0.0.1:16514 with client certificates of a private lab CA made with openssl),
@@ -475,6 +476,34 @@ def _write_ssh_client(st: Path, host_keys: list[str]) -> None:
     p["wrapper"].chmod(0o755)
 
 
+# ---------------------------------------------------------------- lab host 2 (lab/host2.py)
+
+def _host2() -> Any:
+    """lab/host2.py, sharing this very module whether labctl was imported or run as a script."""
+    try:
+        from lab import host2
+    except ImportError:  # run as a script: lab/ itself is on sys.path
+        sys.modules.setdefault("labctl", sys.modules[__name__])
+        import host2
+    return host2
+
+
+def _up_host2(st: Path) -> dict[str, Any]:
+    """Host 2 beside the main daemon. WEBKVM_LAB_SKIP_HOST2=1 skips it for quick runs (never under
+    CI=true); locally a failure is reported in lab.json instead of failing the whole lab."""
+    host2 = _host2()
+    reason = host2.skipped()
+    if reason:
+        return {"skipped": reason}
+    try:
+        return dict(host2.up(st))
+    except RuntimeError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        print(f"labctl: lab host 2 did not start: {exc}", file=sys.stderr)
+        return {"error": str(exc)}
+
+
 # ---------------------------------------------------------------- public API
 
 def running(state_dir: StateDir = None) -> set[str]:
@@ -560,6 +589,8 @@ def _up(st: Path) -> dict[str, Any]:
         "state_dir": str(st),
         "started_by_us": True,
     }
+    info["host2"] = _up_host2(st)
+    started += info["host2"].pop("started_now", [])
     _write_secret(st / "lab.json", json.dumps(info, indent=2) + "\n")
     return {**info, "started_now": started}
 
@@ -570,6 +601,7 @@ def down(state_dir: StateDir = None) -> None:
     if not st.exists():
         return
     with _locked(st):
+        _host2().down(st)  # its own namespace, veth pair and files
         for name in ("libvirtd", "libvirtd_sasl"):
             pid = _pid(st, name)
             if pid:
@@ -666,7 +698,7 @@ def status(state_dir: StateDir = None) -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("up", "down", "status", "freeze", "thaw"))
+    parser.add_argument("command", choices=("up", "down", "status", "freeze", "thaw", "up-host2", "down-host2"))
     args = parser.parse_args(argv)
     t0 = time.monotonic()
     try:
@@ -678,13 +710,25 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "down":
             down()
             print(f"lab down in {time.monotonic() - t0:.1f}s")
+        elif args.command in ("up-host2", "down-host2"):  # host 2 alone, beside a running main lab
+            st = state_path()
+            with _locked(st):
+                if args.command == "up-host2":
+                    info = _host2().up(st)
+                    print(f"lab host 2 up in {time.monotonic() - t0:.1f}s on {info['uri']} "
+                          f"(started: {', '.join(info['started_now']) or 'nothing, already up'})")
+                else:
+                    _host2().down(st)
+                    print(f"lab host 2 removed in {time.monotonic() - t0:.1f}s")
         elif args.command in ("freeze", "thaw"):  # fault injection by hand
             (freeze if args.command == "freeze" else thaw)()
         else:
             report = status()
+            if not _host2().skipped():
+                report.update(_host2().status())
             print(json.dumps(report, indent=2))
             return 0 if all(s["answers"] for s in report.values()) else 1
-    except LabError as exc:
+    except RuntimeError as exc:  # LabError, also as raised through lab/host2.py
         print(f"labctl {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -41,6 +41,24 @@ def lab() -> Iterator[dict[str, Any]]:
         labctl.down()
 
 
+@pytest.fixture(scope="session")
+def lab2(lab: dict[str, Any]) -> dict[str, Any]:
+    """Lab host 2 (lab/host2.py): a second libvirtd in its own network namespace, brought up by
+    `labctl.up()` with the lab. Fails under CI=true when it is not up; skips otherwise."""
+    info = lab.get("host2") or {"error": "this lab.json predates host 2"}
+    reason = info.get("skipped") or info.get("error") or ""
+    if not reason:
+        try:
+            libvirt.open(info["uri"]).close()
+        except libvirt.libvirtError as exc:
+            reason = f"does not answer on {info['uri']}: {exc}"
+    if reason:
+        if IN_CI:
+            pytest.fail(f"lab host 2: {reason}", pytrace=False)
+        pytest.skip(f"lab host 2: {reason}")
+    return info
+
+
 def domain_xml(name: str, domain_type: str, memory_mib: int = 64, graphics: bool = True) -> str:
     """A small diskless VM: boots to SeaBIOS, VNC on the daemon's vnc_listen, a serial console."""
     # No listen attribute: each host applies its own vnc_listen (127.0.0.1 by default).

@@ -2,7 +2,8 @@ import pytest
 
 from hosts import services
 from lab import labctl
-from tests.lab import lab, lab_domain  # noqa: F401  (fixtures)
+from tests.lab import lab, lab2, lab_domain  # noqa: F401  (fixtures)
+from tests.lab_resources import isolated_net, lab_conn, lab_host, made_vms, test_net, test_pool  # noqa: F401
 
 
 @pytest.fixture

@@ -1,0 +1,122 @@
+"""In Chromium, on the two lab hosts: migrate a running VM from its page, watch the progress reach
+100 % without a reload, and see it running on the other host in the fleet view (and in libvirt)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from playwright.sync_api import expect
+
+from hosts.models import Host
+from tests.lab import domain_xml, lab2, remove_domain  # noqa: F401  (lab2 is a fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+PASSWORD = "browser-test-pass-1"
+
+
+@pytest.fixture
+def running_vm(lab: dict[str, Any],
+               lab2: dict[str, Any],  # noqa: F811
+               ) -> Iterator[tuple[libvirt.virConnect, libvirt.virConnect, libvirt.virDomain]]:
+    one, two = libvirt.open(lab["unix_uri"]), libvirt.open(lab2["uri"])
+    name = f"test-mig-{uuid.uuid4().hex[:8]}"
+    dom = one.defineXML(domain_xml(name, lab["domain_type"]))
+    dom.create()
+    yield one, two, dom
+    for conn in (one, two):
+        with contextlib.suppress(libvirt.libvirtError):
+            remove_domain(conn.lookupByName(name))
+        conn.close()
+
+
+def test_migrate_from_the_instance_page(live_server, page, lab: dict[str, Any], lab2: dict[str, Any],  # noqa: F811
+                                        running_vm) -> None:
+    one, two, dom = running_vm
+    vm_uuid = dom.UUIDString()
+    get_user_model().objects.create_superuser("admin", "", PASSWORD)
+    Host.objects.create(name="lab1", transport="local", path="system")
+    Host.objects.create(name="lab2", transport="tcp", hostname=lab2["address"], port=16509, insecure_tcp=True)
+
+    page.goto(live_server.url + "/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/hosts/$"))
+
+    page.goto(f"{live_server.url}/instances/lab1/{vm_uuid}/")
+    page.click("#migrate")
+    page.select_option("#id_target", "lab2")
+    page.click("#check")
+    expect(page.locator("#preflight-ok, #findings")).to_be_visible()
+    expect(page.locator("#findings .problem")).to_have_count(0)
+    screenshot(page, "migration-check.png")
+    page.click("#migrate-now")
+    page.wait_for_url(re.compile(r".*/instances/migrations/[0-9a-f]{24}/$"))
+    page.evaluate("window.__marker = 'same page'")
+    expect(page.locator("#migration-percent")).to_have_text("100 %", timeout=60000)
+    expect(page.locator("[data-field=outcome]")).to_have_text("done")
+    expect(page.locator("#report-message")).to_contain_text("now runs on lab2")
+    expect(page.locator("[data-figure=downtime]")).to_have_text(re.compile(r"^\d+ ms$"))
+    assert page.evaluate("window.__marker") == "same page"  # progress came without a reload
+    expect(page.locator("#migration-cancel")).to_be_hidden()
+    screenshot(page, "migration-done.png")
+
+    # libvirt agrees, and so does the fleet view.
+    assert two.lookupByUUIDString(vm_uuid).isActive()
+    with pytest.raises(libvirt.libvirtError):
+        one.lookupByUUIDString(vm_uuid)
+    page.click("#report-vm")
+    page.wait_for_url(re.compile(rf".*/instances/lab2/{vm_uuid}/$"))
+    expect(page.locator("#vm-state")).to_have_text("running")
+    page.goto(live_server.url + "/instances/")
+    expect(page.locator(f'tr[data-key="lab2/{vm_uuid}"] [data-col=state]')).to_have_text("running")
+    expect(page.locator(f'tr[data-key="lab1/{vm_uuid}"]')).to_have_count(0)
+
+
+def test_cancel_from_the_progress_page(live_server, page, lab: dict[str, Any], lab2: dict[str, Any],  # noqa: F811
+                                       running_vm) -> None:
+    """A throttled migration of a larger guest, cancelled with the button: the VM stays on host 1."""
+    one, two, small = running_vm
+    small.destroy()
+    name = f"{small.name()}-big"
+    dom = one.defineXML(domain_xml(name, lab["domain_type"], memory_mib=2048))
+    try:
+        dom.create()
+        vm_uuid = dom.UUIDString()
+        get_user_model().objects.create_superuser("admin", "", PASSWORD)
+        Host.objects.create(name="lab1", transport="local", path="system")
+        Host.objects.create(name="lab2", transport="tcp", hostname=lab2["address"], port=16509, insecure_tcp=True)
+        page.goto(live_server.url + "/login/")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r".*/hosts/$"))
+        page.goto(f"{live_server.url}/instances/lab1/{vm_uuid}/migrate/?target=lab2&bandwidth_mib=1")
+        page.click("#migrate-now")
+        page.wait_for_url(re.compile(r".*/instances/migrations/[0-9a-f]{24}/$"))
+        expect(page.locator("[data-field=state]")).to_have_text("migrating")
+        expect(page.locator("[data-figure=processed]")).not_to_have_text(re.compile("^(\u2013|0 B)$"))
+        page.click("#cancel-button")
+        expect(page.locator("[data-field=outcome]")).to_have_text("cancelled", timeout=30000)
+        expect(page.locator("#report-message")).to_contain_text("still running on lab1 with its definition intact")
+        assert dom.isActive() and dom.isPersistent()
+        with pytest.raises(libvirt.libvirtError):
+            two.lookupByUUIDString(vm_uuid)
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            remove_domain(dom)
+
+
+def screenshot(page: Any, name: str) -> None:
+    folder = Path(settings.DATA_DIR) / "test-artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=True)
