@@ -31,7 +31,7 @@ $(STAMPS)/npm: package.json package-lock.json
 
 lint: $(STAMPS)/venv
 	.venv/bin/ruff check .
-	.venv/bin/mypy virt webkvm hosts instances console
+	.venv/bin/mypy virt webkvm hosts instances console networks storage
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run -v0
 

@@ -1,6 +1,24 @@
 from django.urls import path
 
 from instances.views import actions, create, delete, detail, flavors, fleet
+from instances.views.boot import boot_settings
+from instances.views.clone import clone_progress, clone_start, clone_status
+from instances.views.disks import (
+    cdrom_add,
+    cdrom_eject,
+    cdrom_insert,
+    cdrom_remove,
+    disk_attach,
+    disk_detach,
+    disk_page,
+)
+from instances.views.evacuate import evacuate
+from instances.views.graphics import vnc_settings
+from instances.views.migrate import migrate_many, migrate_vm, migration, migration_cancel, migration_status
+from instances.views.nics import nic_add, nic_link, nic_page, nic_remove, nic_source
+from instances.views.resize import resize
+from instances.views.snapshots import snapshot_create, snapshot_delete, snapshot_list, snapshot_revert
+from instances.views.xmledit import xml_edit, xml_history, xml_rollback
 
 app_name = "instances"
 urlpatterns = [
@@ -21,4 +39,40 @@ urlpatterns = [
     path("flavors/<int:pk>/edit/", flavors.flavor_edit, name="flavor_edit"),
     path("flavors/<int:pk>/delete/", flavors.flavor_delete, name="flavor_delete"),
     path("<slug:host>/<uuid:vm>/delete/", delete.delete, name="delete"),
+    # Disks, CD-ROM drives and NICs: instances/views/disks.py, nics.py.
+    path("<slug:host>/<uuid:vm>/disks/", disk_page, name="disks"),
+    path("<slug:host>/<uuid:vm>/disks/attach/", disk_attach, name="disk_attach"),
+    path("<slug:host>/<uuid:vm>/disks/detach/", disk_detach, name="disk_detach"),
+    path("<slug:host>/<uuid:vm>/cdrom/insert/", cdrom_insert, name="cdrom_insert"),
+    path("<slug:host>/<uuid:vm>/cdrom/eject/", cdrom_eject, name="cdrom_eject"),
+    path("<slug:host>/<uuid:vm>/cdrom/add/", cdrom_add, name="cdrom_add"),
+    path("<slug:host>/<uuid:vm>/cdrom/remove/", cdrom_remove, name="cdrom_remove"),
+    path("<slug:host>/<uuid:vm>/nics/", nic_page, name="nics"),
+    path("<slug:host>/<uuid:vm>/nics/add/", nic_add, name="nic_add"),
+    path("<slug:host>/<uuid:vm>/nics/remove/", nic_remove, name="nic_remove"),
+    path("<slug:host>/<uuid:vm>/nics/source/", nic_source, name="nic_source"),
+    path("<slug:host>/<uuid:vm>/nics/link/", nic_link, name="nic_link"),
+    # The raw XML editor (admins only): instances/views/xmledit.py.
+    path("<slug:host>/<uuid:vm>/xml/", xml_edit, name="xml_edit"),
+    path("<slug:host>/<uuid:vm>/xml/history/", xml_history, name="xml_history"),
+    path("<slug:host>/<uuid:vm>/xml/history/<int:pk>/rollback/", xml_rollback, name="xml_rollback"),
+    # Clone, snapshots, resize, boot settings, VNC settings: instances/views/clone.py, snapshots.py, resize.py,
+    # boot.py, graphics.py.
+    path("<slug:host>/<uuid:vm>/clone/", clone_start, name="clone"),
+    path("<slug:host>/<uuid:vm>/clone/<slug:job>/", clone_progress, name="clone_progress"),
+    path("<slug:host>/<uuid:vm>/clone/<slug:job>/status.json", clone_status, name="clone_status"),
+    path("<slug:host>/<uuid:vm>/snapshots/", snapshot_list, name="snapshots"),
+    path("<slug:host>/<uuid:vm>/snapshots/create/", snapshot_create, name="snapshot_create"),
+    path("<slug:host>/<uuid:vm>/snapshots/revert/", snapshot_revert, name="snapshot_revert"),
+    path("<slug:host>/<uuid:vm>/snapshots/delete/", snapshot_delete, name="snapshot_delete"),
+    path("<slug:host>/<uuid:vm>/resize/", resize, name="resize"),
+    path("<slug:host>/<uuid:vm>/boot/", boot_settings, name="boot"),
+    path("<slug:host>/<uuid:vm>/vnc/", vnc_settings, name="vnc"),
+    # Migration, several VMs from the fleet view, host evacuation: instances/views/migrate.py, evacuate.py.
+    path("<slug:host>/<uuid:vm>/migrate/", migrate_vm, name="migrate"),
+    path("migrate/", migrate_many, name="migrate_many"),
+    path("migrations/<slug:job>/", migration, name="migration"),
+    path("migrations/<slug:job>/status.json", migration_status, name="migration_status"),
+    path("migrations/<slug:job>/cancel/", migration_cancel, name="migration_cancel"),
+    path("host/<slug:host>/evacuate/", evacuate, name="evacuate"),
 ]

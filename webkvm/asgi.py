@@ -16,9 +16,11 @@ try:
 
     django_application = get_asgi_application()
     from console.routing import websocket_urlpatterns  # needs the apps loaded above
+    from storage.asgi import StreamedTransfers  # volume uploads and downloads stream through libvirt
 except ConfigError as exc:
     sys.exit(f"webkvm: configuration error: {exc}")
 
 # Consoles are WebSockets on the panel's own origin (/console/ws/...); console/session.py checks
 # Origin, ticket and permission itself, so no Channels origin or auth middleware is needed.
-application = ProtocolTypeRouter({"http": django_application, "websocket": URLRouter(websocket_urlpatterns)})
+application = ProtocolTypeRouter({"http": StreamedTransfers(django_application),
+                                  "websocket": URLRouter(websocket_urlpatterns)})

@@ -52,6 +52,15 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_paths(name: str, default: list[str]) -> list[str]:
+    """Absolute, normalised folder paths (e.g. where storage pools may live)."""
+    paths = env_list(name, default)
+    for path in paths:
+        if not path.startswith("/") or os.path.normpath(path) != path or any(ord(c) < 32 for c in path):
+            raise ConfigError(f"{name}: {path!r} is not an absolute, normalised path such as /var/lib/libvirt/images")
+    return paths
+
+
 def env_origins(name: str, default: list[str]) -> list[str]:
     origins = env_list(name, default)
     for origin in origins:

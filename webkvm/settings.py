@@ -128,5 +128,8 @@ WEBKVM_CREDENTIAL_KEY_FILE = Path(config.env_str("WEBKVM_CREDENTIAL_KEY_FILE", s
 # Deadlines (seconds) for opening a hypervisor connection and for one call made for a request.
 WEBKVM_OPEN_TIMEOUT = config.env_int("WEBKVM_OPEN_TIMEOUT", 4, minimum=1, maximum=60)
 WEBKVM_CALL_TIMEOUT = config.env_int("WEBKVM_CALL_TIMEOUT", 3, minimum=1, maximum=300)
+# Storage pools may only be created below these folders of a hypervisor (dir pools, NFS mount points).
+WEBKVM_POOL_ROOTS: list[str] = config.env_paths(
+    "WEBKVM_POOL_ROOTS", ["/var/lib/libvirt/images", "/var/lib/libvirt/boot", "/srv/libvirt"])
 # A console session re-checks login, grant and VM this often (seconds) and closes when one is gone.
 WEBKVM_CONSOLE_RECHECK_SECONDS: float = config.env_int("WEBKVM_CONSOLE_RECHECK_SECONDS", 5, minimum=1, maximum=60)

@@ -19,6 +19,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("hosts/", include("hosts.urls")),
     path("instances/", include("instances.urls")),
+    path("storage/", include("storage.urls")),
+    path("networks/", include("networks.urls")),
     path("console/", include("console.urls")),
     path("users/", include(users_patterns)),
     path("audit/", views.audit_log, name="audit"),
