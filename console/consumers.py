@@ -11,28 +11,19 @@ security type None (console/rfb.py) before relaying.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import Any
-from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
 from console import rfb
-from console.session import ConsoleSession, open_session, session_cookie
+from console.session import ConsoleSession, open_session
+from console.sockets import blocking, cancel_others, open_arguments, watch
 from console.target import TargetStream
 from console.tickets import Refused
 
 CLOSE_REFUSED = 4403  # private-use close codes: the page shows the reason that comes with them
 CLOSE_ENDED = 4000
 CHUNK = 262144  # one WebSocket message per read: 64 KiB reads relayed a 720x400 Raw update at a third of the speed
-
-
-def _blocking(fn: Any) -> Any:
-    """Database and libvirt work off the event loop, in any thread (the ssh open may take seconds)."""
-    return database_sync_to_async(fn, thread_sensitive=False)
 
 
 class ConsoleConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types
@@ -45,15 +36,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
 
     async def connect(self) -> None:
         self.tasks = []
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.scope["headers"]}
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        route = self.scope["url_route"]["kwargs"]
-        client = self.scope.get("client") or (None, None)
+        arguments, _query = open_arguments(self.scope)
         try:
-            self.session, self.stream = await _blocking(open_session)(
-                ticket=(query.get("ticket") or [""])[0], host_name=str(route["host"]), vm_uuid=str(route["vm"]),
-                session_key=session_cookie(headers.get("cookie", "")), origin=headers.get("origin", ""),
-                host_header=headers.get("host", ""), remote_addr=client[0])
+            self.session, self.stream = await blocking(open_session)(**arguments)
         except Refused as exc:
             # Accept only to say why: the close reason is all the page can read of a refusal.
             await self.accept()
@@ -65,7 +50,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
             # The VNC server now waits for ClientInit, so nothing comes from it before the browser's opening ends.
             self.opening = rfb.NoAuthOpening()
             await self.send(bytes_data=rfb.NoAuthOpening.GREETING)
-        self.tasks = [asyncio.create_task(self._pump_from_vnc(reader)), asyncio.create_task(self._watch())]
+        self.tasks = [asyncio.create_task(self._pump_from_vnc(reader)),
+                      asyncio.create_task(watch(self.session.lost, self._end))]
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.writer is None or bytes_data is None:
@@ -97,32 +83,17 @@ class ConsoleConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
             reason = f"ssh tunnel to the host failed: {said}" if said else reason
         await self._end(reason)
 
-    async def _watch(self) -> None:
-        """Re-check logout, grant and VM every few seconds; close the moment one is gone."""
-        assert self.session is not None
-        while True:
-            await asyncio.sleep(settings.WEBKVM_CONSOLE_RECHECK_SECONDS)
-            reason = await _blocking(self.session.lost)()
-            if reason:
-                await self._end(reason)
-                return
-
     async def _end(self, reason: str) -> None:
         if not self.close_reason:
             self.close_reason = reason
             await self.close(code=CLOSE_ENDED, reason=reason[:120])
 
     async def disconnect(self, code: int) -> None:
-        current = asyncio.current_task()
-        for task in self.tasks:
-            if task is not current:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await cancel_others(self.tasks)
         if self.writer is not None:
             self.writer.close()
         if self.stream is not None:
             await sync_to_async(self.stream.close, thread_sensitive=False)()
         if self.session is not None:
-            await _blocking(self.session.record_close)(self.close_reason or f"browser closed (code {code})")
+            await blocking(self.session.record_close)(self.close_reason or f"browser closed (code {code})")
             self.session = None

@@ -10,16 +10,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from typing import Any
-from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
 from console.serial_session import InUse, SerialSession, open_session
-from console.session import session_cookie
+from console.sockets import blocking, cancel_others, open_arguments, watch
 from console.tickets import Refused
 from virt.serial import SerialPipe, abort_quietly
 
@@ -28,11 +24,6 @@ CLOSE_TAKEN_OVER = 4001
 CLOSE_REFUSED = 4403
 CLOSE_IN_USE = 4409
 SEND_TIMEOUT = 30.0  # a browser that takes longer to accept one chunk is gone
-
-
-def _blocking(fn: Any) -> Any:
-    """Database and libvirt work off the event loop, in any thread (opening over ssh takes a while)."""
-    return database_sync_to_async(fn, thread_sensitive=False)
 
 
 class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types
@@ -47,16 +38,10 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     async def connect(self) -> None:
         self.tasks = []
         self.loop = asyncio.get_running_loop()
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.scope["headers"]}
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        route = self.scope["url_route"]["kwargs"]
-        client = self.scope.get("client") or (None, None)
+        arguments, query = open_arguments(self.scope)
         try:
-            self.session = await _blocking(open_session)(
-                ticket=(query.get("ticket") or [""])[0], host_name=str(route["host"]), vm_uuid=str(route["vm"]),
-                session_key=session_cookie(headers.get("cookie", "")), origin=headers.get("origin", ""),
-                host_header=headers.get("host", ""), remote_addr=client[0],
-                take_over=(query.get("takeover") or [""])[0] == "1", kick=self._kick)
+            self.session = await blocking(open_session)(
+                **arguments, take_over=(query.get("takeover") or [""])[0] == "1", kick=self._kick)
         except Refused as exc:
             # Accept only to say why: the close reason is all the page can read of a refusal.
             await self.accept()
@@ -70,7 +55,7 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
             await self._end(self.kicked, CLOSE_TAKEN_OVER)
             return
         self.pipe.start()
-        self.tasks = [asyncio.create_task(self._watch())]
+        self.tasks = [asyncio.create_task(watch(self.session.lost, self._end))]
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.pipe is None or self.close_reason:
@@ -108,16 +93,6 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         if self.accepted and not self.close_reason:
             self.tasks.append(asyncio.create_task(self._end(self.kicked or reason, code)))
 
-    async def _watch(self) -> None:
-        """Re-check logout, grant and VM every few seconds; close the moment one is gone."""
-        assert self.session is not None
-        while True:
-            await asyncio.sleep(settings.WEBKVM_CONSOLE_RECHECK_SECONDS)
-            reason = await _blocking(self.session.lost)()
-            if reason:
-                await self._end(reason)
-                return
-
     async def _end(self, reason: str, code: int = CLOSE_ENDED) -> None:
         if self.close_reason:
             return
@@ -129,12 +104,7 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     async def disconnect(self, code: int) -> None:
         if not self.close_reason:
             self.close_reason = f"browser closed (code {code})"
-        current = asyncio.current_task()
-        for task in self.tasks:
-            if task is not current:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await cancel_others(self.tasks)
         session, self.session = self.session, None
         if session is None:
             return
@@ -144,5 +114,5 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
             await sync_to_async(self.pipe.join, thread_sensitive=False)(5)
         else:
             await sync_to_async(abort_quietly, thread_sensitive=False)(session.stream)
-        await _blocking(session.release)()
-        await _blocking(session.record_close)(self.close_reason)
+        await blocking(session.release)()
+        await blocking(session.record_close)(self.close_reason)

@@ -17,13 +17,13 @@ from typing import Any
 import libvirt
 from django.utils import timezone
 
-from console.session import origin_allowed
-from console.tickets import Refused, consume, refuse, session_user
+from console.session import access_lost, admit
+from console.tickets import Refused, refuse
 from hosts import services
 from hosts.models import Host
 from virt.errors import NotFound, VirtError
 from virt.serial import ConsoleBusy, abort_quietly, open_console
-from webkvm import audit, permissions
+from webkvm import audit
 
 KIND = "serial"
 
@@ -98,14 +98,9 @@ class SerialSession:
 
     def lost(self) -> str:
         """Why the session must end now ("" while it may go on): logout, grant withdrawn, VM gone or stopped."""
-        user = session_user(self.session_key)
-        if user is None or user.pk != self.user.pk:
-            return "you were logged out"
-        host = Host.objects.filter(pk=self.host.pk).first()
+        reason, host = access_lost(self.user, self.session_key, self.host, self.vm_uuid)
         if host is None:
-            return "the host was removed from the panel"
-        if not permissions.can(user, "console", host=host, vm_uuid=self.vm_uuid):
-            return "your console permission on this VM was withdrawn"
+            return reason
         try:
             active = services.call(host, lambda conn: bool(conn.lookupByUUIDString(self.vm_uuid).isActive()))
         except NotFound:
@@ -125,11 +120,8 @@ class SerialSession:
 def open_session(*, ticket: str, host_name: str, vm_uuid: str, session_key: str, origin: str, host_header: str,
                  remote_addr: str | None, take_over: bool, kick: Callable[[str], None]) -> SerialSession:
     """Every check, then the console stream; Refused or InUse (both audited) on any failure."""
-    if not origin_allowed(origin, host_header):
-        raise refuse(f"foreign origin {origin[:100]!r}", host_name=host_name, vm_uuid=vm_uuid,
-                     remote_addr=remote_addr)
-    spent = consume(ticket, host_name=host_name, vm_uuid=vm_uuid, session_key=session_key, remote_addr=remote_addr,
-                    kind=KIND)
+    spent = admit(ticket=ticket, host_name=host_name, vm_uuid=vm_uuid, session_key=session_key, origin=origin,
+                  host_header=host_header, remote_addr=remote_addr, kind=KIND)
     vm = str(spent.vm_uuid)
     where: dict[str, Any] = {"host_name": host_name, "vm_uuid": vm, "remote_addr": remote_addr, "user": spent.user}
     holder = Holder(spent.user.get_username(), kick)

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from console import target as targets
+from console.models import ConsoleTicket
 from console.tickets import Refused, consume, refuse, session_user
 from hosts.models import Host
 from webkvm import audit, permissions
@@ -38,6 +39,31 @@ def origin_allowed(origin: str, host_header: str) -> bool:
                                                                                           settings.ALLOWED_HOSTS)
 
 
+def admit(*, ticket: str, host_name: str, vm_uuid: str, session_key: str, origin: str, host_header: str,
+          remote_addr: str | None, kind: str = "vnc") -> ConsoleTicket:
+    """The checks before any console opens: the page's own origin, then the single-use ticket of `kind`.
+    Returns the spent ticket (user and host); Refused, audited, on a failure."""
+    if not origin_allowed(origin, host_header):
+        raise refuse(f"foreign origin {origin[:100]!r}", host_name=host_name, vm_uuid=vm_uuid,
+                     remote_addr=remote_addr)
+    return consume(ticket, host_name=host_name, vm_uuid=vm_uuid, session_key=session_key, remote_addr=remote_addr,
+                   kind=kind)
+
+
+def access_lost(user: Any, session_key: str, host: Host, vm_uuid: str) -> tuple[str, Host | None]:
+    """Why an open console must end for its user ("" while it may go on): logout, host removed, grant
+    withdrawn. Returns the reason and the host as the database has it now."""
+    now = session_user(session_key)
+    if now is None or now.pk != user.pk:
+        return "you were logged out", None
+    current = Host.objects.filter(pk=host.pk).first()
+    if current is None:
+        return "the host was removed from the panel", None
+    if not permissions.can(now, "console", host=current, vm_uuid=vm_uuid):
+        return "your console permission on this VM was withdrawn", None
+    return "", current
+
+
 @dataclass
 class ConsoleSession:
     user: Any
@@ -49,14 +75,9 @@ class ConsoleSession:
 
     def lost(self) -> str:
         """Why the session must end now ("" while it may go on): logout, grant withdrawn, VM gone or moved."""
-        user = session_user(self.session_key)
-        if user is None or user.pk != self.user.pk:
-            return "you were logged out"
-        host = Host.objects.filter(pk=self.host.pk).first()
+        reason, host = access_lost(self.user, self.session_key, self.host, self.vm_uuid)
         if host is None:
-            return "the host was removed from the panel"
-        if not permissions.can(user, "console", host=host, vm_uuid=self.vm_uuid):
-            return "your console permission on this VM was withdrawn"
+            return reason
         try:
             display = targets.current_display(host, self.vm_uuid)
         except Refused as exc:
@@ -73,10 +94,8 @@ class ConsoleSession:
 def open_session(*, ticket: str, host_name: str, vm_uuid: str, session_key: str, origin: str, host_header: str,
                  remote_addr: str | None) -> tuple[ConsoleSession, targets.TargetStream]:
     """Every check, then the connection to the VNC server; Refused (audited) on any failure."""
-    if not origin_allowed(origin, host_header):
-        raise refuse(f"foreign origin {origin[:100]!r}", host_name=host_name, vm_uuid=vm_uuid,
-                     remote_addr=remote_addr)
-    spent = consume(ticket, host_name=host_name, vm_uuid=vm_uuid, session_key=session_key, remote_addr=remote_addr)
+    spent = admit(ticket=ticket, host_name=host_name, vm_uuid=vm_uuid, session_key=session_key, origin=origin,
+                  host_header=host_header, remote_addr=remote_addr)
     where: dict[str, Any] = {"host_name": host_name, "vm_uuid": vm_uuid, "remote_addr": remote_addr,
                              "user": spent.user}
     try:

@@ -6,13 +6,12 @@ import uuid
 from typing import Any
 
 from django import forms
-from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from instances.lookup import vm_or_404
-from instances.views.config_common import locked_change
+from instances.views.config_common import locked_change, say
 from virt.boot import BootReport, BootSettings, read_settings, update
 from virt.errors import VirtError
 
@@ -81,10 +80,7 @@ def boot_settings(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpRespons
             request, ref, "boot", lambda dom: update(dom, order, bootmenu, autostart),
             lambda report: f"boot order {', '.join(order)}; boot menu {'on' if bootmenu else 'off'}; "
                            f"autostart {'on' if autostart else 'off'}")
-        if outcome.value is None:
-            messages.error(request, f"Boot settings: {outcome.error}")
-        else:
-            messages.success(request, f"{outcome.name}: {_summary(outcome.value)}")
+        say(request, outcome, "Boot settings", _summary)
         return redirect("instances:boot", ref.host.name, ref.uuid)
     return render(request, "instances/config/boot.html", {"ref": ref, "name": name, "settings": settings,
                                                           "form": form})

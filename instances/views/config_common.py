@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import libvirt
 from django import forms
@@ -72,8 +72,24 @@ def locked_change(request: HttpRequest, ref: VMRef, action: str, fn: Callable[[l
                     failed=lambda exc: f"uuid {ref.uuid}: {exc}")
 
 
+def say(request: HttpRequest, outcome: Outcome[T], failed: str, done: Callable[[T], str]) -> T | None:
+    """The outcome as one message: `failed: <libvirt's words>`, or `<VM name>: done(result)`.
+    Returns the result when the change worked."""
+    if not outcome.ok:
+        messages.error(request, f"{failed}: {outcome.error}")
+        return None
+    value = cast(T, outcome.value)
+    messages.success(request, f"{outcome.name}: {done(value)}")
+    return value
+
+
 def words(parts: list[str]) -> str:
     return ", ".join(parts)
+
+
+def where_applied(live: list[str], next_boot: list[str]) -> str:
+    """The audit detail's tail: what a running VM took at once and what waits for its next boot."""
+    return (f"; live: {words(live)}" if live else "") + (f"; at next boot: {words(next_boot)}" if next_boot else "")
 
 
 # ---- disks and NICs: the VM's devices with the host's choices -------------------------------------

@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from instances.lookup import vm_or_404
-from instances.views.config_common import locked_change, words
+from instances.views.config_common import locked_change, say, where_applied, words
 from virt.errors import InvalidInput, VirtError
 from virt.graphics import (
     DEFAULT_LISTEN,
@@ -75,12 +75,8 @@ class VncForm(forms.Form):
 def _describe(change: VncChange, report: VncReport) -> str:
     # Never the password itself: only what happened to it.
     password = {None: "kept", "": "removed"}.get(change.password, "changed")
-    text = f"password {password}; keymap {change.keymap or 'default'}; listen {change.listen}"
-    if report.live:
-        text += f"; live: {words(report.live)}"
-    if report.next_boot:
-        text += f"; at next boot: {words(report.next_boot)}"
-    return text
+    return (f"password {password}; keymap {change.keymap or 'default'}; listen {change.listen}"
+            + where_applied(report.live, report.next_boot))
 
 
 def _summary(report: VncReport, running: bool) -> str:
@@ -106,12 +102,9 @@ def vnc_settings(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse
         change = form.change()
         outcome = locked_change(request, ref, "vnc", lambda dom: update(dom, change),
                                 lambda report: _describe(change, report))
-        if outcome.value is None:
-            messages.error(request, f"VNC settings: {outcome.error}")
-        else:
-            messages.success(request, f"{outcome.name}: {_summary(outcome.value, settings.running)}")
-            for warning in outcome.value.warnings:
-                messages.warning(request, warning)
+        report = say(request, outcome, "VNC settings", lambda report: _summary(report, settings.running))
+        for warning in report.warnings if report else []:
+            messages.warning(request, warning)
         return redirect("instances:vnc", ref.host.name, ref.uuid)
     return render(request, "instances/config/graphics.html", {"ref": ref, "name": name, "settings": settings,
                                                               "form": form})

@@ -6,13 +6,12 @@ import uuid
 from typing import Any
 
 from django import forms
-from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from instances.lookup import vm_or_404
-from instances.views.config_common import locked_change, words
+from instances.views.config_common import locked_change, say, where_applied, words
 from virt.create import MIN_MEMORY_MIB
 from virt.errors import VirtError
 from virt.resize import ResizeReport, ResizeState, Sizing, read_state
@@ -71,11 +70,7 @@ def _describe(old: Sizing, new: Sizing, report: ResizeReport) -> str:
     text = (f"vCPUs {old.vcpus}/{old.max_vcpus} -> {new.vcpus}/{new.max_vcpus}; memory "
             f"{_mib(old.memory_kib)}/{_mib(old.max_memory_kib)} MiB -> {_mib(new.memory_kib)}/"
             f"{_mib(new.max_memory_kib)} MiB")
-    if report.live:
-        text += f"; live: {words(report.live)}"
-    if report.next_boot:
-        text += f"; at next boot: {words(report.next_boot)}"
-    return text
+    return text + where_applied(report.live, report.next_boot)
 
 
 def _summary(report: ResizeReport) -> str:
@@ -101,9 +96,6 @@ def resize(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
         wanted = form.sizing()
         outcome = locked_change(request, ref, "resize", lambda dom: resize_vm(dom, wanted),
                                 lambda report: _describe(state.config, wanted, report))
-        if outcome.value is None:
-            messages.error(request, f"Resize: {outcome.error}")
-        else:
-            messages.success(request, f"{outcome.name}: {_summary(outcome.value)}")
+        say(request, outcome, "Resize", _summary)
         return redirect("instances:resize", ref.host.name, ref.uuid)
     return render(request, "instances/config/resize.html", {"ref": ref, "state": state, "form": form})

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from instances.lookup import VMRef, vm_or_404
-from instances.views.config_common import locked_change
+from instances.views.config_common import locked_change, say
 from virt import snapshots
 from virt.errors import InvalidInput, VirtError
 from virt.xml.domain import Domain
@@ -87,11 +87,8 @@ def snapshot_create(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpRespo
     outcome = locked_change(request, ref, "snapshot.create", lambda dom: snapshots.create(dom, name, description),
                             lambda info: f"snapshot {info.name} ({'with' if info.with_memory else 'without'} memory)",
                             SNAPSHOT_TIMEOUT)
-    if outcome.value is None:
-        messages.error(request, f"No snapshot was taken: {outcome.error}")
-    else:
-        memory = " with its memory" if outcome.value.with_memory else ""
-        messages.success(request, f"{outcome.name}: snapshot {name} taken{memory}.")
+    say(request, outcome, "No snapshot was taken",
+        lambda info: f"snapshot {name} taken{' with its memory' if info.with_memory else ''}.")
     return redirect("instances:snapshots", ref.host.name, ref.uuid)
 
 
@@ -119,10 +116,7 @@ def _act(request: HttpRequest, host: str, vm: uuid.UUID, action: str) -> HttpRes
         outcome = locked_change(request, ref, "snapshot.delete", lambda dom: snapshots.delete(dom, name),
                                 lambda _name: f"deleted snapshot {name}", SNAPSHOT_TIMEOUT)
         done = f"snapshot {name} deleted."
-    if outcome.ok:
-        messages.success(request, f"{outcome.name}: {done}")
-    else:
-        messages.error(request, f"{action.capitalize()}: {outcome.error}")
+    say(request, outcome, action.capitalize(), lambda _value: done)
     return redirect("instances:snapshots", ref.host.name, ref.uuid)
 
 

@@ -4,6 +4,7 @@
 import RFB from "../vendor/novnc/core/rfb.js";
 import KeyTable from "../vendor/novnc/core/input/keysym.js";
 import keysyms from "../vendor/novnc/core/input/keysymdef.js";
+import {askTicket, socketUrl} from "./console-ticket.js";
 
 const root = document.getElementById("console");
 const screen = document.getElementById("console-screen");
@@ -19,19 +20,6 @@ function setStatus(text, state) {
     reconnectButton.hidden = state === "connected" || state === "connecting";
 }
 
-async function askTicket() {
-    const response = await fetch(root.dataset.ticketUrl, {
-        method: "POST", credentials: "same-origin", headers: {"X-CSRFToken": root.dataset.csrf},
-    });
-    if (response.status === 403) {
-        throw new Error("you may not open this console (any more)");
-    }
-    if (!response.ok) {
-        throw new Error(`the panel answered ${response.status}`);
-    }
-    return response.json();
-}
-
 async function connect() {
     if (rfb) {
         rfb.disconnect();
@@ -40,14 +28,12 @@ async function connect() {
     setStatus("connecting…", "connecting");
     let answer;
     try {
-        answer = await askTicket();
+        answer = await askTicket(root);
     } catch (error) {
         setStatus(`not connected: ${error.message}`, "failed");
         return;
     }
-    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    const url = `${scheme}//${window.location.host}${answer.ws_path}?ticket=${encodeURIComponent(answer.ticket)}`;
-    const socket = new WebSocket(url);
+    const socket = new WebSocket(socketUrl(answer));
     let closing = null;  // the server says why it refused or ended a session in the close frame
     socket.addEventListener("close", (event) => { closing = event; });
     rfb = new RFB(screen, socket, {shared: true});

@@ -102,7 +102,7 @@
     box.dataset.updated = String(Date.now());
     if (data.finished) {
       window.clearInterval(timer);
-      if (cancelForm) { cancelForm.hidden = true; }  // the form: buttons are display:inline-block
+      if (cancelForm) { cancelForm.hidden = true; }
       if (report) { report.hidden = false; }
       box.dataset.finished = "true";
     }

@@ -2,8 +2,10 @@
 // The ticket (30 s, single use) is asked for by POST before every connection; the server opens
 // the VM's console through the host's libvirt connection, so nothing here names a host or port.
 // Close codes from the server: 4403 refused, 4409 in use by somebody else, 4001 taken over, 4000 ended.
+// A module (deferred): xterm.js and its fit addon, classic scripts before it, have run by then.
+import {askTicket, socketUrl} from "./console-ticket.js";
+
 (() => {
-    "use strict";
     const root = document.getElementById("serial");
     if (!root) {
         return;
@@ -45,19 +47,6 @@
         takeOverButton.hidden = state !== "in-use";
     }
 
-    async function askTicket() {
-        const response = await fetch(root.dataset.ticketUrl, {
-            method: "POST", credentials: "same-origin", headers: {"X-CSRFToken": root.dataset.csrf},
-        });
-        if (response.status === 403) {
-            throw new Error("you may not open this console (any more)");
-        }
-        if (!response.ok) {
-            throw new Error(`the panel answered ${response.status}`);
-        }
-        return response.json();
-    }
-
     function closed(event) {
         const reason = event.reason || "";
         if (event.code === 4409) {
@@ -82,17 +71,12 @@
         setStatus(takeOver ? "taking over…" : "connecting…", "connecting");
         let answer;
         try {
-            answer = await askTicket();
+            answer = await askTicket(root);
         } catch (error) {
             setStatus(`not connected: ${error.message}`, "failed");
             return;
         }
-        const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-        let url = `${scheme}//${window.location.host}${answer.ws_path}?ticket=${encodeURIComponent(answer.ticket)}`;
-        if (takeOver) {
-            url += "&takeover=1";
-        }
-        const ws = new WebSocket(url);
+        const ws = new WebSocket(socketUrl(answer) + (takeOver ? "&takeover=1" : ""));
         ws.binaryType = "arraybuffer";
         socket = ws;
         ws.addEventListener("open", () => {

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from hosts.models import Host
-from tests.integration.test_create_lab import lab_conn, lab_net, lab_pool, made_vms  # noqa: F401  (fixtures)
+from tests.lab_resources import isolated_net, lab_conn, made_vms, test_net, test_pool  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 
@@ -33,7 +33,7 @@ def screenshot(page, name: str) -> None:
 
 
 def test_create_start_watch_force_off_and_delete(live_server, page, lab: dict[str, Any], lab_conn,  # noqa: F811
-                                                 lab_pool, lab_net, made_vms) -> None:  # noqa: F811
+                                                 test_pool, test_net, made_vms) -> None:  # noqa: F811
     get_user_model().objects.create_superuser("admin", "", "browser-test-pass-1")
     Host.objects.create(name="labhost", transport="local", path="system")
     name = f"test-{uuid.uuid4().hex[:8]}"
@@ -51,15 +51,15 @@ def test_create_start_watch_force_off_and_delete(live_server, page, lab: dict[st
     page.fill("#id_vcpus", "1")
     page.fill("#id_memory_mib", "64")
     page.check("input[name=disk_source][value=new]")
-    page.select_option("#id_disk_pool", lab_pool.name())
+    page.select_option("#id_disk_pool", test_pool.name())
     page.fill("#id_disk_size_gib", "0.02")
-    page.select_option("#id_nic1_source", f"network:{lab_net}")
+    page.select_option("#id_nic1_source", f"network:{test_net}")
     page.locator("form button[type=submit]").last.click()
     page.wait_for_url(re.compile(r".*/instances/labhost/[0-9a-f-]{36}/$"))
     dom = lab_conn.lookupByName(name)
     assert dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
-    lab_pool.refresh(0)
-    assert lab_pool.listVolumes() == [f"{name}.qcow2"]
+    test_pool.refresh(0)
+    assert test_pool.listVolumes() == [f"{name}.qcow2"]
 
     page.click("#actions button[value=start]")
     expect(page.locator("#vm-state")).to_have_text("running")
@@ -93,5 +93,5 @@ def test_create_start_watch_force_off_and_delete(live_server, page, lab: dict[st
     page.wait_for_url(re.compile(r".*/instances/host/labhost/$"))
     with pytest.raises(libvirt.libvirtError):
         lab_conn.lookupByName(name)
-    lab_pool.refresh(0)
-    assert lab_pool.listVolumes() == []
+    test_pool.refresh(0)
+    assert test_pool.listVolumes() == []

@@ -1,18 +1,14 @@
 """Creating and deleting VMs through the panel on the lab's real libvirtd (qemu:///system).
 
-Everything made here is named lab-* or test-* (the lab's teardown removes leftovers) and is
-removed by the fixtures as well.
+Everything made here is named test-* (the lab's teardown removes leftovers) and is removed by the
+fixtures (tests/lab_resources.py) as well.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import shutil
-import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,77 +22,10 @@ from hosts.models import Host
 from virt.capabilities import BIOS, host_offer
 from virt.create import NewVM, NewVolume, create_vm
 from virt.errors import VirtError
-from virt.xml import Domain, Network, StoragePool
+from virt.xml import Domain, StoragePool
 from webkvm.models import AuditEvent
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
-IMAGES = Path("/var/lib/libvirt/images")  # qemu runs as libvirt-qemu: pytest's tmp dirs are 0700
-
-
-def _quiet(*_: object) -> None:
-    """libvirt prints every error to stderr by default; the exceptions are enough."""
-
-
-@pytest.fixture
-def lab_conn(lab: dict[str, Any]) -> Iterator[libvirt.virConnect]:
-    libvirt.registerErrorHandler(_quiet, None)
-    conn = libvirt.open(lab["unix_uri"])
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def lab_pool(lab_conn: libvirt.virConnect) -> Iterator[libvirt.virStoragePool]:
-    """A dir pool of our own under a temporary directory, removed with whatever is left in it."""
-    name = f"lab-pool-{uuid.uuid4().hex[:8]}"
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=IMAGES))
-    path.chmod(0o755)
-    pool = lab_conn.storagePoolDefineXML(StoragePool.new(type="dir", name=name, target_path=str(path)).to_xml(), 0)
-    pool.create(0)
-    yield pool
-    with contextlib.suppress(libvirt.libvirtError):
-        pool.refresh(0)
-        for vol in pool.listAllVolumes(0):
-            vol.delete(0)
-    with contextlib.suppress(libvirt.libvirtError):
-        pool.destroy()
-    with contextlib.suppress(libvirt.libvirtError):
-        pool.undefine()
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def lab_net(lab_conn: libvirt.virConnect) -> Iterator[str]:
-    """An isolated network (no forward, no addresses): a bridge only our VMs are on."""
-    name = f"lab-net-{uuid.uuid4().hex[:8]}"
-    net = lab_conn.networkDefineXML(Network.new(name=name).to_xml())
-    net.create()
-    yield name
-    with contextlib.suppress(libvirt.libvirtError):
-        net.destroy()
-    with contextlib.suppress(libvirt.libvirtError):
-        net.undefine()
-
-
-@pytest.fixture
-def lab_host(db: None, lab: dict[str, Any]) -> Host:
-    assert lab["unix_uri"] == "qemu:///system"
-    return Host.objects.create(name="labhost", transport="local", path="system")
-
-
-@pytest.fixture
-def made_vms(lab_conn: libvirt.virConnect) -> Iterator[list[str]]:
-    """Names of VMs a test may have made; removed afterwards even when the test fails."""
-    names: list[str] = []
-    yield names
-    for name in names:
-        with contextlib.suppress(libvirt.libvirtError):
-            dom = lab_conn.lookupByName(name)
-            if dom.isActive():
-                dom.destroy()
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-                              | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 
 
 def form_for(pool: libvirt.virStoragePool, network: str, **changes: str) -> dict[str, str]:
@@ -116,21 +45,21 @@ def snapshot(conn: libvirt.virConnect, pool: libvirt.virStoragePool) -> tuple[li
     return sorted(d.name() for d in conn.listAllDomains(0)), sorted(pool.listVolumes())
 
 
-def test_offer_of_the_real_host(lab: dict[str, Any], lab_host: Host, lab_pool: libvirt.virStoragePool,
-                                lab_net: str) -> None:
+def test_offer_of_the_real_host(lab: dict[str, Any], lab_host: Host, test_pool: libvirt.virStoragePool,
+                                test_net: str) -> None:
     offer = services.call(lab_host, host_offer)
     assert offer.domain_type == lab["domain_type"]
     assert {"pc", "q35"} <= set(offer.machines)
     assert BIOS in offer.firmwares and "default" in offer.cpu_modes
-    assert lab_net in offer.networks
-    pool = offer.pool(lab_pool.name())
+    assert test_net in offer.networks
+    pool = offer.pool(test_pool.name())
     assert pool is not None and pool.active and pool.available_bytes > 0
 
 
 def test_create_run_and_delete_with_its_disk(admin_client: Client, lab_conn: libvirt.virConnect, lab_host: Host,
-                                             lab_pool: libvirt.virStoragePool, lab_net: str,
+                                             test_pool: libvirt.virStoragePool, test_net: str,
                                              made_vms: list[str]) -> None:
-    data = form_for(lab_pool, lab_net)
+    data = form_for(test_pool, test_net)
     made_vms.append(data["name"])
     response = admin_client.post(reverse("instances:create") + "?host=labhost", data)
     assert response.status_code == 302, response.context and response.context["form"].errors
@@ -138,14 +67,14 @@ def test_create_run_and_delete_with_its_disk(admin_client: Client, lab_conn: lib
     assert response["Location"] == reverse("instances:detail", args=["labhost", dom.UUIDString()])
     assert not dom.isActive()  # defined, not started: nobody asked
     vol_path = Path(Domain.from_xml(dom.XMLDesc(0)).disks[0].source_file or "")
-    assert vol_path.parent == Path(StoragePool.from_xml(lab_pool.XMLDesc(0)).target_path or "")
+    assert vol_path.parent == Path(StoragePool.from_xml(test_pool.XMLDesc(0)).target_path or "")
     assert vol_path.is_file()
 
     dom.create()
     assert dom.isActive()
     live = Domain.from_xml(dom.XMLDesc(0))
     assert live.graphics[0].listen == "127.0.0.1" and (live.graphics[0].port or 0) >= 5900
-    assert [i.source_network for i in live.interfaces] == [lab_net] and live.interfaces[0].target_dev
+    assert [i.source_network for i in live.interfaces] == [test_net] and live.interfaces[0].target_dev
 
     url = reverse("instances:delete", args=["labhost", dom.UUIDString()])
     page = admin_client.get(url)
@@ -158,27 +87,27 @@ def test_create_run_and_delete_with_its_disk(admin_client: Client, lab_conn: lib
     with pytest.raises(libvirt.libvirtError) as gone:
         lab_conn.lookupByName(data["name"])
     assert gone.value.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
-    assert snapshot(lab_conn, lab_pool)[1] == [] and not vol_path.exists()
+    assert snapshot(lab_conn, test_pool)[1] == [] and not vol_path.exists()
     events = list(AuditEvent.objects.filter(action__startswith="vm.").order_by("id").values_list("action", "result"))
     assert events == [("vm.create", "ok"), ("vm.delete", "failed"), ("vm.delete", "ok")]
 
 
 def test_a_define_time_refusal_removes_the_new_volume(lab_conn: libvirt.virConnect, lab_host: Host,
-                                                      lab_pool: libvirt.virStoragePool, made_vms: list[str]) -> None:
+                                                      test_pool: libvirt.virStoragePool, made_vms: list[str]) -> None:
     offer = services.call(lab_host, host_offer)
-    spec = NewVM(name=f"test-{uuid.uuid4().hex[:8]}", vcpus=1, memory_mib=64, disk=NewVolume(lab_pool.name(), 16),
+    spec = NewVM(name=f"test-{uuid.uuid4().hex[:8]}", vcpus=1, memory_mib=64, disk=NewVolume(test_pool.name(), 16),
                  machine="no-such-machine", domain_type=offer.domain_type)  # libvirt refuses it at define time
     made_vms.append(spec.name)
-    before = snapshot(lab_conn, lab_pool)
+    before = snapshot(lab_conn, test_pool)
     with pytest.raises(VirtError) as refused:
         services.call(lab_host, lambda conn: create_vm(conn, spec))
     assert "Could not remove" not in str(refused.value)
-    assert snapshot(lab_conn, lab_pool) == before
-    assert not os.listdir(StoragePool.from_xml(lab_pool.XMLDesc(0)).target_path or "/nonexistent")
+    assert snapshot(lab_conn, test_pool) == before
+    assert not os.listdir(StoragePool.from_xml(test_pool.XMLDesc(0)).target_path or "/nonexistent")
 
 
 def test_a_define_time_refusal_through_the_panel(admin_client: Client, lab_conn: libvirt.virConnect,
-                                                 lab_host: Host, lab_pool: libvirt.virStoragePool, lab_net: str,
+                                                 lab_host: Host, test_pool: libvirt.virStoragePool, test_net: str,
                                                  made_vms: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend the host listed a machine type it then refuses: the page says why, nothing is left."""
     def offer_with_bogus_machine(conn: libvirt.virConnect) -> Any:
@@ -186,21 +115,21 @@ def test_a_define_time_refusal_through_the_panel(admin_client: Client, lab_conn:
         return dataclasses.replace(real, machines=(*real.machines, "no-such-machine"))
 
     monkeypatch.setattr("instances.views.create.host_offer", offer_with_bogus_machine)
-    data = form_for(lab_pool, lab_net, machine="no-such-machine")
+    data = form_for(test_pool, test_net, machine="no-such-machine")
     made_vms.append(data["name"])
-    before = snapshot(lab_conn, lab_pool)
+    before = snapshot(lab_conn, test_pool)
     response = admin_client.post(reverse("instances:create") + "?host=labhost", data)
     assert response.status_code == 200
     assert "labhost did not create the VM: " in response.content.decode()
-    assert snapshot(lab_conn, lab_pool) == before
+    assert snapshot(lab_conn, test_pool) == before
     assert list(AuditEvent.objects.filter(action="vm.create").values_list("result", flat=True)) == ["failed"]
 
 
 def test_bad_input_creates_nothing_on_the_real_host(admin_client: Client, lab_conn: libvirt.virConnect,
-                                                    lab_host: Host, lab_pool: libvirt.virStoragePool, lab_net: str,
+                                                    lab_host: Host, test_pool: libvirt.virStoragePool, test_net: str,
                                                     lab_domain: Any) -> None:
     existing = lab_domain().name()
-    free_gib = lab_pool.info()[3] / 2**30
+    free_gib = test_pool.info()[3] / 2**30
     cases = [
         ("name", {"name": existing}),
         ("name", {"name": "test-a/b"}),
@@ -208,14 +137,14 @@ def test_bad_input_creates_nothing_on_the_real_host(admin_client: Client, lab_co
         ("memory_mib", {"memory_mib": "0"}),
         ("memory_mib", {"memory_mib": str(10**9)}),
         ("disk_size_gib", {"disk_size_gib": f"{free_gib + 10:.2f}"}),
-        ("disk_pool", {"disk_pool": "lab-no-such-pool"}),
-        ("nic1_source", {"nic1_source": "network:lab-no-such-net"}),
+        ("disk_pool", {"disk_pool": "test-no-such-pool"}),
+        ("nic1_source", {"nic1_source": "network:test-no-such-net"}),
     ]
-    before = snapshot(lab_conn, lab_pool)
+    before = snapshot(lab_conn, test_pool)
     for field, change in cases:
-        data = form_for(lab_pool, lab_net, **change)
+        data = form_for(test_pool, test_net, **change)
         response = admin_client.post(reverse("instances:create") + "?host=labhost", data)
         assert response.status_code == 200, change
         assert field in response.context["form"].errors, (change, response.context["form"].errors)
-        assert snapshot(lab_conn, lab_pool) == before, change
+        assert snapshot(lab_conn, test_pool) == before, change
     assert not AuditEvent.objects.filter(action="vm.create").exists()

@@ -8,7 +8,6 @@ fixtures, also when a test fails.
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +18,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from hosts import services
 from hosts.models import Host
-from virt.clone import JOBS
+from tests.unit.test_vm_config import wait_for
 from virt.xml import Console, Disk, Domain, Graphics, Interface, Serial, StorageVolume
 from webkvm.models import AuditEvent
 
@@ -79,17 +77,6 @@ def make_vm(lab: dict[str, Any], lab_conn: libvirt.virConnect, test_pool: libvir
 # ---- clone -------------------------------------------------------------------------------
 
 
-def wait_for_job(job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = JOBS.get(job_id)
-        assert job is not None
-        if job.state in ("done", "failed") and not services.vm_locks.held(job.host_key, job.plan.source_uuid):
-            return job.as_dict()
-        time.sleep(0.1)
-    raise AssertionError("the clone did not end in time")
-
-
 def test_clone_copies_the_disk_and_the_clone_starts(admin_client: Client, lab_host: Host, make_vm,
                                                     test_pool: libvirt.virStoragePool, made_vms: list[str]) -> None:
     source = make_vm()
@@ -101,7 +88,7 @@ def test_clone_copies_the_disk_and_the_clone_starts(admin_client: Client, lab_ho
     url = reverse("instances:clone", args=["labhost", source.UUIDString()])
     response = admin_client.post(url, {"name": new_name})
     assert response.status_code == 302, response.content[:800]
-    status = wait_for_job(response["Location"].rstrip("/").rsplit("/", 1)[1])
+    status = wait_for(response["Location"].rstrip("/").rsplit("/", 1)[1], timeout=120.0)
     assert status["state"] == "done", status
     assert admin_client.get(response["Location"] + "status.json").json()["percent"] == 100
 
