@@ -83,7 +83,7 @@ def decoy_vnc() -> Iterator[FakeVnc]:
 @pytest.fixture
 def test_host(db: None, fake_vnc: FakeVnc, tmp_path) -> Host:  # overrides tests/conftest.py's
     """basic.xml with web-01's VNC on the fake server's port and db-01 given a VNC password."""
-    world = BASIC_WORLD.read_text().replace('port="5901"', f'port="{fake_vnc.port}"').replace(
+    world = BASIC_WORLD.read_text().replace('port="5899"', f'port="{fake_vnc.port}"').replace(
         '<vcpu>4</vcpu>\n    <os><type arch="x86_64">hvm</type></os>\n  </domain>',
         f'<vcpu>4</vcpu>\n    <os><type arch="x86_64">hvm</type></os>\n    <devices><graphics type="vnc" '
         f'port="{fake_vnc.port}" autoport="no" listen="127.0.0.1" passwd="sekrit"/></devices>\n  </domain>', 1)

@@ -92,7 +92,7 @@ def test_detail_page_shows_the_vm(admin_client: Client, test_host: Host) -> None
     vm = page.context["vm"]
     assert (vm.name, vm.state, vm.vcpus, vm.memory_kib) == ("web-01", "running", 2, 1024 * 1024)
     html = page.content.decode()
-    assert "VNC on 127.0.0.1, port 5901" in html
+    assert "VNC on 127.0.0.1, port 5899" in html
     assert [a.name for a in page.context["actions"]][:3] == ["shutdown", "reboot", "suspend"]
     stats = admin_client.get(reverse("instances:stats", args=["testhost", WEB_01_UUID])).json()
     assert stats["state"] == "running" and stats["vcpus"] == 2 and stats["cpu_time_ns"] > 0

@@ -293,8 +293,8 @@ def test_serial_ticket_does_not_open_the_vnc_console(user_client, consoles) -> N
 
 
 def test_vnc_ticket_still_opens_the_vnc_path(user_client, consoles) -> None:
-    """A VNC ticket passes every ticket check on the VNC WebSocket (web-01's fake VNC port is closed,
-    so it stops at reaching the server: after the ticket was accepted)."""
+    """A VNC ticket passes every ticket check on the VNC WebSocket. web-01's VNC port 5899 is below
+    qemu's autoport range and closed, so it stops at reaching the server: after the ticket was accepted."""
     ticket = mint(user_client, kind="vnc")
     reason = refused(connect(f"/console/ws/testhost/{WEB_01_UUID}/?ticket={ticket}", session_key(user_client)))
     assert "ticket" not in reason
