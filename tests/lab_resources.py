@@ -18,11 +18,23 @@ from typing import Any
 import libvirt
 import pytest
 
+from hosts import services
 from hosts.models import Host
 from tests.lab import remove_domain
 from virt.xml import Network, StoragePool
 
 IMAGES = Path("/var/lib/libvirt/images")  # qemu runs as libvirt-qemu: pytest's tmp dirs are 0700
+
+
+def local_or_ssh(transport: str, lab: dict[str, Any]) -> Host:
+    """The lab's main daemon added to the panel as a local host, or over qemu+ssh to the lab's sshd
+    (the panel's key must be authorised: the panel_key_authorized fixture)."""
+    if transport == "local":
+        return Host.objects.create(name="lab-local", transport="local", path="system")
+    host = Host.objects.create(name="lab-ssh", transport="ssh", hostname="127.0.0.1", port=2222, username="root",
+                               ssh_host_keys="\n".join(lab["ssh"]["host_keys"]))
+    services.sync_known_hosts()
+    return host
 
 
 def _quiet(*_: object) -> None:

@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 
 from hosts.models import Host
 from tests.lab import domain_xml, remove_domain
+from tests.lab_resources import local_or_ssh
 from virt.xml.domain import Domain
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
@@ -79,14 +80,16 @@ def log_in(page: Any, server: str) -> None:
     page.wait_for_url(re.compile(r".*/hosts/$"))
 
 
-def test_console_shows_the_seabios_screen(asgi_server, page, lab: dict[str, Any], lab_domain) -> None:
+@pytest.mark.parametrize("transport", ["local", "ssh"])
+def test_console_shows_the_seabios_screen(asgi_server, page, lab: dict[str, Any], lab_domain, panel_key_authorized,
+                                          transport: str) -> None:
     dom = lab_domain()
-    Host.objects.create(name="lab", transport="local", path="system")
+    host = local_or_ssh(transport, lab)  # over ssh the proxy reaches VNC through `ssh -W`
     log_in(page, asgi_server)
 
-    page.goto(f"{asgi_server}/instances/lab/{dom.UUIDString()}/")
+    page.goto(f"{asgi_server}/instances/{host.name}/{dom.UUIDString()}/")
     page.click("#open-console")
-    page.wait_for_url(re.compile(r".*/console/lab/"))
+    page.wait_for_url(re.compile(rf".*/console/{host.name}/"))
     try:
         expect(page.locator("#console-status")).to_have_text("connected", timeout=20000)
         expect(page.locator("#console-screen canvas")).to_be_visible()
@@ -96,7 +99,7 @@ def test_console_shows_the_seabios_screen(asgi_server, page, lab: dict[str, Any]
             time.sleep(0.25)
         lit = banner_pixels(page)
     finally:
-        keep(page, "console-seabios")  # also when it failed: the screenshot shows what the page showed
+        keep(page, f"console-seabios-{transport}")  # also when it failed: the screenshot shows what the page showed
     assert lit >= 200, f"no SeaBIOS banner on the console canvas ({lit} lit pixels in its top rows)"
     expect(page.locator("#console-reconnect")).to_be_hidden()
     # The power actions sit beside the screen for a user allowed to use them.

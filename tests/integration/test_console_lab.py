@@ -24,6 +24,7 @@ from console import rfb
 from hosts import services
 from hosts.models import Host
 from tests.lab import domain_xml, remove_domain
+from tests.lab_resources import local_or_ssh
 from tests.panel_server import free_port, serve_panel
 from virt.xml.domain import Domain
 from webkvm.asgi import application
@@ -175,15 +176,6 @@ def wait_for_close(host: Host, count: int = 1) -> None:
             pass
         time.sleep(0.1)
     pytest.fail("the console session was not recorded as closed")
-
-
-def local_or_ssh(transport: str, lab: dict[str, Any]) -> Host:
-    if transport == "local":
-        return Host.objects.create(name="lab-local", transport="local", path="system")
-    host = Host.objects.create(name="lab-ssh", transport="ssh", hostname="127.0.0.1", port=2222, username="root",
-                               ssh_host_keys="\n".join(lab["ssh"]["host_keys"]))
-    services.sync_known_hosts()
-    return host
 
 
 # ---- VNC passwords: the proxy answers the challenge, the browser is offered None ---------------------
