@@ -258,6 +258,7 @@ class CloneJob:
         self.new_uuid = ""
         self.started = time.time()
         self.finished: float | None = None
+        self.settled = False  # set after on_done (audit, unlock): only then does the page see the end
         self._lock = threading.Lock()
 
     def belongs_to(self, host_key: str, vm_uuid: str) -> bool:
@@ -278,12 +279,22 @@ class CloneJob:
         percent = self.percent
         with self._lock:
             return {
-                "id": self.id, "state": self.state, "percent": percent, "message": self.message,
+                "id": self.id, "state": self._shown_state(), "percent": percent, "message": self.message,
                 "source": self.plan.source_name, "name": self.plan.new_name, "uuid": self.new_uuid,
                 "disks": [{"target": d.target, "pool": d.pool, "volume": d.new_volume, "done": d.done,
                            "copied_bytes": d.source_bytes if d.done else min(d.copied_bytes, d.source_bytes),
                            "total_bytes": d.source_bytes} for d in self.plan.disks],
             }
+
+    def _shown_state(self) -> str:
+        # Until the source VM is unlocked, an ended job still reads "finishing", so nobody acting on
+        # the "done" they were shown finds the VM busy.
+        return self.state if self.settled or self.state not in ("done", "failed") else "finishing"
+
+    @property
+    def shown_state(self) -> str:
+        with self._lock:
+            return self._shown_state()
 
     def _set(self, **changes: Any) -> None:
         with self._lock:
@@ -385,7 +396,10 @@ class CloneJobs:
             try:
                 job.run(runner)
             finally:
-                on_done(job)
+                try:
+                    on_done(job)
+                finally:
+                    job._set(settled=True)
 
         with self._lock:
             now = time.time()

@@ -8,7 +8,7 @@
   const state = document.getElementById("clone-state");
   const message = document.getElementById("clone-message");
   const link = document.getElementById("clone-link");
-  const words = { copying: "Copying disks…", defining: "Defining the clone…", done: "Done.", failed: "Failed." };
+  const words = { copying: "Copying disks…", defining: "Defining the clone…", finishing: "Finishing…", done: "Done.", failed: "Failed." };
   function size(bytes) {
     const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
     let value = bytes, unit = 0;

@@ -7,6 +7,7 @@ updates, real disk copies) is covered by tests/integration/test_vm_config_lab.py
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -400,7 +401,7 @@ def wait_for(job_id: str, timeout: float = 10.0) -> dict[str, Any]:
     while time.monotonic() < deadline:
         job = JOBS.get(job_id)
         assert job is not None
-        if job.state in ("done", "failed") and not services.vm_locks.held(job.host_key, job.plan.source_uuid):
+        if job.shown_state in ("done", "failed"):  # shown only once the source VM is unlocked
             return job.as_dict()
         time.sleep(0.05)
     raise AssertionError("the clone job did not end")
@@ -507,3 +508,26 @@ def test_a_failed_clone_removes_its_volumes(admin_client: Client, test_host: Hos
     event = AuditEvent.objects.get(action="vm.clone")
     assert event.result == "failed" and "The clone failed" in event.detail
     assert not services.vm_locks.held(str(test_host.pk), vm)
+
+
+def test_a_clone_reads_finishing_until_its_source_is_unlocked() -> None:
+    """The page must not say "done" while the source VM is still locked for the job's audit and unlock."""
+    from virt.clone import CloneJob, CloneJobs, ClonePlan
+
+    job = CloneJob(ClonePlan("src", str(uuid.uuid4()), "copy", "<domain/>", [], [], []), "1")
+    job.run = lambda runner: job._set(state="done")  # type: ignore[method-assign]
+    release, seen = threading.Event(), []
+
+    def on_done(finished: CloneJob) -> None:
+        seen.append(finished.as_dict()["state"])
+        release.wait(5)
+
+    CloneJobs().start(job, runner=lambda fn, timeout=None: None, on_done=on_done)
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == ["finishing"] and job.shown_state == "finishing"
+    release.set()
+    while job.shown_state != "done" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.as_dict()["state"] == "done"
