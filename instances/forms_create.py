@@ -3,7 +3,8 @@
 Every choice comes from the chosen host's HostOffer (virt/capabilities.py), so a value the
 host does not offer (unknown pool, network, machine, firmware) is a field error, and the
 host's own limits (memory, vCPUs, pool free space, existing names) are checked before
-libvirt is asked to do anything.
+libvirt is asked to do anything. Whether another VM already uses a chosen existing volume
+is the host's to say: the view asks it (virt.sharing) and adds the field error.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class CreateVMForm(forms.Form):
     disk_size_gib = forms.DecimalField(label="Size of the new volume (GiB)", required=False, min_value=Decimal("0.01"),
                                        max_value=MAX_DISK_GIB, max_digits=10, decimal_places=2)
     disk_format = forms.ChoiceField(label="Format of the new volume", choices=[(f, f) for f in DISK_FORMATS])
-    existing_volume = forms.ChoiceField(label="Existing volume", required=False)
+    existing_volume = forms.ChoiceField(
+        label="Existing volume", required=False,
+        help_text="Not one another VM uses: a writable disk is never shared (ISO images on the CD-ROM may be).")
     iso = forms.ChoiceField(label="ISO image on a CD-ROM", required=False)
     start = forms.BooleanField(label="Start it once created", required=False)
 
@@ -118,6 +121,8 @@ class CreateVMForm(forms.Form):
                                                 f"{pool.available_bytes / MIB / 1024:.2f} GiB free.")
         elif data.get("disk_source") == EXISTING_DISK and not data.get("existing_volume"):
             self.add_error("existing_volume", "Choose the volume to boot from.")
+        elif data.get("disk_source") == EXISTING_DISK and data.get("existing_volume") == data.get("iso"):
+            self.add_error("existing_volume", "The boot disk cannot be the CD-ROM's ISO image as well.")
         return data
 
     def nics(self) -> tuple[NIC, ...]:

@@ -1,5 +1,6 @@
 """Deleting a VM: which volumes it uses, undefining it with everything libvirt keeps for it,
-and removing the volumes the user chose (only ones that belong to this VM)."""
+and removing the volumes the user chose (only ones that belong to this VM and to no other:
+a disk or ISO another VM also uses is kept whatever is asked)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from dataclasses import dataclass, field
 import libvirt
 
 from virt.errors import InvalidInput, InvalidState, translate
+from virt.sharing import other_users, vm_words
+from virt.volusage import disk_usage
 from virt.xml.domain import Disk, Domain
 
 # Managed save images, snapshot/checkpoint metadata and UEFI variables all block a plain
@@ -48,11 +51,12 @@ class VMVolume:
     pool: str = ""
     name: str = ""
     key: str = ""  # empty: not a volume of any pool (a bare file or device)
+    shared_with: tuple[str, ...] = ()  # other VMs using the same volume or file
 
     @property
     def deletable(self) -> bool:
         # CD-ROM images are usually shared installers: never offered for deletion.
-        return bool(self.key) and self.device == "disk"
+        return bool(self.key) and self.device == "disk" and not self.shared_with
 
     @property
     def label(self) -> str:
@@ -81,7 +85,10 @@ def _definitions(dom: libvirt.virDomain) -> list[Domain]:
 
 
 def vm_volumes(dom: libvirt.virDomain) -> list[VMVolume]:
+    """The VM's disks, each with the other VMs using it (one disk_usage() for them all)."""
     conn = dom.connect()
+    usage = disk_usage(conn)
+    me = str(dom.name())
     found: dict[str, VMVolume] = {}
     for doc in _definitions(dom):
         for disk in doc.disks:
@@ -89,12 +96,57 @@ def vm_volumes(dom: libvirt.virDomain) -> list[VMVolume]:
             if not source:
                 continue  # an empty CD-ROM drive
             vol = _lookup_volume(conn, disk)
-            item = VMVolume(target=disk.target_dev or "", device=disk.device or "disk", source=source)
+            pool, name, key, paths = "", "", "", [disk.source_file or disk.source_dev]
             if vol is not None:
-                item = VMVolume(item.target, item.device, source, pool=vol.storagePoolLookupByVolume().name(),
-                                name=vol.name(), key=vol.key())
-            found.setdefault(item.key or source, item)
+                pool, name, key = str(vol.storagePoolLookupByVolume().name()), str(vol.name()), str(vol.key())
+                paths.append(str(vol.path()))  # other VMs may name it by path, this one by pool/volume
+            found.setdefault(key or source, VMVolume(
+                target=disk.target_dev or "", device=disk.device or "disk", source=source, pool=pool, name=name,
+                key=key, shared_with=other_users(usage, pool, name, paths, me)))
     return list(found.values())
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    """What the confirmation page shows: the VM, its state and its volumes."""
+
+    name: str
+    running: bool
+    volumes: tuple[VMVolume, ...]
+
+    @property
+    def deletable(self) -> list[VMVolume]:
+        return [vol for vol in self.volumes if vol.deletable]
+
+    @property
+    def kept(self) -> list[VMVolume]:
+        return [vol for vol in self.volumes if not vol.deletable]
+
+
+def delete_plan(dom: libvirt.virDomain) -> DeletePlan:
+    return DeletePlan(str(dom.name()), bool(dom.isActive()), tuple(vm_volumes(dom)))
+
+
+class VolumeChoiceError(InvalidInput):
+    """Chosen volumes that may not go with the VM; nothing was changed. Carries the plan it was
+    checked against, so the page can be shown again without asking the host twice."""
+
+    def __init__(self, message: str, plan: DeletePlan) -> None:
+        super().__init__(message)
+        self.plan = plan
+
+
+def _check_choice(plan: DeletePlan, wanted: set[str]) -> list[VMVolume]:
+    shared = [vol for vol in plan.volumes if vol.key in wanted and vol.shared_with]
+    if shared:
+        raise VolumeChoiceError("; ".join(f"{vol.label} is also used by {vm_words(vol.shared_with)}"
+                                          for vol in shared)
+                                + ", and a volume another VM uses is never deleted: nothing was deleted "
+                                "(untick it and delete again).", plan)
+    volumes = [vol for vol in plan.deletable if vol.key in wanted]
+    if wanted - {vol.key for vol in volumes}:
+        raise VolumeChoiceError("Some of the chosen volumes are not disks of this VM; nothing was deleted.", plan)
+    return volumes
 
 
 @dataclass
@@ -108,14 +160,13 @@ class DeleteReport:
 def delete_vm(dom: libvirt.virDomain, volume_keys: Iterable[str] = (), *, force_off: bool = False) -> DeleteReport:
     """Undefine the VM, then delete the chosen volumes (keys from vm_volumes()).
 
-    A running VM is refused unless force_off. Volumes go after the definition, so a
-    failure leaves at worst an unused volume, never a VM pointing at a deleted disk.
+    A chosen volume another VM uses, or one that is not this VM's, raises VolumeChoiceError
+    before anything changes. A running VM is refused unless force_off. Volumes go after the
+    definition, so a failure leaves at worst an unused volume, never a VM pointing at a deleted disk.
     """
-    name = dom.name()
-    wanted = set(volume_keys)
-    volumes = [vol for vol in vm_volumes(dom) if vol.deletable and vol.key in wanted]
-    if wanted - {vol.key for vol in volumes}:
-        raise InvalidInput("Some of the chosen volumes are not disks of this VM; nothing was deleted.")
+    plan = delete_plan(dom)
+    name = plan.name
+    volumes = _check_choice(plan, set(volume_keys))
     report = DeleteReport(name)
     persistent = bool(dom.isPersistent())
     if dom.isActive():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+import libvirt
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,8 +17,9 @@ from hosts.models import Host
 from instances.forms_create import CreateVMForm
 from instances.models import Flavor
 from virt.capabilities import HostOffer, host_offer
-from virt.create import NewVM, NewVolume, create_vm
+from virt.create import NewVM, NewVolume, PoolVolume, create_vm
 from virt.errors import VirtError
+from virt.sharing import VolumeInUse, volume_users
 from webkvm import audit
 from webkvm.models import AuditResult
 from webkvm.views_base import admin_required
@@ -59,6 +61,15 @@ def _describe(spec: NewVM, vm_uuid: str, start: bool) -> str:
             f"{'; started' if start else ''}")
 
 
+def _create_unshared(conn: libvirt.virConnect, spec: NewVM, start: bool) -> str:
+    """create_vm, refusing an existing boot volume another VM uses (ISOs on CD-ROMs stay free to share)."""
+    if isinstance(spec.disk, PoolVolume):
+        users = volume_users(conn, spec.disk.pool, spec.disk.volume)
+        if users:
+            raise VolumeInUse(spec.disk.pool, spec.disk.volume, users)
+    return str(create_vm(conn, spec, start=start).UUIDString())
+
+
 @require_http_methods(["GET", "POST"])
 @admin_required
 def create(request: HttpRequest) -> HttpResponse:
@@ -83,7 +94,10 @@ def create(request: HttpRequest) -> HttpResponse:
     spec = form.to_spec()
     start = bool(form.cleaned_data.get("start"))
     try:
-        vm_uuid = services.call(host, lambda conn: create_vm(conn, spec, start=start).UUIDString(), CREATE_TIMEOUT)
+        vm_uuid = services.call(host, lambda conn: _create_unshared(conn, spec, start), CREATE_TIMEOUT)
+    except VolumeInUse as exc:  # a wrong choice, like any other field error: nothing was made
+        form.add_error("existing_volume", str(exc))
+        return render(request, "instances/create.html", context)
     except VirtError as exc:
         audit.record(request, "vm.create", object_type="vm", object_name=spec.name, host_name=host.name,
                      result=AuditResult.FAILED, detail=str(exc))

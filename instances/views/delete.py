@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -10,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from instances.lookup import VMRef, vm_or_404
-from virt.delete import DeleteReport, VMVolume, delete_vm, vm_volumes
+from virt.delete import DeletePlan, DeleteReport, VolumeChoiceError, delete_plan, delete_vm
 from virt.errors import Busy, VirtError
 from webkvm import audit
 from webkvm.models import AuditResult, VMGrant
@@ -20,16 +21,21 @@ DELETE_TIMEOUT = 60.0
 
 
 def _confirmation(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    context: dict[str, object] = {"host": ref.host, "vm_uuid": ref.uuid}
     try:
-        name, running, volumes = ref.call(lambda dom: (dom.name(), bool(dom.isActive()), vm_volumes(dom)))
+        plan = ref.call(delete_plan)
     except VirtError as exc:
-        context["error"] = str(exc)
+        context: dict[str, object] = {"host": ref.host, "vm_uuid": ref.uuid, "error": str(exc)}
         return render(request, "instances/delete.html", context, status=503)
-    deletable: list[VMVolume] = [vol for vol in volumes if vol.deletable]
-    context.update({"name": name, "running": running, "deletable": deletable,
-                    "kept": [vol for vol in volumes if not vol.deletable]})
-    return render(request, "instances/delete.html", context)
+    return _page(request, ref, plan)
+
+
+def _page(request: HttpRequest, ref: VMRef, plan: DeletePlan, volume_error: str = "",
+          chosen: Collection[str] = (), force_off: bool = False) -> HttpResponse:
+    """The confirmation page; after a refused choice of volumes, its field error and the ticks kept."""
+    return render(request, "instances/delete.html", {
+        "host": ref.host, "vm_uuid": ref.uuid, "name": plan.name, "running": plan.running,
+        "deletable": plan.deletable, "kept": plan.kept, "volume_error": volume_error, "chosen": set(chosen),
+        "force_off": force_off})
 
 
 def _report_text(report: DeleteReport) -> str:
@@ -53,6 +59,10 @@ def delete(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
                      result=AuditResult.FAILED, detail=f"busy: {exc}")
         messages.error(request, f"Busy: {exc}")
         return redirect("instances:delete", ref.host.name, ref.uuid)
+    except VolumeChoiceError as exc:  # nothing changed: the page again, with the refusal on the volume field
+        audit.record(request, "vm.delete", object_type="vm", object_name=exc.plan.name, host_name=ref.host.name,
+                     result=AuditResult.FAILED, detail=f"uuid {ref.uuid}; {exc}")
+        return _page(request, ref, exc.plan, str(exc), keys, force_off)
     except VirtError as exc:
         audit.record(request, "vm.delete", object_type="vm", object_name=ref.uuid, host_name=ref.host.name,
                      result=AuditResult.FAILED, detail=str(exc))
