@@ -78,6 +78,11 @@ class PanelServer:
     def rss_kib(self) -> int:
         return _status_kib(self.pid, "VmRSS")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the panel process (all its threads) so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def hwm_kib(self) -> int:
         return _status_kib(self.pid, "VmHWM")
 
@@ -245,10 +250,14 @@ def _setup_panel(lab: dict[str, Any]) -> list[tuple[str, str]]:
     return [("tcp", "bench-tcp"), ("ssh", "bench-ssh")]
 
 
-def _measure_panel(server: PanelServer, what: Any) -> tuple[Any, dict[str, int]]:
+def _measure_panel(server: PanelServer, what: Any, cpu: list[dict[str, float]]) -> tuple[Any, dict[str, int]]:
+    """Runs `what` (the HTTP client, in this process) and adds the CPU seconds of both sides to `cpu`."""
     server.reset_peak()
     before = server.rss_kib()
+    panel_cpu, client_cpu = server.cpu_seconds(), time.process_time()
     result = what()
+    cpu.append({"client": round(time.process_time() - client_cpu, 2),
+                "panel": round(server.cpu_seconds() - panel_cpu, 2)})
     memory = {"rss_before_kib": before, "peak_kib": server.hwm_kib(), "rss_after_kib": server.rss_kib()}
     memory["growth_kib"] = memory["peak_kib"] - before
     return result, memory
@@ -260,6 +269,7 @@ def _link(server: PanelServer, session: Session, admin: libvirt.virConnect, labe
     size = source.stat().st_size
     runs: dict[str, list[float]] = {k: [] for k in ("virsh_upload", "virsh_download", "panel_upload", "panel_download")}
     memory: dict[str, list[dict[str, int]]] = {"upload": [], "download": []}
+    cpu: dict[str, list[dict[str, float]]] = {"upload": [], "download": []}
     identical = True
     def by_virsh() -> None:
         _virsh(uri, "vol-create-as", POOL, "virsh.img", str(size), "--format", "raw")
@@ -271,10 +281,12 @@ def _link(server: PanelServer, session: Session, admin: libvirt.virConnect, labe
     def by_panel() -> None:
         nonlocal identical
         os.sync()
-        (seconds, _answer), used = _measure_panel(server, lambda: session.upload(host, "panel.img", source))
+        (seconds, _answer), used = _measure_panel(server, lambda: session.upload(host, "panel.img", source),
+                                                   cpu["upload"])
         runs["panel_upload"].append(seconds)
         memory["upload"].append(used)
-        (seconds, got, _none), used = _measure_panel(server, lambda: session.download(host, "panel.img"))
+        (seconds, got, _none), used = _measure_panel(server, lambda: session.download(host, "panel.img"),
+                                                       cpu["download"])
         runs["panel_download"].append(seconds)
         memory["download"].append(used)
         identical = identical and got == size
@@ -288,7 +300,8 @@ def _link(server: PanelServer, session: Session, admin: libvirt.virConnect, labe
             measure()
     result: dict[str, Any] = {"link": label, "uri_kind": uri.split(":")[0], "bytes": size, "repeat": repeat,
                               "seconds": {k: [round(v, 3) for v in vals] for k, vals in runs.items()},
-                              "download_identical": identical}
+                              "download_identical": identical,
+                              "cpu_seconds": cpu}
     for way in ("upload", "download"):
         virsh_s, panel_s = statistics.median(runs[f"virsh_{way}"]), statistics.median(runs[f"panel_{way}"])
         result[f"virsh_{way}_mb_s"] = round(size / virsh_s / 1e6, 1)

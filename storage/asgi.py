@@ -17,6 +17,8 @@ import contextlib
 import importlib
 import io
 import logging
+import queue
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -145,25 +147,86 @@ async def respond(send: Send, response: HttpResponse) -> None:
 # --- upload ----------------------------------------------------------------------------------
 
 
+class Sender:
+    """The thread that hands an upload's chunks to libvirt, fed through a queue.
+
+    One thread for the whole upload, not one executor job per chunk: the event loop only puts a
+    chunk (a list of the bodies uvicorn delivered, never joined: libvirt's messages are cut from
+    them directly) and the thread gives back a place in the queue after each chunk is sent. At most
+    QUEUED_CHUNKS + 1 chunks are handed over at a time, which bounds an upload's memory."""
+
+    def __init__(self, session: UploadSession) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.session = session
+        self.room = asyncio.Semaphore(QUEUED_CHUNKS + 1)
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self.items: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self.stopped = False
+        self.handed = 0  # chunks put and not yet sent
+        self.thread = threading.Thread(target=self._run, name="upload", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        error: BaseException | None = None
+        try:
+            while (parts := self.items.get()) is not None and not self.stopped:
+                self.session.send(*parts)
+                self._tell(self._sent)
+        except BaseException as exc:  # handed to the loop, which raises it
+            error = exc
+        self._tell(self._end, error)
+
+    def _tell(self, call: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone (server stopping): nobody is waiting
+            self.loop.call_soon_threadsafe(call, *args)
+
+    def _sent(self) -> None:
+        self.handed -= 1
+        self.room.release()
+
+    def _end(self, error: BaseException | None) -> None:
+        if not self.done.done():
+            if error is None:
+                self.done.set_result(None)
+            else:
+                self.done.set_exception(error)
+
+    async def put(self, parts: list[bytes]) -> None:
+        """Queue a chunk; waits while the queue is full. The thread's failure is raised here; a
+        chunk that takes libvirt more than CHUNK_TIMEOUT raises TimeoutError."""
+        if self.room.locked():
+            place: asyncio.Future[Any] = asyncio.ensure_future(self.room.acquire())
+            waiting: set[asyncio.Future[Any]] = {place, self.done}
+            await asyncio.wait(waiting, timeout=CHUNK_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            if not place.done():
+                place.cancel()
+                if self.done.done():
+                    self.done.result()
+                raise TimeoutError
+        else:
+            await self.room.acquire()
+        if self.done.done():
+            self.done.result()  # the thread failed: its error wins
+            raise Interrupted("the upload ended early")
+        self.handed += 1
+        self.items.put(parts)
+
+    async def finish(self) -> None:
+        """Wait until every queued chunk is sent."""
+        self.items.put(None)
+        await asyncio.wait_for(asyncio.shield(self.done), CHUNK_TIMEOUT * max(self.handed, 1))
+
+    def stop(self) -> None:
+        """Send nothing more (the thread ends after the chunk it is sending, if any)."""
+        self.stopped = True
+        self.items.put(None)
+        if self.done.done() and not self.done.cancelled():
+            self.done.exception()  # retrieved: no "exception never retrieved" warning
+
+
 async def pump(receive: Receive, session: UploadSession) -> None:
-    """Move the body into the session in pieces of about CHUNK; raises Interrupted if the browser goes away."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUED_CHUNKS)
-    sender = _one_thread("upload")
-
-    async def writer() -> None:
-        while (chunk := await queue.get()) is not None:
-            await asyncio.wait_for(loop.run_in_executor(sender, session.send, chunk), CHUNK_TIMEOUT)
-
-    task = asyncio.ensure_future(writer())
-
-    async def hand_over(item: bytes | None) -> None:
-        put = asyncio.ensure_future(queue.put(item))
-        await asyncio.wait({put, task}, return_when=asyncio.FIRST_COMPLETED)
-        if not put.done():  # the writer failed: its error wins
-            put.cancel()
-            task.result()
-
+    """Move the body into the session in chunks of about CHUNK; raises Interrupted if the browser goes away."""
+    sender = Sender(session)
     parts: list[bytes] = []
     pending = received = 0
     try:
@@ -180,23 +243,18 @@ async def pump(receive: Receive, session: UploadSession) -> None:
                 pending += len(body)
             more = bool(message.get("more_body", False))
             if pending >= CHUNK or (pending and not more):
-                await hand_over(b"".join(parts))  # the one copy the panel makes of the data
-                parts.clear()
+                await sender.put(parts)
+                parts = []
                 pending = 0
             if not more:
                 break
         if received != session.size:
             raise Interrupted(f"the body ended after {received} of {session.size} bytes")
-        await hand_over(None)
-        await task
+        await sender.finish()
     except TimeoutError:
         raise Interrupted(f"the hypervisor took more than {CHUNK_TIMEOUT:g} s for one chunk") from None
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        sender.shutdown(wait=False)
+        sender.stop()
 
 
 async def upload(request: ASGIRequest, receive: Receive, kwargs: dict[str, Any]) -> HttpResponse:

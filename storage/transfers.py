@@ -27,7 +27,7 @@ from virt.volumes import PoolDetail, pool_detail
 from webkvm import audit
 from webkvm.models import AuditResult
 
-CHUNK = 2 << 20  # bytes per libvirt call: few calls (each a thread hop and a message), little memory
+CHUNK = 2 << 20  # bytes per hand-over between the event loop and a transfer's libvirt thread; little memory
 BEGIN_TIMEOUT = 30.0
 CHUNK_TIMEOUT = 60.0  # a hypervisor that takes longer for one chunk is treated as gone
 
@@ -78,11 +78,11 @@ class UploadSession:
         self.upload = services.call(self.host, lambda conn: Upload.begin(conn, self.pool, self.name, self.size),
                                     BEGIN_TIMEOUT)
 
-    def send(self, chunk: bytes) -> None:
+    def send(self, *parts: bytes) -> None:
         """Straight into the stream, in the caller's thread: this is the hot path of every byte, and
         a dead link still ends it (libvirt's keepalive closes the connection within about 20 s)."""
         assert self.upload is not None
-        self.upload.send(chunk)
+        self.upload.send(*parts)
 
     def finish(self) -> dict[str, Any]:
         upload = self.upload

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import libvirt
@@ -21,6 +22,10 @@ from virt.xml.storage import StorageVolume
 
 log = logging.getLogger(__name__)
 RECV_BYTES = 256 << 10  # libvirt's stream packets carry at most 256 KiB
+# What one virStreamSend hands libvirt. Larger calls are accepted but travel as one oversized message
+# that the daemon handles at about half the speed (512 MiB over loopback qemu+tcp: 1.1 s in 2 MiB
+# sends, 0.6 s in 256 KiB sends, the same client CPU).
+SEND_BYTES = 256 << 10
 
 
 class Upload:
@@ -61,17 +66,19 @@ class Upload:
             raise
         return cls(pool_name, name, size, vol, stream)
 
-    def send(self, data: bytes) -> None:
-        """Blocks until libvirt has taken the bytes; safe to call from any thread (errors come translated)."""
-        if self.sent + len(data) > self.size:
+    def send(self, *parts: bytes) -> None:
+        """Blocks until libvirt has taken the bytes of `parts`, in order, as messages of SEND_BYTES;
+        safe to call from any thread (errors come translated)."""
+        if self.sent + sum(len(part) for part in parts) > self.size:
             raise InvalidInput(f"More data than the announced {self.size} bytes.")
         try:
-            while data:
-                written = int(self._stream.send(data))
-                if written <= 0:
-                    raise InvalidState("The hypervisor stopped accepting data.")
-                self.sent += written
-                data = data[written:]
+            for packet in packets(parts, SEND_BYTES):
+                while packet:
+                    written = int(self._stream.send(packet))
+                    if written <= 0:
+                        raise InvalidState("The hypervisor stopped accepting data.")
+                    self.sent += written
+                    packet = packet[written:]
         except libvirt.libvirtError as exc:
             raise translate(exc) from None
 
@@ -91,6 +98,27 @@ class Upload:
         except libvirt.libvirtError:
             pass  # the stream may already be broken: that is why we abort
         return _delete_quietly(self._vol)
+
+
+def packets(parts: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """The bytes of `parts` in pieces of at most `size`, copying as little as possible: a part that
+    fits is passed on as it is, consecutive small parts are joined while they fit, and only a part
+    larger than `size` is cut."""
+    held: list[bytes] = []
+    count = 0
+    for part in parts:
+        if held and count + len(part) > size:
+            yield held[0] if len(held) == 1 else b"".join(held)
+            held, count = [], 0
+        if len(part) > size:
+            view = memoryview(part)
+            for pos in range(0, len(view), size):
+                yield bytes(view[pos:pos + size])
+        elif part:
+            held.append(part)
+            count += len(part)
+    if held:
+        yield held[0] if len(held) == 1 else b"".join(held)
 
 
 def _delete_quietly(vol: libvirt.virStorageVol) -> str:

@@ -154,3 +154,16 @@ def test_download_checks_and_unsupported_host(admin_client: Client, user_client:
     status, headers, body = asgi("GET", url, headers_for(admin_client, token))
     assert status == 502 and b"not supported" in body and headers[b"x-content-type-options"] == b"nosniff"
     assert AuditEvent.objects.get(action="volume.download").result == "failed"
+
+
+def test_upload_bodies_become_libvirt_messages_of_at_most_256_kib() -> None:
+    from virt.streams import SEND_BYTES, packets
+
+    assert SEND_BYTES == 256 << 10
+    fits = b"f" * 100
+    assert next(packets([fits], 256)) is fits  # a body that fits is sent as it is, not copied
+    parts = [b"a" * 100, b"b" * 100, b"c" * 600, b"", b"d" * 10, b"e" * 20]
+    out = list(packets(parts, 256))
+    assert b"".join(out) == b"".join(parts)
+    assert [len(p) for p in out] == [200, 256, 256, 88, 30]
+    assert list(packets([], 256)) == []
