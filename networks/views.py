@@ -20,7 +20,7 @@ from virt.interfaces import host_interfaces
 from virt.networks import NetworkInputError, NetworkSpec, create_network, host_networks, list_networks, network_detail
 from webkvm import audit
 from webkvm.models import AuditResult
-from webkvm.views_base import admin_required
+from webkvm.views_base import admin_required, host_page
 
 # Reading every VM's XML (who uses a network) or starting dnsmasq can outlast one call's deadline.
 DETAIL_TIMEOUT = 20.0
@@ -41,27 +41,13 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 @admin_required
 def host_list(request: HttpRequest, host: str) -> HttpResponse:
-    target = host_or_404(host)
-    context: dict[str, Any] = {"host": target}
-    try:
-        context["networks"] = services.call(target, list_networks)
-    except VirtError as exc:
-        context["error"] = str(exc)
-        return render(request, "networks/list.html", context, status=503)
-    return render(request, "networks/list.html", context)
+    return host_page(request, host, "networks/list.html", "networks", list_networks)
 
 
 @require_GET
 @admin_required
 def interfaces(request: HttpRequest, host: str) -> HttpResponse:
-    target = host_or_404(host)
-    context: dict[str, Any] = {"host": target}
-    try:
-        context["report"] = services.call(target, host_interfaces, DETAIL_TIMEOUT)
-    except VirtError as exc:
-        context["error"] = str(exc)
-        return render(request, "networks/interfaces.html", context, status=503)
-    return render(request, "networks/interfaces.html", context)
+    return host_page(request, host, "networks/interfaces.html", "report", host_interfaces, DETAIL_TIMEOUT)
 
 
 def render_detail(request: HttpRequest, target: Host, name: str, host_form: FixedHostForm | None = None,

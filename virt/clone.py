@@ -12,7 +12,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from virt.create import volume_name
 from virt.domains import state_name
 from virt.errors import InvalidInput, InvalidState, VirtError, translate
 from virt.lifecycle import OFF, validate_vm_name
+from virt.macs import fresh_macs, host_macs
 from virt.xml.domain import Disk, Domain
 from virt.xml.storage import StorageVolume
 
@@ -31,7 +32,6 @@ T = TypeVar("T")
 Runner = Callable[[Callable[[libvirt.virConnect], T], float], T]
 
 SECURE_CONFIG = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
-MAC_PREFIX = "52:54:00"  # the locally administered range qemu and libvirt use
 POLL_SECONDS = 0.5
 COPY_TIMEOUT = 24 * 3600.0  # one disk copy: as long as it takes
 CALL_TIMEOUT = 30.0  # anything else the job asks
@@ -90,35 +90,6 @@ def _volume_of(conn: libvirt.virConnect, disk: Disk) -> libvirt.virStorageVol | 
         if exc.get_error_code() not in (libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_NO_STORAGE_POOL):
             raise
     return None
-
-
-def used_macs(conn: libvirt.virConnect) -> set[str]:
-    """Every MAC address any VM of the host has, live or in its saved definition."""
-    macs: set[str] = set()
-    for dom in conn.listAllDomains(0):
-        try:
-            docs = [dom.XMLDesc(0)]
-            if dom.isActive() and dom.isPersistent():
-                docs.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                continue  # gone since the listing: its MACs are free again
-            raise
-        for doc in docs:
-            macs.update((nic.mac or "").lower() for nic in Domain.from_xml(doc).interfaces)
-    return macs
-
-
-def fresh_macs(taken: Iterable[str], count: int) -> list[str]:
-    used = {mac.lower() for mac in taken}
-    found: list[str] = []
-    while len(found) < count:
-        suffix = secrets.randbits(24)
-        mac = f"{MAC_PREFIX}:{suffix >> 16:02x}:{suffix >> 8 & 0xFF:02x}:{suffix & 0xFF:02x}"
-        if mac not in used:
-            used.add(mac)
-            found.append(mac)
-    return found
 
 
 def _refusal(dom: libvirt.virDomain) -> VirtError | None:
@@ -202,7 +173,7 @@ def plan_clone(dom: libvirt.virDomain, new_name: str) -> ClonePlan:
                               new_volume=new_volume, format=fmt, capacity=int(capacity),
                               source_bytes=max(1, int(allocation))))
     return ClonePlan(source_name=name, source_uuid=str(dom.UUIDString()), new_name=new_name, source_xml=xml,
-                     disks=disks, shared=shared, macs=fresh_macs(used_macs(conn), len(source.interfaces)))
+                     disks=disks, shared=shared, macs=fresh_macs(host_macs(conn), len(source.interfaces)))
 
 
 # ---- the clone's definition ------------------------------------------------------------

@@ -137,8 +137,8 @@ def _disk(source: DiskSource, *, device: str, target: str, bus: str) -> Disk:
     return disk
 
 
-def _cdrom_bus(machine: str) -> str:
-    # q35 has no IDE controller; the i440fx machines ("pc", the default) have one built in.
+def cdrom_bus(machine: str) -> str:
+    """q35 has no IDE controller; the i440fx machines ("pc", the default) have one built in."""
     return "sata" if "q35" in machine else "ide"
 
 
@@ -159,7 +159,7 @@ def build_domain_xml(spec: NewVM, boot: DiskSource, iso: DiskSource | None = Non
     dom.disks.add(_disk(boot, device="disk", target="vda", bus="virtio"))
     if iso is not None:
         dom.disks.add(_disk(iso, device="cdrom", target="sda" if "q35" in spec.machine else "hdc",
-                            bus=_cdrom_bus(spec.machine)))
+                            bus=cdrom_bus(spec.machine)))
     for nic in spec.nics:
         if nic.network:
             dom.interfaces.add(Interface.new(type="network", source_network=nic.network, model=nic.model))

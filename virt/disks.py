@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 import libvirt
 
 from virt.capabilities import ISO_SUFFIX
-from virt.create import DISK_FORMATS, MIB, NAME_RE, DiskSource, PoolVolume, disk_source, volume_name
+from virt.create import DISK_FORMATS, MIB, NAME_RE, DiskSource, PoolVolume, cdrom_bus, disk_source, volume_name
 from virt.devices import CONFIG, LIVE, Definitions, FieldProblem, definitions, device_xml, still_live, update_each
 from virt.domains import state_name
 from virt.errors import InvalidInput, InvalidState, translate
@@ -123,11 +123,6 @@ def cdrom_element(*, target: str, bus: str, source: DiskSource | None = None) ->
     disk.target_dev, disk.target_bus = target, bus
     disk.readonly = True
     return disk
-
-
-def cdrom_bus(machine: str) -> str:
-    """q35 has no IDE controller; the i440fx machines ("pc", the default) have one built in."""
-    return "sata" if "q35" in machine else "ide"
 
 
 def free_target(defs: Definitions, bus: str) -> str:

@@ -7,7 +7,6 @@ reach the running VM where QEMU allows it and the saved definition always.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,10 +15,10 @@ import libvirt
 from virt.create import NIC_MODELS
 from virt.devices import CONFIG, LIVE, Definitions, FieldProblem, definitions, device_xml, still_live, update_each
 from virt.errors import InvalidInput
+from virt.macs import host_macs, random_mac
 from virt.xml.domain import Domain, Interface
 
 SOURCE_KINDS = ("network", "bridge")
-QEMU_OUI = (0x52, 0x54, 0x00)  # the prefix libvirt and QEMU use for generated MACs
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 # libvirt network and host interface names: no '/', no spaces, no markup.
 _SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,254}$")
@@ -64,27 +63,6 @@ def check_source(kind: str, name: str) -> None:
         raise FieldProblem("source", "Choose a virtual network or a host bridge.")
     if not _SOURCE_NAME_RE.match(name):
         raise FieldProblem("source", f"Not a valid {kind} name.")
-
-
-def random_mac(taken: set[str]) -> str:
-    """52:54:00:xx:xx:xx, not in `taken`."""
-    while True:
-        mac = ":".join(f"{b:02x}" for b in (*QEMU_OUI, *secrets.token_bytes(3)))
-        if mac not in taken:
-            return mac
-
-
-def host_macs(conn: libvirt.virConnect) -> set[str]:
-    """Every MAC of every VM on the host (one definition read per VM: only when a NIC is added)."""
-    found: set[str] = set()
-    for dom in conn.listAllDomains(0):
-        try:
-            found.update((i.mac or "").lower() for i in Domain.from_xml(dom.XMLDesc(0)).interfaces)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:  # one that vanished meanwhile
-                raise
-    found.discard("")
-    return found
 
 
 # ---- device XML (pure: golden-tested) -------------------------------------------------------
@@ -149,9 +127,7 @@ def add_nic(dom: libvirt.virDomain, nic: NewNIC) -> str:
     if nic.model not in NIC_MODELS:
         raise FieldProblem("model", f"Model: one of {', '.join(NIC_MODELS)}.")
     defs = definitions(dom)
-    taken = host_macs(dom.connect())
-    for doc in (defs.live, defs.saved):  # a NIC waiting for the next boot is not in the live list
-        taken.update((i.mac or "").lower() for i in (doc.interfaces if doc is not None else []))
+    taken = host_macs(dom.connect())  # live and saved: a NIC may wait in either for the next boot
     if nic.mac:
         try:
             mac = normalise_mac(nic.mac)

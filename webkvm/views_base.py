@@ -1,4 +1,4 @@
-"""Helpers every app's views share: the admin gate and rendering libvirt failures."""
+"""Helpers every app's views share: the admin gate and per-host pages that show libvirt failures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
 
+from hosts import services
+from hosts.models import Host
+from virt.errors import VirtError
 from webkvm.permissions import require_admin
 
 
@@ -20,3 +24,17 @@ def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def host_page(request: HttpRequest, host_name: str, template: str, key: str,
+              fetch: Callable[[Any], Any], timeout: float | None = None) -> HttpResponse:
+    """A per-host page built from one libvirt call: the value under `key`, or the host's failure in
+    words with 503 (an unreachable host never turns into a 500)."""
+    host = get_object_or_404(Host, name=host_name)
+    context: dict[str, Any] = {"host": host}
+    try:
+        context[key] = services.call(host, fetch, timeout)
+    except VirtError as exc:
+        context["error"] = str(exc)
+        return render(request, template, context, status=503)
+    return render(request, template, context)

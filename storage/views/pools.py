@@ -27,7 +27,7 @@ from virt.storage import (
 )
 from virt.storage_rules import StorageInputError
 from virt.volumes import PoolDetail, pool_detail
-from webkvm.views_base import admin_required
+from webkvm.views_base import admin_required, host_page
 
 
 @require_GET
@@ -43,14 +43,7 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 @admin_required
 def pools(request: HttpRequest, host: str) -> HttpResponse:
-    found = host_or_404(host)
-    context: dict[str, Any] = {"host": found}
-    try:
-        context["pools"] = services.call(found, list_pools, LIST_TIMEOUT)
-    except VirtError as exc:
-        context["error"] = str(exc)
-        return render(request, "storage/pool_list.html", context, status=503)
-    return render(request, "storage/pool_list.html", context)
+    return host_page(request, host, "storage/pool_list.html", "pools", list_pools, LIST_TIMEOUT)
 
 
 @require_GET

@@ -19,7 +19,7 @@ from lxml import etree
 from hosts import services
 from hosts.models import Host
 from tests.conftest import DB_01_UUID, WEB_01_UUID
-from virt import disks, nics
+from virt import disks, macs, nics
 from virt.devices import device_xml
 from virt.xml import Disk, Domain, Interface, StorageVolume
 from webkvm.models import AuditEvent, VMGrant
@@ -549,6 +549,6 @@ def test_sizes_refused(text: str) -> None:
 
 def test_generated_macs_are_local_unicast_and_avoid_the_taken_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     draws = iter([b"\xaa\xbb\xcc", b"\x01\x02\x03"])
-    monkeypatch.setattr(nics.secrets, "token_bytes", lambda n: next(draws))
+    monkeypatch.setattr(macs.secrets, "token_bytes", lambda n: next(draws))
     assert nics.random_mac({"52:54:00:aa:bb:cc"}) == "52:54:00:01:02:03"
     assert nics.normalise_mac(" 52-54-00-0A-0b-0C ") == "52:54:00:0a:0b:0c"
