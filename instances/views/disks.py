@@ -22,7 +22,7 @@ from instances.views.config_common import (
 )
 from virt import disks
 from virt.capabilities import ISO_SUFFIX, HostOffer
-from virt.create import DISK_FORMATS, MIB, PoolVolume
+from virt.create import DISK_FORMATS, MIB, PoolVolume, cdrom_bus
 from webkvm.permissions import is_admin
 
 NEW, EXISTING = "new", "existing"
@@ -142,7 +142,7 @@ def _page(request: HttpRequest, ref: VMRef, *, attach: AttachDiskForm | None = N
                                                initial={"pool": first_pool} if first_pool else None),
             "insert": IsoForm(offer, auto_id=False),
             "add_cdrom": add_cdrom or IsoForm(offer, optional=True, auto_id="cdrom_%s"),
-            "cdrom_bus": disks.cdrom_bus(vm.defs.machine),
+            "cdrom_bus": cdrom_bus(vm.defs.machine),
         }
 
     return devices_page(request, ref, "instances/config/disks.html", fill)

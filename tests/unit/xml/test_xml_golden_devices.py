@@ -9,7 +9,7 @@ guest addresses and aliases of a running VM) must come out untouched.
 import pytest
 
 from tests.unit.xml.cases import GOLDEN, Cases, GoldenCheck
-from virt import disks, nics
+from virt import create, disks, nics
 from virt.create import DiskSource
 from virt.devices import Definitions
 from virt.xml import Disk, Domain
@@ -62,7 +62,7 @@ def change_media(dom: Domain) -> Domain:
 @case("device-cdrom-add")
 def add_cdroms(dom: Domain) -> Domain:
     defs = saved(dom)
-    bus = disks.cdrom_bus(defs.machine)
+    bus = create.cdrom_bus(defs.machine)
     assert bus == "sata"  # q35 has no IDE
     attach(dom, disks.cdrom_element(target=disks.free_target(defs, bus), bus=bus))
     iso = DiskSource("volume", pool="isos", volume="rescue.iso")
