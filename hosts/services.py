@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -13,13 +12,14 @@ from django.conf import settings
 
 from hosts.models import Host
 from virt.connections import HostConnection, HostStatus, Registry
-from virt.errors import Unreachable, VirtError
+from virt.errors import HostBusy, Unreachable, VirtError
 from virt.locks import VMLocks
 from virt.ssh import SshIdentity, write_known_hosts
 
 T = TypeVar("T")
 
-registry = Registry(open_timeout=settings.WEBKVM_OPEN_TIMEOUT, call_timeout=settings.WEBKVM_CALL_TIMEOUT)
+registry = Registry(open_timeout=settings.WEBKVM_OPEN_TIMEOUT, call_timeout=settings.WEBKVM_CALL_TIMEOUT,
+                    slots=settings.WEBKVM_HOST_SLOTS, fresh_for=settings.WEBKVM_READ_FRESH_MS / 1000)
 
 
 def connection(host: Host) -> HostConnection:
@@ -40,19 +40,33 @@ def call(host: Host, fn: Callable[[libvirt.virConnect], T], timeout: float | Non
 vm_locks = VMLocks()
 
 
+def read(host: Host, key: str, topic: str, fn: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
+    """A read shared by every request asking `host` for `key` at the same time and kept for a moment
+    (virt/shared_reads.py). Filter per user after it, never by asking libvirt per user."""
+    return _checked_connection(host).read(key, topic, fn, timeout)
+
+
 def call_locked(host: Host, vm_uuid: str, fn: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
     """Like call(), serialised per VM: a second operation on the same VM raises Busy at once.
 
-    The lock is released when fn really ends, even if that is after this request's deadline."""
+    The lock is released when fn really ends (or is dropped from the queue unrun), even if that is
+    after this request's deadline. Reads kept for the host are dropped afterwards: the change shows
+    on the next page even before libvirt's event arrives."""
     key = str(host.pk)
     vm_locks.acquire(key, vm_uuid)
     try:
         conn = _checked_connection(host)
-        future = conn.submit(vm_locks.releasing(key, vm_uuid, fn))
+        pending = conn.submit(fn, timeout)
     except BaseException:
         vm_locks.release(key, vm_uuid)
         raise
-    return conn.wait(future, timeout)
+
+    def finished(_done: object) -> None:
+        vm_locks.release(key, vm_uuid)
+        conn.reads.invalidate()
+
+    pending.add_done_callback(finished)
+    return conn.wait(pending)
 
 
 def status(host: Host) -> HostStatus:
@@ -61,46 +75,57 @@ def status(host: Host) -> HostStatus:
 
 @dataclass
 class Outcome(Generic[T]):
-    """The result of one host's call: a value, or the error to show in that host's part of the page."""
+    """The result of one host's call: a value, or the words for that host's part of the page."""
 
     host: Host
     value: T | None = None
     error: str = ""
     unreachable: bool = False
+    busy: bool = False
 
     @property
     def ok(self) -> bool:
         return not self.error
 
+    @property
+    def words(self) -> str:
+        """"busy: 3 calls queued", "unreachable: connection refused" or "error: ..."."""
+        if self.busy:
+            return self.error
+        return f"unreachable: {self.error}" if self.unreachable else f"error: {self.error}"
+
+    @classmethod
+    def failed(cls, host: Host, exc: BaseException) -> Outcome[T]:
+        return cls(host, error=str(exc), unreachable=isinstance(exc, Unreachable), busy=isinstance(exc, HostBusy))
+
 
 def call_many(hosts: Iterable[Host], fn: Callable[[libvirt.virConnect], T],
               timeout: float | None = None) -> list[Outcome[T]]:
     """Run `fn` on every host at once; each host gets its own deadline, so a dead one delays nobody."""
-    started: list[tuple[Host, HostConnection | None, Future[T] | None, Outcome[T] | None]] = []
-    for host in hosts:
+    return each(hosts, lambda host: call(host, fn, timeout))
+
+
+def read_many(hosts: Iterable[Host], key: str, topic: str, fn: Callable[[libvirt.virConnect], T],
+              timeout: float | None = None) -> list[Outcome[T]]:
+    """read() on every host at once, each within its own deadline."""
+    return each(hosts, lambda host: read(host, key, topic, fn, timeout))
+
+
+def each(hosts: Iterable[Host], ask: Callable[[Host], T]) -> list[Outcome[T]]:
+    """ask(host) for every host in threads of its own, so hosts are asked at once and a host that is
+    down or busy shapes only its own outcome."""
+    chosen = list(hosts)
+
+    def one(host: Host) -> Outcome[T]:
         try:
-            conn: HostConnection = connection(host)
-            started.append((host, conn, conn.submit(fn), None))
-        except Unreachable as exc:
-            started.append((host, None, None, Outcome(host, error=str(exc), unreachable=True)))
-        except (VirtError, ValueError) as exc:
-            started.append((host, None, None, Outcome(host, error=str(exc))))
-    begin = time.monotonic()
-    outcomes: list[Outcome[T]] = []
-    for host, maybe_conn, future, early in started:
-        if early is not None:
-            outcomes.append(early)
-            continue
-        assert maybe_conn is not None and future is not None
-        conn = maybe_conn
-        budget = (conn.call_timeout if timeout is None else timeout) - (time.monotonic() - begin)
-        try:
-            outcomes.append(Outcome(host, value=conn.wait(future, max(0.05, budget))))
-        except Unreachable as exc:
-            outcomes.append(Outcome(host, error=str(exc), unreachable=True))
+            return Outcome(host, value=ask(host))
         except VirtError as exc:
-            outcomes.append(Outcome(host, error=str(exc)))
-    return outcomes
+            return Outcome.failed(host, exc)
+
+    if len(chosen) <= 1:
+        return [one(host) for host in chosen]
+    with ThreadPoolExecutor(max_workers=min(len(chosen), 32), thread_name_prefix="ask-hosts") as pool:
+        return list(pool.map(one, chosen))
 
 
 def identity() -> SshIdentity:

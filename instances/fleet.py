@@ -7,14 +7,16 @@ from typing import Any
 
 from django.http import QueryDict
 from django.urls import reverse
+from django.utils.safestring import SafeString
 
 from hosts import services
 from hosts.models import Host
-from virt.domains import STATES, ActivityMeter, DomainRow, list_domains
+from instances.host_rows import HostRows, RowVariant, host_rows, meter
+from virt.domains import STATES, DomainRow
 from webkvm.models import VMGrant
 from webkvm.permissions import is_admin
 
-meter = ActivityMeter()
+__all__ = ["SORT_KEYS", "Filters", "Fleet", "FleetRow", "gather", "meter", "visible"]
 
 SORT_KEYS = {
     "name": lambda r: (r.row.name.lower(), r.host.name),
@@ -32,6 +34,7 @@ class FleetRow:
     row: DomainRow
     prefix: str = "/instances/"  # reverse("instances:list"), resolved once per page, not per row
     console_prefix: str = ""  # set when the user may open this VM's console
+    snapshot: HostRows | None = None  # the shared read the row came from (its HTML is built once there)
 
     @property
     def key(self) -> str:
@@ -48,6 +51,11 @@ class FleetRow:
     @property
     def host_url(self) -> str:
         return f"{self.prefix}host/{self.host.name}/"
+
+    def html(self, *, select: bool, host_column: bool, console_base: str) -> SafeString:
+        assert self.snapshot is not None
+        variant = RowVariant(select, host_column, bool(self.console_prefix))
+        return self.snapshot.html(self.host.name, self.row, variant, self.prefix, console_base)
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class Filters:
 @dataclass
 class Fleet:
     rows: list[FleetRow] = field(default_factory=list)
-    unreachable: list[tuple[Host, str]] = field(default_factory=list)
+    unreachable: list[tuple[Host, str]] = field(default_factory=list)  # (host, "busy: ..." / "unreachable: ...")
     hosts: list[Host] = field(default_factory=list)
     total: int = 0
 
@@ -107,28 +115,33 @@ def visible(user: Any) -> Visibility:
     return Visibility(list(Host.objects.filter(pk__in=granted)), granted, console)
 
 
+def console_base() -> str:
+    """The console page's URL without host and VM: resolved once, joined per row."""
+    sample = ("h", "00000000-0000-0000-0000-000000000000")
+    return reverse("console:page", args=sample).removesuffix("h/00000000-0000-0000-0000-000000000000/")
+
+
 def gather(user: Any, filters: Filters) -> Fleet:
-    """Ask every visible host at once (each with its own deadline), then filter and sort."""
+    """Every visible host's shared rows at once (each host within its own deadline), then grants, filter, sort."""
     seen = visible(user)
     hosts, granted = seen.hosts, seen.granted
     fleet = Fleet(hosts=hosts)
     prefix = reverse("instances:list")
-    sample = ("h", "00000000-0000-0000-0000-000000000000")
-    console_prefix = reverse("console:page", args=sample).removesuffix("h/00000000-0000-0000-0000-000000000000/")
+    base = console_base()
     queried = [h for h in hosts if not filters.host or h.name == filters.host]
-    for outcome in services.call_many(queried, list_domains):
+    for outcome in services.each(queried, host_rows):
         host = outcome.host
         if not outcome.ok or outcome.value is None:
-            fleet.unreachable.append((host, outcome.error))
+            fleet.unreachable.append((host, outcome.words))
             continue
+        snapshot = outcome.value
         allowed = None if granted is None else granted.get(host.pk, set())
-        # Every row of the host goes through the meter (it forgets VMs it no longer sees), then the grants.
-        for row in meter.annotate(str(host.pk), outcome.value):
+        for row in snapshot.rows:
             if allowed is not None and row.uuid.lower() not in allowed:
                 continue
             fleet.total += 1
             may_console = granted is None or (host.pk, row.uuid.lower()) in seen.console
-            item = FleetRow(host, row, prefix, console_prefix if may_console else "")
+            item = FleetRow(host, row, prefix, base if may_console else "", snapshot)
             if filters.matches(item):
                 fleet.rows.append(item)
     fleet.rows.sort(key=SORT_KEYS[filters.sort], reverse=filters.descending)

@@ -31,6 +31,7 @@ from webkvm.models import AuditResult
 log = logging.getLogger(__name__)
 MAX_PER_HOST = 2
 KEEP_SECONDS = 3600
+JOB_TIMEOUT = 24 * 3600.0  # the deadline of one copy or wipe: as long as it takes
 
 
 @dataclass
@@ -84,12 +85,13 @@ def start(request: HttpRequest, host: Host, kind: str, pool: str, volume: str, d
                   user=request.user, remote_addr=request.META.get("REMOTE_ADDR"))
         _jobs[job.id] = job
     try:
-        future = services.connection(host).submit(work)
+        # A copy or wipe takes as long as it takes: it runs in the host's long lane, never in a page's slot.
+        pending = services.connection(host).submit(work, timeout=JOB_TIMEOUT)
     except (VirtError, ValueError) as exc:
         with _lock:
             del _jobs[job.id]
         raise VirtError(str(exc)) from None
-    future.add_done_callback(lambda f: _finished(job, f))
+    pending.add_done_callback(lambda f: _finished(job, f))
     return job
 
 

@@ -2,10 +2,10 @@
 
 Why every call goes through here: an open can hang on a dead ssh host and a call can
 hang inside a frozen daemon. Calls therefore run in a small per-host thread pool and
-the caller waits at most its deadline; when every worker of a host is stuck, new calls
-fail at once instead of piling up. libvirt's event loop runs in a daemon thread so
-keepalive and close callbacks work; a closed connection marks the host down and is
-reopened in the background with backoff.
+each caller waits at most its own deadline; a host that fails makes later calls fail at
+once instead of piling up, while a host that is only busy queues them. libvirt's event
+loop runs in a daemon thread so keepalive, close callbacks and change events work; a
+closed connection marks the host down and is reopened in the background with backoff.
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, cast
 
 import libvirt
 
-from virt.errors import Unreachable, VirtError, explain_connect_failure, translate
+from virt.errors import HostBusy, Unreachable, VirtError, explain_connect_failure, translate
+from virt.events import CONNECTION, DOMAIN, HostEvent, Listener
+from virt.events import deregister as deregister_events
+from virt.events import register as register_events
+from virt.shared_reads import SharedReads
 from virt.uri import ConnectionSpec, Transport
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,10 @@ Call = Callable[[libvirt.virConnect], T]
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_COUNT = 3
 MAX_BACKOFF = 15.0
+DEFAULT_SLOTS = 4
+LONG_CALL_SECONDS = 10.0  # calls allowed longer than this run in the long lane, not in a slot
+LONG_LANE_THREADS = 16
+HOST = "host"  # topic of reads about the host as a whole (its summary counts VMs: domain events drop it)
 
 
 class HostState(enum.StrEnum):
@@ -96,7 +104,8 @@ def open_connection(spec: ConnectionSpec) -> libvirt.virConnect:
     return libvirt.open(uri)
 
 
-def _close_quietly(conn: libvirt.virConnect) -> None:
+def _close_quietly(conn: libvirt.virConnect, events: list[tuple[str, int]]) -> None:
+    deregister_events(conn, events)
     try:
         conn.unregisterCloseCallback()
         conn.close()
@@ -104,22 +113,63 @@ def _close_quietly(conn: libvirt.virConnect) -> None:
         pass
 
 
+@dataclass(eq=False)
+class Ticket:
+    """One call's place in its host's queue: its own deadline, and when a thread took it up."""
+
+    timeout: float
+    submitted: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    cancelled: bool = False
+
+    def overdue(self, now: float) -> float:
+        """Seconds past its own deadline while running (0: not running or still within it)."""
+        if self.started is None:
+            return 0.0
+        return max(0.0, now - self.started - self.timeout)
+
+
+@dataclass(frozen=True)
+class Pending(Generic[T]):
+    future: Future[T]
+    ticket: Ticket
+
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        self.future.add_done_callback(fn)
+
+
 class HostConnection:
-    """The connection to one host, its state, and the threads its calls run in."""
+    """The connection to one host, its state, and the threads its calls run in.
+
+    Calls run in `slots` threads; more callers wait in a queue, each within its own deadline, and a
+    caller whose deadline passes while its call is still queued hears "busy", never "unreachable".
+    The host is unreachable only when it fails: the open fails or outlasts its deadline, keepalive
+    or the close callback says the link is dead, or a running call is past its own deadline while
+    nothing else the host was asked since has been answered (a probe asks). Until then later
+    callers fail fast. Calls allowed more than LONG_CALL_SECONDS (copies, migrations, big changes)
+    run in a lane of their own so they never hold a slot the pages need.
+    """
 
     def __init__(self, name: str, spec: ConnectionSpec, *, open_timeout: float, call_timeout: float,
-                 max_in_flight: int = 4) -> None:
+                 slots: int = DEFAULT_SLOTS, fresh_for: float = 1.0) -> None:
         self.name = name
         self.spec = spec
         self.open_timeout = open_timeout
         self.call_timeout = call_timeout
-        self.max_in_flight = max_in_flight
-        self._executor = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix=f"virt-{name}")
+        self.slots = slots
+        self.reads = SharedReads(fresh_for)
+        self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix=f"virt-{name}")
+        self._long_lane = ThreadPoolExecutor(max_workers=LONG_LANE_THREADS, thread_name_prefix=f"virt-long-{name}")
         self._lock = threading.Lock()
         self._open_lock = threading.Lock()
         self._conn: libvirt.virConnect | None = None
+        self._events: list[tuple[str, int]] = []
+        self._listeners: list[Listener] = []
         self._status = HostStatus(HostState.UNKNOWN, "not contacted yet", time.time())
-        self._in_flight = 0
+        self._queued = 0
+        self._running: set[Ticket] = set()
+        self._last_answer = 0.0  # monotonic time the host last answered anything
+        self._probing = False
         self._failures = 0
         self._retry_at = 0.0
         self._closed = False
@@ -129,37 +179,112 @@ class HostConnection:
     def status(self) -> HostStatus:
         return self._status
 
-    def submit(self, fn: Call[T]) -> Future[T]:
-        """Queue `fn(conn)`; raises Unreachable at once when the host is known to be unresponsive."""
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    def submit(self, fn: Call[T], timeout: float | None = None) -> Pending[T]:
+        """Queue `fn(conn)` with its deadline; raises Unreachable at once when the host is known to fail."""
+        budget = self.call_timeout if timeout is None else timeout
+        if self._conn is None:
+            budget = max(budget, self.open_timeout)  # the call includes opening the connection
+        ticket = Ticket(budget)
         with self._lock:
             if self._closed:
                 raise Unreachable(f"{self.name}: connection closed")
-            if self._in_flight >= self.max_in_flight:
-                raise Unreachable(f"not responding ({self._in_flight} calls still waiting): {self._status.reason}")
+            stuck = self._stuck_reason(time.monotonic())
+            if stuck:
+                raise Unreachable(stuck)
             if self._conn is None and time.monotonic() < self._retry_at:
                 raise Unreachable(self._status.reason or "not connected")
-            self._in_flight += 1
+            self._queued += 1
+        lane = self._long_lane if budget > LONG_CALL_SECONDS else self._executor
         try:
-            return self._executor.submit(self._run, fn)
+            return Pending(lane.submit(self._run, fn, ticket), ticket)
         except RuntimeError:
             with self._lock:
-                self._in_flight -= 1
+                self._queued -= 1
             raise Unreachable(f"{self.name}: connection closed") from None
 
-    def wait(self, future: Future[T], timeout: float | None = None) -> T:
-        """Wait for a submitted call, at most its deadline (plus the open deadline if not connected)."""
-        deadline = self.call_timeout if timeout is None else timeout
-        if self._conn is None:
-            deadline = max(deadline, self.open_timeout)  # the call includes opening the connection
+    def wait(self, pending: Pending[T], timeout: float | None = None) -> T:
+        """The call's answer, waiting at most until its deadline (or `timeout` from now, if shorter)."""
+        ticket = pending.ticket
+        remaining = ticket.submitted + ticket.timeout - time.monotonic()
+        if timeout is not None:
+            remaining = min(remaining, timeout)
         try:
-            return future.result(deadline)
+            return pending.future.result(max(0.0, remaining))
         except FutureTimeout:
-            reason = f"no answer within {deadline:g} s"
-            self._set_status(HostState.DEGRADED, reason)
-            raise Unreachable(reason) from None
+            pass
+        with self._lock:
+            if ticket.started is None and not ticket.cancelled and pending.future.cancel():
+                ticket.cancelled = True  # never taken up: nothing of it will run
+                self._queued -= 1
+        started = ticket.started
+        if started is not None and not ticket.cancelled:
+            # Running: it fails the host only once past its own deadline, counted from when it began.
+            # Give a call taken up late a little more time rather than call a busy host unreachable.
+            until_overdue = started + ticket.timeout - time.monotonic()
+            if until_overdue > 0:
+                try:
+                    return pending.future.result(min(until_overdue, 0.25 * ticket.timeout) + 0.01)
+                except FutureTimeout:
+                    pass
+            if ticket.overdue(time.monotonic()) > 0:
+                reason = f"no answer within {ticket.timeout:g} s"
+                self._set_status(HostState.DEGRADED, reason)
+                self._probe()
+                raise Unreachable(reason) from None
+        with self._lock:
+            queued = self._queued
+            stuck = self._stuck_reason(time.monotonic())
+        if stuck:
+            raise Unreachable(stuck) from None
+        if started is None or ticket.cancelled:
+            raise HostBusy(f"busy: {queued + 1} calls queued") from None
+        raise HostBusy(f"busy: {queued} calls queued, this one taken up late") from None
 
     def call(self, fn: Call[T], timeout: float | None = None) -> T:
-        return self.wait(self.submit(fn), timeout)
+        return self.wait(self.submit(fn, timeout))
+
+    def read(self, key: str, topic: str, fn: Call[T], timeout: float | None = None,
+             fresh_for: float | None = None) -> T:
+        """A read shared by every caller asking for `key` at the same time, and kept `fresh_for` seconds
+        (the connection's default when None) unless an event of `topic` says the host changed."""
+        holder: list[Pending[T]] = []
+
+        def start() -> Future[T]:
+            pending = self.submit(fn, timeout)
+            holder.append(pending)
+            return pending.future
+
+        shared, mine = self.reads.join(key, topic, start, fresh_for)
+        future = cast("Future[T]", shared)
+        if mine:
+            return self.wait(holder[0])
+        if future.done():
+            return future.result()
+        # Another caller owns this read and its deadline; wait as long as a caller of our own would.
+        budget = self.call_timeout if timeout is None else timeout
+        try:
+            return future.result(budget)
+        except FutureTimeout:
+            stuck = self._stuck_reason(time.monotonic())
+            raise (Unreachable(stuck) if stuck else HostBusy(f"busy: {self._queued} calls queued")) from None
+        except CancelledError:
+            raise HostBusy(f"busy: {self._queued} calls queued") from None
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` for every change event of this host (from libvirt's event thread); returns
+        the function that unsubscribes. Events are registered on every connection as it opens."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+        return unsubscribe
 
     def close(self) -> None:
         with self._lock:
@@ -168,12 +293,56 @@ class HostConnection:
             if self._reconnect_timer:
                 self._reconnect_timer.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._long_lane.shutdown(wait=False, cancel_futures=True)
         if conn is not None:
             # Closing talks to the daemon, which may be frozen: never block the caller on it.
-            threading.Thread(target=_close_quietly, args=(conn,), name=f"close-{self.name}", daemon=True).start()
+            events, self._events = self._events, []
+            threading.Thread(target=_close_quietly, args=(conn, events), name=f"close-{self.name}",
+                             daemon=True).start()
+
+    # Called with self._lock held.
+    def _stuck_reason(self, now: float) -> str:
+        """Why the host counts as failing now ("" when it does not): a running call is past its own
+        deadline and the host has answered nothing since that deadline."""
+        for ticket in self._running:
+            late = ticket.overdue(now)
+            if late > 0 and self._last_answer < now - late:
+                return f"not responding: no answer for {now - (ticket.started or now):.1f} s"
+        return ""
+
+    def _probe(self) -> None:
+        """Ask the host one cheap question outside the queue: an answer proves a slow call is only slow."""
+        with self._lock:
+            conn = self._conn
+            if self._probing or conn is None or self._closed:
+                return
+            self._probing = True
+
+        def probe() -> None:
+            try:
+                conn.getLibVersion()
+            except libvirt.libvirtError:
+                return
+            finally:
+                with self._lock:
+                    self._probing = False
+            self._answered()
+
+        threading.Thread(target=probe, name=f"probe-{self.name}", daemon=True).start()
+
+    def _answered(self) -> None:
+        with self._lock:
+            self._last_answer = time.monotonic()
+            stuck = self._stuck_reason(self._last_answer)
+        if not stuck:
+            self._set_status(HostState.UP, "")
 
     # Runs in a worker thread.
-    def _run(self, fn: Call[T]) -> T:
+    def _run(self, fn: Call[T], ticket: Ticket) -> T:
+        with self._lock:
+            self._queued -= 1
+            ticket.started = time.monotonic()
+            self._running.add(ticket)
         try:
             conn = self._connection()
             try:
@@ -182,12 +351,14 @@ class HostConnection:
                 error = translate(exc)
                 if isinstance(error, Unreachable) or not self._alive(conn):
                     self._drop(conn, str(error))
+                else:
+                    self._answered()  # an error is an answer: the host is there
                 raise error from None
-            self._set_status(HostState.UP, "")
+            self._answered()
             return result
         finally:
             with self._lock:
-                self._in_flight -= 1
+                self._running.discard(ticket)
 
     def _connection(self) -> libvirt.virConnect:
         with self._open_lock:
@@ -205,7 +376,7 @@ class HostConnection:
                 self._conn = conn
                 self._failures = 0
                 self._retry_at = 0.0
-            self._set_status(HostState.UP, "")
+            self._answered()
             log.info("connected to %s (%s)", self.name, self.spec.display_uri())
             return conn
 
@@ -218,6 +389,20 @@ class HostConnection:
             conn.registerCloseCallback(self._on_close, None)
         except libvirt.libvirtError:
             pass
+        self._events = register_events(conn, self._emit)
+
+    def _emit(self, event: HostEvent) -> None:
+        if event.topic != CONNECTION:
+            self.reads.invalidate(event.topic)
+            if event.topic == DOMAIN:
+                self.reads.invalidate(HOST)  # the host's summary counts its VMs
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # one listener's bug must not stop libvirt's event thread
+                log.exception("event listener of %s failed", self.name)
 
     @staticmethod
     def _alive(conn: libvirt.virConnect) -> bool:
@@ -240,8 +425,10 @@ class HostConnection:
                 return
             self._conn = None
             self._retry_at = 0.0  # the first reconnect is immediate, later ones back off
+        self.reads.invalidate()
         self._set_status(HostState.DOWN, reason)
         log.warning("lost connection to %s: %s", self.name, reason)
+        self._emit(HostEvent(CONNECTION, "closed"))
         self._schedule_reconnect(0.5)
 
     def _opened_failed(self, reason: str) -> None:
@@ -280,9 +467,12 @@ class HostConnection:
 class Registry:
     """Process-wide map from a host key to its HostConnection."""
 
-    def __init__(self, *, open_timeout: float = 4.0, call_timeout: float = 3.0) -> None:
+    def __init__(self, *, open_timeout: float = 4.0, call_timeout: float = 3.0, slots: int = DEFAULT_SLOTS,
+                 fresh_for: float = 1.0) -> None:
         self.open_timeout = open_timeout
         self.call_timeout = call_timeout
+        self.slots = slots
+        self.fresh_for = fresh_for
         self._hosts: dict[str, HostConnection] = {}
         self._lock = threading.Lock()
 
@@ -294,7 +484,8 @@ class Registry:
                 return current
             if current is None:
                 start_event_loop()
-            fresh = HostConnection(key, spec, open_timeout=self.open_timeout, call_timeout=self.call_timeout)
+            fresh = HostConnection(key, spec, open_timeout=self.open_timeout, call_timeout=self.call_timeout,
+                                   slots=self.slots, fresh_for=self.fresh_for)
             self._hosts[key] = fresh
         if current is not None:
             current.close()

@@ -33,6 +33,19 @@ class Busy(VirtError):
     pass
 
 
+class HostBusy(VirtError):
+    """The host answers, but more callers wait for it than it has slots: "busy", not "unreachable"."""
+
+
+def host_words(error: VirtError) -> str:
+    """How a host's part of a page names a failed read: busy, unreachable, or the error itself."""
+    if isinstance(error, HostBusy):
+        return str(error)
+    if isinstance(error, Unreachable):
+        return f"unreachable: {error}"
+    return f"error: {error}"
+
+
 _NOT_FOUND = {
     libvirt.VIR_ERR_NO_DOMAIN,
     libvirt.VIR_ERR_NO_NETWORK,

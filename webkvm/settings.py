@@ -128,6 +128,14 @@ WEBKVM_CREDENTIAL_KEY_FILE = Path(config.env_str("WEBKVM_CREDENTIAL_KEY_FILE", s
 # Deadlines (seconds) for opening a hypervisor connection and for one call made for a request.
 WEBKVM_OPEN_TIMEOUT = config.env_int("WEBKVM_OPEN_TIMEOUT", 4, minimum=1, maximum=60)
 WEBKVM_CALL_TIMEOUT = config.env_int("WEBKVM_CALL_TIMEOUT", 3, minimum=1, maximum=300)
+# Calls to one host that run at once; more callers queue, each within its deadline ("busy", never "unreachable").
+WEBKVM_HOST_SLOTS = config.env_int("WEBKVM_HOST_SLOTS", 4, minimum=1, maximum=64)
+# Identical reads of a host (VM list, host overview, pools, networks) are shared and kept this long (ms);
+# a change event from the host drops them sooner.
+WEBKVM_READ_FRESH_MS = config.env_int("WEBKVM_READ_FRESH_MS", 1000, minimum=0, maximum=60000)
+# Live pages: the host watcher's bulk-stats interval (ms) for CPU and memory figures; state changes are pushed
+# at once from libvirt's events.
+WEBKVM_LIVE_INTERVAL_MS = config.env_int("WEBKVM_LIVE_INTERVAL_MS", 1000, minimum=200, maximum=60000)
 # Storage pools may only be created below these folders of a hypervisor (dir pools, NFS mount points).
 WEBKVM_POOL_ROOTS: list[str] = config.env_paths(
     "WEBKVM_POOL_ROOTS", ["/var/lib/libvirt/images", "/var/lib/libvirt/boot", "/srv/libvirt"])

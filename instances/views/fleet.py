@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from hosts.models import Host
-from instances.fleet import SORT_KEYS, Filters, gather
+from instances.fleet import SORT_KEYS, Filters, console_base, gather
 from virt.domains import STATES
 from webkvm.permissions import is_admin
 
@@ -21,9 +22,15 @@ def _page(request: HttpRequest, filters: Filters, host: Host | None) -> HttpResp
     page = Paginator(fleet.rows, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    admin = is_admin(request.user)
+    base = console_base()
+    # Each row's HTML was built once for its host's read and is shared by every viewer: join, do not render.
+    rows_html = mark_safe("".join(  # noqa: S308 - rows built by instances/host_rows.render_row
+        item.html(select=admin, host_column=host is None, console_base=base) for item in page))
     return render(request, "instances/list.html", {
-        "fleet": fleet, "page": page, "query": query.urlencode(), "filters": filters, "states": STATES,
-        "sort_keys": list(SORT_KEYS), "host": host, "is_admin": is_admin(request.user),
+        "fleet": fleet, "page": page, "rows_html": rows_html, "query": query.urlencode(), "filters": filters,
+        "states": STATES, "sort_keys": list(SORT_KEYS), "host": host, "is_admin": admin,
+        "live_scope": f"host={host.name}" if host else "fleet",
     })
 
 
@@ -47,5 +54,5 @@ def rows(request: HttpRequest) -> JsonResponse:
     page = Paginator(fleet.rows, PAGE_SIZE).get_page(request.GET.get("page"))
     return JsonResponse({
         "vms": {item.key: item.row.as_dict() for item in page},
-        "unreachable": {host.name: error for host, error in fleet.unreachable},
+        "unreachable": {host.name: words for host, words in fleet.unreachable},
     })

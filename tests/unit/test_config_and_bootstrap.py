@@ -29,6 +29,8 @@ def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
     ("WEBKVM_SECRET_KEY", "short", "at least 32 characters"),
     ("WEBKVM_CALL_TIMEOUT", "soon", "WEBKVM_CALL_TIMEOUT must be a whole number"),
     ("WEBKVM_OPEN_TIMEOUT", "0", "between 1 and 60"),
+    ("WEBKVM_HOST_SLOTS", "0", "between 1 and 64"),
+    ("WEBKVM_READ_FRESH_MS", "soon", "WEBKVM_READ_FRESH_MS must be a whole number"),
     ("WEBKVM_CSRF_TRUSTED_ORIGINS", "panel.example.org", "is not an origin"),
     ("WEBKVM_DATABASE_URL", "nonsense://x", "not a valid database URL"),
 ])
