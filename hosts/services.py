@@ -14,6 +14,7 @@ from hosts.models import Host
 from virt.connections import HostConnection, HostStatus, Registry
 from virt.errors import HostBusy, Unreachable, VirtError
 from virt.locks import VMLocks
+from virt.reads import Read
 from virt.ssh import SshIdentity, write_known_hosts
 
 T = TypeVar("T")
@@ -40,10 +41,21 @@ def call(host: Host, fn: Callable[[libvirt.virConnect], T], timeout: float | Non
 vm_locks = VMLocks()
 
 
-def read(host: Host, key: str, topic: str, fn: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
-    """A read shared by every request asking `host` for `key` at the same time and kept for a moment
+def change(host: Host, fn: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
+    """call() for something that changes the host: what is kept of its shared reads is dropped after it,
+    so the next page shows the change even before libvirt's event arrives (and for changes, such as a
+    new volume, that raise no event)."""
+    conn = _checked_connection(host)
+    try:
+        return conn.call(fn, timeout)
+    finally:
+        conn.reads.invalidate()
+
+
+def read(host: Host, shared: Read[T], timeout: float | None = None) -> T:
+    """A read shared by every request asking `host` for it at the same time and kept for a moment
     (virt/shared_reads.py). Filter per user after it, never by asking libvirt per user."""
-    return _checked_connection(host).read(key, topic, fn, timeout)
+    return _checked_connection(host).read(shared.key, shared.topic, shared.fn, timeout)
 
 
 def call_locked(host: Host, vm_uuid: str, fn: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
@@ -105,10 +117,9 @@ def call_many(hosts: Iterable[Host], fn: Callable[[libvirt.virConnect], T],
     return each(hosts, lambda host: call(host, fn, timeout))
 
 
-def read_many(hosts: Iterable[Host], key: str, topic: str, fn: Callable[[libvirt.virConnect], T],
-              timeout: float | None = None) -> list[Outcome[T]]:
+def read_many(hosts: Iterable[Host], shared: Read[T], timeout: float | None = None) -> list[Outcome[T]]:
     """read() on every host at once, each within its own deadline."""
-    return each(hosts, lambda host: read(host, key, topic, fn, timeout))
+    return each(hosts, lambda host: read(host, shared, timeout))
 
 
 def each(hosts: Iterable[Host], ask: Callable[[Host], T]) -> list[Outcome[T]]:

@@ -14,8 +14,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from hosts import services
 from hosts.forms import HostForm
 from hosts.models import Host
-from virt.errors import VirtError
+from virt.errors import VirtError, host_words
 from virt.hostinfo import host_summary, usage_sample
+from virt.reads import HOST_SUMMARY
 from virt.ssh import HostKey, keyscan
 from virt.uri import Transport
 from webkvm import audit
@@ -29,7 +30,7 @@ PIN_SALT = "hosts.pin-ssh-keys"
 @admin_required
 def host_list(request: HttpRequest) -> HttpResponse:
     hosts = list(Host.objects.all())
-    outcomes = services.call_many(hosts, host_summary)
+    outcomes = services.read_many(hosts, HOST_SUMMARY)
     return render(request, "hosts/list.html", {"outcomes": outcomes})
 
 
@@ -39,9 +40,9 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     summary, error = None, ""
     try:
-        summary = services.call(host, host_summary)
+        summary = services.read(host, HOST_SUMMARY)
     except VirtError as exc:
-        error = str(exc)
+        error = host_words(exc)
     return render(request, "hosts/detail.html", {
         "host": host, "summary": summary, "error": error, "status": services.status(host),
     })

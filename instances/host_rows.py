@@ -21,6 +21,7 @@ from hosts.models import Host
 from instances.templatetags.vm import ago, kib, state_class
 from virt.domains import ActivityMeter, DomainRow, list_domains
 from virt.events import DOMAIN
+from virt.reads import Read
 
 READ_KEY = "domains"
 
@@ -66,7 +67,7 @@ def read(conn_rows: list[DomainRow], host_key: str) -> HostRows:
 def host_rows(host: Host, timeout: float | None = None) -> HostRows:
     """The host's rows from the shared read (raises VirtError: busy, unreachable...)."""
     key = str(host.pk)
-    return services.read(host, READ_KEY, DOMAIN, lambda conn: read(list_domains(conn), key), timeout)
+    return services.read(host, Read(READ_KEY, DOMAIN, lambda conn: read(list_domains(conn), key)), timeout)
 
 
 def render_row(host_name: str, row: DomainRow, variant: RowVariant, prefix: str, console_prefix: str) -> SafeString:

@@ -47,7 +47,7 @@ def _audit(request: HttpRequest, target: Host, action: str, name: str, error: st
 def _run(request: HttpRequest, target: Host, action: str, name: str, fn: Callable[[libvirt.virConnect, str], None],
          done: str, detail: str = "") -> bool:
     try:
-        services.call(target, lambda conn: fn(conn, name), CHANGE_TIMEOUT)
+        services.change(target, lambda conn: fn(conn, name), CHANGE_TIMEOUT)
     except NotFound:
         raise Http404("No such network on this host.") from None
     except VirtError as exc:
@@ -118,7 +118,7 @@ def host_add(request: HttpRequest, host: str, name: str) -> HttpResponse:
         return render_detail(request, target, name, form)
     fixed = form.to_host()
     try:
-        services.call(target, lambda conn: networks.add_fixed_host(conn, name, fixed), CHANGE_TIMEOUT)
+        services.change(target, lambda conn: networks.add_fixed_host(conn, name, fixed), CHANGE_TIMEOUT)
     except networks.NetworkInputError as exc:  # refused before libvirt was asked: nothing changed
         form.add_problems(exc.problems)
         return render_detail(request, target, name, form)
@@ -139,7 +139,7 @@ def host_remove(request: HttpRequest, host: str, name: str) -> HttpResponse:
     target = host_or_404(host)
     ip = request.POST.get("ip", "").strip()[:64]
     try:
-        removed = services.call(target, lambda conn: networks.remove_fixed_host(conn, name, ip), CHANGE_TIMEOUT)
+        removed = services.change(target, lambda conn: networks.remove_fixed_host(conn, name, ip), CHANGE_TIMEOUT)
     except VirtError as exc:
         _audit(request, target, "host-remove", name, error=f"{ip}: {exc}")
         messages.error(request, f"Network {name}: the fixed address {ip} was not removed: {exc}")

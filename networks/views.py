@@ -17,7 +17,8 @@ from hosts.models import Host
 from networks.forms import FixedHostForm, NetworkForm
 from virt.errors import NotFound, VirtError
 from virt.interfaces import host_interfaces
-from virt.networks import NetworkInputError, NetworkSpec, create_network, host_networks, list_networks, network_detail
+from virt.networks import NetworkInputError, NetworkSpec, create_network, host_networks, network_detail
+from virt.reads import NETWORKS
 from webkvm import audit
 from webkvm.models import AuditResult
 from webkvm.views_base import admin_required, host_page
@@ -34,14 +35,14 @@ def host_or_404(name: str) -> Host:
 @require_GET
 @admin_required
 def index(request: HttpRequest) -> HttpResponse:
-    outcomes = services.call_many(list(Host.objects.all()), list_networks)
+    outcomes = services.read_many(list(Host.objects.all()), NETWORKS)
     return render(request, "networks/index.html", {"outcomes": outcomes})
 
 
 @require_GET
 @admin_required
 def host_list(request: HttpRequest, host: str) -> HttpResponse:
-    return host_page(request, host, "networks/list.html", "networks", list_networks)
+    return host_page(request, host, "networks/list.html", "networks", NETWORKS)
 
 
 @require_GET
@@ -111,7 +112,7 @@ def create(request: HttpRequest, host: str) -> HttpResponse:
     spec = form.to_spec()
     start, autostart = bool(form.cleaned_data.get("start")), bool(form.cleaned_data.get("autostart"))
     try:
-        services.call(target, lambda conn: create_network(conn, spec, start=start, autostart=autostart),
+        services.change(target, lambda conn: create_network(conn, spec, start=start, autostart=autostart),
                       CHANGE_TIMEOUT)
     except NetworkInputError as exc:  # the host changed since the form was checked
         form.add_problems(exc.problems, spec.mode)

@@ -87,7 +87,7 @@ class UploadSession:
     def finish(self) -> dict[str, Any]:
         upload = self.upload
         assert upload is not None
-        services.call(self.host, lambda _conn: upload.finish(), CHUNK_TIMEOUT)
+        services.change(self.host, lambda _conn: upload.finish(), CHUNK_TIMEOUT)
         seconds = max(time.monotonic() - self.started, 1e-6)
         return {"pool": self.pool, "volume": self.name, "bytes": self.size, "seconds": round(seconds, 2),
                 "rate": round(self.size / seconds)}
@@ -98,7 +98,7 @@ class UploadSession:
         if upload is None:
             return ""
         try:
-            return services.call(self.host, lambda _conn: upload.abort(), BEGIN_TIMEOUT)
+            return services.change(self.host, lambda _conn: upload.abort(), BEGIN_TIMEOUT)
         except VirtError as exc:
             return f"The partial volume {self.name} could not be deleted ({exc}): delete it by hand."
 

@@ -89,7 +89,7 @@ def _start(request: HttpRequest, ref: VMRef, new_name: str) -> CloneJob:
     try:
         plan = ref.call(lambda dom: plan_clone(dom, new_name), PLAN_TIMEOUT)
         job = CloneJob(plan, key)
-        JOBS.start(job, lambda fn, timeout: services.call(ref.host, fn, timeout), _finisher(request, ref))
+        JOBS.start(job, lambda fn, timeout: services.change(ref.host, fn, timeout), _finisher(request, ref))
     except BaseException:
         services.vm_locks.release(key, ref.uuid)
         raise

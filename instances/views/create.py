@@ -94,7 +94,7 @@ def create(request: HttpRequest) -> HttpResponse:
     spec = form.to_spec()
     start = bool(form.cleaned_data.get("start"))
     try:
-        vm_uuid = services.call(host, lambda conn: _create_unshared(conn, spec, start), CREATE_TIMEOUT)
+        vm_uuid = services.change(host, lambda conn: _create_unshared(conn, spec, start), CREATE_TIMEOUT)
     except VolumeInUse as exc:  # a wrong choice, like any other field error: nothing was made
         form.add_error("existing_volume", str(exc))
         return render(request, "instances/create.html", context)

@@ -15,13 +15,13 @@ from storage import jobs
 from storage.forms import PoolDeleteForm, PoolForm, add_problems
 from storage.views.common import ACTION_TIMEOUT, LIST_TIMEOUT, done, failed, host_or_404
 from virt.errors import NotFound, VirtError
+from virt.reads import POOLS
 from virt.storage import (
     ACTIONS,
     POOL_TYPES,
     ceph_secrets,
     define_pool,
     delete_pool,
-    list_pools,
     pool_action,
     supported_types,
 )
@@ -36,14 +36,14 @@ def index(request: HttpRequest) -> HttpResponse:
     hosts = list(Host.objects.all())
     if len(hosts) == 1:
         return redirect("storage:pools", hosts[0].name)
-    outcomes = services.call_many(hosts, list_pools, LIST_TIMEOUT)
+    outcomes = services.read_many(hosts, POOLS, LIST_TIMEOUT)
     return render(request, "storage/index.html", {"outcomes": outcomes})
 
 
 @require_GET
 @admin_required
 def pools(request: HttpRequest, host: str) -> HttpResponse:
-    return host_page(request, host, "storage/pool_list.html", "pools", list_pools, LIST_TIMEOUT)
+    return host_page(request, host, "storage/pool_list.html", "pools", POOLS, LIST_TIMEOUT)
 
 
 @require_GET
@@ -102,7 +102,7 @@ def pool_new(request: HttpRequest, host: str, kind: str) -> HttpResponse:
     spec, data = form.spec, form.cleaned_data
     assert spec is not None
     try:
-        services.call(found, lambda conn: define_pool(
+        services.change(found, lambda conn: define_pool(
             conn, spec, roots, build=bool(data.get("build")), start=bool(data.get("start")),
             autostart=bool(data.get("autostart")), ceph_key=form.key), ACTION_TIMEOUT)
     except StorageInputError as exc:
@@ -149,7 +149,7 @@ def pool_action_view(request: HttpRequest, host: str, pool: str, action: str) ->
         raise Http404("No such action.")
     audit_action = f"pool.{action}"
     try:
-        message = services.call(found, lambda conn: pool_action(conn, pool, action), ACTION_TIMEOUT)
+        message = services.change(found, lambda conn: pool_action(conn, pool, action), ACTION_TIMEOUT)
     except NotFound:
         raise Http404("No such pool on this host.") from None
     except VirtError as exc:
@@ -180,7 +180,7 @@ def pool_delete(request: HttpRequest, host: str, pool: str) -> HttpResponse:
         return render(request, "storage/pool_delete.html", context)
     delete_storage = bool(form.cleaned_data.get("delete_storage"))
     try:
-        report = services.call(found, lambda conn: delete_pool(conn, pool, delete_storage=delete_storage),
+        report = services.change(found, lambda conn: delete_pool(conn, pool, delete_storage=delete_storage),
                                ACTION_TIMEOUT)
     except VirtError as exc:
         form.add_error(None, f"{found.name}: {exc}")

@@ -63,7 +63,7 @@ def volume_new(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     spec = form.spec
     assert spec is not None
     try:
-        services.call(found, lambda conn: create_volume(conn, pool, spec), ACTION_TIMEOUT)
+        services.change(found, lambda conn: create_volume(conn, pool, spec), ACTION_TIMEOUT)
     except StorageInputError as exc:
         add_problems(form, [Problem("size" if p.field == "capacity" else p.field, p.message) for p in exc.problems])
         failed(request, "volume.create", "volume", f"{pool}/{spec.name}", found, exc, show=False)
@@ -133,7 +133,7 @@ def volume_resize(request: HttpRequest, host: str, pool: str, volume: str) -> Ht
         return render(request, "storage/volume_form.html", context)
     size: int = form.cleaned_data["size"]
     try:
-        old = services.call(found, lambda conn: resize_volume(conn, pool, volume, size), ACTION_TIMEOUT)
+        old = services.change(found, lambda conn: resize_volume(conn, pool, volume, size), ACTION_TIMEOUT)
     except StorageInputError as exc:
         add_problems(form, [Problem("size", p.message) for p in exc.problems])
         failed(request, "volume.resize", "volume", f"{pool}/{volume}", found, exc, show=False)
@@ -166,7 +166,7 @@ def volume_delete(request: HttpRequest, host: str, pool: str, volume: str) -> Ht
     if request.method != "POST":
         return render(request, "storage/volume_confirm.html", context)
     try:
-        services.call(found, lambda conn: delete_volume(conn, pool, volume), ACTION_TIMEOUT)
+        services.change(found, lambda conn: delete_volume(conn, pool, volume), ACTION_TIMEOUT)
     except VirtError as exc:
         failed(request, "volume.delete", "volume", f"{pool}/{volume}", found, exc)
         return redirect("storage:pool", found.name, pool)
