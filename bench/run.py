@@ -9,6 +9,8 @@ Then it measures framebuffer-update throughput and round trips through the panel
 proxy against a direct connection to the same VM's VNC server (bench/vnc.py).
 `--only transfer`: a 1 GiB volume up and down through the panel beside virsh, over qemu+tcp and
 qemu+ssh, with the panel process's memory growth (bench/transfer.py).
+`--only concurrency`: 1, 10 and 50 logged-in sessions and 1 and 50 open live pages on one panel process,
+500 VMs on 1 and 5 hosts, with latency, wrong "unreachable" answers and libvirt calls (bench/concurrency.py).
 Writes bench/results.json, prints a table and PASS/FAIL per target; exits 0 either way.
 `--only vnc` (or `--only instances`) runs one section and keeps the other's figures in the file.
 See bench/README.md.
@@ -32,6 +34,7 @@ sys.path.insert(0, str(REPO))  # run as a script: make the repo's packages impor
 
 import libvirt  # noqa: E402
 
+from bench import concurrency as bench_concurrency  # noqa: E402
 from bench import domains, lowerbound, panel, report, vnc  # noqa: E402
 from bench import migrate as bench_migrate  # noqa: E402
 from bench import transfer as bench_transfer  # noqa: E402
@@ -40,7 +43,7 @@ from lab.forwarder import Forwarder  # noqa: E402
 
 HOST_COUNTS = (1, 5)
 PAGES = ("fleet", "host")
-SECTIONS = ("instances", "vnc", "migrate", "transfer")
+SECTIONS = ("instances", "vnc", "migrate", "transfer", "concurrency")
 
 
 def _sizes(text: str) -> list[int]:
@@ -60,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--vnc-round-trips", type=int, default=600, help="round trips timed per VNC path")
     parser.add_argument("--transfer-mib", type=int, default=1024, help="volume size moved each way (bench/transfer.py)")
     parser.add_argument("--transfer-repeat", type=int, default=3, help="runs per way and tool (medians compared)")
+    parser.add_argument("--concurrency-seconds", type=float, default=30.0,
+                        help="seconds of each load window (sessions, live pages) in bench/concurrency.py")
+    parser.add_argument("--concurrency-vms", type=int, default=500, help="VMs defined for bench/concurrency.py")
     return parser.parse_args(argv)
 
 
@@ -95,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     vnc_result: dict | None = None
     migrate_result: dict | None = None
     transfer_result: dict | None = None
+    concurrency_result: dict | None = None
     removed = 0
     try:
         panel.setup_django(data_dir)
@@ -124,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         if "transfer" in sections:  # bench/transfer.py: a volume up and down, panel vs virsh, tcp and ssh
             print(f"transfer: {args.transfer_mib} MiB up and down through the panel and by virsh", flush=True)
             transfer_result = bench_transfer.run(lab, args.transfer_mib, args.transfer_repeat)
+        if "concurrency" in sections:  # bench/concurrency.py: many sessions and live pages on one panel process
+            print(f"concurrency: {args.concurrency_vms} VMs, 1 and 5 hosts, 1/10/50 sessions and 1/50 live pages, "
+                  f"{args.concurrency_seconds:g} s each", flush=True)
+            concurrency_result = bench_concurrency.run(lab, admin, args.concurrency_seconds, args.concurrency_vms,
+                                                       args.rtt_ms)
+            removed += domains.remove_all(admin)
     finally:
         unparsed = sum(fwd.framing_lost for fwd in forwarders)
         for fwd in forwarders:
@@ -153,6 +166,14 @@ def main(argv: list[str] | None = None) -> int:
         print(bench_transfer.table(transfer_result))
         print()
         print(report.verdicts(transfer_result["targets"]))
+    if concurrency_result is not None:
+        bench_concurrency.write(args.output, concurrency_result)
+        print("\nConcurrency (bench/concurrency.py)")
+        if concurrency_result["environment"]["unparsed_connections"]:
+            print("WARNING: some forwarded connections were not libvirt's plain protocol; call counts are low")
+        print(bench_concurrency.table(concurrency_result))
+        print()
+        print(report.verdicts(concurrency_result["targets"]))
     print(f"\nwrote {args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output} "
           f"in {time.monotonic() - began:.0f} s")
     return 0

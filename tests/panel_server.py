@@ -24,7 +24,7 @@ def serve_panel() -> Iterator[str]:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
     from django.core.asgi import get_asgi_application
 
-    from console.routing import websocket_urlpatterns
+    from webkvm.routing import websocket_urlpatterns
 
     app = ProtocolTypeRouter({"http": ASGIStaticFilesHandler(get_asgi_application()),
                               "websocket": URLRouter(websocket_urlpatterns)})

@@ -15,12 +15,12 @@ try:
     from django.core.asgi import get_asgi_application
 
     django_application = get_asgi_application()
-    from console.routing import websocket_urlpatterns  # needs the apps loaded above
     from storage.asgi import StreamedTransfers  # volume uploads and downloads stream through libvirt
+    from webkvm.routing import websocket_urlpatterns  # needs the apps loaded above
 except ConfigError as exc:
     sys.exit(f"webkvm: configuration error: {exc}")
 
-# Consoles are WebSockets on the panel's own origin (/console/ws/...); console/session.py checks
-# Origin, ticket and permission itself, so no Channels origin or auth middleware is needed.
+# Consoles (/console/ws/...) and live updates (/live/ws/) are WebSockets on the panel's own origin; each
+# consumer checks Origin, session and permission itself, so no Channels origin or auth middleware is needed.
 application = ProtocolTypeRouter({"http": StreamedTransfers(django_application),
                                   "websocket": URLRouter(websocket_urlpatterns)})

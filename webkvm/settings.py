@@ -54,6 +54,9 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "webkvm.urls"
 ASGI_APPLICATION = "webkvm.asgi.application"
+# Live updates travel from a host's watcher to the pages through the channel layer: in memory within
+# one process. Several panel processes share a Redis channel layer and lease instead (instances/live.py).
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 WSGI_APPLICATION = "webkvm.wsgi.application"
 
 TEMPLATES = [

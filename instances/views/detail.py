@@ -12,7 +12,7 @@ from instances.fleet import meter
 from instances.lookup import vm_or_404
 from virt import lifecycle
 from virt.domains import domain_detail, domain_sample
-from virt.errors import VirtError
+from virt.errors import VirtError, host_words
 from webkvm.permissions import can
 
 
@@ -22,7 +22,7 @@ def detail(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
     try:
         info = ref.call(domain_detail)
     except VirtError as exc:
-        return render(request, "instances/detail.html", {"ref": ref, "error": str(exc)}, status=503)
+        return render(request, "instances/detail.html", {"ref": ref, "error": host_words(exc)}, status=503)
     since = meter.state_since(str(ref.host.pk), info.uuid, info.state)
     allowed = {p: can(request.user, p, host=ref.host, vm_uuid=ref.uuid)
                for p in ("power", "change", "delete", "console")}

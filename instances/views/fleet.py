@@ -30,7 +30,6 @@ def _page(request: HttpRequest, filters: Filters, host: Host | None) -> HttpResp
     return render(request, "instances/list.html", {
         "fleet": fleet, "page": page, "rows_html": rows_html, "query": query.urlencode(), "filters": filters,
         "states": STATES, "sort_keys": list(SORT_KEYS), "host": host, "is_admin": admin,
-        "live_scope": f"host={host.name}" if host else "fleet",
     })
 
 

@@ -46,7 +46,12 @@
       push(ioChart, label, [rate(s, previous, "disk_read_bytes", 1024), rate(s, previous, "disk_write_bytes", 1024),
                             rate(s, previous, "net_rx_bytes", 1024), rate(s, previous, "net_tx_bytes", 1024)]);
       previous = s;
-      if (stateLabel && stateLabel.textContent !== s.state) { stateLabel.textContent = s.state + " (reload for actions)"; }
+      if (stateLabel && document.documentElement.dataset.live !== "socket" && stateLabel.textContent !== s.state) {
+        // The live socket is down: these samples are the fallback for the state badge (static/js/vm-live.js).
+        stateLabel.textContent = s.state;
+        const notice = document.getElementById("vm-state-notice");
+        if (notice) { notice.hidden = s.state === stateLabel.dataset.renderedState; }
+      }
       status.textContent = s.state + (cpu === null ? "" : ", CPU " + cpu.toFixed(1) + " %");
       status.dataset.samples = String(cpuChart.data.labels.length);
     } catch (error) {

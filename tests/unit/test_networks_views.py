@@ -128,7 +128,8 @@ def test_unreachable_host_is_said_in_words(admin_client: Client, db: None) -> No
                 reverse("networks:detail", args=["gone", "lan"]), reverse("networks:interfaces", args=["gone"])):
         page = admin_client.get(url)
         text = page.content.decode()
-        assert page.status_code == 503 and any(w in text for w in ("did not answer", "could not be asked", "unreachable:")), url
+        words = ("did not answer", "could not be asked", "unreachable:")
+        assert page.status_code == 503 and any(w in text for w in words), url
     assert admin_client.get(reverse("networks:index")).status_code == 200
     assert host.name in admin_client.get(reverse("networks:index")).content.decode()
 

@@ -1,0 +1,51 @@
+"""Leases: which process of the panel does a piece of shared work (a host's live watcher).
+
+A lease has a name, an owner (this process) and an expiry that its holder renews; a holder that
+dies stops renewing and another process takes the work over when the lease expires. With one
+panel process every lease is this process's; a lease store shared by several processes (Redis,
+with the panel's several-worker set-up) replaces `leases` without changing its callers.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from typing import Protocol
+
+
+class Leases(Protocol):
+    def hold(self, name: str, seconds: float) -> bool:
+        """Take or renew `name` for this process for `seconds`; False while another process holds it."""
+
+    def release(self, name: str) -> None:
+        """Give `name` up now (a clean stop), so another process need not wait for the expiry."""
+
+
+class ProcessLeases:
+    """Leases within one process: for the single-process panel and for tests."""
+
+    def __init__(self) -> None:
+        self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._held: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, name: str, seconds: float, owner: str | None = None) -> bool:
+        me = owner or self.owner
+        now = time.monotonic()
+        with self._lock:
+            current = self._held.get(name)
+            if current is not None and current[0] != me and current[1] > now:
+                return False
+            self._held[name] = (me, now + seconds)
+            return True
+
+    def release(self, name: str, owner: str | None = None) -> None:
+        me = owner or self.owner
+        with self._lock:
+            if self._held.get(name, ("", 0.0))[0] == me:
+                del self._held[name]
+
+
+leases: Leases = ProcessLeases()
