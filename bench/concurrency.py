@@ -1,10 +1,8 @@
-"""Concurrency: many logged-in sessions and open live pages on one panel process, 500 VMs on 1 and 5 hosts.
+"""Concurrency: logged-in sessions and open live pages on one panel process, 500 VMs on 1 and 5 hosts.
 
-The panel runs as `make run` serves it (gunicorn, one uvicorn worker) in its own process, on its own
-temporary data dir prepared by `manage.py` subprocesses (the bench's Django is not shared). Each host is
-a lab/forwarder.py Forwarder adding 20 ms round trip in front of the lab's qemu+tcp port and counting
-libvirt calls. Sessions log in through the login form and load pages with http.client, one thread and
-one keep-alive connection each; live pages are `websockets` clients in one asyncio loop.
+The panel runs as `make run` serves it (gunicorn, one uvicorn worker) on a private data dir prepared by
+`manage.py` subprocesses; each host is a 20 ms lab/forwarder.py Forwarder counting libvirt calls. Sessions
+are http.client threads (one keep-alive connection each), live pages `websockets` clients. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,8 +85,7 @@ class Server:
     """gunicorn + one uvicorn worker on 127.0.0.1:port, as `make run` serves the panel."""
 
     def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.port, self.log_path = port, log
-        self.log = log.open("ab")
+        self.log_path, self.log = log, log.open("ab")
         self.proc = subprocess.Popen(
             [str(REPO / ".venv" / "bin" / "gunicorn"), "webkvm.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
              "--bind", f"127.0.0.1:{port}", "--workers", "1", "--graceful-timeout", "5"],
@@ -95,14 +93,24 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.proc.poll() is None:
             with contextlib.suppress(OSError, http.client.HTTPException):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", LOGIN_PATH)
-                if conn.getresponse().status == 200:
-                    conn.close()
+                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                probe.request("GET", LOGIN_PATH)
+                answered = probe.getresponse().status == 200
+                probe.close()
+                if answered:
                     return
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"the panel did not answer: {self.tail()}")
+
+    def meter(self) -> tuple[float, float]:
+        """CPU seconds so far of the panel (gunicorn's master and worker) and of this process (clients, forwarders)."""
+        ticks, pid = 0, self.proc.pid
+        with contextlib.suppress(OSError):
+            for each in [pid, *Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]:
+                fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK"), time.process_time()
 
     def tail(self, chars: int = 1500) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -123,8 +131,8 @@ class Session:
 
     def __init__(self, port: int) -> None:
         self.cookies: dict[str, str] = {}
-        self.reconnect(port)
-        status, _ = self.request("GET", LOGIN_PATH)
+        self.port, self.conn = port, http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.request("GET", LOGIN_PATH)
         body = urlencode({"username": USER, "password": PASSWORD,
                           "csrfmiddlewaretoken": self.cookies.get("csrftoken", "")})
         status, _ = self.request("POST", LOGIN_PATH, body, {"Content-Type": "application/x-www-form-urlencoded"})
@@ -132,10 +140,8 @@ class Session:
             raise RuntimeError(f"login failed: HTTP {status}")
 
     def reconnect(self, port: int) -> None:
-        self.port = port
-        if hasattr(self, "conn"):
-            self.conn.close()
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.conn.close()
+        self.port, self.conn = port, http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
     @property
     def cookie(self) -> str:
@@ -160,7 +166,16 @@ def _per_host_s(calls: list[int], seconds: float) -> float:
     return round(sum(calls) / len(calls) / seconds, 2)
 
 
-def load(sessions: list[Session], seconds: float, links: list[Forwarder]) -> dict[str, Any]:
+Meter = Callable[[], tuple[float, float]]
+
+
+def _cpu(before: tuple[float, float], after: tuple[float, float], seconds: float) -> dict[str, float]:
+    """Percent of one CPU used by the panel and by the bench process over the window."""
+    return {name: round((b - a) / seconds * 100, 1) if seconds else 0.0
+            for name, a, b in zip(("panel", "bench"), before, after, strict=True)}
+
+
+def load(sessions: list[Session], seconds: float, links: list[Forwarder], meter: Meter) -> dict[str, Any]:
     """Every session loads the two pages in turn for `seconds`; requests in flight at the end finish."""
     for session in sessions:
         session.reconnect(session.port)
@@ -192,13 +207,14 @@ def load(sessions: list[Session], seconds: float, links: list[Forwarder]) -> dic
         thread.start()
     for fwd in links:
         fwd.reset_calls()
-    began = time.monotonic()
+    cpu, began = meter(), time.monotonic()
     deadline[0] = began + seconds
     go.set()
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - began
     calls = [fwd.take_calls() for fwd in links]
+    cpu_percent = _cpu(cpu, meter(), elapsed)
     times = [ms for _, ms, *_ in samples]
     statuses = Counter(str(status) for _, _, status, *_ in samples)
     return {
@@ -212,38 +228,29 @@ def load(sessions: list[Session], seconds: float, links: list[Forwarder]) -> dic
         "busy_answers": sum(1 for *_, busy in samples if busy),
         "status_5xx": sum(n for status, n in statuses.items() if status.startswith("5")),
         "statuses": dict(statuses), "connection_errors": len(errors), "errors_sample": sorted(set(errors))[:3],
-        "calls_by_host": calls, "calls_per_host_per_s": _per_host_s(calls, elapsed),
+        "calls_by_host": calls, "calls_per_host_per_s": _per_host_s(calls, elapsed), "cpu_percent": cpu_percent,
     }
 
 
-async def _live(cookies: list[str], port: int, seconds: float, links: list[Forwarder]) -> dict[str, Any]:
+async def _live(cookies: list[str], port: int, seconds: float, links: list[Forwarder],
+                meter: Meter) -> dict[str, Any]:
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed
     from websockets.typing import Origin
 
     url, origin = f"ws://127.0.0.1:{port}{LIVE_PATH}", Origin(f"http://127.0.0.1:{port}")
-    counts, wrong = [0] * len(cookies), [0]
     failures: Counter[str] = Counter()
-    sockets: list[ClientConnection] = []
-    up: list[int] = []  # indexes of the clients that connected
-    settled, all_settled, closing = [0], asyncio.Event(), [False]
+    closing, wrong = [False], [0]
 
-    def settle() -> None:
-        settled[0] += 1
-        if settled[0] == len(cookies):
-            all_settled.set()
-
-    async def client(index: int, cookie: str) -> None:
+    async def open_page(cookie: str) -> ClientConnection | None:
         try:
-            ws = await connect(url, origin=origin, additional_headers={"Cookie": cookie}, proxy=None,
-                               open_timeout=30, max_size=None)
-        except Exception as exc:  # 404/403/refused today: recorded, the section goes on
+            return await connect(url, origin=origin, additional_headers={"Cookie": cookie}, proxy=None,
+                                 open_timeout=60, max_size=None)
+        except Exception as exc:  # 404/403/refused while the endpoint is missing: recorded, the section goes on
             failures[f"{type(exc).__name__}: {exc}"[:300]] += 1
-            settle()
-            return
-        sockets.append(ws)
-        up.append(index)
-        settle()
+            return None
+
+    async def read(index: int, ws: ClientConnection) -> None:
         try:
             async for raw in ws:
                 counts[index] += 1
@@ -254,38 +261,37 @@ async def _live(cookies: list[str], port: int, seconds: float, links: list[Forwa
             if not closing[0]:
                 failures[f"closed by the panel: {exc}"[:300]] += 1
 
-    tasks = [asyncio.create_task(client(i, cookie)) for i, cookie in enumerate(cookies)]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(all_settled.wait(), 90)
-    connected = len(sockets)
+    sockets = [ws for ws in await asyncio.gather(*map(open_page, cookies)) if ws is not None]
+    counts = [0] * len(sockets)
+    readers = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(sockets)]
     calls: list[int] = []
-    elapsed, before, after = 0.0, list(counts), list(counts)
-    if connected:
+    elapsed, before, after, cpu_percent = 0.0, list(counts), list(counts), {}
+    if sockets:
         for fwd in links:
             fwd.reset_calls()
-        before, began = list(counts), time.monotonic()
+        before, cpu, began = list(counts), meter(), time.monotonic()
         await asyncio.sleep(seconds)
         elapsed, after = time.monotonic() - began, list(counts)
         calls = [fwd.take_calls() for fwd in links]
+        cpu_percent = _cpu(cpu, meter(), elapsed)
     closing[0] = True
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    window = [after[i] - before[i] for i in up]
+    await asyncio.gather(*readers, return_exceptions=True)
+    window = [a - b for a, b in zip(after, before, strict=True)]
     return {
-        "kind": "live", "hosts": len(links), "clients": len(cookies), "connected": connected,
+        "kind": "live", "hosts": len(links), "clients": len(cookies), "connected": len(sockets),
         "seconds": round(elapsed, 2), "failures": dict(failures),
         "messages_per_client": ({"min": min(window), "median": statistics.median(window), "max": max(window)}
                                 if window else None),
         "messages_total": sum(counts), "unreachable_in_messages": wrong[0],
         "calls_by_host": calls, "calls_per_host_per_s": _per_host_s(calls, elapsed) if calls else None,
+        "cpu_percent": cpu_percent,
     }
 
 
-def live(sessions: list[Session], port: int, seconds: float, links: list[Forwarder]) -> dict[str, Any]:
+def live(sessions: list[Session], port: int, seconds: float, links: list[Forwarder], meter: Meter) -> dict[str, Any]:
     """One live page per session (its cookie, the panel's Origin), open for `seconds`, nothing else loading."""
-    return asyncio.run(_live([s.cookie for s in sessions], port, seconds, links))
+    return asyncio.run(_live([s.cookie for s in sessions], port, seconds, links, meter))
 
 
 def _target(name: str, passed: bool, detail: str) -> dict[str, Any]:
@@ -363,15 +369,16 @@ def run(lab: dict[str, Any], admin: libvirt.virConnect, seconds: float = 30.0, v
                     started = time.monotonic()
                     sessions = [Session(port) for _ in range(max(SESSIONS))]
                     login_s = time.monotonic() - started
+                sessions[0].reconnect(port)  # idle keep-alive connections are closed by the server after 5 s
                 for path in PAGES * 2:  # warm-up: the panel opens its connections
                     sessions[0].request("GET", path)
                 for count in SESSIONS:
                     time.sleep(PAUSE_S)
-                    loads.append(load(sessions[:count], seconds, links))
+                    loads.append(load(sessions[:count], seconds, links, server.meter))
                     _say(loads[-1])
                 for count in LIVE_PAGES:
                     time.sleep(PAUSE_S)
-                    lives.append(live(sessions[:count], port, seconds, links))
+                    lives.append(live(sessions[:count], port, seconds, links, server.meter))
                     _say(lives[-1])
             finally:
                 server.stop()
@@ -401,37 +408,33 @@ def run(lab: dict[str, Any], admin: libvirt.virConnect, seconds: float = 30.0, v
     }
 
 
-def _say(r: dict[str, Any]) -> None:
+COLUMNS = ("hosts", "load", "req/s", "median ms", "p95 ms", "unreach", "busy", "5xx", "msgs/client", "calls/host/s",
+           "panel CPU%", "bench CPU%")
+
+
+def _row(r: dict[str, Any]) -> tuple[Any, ...]:
+    n, cpu = r["clients"], r["cpu_percent"]
     if r["kind"] == "sessions":
-        print(f"  x{r['hosts']} {r['clients']:2} sessions: {r['requests_per_s']} req/s, median {r['median_ms']} ms, "
-              f"p95 {r['p95_ms']} ms, {r['unreachable_answers']} unreachable, {r['status_5xx']} 5xx, "
-              f"{r['calls_per_host_per_s']} calls/host/s", flush=True)
-    else:
-        got = r["messages_per_client"]
-        print(f"  x{r['hosts']} {r['clients']:2} live pages: {r['connected']} connected, "
-              f"{got['median'] if got else '-'} messages/client, {r['calls_per_host_per_s']} calls/host/s"
-              + (f"; failed: {'; '.join(r['failures'])}" if r["failures"] else ""), flush=True)
+        return (r["hosts"], f"{n} session{'s' * (n != 1)}", r["requests_per_s"], r["median_ms"], r["p95_ms"],
+                r["unreachable_answers"], r["busy_answers"], r["status_5xx"], None, r["calls_per_host_per_s"],
+                cpu["panel"], cpu["bench"])
+    got = r["messages_per_client"]
+    return (r["hosts"], f"{n} live page{'s' * (n != 1)} ({r['connected']} up)", None, None, None,
+            r["unreachable_in_messages"], None, None, got["median"] if got else None, r["calls_per_host_per_s"],
+            cpu.get("panel"), cpu.get("bench"))
 
 
-COLUMNS = ("hosts", "load", "req/s", "median ms", "p95 ms", "unreach", "busy", "5xx", "msgs/client", "calls/host/s")
+def _say(r: dict[str, Any]) -> None:
+    cells = [f"{name} {value}" for name, value in zip(COLUMNS[2:], _row(r)[2:], strict=True) if value is not None]
+    failed = f"; failed: {'; '.join(r['failures'])}" if r.get("failures") else ""
+    print(f"  x{r['hosts']} {_row(r)[1]}: {', '.join(cells)}{failed}", flush=True)
 
 
 def table(result: dict[str, Any]) -> str:
-    rows: list[tuple[Any, ...]] = [COLUMNS]
-    for r in sorted(result["loads"] + result["live"], key=lambda r: (r["hosts"], r["kind"] != "sessions")):
-        if r["kind"] == "sessions":
-            rows.append((r["hosts"], f"{r['clients']} sessions", r["requests_per_s"], r["median_ms"], r["p95_ms"],
-                         r["unreachable_answers"], r["busy_answers"], r["status_5xx"], None,
-                         r["calls_per_host_per_s"]))
-        else:
-            got = r["messages_per_client"]
-            rows.append((r["hosts"], f"{r['clients']} live ({r['connected']} up)", None, None, None,
-                         r["unreachable_in_messages"], None, None, got["median"] if got else None,
-                         r["calls_per_host_per_s"]))
-    cells = [["-" if value is None else str(value) for value in row] for row in rows]
+    ordered = sorted(result["loads"] + result["live"], key=lambda r: (r["hosts"], r["kind"] != "sessions"))
+    cells = [list(COLUMNS)] + [["-" if v is None else str(v) for v in _row(r)] for r in ordered]
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,
-                                                                                                   strict=True)))
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
              for row in cells]
     failures = sorted({text for r in result["live"] for text in r["failures"]})
     return "\n".join(lines + [f"live pages failed: {text}" for text in failures])
@@ -439,9 +442,6 @@ def table(result: dict[str, Any]) -> str:
 
 def write(path: Path, result: dict[str, Any]) -> None:
     """Add the figures under "concurrency", keeping every other key of results.json."""
-    record: dict[str, Any] = {}
-    if path.exists():
-        with contextlib.suppress(ValueError):
-            record = json.loads(path.read_text())
+    record: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     record["concurrency"] = result
     path.write_text(json.dumps(record, indent=2) + "\n")

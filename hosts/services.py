@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -68,16 +68,23 @@ def call_locked(host: Host, vm_uuid: str, fn: Callable[[libvirt.virConnect], T],
     vm_locks.acquire(key, vm_uuid)
     try:
         conn = _checked_connection(host)
-        pending = conn.submit(fn, timeout)
+
+        def changing(libvirt_conn: libvirt.virConnect) -> T:
+            try:
+                return fn(libvirt_conn)
+            finally:
+                conn.reads.invalidate()  # before the caller hears the answer
+                vm_locks.release(key, vm_uuid)
+
+        pending = conn.submit(changing, timeout)
     except BaseException:
         vm_locks.release(key, vm_uuid)
         raise
+    def dropped(done: Future[T]) -> None:
+        if done.cancelled():  # taken out of the queue unrun: changing() never released the lock
+            vm_locks.release(key, vm_uuid)
 
-    def finished(_done: object) -> None:
-        vm_locks.release(key, vm_uuid)
-        conn.reads.invalidate()
-
-    pending.add_done_callback(finished)
+    pending.add_done_callback(dropped)
     return conn.wait(pending)
 
 

@@ -9,12 +9,8 @@ that outlives the request's deadline), so it is a plain set of keys, not a threa
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 from virt.errors import Busy
-
-T = TypeVar("T")
 
 
 class VMLocks:
@@ -37,14 +33,3 @@ class VMLocks:
     def held(self, host_key: str, vm_uuid: str) -> bool:
         with self._lock:
             return (host_key, vm_uuid.lower()) in self._held
-
-    def releasing(self, host_key: str, vm_uuid: str, fn: Callable[..., T]) -> Callable[..., T]:
-        """Wrap fn so that the lock is released when fn ends, wherever it runs."""
-
-        def run(*args: object) -> T:
-            try:
-                return fn(*args)
-            finally:
-                self.release(host_key, vm_uuid)
-
-        return run

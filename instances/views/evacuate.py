@@ -17,10 +17,11 @@ from django.views.decorators.http import require_http_methods
 
 from hosts import services
 from hosts.models import Host
+from instances.host_rows import host_rows
 from instances.views.migrate import MigrateForm, make_job, require_migrate
 from virt import migrate
-from virt.domains import DomainRow, list_domains
-from virt.errors import VirtError
+from virt.domains import DomainRow
+from virt.errors import VirtError, host_words
 from webkvm import audit, permissions
 from webkvm.models import AuditResult, VMPermission
 
@@ -77,9 +78,9 @@ def evacuate(request: HttpRequest, host: str) -> HttpResponse:
     others = list(Host.objects.exclude(pk=source.pk))
     context: dict[str, Any] = {"host": source}
     try:
-        rows = services.call(source, list_domains)
+        rows = host_rows(source).rows
     except VirtError as exc:
-        context["error"] = str(exc)
+        context["error"] = host_words(exc)
         return render(request, "instances/evacuate.html", context, status=503)
     running = [r for r in rows if r.active]
     shut_off = [r for r in rows if not r.active]

@@ -21,9 +21,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from hosts import services
 from hosts.models import Host
+from instances.host_rows import host_rows
 from instances.lookup import VMRef, vm_or_404
 from virt import migrate
-from virt.domains import DomainRow, list_domains
+from virt.domains import DomainRow
 from virt.errors import InvalidInput, Unreachable, VirtError
 from virt.migrate_checks import Endpoint, Finding, Options, judge, source_facts, target_facts, unreachable
 from virt.uri import validate_hostname
@@ -333,8 +334,8 @@ def migrate_many(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Tick the VMs to migrate first.")
         return redirect("instances:list")
     rows: dict[tuple[int, str], DomainRow] = {}
-    for outcome in services.call_many({h.pk: h for h, _ in chosen}.values(), list_domains):
-        for row in outcome.value or []:
+    for outcome in services.each({h.pk: h for h, _ in chosen}.values(), host_rows):
+        for row in outcome.value.rows if outcome.value else []:
             rows[(outcome.host.pk, row.uuid.lower())] = row
     vms = [(host, vm_uuid, rows.get((host.pk, vm_uuid))) for host, vm_uuid in chosen]
     form = MigrateForm(list(Host.objects.values_list("name", flat=True)),

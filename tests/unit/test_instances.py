@@ -58,7 +58,7 @@ def test_rows_json_follows_state_changes_and_measures_cpu(admin_client: Client, 
     first = admin_client.get(reverse("instances:rows")).json()
     key = f"testhost/{DB_01_UUID}"
     assert first["vms"][key]["state"] == "running"
-    services.call(test_host, lambda conn: conn.lookupByName("db-01").suspend())
+    services.change(test_host, lambda conn: conn.lookupByName("db-01").suspend())
     time.sleep(0.6)
     second = admin_client.get(reverse("instances:rows")).json()
     assert second["vms"][key]["state"] == "paused"
@@ -288,7 +288,8 @@ def test_meter_forgets_vms_that_are_gone(admin_client: Client, test_host: Host) 
     admin_client.get(reverse("instances:rows"))
     key = (str(test_host.pk), DB_01_UUID)
     assert key in meter._seen
-    services.call(test_host, lambda conn: (conn.lookupByName("db-01").destroy(), conn.lookupByName("db-01").undefine()))
+    services.change(test_host, lambda conn: (conn.lookupByName("db-01").destroy(),
+                                             conn.lookupByName("db-01").undefine()))
     admin_client.get(reverse("instances:rows"))
     assert key not in meter._seen
 
