@@ -318,7 +318,7 @@ def targets(loads: list[dict[str, Any]], lives: list[dict[str, Any]]) -> list[di
     by = {(r["hosts"], r["clients"]): r for r in loads}
     found = [_target("no answer says a healthy host is unreachable",
                      bool(loads) and all(r["unreachable_answers"] == 0 for r in loads),
-                     "; ".join(f"x{r['hosts']} {r['clients']} sessions: {r['unreachable_answers']}" for r in loads))]
+                     "; ".join(f"x{r['hosts']} {_row(r)[1]}: {r['unreachable_answers']}" for r in loads))]
     found.append(_ratio_target(f"libvirt calls/host/s at {SESSIONS[-1]} sessions at most {CALLS_FACTOR:g}x "
                                "those at 1 session", by, 1, SESSIONS[-1], CALLS_FACTOR))
     verdicts, details = [], []
@@ -329,7 +329,7 @@ def targets(loads: list[dict[str, Any]], lives: list[dict[str, Any]]) -> list[di
         details.append(f"x{hosts}: p95 {ten['p95_ms'] if ten else '-'} ms vs limit {limit:.1f} ms")
     found.append(_target(f"p95 at 10 sessions within {P95_FACTOR:g}x the 1-session median",
                          bool(verdicts) and all(verdicts), "; ".join(details)))
-    bad = [f"x{r['hosts']} {r['clients']} sessions: {r['status_5xx']} 5xx, {r['connection_errors']} dropped"
+    bad = [f"x{r['hosts']} {_row(r)[1]}: {r['status_5xx']} 5xx, {r['connection_errors']} dropped"
            for r in loads if r["status_5xx"] or r["connection_errors"]]
     found.append(_target("no 5xx answers (nor dropped connections)", bool(loads) and not bad,
                          "; ".join(bad) or f"{sum(r['requests'] for r in loads)} answers"))
@@ -353,7 +353,7 @@ def run(lab: dict[str, Any], admin: libvirt.virConnect, seconds: float = 30.0, v
     sessions: list[Session] = []
     loads: list[dict[str, Any]] = []
     lives: list[dict[str, Any]] = []
-    login_s, unparsed, log_tail = 0.0, 0, ""
+    login_s, unparsed, log_tail, tracebacks = 0.0, 0, "", 0
     try:
         forwarders = [Forwarder((tcp.hostname or "127.0.0.1", tcp.port or 16509), rtt_ms=rtt_ms).start()
                       for _ in range(max(HOST_COUNTS))]
@@ -382,6 +382,7 @@ def run(lab: dict[str, Any], admin: libvirt.virConnect, seconds: float = 30.0, v
                     _say(lives[-1])
             finally:
                 server.stop()
+                tracebacks = server.tail(1 << 30).count("Traceback")  # the log holds both servers' output
                 if any(r["status_5xx"] for r in loads):
                     log_tail = server.tail()
     finally:
@@ -399,7 +400,8 @@ def run(lab: dict[str, Any], admin: libvirt.virConnect, seconds: float = 30.0, v
                    "rtt_ms": rtt_ms, "pages": list(PAGES), "live_url": LIVE_PATH,
                    "server": "gunicorn webkvm.asgi:application -k uvicorn_worker.UvicornWorker --workers 1"},
         "environment": {"domains_per_host": domains_per_host, "prepare_seconds": round(prepare, 1),
-                        "login_seconds": round(login_s, 1), "unparsed_connections": unparsed},
+                        "login_seconds": round(login_s, 1), "unparsed_connections": unparsed,
+                        "panel_log_tracebacks": tracebacks},
         "loads": loads,
         "live": lives,
         "targets": targets(loads, lives),

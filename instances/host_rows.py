@@ -9,9 +9,11 @@ filtering by grants and joining strings.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -45,9 +47,10 @@ class HostRows:
     _html: dict[tuple[str, RowVariant], SafeString] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
-    def by_uuid(self) -> dict[str, DomainRow]:
-        return {row.uuid.lower(): row for row in self.rows}
+    @functools.cached_property
+    def dicts(self) -> dict[str, dict[str, Any]]:
+        """Each row as JSON-ready data, by lower-case UUID: built once per read for rows.json and live pages."""
+        return {row.uuid.lower(): row.as_dict() for row in self.rows}
 
     def html(self, host_name: str, row: DomainRow, variant: RowVariant, prefix: str, console_prefix: str) -> SafeString:
         """The row's <tr>, built once per read and variant (prefixes are the same for every request)."""

@@ -157,7 +157,7 @@ class Watcher:
                 self.words = words
                 await layer.group_send(group_name(host.pk), self._message(host, words=words))
             return
-        current = {row.uuid.lower(): row.as_dict() for row in snapshot.rows}
+        current = snapshot.dicts
         if self.published is None:  # the first read is the baseline: new viewers are sent it in full
             self.published, self.words = current, ""
             return

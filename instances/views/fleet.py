@@ -52,6 +52,7 @@ def rows(request: HttpRequest) -> JsonResponse:
     fleet = gather(request.user, Filters.from_query(request.GET))
     page = Paginator(fleet.rows, PAGE_SIZE).get_page(request.GET.get("page"))
     return JsonResponse({
-        "vms": {item.key: item.row.as_dict() for item in page},
+        "vms": {item.key: item.snapshot.dicts[item.row.uuid.lower()] if item.snapshot else item.row.as_dict()
+                for item in page},
         "unreachable": {host.name: words for host, words in fleet.unreachable},
     })
