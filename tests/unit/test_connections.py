@@ -158,6 +158,40 @@ def test_overlapping_reads_share_one_call_and_a_fresh_answer_is_kept(registry: R
     assert len(calls) == 3
 
 
+def test_after_the_window_the_last_answer_serves_while_a_new_read_runs(registry: Registry) -> None:
+    host = registry.host("h1", SPEC)
+    host.reads.fresh_for, host.reads.stale_for = 0.1, 0.5
+    gate = threading.Event()
+    answers = iter(["first", "second"])
+
+    def slow_read(conn) -> str:
+        answer = next(answers)
+        if answer == "second":
+            gate.wait(3)
+        return answer
+
+    assert host.read("k", DOMAIN, slow_read) == "first"
+    time.sleep(0.15)  # past the window: this reader starts the new read and is answered at once
+    began = time.monotonic()
+    assert host.read("k", DOMAIN, slow_read) == "first"
+    assert host.read("k", DOMAIN, slow_read) == "first"  # shares the flight's wait-free answer
+    assert time.monotonic() - began < 0.1
+    time.sleep(0.5)  # the new read is no longer young: readers now wait for it (within their deadline)
+    threading.Timer(0.1, gate.set).start()
+    assert host.read("k", DOMAIN, slow_read) == "second"
+
+
+def test_a_failed_read_drops_the_kept_answer(registry: Registry) -> None:
+    host = registry.host("h1", SPEC)
+    host.reads.fresh_for = 0.05
+    assert host.read("k", DOMAIN, lambda conn: "kept") == "kept"
+    time.sleep(0.06)
+    host.read("k", DOMAIN, lambda conn: conn.lookupByName("no-such-vm"))  # served the last answer meanwhile
+    time.sleep(0.05)
+    with pytest.raises(NotFound):  # the failure dropped it: nobody is served the old answer any more
+        host.read("k", DOMAIN, lambda conn: conn.lookupByName("no-such-vm"))
+
+
 def test_a_failed_read_is_shared_but_not_kept(registry: Registry) -> None:
     host = registry.host("h1", SPEC)
     with pytest.raises(NotFound):
