@@ -15,8 +15,8 @@ from hosts import services
 from hosts.forms import HostForm
 from hosts.models import Host
 from virt.errors import VirtError, host_words
-from virt.hostinfo import host_summary, usage_sample
-from virt.reads import HOST_SUMMARY
+from virt.hostinfo import host_summary
+from virt.reads import HOST_SUMMARY, HOST_USAGE
 from virt.ssh import HostKey, keyscan
 from virt.uri import Transport
 from webkvm import audit
@@ -53,7 +53,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
 def host_usage(request: HttpRequest, name: str) -> JsonResponse:
     host = get_object_or_404(Host, name=name)
     try:
-        sample = services.call(host, usage_sample)
+        sample = services.read(host, HOST_USAGE)
     except VirtError as exc:
         return JsonResponse({"error": str(exc)}, status=503)
     return JsonResponse(sample.as_dict())

@@ -10,8 +10,9 @@ from typing import Generic, TypeVar
 import libvirt
 
 from virt.connections import HOST
-from virt.events import NETWORK, POOL
-from virt.hostinfo import HostSummary, host_summary
+from virt.domains import DomainSample, domain_sample
+from virt.events import DOMAIN, NETWORK, POOL
+from virt.hostinfo import HostSummary, UsageSample, host_summary, usage_sample
 from virt.networks import NetworkInfo, list_networks
 from virt.storage import PoolSummary, list_pools
 
@@ -26,5 +27,11 @@ class Read(Generic[T]):
 
 
 HOST_SUMMARY: Read[HostSummary] = Read("host-summary", HOST, host_summary)
+HOST_USAGE: Read[UsageSample] = Read("host-usage", HOST, usage_sample)
 POOLS: Read[list[PoolSummary]] = Read("pools", POOL, list_pools)
 NETWORKS: Read[list[NetworkInfo]] = Read("networks", NETWORK, list_networks)
+
+
+def vm_sample(uuid: str) -> Read[DomainSample]:
+    """One VM's usage counters, shared by everybody with its page open (each page polls them)."""
+    return Read(f"vm-sample:{uuid.lower()}", DOMAIN, lambda conn: domain_sample(conn.lookupByUUIDString(uuid)))

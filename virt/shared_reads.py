@@ -22,6 +22,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+FORGET_AFTER = 60.0
+
 
 @dataclass(eq=False)
 class _Entry:
@@ -72,6 +74,7 @@ class SharedReads:
 
     def _finished(self, key: str, entry: _Entry, future: Future[Any]) -> None:
         with self._lock:
+            self._forget_old(time.monotonic())
             slot = self._slots.get(key)
             if slot is None:
                 return
@@ -84,6 +87,12 @@ class SharedReads:
             elif not entry.stale:
                 entry.finished = time.monotonic()
                 slot.kept = entry
+
+    def _forget_old(self, now: float) -> None:
+        """Drop slots nobody has asked for in a while (a deleted VM's, say): the map must not grow forever."""
+        for key, slot in list(self._slots.items()):
+            if slot.flight is None and (slot.kept is None or now - (slot.kept.finished or now) > FORGET_AFTER):
+                del self._slots[key]
 
     def invalidate(self, topic: str | None = None) -> None:
         """Forget kept answers of `topic` (all when None); reads in flight are shared but not kept."""

@@ -8,11 +8,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from hosts import services
 from instances.fleet import meter
 from instances.lookup import vm_or_404
 from virt import lifecycle
-from virt.domains import domain_detail, domain_sample
+from virt.domains import domain_detail
 from virt.errors import VirtError, host_words
+from virt.reads import vm_sample
 from webkvm.permissions import can
 
 
@@ -36,7 +38,7 @@ def detail(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
 def stats(request: HttpRequest, host: str, vm: uuid.UUID) -> JsonResponse:
     ref = vm_or_404(request, host, vm, "view")
     try:
-        sample = ref.call(domain_sample)
+        sample = services.read(ref.host, vm_sample(ref.uuid))
     except VirtError as exc:
         return JsonResponse({"error": str(exc)}, status=503)
     return JsonResponse(sample.as_dict())

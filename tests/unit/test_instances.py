@@ -300,3 +300,17 @@ def test_console_link_only_with_the_console_grant(personas: dict[str, Client], g
     assert link in personas["admin"].get(reverse("instances:list")).content.decode()
     VMGrant.objects.filter(user=granted_user).update(can_console=False)
     assert link not in personas["user"].get(reverse("instances:list")).content.decode()
+
+
+def test_usage_polls_of_many_viewers_share_one_read(personas: dict[str, Client], test_host: Host, monkeypatch) -> None:
+    import virt.reads
+
+    asked: list[str] = []
+    real = virt.reads.domain_sample
+    monkeypatch.setattr(virt.reads, "domain_sample", lambda dom: (asked.append(dom.name()), real(dom))[1])
+    url = reverse("instances:stats", args=["testhost", WEB_01_UUID])
+    for _ in range(3):
+        assert personas["admin"].get(url).status_code == 200
+        assert personas["user"].get(url).status_code == 200
+    assert asked == ["web-01"]  # six polls within the freshness window: one libvirt read
+    assert personas["outsider"].get(url).status_code == 403  # the permission check comes before any read
