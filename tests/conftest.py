@@ -22,6 +22,18 @@ PASSWORD = "correct-horse-battery-9"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None,
+                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A file for the test database, as the panel has, not SQLite's shared in-memory one: there, two
+    requests writing at once (an audit record each) fail with "table is locked" instead of waiting."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip locally when a tool is missing, but fail under CI=true: CI never skips silently."""
     if condition:

@@ -39,6 +39,8 @@ MAX_BACKOFF = 15.0
 DEFAULT_SLOTS = 4
 LONG_CALL_SECONDS = 10.0  # calls allowed longer than this run in the long lane, not in a slot
 LONG_LANE_THREADS = 16
+PROBE_SECONDS = 0.5  # how long a caller whose call is past its deadline waits for the probe's answer
+SHARER_CHECK_SECONDS = 0.1  # a reader waiting for another's read looks this often whether the host failed
 HOST = "host"  # topic of reads about the host as a whole (its summary counts VMs: domain events drop it)
 
 
@@ -169,7 +171,7 @@ class HostConnection:
         self._queued = 0
         self._running: set[Ticket] = set()
         self._last_answer = 0.0  # monotonic time the host last answered anything
-        self._probing = False
+        self._probing: threading.Event | None = None  # set when the running probe is answered
         self._failures = 0
         self._retry_at = 0.0
         self._closed = False
@@ -231,9 +233,12 @@ class HostConnection:
                 except FutureTimeout:
                     pass
             if ticket.overdue(time.monotonic()) > 0:
+                # Past its own deadline. Unreachable, unless the host answers a probe at once: then this
+                # call is only slow (a VM's job lock, a loaded daemon) and the host is busy, not down.
+                if self._probe().wait(PROBE_SECONDS):
+                    raise HostBusy(f"busy: the host answers, but not this call within {ticket.timeout:g} s") from None
                 reason = f"no answer within {ticket.timeout:g} s"
                 self._set_status(HostState.DEGRADED, reason)
-                self._probe()
                 raise Unreachable(reason) from None
         with self._lock:
             queued = self._queued
@@ -264,15 +269,24 @@ class HostConnection:
             return self.wait(holder[0])
         if future.done():
             return future.result()
-        # Another caller owns this read and its deadline; wait as long as a caller of our own would.
+        # Another caller owns this read and its deadline; wait as long as a caller of our own would, but not
+        # a moment longer once the host is known to fail (the shared read may be the call that hangs).
         budget = self.call_timeout if timeout is None else timeout
-        try:
-            return future.result(budget)
-        except FutureTimeout:
-            stuck = self._stuck_reason(time.monotonic())
-            raise (Unreachable(stuck) if stuck else HostBusy(f"busy: {self._queued} calls queued")) from None
-        except CancelledError:
-            raise HostBusy(f"busy: {self._queued} calls queued") from None
+        deadline = time.monotonic() + budget
+        while True:
+            with self._lock:
+                stuck = self._stuck_reason(time.monotonic())
+            if stuck:
+                raise Unreachable(stuck)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HostBusy(f"busy: {self._queued} calls queued")
+            try:
+                return future.result(min(left, SHARER_CHECK_SECONDS))
+            except FutureTimeout:
+                continue
+            except CancelledError:
+                raise HostBusy(f"busy: {self._queued} calls queued") from None
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` for every change event of this host (from libvirt's event thread); returns
@@ -310,13 +324,14 @@ class HostConnection:
                 return f"not responding: no answer for {now - (ticket.started or now):.1f} s"
         return ""
 
-    def _probe(self) -> None:
-        """Ask the host one cheap question outside the queue: an answer proves a slow call is only slow."""
+    def _probe(self) -> threading.Event:
+        """Ask the host one cheap question outside the queue: an answer proves a slow call is only slow.
+        The event is set when the host answers (one probe at a time; a running one is shared)."""
         with self._lock:
             conn = self._conn
-            if self._probing or conn is None or self._closed:
-                return
-            self._probing = True
+            if self._probing is not None or conn is None or self._closed:
+                return self._probing or threading.Event()
+            answered = self._probing = threading.Event()
 
         def probe() -> None:
             try:
@@ -325,10 +340,12 @@ class HostConnection:
                 return
             finally:
                 with self._lock:
-                    self._probing = False
+                    self._probing = None
             self._answered()
+            answered.set()
 
         threading.Thread(target=probe, name=f"probe-{self.name}", daemon=True).start()
+        return answered
 
     def _answered(self) -> None:
         with self._lock:

@@ -5,9 +5,11 @@ no grant for."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +42,27 @@ def screenshot(page: Any, name: str) -> None:
     page.screenshot(path=str(folder / name))
 
 
-def record_live_frames(page: Any) -> list[str]:
-    """Every text frame the page's live-updates WebSockets receive, as raw payloads (register before goto)."""
-    frames: list[str] = []
+@dataclass
+class Viewer:
+    """One user's fleet page and every frame its WebSockets received: (monotonic time when Playwright passed it
+    on, raw payload)."""
 
-    def on_socket(ws: Any) -> None:
-        if "/live/ws/" in ws.url:
-            ws.on("framereceived", lambda payload: frames.append(
-                payload if isinstance(payload, str) else payload.decode("utf-8", "replace")))
+    page: Any
+    frames: list[tuple[float, str]] = field(default_factory=list)
 
-    page.on("websocket", on_socket)
-    return frames
+    def record(self) -> None:
+        """Register before the first goto: every socket the page opens is recorded (the fleet page's only one
+        is /live/ws/)."""
+
+        def on_frame(payload: str | bytes) -> None:
+            text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+            self.frames.append((time.monotonic(), text))
+
+        self.page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
+
+    @property
+    def payloads(self) -> list[str]:
+        return [payload for _, payload in self.frames]
 
 
 def log_in(page: Any, base: str, username: str, password: str) -> None:
@@ -73,14 +85,40 @@ def state_cell(page: Any, key: str) -> Any:
     return page.locator(f'tr[data-key="{key}"] [data-col=state]')
 
 
-def follow(pages: dict[str, Any], key: str, state: str, timings: list[str], what: str) -> None:
-    """Each page shows `state` for the VM within LIVE_MS of the change (one deadline for all pages)."""
+def summary(payload: str, key: str) -> str:
+    """One live message in a few words: full or not, how many rows, this VM's state in it, hosts' words."""
+    try:
+        message = json.loads(payload)
+    except ValueError:
+        return payload[:200]
+    row = (message.get("vms") or {}).get(key)
+    return (f"full={message.get('full')} rows={len(message.get('vms') or {})} "
+            f"this VM: {row['state'] if row else '-'} unreachable={message.get('unreachable')}")
+
+
+def virsh_timed(timings: list[str], *args: str) -> float:
+    """Run virsh; note how long it took; return when it returned (the change is made by then)."""
     started = time.monotonic()
-    deadline = started + LIVE_MS / 1000
-    for who, page in pages.items():
+    virsh(*args)
+    done = time.monotonic()
+    timings.append(f"virsh {' '.join(args)}: {(done - started) * 1000:.0f} ms")
+    return done
+
+
+def follow(viewers: dict[str, Viewer], key: str, state: str, since: float, timings: list[str]) -> None:
+    """Each page shows `state` for the VM within LIVE_MS of `since` (one deadline for all pages); on failure,
+    say what each page's socket received meanwhile."""
+    deadline = since + LIVE_MS / 1000
+    for who, viewer in viewers.items():
         remaining = max(1.0, (deadline - time.monotonic()) * 1000)
-        expect(state_cell(page, key)).to_have_text(state, timeout=remaining)
-        timings.append(f"{what}: {who} shows {state!r} after {(time.monotonic() - started) * 1000:.0f} ms")
+        try:
+            expect(state_cell(viewer.page, key)).to_have_text(state, timeout=remaining)
+        except AssertionError as exc:
+            received = [f"{(at - since) * 1000:+.0f} ms {summary(payload, key)}" for at, payload in viewer.frames
+                        if at >= since - 2]
+            raise AssertionError(f"{who}'s page did not show {state!r} for {key} within {LIVE_MS} ms of virsh "
+                                 f"returning; timings so far: {timings}; its frames since: {received}") from exc
+        timings.append(f"  {who} shows {state!r} after {(time.monotonic() - since) * 1000:.0f} ms")
 
 
 def test_two_users_follow_virsh_and_see_only_their_vms(asgi_server: str, browser, page, lab: dict[str, Any],
@@ -103,58 +141,54 @@ def test_two_users_follow_virsh_and_see_only_their_vms(asgi_server: str, browser
     alice = users.create_user("alice", "", USER_PASSWORD)
     VMGrant.objects.create(user=alice, host=host, vm_uuid=a_uuid, vm_name=a_name, can_console=True, can_power=True)
 
-    admin_page = page
     user_context = browser.new_context()
     timings: list[str] = []
     try:
         user_page = user_context.new_page()
         user_page.set_default_timeout(15000)
-        admin_frames = record_live_frames(admin_page)
-        user_frames = record_live_frames(user_page)
-        log_in(admin_page, asgi_server, "admin", ADMIN_PASSWORD)
-        log_in(user_page, asgi_server, "alice", USER_PASSWORD)
+        admin, user = Viewer(page), Viewer(user_page)
+        admin.record()
+        user.record()
+        log_in(admin.page, asgi_server, "admin", ADMIN_PASSWORD)
+        log_in(user.page, asgi_server, "alice", USER_PASSWORD)
         # The admin's fleet filtered to our VMs: other VMs on the lab daemon (a benchmark's) may fill its
         # first page. The user's is the plain fleet page: it lists their one VM.
-        open_fleet(admin_page, f"{asgi_server}/instances/?q={prefix}")
-        open_fleet(user_page, f"{asgi_server}/instances/")
-        pages = {"admin": admin_page, "user": user_page}
-        for shown in pages.values():
-            expect(state_cell(shown, a_key)).to_have_text("shut off")
-        expect(state_cell(admin_page, b_key)).to_have_text("shut off")
-        expect(user_page.locator(f'tr[data-key="{b_key}"]')).to_have_count(0)
-        expect(user_page.locator("#fleet tbody tr[data-key]")).to_have_count(1)
+        open_fleet(admin.page, f"{asgi_server}/instances/?q={prefix}")
+        open_fleet(user.page, f"{asgi_server}/instances/")
+        both = {"admin": admin, "user": user}
+        for viewer in both.values():
+            expect(state_cell(viewer.page, a_key)).to_have_text("shut off")
+        expect(state_cell(admin.page, b_key)).to_have_text("shut off")
+        expect(user.page.locator(f'tr[data-key="{b_key}"]')).to_have_count(0)
+        expect(user.page.locator("#fleet tbody tr[data-key]")).to_have_count(1)
 
         # A: both pages follow virsh.
-        virsh("start", a_name)
-        follow(pages, a_key, "running", timings, "virsh start A")
-        virsh("destroy", a_name)
-        follow(pages, a_key, "shut off", timings, "virsh destroy A")
+        follow(both, a_key, "running", virsh_timed(timings, "start", a_name), timings)
+        follow(both, a_key, "shut off", virsh_timed(timings, "destroy", a_name), timings)
 
         # B: the admin's page follows; the user's never hears of it.
-        virsh("start", b_name)
-        follow({"admin": admin_page}, b_key, "running", timings, "virsh start B")
-        virsh("destroy", b_name)
-        follow({"admin": admin_page}, b_key, "shut off", timings, "virsh destroy B")
+        follow({"admin": admin}, b_key, "running", virsh_timed(timings, "start", b_name), timings)
+        follow({"admin": admin}, b_key, "shut off", virsh_timed(timings, "destroy", b_name), timings)
         # A few more periodic reads (one a second), so that a frame leaking B would have arrived by now.
-        user_page.wait_for_timeout(3000)
-        screenshot(admin_page, "live-updates-admin.png")
-        screenshot(user_page, "live-updates-user.png")
+        user.page.wait_for_timeout(3000)
+        screenshot(admin.page, "live-updates-admin.png")
+        screenshot(user.page, "live-updates-user.png")
 
-        for who, shown in pages.items():
-            assert shown.evaluate("window.__marker") == "same page", f"{who}'s page was reloaded"
-            assert shown.evaluate("document.documentElement.dataset.live") == "socket", f"{who}'s page polled"
-        assert user_page.locator(f'tr[data-key="{b_key}"]').count() == 0
-        assert b_name not in user_page.content()
-        assert b_uuid not in user_page.content().lower()
+        for who, viewer in both.items():
+            assert viewer.page.evaluate("window.__marker") == "same page", f"{who}'s page was reloaded"
+            assert viewer.page.evaluate("document.documentElement.dataset.live") == "socket", f"{who}'s page polled"
+        assert user.page.locator(f'tr[data-key="{b_key}"]').count() == 0
+        shown = user.page.content()
+        assert b_name not in shown
+        assert b_uuid not in shown.lower()
 
         # The frames themselves: the user's socket carried A's changes and nothing at all about B.
-        assert user_frames, "the user's page received no live frames"
-        assert any(a_uuid in f.lower() for f in user_frames), user_frames
-        leaks = [f for f in user_frames if b_uuid in f.lower() or b_name in f]
+        assert user.frames, "the user's page received no live frames"
+        assert any(a_uuid in payload.lower() for payload in user.payloads), user.payloads
+        leaks = [payload for payload in user.payloads if b_uuid in payload.lower() or b_name in payload]
         assert not leaks, f"the user's WebSocket carried B ({b_name} {b_uuid}): {leaks}"
         # ... while the admin's did carry B (the check above is not vacuous).
-        assert any(b_uuid in f.lower() for f in admin_frames)
-        print(*user_frames, sep="\n")
-        print("\n".join([*timings, f"frames received: admin {len(admin_frames)}, user {len(user_frames)}"]))
+        assert any(b_uuid in payload.lower() for payload in admin.payloads)
+        print("\n".join([*timings, f"frames received: admin {len(admin.frames)}, user {len(user.frames)}"]))
     finally:
         user_context.close()
