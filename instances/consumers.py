@@ -23,6 +23,7 @@ from console.session import origin_allowed, session_cookie
 from console.tickets import session_user
 from instances import live
 from instances.fleet import Visibility, visible
+from virt.errors import brief_words
 
 CLOSE_REFUSED = 4403
 
@@ -136,6 +137,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
             return
         uuids = self.allowed[pk]
         name = event["host"]
+        words = event["words"] if uuids is None else brief_words(event["words"])  # admins see all of a host
 
         def mine(uuid: str) -> bool:
             return uuids is None or uuid in uuids
@@ -145,7 +147,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
             "vms": {f"{name}/{row['uuid']}": row for uuid, row in event["rows"].items() if mine(uuid)},
             "added": [f"{name}/{uuid}" for uuid in event["added"] if mine(uuid)],
             "removed": [f"{name}/{uuid}" for uuid in event["removed"] if mine(uuid)],
-            "unreachable": {name: event["words"]},
+            "unreachable": {name: words},
         }
         words_only = event["full"] or not (event["rows"] or event["added"] or event["removed"])
         # Nothing at all about VMs this user may not see: not even that something changed.

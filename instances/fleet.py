@@ -13,6 +13,7 @@ from hosts import services
 from hosts.models import Host
 from instances.host_rows import HostRows, RowVariant, host_rows, meter
 from virt.domains import STATES, DomainRow
+from virt.errors import brief_words
 from webkvm.models import VMGrant
 from webkvm.permissions import is_admin
 
@@ -132,7 +133,7 @@ def gather(user: Any, filters: Filters) -> Fleet:
     for outcome in services.each(queried, host_rows):
         host = outcome.host
         if not outcome.ok or outcome.value is None:
-            fleet.unreachable.append((host, outcome.words))
+            fleet.unreachable.append((host, outcome.words if granted is None else brief_words(outcome.words)))
             continue
         snapshot = outcome.value
         allowed = None if granted is None else granted.get(host.pk, set())

@@ -37,6 +37,12 @@ class HostBusy(VirtError):
     """The host answers, but more callers wait for it than it has slots: "busy", not "unreachable"."""
 
 
+def brief_words(words: str) -> str:
+    """What a user who is not an admin is told of a host's trouble: its kind ("busy", "unreachable",
+    "error"), never the host's own error text."""
+    return words.split(":", 1)[0]
+
+
 def host_words(error: VirtError) -> str:
     """How a host's part of a page names a failed read: busy, unreachable, or the error itself."""
     if isinstance(error, HostBusy):

@@ -13,9 +13,9 @@ from instances.fleet import meter
 from instances.lookup import vm_or_404
 from virt import lifecycle
 from virt.domains import domain_detail
-from virt.errors import VirtError, host_words
+from virt.errors import VirtError, brief_words, host_words
 from virt.reads import vm_sample
-from webkvm.permissions import can
+from webkvm.permissions import can, is_admin
 
 
 @require_GET
@@ -24,7 +24,8 @@ def detail(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
     try:
         info = ref.call(domain_detail)
     except VirtError as exc:
-        return render(request, "instances/detail.html", {"ref": ref, "error": host_words(exc)}, status=503)
+        words = host_words(exc) if is_admin(request.user) else brief_words(host_words(exc))
+        return render(request, "instances/detail.html", {"ref": ref, "error": words}, status=503)
     since = meter.state_since(str(ref.host.pk), info.uuid, info.state)
     allowed = {p: can(request.user, p, host=ref.host, vm_uuid=ref.uuid)
                for p in ("power", "change", "delete", "console")}
@@ -40,5 +41,6 @@ def stats(request: HttpRequest, host: str, vm: uuid.UUID) -> JsonResponse:
     try:
         sample = services.read(ref.host, vm_sample(ref.uuid))
     except VirtError as exc:
-        return JsonResponse({"error": str(exc)}, status=503)
+        words = host_words(exc) if is_admin(request.user) else brief_words(host_words(exc))
+        return JsonResponse({"error": words}, status=503)
     return JsonResponse(sample.as_dict())

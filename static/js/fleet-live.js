@@ -51,7 +51,7 @@
       row.appendChild(cell);
       table.tBodies[0].prepend(row);
     }
-    row.cells[0].className = "state " + (words.startsWith("busy:") ? "busy" : "down");
+    row.cells[0].className = "state " + (words.startsWith("busy") ? "busy" : "down");
     row.cells[0].textContent = host + ": " + words;
   }
   const rows = new Map();

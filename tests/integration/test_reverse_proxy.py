@@ -234,6 +234,11 @@ def console_through_nginx(browser: Any, vm_uuid: str, nginx: dict[str, Any]) -> 
         assert lit >= 200, f"no SeaBIOS banner through nginx ({lit} lit pixels)"
         assert sockets and sockets[0].startswith(f"wss://127.0.0.1:{nginx['port']}/console/ws/localhost/"), sockets
 
+        # The VM list's live updates come over the same kind of location.
+        page.goto(f"{base}/instances/")
+        expect(page.locator("html")).to_have_attribute("data-live", "socket", timeout=15000)
+        assert any(url.startswith(f"wss://127.0.0.1:{nginx['port']}/live/ws/") for url in sockets), sockets
+
         # The same path refuses another origin, and answers the panel's own with the RFB banner.
         cookie = f"sessionid={session['value']}"
         mint = """async () => {

@@ -168,3 +168,26 @@ def test_row_changes() -> None:
     assert live.row_changes(before, after) == {"rows": {"a": {"state": "paused"}, "c": {"state": "running"}},
                                                "added": ["c"], "removed": ["b"]}
     assert live.row_changes(None, after) == {"rows": after, "added": [], "removed": []}
+
+
+def test_users_hear_that_a_host_is_unreachable_but_not_its_error_text(admin_client, user_client, granted_user,
+                                                                      test_host) -> None:
+    from webkvm.models import VMGrant
+
+    gone = Host.objects.create(name="gone", transport="tcp", hostname="127.0.0.1", port=1, insecure_tcp=True)
+    VMGrant.objects.create(user=granted_user, host=gone, vm_uuid=DB_01_UUID, vm_name="elsewhere")
+
+    async def first_of(client: Client) -> dict[str, str]:
+        page = await _open("host=gone", cookie_of(client))
+        first = json.loads((await page.receive_output(timeout=10))["text"])
+        await page.disconnect()
+        return first["unreachable"]
+
+    assert async_to_sync(first_of)(user_client) == {"gone": "unreachable"}
+    assert "refused" in async_to_sync(first_of)(admin_client)["gone"]
+    from django.urls import reverse
+
+    for client, expect_reason in ((user_client, False), (admin_client, True)):
+        rows = client.get(reverse("instances:rows")).json()["unreachable"]
+        page = client.get(reverse("instances:list")).content.decode()
+        assert ("refused" in rows["gone"]) is expect_reason and ("refused" in page) is expect_reason, rows
