@@ -28,19 +28,19 @@ def set_text(page, text: str) -> None:
     page.evaluate("text => document.querySelector('.CodeMirror').CodeMirror.setValue(text)", text)
 
 
-def test_codemirror_marks_the_error_line_and_saves_the_fix(live_server, page) -> None:
+def test_codemirror_marks_the_error_line_and_saves_the_fix(asgi_server, page) -> None:
     get_user_model().objects.create_superuser("admin", "", "browser-test-pass-1")
     host = Host.objects.create(name="demo", transport="test", path=str(BASIC_WORLD))
     problems: list[str] = []
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: problems.append(str(exc)))
 
-    page.goto(live_server.url + "/login/")
+    page.goto(asgi_server + "/login/")
     page.fill("input[name=username]", "admin")
     page.fill("input[name=password]", "browser-test-pass-1")
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/hosts/$"))
-    page.goto(f"{live_server.url}/instances/demo/{WEB_01_UUID}/")
+    page.goto(f"{asgi_server}/instances/demo/{WEB_01_UUID}/")
     page.click("#edit-xml")
     page.wait_for_url(re.compile(rf".*/instances/demo/{WEB_01_UUID}/xml/$"))
 
