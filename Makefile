@@ -10,8 +10,7 @@ WEBKVM_WORKERS ?= 1
 run: setup
 	$(PY) manage.py bootstrap
 	@echo "webkvm: serving on http://$(WEBKVM_BIND)/"
-	exec .venv/bin/gunicorn webkvm.asgi:application -k uvicorn_worker.UvicornWorker \
-		--bind $(WEBKVM_BIND) --workers $(WEBKVM_WORKERS) --graceful-timeout 5 --access-logfile -
+	exec $(PY) manage.py serve --bind $(WEBKVM_BIND) --workers $(WEBKVM_WORKERS)
 
 setup: system $(STAMPS)/venv $(STAMPS)/npm
 	$(PY) manage.py migrate --noinput -v0

@@ -16,6 +16,8 @@ from virt.errors import HostBusy, Unreachable, VirtError
 from virt.locks import VMLocks
 from virt.reads import Read
 from virt.ssh import SshIdentity, write_known_hosts
+from webkvm import redis_store
+from webkvm.shared_locks import RedisVMLocks
 
 T = TypeVar("T")
 
@@ -38,7 +40,13 @@ def call(host: Host, fn: Callable[[libvirt.virConnect], T], timeout: float | Non
     return _checked_connection(host).call(fn, timeout)
 
 
-vm_locks = VMLocks()
+def _vm_locks() -> VMLocks | RedisVMLocks:
+    """Per-VM locks in Redis when the panel's processes share one (WEBKVM_REDIS_URL), else in this process."""
+    shared = redis_store.client()
+    return RedisVMLocks(shared) if shared is not None else VMLocks()
+
+
+vm_locks = _vm_locks()
 
 
 def change(host: Host, fn: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:

@@ -3,7 +3,7 @@
 set -eu
 PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 qemu-utils
 dnsmasq-base iptables iproute2 openssh-server openssh-client sasl2-bin libsasl2-modules chromium chromium-driver
-pkg-config gcc python3-venv python3-dev nodejs npm util-linux procps openssl nginx"
+pkg-config gcc python3-venv python3-dev nodejs npm util-linux procps openssl nginx redis-server"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -23,4 +23,8 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $mi
 # Debian's default site answering on port 80 until the admin configures the reverse proxy.
 if echo " $missing " | grep -q " nginx "; then
   systemctl disable --now nginx >/dev/null 2>&1 || service nginx stop >/dev/null 2>&1 || true
+fi
+# The same for Redis: the panel runs a private redis-server on a unix socket in its data dir.
+if echo " $missing " | grep -q " redis-server "; then
+  systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true
 fi

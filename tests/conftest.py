@@ -34,6 +34,19 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
 
 
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server on a unix socket for this test run (fails under CI=true when not installed)."""
+    import shutil
+
+    from webkvm.redis_store import PrivateRedis
+
+    need(shutil.which("redis-server") is not None, "redis-server is not installed")
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    yield server.start()
+    server.stop()
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip locally when a tool is missing, but fail under CI=true: CI never skips silently."""
     if condition:

@@ -99,3 +99,18 @@ def secret_key(data: Path) -> str:
             raise ConfigError("WEBKVM_SECRET_KEY must be at least 32 characters long")
         return key
     return private_file(data / "secret_key", secrets.token_urlsafe(50).encode()).decode()
+
+
+def env_redis_url(name: str) -> str:
+    """A Redis URL (redis://, rediss:// or unix://) or "" for none: the panel then runs as one process."""
+    raw = env_str(name, "")
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme == "unix":
+        valid = not parts.netloc and parts.path.startswith("/")
+    else:
+        valid = parts.scheme in ("redis", "rediss") and bool(parts.hostname)
+    if not valid:
+        raise ConfigError(f"{name} must look like redis://127.0.0.1:6379/0 or unix:///path/to/redis.sock, not {raw!r}")
+    return raw

@@ -2,8 +2,8 @@
 
 A lease has a name, an owner (this process) and an expiry that its holder renews; a holder that
 dies stops renewing and another process takes the work over when the lease expires. With one
-panel process every lease is this process's; a lease store shared by several processes (Redis,
-with the panel's several-worker set-up) replaces `leases` without changing its callers.
+panel process every lease is this process's; with WEBKVM_REDIS_URL the leases live in Redis
+(webkvm/shared_locks.py) and are shared by every process of the panel.
 """
 
 from __future__ import annotations
@@ -48,4 +48,15 @@ class ProcessLeases:
                 del self._held[name]
 
 
-leases: Leases = ProcessLeases()
+def _configured() -> Leases:
+    from webkvm.redis_store import client
+
+    shared = client()
+    if shared is None:
+        return ProcessLeases()
+    from webkvm.shared_locks import RedisLeases
+
+    return RedisLeases(shared)
+
+
+leases: Leases = _configured()

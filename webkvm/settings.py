@@ -54,9 +54,15 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "webkvm.urls"
 ASGI_APPLICATION = "webkvm.asgi.application"
-# Live updates travel from a host's watcher to the pages through the channel layer: in memory within
-# one process. Several panel processes share a Redis channel layer and lease instead (instances/live.py).
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# What several panel processes share: the channel layer (live updates), leases (one watcher per host)
+# and per-VM locks live in Redis when WEBKVM_REDIS_URL is set (`make run` starts a private one);
+# without it, in this process's memory, and the panel must run as one process.
+WEBKVM_REDIS_URL = config.env_redis_url("WEBKVM_REDIS_URL")
+if WEBKVM_REDIS_URL:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                  "CONFIG": {"hosts": [WEBKVM_REDIS_URL], "prefix": "webkvm:channels:"}}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 WSGI_APPLICATION = "webkvm.wsgi.application"
 
 TEMPLATES = [

@@ -89,7 +89,8 @@ def site_config(panel_port: int, port: int, cert: Path, key: Path) -> str:
 
 @pytest.fixture
 def panel(lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """A fresh panel as `make run` starts it, on a private data dir, trusting the proxy's headers."""
+    """A fresh panel as `make run` starts it (manage.py serve: private Redis, gunicorn with two workers),
+    on a private data dir, trusting the proxy's headers."""
     data = Path(tempfile.mkdtemp(prefix="webkvm-rp-panel-"))
     env = {**os.environ, "WEBKVM_DATA_DIR": str(data), "WEBKVM_DATABASE_URL": f"sqlite:///{data / 'webkvm.sqlite3'}",
            "WEBKVM_CREDENTIAL_KEY_FILE": str(data / "credentials.key"), "WEBKVM_ALLOWED_HOSTS": "127.0.0.1",
@@ -103,15 +104,15 @@ def panel(lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
     assert "Added host 'localhost'" in done.stdout, done.stdout  # bootstrap found the lab's libvirtd
     port, log = free_port(), data / "panel.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(REPO / ".venv" / "bin" / "gunicorn"), "webkvm.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
-             "--bind", f"127.0.0.1:{port}", "--workers", "1", "--graceful-timeout", "2"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([*manage, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+                                   cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, process, "the panel", log)
+        assert (data / "redis" / "redis.sock").exists(), "manage.py serve did not start its private Redis"
         yield {"port": port, "db": data / "webkvm.sqlite3", "log": log}
     finally:
         stop(process)
+        assert not (data / "redis" / "redis.sock").exists(), "Redis outlived the panel"
         shutil.rmtree(data, ignore_errors=True)
 
 

@@ -31,6 +31,8 @@ def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
     ("WEBKVM_OPEN_TIMEOUT", "0", "between 1 and 60"),
     ("WEBKVM_HOST_SLOTS", "0", "between 1 and 64"),
     ("WEBKVM_READ_FRESH_MS", "soon", "WEBKVM_READ_FRESH_MS must be a whole number"),
+    ("WEBKVM_REDIS_URL", "http://127.0.0.1:6379", "WEBKVM_REDIS_URL must look like redis://"),
+    ("WEBKVM_REDIS_URL", "unix://relative/redis.sock", "WEBKVM_REDIS_URL must look like redis://"),
     ("WEBKVM_CSRF_TRUSTED_ORIGINS", "panel.example.org", "is not an origin"),
     ("WEBKVM_DATABASE_URL", "nonsense://x", "not a valid database URL"),
 ])
@@ -73,3 +75,14 @@ def test_bootstrap_uses_given_admin_password(monkeypatch, capsys) -> None:
     call_command("bootstrap")
     assert "given-Passw0rd-here" not in capsys.readouterr().out
     assert get_user_model().objects.get(username="admin").check_password("given-Passw0rd-here")
+
+
+def test_with_redis_the_processes_share_locks_leases_and_the_channel_layer(tmp_path, redis_url) -> None:
+    probe = ("from django.conf import settings; from hosts import services; from webkvm.leases import leases; "
+             "print(settings.CHANNEL_LAYERS['default']['BACKEND'], type(services.vm_locks).__name__, "
+             "type(leases).__name__)")
+    shared = manage(tmp_path, "shell", "-c", probe, WEBKVM_REDIS_URL=redis_url)
+    expected = ["channels_redis.core.RedisChannelLayer", "RedisVMLocks", "RedisLeases"]
+    assert shared.stdout.splitlines()[-1].split() == expected, shared
+    alone = manage(tmp_path, "shell", "-c", probe)
+    assert alone.stdout.splitlines()[-1].split() == ["channels.layers.InMemoryChannelLayer", "VMLocks", "ProcessLeases"]
