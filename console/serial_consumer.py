@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from console.serial_session import InUse, SerialSession, open_session
+from console.serial_holders import InUse, SerialSessions
+from console.serial_session import SerialSession, open_session
 from console.sockets import blocking, cancel_others, open_arguments, watch
 from console.tickets import Refused
 from virt.serial import SerialPipe, abort_quietly
@@ -34,6 +36,7 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     close_reason = ""
     accepted = False
     kicked = ""  # set (from any thread) when another viewer takes the console over
+    registry: SerialSessions | None = None  # None: this process's (console.serial_session.sessions)
 
     async def connect(self) -> None:
         self.tasks = []
@@ -41,7 +44,8 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         arguments, query = open_arguments(self.scope)
         try:
             self.session = await blocking(open_session)(
-                **arguments, take_over=(query.get("takeover") or [""])[0] == "1", kick=self._kick)
+                **arguments, take_over=(query.get("takeover") or [""])[0] == "1", kick=self._kick,
+                channel=getattr(self, "channel_name", ""), registry=self.registry)
         except Refused as exc:
             # Accept only to say why: the close reason is all the page can read of a refusal.
             await self.accept()
@@ -87,6 +91,12 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         self.kicked = reason
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self._end_soon, reason, CLOSE_TAKEN_OVER)
+
+    async def serial_kick(self, message: dict[str, Any]) -> None:
+        """Another viewer, in this process or another, took the console over (a channel layer message).
+        Handled after connect() returned: Channels dispatches one message at a time."""
+        if self.session is not None and message.get("token") == self.session.holder.token:
+            self._kick(str(message.get("reason") or "taken over"))
 
     def _end_soon(self, reason: str, code: int) -> None:
         # Before the handshake is answered, connect() itself looks at `kicked`.

@@ -33,6 +33,7 @@ from playwright.sync_api import expect
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.test_console import banner_pixels
 from tests.conftest import need
+from tests.panel_server import free_port, stop
 
 pytestmark = [pytest.mark.lab, pytest.mark.browser]
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -40,12 +41,6 @@ DOC = REPO / "docs" / "reverse-proxy.md"
 ARTIFACTS = REPO / "var" / "test-artifacts"
 ADMIN_PASSWORD = "proxy-test-pass-1"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, log: Path) -> None:
@@ -57,16 +52,6 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, log: P
             return
         time.sleep(0.2)
     pytest.fail(f"{what} did not start: {log.read_text(errors='replace')[-2000:]}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def site_config(panel_port: int, port: int, cert: Path, key: Path) -> str:
@@ -235,11 +220,6 @@ def console_through_nginx(browser: Any, vm_uuid: str, nginx: dict[str, Any]) -> 
         assert lit >= 200, f"no SeaBIOS banner through nginx ({lit} lit pixels)"
         assert sockets and sockets[0].startswith(f"wss://127.0.0.1:{nginx['port']}/console/ws/localhost/"), sockets
 
-        # The VM list's live updates come over the same kind of location.
-        page.goto(f"{base}/instances/")
-        expect(page.locator("html")).to_have_attribute("data-live", "socket", timeout=15000)
-        assert any(url.startswith(f"wss://127.0.0.1:{nginx['port']}/live/ws/") for url in sockets), sockets
-
         # The same path refuses another origin, and answers the panel's own with the RFB banner.
         cookie = f"sessionid={session['value']}"
         mint = """async () => {
@@ -256,5 +236,10 @@ def console_through_nginx(browser: Any, vm_uuid: str, nginx: dict[str, Any]) -> 
                 assert data == expected, (data, closed)
             else:
                 assert data is None and closed.code == 4403 and expected in closed.reason, (data, closed)
+
+        # The VM list's live updates come over the same kind of location.
+        page.goto(f"{base}/instances/")
+        expect(page.locator("html")).to_have_attribute("data-live", "socket", timeout=15000)
+        assert any(url.startswith(f"wss://127.0.0.1:{nginx['port']}/live/ws/") for url in sockets), sockets
     finally:
         context.close()

@@ -118,9 +118,10 @@ def ws_path(ticket: str, vm: str = WEB_01_UUID, extra: str = "") -> str:
     return f"/console/serial/ws/testhost/{vm}/?ticket={ticket}{extra}"
 
 
-async def _open(path: str, cookie: str, origin: str = ORIGIN) -> tuple[WebsocketCommunicator, dict]:
-    """Open the WebSocket; return it with its first message (console output, or the close)."""
-    communicator = WebsocketCommunicator(application, path, headers=[
+async def _open(path: str, cookie: str, origin: str = ORIGIN, app: Any = None) -> tuple[WebsocketCommunicator, dict]:
+    """Open the WebSocket (on the panel's application unless another is given); return it with its first
+    message (console output, or the close)."""
+    communicator = WebsocketCommunicator(app or application, path, headers=[
         (b"origin", origin.encode()), (b"host", b"127.0.0.1:8000"), (b"cookie", f"sessionid={cookie}".encode())])
     connected, _ = await communicator.connect(timeout=10)
     assert connected

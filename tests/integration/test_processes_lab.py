@@ -1,0 +1,187 @@
+"""Two panel processes sharing one database and one Redis, on the real lab: a VM's lock holds across
+processes, and a change made with virsh reaches live pages served by either process through one
+watcher (one lease holder)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from lab.forwarder import Forwarder
+from tests.panel_server import free_port, stop
+from webkvm.redis_store import PrivateRedis
+
+pytestmark = [pytest.mark.lab]
+
+REPO = Path(__file__).resolve().parents[2]
+SETUP = """
+import json, os
+from django.contrib.auth import SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+from hosts.models import Host
+spec = json.loads(os.environ["PROCESSES_TEST"])
+user = get_user_model().objects.create_superuser("two-admin", "", "two-processes-password-1")
+Host.objects.create(name="slow", transport="tcp", hostname="127.0.0.1", port=spec["slow_port"], insecure_tcp=True)
+Host.objects.create(name="lab", transport="tcp", hostname="127.0.0.1", port=16509, insecure_tcp=True)
+keys = []
+for _ in range(2):
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    keys.append(store.session_key)
+print("SESSIONS " + " ".join(keys))
+"""
+
+
+class Browser:
+    """One logged-in browser against one process: cookies (session, CSRF, messages), one connection."""
+
+    def __init__(self, port: int, session_key: str) -> None:
+        self.port = port
+        self.csrf = secrets.token_hex(16)  # 32 characters: Django accepts the unmasked secret
+        self.cookies = {"sessionid": session_key, "csrftoken": self.csrf}
+
+    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        body = "&".join(f"{k}={v}" for k, v in {**(form or {}), "csrfmiddlewaretoken": self.csrf}.items()) \
+            if method == "POST" else None
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn.request(method, path, body, headers)
+        response = conn.getresponse()
+        text = response.read().decode()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = header.partition("=")
+            self.cookies[name.strip()] = rest.split(";")[0]
+        conn.close()
+        return response.status, response.getheader("Location") or "", text
+
+    def post_and_follow(self, path: str, form: dict[str, str]) -> list[str]:
+        status, location, _ = self.request("POST", path, form)
+        assert status == 302, status
+        _, _, page = self.request("GET", location)
+        return re.findall(r'class="msg [^"]*" role="status">([^<]*)<', page)
+
+
+@pytest.fixture
+def two_panels(lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    data = Path(tempfile.mkdtemp(prefix="webkvm-two-"))
+    store = PrivateRedis(data / "redis")
+    link = Forwarder(("127.0.0.1", 16509), rtt_ms=300).start()  # keeps an action running while the other arrives
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBKVM_") and k != "DJANGO_SETTINGS_MODULE"}
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        env.update({"WEBKVM_DATA_DIR": str(data), "WEBKVM_REDIS_URL": store.start(),
+                    "WEBKVM_LIVE_INTERVAL_MS": "30000"})  # what arrives in time was pushed by an event
+        manage = [sys.executable, str(REPO / "manage.py")]
+        subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True, timeout=120)
+        done = subprocess.run([*manage, "shell", "-c", SETUP], cwd=REPO, capture_output=True, text=True, timeout=60,
+                              env={**env, "PROCESSES_TEST": json.dumps({"slow_port": link.port})})
+        assert done.returncode == 0, done.stderr
+        sessions = done.stdout.split("SESSIONS ")[1].split()
+        ports = [free_port(), free_port()]
+        for port in ports:
+            log = (data / f"panel-{port}.log").open("wb")
+            processes.append(subprocess.Popen(
+                [str(REPO / ".venv" / "bin" / "gunicorn"), "webkvm.asgi:application", "-k",
+                 "uvicorn_worker.UvicornWorker", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+        for port, process in zip(ports, processes, strict=True):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                assert process.poll() is None, (data / f"panel-{port}.log").read_text()[-2000:]
+                try:
+                    Browser(port, sessions[0]).request("GET", "/login/")
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            else:
+                pytest.fail(f"the panel on port {port} did not answer")
+        yield {"ports": ports, "sessions": sessions, "redis": store.url, "link": link}
+    finally:
+        for process in processes:
+            stop(process)
+        link.stop()
+        store.stop()
+        subprocess.run(["rm", "-rf", str(data)], check=False)
+
+
+def test_two_processes_one_vm_one_action_at_a_time(two_panels: dict[str, Any], lab_domain) -> None:
+    dom = lab_domain()
+    a, b = (Browser(port, key) for port, key in zip(two_panels["ports"], two_panels["sessions"], strict=True))
+    path = f"/instances/slow/{dom.UUIDString()}/action/suspend/"
+    for browser in (a, b):  # each process opens its connection to the slow host first (a dozen round trips)
+        browser.request("GET", f"/instances/slow/{dom.UUIDString()}/")
+    words: dict[str, list[str]] = {}
+    start = threading.Barrier(2)
+
+    def act(name: str, browser: Browser) -> None:
+        start.wait()
+        words[name] = browser.post_and_follow(path, {"confirm": "yes"})
+
+    threads = [threading.Thread(target=act, args=item) for item in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    said = [" ".join(found) for found in words.values()]
+    assert dom.state()[0] == 3, said  # paused, by exactly one of them
+    assert sorted("pause: done" in w.lower() for w in said) == [False, True], said
+    assert any("still running" in w for w in said), said
+
+
+def test_a_virsh_change_reaches_pages_on_both_processes_through_one_watcher(two_panels: dict[str, Any],
+                                                                           lab_domain) -> None:
+    from websockets.asyncio.client import connect
+
+    dom = lab_domain()
+    key = f"lab/{dom.UUIDString()}"
+
+    async def follow(port: int, session: str, frames: list[dict[str, Any]], ready: asyncio.Event) -> None:
+        async with connect(f"ws://127.0.0.1:{port}/live/ws/?host=lab", origin=f"http://127.0.0.1:{port}",
+                           additional_headers={"Cookie": f"sessionid={session}"}, open_timeout=20) as ws:
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), 20)))
+            ready.set()
+            while True:
+                frames.append(json.loads(await ws.recv()))
+
+    async def run() -> tuple[list[list[dict[str, Any]]], float]:
+        pages: list[list[dict[str, Any]]] = [[], []]
+        ready = [asyncio.Event(), asyncio.Event()]
+        tasks = [asyncio.create_task(follow(port, session, pages[i], ready[i]))
+                 for i, (port, session) in enumerate(zip(two_panels["ports"], two_panels["sessions"], strict=True))]
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
+        await asyncio.to_thread(dom.suspend)
+        changed = time.monotonic()
+        while time.monotonic() - changed < 1.5 and not all(
+                any(f.get("vms", {}).get(key, {}).get("state") == "paused" for f in frames) for frames in pages):
+            await asyncio.sleep(0.05)
+        for task in tasks:
+            task.cancel()
+        return pages, time.monotonic() - changed
+
+    pages, waited = asyncio.run(run())
+    for frames in pages:
+        assert frames[0]["full"] and frames[0]["vms"][key]["state"] == "running", frames[0]
+        assert any(f.get("vms", {}).get(key, {}).get("state") == "paused" for f in frames), (waited, frames)
+    store = redis.Redis.from_url(two_panels["redis"])
+    holders = [k for k in store.keys("webkvm:lease:live-watcher:*")]
+    assert len(holders) == 1, holders  # one watcher for the host, whichever process runs it
