@@ -3,7 +3,8 @@
 set -eu
 PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 qemu-utils
 dnsmasq-base iptables iproute2 openssh-server openssh-client sasl2-bin libsasl2-modules chromium chromium-driver
-pkg-config gcc python3-venv python3-dev nodejs npm util-linux procps openssl nginx redis-server"
+pkg-config gcc python3-venv python3-dev nodejs npm util-linux procps openssl nginx redis-server
+postgresql"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -24,7 +25,10 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $mi
 if echo " $missing " | grep -q " nginx "; then
   systemctl disable --now nginx >/dev/null 2>&1 || service nginx stop >/dev/null 2>&1 || true
 fi
-# The same for Redis: the panel runs a private redis-server on a unix socket in its data dir.
-if echo " $missing " | grep -q " redis-server "; then
-  systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true
-fi
+# The same for Redis (the panel runs a private redis-server on a unix socket in its data dir) and for
+# PostgreSQL (an optional database, WEBKVM_DATABASE_URL; the tests run a private cluster of their own).
+for service in redis-server postgresql; do
+  if echo " $missing " | grep -q " $service "; then
+    systemctl disable --now "$service" >/dev/null 2>&1 || service "$service" stop >/dev/null 2>&1 || true
+  fi
+done

@@ -5,6 +5,7 @@ watcher (one lease holder)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -24,6 +25,7 @@ import redis
 
 from lab.forwarder import Forwarder
 from tests.panel_server import free_port, stop
+from tests.postgres import private_postgres
 from webkvm.redis_store import PrivateRedis
 
 pytestmark = [pytest.mark.lab]
@@ -81,8 +83,16 @@ class Browser:
         return re.findall(r'class="msg [^"]*" role="status">([^<]*)<', page)
 
 
-@pytest.fixture
-def two_panels(lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_panels(request: pytest.FixtureRequest, lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Two panel processes (gunicorn, one worker each) on one database (the embedded SQLite file, or a
+    private PostgreSQL) and one private Redis."""
+    with contextlib.ExitStack() as stack:
+        database = stack.enter_context(private_postgres()) if request.param == "postgresql" else ""
+        yield from _two_panels(lab, database)
+
+
+def _two_panels(lab: dict[str, Any], database: str) -> Iterator[dict[str, Any]]:
     data = Path(tempfile.mkdtemp(prefix="webkvm-two-"))
     store = PrivateRedis(data / "redis")
     link = Forwarder(("127.0.0.1", 16509), rtt_ms=300).start()  # keeps an action running while the other arrives
@@ -91,6 +101,8 @@ def two_panels(lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
     try:
         env.update({"WEBKVM_DATA_DIR": str(data), "WEBKVM_REDIS_URL": store.start(),
                     "WEBKVM_LIVE_INTERVAL_MS": "30000"})  # what arrives in time was pushed by an event
+        if database:
+            env["WEBKVM_DATABASE_URL"] = database
         manage = [sys.executable, str(REPO / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True, timeout=120)
         done = subprocess.run([*manage, "shell", "-c", SETUP], cwd=REPO, capture_output=True, text=True, timeout=60,
