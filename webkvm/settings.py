@@ -89,6 +89,13 @@ try:
     }
 except ValueError as exc:
     raise config.ConfigError(f"WEBKVM_DATABASE_URL is not a valid database URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several panel processes write to one SQLite file: WAL lets readers go on while one writes, IMMEDIATE
+    # transactions take the write lock up front (no deadlock on upgrade), and a writer waits up to 20 s
+    # for another instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE", "timeout": 20})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -86,3 +86,11 @@ def test_with_redis_the_processes_share_locks_leases_and_the_channel_layer(tmp_p
     assert shared.stdout.splitlines()[-1].split() == expected, shared
     alone = manage(tmp_path, "shell", "-c", probe)
     assert alone.stdout.splitlines()[-1].split() == ["channels.layers.InMemoryChannelLayer", "VMLocks", "ProcessLeases"]
+
+
+def test_the_embedded_database_lets_several_processes_write(tmp_path) -> None:
+    assert manage(tmp_path, "migrate", "-v0").returncode == 0
+    probe = ("from django.db import connection; c = connection.cursor(); c.execute('PRAGMA journal_mode'); "
+             "mode = c.fetchone()[0]; c.execute('PRAGMA busy_timeout'); print(mode, c.fetchone()[0])")
+    done = manage(tmp_path, "shell", "-c", probe)
+    assert done.stdout.splitlines()[-1].split() == ["wal", "20000"], done
