@@ -5,7 +5,6 @@ from storage.views import pools, transfer, volumes
 app_name = "storage"
 urlpatterns = [
     path("", pools.index, name="index"),
-    path("jobs/<str:job_id>.json", volumes.job_status, name="job"),
     path("<slug:host>/", pools.pools, name="pools"),
     path("<slug:host>/new/", pools.pool_types, name="pool_types"),
     path("<slug:host>/new/<slug:kind>/", pools.pool_new, name="pool_new"),

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -20,6 +21,20 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def in_session(sid: int) -> list[int]:
+    """The processes of session `sid` (a process started with start_new_session=True and its children, even
+    those that made a process group of their own, as RQ's work horses do)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[3]) == sid:  # after the name: state, ppid, pgrp, session
+            found.append(int(stat.parent.name))
+    return found
 
 
 def free_port() -> int:

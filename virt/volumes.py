@@ -221,6 +221,24 @@ def allocation_of(conn: libvirt.virConnect, pool_name: str, name: str) -> tuple[
     return int(info[2]), int(info[1])
 
 
+def remove_partial(conn: libvirt.virConnect, pool_name: str, name: str) -> str:
+    """Remove what a copy whose caller went away left: "removed", "absent", or "building" while libvirtd
+    still writes it (it goes on copying after its client is gone, and refuses deletion until it ends)."""
+    try:
+        vol = lookup(conn, pool_name).storageVolLookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+            return "absent"
+        raise
+    try:
+        vol.delete(0)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID and "being allocated" in str(exc):
+            return "building"
+        raise
+    return "removed"
+
+
 def _running(conn: libvirt.virConnect, names: tuple[str, ...]) -> list[str]:
     running = []
     for name in names:

@@ -16,11 +16,12 @@ from typing import Protocol
 
 
 class Leases(Protocol):
-    def hold(self, name: str, seconds: float) -> bool:
-        """Take or renew `name` for this process for `seconds`; False while another process holds it."""
+    def hold(self, name: str, seconds: float, owner: str | None = None) -> bool:
+        """Take or renew `name` for this process (or for `owner` within it) for `seconds`; False while
+        another holder has it."""
 
-    def release(self, name: str) -> None:
-        """Give `name` up now (a clean stop), so another process need not wait for the expiry."""
+    def release(self, name: str, owner: str | None = None) -> None:
+        """Give `name` up now (a clean stop), so another holder need not wait for the expiry."""
 
 
 class ProcessLeases:

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "storage",
     "networks",
     "console",
+    "jobs",
 ]
 
 MIDDLEWARE = [
@@ -63,6 +64,10 @@ if WEBKVM_REDIS_URL:
                                   "CONFIG": {"hosts": [WEBKVM_REDIS_URL], "prefix": "webkvm:channels:"}}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Long operations (jobs/) run on RQ workers through Redis (`manage.py serve` starts WEBKVM_JOB_WORKERS of
+# them, `manage.py rqworker` runs one more); without Redis, in threads of the one panel process.
+RQ_QUEUES = {"default": {"URL": WEBKVM_REDIS_URL}}
+WEBKVM_JOB_WORKERS = config.env_int("WEBKVM_JOB_WORKERS", 2, minimum=1, maximum=64)
 WSGI_APPLICATION = "webkvm.wsgi.application"
 
 TEMPLATES = [

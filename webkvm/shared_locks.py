@@ -34,14 +34,14 @@ class RedisLeases:
         self._extend = client.register_script(_EXTEND)
         self._release = client.register_script(_RELEASE)
 
-    def hold(self, name: str, seconds: float) -> bool:
-        key, ms = self.prefix + name, max(1, int(seconds * 1000))
-        if self._extend(keys=[key], args=[self.owner, ms]):
+    def hold(self, name: str, seconds: float, owner: str | None = None) -> bool:
+        key, ms, me = self.prefix + name, max(1, int(seconds * 1000)), owner or self.owner
+        if self._extend(keys=[key], args=[me, ms]):
             return True
-        return bool(self.client.set(key, self.owner, nx=True, px=ms))
+        return bool(self.client.set(key, me, nx=True, px=ms))
 
-    def release(self, name: str) -> None:
-        self._release(keys=[self.prefix + name], args=[self.owner])
+    def release(self, name: str, owner: str | None = None) -> None:
+        self._release(keys=[self.prefix + name], args=[owner or self.owner])
 
 
 class RedisVMLocks:

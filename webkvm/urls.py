@@ -22,6 +22,7 @@ urlpatterns = [
     path("storage/", include("storage.urls")),
     path("networks/", include("networks.urls")),
     path("console/", include("console.urls")),
+    path("jobs/", include("jobs.urls")),
     path("users/", include(users_patterns)),
     path("audit/", views.audit_log, name="audit"),
 ]

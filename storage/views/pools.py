@@ -11,7 +11,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from hosts import services
 from hosts.models import Host
-from storage import jobs
 from storage.forms import PoolDeleteForm, PoolForm, add_problems
 from storage.views.common import ACTION_TIMEOUT, LIST_TIMEOUT, done, failed, host_or_404
 from virt.errors import NotFound, VirtError
@@ -135,9 +134,6 @@ def pool_page(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     except VirtError as exc:
         context["error"] = str(exc)
         return render(request, "storage/pool_detail.html", context, status=503)
-    job = jobs.get(request.GET.get("job", ""))
-    if job is not None and job.host.pk == found.pk and job.pool == pool:
-        context["job"] = job
     return render(request, "storage/pool_detail.html", context)
 
 

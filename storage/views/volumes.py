@@ -1,22 +1,21 @@
-"""Volume pages (admin only): create, clone (background, with progress), grow, wipe, delete."""
+"""Volume pages (admin only): create, clone and wipe (as jobs, with their job page), grow, delete."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods
 
 from hosts import services
-from storage import jobs
+from storage import volume_jobs
 from storage.forms import CloneForm, ResizeForm, VolumeForm, add_problems
 from storage.views.common import ACTION_TIMEOUT, done, failed, host_or_404
 from storage.views.pools import _detail_or_404
 from virt.errors import VirtError
 from virt.storage_rules import Problem, StorageInputError
-from virt.volumes import PoolDetail, VolumeInfo, clone_volume, create_volume, delete_volume, resize_volume, wipe_volume
+from virt.volumes import PoolDetail, VolumeInfo, create_volume, delete_volume, resize_volume
 from webkvm.views_base import admin_required
 
 
@@ -33,11 +32,6 @@ def _unavailable(request: HttpRequest, template: str, context: dict[str, Any], a
     if request.method == "POST":
         failed(request, action, "volume", name, context["host"], exc, show=False)
     return render(request, template, context, status=503)
-
-
-def _pool_url(host: str, pool: str, job: jobs.Job | None = None) -> str:
-    url = reverse("storage:pool", args=[host, pool])
-    return f"{url}?job={job.id}#job" if job else url
 
 
 @require_http_methods(["GET", "POST"])
@@ -103,14 +97,13 @@ def volume_clone(request: HttpRequest, host: str, pool: str, volume: str) -> Htt
     # allocated in full at once, and there only the end can be seen.
     measurable = (fmt or "raw") == "qcow2" and detail.pool.file_based
     try:
-        job = jobs.start(request, found, "clone", pool, new_name, f"copy of {volume} ({fmt or 'raw'})",
-                         lambda conn: clone_volume(conn, pool, volume, new_name, fmt),
-                         total=source.allocation if measurable else 0)
+        job = volume_jobs.start_clone(request, found, pool, volume, new_name, fmt,
+                                      total=source.allocation if measurable else 0)
     except VirtError as exc:
         form.add_error(None, str(exc))
         failed(request, "volume.clone", "volume", f"{pool}/{new_name}", found, exc, show=False)
         return render(request, "storage/volume_form.html", context)
-    return redirect(_pool_url(found.name, pool, job))
+    return redirect(job)
 
 
 @require_http_methods(["GET", "POST"])
@@ -185,18 +178,8 @@ def volume_wipe(request: HttpRequest, host: str, pool: str, volume: str) -> Http
     if request.method != "POST":
         return render(request, "storage/volume_confirm.html", context)
     try:
-        job = jobs.start(request, found, "wipe", pool, volume, f"overwrite {volume} with zeros",
-                         lambda conn: wipe_volume(conn, pool, volume))
+        job = volume_jobs.start_wipe(request, found, pool, volume)
     except VirtError as exc:
         failed(request, "volume.wipe", "volume", f"{pool}/{volume}", found, exc)
         return redirect("storage:pool", found.name, pool)
-    return redirect(_pool_url(found.name, pool, job))
-
-
-@require_GET
-@admin_required
-def job_status(request: HttpRequest, job_id: str) -> JsonResponse:
-    job = jobs.get(job_id)
-    if job is None:
-        raise Http404("No such job (jobs are kept for an hour after they end).")
-    return JsonResponse(jobs.progress(job))
+    return redirect(job)

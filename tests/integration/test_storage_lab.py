@@ -21,7 +21,7 @@ from typing import Any
 import libvirt
 import pytest
 from django.test import Client
-from django.urls import reverse
+from django.urls import resolve, reverse
 
 from hosts import services
 from hosts.models import Host
@@ -124,11 +124,12 @@ def download_asgi(client: Client, host: Host, pool: str, name: str) -> tuple[int
 
 
 def wait_for_job(client: Client, location: str) -> dict[str, Any]:
-    job_id = location.split("job=")[1].split("#")[0]
+    """A clone or wipe answers with its job page; its JSON says when it has ended."""
+    status = reverse("jobs:status", kwargs=resolve(location).kwargs)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        state = client.get(reverse("storage:job", args=[job_id])).json()
-        if state["state"] != "running":
+        state = client.get(status).json()
+        if not state["active"]:
             return state
         time.sleep(0.2)
     raise AssertionError("job did not end")

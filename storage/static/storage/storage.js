@@ -1,16 +1,9 @@
-// Storage pages: stream a file into a volume with a progress bar (bytes and rate), and
-// follow a background clone or wipe until it ends.
+// Storage pages: stream a file into a volume with a progress bar (bytes and rate).
+// Needs js/format.js. Clones and wipes are jobs: their page is js/job-progress.js.
 (function () {
   "use strict";
+  const iec = window.webkvmFormat.iec;
 
-  function iec(bytes) {
-    const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-    let value = bytes, unit = 0;
-    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
-    return unit === 0 ? value + " bytes" : value.toFixed(1) + " " + units[unit];
-  }
-
-  // --- upload ---------------------------------------------------------------------------
   const form = document.getElementById("upload");
   if (form) {
     const file = document.getElementById("upload-file");
@@ -122,33 +115,5 @@
       });
       xhr.send(chosen);
     });
-  }
-
-  // --- background jobs ------------------------------------------------------------------
-  const job = document.getElementById("job");
-  if (job && job.dataset.state === "running") {
-    const bar = document.getElementById("job-bar");
-    const status = document.getElementById("job-status");
-    async function poll() {
-      try {
-        const response = await fetch(job.dataset.url, { credentials: "same-origin" });
-        const state = await response.json();
-        if (!response.ok) { throw new Error(state.error || response.statusText); }
-        if (state.percent !== null) { bar.value = state.percent; }
-        if (state.state === "running") {
-          status.textContent = (state.done !== null ? iec(state.done) + " of about " + iec(state.total) + ", " : "") +
-            state.seconds + " s";
-          window.setTimeout(poll, 1000);
-          return;
-        }
-        job.dataset.state = state.state;
-        status.textContent = state.state === "done" ? "done in " + state.seconds + " s" : "failed: " + state.error;
-        if (state.state === "done") { window.setTimeout(() => window.location.reload(), 800); }
-      } catch (error) {
-        status.textContent = "could not ask the panel: " + error;
-        window.setTimeout(poll, 3000);
-      }
-    }
-    poll();
   }
 }());

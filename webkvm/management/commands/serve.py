@@ -1,9 +1,11 @@
 """`manage.py serve`: what `make run` starts. Redis for what the panel's processes share (a private
-redis-server on a unix socket in the data dir, unless WEBKVM_REDIS_URL names one), then gunicorn with
-uvicorn workers; all stop together."""
+redis-server on a unix socket in the data dir, unless WEBKVM_REDIS_URL names one), the job workers
+(RQ, WEBKVM_JOB_WORKERS of them) and gunicorn with uvicorn workers; all stop together. Jobs left
+queued or running by a previous run are ended truthfully first (jobs/reconcile.py)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -14,15 +16,35 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from webkvm import redis_store
 from webkvm.redis_store import PrivateRedis
+
+log = logging.getLogger(__name__)
+
+
+def stop_job_worker(worker: subprocess.Popen[bytes], patience: float = 5.0) -> None:
+    """RQ stops warm on the first signal (after its job) and cold on the second (its job is killed and is
+    "interrupted" at the next start); a worker that still does not stop is killed."""
+    for _ in range(2):
+        if worker.poll() is not None:
+            return
+        worker.terminate()
+        try:
+            worker.wait(timeout=patience)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    worker.kill()
+    worker.wait()
 
 
 class Command(BaseCommand):
-    help = "Serve the panel: Redis (private unless WEBKVM_REDIS_URL is set) and gunicorn, stopped together."
+    help = "Serve the panel: Redis (private unless WEBKVM_REDIS_URL is set), job workers, gunicorn; stopped together."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--bind", default="127.0.0.1:8000")
         parser.add_argument("--workers", type=int, default=1)
+        parser.add_argument("--job-workers", type=int, default=settings.WEBKVM_JOB_WORKERS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         env = dict(os.environ)
@@ -31,6 +53,13 @@ class Command(BaseCommand):
             private = PrivateRedis(Path(settings.DATA_DIR) / "redis")
             env["WEBKVM_REDIS_URL"] = private.start()
             self.stdout.write(f"webkvm: private Redis on {private.url}")
+            settings.WEBKVM_REDIS_URL = env["WEBKVM_REDIS_URL"]  # this process too, for the reconciliation
+            redis_store.client.cache_clear()
+        self._reconcile()
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        job_workers = [subprocess.Popen([sys.executable, manage, "rqworker", "default"], env=env)
+                       for _ in range(options["job_workers"])]
+        self.stdout.write(f"webkvm: {len(job_workers)} job worker(s)")
         gunicorn = Path(sys.executable).with_name("gunicorn")
         command = [str(gunicorn), "webkvm.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
                    "--bind", options["bind"], "--workers", str(options["workers"]), "--graceful-timeout", "5",
@@ -42,12 +71,27 @@ class Command(BaseCommand):
 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, forward)
+        code = 1
         try:
             code = server.wait()
         finally:
             if server.poll() is None:
                 server.terminate()
                 server.wait()
+            for worker in job_workers:
+                stop_job_worker(worker)
             if private is not None:
                 private.stop()
         sys.exit(code)
+
+    def _reconcile(self) -> None:
+        from jobs.reconcile import reconcile
+
+        try:
+            ended = reconcile()
+        except Exception as exc:  # start anyway: the job pages try again
+            log.exception("reconciling jobs at start failed")
+            self.stderr.write(f"webkvm: could not check the jobs of the last run: {exc}")
+            return
+        if ended:
+            self.stdout.write(f"webkvm: {ended} job(s) of the last run ended as interrupted")

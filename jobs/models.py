@@ -1,0 +1,78 @@
+"""One Job model for every long operation: what it is, whose it is, where it stands, how it ended."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class JobState(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+    INTERRUPTED = "interrupted", "interrupted"
+
+
+ACTIVE = (JobState.QUEUED, JobState.RUNNING)
+
+
+class Job(models.Model):
+    """A long operation run by a job worker (RQ), or by a thread of the panel when it runs alone.
+
+    Written by the worker as it goes (progress), once when it ends (state, result, audit record), and
+    by the reconciliation when the worker running it is gone (interrupted)."""
+
+    kind = models.CharField(max_length=64, db_index=True)  # also the audit action, e.g. volume.clone
+    host = models.ForeignKey("hosts.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    target_type = models.CharField(max_length=32)  # vm, volume, pool, network, host
+    target_name = models.CharField(max_length=255)
+    summary = models.CharField(max_length=255, blank=True)  # what it does, in words
+    params = models.JSONField(default=dict, blank=True)  # what the work function needs
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="jobs")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    state = models.CharField(max_length=12, choices=JobState.choices, default=JobState.QUEUED, db_index=True)
+    done = models.BigIntegerField(default=0)
+    total = models.BigIntegerField(default=0)  # 0: progress cannot be measured
+    phase = models.CharField(max_length=255, blank=True)
+    result = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    rq_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    audit = models.ForeignKey("webkvm.AuditEvent", null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} {self.kind} {self.target_name}: {self.state}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("jobs:detail", args=[self.pk])
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def seconds(self) -> float | None:
+        """How long it ran (so far), None before it started."""
+        if self.started is None:
+            return None
+        return round(((self.finished or timezone.now()) - self.started).total_seconds(), 1)
+
+    @property
+    def percent(self) -> float | None:
+        if self.state == JobState.DONE:
+            return 100.0
+        if self.total and self.state in ACTIVE:
+            return min(99.0, round(100.0 * self.done / self.total, 1))  # 100 only once the work says so
+        return None

@@ -1,0 +1,90 @@
+"""Jobs whose worker is gone are ended truthfully: "interrupted", with what was done, leftovers removed.
+
+Run when a job page or the job list is shown and when `manage.py serve` starts. A running job is alive
+while its worker renews its lease (jobs/liveness.py); a queued one while the job queue still holds it
+(or, for the panel alone, while this process has it). Taking a dead job's lease first means two
+processes never tidy up the same job at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import redis
+import rq
+from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import JobStatus
+
+from jobs import liveness, runner
+from jobs.models import ACTIVE, Job, JobState
+from webkvm import redis_store
+
+log = logging.getLogger(__name__)
+OWNER = liveness.new_owner("reconciler")
+QUEUE_GRACE = timedelta(seconds=60)  # a job row is written just before it reaches its worker
+WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+
+
+def reconcile() -> int:
+    """End every queued or running job whose worker is gone; returns how many were ended."""
+    ended = 0
+    for job in Job.objects.filter(state__in=ACTIVE).select_related("host"):
+        try:
+            why = _gone(job)
+        except redis.RedisError as exc:
+            log.warning("cannot check job %s: %s", job.pk, exc)
+            return ended  # Redis away: nothing can be told now
+        if why is None:
+            continue
+        try:
+            if _end(job, why):
+                ended += 1
+        finally:
+            liveness.unclaim(job.pk, OWNER)
+    return ended
+
+
+def _gone(job: Job) -> str | None:
+    """Why the job's worker is gone (and the job now claimed for tidying up), or None while it lives."""
+    if job.state == JobState.RUNNING:
+        why: str | None = "the worker running it stopped"
+    elif redis_store.client() is None:
+        alive = job.pk in runner.running_here or timezone.now() - job.created < QUEUE_GRACE
+        why = None if alive else "the panel stopped before it began"
+    else:
+        why = _lost_in_queue(job)
+    return why if why is not None and liveness.claim(job.pk, OWNER) else None
+
+
+def _lost_in_queue(job: Job) -> str | None:
+    shared = redis_store.client()
+    assert shared is not None
+    try:
+        queued = rq.job.Job.fetch(job.rq_id, connection=shared)
+    except NoSuchJobError:
+        if timezone.now() - job.created < QUEUE_GRACE:
+            return None
+        return "the job queue lost it before a worker took it"
+    status = queued.get_status(refresh=False)
+    if status in WAITING:
+        return None
+    if status == JobStatus.STARTED:  # taken by a worker that has not begun it yet, if it is still there
+        key = rq.Worker.redis_worker_namespace_prefix + (queued.worker_name or "")
+        if queued.worker_name and rq.Worker.find_by_key(key, connection=shared) is not None:
+            return None
+        return "the worker that took it stopped"
+    return f"the job queue reports it {status}"
+
+
+def _end(job: Job, why: str) -> bool:
+    kind = runner.kind_of(job)
+    done = runner.progress_words(job)
+    try:
+        tidied = kind.interrupted(job) if kind is not None and kind.interrupted is not None else ""
+    except runner.StillBusy as exc:
+        Job.objects.filter(pk=job.pk, state__in=ACTIVE).update(result=str(exc))
+        return False
+    words = f"Interrupted: {why}{f' ({done})' if done else ''}." + (f" {tidied}" if tidied else "")
+    return runner.finish(job.pk, ACTIVE, JobState.INTERRUPTED, words)

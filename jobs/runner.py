@@ -1,0 +1,294 @@
+"""One way to run a long operation as a durable job.
+
+A kind is declared once with `register(Kind(...))`: its name (also its audit action), the function
+doing the work, whether it can be cancelled while it runs, and the per-host limit of its lane.
+`start(request, kind, host, target, params)` checks the limits, writes the Job row and hands the job
+to a job worker (RQ, when WEBKVM_REDIS_URL is set) or to a thread of this process (the panel alone,
+and the tests on the test driver); both run `execute(job_id)`. The work function gets a Handle to
+report progress and to see a cancel request; what it returns (or raises) is written to the Job and
+audited once, with the duration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import django_rq
+import redis
+import rq
+from django.db import connections, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from hosts.models import Host
+from jobs import liveness
+from jobs.models import ACTIVE, Job, JobState
+from storage.templatetags.storage import iec
+from virt.errors import Busy, VirtError
+from webkvm import audit, redis_store
+from webkvm.models import AuditResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+QUEUE = "default"  # the RQ queue `manage.py serve` starts its workers on
+
+
+class Cancelled(Exception):
+    """Raised by Handle.check_cancel() when somebody asked the job to stop."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a job works on: an object type (vm, volume, pool, network, host) and its name on the host."""
+
+    type: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str  # e.g. volume.clone; also the audit action
+    label: str  # e.g. "Clone volume"
+    work: Callable[[Handle], str]  # returns what was done, in words; raises VirtError with the reason
+    cancellable: bool = False  # may stop while it runs (the work calls check_cancel between steps)
+    unit: str = ""  # "bytes" when done/total are bytes
+    lane: str = ""  # kinds of one lane share the per-host limit
+    per_host: int = 0  # at most this many active jobs of the lane per host; 0: no limit
+    timeout: int = 24 * 3600  # seconds before the job worker gives up on it
+    link: Callable[[Job], str | None] | None = None  # the page of what the job made or changed
+    # Tidies up after a worker that died; returns words for the result, or raises StillBusy to try later.
+    interrupted: Callable[[Job], str] | None = None
+
+
+class StillBusy(Exception):
+    """An interrupted job cannot be tidied up yet (e.g. libvirt still writes its copy); try again later."""
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> Kind:
+    if kind.name in KINDS and KINDS[kind.name] != kind:
+        raise ValueError(f"job kind {kind.name} is registered twice")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def kind_of(job: Job) -> Kind | None:
+    return KINDS.get(job.kind)
+
+
+# --- starting -------------------------------------------------------------------------------------
+
+_admission = threading.Lock()
+running_here: set[int] = set()  # jobs this process runs in threads (the panel alone, without Redis)
+
+
+@contextmanager
+def _admitting(host: Host | None) -> Iterator[None]:
+    """One start at a time per host among all the panel's processes, so limits hold under concurrency."""
+    shared = redis_store.client()
+    if shared is None:
+        with _admission:
+            yield
+        return
+    lock = shared.lock(f"webkvm:jobs:admit:{host.pk if host else '-'}", timeout=30, blocking_timeout=10)
+    try:
+        acquired = lock.acquire()
+    except redis.RedisError as exc:
+        raise VirtError(f"The job queue did not answer: {exc}") from None
+    if not acquired:
+        raise Busy("Another job is being started on this host; try again in a moment.")
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except redis.RedisError:
+            pass  # lapsed (its 30 s are far beyond the few queries it guards), or Redis went away
+
+
+def _admit(kind: Kind, host: Host | None, target: Target) -> None:
+    active = Job.objects.filter(state__in=ACTIVE, host=host)
+    if active.filter(target_type=target.type, target_name=target.name).exists():
+        raise Busy(f"{target.type.capitalize()} {target.name} is already being worked on.")
+    if kind.per_host and host is not None:
+        lane = [k.name for k in KINDS.values() if k.lane == kind.lane]
+        busy = active.filter(kind__in=lane).count()
+        if busy >= kind.per_host:
+            raise Busy(f"{host.name} already runs {busy} {kind.lane or kind.label} jobs; wait for one to end.")
+
+
+def start(request: HttpRequest, kind: str, host: Host | None, target: Target, params: dict[str, Any],
+          summary: str = "") -> Job:
+    """Create the job and hand it to a worker. Raises Busy (a limit) or VirtError (no job queue)."""
+    declared = KINDS[kind]
+    user = request.user if request.user.is_authenticated else None
+    with _admitting(host):
+        _admit(declared, host, target)
+        job = Job.objects.create(kind=kind, host=host, target_type=target.type, target_name=target.name[:255],
+                                 summary=summary[:255], params=params, owner=user,
+                                 remote_addr=request.META.get("REMOTE_ADDR"), rq_id=uuid.uuid4().hex)
+    shared = redis_store.client()
+    if shared is None:
+        running_here.add(job.pk)
+        transaction.on_commit(lambda: threading.Thread(target=_in_thread, args=(job.pk,), name=f"job-{job.pk}",
+                                                       daemon=True).start())
+        return job
+    try:
+        django_rq.get_queue(QUEUE, connection=shared, commit_mode="on_db_commit").enqueue(
+            execute, job.pk, job_id=job.rq_id, job_timeout=declared.timeout, result_ttl=3600, failure_ttl=86400)
+    except redis.RedisError as exc:  # never started: no job to show; the caller audits the refusal
+        Job.objects.filter(pk=job.pk).delete()
+        raise VirtError(f"The job queue did not answer: {exc}") from None
+    return job
+
+
+def _in_thread(job_id: int) -> None:
+    try:
+        execute(job_id)
+    finally:
+        running_here.discard(job_id)
+        connections.close_all()  # this thread is no request's: hold no database connection
+
+
+# --- running --------------------------------------------------------------------------------------
+
+
+class Handle:
+    """What the work function of a job sees: its job, host and params, progress and cancellation."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.host = job.host
+        self.params: dict[str, Any] = job.params
+
+    def progress(self, done: int | None = None, total: int | None = None, phase: str | None = None) -> None:
+        fields: dict[str, Any] = {}
+        if done is not None:
+            fields["done"] = self.job.done = done
+        if total is not None:
+            fields["total"] = self.job.total = total
+        if phase is not None:
+            fields["phase"] = self.job.phase = phase[:255]
+        if fields:
+            Job.objects.filter(pk=self.job.pk, state=JobState.RUNNING).update(**fields)
+
+    def cancel_requested(self) -> bool:
+        return Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+
+    def check_cancel(self) -> None:
+        if self.cancel_requested():
+            raise Cancelled
+
+    def follow(self, pending: Future[T], measure: Callable[[], int | None] | None = None, every: float = 1.0) -> T:
+        """Wait for a host call, reporting `measure()` (bytes done so far) as progress every `every` seconds."""
+        while True:
+            try:
+                return pending.result(timeout=every)
+            except FutureTimeout:
+                pass
+            if measure is not None:
+                try:
+                    done = measure()
+                except VirtError:
+                    done = None  # a busy host: the next round will tell
+                if done is not None:
+                    self.progress(done=done)
+
+
+def _worker_name() -> str:
+    current = rq.get_current_job()
+    if current is not None and current.worker_name:
+        return current.worker_name
+    return f"panel thread {threading.get_native_id()} of pid {os.getpid()} on {socket.gethostname()}"
+
+
+def progress_words(job: Job) -> str:
+    """What was done: "400.0 MiB of 1.0 GiB done, copying", or "" before it started."""
+    if job.started is None:
+        return ""
+    kind = kind_of(job)
+    size: Callable[[int], str] = iec if kind is not None and kind.unit == "bytes" else str
+    amount = f"{size(job.done)} of {size(job.total)} done" if job.total else ""
+    return ", ".join(part for part in (amount, job.phase) if part)
+
+
+def execute(job_id: int) -> None:
+    """Run one job (in a job worker, or in a thread of the panel). Never raises: the Job says how it ended."""
+    heartbeat = liveness.Heartbeat(job_id)
+    if not heartbeat.start():
+        return  # being reconciled: it was given up on
+    try:
+        started = Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(
+            state=JobState.RUNNING, started=timezone.now(), worker=_worker_name()[:255])
+        if not started:
+            return  # cancelled while queued, or reconciled
+        job = Job.objects.select_related("host", "owner").get(pk=job_id)
+        kind = kind_of(job)
+        try:
+            if kind is None:
+                raise VirtError(f"This panel does not know jobs of kind {job.kind}.")
+            result = kind.work(Handle(job))
+        except Cancelled:
+            job.refresh_from_db()
+            done = progress_words(job)
+            finish(job_id, ACTIVE, JobState.CANCELLED, f"Cancelled on request{f' ({done})' if done else ''}.")
+        except VirtError as exc:
+            finish(job_id, ACTIVE, JobState.FAILED, str(exc))
+        except Exception as exc:
+            log.exception("job %s (%s) failed", job_id, job.kind)
+            finish(job_id, ACTIVE, JobState.FAILED, f"unexpected error: {exc}")
+        else:
+            finish(job_id, ACTIVE, JobState.DONE, result)
+    finally:
+        heartbeat.stop()
+
+
+# --- ending ---------------------------------------------------------------------------------------
+
+
+def finish(job_id: int, from_states: tuple[str, ...], state: str, result: str) -> bool:
+    """Move the job from one of `from_states` to its final `state` and audit it; once only (False when
+    it had already left those states: reconciled, cancelled, or ended by another process)."""
+    now = timezone.now()
+    if not Job.objects.filter(pk=job_id, state__in=from_states).update(state=state, result=result[:4000],
+                                                                       finished=now):
+        return False
+    job = Job.objects.select_related("host", "owner").get(pk=job_id)
+    # An interrupted job's end is when it was found, not when its worker died: no duration for it.
+    seconds = f" ({job.seconds} s)" if job.seconds is not None and state != JobState.INTERRUPTED else ""
+    words = f"{job.summary or job.kind}: {result or state}{seconds}"
+    try:
+        event = audit.record(None, job.kind, object_type=job.target_type, object_name=job.target_name,
+                             host_name=job.host.name if job.host else "",
+                             result=AuditResult.OK if state == JobState.DONE else AuditResult.FAILED,
+                             detail=words, user=job.owner, remote_addr=job.remote_addr)
+        Job.objects.filter(pk=job_id).update(audit=event)
+    except Exception:  # the job's outcome must never be lost to a database hiccup
+        log.exception("could not audit job %s", job_id)
+    return True
+
+
+def request_cancel(job: Job, who: str) -> str:
+    """Stop a queued job at once, or ask a running one of a cancellable kind to stop; words for the user."""
+    if job.state == JobState.QUEUED and finish(job.pk, (JobState.QUEUED,), JobState.CANCELLED,
+                                               f"Cancelled by {who} before it started."):
+        return "Cancelled before it started."
+    kind = kind_of(job)
+    if job.state == JobState.RUNNING and kind is not None and kind.cancellable:
+        Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(cancel_requested=True)
+        return "Asked to stop; it stops at its next step."
+    if job.active:
+        raise Busy("This job cannot be stopped once it runs.")
+    return f"The job has already ended ({job.state})."

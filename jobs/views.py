@@ -1,0 +1,107 @@
+"""The job pages: one page per job (and its JSON, which the page polls), the list, and Cancel.
+
+Admins see every job; anybody else sees only the jobs they started (a refusal is a 403, audited, as
+on the other admin pages). Each page first ends the jobs whose worker is gone (jobs/reconcile.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from jobs import runner
+from jobs.models import Job, JobState
+from jobs.reconcile import reconcile
+from virt.errors import Busy
+from webkvm.permissions import is_admin, require_admin
+
+log = logging.getLogger(__name__)
+
+
+def _reconciled() -> None:
+    try:
+        reconcile()
+    except Exception:  # a page must show even when tidying up fails; the next one tries again
+        log.exception("reconciling jobs failed")
+
+
+def _job_or_403(request: HttpRequest, job_id: int) -> Job:
+    job = Job.objects.select_related("host", "owner").filter(pk=job_id).first()
+    if is_admin(request.user):
+        if job is None:
+            raise Http404("No such job.")
+        return job
+    if job is not None and job.owner_id is not None and job.owner_id == request.user.pk and request.user.is_active:
+        return job
+    require_admin(request, object_name=f"job {job_id}")  # raises PermissionDenied and audits it
+    raise AssertionError("unreachable")
+
+
+def as_json(job: Job) -> dict[str, Any]:
+    kind = runner.kind_of(job)
+    return {
+        "id": job.pk, "kind": job.kind, "label": kind.label if kind else job.kind, "summary": job.summary,
+        "target": {"type": job.target_type, "name": job.target_name}, "host": job.host.name if job.host else None,
+        "state": job.state, "active": job.active, "phase": job.phase, "done": job.done, "total": job.total,
+        "unit": kind.unit if kind else "", "percent": job.percent, "result": job.result, "seconds": job.seconds,
+        "can_cancel": can_cancel(job), "link": _link(job),
+    }
+
+
+def can_cancel(job: Job) -> bool:
+    kind = runner.kind_of(job)
+    return job.state == JobState.QUEUED or (job.state == JobState.RUNNING and kind is not None and kind.cancellable
+                                            and not job.cancel_requested)
+
+
+def _link(job: Job) -> str | None:
+    kind = runner.kind_of(job)
+    return kind.link(job) if kind is not None and kind.link is not None else None
+
+
+@require_GET
+def job_list(request: HttpRequest) -> HttpResponse:
+    _reconciled()
+    jobs = Job.objects.select_related("host", "owner")
+    if not is_admin(request.user):
+        jobs = jobs.filter(owner_id=request.user.pk)
+    filters = {key: request.GET.get(key, "").strip()[:64] for key in ("state", "kind")}
+    if filters["state"] in JobState.values:
+        jobs = jobs.filter(state=filters["state"])
+    if filters["kind"]:
+        jobs = jobs.filter(kind=filters["kind"])
+    page = Paginator(jobs, 50).get_page(request.GET.get("page"))
+    return render(request, "jobs/list.html", {"page": page, "filters": filters, "states": JobState.values,
+                                              "kinds": sorted(runner.KINDS.values(), key=lambda k: k.label)})
+
+
+@require_GET
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    _reconciled()
+    job = _job_or_403(request, job_id)
+    kind = runner.kind_of(job)
+    return render(request, "jobs/detail.html", {"job": job, "label": kind.label if kind else job.kind,
+                                                "unit": kind.unit if kind else "", "can_cancel": can_cancel(job),
+                                                "link": _link(job)})
+
+
+@require_GET
+def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
+    _reconciled()
+    return JsonResponse(as_json(_job_or_403(request, job_id)))
+
+
+@require_POST
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = _job_or_403(request, job_id)
+    try:
+        messages.info(request, runner.request_cancel(job, request.user.get_username()))
+    except Busy as exc:
+        messages.error(request, str(exc))
+    return redirect(job)

@@ -1,0 +1,48 @@
+// The progress of one job, for every kind: polls the job's JSON (data-url) until it ends and shows
+// state, phase, done/total (bytes when data-unit="bytes"), the result and whether Cancel applies.
+// Needs js/format.js. Markup: jobs/templates/jobs/detail.html.
+(function () {
+  "use strict";
+  const box = document.getElementById("job");
+  if (!box) { return; }
+  const iec = window.webkvmFormat.iec;
+  const part = (name) => box.querySelector('[data-job="' + name + '"]');
+
+  function amount(s) {
+    if (!s.total) { return ""; }
+    const size = s.unit === "bytes" ? iec : String;
+    return size(s.done) + " of " + size(s.total);
+  }
+
+  function show(s) {
+    box.dataset.state = s.state;
+    part("state").textContent = s.state;
+    const bar = part("bar");
+    if (s.percent === null) { bar.removeAttribute("value"); } else { bar.value = s.percent; }
+    bar.hidden = !s.active && s.state !== "done";
+    part("amount").textContent = amount(s);
+    part("phase").textContent = s.active ? s.phase : "";
+    part("seconds").textContent = s.seconds === null ? "" : s.seconds + " s";
+    part("result").textContent = s.result;
+    part("cancel").hidden = !s.can_cancel;
+    if (!s.active && s.link) { part("link").hidden = false; }
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch(box.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) { throw new Error(response.status + " " + response.statusText); }
+      const s = await response.json();
+      show(s);
+      if (!s.active) { return; }
+      part("problem").textContent = "";
+    } catch (error) {
+      part("problem").textContent = "Could not ask the panel: " + error.message;
+      window.setTimeout(poll, 3000);
+      return;
+    }
+    window.setTimeout(poll, 1000);
+  }
+
+  if (box.dataset.active === "true") { poll(); }
+}());

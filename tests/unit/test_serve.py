@@ -1,0 +1,66 @@
+"""`manage.py serve` (what `make run` starts): private Redis, WEBKVM_JOB_WORKERS job workers and gunicorn,
+started together after the jobs of the last run are ended truthfully, and stopped together."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+import rq
+
+from tests.conftest import need
+from tests.panel_server import free_port, in_session, stop
+
+ROOT = Path(__file__).resolve().parents[2]
+LEFT_RUNNING = """
+from django.utils import timezone
+from jobs.models import Job
+Job.objects.create(kind="volume.wipe", target_type="volume", target_name="images/w.img", state="running",
+                   params={"pool": "images", "name": "w.img"}, started=timezone.now(), summary="overwrite w.img")
+"""
+
+
+def test_serve_reconciles_then_runs_job_workers_and_stops_them_with_the_rest(tmp_path: Path) -> None:
+    need(shutil.which("redis-server") is not None, "redis-server is not installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBKVM_") and k != "DJANGO_SETTINGS_MODULE"}
+    database = tmp_path / "webkvm.sqlite3"
+    env.update({"WEBKVM_DATA_DIR": str(tmp_path), "WEBKVM_DATABASE_URL": f"sqlite:///{database}",
+                "WEBKVM_JOB_WORKERS": "3"})
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    for step in (["migrate", "--noinput", "-v0"], ["shell", "-c", LEFT_RUNNING]):
+        done = subprocess.run(manage + step, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    port, log = free_port(), tmp_path / "serve.log"
+    with log.open("wb") as out:
+        serve = subprocess.Popen([*manage, "serve", "--bind", f"127.0.0.1:{port}", "--job-workers", "2"], cwd=ROOT,
+                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        store = redis.Redis(unix_socket_path=str(tmp_path / "redis" / "redis.sock"))
+        deadline, workers, listening = time.monotonic() + 60, 0, False
+        while time.monotonic() < deadline and not (workers == 2 and listening) and serve.poll() is None:
+            with contextlib.suppress(redis.RedisError):
+                workers = len(rq.Worker.all(connection=store))
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                listening = True
+            time.sleep(0.2)
+        output = log.read_text(errors="replace")
+        assert workers == 2 and listening, output[-3000:]  # --job-workers over WEBKVM_JOB_WORKERS
+        assert "1 job(s) of the last run ended as interrupted" in output and "2 job worker(s)" in output
+        with sqlite3.connect(database) as db:
+            assert db.execute("SELECT state, result FROM jobs_job").fetchall() == [
+                ("interrupted", "Interrupted: the worker running it stopped. Volume w.img may be partly overwritten.")]
+    finally:
+        stop(serve)
+    deadline = time.monotonic() + 20
+    while in_session(serve.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert in_session(serve.pid) == [], "a process outlived manage.py serve"
+    assert not (tmp_path / "redis" / "redis.sock").exists()
