@@ -2,7 +2,7 @@ from django.urls import path
 
 from instances.views import actions, create, delete, detail, flavors, fleet
 from instances.views.boot import boot_settings
-from instances.views.clone import clone_progress, clone_start, clone_status
+from instances.views.clone import clone_start
 from instances.views.disks import (
     cdrom_add,
     cdrom_eject,
@@ -59,8 +59,6 @@ urlpatterns = [
     # Clone, snapshots, resize, boot settings, VNC settings: instances/views/clone.py, snapshots.py, resize.py,
     # boot.py, graphics.py.
     path("<slug:host>/<uuid:vm>/clone/", clone_start, name="clone"),
-    path("<slug:host>/<uuid:vm>/clone/<slug:job>/", clone_progress, name="clone_progress"),
-    path("<slug:host>/<uuid:vm>/clone/<slug:job>/status.json", clone_status, name="clone_status"),
     path("<slug:host>/<uuid:vm>/snapshots/", snapshot_list, name="snapshots"),
     path("<slug:host>/<uuid:vm>/snapshots/create/", snapshot_create, name="snapshot_create"),
     path("<slug:host>/<uuid:vm>/snapshots/revert/", snapshot_revert, name="snapshot_revert"),

@@ -66,8 +66,11 @@ class Kind:
     per_host: int = 0  # at most this many active jobs of the lane per host; 0: no limit
     timeout: int = 24 * 3600  # seconds before the job worker gives up on it
     link: Callable[[Job], str | None] | None = None  # the page of what the job made or changed
+    link_text: str = ""  # the words of that link; "Show <target type>s" unless told
     # Tidies up after a worker that died; returns words for the result, or raises StillBusy to try later.
     interrupted: Callable[[Job], str] | None = None
+    # Lets go of what the starting request took for the job (e.g. a VM's lock) when it is cancelled unrun.
+    never_ran: Callable[[Job], None] | None = None
 
 
 class StillBusy(Exception):
@@ -282,10 +285,12 @@ def finish(job_id: int, from_states: tuple[str, ...], state: str, result: str) -
 
 def request_cancel(job: Job, who: str) -> str:
     """Stop a queued job at once, or ask a running one of a cancellable kind to stop; words for the user."""
+    kind = kind_of(job)
     if job.state == JobState.QUEUED and finish(job.pk, (JobState.QUEUED,), JobState.CANCELLED,
                                                f"Cancelled by {who} before it started."):
+        if kind is not None and kind.never_ran is not None:
+            kind.never_ran(job)
         return "Cancelled before it started."
-    kind = kind_of(job)
     if job.state == JobState.RUNNING and kind is not None and kind.cancellable:
         Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(cancel_requested=True)
         return "Asked to stop; it stops at its next step."

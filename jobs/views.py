@@ -65,6 +65,11 @@ def _link(job: Job) -> str | None:
     return kind.link(job) if kind is not None and kind.link is not None else None
 
 
+def _link_text(job: Job) -> str:
+    kind = runner.kind_of(job)
+    return kind.link_text if kind is not None and kind.link_text else f"Show {job.target_type}s"
+
+
 @require_GET
 def job_list(request: HttpRequest) -> HttpResponse:
     _reconciled()
@@ -88,7 +93,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     kind = runner.kind_of(job)
     return render(request, "jobs/detail.html", {"job": job, "label": kind.label if kind else job.kind,
                                                 "unit": kind.unit if kind else "", "can_cancel": can_cancel(job),
-                                                "link": _link(job)})
+                                                "link": _link(job), "link_text": _link_text(job)})
 
 
 @require_GET

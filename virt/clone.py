@@ -1,19 +1,18 @@
 """Cloning a shut-off VM: a new name, new MAC addresses, a copy of each disk in the disk's own pool.
 
-Copying disks takes minutes, so the work runs as a background job that reports progress by
-polling the new volume's allocation. The clone's definition comes from the source's persistent
+Copying disks takes minutes, so the work runs as a durable job (instances/clone_jobs.py) that reports
+progress by polling the new volume's allocation. The clone's definition comes from the source's persistent
 XML (INACTIVE|SECURE: its VNC password and everything the panel does not model come along) without
 the uuid, so that libvirt assigns a fresh one. A failure removes every volume the job made.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import secrets
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import libvirt
@@ -23,6 +22,7 @@ from virt.domains import state_name
 from virt.errors import InvalidInput, InvalidState, VirtError, translate
 from virt.lifecycle import OFF, validate_vm_name
 from virt.macs import fresh_macs, host_macs
+from virt.volumes import remove_partial as remove_partial_volume
 from virt.xml.domain import Disk, Domain
 from virt.xml.storage import StorageVolume
 
@@ -35,7 +35,6 @@ SECURE_CONFIG = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
 POLL_SECONDS = 0.5
 COPY_TIMEOUT = 24 * 3600.0  # one disk copy: as long as it takes
 CALL_TIMEOUT = 30.0  # anything else the job asks
-KEEP_FINISHED_SECONDS = 3600.0
 
 
 # ---- what to copy -----------------------------------------------------------------------
@@ -214,136 +213,119 @@ def _new_source(vol: libvirt.virStorageVol, pool: str) -> NewSource:
     return NewSource(path=desc.target_path or str(vol.path()), pool=pool, volume=str(vol.name()))
 
 
-# ---- the background job ----------------------------------------------------------------
+# ---- the copy ---------------------------------------------------------------------------
+
+# Reports what is done: bytes copied so far, bytes to copy in all, the phase in words.
+Report = Callable[[int, int, str], None]
 
 
-class CloneJob:
-    """One clone in progress; its fields are written by the job's thread and read by requests."""
+def plan_params(plan: ClonePlan) -> dict[str, Any]:
+    """The plan as JSON-able values, without the source's definition (it holds secrets such as the VNC
+    password): the job reads that again when it runs."""
+    values = asdict(plan)
+    del values["source_xml"]
+    return values
 
-    def __init__(self, plan: ClonePlan, host_key: str) -> None:
-        self.id = secrets.token_urlsafe(12)
-        self.plan = plan
-        self.host_key = host_key
-        self.state = "copying"  # copying, defining, done, failed
-        self.message = ""
-        self.new_uuid = ""
-        self.started = time.time()
-        self.finished: float | None = None
-        self.settled = False  # set after on_done (audit, unlock): only then does the page see the end
-        self._lock = threading.Lock()
 
-    def belongs_to(self, host_key: str, vm_uuid: str) -> bool:
-        return self.host_key == host_key and self.plan.source_uuid.lower() == vm_uuid.lower()
+def plan_from_params(values: Mapping[str, Any], source_xml: str) -> ClonePlan:
+    return ClonePlan(source_name=values["source_name"], source_uuid=values["source_uuid"],
+                     new_name=values["new_name"], source_xml=source_xml,
+                     disks=[DiskCopy(**disk) for disk in values["disks"]], shared=list(values["shared"]),
+                     macs=list(values["macs"]))
 
-    @property
-    def percent(self) -> int:
-        with self._lock:
-            if self.state == "done":
-                return 100
-            total = sum(d.source_bytes for d in self.plan.disks)
-            if not total:
-                return 0 if self.state == "copying" else 99
-            done = sum(d.source_bytes if d.done else min(d.copied_bytes, d.source_bytes) for d in self.plan.disks)
-            return min(99, done * 100 // total)
 
-    def as_dict(self) -> dict[str, Any]:
-        percent = self.percent
-        with self._lock:
-            return {
-                "id": self.id, "state": self._shown_state(), "percent": percent, "message": self.message,
-                "source": self.plan.source_name, "name": self.plan.new_name, "uuid": self.new_uuid,
-                "disks": [{"target": d.target, "pool": d.pool, "volume": d.new_volume, "done": d.done,
-                           "copied_bytes": d.source_bytes if d.done else min(d.copied_bytes, d.source_bytes),
-                           "total_bytes": d.source_bytes} for d in self.plan.disks],
-            }
+def source_config(dom: libvirt.virDomain) -> str:
+    """What the job copies the clone's definition from (checked again: it must still be shut off)."""
+    refusal = _refusal(dom)
+    if refusal is not None:
+        raise refusal
+    return str(dom.XMLDesc(SECURE_CONFIG))
 
-    def _shown_state(self) -> str:
-        # Until the source VM is unlocked, an ended job still reads "finishing", so nobody acting on
-        # the "done" they were shown finds the VM busy.
-        return self.state if self.settled or self.state not in ("done", "failed") else "finishing"
 
-    @property
-    def shown_state(self) -> str:
-        with self._lock:
-            return self._shown_state()
+def run_clone(plan: ClonePlan, runner: Runner[Any], report: Report) -> str:
+    """Copy each disk, then define the clone; returns the clone's uuid. On failure the copies made so far
+    are removed and VirtError("The clone failed: ...") is raised."""
+    total = sum(d.source_bytes for d in plan.disks)
 
-    def _set(self, **changes: Any) -> None:
-        with self._lock:
-            for key, value in changes.items():
-                setattr(self, key, value)
+    def done() -> int:
+        return sum(d.source_bytes if d.done else min(d.copied_bytes, d.source_bytes) for d in plan.disks)
 
-    def run(self, runner: Runner[Any]) -> None:
-        made: list[DiskCopy] = []
+    made: list[DiskCopy] = []
+    try:
+        sources: dict[str, NewSource] = {}
+        for disk in plan.disks:
+            phase = f"copying disk {disk.target}"
+            report(done(), total, phase)
+            sources[disk.target] = _copy(runner, disk, functools.partial(_report_now, report, done, total, phase))
+            made.append(disk)
+        report(total, total, "defining the clone")
+        xml = clone_domain_xml(Domain.from_xml(plan.source_xml), plan.new_name, sources, plan.macs).to_xml()
+        uuid: str = runner(lambda conn: str(conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE).UUIDString()),
+                           CALL_TIMEOUT)
+        return uuid
+    except Exception as exc:
+        error = translate(exc) if isinstance(exc, libvirt.libvirtError) else exc
+        if not isinstance(error, VirtError):
+            log.exception("clone of %s failed", plan.source_name)
+        left = _remove(runner, made)
+        raise VirtError(f"The clone failed: {error}" + (f" Could not remove {left}: please remove it by hand."
+                                                       if left else "")) from None
+
+
+def _report_now(report: Report, done: Callable[[], int], total: int, phase: str) -> None:
+    report(done(), total, phase)
+
+
+def _copy(runner: Runner[Any], disk: DiskCopy, reported: Callable[[], None]) -> NewSource:
+    """createXMLFrom blocks until the copy is done: run it in a helper thread and poll meanwhile."""
+
+    def copy(conn: libvirt.virConnect) -> NewSource:
+        pool = conn.storagePoolLookupByName(disk.pool)
+        source = pool.storageVolLookupByName(disk.source_volume)
+        xml = StorageVolume.new(name=disk.new_volume, capacity=disk.capacity, format=disk.format).to_xml()
+        return _new_source(pool.createXMLFrom(xml, source, 0), disk.pool)
+
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
         try:
-            sources: dict[str, NewSource] = {}
-            for disk in self.plan.disks:
-                sources[disk.target] = self._copy(runner, disk)
-                made.append(disk)
-            self._set(state="defining")
-            xml = clone_domain_xml(Domain.from_xml(self.plan.source_xml), self.plan.new_name, sources,
-                                   self.plan.macs).to_xml()
-            uuid = runner(lambda conn: str(conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE).UUIDString()),
-                          CALL_TIMEOUT)
-            self._set(state="done", new_uuid=uuid, message=f"{self.plan.new_name} is ready.", finished=time.time())
-        except Exception as exc:  # the job's thread must always end in a state the page can show
-            error = translate(exc) if isinstance(exc, libvirt.libvirtError) else exc
-            if not isinstance(error, VirtError):
-                log.exception("clone of %s failed", self.plan.source_name)
-            left = self._remove(runner, made)
-            self._set(state="failed", finished=time.time(),
-                      message=f"The clone failed: {error}" + (f" Could not remove {left}: please remove it by hand."
-                                                             if left else ""))
+            outcome["value"] = runner(copy, COPY_TIMEOUT)
+        except BaseException as exc:
+            outcome["error"] = exc
 
-    def _copy(self, runner: Runner[Any], disk: DiskCopy) -> NewSource:
-        """createXMLFrom blocks until the copy is done: run it in a helper thread and poll meanwhile."""
+    worker = threading.Thread(target=work, name=f"clone-{disk.new_volume}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(POLL_SECONDS)
+        if worker.is_alive():
+            _poll(runner, disk)
+            reported()
+    if "error" in outcome:
+        raise outcome["error"]
+    disk.done = True
+    result: NewSource = outcome["value"]
+    return result
 
-        def copy(conn: libvirt.virConnect) -> NewSource:
-            pool = conn.storagePoolLookupByName(disk.pool)
-            source = pool.storageVolLookupByName(disk.source_volume)
-            xml = StorageVolume.new(name=disk.new_volume, capacity=disk.capacity, format=disk.format).to_xml()
-            return _new_source(pool.createXMLFrom(xml, source, 0), disk.pool)
 
-        outcome: dict[str, Any] = {}
+def _poll(runner: Runner[Any], disk: DiskCopy) -> None:
+    def allocation(conn: libvirt.virConnect) -> int:
+        pool = conn.storagePoolLookupByName(disk.pool)
+        return int(pool.storageVolLookupByName(disk.new_volume).info()[2])
 
-        def work() -> None:
-            try:
-                outcome["value"] = runner(copy, COPY_TIMEOUT)
-            except BaseException as exc:
-                outcome["error"] = exc
+    try:
+        disk.copied_bytes = runner(allocation, CALL_TIMEOUT)
+    except (VirtError, libvirt.libvirtError):
+        return  # the new volume shows up in its pool only part of the time while it is built
 
-        worker = threading.Thread(target=work, name=f"clone-{disk.new_volume}", daemon=True)
-        worker.start()
-        while worker.is_alive():
-            worker.join(POLL_SECONDS)
-            if worker.is_alive():
-                self._poll(runner, disk)
-        if "error" in outcome:
-            raise outcome["error"]
-        with self._lock:
-            disk.done = True
-        result: NewSource = outcome["value"]
-        return result
 
-    def _poll(self, runner: Runner[Any], disk: DiskCopy) -> None:
-        def allocation(conn: libvirt.virConnect) -> int:
-            pool = conn.storagePoolLookupByName(disk.pool)
-            return int(pool.storageVolLookupByName(disk.new_volume).info()[2])
-
+def _remove(runner: Runner[Any], made: list[DiskCopy]) -> str:
+    left = []
+    for disk in made:
         try:
-            copied_bytes = runner(allocation, CALL_TIMEOUT)
-        except (VirtError, libvirt.libvirtError):
-            return  # the new volume shows up in its pool only part of the time while it is built
-        with self._lock:
-            disk.copied_bytes = copied_bytes
-
-    def _remove(self, runner: Runner[Any], made: list[DiskCopy]) -> str:
-        left = []
-        for disk in made:
-            try:
-                runner(_deleter(disk), CALL_TIMEOUT)
-            except (VirtError, libvirt.libvirtError) as exc:
-                left.append(f"volume {disk.pool}/{disk.new_volume} ({exc})")
-        return " and ".join(left)
+            runner(_deleter(disk), CALL_TIMEOUT)
+        except (VirtError, libvirt.libvirtError) as exc:
+            left.append(f"volume {disk.pool}/{disk.new_volume} ({exc})")
+    return " and ".join(left)
 
 
 def _deleter(disk: DiskCopy) -> Callable[[libvirt.virConnect], None]:
@@ -353,35 +335,47 @@ def _deleter(disk: DiskCopy) -> Callable[[libvirt.virConnect], None]:
     return delete
 
 
+# ---- after a copy whose worker died ------------------------------------------------------
+
+
 @dataclass
-class CloneJobs:
-    """The clone jobs of this process (a finished one is kept an hour for its progress page)."""
-
-    _jobs: dict[str, CloneJob] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self, job: CloneJob, runner: Runner[Any], on_done: Callable[[CloneJob], None]) -> None:
-        """Run the job in its own thread; on_done runs last, whatever happened (audit, unlock)."""
-
-        def run() -> None:
-            try:
-                job.run(runner)
-            finally:
-                try:
-                    on_done(job)
-                finally:
-                    job._set(settled=True)
-
-        with self._lock:
-            now = time.time()
-            for key in [k for k, j in self._jobs.items() if j.finished and now - j.finished > KEEP_FINISHED_SECONDS]:
-                del self._jobs[key]
-            self._jobs[job.id] = job
-        threading.Thread(target=run, name=f"clone-{job.plan.new_name}", daemon=True).start()
-
-    def get(self, job_id: str) -> CloneJob | None:
-        with self._lock:
-            return self._jobs.get(job_id)
+class Leftovers:
+    removed: list[str] = field(default_factory=list)  # what was removed, in words
+    building: list[str] = field(default_factory=list)  # copies libvirt still writes: remove them later
+    kept: str = ""  # why nothing was removed (the clone is complete and running)
 
 
-JOBS = CloneJobs()
+def remove_leftovers(conn: libvirt.virConnect, new_name: str, disks: list[DiskCopy]) -> Leftovers:
+    """Remove what a clone whose worker died left: its definition (only if it uses the job's copies and
+    is shut off) and each copy of a disk, complete or partial."""
+    found = Leftovers()
+    ours: set[str] = set()
+    for disk in disks:
+        ours.add(f"{disk.pool}/{disk.new_volume}")
+        try:
+            ours.add(str(conn.storagePoolLookupByName(disk.pool).storageVolLookupByName(disk.new_volume).path()))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_NO_STORAGE_POOL):
+                raise
+    try:
+        dom: libvirt.virDomain | None = conn.lookupByName(new_name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            raise
+        dom = None
+    if dom is not None:
+        defined = Domain.from_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        uses = any(d.source_path in ours or f"{d.source_pool}/{d.source_volume}" in ours for d in defined.disks)
+        if uses:
+            if dom.isActive():
+                found.kept = f"{new_name} is running: it and its disks were left as they are."
+                return found
+            dom.undefine()
+            found.removed.append(f"the definition of {new_name}")
+    for disk in disks:
+        outcome = remove_partial_volume(conn, disk.pool, disk.new_volume)
+        if outcome == "removed":
+            found.removed.append(f"{disk.pool}/{disk.new_volume}")
+        elif outcome == "building":
+            found.building.append(f"{disk.pool}/{disk.new_volume}")
+    return found

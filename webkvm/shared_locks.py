@@ -15,13 +15,13 @@ import threading
 import redis
 
 from virt.errors import Busy
+from virt.locks import BUSY_MESSAGE
 
 _EXTEND = """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0"""
 _RELEASE = """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0"""
 
-BUSY_MESSAGE = "Another action on this VM is still running; try again in a moment."
 
 
 class RedisLeases:
@@ -64,10 +64,24 @@ class RedisVMLocks:
     def _key(self, host_key: str, vm_uuid: str) -> str:
         return f"{self.prefix}{host_key}:{vm_uuid.lower()}"
 
-    def acquire(self, host_key: str, vm_uuid: str) -> None:
+    def acquire(self, host_key: str, vm_uuid: str) -> str:
+        """Take the VM's lock or raise Busy; returns its token (for adopt and release_token)."""
         key, token = self._key(host_key, vm_uuid), secrets.token_hex(16)
         if not self.client.set(key, token, nx=True, px=self.ttl_ms):
             raise Busy(BUSY_MESSAGE)
+        self._hold(key, token)
+        return token
+
+    def adopt(self, host_key: str, vm_uuid: str, token: str) -> None:
+        """Renew, from this process too, a lock another process took (the request that started a job),
+        or take it again with the same token if it lapsed meanwhile; Busy when somebody else holds it."""
+        key = self._key(host_key, vm_uuid)
+        if not self._extend(keys=[key], args=[token, self.ttl_ms]) and not self.client.set(
+                key, token, nx=True, px=self.ttl_ms):
+            raise Busy(BUSY_MESSAGE)
+        self._hold(key, token)
+
+    def _hold(self, key: str, token: str) -> None:
         with self._lock:
             self._mine[key] = token
             if self._renewer is None or not self._renewer.is_alive():
@@ -81,6 +95,14 @@ class RedisVMLocks:
         if token is not None:
             self._release(keys=[key], args=[token])
 
+    def release_token(self, host_key: str, vm_uuid: str, token: str) -> None:
+        """Release the lock if it is still the one taken with `token`, by whichever process took it."""
+        key = self._key(host_key, vm_uuid)
+        with self._lock:
+            if self._mine.get(key) == token:
+                del self._mine[key]
+        self._release(keys=[key], args=[token])
+
     def held(self, host_key: str, vm_uuid: str) -> bool:
         return bool(self.client.exists(self._key(host_key, vm_uuid)))
 
@@ -90,6 +112,10 @@ class RedisVMLocks:
                 mine = dict(self._mine)
             for key, token in mine.items():
                 try:
-                    self._extend(keys=[key], args=[token, self.ttl_ms])
+                    renewed = self._extend(keys=[key], args=[token, self.ttl_ms])
                 except redis.RedisError:
-                    pass  # the next round tries again; the lock lapses only if Redis stays away for ttl
+                    continue  # the next round tries again; the lock lapses only if Redis stays away for ttl
+                if not renewed:  # released by another process (a job's worker) or lapsed: no longer ours
+                    with self._lock:
+                        if self._mine.get(key) == token:
+                            del self._mine[key]

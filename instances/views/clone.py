@@ -1,26 +1,25 @@
-"""Clone a shut-off VM (admins: a clone is a new VM, and creating VMs is theirs), with a progress page.
+"""Clone a shut-off VM (admins: a clone is a new VM, and creating VMs is theirs).
 
 The source VM's lock is held from the check to the end of the copy, so nobody starts it (through
-the panel) while its disks are read. The copy runs in a background job (virt.clone); its one audit
-record is written when it ends, with the outcome.
+the panel) while its disks are read. The copy runs as a durable job (instances/clone_jobs.py) whose
+page shows its progress; its one audit record is written when it ends, with the outcome.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-from django import db, forms
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django import forms
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods
 
 from hosts import services
+from instances import clone_jobs
 from instances.lookup import VMRef, vm_or_404
-from virt.clone import JOBS, CloneJob, ClonePreview, plan_clone, preview
+from jobs.models import Job
+from virt.clone import ClonePreview, plan_clone, preview
 from virt.create import NAME_RE
 from virt.errors import VirtError
 from webkvm import audit
@@ -60,40 +59,17 @@ def _free_name(base: str, taken: frozenset[str]) -> str:
     return candidate
 
 
-def _finisher(request: HttpRequest, ref: VMRef) -> Callable[[CloneJob], None]:
-    """What runs in the job's thread when it ends: the audit record, then the VM's lock is released."""
-    user: AbstractBaseUser | AnonymousUser = request.user
-    remote_addr = request.META.get("REMOTE_ADDR")
-    host_name, host_key = ref.host.name, str(ref.host.pk)
-
-    def done(job: CloneJob) -> None:
-        try:
-            plan = job.plan
-            ok = job.state == "done"
-            detail = (f"uuid {plan.source_uuid} -> {plan.new_name} ({job.new_uuid or 'not defined'}); disks: "
-                      + (", ".join(f"{d.pool}/{d.source_volume} -> {d.new_volume}" for d in plan.disks) or "none"))
-            audit.record(None, "vm.clone", object_type="vm", object_name=plan.source_name, host_name=host_name,
-                         result=AuditResult.OK if ok else AuditResult.FAILED,
-                         detail=detail if ok else f"{detail}; {job.message}", user=user, remote_addr=remote_addr)
-        finally:
-            services.vm_locks.release(host_key, ref.uuid)
-            db.connection.close()  # this thread's own database connection
-
-    return done
-
-
-def _start(request: HttpRequest, ref: VMRef, new_name: str) -> CloneJob:
-    """Take the VM's lock, plan (raises VirtError, changing nothing) and start the copy."""
+def _start(request: HttpRequest, ref: VMRef, new_name: str) -> Job:
+    """Take the VM's lock, plan (raises VirtError, changing nothing) and start the job, which holds the
+    lock from then on and releases it when it ends."""
     key = str(ref.host.pk)
-    services.vm_locks.acquire(key, ref.uuid)
+    token = services.vm_locks.acquire(key, ref.uuid)
     try:
         plan = ref.call(lambda dom: plan_clone(dom, new_name), PLAN_TIMEOUT)
-        job = CloneJob(plan, key)
-        JOBS.start(job, lambda fn, timeout: services.change(ref.host, fn, timeout), _finisher(request, ref))
+        return clone_jobs.start_clone(request, ref.host, ref.uuid, plan, token)
     except BaseException:
-        services.vm_locks.release(key, ref.uuid)
+        services.vm_locks.release_token(key, ref.uuid, token)
         raise
-    return job
 
 
 @require_http_methods(["GET", "POST"])
@@ -116,32 +92,4 @@ def clone_start(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
                      result=AuditResult.FAILED, detail=f"uuid {ref.uuid} -> {new_name}: {exc}")
         form.add_error(None, f"The clone was not started: {exc}")
         return render(request, "instances/config/clone.html", context)
-    return redirect("instances:clone_progress", ref.host.name, ref.uuid, job.id)
-
-
-def _job(request: HttpRequest, host: str, vm: uuid.UUID, job_id: str) -> tuple[VMRef, CloneJob]:
-    ref = _admin_ref(request, host, vm)
-    job = JOBS.get(job_id)
-    if job is None or not job.belongs_to(str(ref.host.pk), ref.uuid):
-        raise Http404("No such clone job (they are kept an hour after they end).")
-    return ref, job
-
-
-def _status(ref: VMRef, job: CloneJob) -> dict[str, Any]:
-    status = job.as_dict()
-    status["url"] = reverse("instances:detail", args=[ref.host.name, job.new_uuid]) if job.new_uuid else ""
-    return status
-
-
-@require_GET
-def clone_progress(request: HttpRequest, host: str, vm: uuid.UUID, job: str) -> HttpResponse:
-    ref, clone_job = _job(request, host, vm, job)
-    return render(request, "instances/config/clone_progress.html",
-                  {"ref": ref, "job": _status(ref, clone_job),
-                   "status_url": reverse("instances:clone_status", args=[ref.host.name, ref.uuid, clone_job.id])})
-
-
-@require_GET
-def clone_status(request: HttpRequest, host: str, vm: uuid.UUID, job: str) -> JsonResponse:
-    ref, clone_job = _job(request, host, vm, job)
-    return JsonResponse(_status(ref, clone_job))
+    return redirect(job)

@@ -25,7 +25,7 @@
     part("seconds").textContent = s.seconds === null ? "" : s.seconds + " s";
     part("result").textContent = s.result;
     part("cancel").hidden = !s.can_cancel;
-    if (!s.active && s.link) { part("link").hidden = false; }
+    if (!s.active && s.link) { part("href").href = s.link; part("link").hidden = false; }
   }
 
   async function poll() {

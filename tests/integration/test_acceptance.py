@@ -29,7 +29,7 @@ import lxml.html
 import pytest
 from django.http import HttpResponse
 from django.test import Client
-from django.urls import reverse
+from django.urls import resolve, reverse
 
 from hosts import services
 from hosts.models import Host
@@ -325,11 +325,14 @@ def qemu_io(path: str, command: str) -> subprocess.CompletedProcess[str]:
 
 
 def wait_for_clone(browser: Browser, progress: str, source_uuid: str, host: Host) -> dict[str, Any]:
-    """Poll the progress page's status JSON until the job ends (and the source VM's lock is free again)."""
+    """Poll the job page's JSON until the job ends (and the source VM's lock is free again); "uuid": the
+    clone's, from the job's link."""
     deadline = time.monotonic() + 45
+    status_url = reverse("jobs:status", kwargs=resolve(progress).kwargs)
     while time.monotonic() < deadline:
-        status: dict[str, Any] = browser.get(progress + "status.json").json()
-        if status["state"] in ("done", "failed") and not services.vm_locks.held(str(host.pk), source_uuid):
+        status: dict[str, Any] = browser.get(status_url).json()
+        if not status["active"] and not services.vm_locks.held(str(host.pk), source_uuid):
+            status["uuid"] = str(resolve(status["link"]).kwargs["vm"]) if status["link"] else ""
             return status
         time.sleep(0.2)
     raise AssertionError("the clone job did not end")

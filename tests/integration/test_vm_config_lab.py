@@ -88,9 +88,9 @@ def test_clone_copies_the_disk_and_the_clone_starts(admin_client: Client, lab_ho
     url = reverse("instances:clone", args=["labhost", source.UUIDString()])
     response = admin_client.post(url, {"name": new_name})
     assert response.status_code == 302, response.content[:800]
-    status = wait_for(response["Location"].rstrip("/").rsplit("/", 1)[1], timeout=120.0)
+    status = wait_for(admin_client, response["Location"], timeout=120.0)
     assert status["state"] == "done", status
-    assert admin_client.get(response["Location"] + "status.json").json()["percent"] == 100
+    assert status["percent"] == 100
 
     before = dumpxml(source.name(), inactive=True)
     clone = dumpxml(new_name, inactive=True)

@@ -58,3 +58,23 @@ def test_a_long_operation_keeps_its_lock_and_a_crashed_holder_loses_it(client: r
     time.sleep(0.5)
     other.acquire("1", "vm")
     other.release("1", "vm")
+
+
+def test_a_job_worker_adopts_the_lock_its_request_took_and_releases_it(client: redis.Redis) -> None:
+    """The clone's request takes the VM's lock; the job's worker (another process) renews and releases it."""
+    request, worker, other = (RedisVMLocks(client, ttl=0.3) for _ in range(3))
+    token = request.acquire("1", "vm")
+    worker.adopt("1", "vm", token)
+    request._stop.set()  # the request's process goes away: the worker keeps the lock alive
+    time.sleep(0.8)
+    with pytest.raises(Busy):
+        other.acquire("1", "vm")
+    with pytest.raises(Busy):
+        other.adopt("1", "vm", "not-the-token")
+    other.release_token("1", "vm", "not-the-token")  # a wrong token releases nothing
+    assert other.held("1", "vm")
+    worker.release_token("1", "vm", token)
+    assert not other.held("1", "vm")
+    other.acquire("1", "vm")
+    worker.adopt("1", "other-vm", "lapsed")  # a lock that lapsed while queued is taken again with its token
+    assert other.held("1", "other-vm")

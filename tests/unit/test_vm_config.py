@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from typing import Any
 
 import libvirt
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
-from django.urls import reverse
+from django.urls import resolve, reverse
+from django.utils import timezone
 
 from hosts import services
 from hosts.models import Host
+from instances import clone_jobs
+from jobs.models import Job, JobState
+from jobs.reconcile import reconcile
 from tests.conftest import DB_01_UUID, PASSWORD, WEB_01_UUID
-from virt.clone import JOBS
+from virt.clone import plan_clone, plan_params
 from virt.xml import Domain
 from webkvm.models import AuditEvent, VMGrant
 
@@ -80,7 +83,6 @@ def page(client: Client, response: Any) -> str:
 
 # ---- permissions -------------------------------------------------------------------------
 
-FAKE_JOB = "no-such-job"
 # (method, url name, extra args, POST data, what it needs: view, change or admin)
 CONFIG_URLS = [
     ("get", "instances:snapshots", [], None, "view"),
@@ -96,8 +98,6 @@ CONFIG_URLS = [
     ("post", "instances:vnc", [], {"password_action": "set", "password": "pw", "listen": "127.0.0.1"}, "change"),
     ("get", "instances:clone", [], None, "admin"),
     ("post", "instances:clone", [], {"name": "web-01-copy"}, "admin"),
-    ("get", "instances:clone_progress", [FAKE_JOB], None, "admin"),
-    ("get", "instances:clone_status", [FAKE_JOB], None, "admin"),
 ]
 
 
@@ -124,7 +124,7 @@ def test_permission_table(personas: dict[str, Client], granted_user, test_host: 
     assert call("user", on_web).status_code in expected_user
     assert call("user", on_db).status_code == 403
     admin = call("admin", on_web)
-    assert admin.status_code in ((404,) if FAKE_JOB in extra else (200, 302)), admin.status_code
+    assert admin.status_code in (200, 302), admin.status_code
     if method == "post":
         assert personas["admin"].get(on_web).status_code in (405, 200)  # action URLs refuse GET
 
@@ -396,13 +396,15 @@ def test_snapshot_list_for_a_view_only_user(personas: dict[str, Client], test_ho
 # ---- clone ------------------------------------------------------------------------------
 
 
-def wait_for(job_id: str, timeout: float = 10.0) -> dict[str, Any]:
+def wait_for(client: Client, location: str, timeout: float = 10.0) -> dict[str, Any]:
+    """A clone answers with its job page; poll the job's JSON until it ends. "uuid": the clone's, from the link."""
+    status = reverse("jobs:status", kwargs=resolve(location).kwargs)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = JOBS.get(job_id)
-        assert job is not None
-        if job.shown_state in ("done", "failed"):  # shown only once the source VM is unlocked
-            return job.as_dict()
+        state: dict[str, Any] = client.get(status).json()
+        if not state["active"]:
+            state["uuid"] = str(resolve(state["link"]).kwargs["vm"]) if state["link"] else ""
+            return state
         time.sleep(0.05)
     raise AssertionError("the clone job did not end")
 
@@ -415,14 +417,15 @@ def test_clone_a_shut_off_vm(admin_client: Client, test_host: Host) -> None:
     assert shown.context["form"].initial["name"] == "srcvm-clone"
     assert "copied: <span class=\"mono\">vda: images/srcvm.qcow2</span>" in shown.content.decode()
     response = admin_client.post(url, {"name": "srcvm-copy"})
-    assert response.status_code == 302
-    job_id = response["Location"].rstrip("/").rsplit("/", 1)[1]
-    status = wait_for(job_id)
+    assert response.status_code == 302 and response["Location"].startswith("/jobs/")
+    status = wait_for(admin_client, response["Location"])
     assert status["state"] == "done", status
+    assert not services.vm_locks.held(str(test_host.pk), vm)
     progress = admin_client.get(response["Location"]).content.decode()
-    assert "Open srcvm-copy" in progress and "clone-progress.js" in progress
-    polled = admin_client.get(reverse("instances:clone_status", args=["testhost", vm, job_id])).json()
-    assert polled["percent"] == 100 and polled["url"] == reverse("instances:detail", args=["testhost", status["uuid"]])
+    assert "Open the clone" in progress and "job-progress.js" in progress
+    assert status["percent"] == 100 and status["link"] == reverse("instances:detail", args=["testhost", status["uuid"]])
+    assert status["link"] in progress and (status["kind"], status["target"]) == ("vm.clone", {"type": "vm",
+                                                                                               "name": "srcvm"})
 
     source = Domain.from_xml(config_xml(test_host, vm))
     copy = Domain.from_xml(config_xml(test_host, status["uuid"]))
@@ -469,18 +472,15 @@ def test_clone_refusals_change_nothing(admin_client: Client, test_host: Host) ->
 
 
 @pytest.mark.django_db(transaction=True)
-def test_clone_jobs_are_bound_to_their_vm(admin_client: Client, test_host: Host) -> None:
+def test_clone_jobs_are_shown_to_admins(admin_client: Client, test_host: Host) -> None:
     vm = define_vm(test_host, "srcjob", cdrom=False)
     response = admin_client.post(reverse("instances:clone", args=["testhost", vm]), {"name": "srcjob-2"})
-    job_id = response["Location"].rstrip("/").rsplit("/", 1)[1]
-    wait_for(job_id)
-    elsewhere = reverse("instances:clone_status", args=["testhost", WEB_01_UUID, job_id])
-    assert admin_client.get(elsewhere).status_code == 404
+    wait_for(admin_client, response["Location"])
     other = get_user_model().objects.create_superuser("other-admin", "", PASSWORD)
     client = Client()
     client.force_login(other)
-    assert client.get(reverse("instances:clone_status", args=["testhost", vm, job_id])).json()["state"] == "done"
-    assert uuid.UUID(client.get(reverse("instances:clone_status", args=["testhost", vm, job_id])).json()["uuid"])
+    status = wait_for(client, response["Location"])
+    assert status["state"] == "done" and status["uuid"] and status["summary"] == "clone of srcjob as srcjob-2"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -497,37 +497,92 @@ def test_a_failed_clone_removes_its_volumes(admin_client: Client, test_host: Hos
     monkeypatch.setattr(virt.clone, "clone_domain_xml", refused_by_libvirt)
     vm = define_vm(test_host, "srcfail")
     response = admin_client.post(reverse("instances:clone", args=["testhost", vm]), {"name": "srcfail-2"})
-    status = wait_for(response["Location"].rstrip("/").rsplit("/", 1)[1])
-    assert status["state"] == "failed" and status["message"].startswith("The clone failed: ")
+    status = wait_for(admin_client, response["Location"])
+    assert status["state"] == "failed" and status["result"].startswith("The clone failed: ")
+    assert status["link"] is None
     volumes = services.call(test_host, lambda conn: conn.storagePoolLookupByName("images").listVolumes())
     assert "srcfail-2.qcow2" not in volumes and "srcfail.qcow2" in volumes
     names = services.call(test_host, lambda conn: [d.name() for d in conn.listAllDomains(0)])
     assert "srcfail-2" not in names
     progress = admin_client.get(response["Location"]).content.decode()
-    assert 'class="msg error" role="alert">The clone failed: ' in progress
+    assert 'class="job-result">The clone failed: ' in progress
     event = AuditEvent.objects.get(action="vm.clone")
     assert event.result == "failed" and "The clone failed" in event.detail
     assert not services.vm_locks.held(str(test_host.pk), vm)
 
 
-def test_a_clone_reads_finishing_until_its_source_is_unlocked() -> None:
-    """The page must not say "done" while the source VM is still locked for the job's audit and unlock."""
-    from virt.clone import CloneJob, CloneJobs, ClonePlan
+@pytest.mark.django_db(transaction=True)
+def test_the_source_stays_locked_for_the_whole_job(admin_client: Client, test_host: Host, monkeypatch) -> None:
+    """Busy for every other action while the job runs, unlocked before the job reads "done"."""
+    copying, go_on = threading.Event(), threading.Event()
+    real = clone_jobs.run_clone
 
-    job = CloneJob(ClonePlan("src", str(uuid.uuid4()), "copy", "<domain/>", [], [], []), "1")
-    job.run = lambda runner: job._set(state="done")  # type: ignore[method-assign]
-    release, seen = threading.Event(), []
+    def slow(*args: Any) -> str:
+        copying.set()
+        go_on.wait(10)
+        return real(*args)
 
-    def on_done(finished: CloneJob) -> None:
-        seen.append(finished.as_dict()["state"])
-        release.wait(5)
+    monkeypatch.setattr(clone_jobs, "run_clone", slow)
+    vm = define_vm(test_host, "srclock")
+    url = reverse("instances:clone", args=["testhost", vm])
+    response = admin_client.post(url, {"name": "srclock-2"})
+    assert copying.wait(10)
+    assert services.vm_locks.held(str(test_host.pk), vm)
+    again = admin_client.post(url, {"name": "srclock-3"})
+    assert "Another action on this VM is still running" in again.content.decode()
+    go_on.set()
+    assert wait_for(admin_client, response["Location"])["state"] == "done"
+    assert not services.vm_locks.held(str(test_host.pk), vm)
+    assert list(AuditEvent.objects.filter(action="vm.clone").values_list("result", flat=True).order_by("id")) == [
+        "failed", "ok"]
 
-    CloneJobs().start(job, runner=lambda fn, timeout=None: None, on_done=on_done)
-    deadline = time.monotonic() + 5
-    while not seen and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert seen == ["finishing"] and job.shown_state == "finishing"
-    release.set()
-    while job.shown_state != "done" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert job.as_dict()["state"] == "done"
+
+@pytest.mark.django_db(transaction=True)
+def test_a_clone_whose_worker_died_is_reconciled(admin_client: Client, admin_user: Any, test_host: Host) -> None:
+    """Its half-made copy and definition are removed and the source VM is unlocked, once."""
+    vm = define_vm(test_host, "srcdead")
+    plan = services.call(test_host, lambda conn: plan_clone(conn.lookupByUUIDString(vm), "srcdead-2"))
+    lock = services.vm_locks.acquire(str(test_host.pk), vm)
+    partial = f"{IMAGES}/srcdead-2.qcow2"
+
+    def half_made(conn: libvirt.virConnect) -> None:  # what the worker had done when it died
+        conn.storagePoolLookupByName("images").createXML(
+            "<volume><name>srcdead-2.qcow2</name><capacity unit='MiB'>16</capacity>"
+            "<target><format type='qcow2'/></target></volume>", 0)
+        dom = Domain.from_xml(conn.lookupByUUIDString(vm).XMLDesc(SECURE_CONFIG))
+        dom.name, dom.uuid = "srcdead-2", None
+        dom.disks[0].source_file = partial
+        conn.defineXML(dom.to_xml())
+
+    services.call(test_host, half_made)
+    dead = Job.objects.create(
+        kind="vm.clone", host=test_host, owner=admin_user, state=JobState.RUNNING, started=timezone.now(),
+        target_type="vm", target_name="srcdead", summary="clone of srcdead as srcdead-2", phase="copying disk vda",
+        params={"host_key": str(test_host.pk), "vm": vm, "lock": lock, "plan": plan_params(plan)}, rq_id="gone")
+    assert "interrupted" in admin_client.get(reverse("jobs:list")).content.decode()
+    dead.refresh_from_db()
+    assert dead.state == JobState.INTERRUPTED, dead.result
+    assert dead.result == ("Interrupted: the worker running it stopped (copying disk vda). "
+                           "Removed the definition of srcdead-2, images/srcdead-2.qcow2.")
+    assert not services.vm_locks.held(str(test_host.pk), vm)
+    volumes = services.call(test_host, lambda conn: conn.storagePoolLookupByName("images").listVolumes())
+    assert "srcdead-2.qcow2" not in volumes and "srcdead.qcow2" in volumes
+    names = services.call(test_host, lambda conn: [d.name() for d in conn.listAllDomains(0)])
+    assert "srcdead-2" not in names and "srcdead" in names
+    assert reconcile() == 0 and AuditEvent.objects.get(action="vm.clone").result == "failed"  # once only
+    again = admin_client.post(reverse("instances:clone", args=["testhost", vm]), {"name": "srcdead-3"})
+    assert wait_for(admin_client, again["Location"])["state"] == "done"  # free again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_clone_cancelled_before_it_ran_unlocks_its_source(admin_client: Client, admin_user: Any,
+                                                            test_host: Host) -> None:
+    vm = define_vm(test_host, "srcqueued")
+    plan = services.call(test_host, lambda conn: plan_clone(conn.lookupByUUIDString(vm), "srcqueued-2"))
+    lock = services.vm_locks.acquire(str(test_host.pk), vm)
+    queued = Job.objects.create(
+        kind="vm.clone", host=test_host, owner=admin_user, target_type="vm", target_name="srcqueued",
+        params={"host_key": str(test_host.pk), "vm": vm, "lock": lock, "plan": plan_params(plan)}, rq_id="waiting")
+    admin_client.post(reverse("jobs:cancel", args=[queued.pk]))
+    queued.refresh_from_db()
+    assert queued.state == JobState.CANCELLED and not services.vm_locks.held(str(test_host.pk), vm)
