@@ -1,6 +1,7 @@
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -46,3 +47,15 @@ def asgi_server() -> Iterator[str]:
     Django's live_server speaks no WebSocket."""
     with serve_panel() as url:
         yield url
+
+
+BROWSER_PASSWORD = "browser-test-pass-1"
+
+
+def log_in(page: Any, base: str, username: str = "admin", password: str = BROWSER_PASSWORD) -> None:
+    """Log in through the panel's own form and wait until it lets the browser in."""
+    page.goto(base + "/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login/" not in url)

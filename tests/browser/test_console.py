@@ -17,6 +17,8 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from hosts.models import Host
+from tests.browser.conftest import BROWSER_PASSWORD
+from tests.browser.conftest import log_in as log_in_as
 from tests.lab import domain_xml, remove_domain
 from tests.lab_resources import local_or_ssh
 from virt.xml.domain import Domain
@@ -72,12 +74,8 @@ def keep(page: Any, name: str) -> None:
 
 
 def log_in(page: Any, server: str) -> None:
-    get_user_model().objects.create_superuser("admin", "", "browser-test-pass-1")
-    page.goto(server + "/login/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", "browser-test-pass-1")
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/hosts/$"))
+    get_user_model().objects.create_superuser("admin", "", BROWSER_PASSWORD)
+    log_in_as(page, server)
 
 
 @pytest.mark.parametrize("transport", ["local", "ssh"])

@@ -15,20 +15,13 @@ from playwright.sync_api import expect
 from hosts.models import Host
 from jobs import runner
 from jobs.models import Job
+from tests.browser.conftest import log_in
 from tests.conftest import BASIC_WORLD
 from tests.unit.test_jobs import steps_kind  # noqa: F401 (fixture)
 from tests.unit.test_storage_views import make_volume
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "browser-test-pass-1"
-
-
-def log_in(page: Any, url: str) -> None:
-    page.goto(url + "/login/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/hosts/$"))
 
 
 def test_clone_lands_on_its_job_page(live_server: Any, page: Any) -> None:

@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from hosts.models import Host
+from tests.browser.conftest import log_in
 from tests.lab import domain_xml
 from tests.lab_resources import lab_conn, made_vms  # noqa: F401  (fixtures)
 from webkvm.models import VMGrant
@@ -63,14 +64,6 @@ class Viewer:
     @property
     def payloads(self) -> list[str]:
         return [payload for _, payload in self.frames]
-
-
-def log_in(page: Any, base: str, username: str, password: str) -> None:
-    page.goto(base + "/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/login/" not in url)
 
 
 def open_fleet(page: Any, url: str) -> None:

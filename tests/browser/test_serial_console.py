@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from hosts.models import Host
+from tests.browser.conftest import log_in
 from tests.integration.test_serial_lab import serial_vm  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
@@ -34,14 +35,6 @@ def wait_for_text(page: Any, text: str, seconds: float = 20) -> str:
         time.sleep(0.1)
         shown = screen_text(page)
     return shown
-
-
-def log_in(page: Any, base: str) -> None:
-    page.goto(base + "/login/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/hosts/$"))
 
 
 def test_serial_console_shows_seabios_and_takes_keys(asgi_server, browser, page, lab: dict[str, Any],
