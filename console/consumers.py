@@ -17,9 +17,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console import rfb
 from console.session import ConsoleSession, open_session
-from console.sockets import blocking, cancel_others, open_arguments, watch
+from console.sockets import cancel_others, open_arguments, watch
 from console.target import TargetStream
 from console.tickets import Refused
+from webkvm.blocking import blocking
 
 CLOSE_REFUSED = 4403  # private-use close codes: the page shows the reason that comes with them
 CLOSE_ENDED = 4000

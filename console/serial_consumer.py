@@ -17,9 +17,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console.serial_holders import InUse, SerialSessions
 from console.serial_session import SerialSession, open_session
-from console.sockets import blocking, cancel_others, open_arguments, watch
+from console.sockets import cancel_others, open_arguments, watch
 from console.tickets import Refused
 from virt.serial import SerialPipe, abort_quietly
+from webkvm.blocking import blocking
 
 CLOSE_ENDED = 4000
 CLOSE_TAKEN_OVER = 4001

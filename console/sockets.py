@@ -10,15 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from console.session import session_cookie
-
-
-def blocking(fn: Any) -> Any:
-    """Database and libvirt work off the event loop, in any thread (opening over ssh takes a while)."""
-    return database_sync_to_async(fn, thread_sensitive=False)
+from webkvm.blocking import blocking
 
 
 def open_arguments(scope: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:

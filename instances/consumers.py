@@ -24,6 +24,7 @@ from console.tickets import session_user
 from instances import live
 from instances.fleet import Visibility, visible
 from virt.errors import brief_words
+from webkvm.blocking import blocking
 
 CLOSE_REFUSED = 4403
 
@@ -89,7 +90,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
             return
         self.scope_of_page = page
         self.session_key = session_cookie(headers.get("cookie", ""))
-        user, allowed, names = await live.blocking(_check)(self.session_key, page)
+        user, allowed, names = await blocking(_check)(self.session_key, page)
         if user is None:
             await self.close(code=CLOSE_REFUSED)
             return
@@ -114,7 +115,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
     async def _recheck(self) -> None:
         while True:
             await asyncio.sleep(settings.WEBKVM_CONSOLE_RECHECK_SECONDS)
-            user, allowed, names = await live.blocking(_check)(self.session_key, self.scope_of_page)
+            user, allowed, names = await blocking(_check)(self.session_key, self.scope_of_page)
             if user is None:
                 await self.close(code=CLOSE_REFUSED)
                 return

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -28,6 +27,7 @@ from hosts.models import Host
 from instances.host_rows import host_rows
 from virt.errors import VirtError, host_words
 from virt.events import CONNECTION, DOMAIN, HostEvent
+from webkvm.blocking import blocking
 from webkvm.leases import leases
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,6 @@ def watch_group(host_pk: int) -> str:
     """The group of a host's watchers (one per process with viewers): a new viewer asks here for the rows
     the next changes will be relative to; only the lease holder answers."""
     return f"live.watch.{host_pk}"
-
-
-def blocking(fn: Any) -> Any:
-    return database_sync_to_async(fn, thread_sensitive=False)
 
 
 # What an event-triggered read publishes: state and shape. CPU figures wait for the periodic read, so an
