@@ -208,12 +208,10 @@ class HostConnection:
                 self._queued -= 1
             raise Unreachable(f"{self.name}: connection closed") from None
 
-    def wait(self, pending: Pending[T], timeout: float | None = None) -> T:
-        """The call's answer, waiting at most until its deadline (or `timeout` from now, if shorter)."""
+    def wait(self, pending: Pending[T]) -> T:
+        """The call's answer, waiting at most until its deadline."""
         ticket = pending.ticket
         remaining = ticket.submitted + ticket.timeout - time.monotonic()
-        if timeout is not None:
-            remaining = min(remaining, timeout)
         try:
             return pending.future.result(max(0.0, remaining))
         except FutureTimeout:
