@@ -3,14 +3,13 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 STAMPS := var/.stamps
 WEBKVM_BIND ?= 127.0.0.1:8000
-WEBKVM_WORKERS ?= 1
 
 .PHONY: run setup system test lint lab-up lab-down clean bench
 
 run: setup
 	$(PY) manage.py bootstrap
 	@echo "webkvm: serving on http://$(WEBKVM_BIND)/"
-	exec $(PY) manage.py serve --bind $(WEBKVM_BIND) --workers $(WEBKVM_WORKERS)
+	exec $(PY) manage.py serve --bind $(WEBKVM_BIND)
 
 setup: system $(STAMPS)/venv $(STAMPS)/npm
 	$(PY) manage.py migrate --noinput -v0

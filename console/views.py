@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from console import tickets
-from instances.lookup import vm_or_404
+from instances.lookup import VMRef
 from virt import lifecycle
 from virt.domains import domain_detail
 from virt.errors import VirtError
 from webkvm.middleware import POLICY
+from webkvm.models import VMPermission
+from webkvm.operations import page, vm_route
 from webkvm.permissions import can
+
+CONSOLE = VMPermission.CONSOLE.value
 
 # xterm.js measures the font and writes cell sizes and colours into <style> elements it creates,
 # which a strict style-src blocks. Only this page allows inline styles; scripts stay 'self' only,
@@ -24,8 +26,8 @@ SERIAL_POLICY = POLICY.replace("style-src 'self'", "style-src 'self' 'unsafe-inl
 
 
 @require_GET
-def console_page(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "console")
+@vm_route(page(CONSOLE))
+def console_page(request: HttpRequest, ref: VMRef) -> HttpResponse:
     context: dict[str, object] = {"ref": ref, "ws_path": f"/console/ws/{ref.host.name}/{ref.uuid}/"}
     try:
         info = ref.call(domain_detail)
@@ -42,8 +44,8 @@ def console_page(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse
 
 
 @require_POST
-def ticket(request: HttpRequest, host: str, vm: uuid.UUID) -> JsonResponse:
-    ref = vm_or_404(request, host, vm, "console")  # 403 (audited) without the console grant
+@vm_route(page(CONSOLE))
+def ticket(request: HttpRequest, ref: VMRef) -> JsonResponse:
     try:
         token = tickets.mint(request, ref.host, ref.uuid)
     except tickets.Refused as exc:
@@ -55,8 +57,8 @@ def ticket(request: HttpRequest, host: str, vm: uuid.UUID) -> JsonResponse:
 
 
 @require_GET
-def serial_page(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "console")
+@vm_route(page(CONSOLE))
+def serial_page(request: HttpRequest, ref: VMRef) -> HttpResponse:
     context: dict[str, object] = {"ref": ref}
     try:
         context["vm"] = ref.call(domain_detail)
@@ -69,8 +71,8 @@ def serial_page(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
 
 
 @require_POST
-def serial_ticket(request: HttpRequest, host: str, vm: uuid.UUID) -> JsonResponse:
-    ref = vm_or_404(request, host, vm, "console")  # 403 (audited) without the console grant
+@vm_route(page(CONSOLE))
+def serial_ticket(request: HttpRequest, ref: VMRef) -> JsonResponse:
     try:
         token = tickets.mint(request, ref.host, ref.uuid, kind="serial")
     except tickets.Refused as exc:

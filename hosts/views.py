@@ -4,30 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import messages
 from django.core import signing
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from hosts import operations as ops
 from hosts import services
 from hosts.forms import HostForm
 from hosts.models import Host
 from virt.errors import VirtError, host_words
-from virt.hostinfo import host_summary
+from virt.hostinfo import HostSummary, host_summary
 from virt.reads import HOST_SUMMARY, HOST_USAGE
 from virt.ssh import HostKey, keyscan
 from virt.uri import Transport
-from webkvm import audit
-from webkvm.models import AuditResult
-from webkvm.views_base import admin_required
+from webkvm.operations import ADMIN, page, perform, route
 
 PIN_SALT = "hosts.pin-ssh-keys"
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def host_list(request: HttpRequest) -> HttpResponse:
     hosts = list(Host.objects.all())
     outcomes = services.read_many(hosts, HOST_SUMMARY)
@@ -35,7 +33,7 @@ def host_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     summary, error = None, ""
@@ -49,7 +47,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def host_usage(request: HttpRequest, name: str) -> JsonResponse:
     host = get_object_or_404(Host, name=name)
     try:
@@ -59,20 +57,17 @@ def host_usage(request: HttpRequest, name: str) -> JsonResponse:
     return JsonResponse(sample.as_dict())
 
 
+def _connected(summary: HostSummary) -> str:
+    return (f"connected to {summary.hypervisor} on {summary.hostname}, libvirt {summary.libvirt_version}, "
+            f"{summary.domains_total} VMs.")
+
+
 @require_POST
-@admin_required
+@route(ops.TEST)
 def host_test(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
-    try:
-        summary = services.call(host, host_summary)
-    except VirtError as exc:
-        messages.error(request, f"{host.name}: connection failed: {exc}")
-        audit.record(request, "host.test", object_type="host", object_name=host.name, host_name=host.name,
-                     result=AuditResult.FAILED, detail=str(exc))
-    else:
-        messages.success(request, f"{host.name}: connected to {summary.hypervisor} on {summary.hostname}, "
-                                  f"libvirt {summary.libvirt_version}, {summary.domains_total} VMs.")
-        audit.record(request, "host.test", object_type="host", object_name=host.name, host_name=host.name)
+    perform(request, ops.TEST, host=host, name=host.name, work=lambda: services.call(host, host_summary),
+            done=lambda summary: f"{host.name}: {_connected(summary)}", detail=_connected)
     return redirect("hosts:detail", name=host.name)
 
 
@@ -121,51 +116,59 @@ def _edit(request: HttpRequest, host: Host | None) -> HttpResponse:
                         salt=PIN_SALT),
                 })
                 return render(request, "hosts/form.html", context)
-        with transaction.atomic():
-            saved = form.save(commit=False)
-            if keys is not None:
-                saved.ssh_host_keys = "".join(k.line() + "\n" for k in keys)
-            saved.save()
-        services.sync_known_hosts()
-        services.registry.forget(str(saved.pk))
-        action = "host.create" if host is None else "host.update"
-        detail = saved.display_uri()
+        op = ops.CREATE if host is None else ops.UPDATE
+        detail = form.instance.display_uri()
         if keys is not None:
             detail += "; pinned ssh host key " + ", ".join(k.fingerprint for k in keys)
-        audit.record(request, action, object_type="host", object_name=saved.name, host_name=saved.name, detail=detail)
-        messages.success(request, f"Host {saved.name} saved.")
-        return redirect("hosts:detail", name=saved.name)
+
+        def save() -> Host:
+            with transaction.atomic():
+                saved: Host = form.save(commit=False)
+                if keys is not None:
+                    saved.ssh_host_keys = "".join(k.line() + "\n" for k in keys)
+                saved.save()
+            services.sync_known_hosts()
+            services.registry.forget(str(saved.pk))
+            return saved
+
+        # form.instance carries the new name already: the audit record names the host as saved.
+        outcome = perform(request, op, host=form.instance, name=form.instance.name, work=save,
+                          done=f"Host {form.instance.name} saved.", detail=detail)
+        if outcome.ok:
+            return redirect("hosts:detail", name=outcome.name)
     return render(request, "hosts/form.html", context)
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.CREATE)
 def host_create(request: HttpRequest) -> HttpResponse:
     return _edit(request, None)
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.UPDATE)
 def host_edit(request: HttpRequest, name: str) -> HttpResponse:
     return _edit(request, get_object_or_404(Host, name=name))
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.DELETE)
 def host_delete(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     if request.method == "POST":
-        services.registry.forget(str(host.pk))
-        host.delete()
-        services.sync_known_hosts()
-        audit.record(request, "host.delete", object_type="host", object_name=name, host_name=name)
-        messages.success(request, f"Host {name} removed from the panel (nothing on the hypervisor was changed).")
+        def remove() -> None:
+            services.registry.forget(str(host.pk))
+            host.delete()
+            services.sync_known_hosts()
+
+        perform(request, ops.DELETE, host=host, name=name, work=remove,
+                done=f"Host {name} removed from the panel (nothing on the hypervisor was changed).")
         return redirect("hosts:list")
     return render(request, "hosts/delete.html", {"host": host, "grants": host.vm_grants.count()})
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def panel_ssh_key(request: HttpRequest) -> HttpResponse:
     ident = services.identity()
     ident.ensure()

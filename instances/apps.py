@@ -5,4 +5,5 @@ class InstancesConfig(AppConfig):
     name = "instances"
 
     def ready(self) -> None:
-        from instances import clone_jobs  # noqa: F401  (declares the VM clone job kind, in job workers too)
+        # Declare the VM job kinds (clone, creation, a running VM's snapshot, migration), in job workers too.
+        from instances import clone_jobs, create_jobs, migrate_jobs, snapshot_jobs  # noqa: F401

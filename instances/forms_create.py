@@ -49,6 +49,10 @@ class CreateVMForm(forms.Form):
     disk_size_gib = forms.DecimalField(label="Size of the new volume (GiB)", required=False, min_value=Decimal("0.01"),
                                        max_value=MAX_DISK_GIB, max_digits=10, decimal_places=2)
     disk_format = forms.ChoiceField(label="Format of the new volume", choices=[(f, f) for f in DISK_FORMATS])
+    disk_allocate = forms.BooleanField(
+        label="Allocate the whole disk now", required=False,
+        help_text="Writes the new volume in full now (no surprise when the pool fills up later); a large one "
+                  "takes a while, so the VM is then created by a job whose page shows the progress.")
     existing_volume = forms.ChoiceField(
         label="Existing volume", required=False,
         help_text="Not one another VM uses: a writable disk is never shared (ISO images on the CD-ROM may be).")
@@ -93,7 +97,8 @@ class CreateVMForm(forms.Form):
         """Field groups for the template, in page order."""
         groups = [
             ("Machine", ["name", "vcpus", "memory_mib", "firmware", "machine", "cpu_mode"]),
-            ("Boot disk", ["disk_source", "disk_pool", "disk_size_gib", "disk_format", "existing_volume", "iso"]),
+            ("Boot disk", ["disk_source", "disk_pool", "disk_size_gib", "disk_format", "disk_allocate",
+                           "existing_volume", "iso"]),
             ("Network", [f"nic{s}_{part}" for s in range(1, NIC_SLOTS + 1) for part in ("source", "model")]),
             ("Start", ["start"]),
         ]
@@ -125,6 +130,10 @@ class CreateVMForm(forms.Form):
             self.add_error("existing_volume", "The boot disk cannot be the CD-ROM's ISO image as well.")
         return data
 
+    def allocates(self) -> bool:
+        """Whether the new VM's disk is written in full up front (then it is created by a job)."""
+        return self.cleaned_data.get("disk_source") == NEW_DISK and bool(self.cleaned_data.get("disk_allocate"))
+
     def nics(self) -> tuple[NIC, ...]:
         chosen = []
         for slot in range(1, NIC_SLOTS + 1):
@@ -140,7 +149,8 @@ class CreateVMForm(forms.Form):
         data = self.cleaned_data
         disk: NewVolume | PoolVolume
         if data["disk_source"] == NEW_DISK:
-            disk = NewVolume(data["disk_pool"], _mib(data["disk_size_gib"]), data["disk_format"])
+            disk = NewVolume(data["disk_pool"], _mib(data["disk_size_gib"]), data["disk_format"],
+                             allocate=bool(data.get("disk_allocate")))
         else:
             disk = _pool_volume(data["existing_volume"])
         return NewVM(

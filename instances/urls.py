@@ -14,7 +14,7 @@ from instances.views.disks import (
 )
 from instances.views.evacuate import evacuate
 from instances.views.graphics import vnc_settings
-from instances.views.migrate import migrate_many, migrate_vm, migration, migration_cancel, migration_status
+from instances.views.migrate import migrate_many, migrate_vm
 from instances.views.nics import nic_add, nic_link, nic_page, nic_remove, nic_source
 from instances.views.resize import resize
 from instances.views.snapshots import snapshot_create, snapshot_delete, snapshot_list, snapshot_revert
@@ -69,8 +69,5 @@ urlpatterns = [
     # Migration, several VMs from the fleet view, host evacuation: instances/views/migrate.py, evacuate.py.
     path("<slug:host>/<uuid:vm>/migrate/", migrate_vm, name="migrate"),
     path("migrate/", migrate_many, name="migrate_many"),
-    path("migrations/<slug:job>/", migration, name="migration"),
-    path("migrations/<slug:job>/status.json", migration_status, name="migration_status"),
-    path("migrations/<slug:job>/cancel/", migration_cancel, name="migration_cancel"),
     path("host/<slug:host>/evacuate/", evacuate, name="evacuate"),
 ]

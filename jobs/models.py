@@ -48,6 +48,8 @@ class Job(models.Model):
     worker = models.CharField(max_length=255, blank=True)
     audit = models.ForeignKey("webkvm.AuditEvent", null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="+")
+    # The job this one is a step of (a host evacuation's migrations); the parent runs its children itself.
+    parent = models.ForeignKey("self", null=True, blank=True, related_name="children", on_delete=models.SET_NULL)
 
     class Meta:
         ordering = ["-created", "-id"]

@@ -2,8 +2,9 @@
 
 Run when a job page or the job list is shown and when `manage.py serve` starts. A running job is alive
 while its worker renews its lease (jobs/liveness.py); a queued one while the job queue still holds it
-(or, for the panel alone, while this process has it). Taking a dead job's lease first means two
-processes never tidy up the same job at once.
+(or, for the panel alone, while this process has it), and a queued step of a parent job (one migration
+of a host evacuation) while its parent is active: the parent runs it. Taking a dead job's lease first
+means two processes never tidy up the same job at once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 OWNER = liveness.new_owner("reconciler")
 QUEUE_GRACE = timedelta(seconds=60)  # a job row is written just before it reaches its worker
 WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+
+
+class Completed(Exception):
+    """Raised by a kind's `interrupted` hook when the work turned out done all the same (libvirt finished
+    a migration whose worker died): the job ends done, with these words."""
 
 
 def reconcile() -> int:
@@ -50,6 +56,9 @@ def _gone(job: Job) -> str | None:
     """Why the job's worker is gone (and the job now claimed for tidying up), or None while it lives."""
     if job.state == JobState.RUNNING:
         why: str | None = "the worker running it stopped"
+    elif job.parent_id is not None:  # a step its parent job runs when its turn comes
+        alive = Job.objects.filter(pk=job.parent_id, state__in=ACTIVE).exists()
+        why = None if alive else "its parent job ended before its turn"
     elif redis_store.client() is None:
         alive = job.pk in runner.running_here or timezone.now() - job.created < QUEUE_GRACE
         why = None if alive else "the panel stopped before it began"
@@ -86,5 +95,7 @@ def _end(job: Job, why: str) -> bool:
     except runner.StillBusy as exc:
         Job.objects.filter(pk=job.pk, state__in=ACTIVE).update(result=str(exc))
         return False
+    except Completed as exc:
+        return runner.finish(job.pk, ACTIVE, JobState.DONE, f"Done, found after {why}: {exc}")
     words = f"Interrupted: {why}{f' ({done})' if done else ''}." + (f" {tidied}" if tidied else "")
     return runner.finish(job.pk, ACTIVE, JobState.INTERRUPTED, words)

@@ -31,7 +31,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from hosts.models import Host
-from jobs import liveness
+from jobs import liveness, push
 from jobs.models import ACTIVE, Job, JobState
 from storage.templatetags.storage import iec
 from virt.errors import Busy, VirtError
@@ -184,8 +184,8 @@ class Handle:
             fields["total"] = self.job.total = total
         if phase is not None:
             fields["phase"] = self.job.phase = phase[:255]
-        if fields:
-            Job.objects.filter(pk=self.job.pk, state=JobState.RUNNING).update(**fields)
+        if fields and Job.objects.filter(pk=self.job.pk, state=JobState.RUNNING).update(**fields):
+            _announce(self.job.pk)
 
     def cancel_requested(self) -> bool:
         return Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
@@ -237,6 +237,7 @@ def execute(job_id: int) -> None:
             state=JobState.RUNNING, started=timezone.now(), worker=_worker_name()[:255])
         if not started:
             return  # cancelled while queued, or reconciled
+        _announce(job_id)
         job = Job.objects.select_related("host", "owner").get(pk=job_id)
         kind = kind_of(job)
         try:
@@ -258,6 +259,11 @@ def execute(job_id: int) -> None:
         heartbeat.stop()
 
 
+def _announce(job_id: int) -> None:
+    """Open job pages follow the change once it is committed (jobs/push.py)."""
+    transaction.on_commit(lambda: push.announce(job_id))
+
+
 # --- ending ---------------------------------------------------------------------------------------
 
 
@@ -265,21 +271,26 @@ def finish(job_id: int, from_states: tuple[str, ...], state: str, result: str) -
     """Move the job from one of `from_states` to its final `state` and audit it; once only (False when
     it had already left those states: reconciled, cancelled, or ended by another process)."""
     now = timezone.now()
-    if not Job.objects.filter(pk=job_id, state__in=from_states).update(state=state, result=result[:4000],
-                                                                       finished=now):
-        return False
-    job = Job.objects.select_related("host", "owner").get(pk=job_id)
-    # An interrupted job's end is when it was found, not when its worker died: no duration for it.
-    seconds = f" ({job.seconds} s)" if job.seconds is not None and state != JobState.INTERRUPTED else ""
-    words = f"{job.summary or job.kind}: {result or state}{seconds}"
-    try:
-        event = audit.record(None, job.kind, object_type=job.target_type, object_name=job.target_name,
-                             host_name=job.host.name if job.host else "",
-                             result=AuditResult.OK if state == JobState.DONE else AuditResult.FAILED,
-                             detail=words, user=job.owner, remote_addr=job.remote_addr)
-        Job.objects.filter(pk=job_id).update(audit=event)
-    except Exception:  # the job's outcome must never be lost to a database hiccup
-        log.exception("could not audit job %s", job_id)
+    with transaction.atomic():  # the end and its audit record are seen together
+        if not Job.objects.filter(pk=job_id, state__in=from_states).update(state=state, result=result[:4000],
+                                                                           finished=now):
+            return False
+        job = Job.objects.select_related("host", "owner").get(pk=job_id)
+        # An interrupted job's end is when it was found, not when its worker died: no duration for it.
+        seconds = f" ({job.seconds} s)" if job.seconds is not None and state != JobState.INTERRUPTED else ""
+        words = f"{job.summary or job.kind}: {result or state}{seconds}"
+        took = int(job.seconds * 1000) if job.seconds is not None and state != JobState.INTERRUPTED else None
+        try:
+            with transaction.atomic():
+                event = audit.record(None, job.kind, object_type=job.target_type, object_name=job.target_name,
+                                     host_name=job.host.name if job.host else "",
+                                     result=AuditResult.OK if state == JobState.DONE else AuditResult.FAILED,
+                                     detail=words, user=job.owner, remote_addr=job.remote_addr,
+                                     duration_ms=took)
+                Job.objects.filter(pk=job_id).update(audit=event)
+        except Exception:  # the job's outcome must never be lost to a database hiccup
+            log.exception("could not audit job %s", job_id)
+    _announce(job_id)
     return True
 
 
@@ -293,6 +304,7 @@ def request_cancel(job: Job, who: str) -> str:
         return "Cancelled before it started."
     if job.state == JobState.RUNNING and kind is not None and kind.cancellable:
         Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(cancel_requested=True)
+        _announce(job.pk)
         return "Asked to stop; it stops at its next step."
     if job.active:
         raise Busy("This job cannot be stopped once it runs.")

@@ -19,6 +19,7 @@ from jobs import runner
 from jobs.models import Job, JobState
 from jobs.reconcile import reconcile
 from virt.errors import Busy
+from webkvm.operations import LOGIN, OWNER, page, route
 from webkvm.permissions import is_admin, require_admin
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def _link_text(job: Job) -> str:
 
 
 @require_GET
+@route(page(LOGIN))  # admins see every job, anybody else their own
 def job_list(request: HttpRequest) -> HttpResponse:
     _reconciled()
     jobs = Job.objects.select_related("host", "owner")
@@ -87,22 +89,26 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@route(page(OWNER))  # the job's owner or an admin: _job_or_403
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     _reconciled()
     job = _job_or_403(request, job_id)
     kind = runner.kind_of(job)
     return render(request, "jobs/detail.html", {"job": job, "label": kind.label if kind else job.kind,
                                                 "unit": kind.unit if kind else "", "can_cancel": can_cancel(job),
-                                                "link": _link(job), "link_text": _link_text(job)})
+                                                "link": _link(job), "link_text": _link_text(job),
+                                                "children": job.children.select_related("host").order_by("pk")})
 
 
 @require_GET
+@route(page(OWNER))  # the job's owner or an admin: _job_or_403
 def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
     _reconciled()
     return JsonResponse(as_json(_job_or_403(request, job_id)))
 
 
 @require_POST
+@route(page(OWNER))  # the job's owner or an admin: _job_or_403
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _job_or_403(request, job_id)
     try:

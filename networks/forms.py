@@ -210,7 +210,3 @@ class FixedHostForm(forms.Form):
         data = self.cleaned_data
         return FixedHost(ip=data["ip"].strip(), mac=(data.get("mac") or "").strip().lower(),
                          name=(data.get("name") or "").strip())
-
-    def add_problems(self, problems: list[Problem]) -> None:
-        for problem in problems:
-            self.add_error(problem.field if problem.field in self.fields else None, problem.message)

@@ -7,46 +7,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from hosts import services
 from hosts.models import Host
+from networks import operations as ops
 from networks.forms import FixedHostForm, NetworkForm
 from virt.errors import NotFound, VirtError
 from virt.interfaces import host_interfaces
 from virt.networks import NetworkInputError, NetworkSpec, create_network, host_networks, network_detail
 from virt.reads import NETWORKS
-from webkvm import audit
-from webkvm.models import AuditResult
-from webkvm.views_base import admin_required, host_page
+from webkvm.operations import ADMIN, host_or_404, page, refused, route
+from webkvm.views_base import host_page, on_host_checked
 
-# Reading every VM's XML (who uses a network) or starting dnsmasq can outlast one call's deadline.
+# Reading every VM's XML (who uses a network) can outlast one call's deadline.
 DETAIL_TIMEOUT = 20.0
-CHANGE_TIMEOUT = 30.0
-
-
-def host_or_404(name: str) -> Host:
-    return get_object_or_404(Host, name=name)
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def index(request: HttpRequest) -> HttpResponse:
     outcomes = services.read_many(list(Host.objects.all()), NETWORKS)
     return render(request, "networks/index.html", {"outcomes": outcomes})
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def host_list(request: HttpRequest, host: str) -> HttpResponse:
     return host_page(request, host, "networks/list.html", "networks", NETWORKS)
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def interfaces(request: HttpRequest, host: str) -> HttpResponse:
     return host_page(request, host, "networks/interfaces.html", "report", host_interfaces, DETAIL_TIMEOUT)
 
@@ -65,7 +59,7 @@ def render_detail(request: HttpRequest, target: Host, name: str, host_form: Fixe
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def detail(request: HttpRequest, host: str, name: str) -> HttpResponse:
     return render_detail(request, host_or_404(host), name)
 
@@ -91,7 +85,7 @@ def _describe(spec: NetworkSpec, start: bool, autostart: bool) -> str:
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.CREATE)
 def create(request: HttpRequest, host: str) -> HttpResponse:
     target = host_or_404(host)
     context: dict[str, Any] = {"host": target}
@@ -99,8 +93,8 @@ def create(request: HttpRequest, host: str) -> HttpResponse:
         facts = services.call(target, host_networks, DETAIL_TIMEOUT)
     except VirtError as exc:
         if request.method == "POST":
-            audit.record(request, "network.create", object_type="network", object_name=request.POST.get("name", ""),
-                         host_name=target.name, result=AuditResult.FAILED, detail=str(exc))
+            refused(request, ops.CREATE, host=target, name=request.POST.get("name", "")[:128],
+                    reason=f"{target.name} could not be asked about its networks: {exc}")
         context["error"] = f"{target.name} could not be asked about its networks: {exc}"
         return render(request, "networks/create.html", context, status=503)
     form = NetworkForm(facts, request.POST if request.method == "POST" else None)
@@ -111,20 +105,13 @@ def create(request: HttpRequest, host: str) -> HttpResponse:
         return render(request, "networks/create.html", context)
     spec = form.to_spec()
     start, autostart = bool(form.cleaned_data.get("start")), bool(form.cleaned_data.get("autostart"))
-    try:
-        services.change(target, lambda conn: create_network(conn, spec, start=start, autostart=autostart),
-                      CHANGE_TIMEOUT)
-    except NetworkInputError as exc:  # the host changed since the form was checked
-        form.add_problems(exc.problems, spec.mode)
-        audit.record(request, "network.create", object_type="network", object_name=spec.name,
-                     host_name=target.name, result=AuditResult.FAILED, detail=f"refused: {exc}")
+    # The host may have changed since the form was checked: its refusal is a field error too.
+    outcome = on_host_checked(
+        request, ops.CREATE, target, spec.name,
+        lambda conn: create_network(conn, spec, start=start, autostart=autostart),
+        form=form, rejects=NetworkInputError, place=lambda problem: form.field_for(problem, spec.mode),
+        done=f"Network {spec.name} created on {target.name}{' and started' if start else ''}.",
+        detail=_describe(spec, start, autostart))
+    if not outcome.ok:
         return render(request, "networks/create.html", context)
-    except VirtError as exc:
-        form.add_error(None, f"{target.name} did not create the network: {exc}")
-        audit.record(request, "network.create", object_type="network", object_name=spec.name,
-                     host_name=target.name, result=AuditResult.FAILED, detail=str(exc))
-        return render(request, "networks/create.html", context)
-    audit.record(request, "network.create", object_type="network", object_name=spec.name, host_name=target.name,
-                 detail=_describe(spec, start, autostart))
-    messages.success(request, f"Network {spec.name} created on {target.name}{' and started' if start else ''}.")
     return redirect("networks:detail", target.name, spec.name)

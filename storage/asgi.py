@@ -47,6 +47,7 @@ from storage.transfers import (
 from virt.errors import VirtError
 from virt.streams import Download
 from webkvm.middleware import POLICY
+from webkvm.operations import ADMIN, LOGIN, access_of, choice
 from webkvm.permissions import require_admin
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,8 @@ def route(scope: Scope) -> tuple[str, dict[str, Any]] | None:
 
 def authorise(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | None:
     """What SessionMiddleware, AuthenticationMiddleware, LoginRequiredMiddleware, CsrfViewMiddleware
-    and admin_required do for a normal request (CSRF applies to the PUT); a response means refused."""
+    and the view's declared access (webkvm.operations.route) do for a normal request (CSRF applies to
+    the PUT); a response means refused."""
     SessionMiddleware(_unused).process_request(request)
     user = get_user(request)
     request.user = user
@@ -119,7 +121,14 @@ def authorise(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | No
     refused = csrf.process_view(request, view, (), kwargs)
     if refused is not None:
         return refused
+    access = access_of(view)
+    # Admin, or anybody logged in; anything else (no declaration, a VM grant) is not served here.
+    permission = choice(access, kwargs).permission if access is not None else ""
+    if permission == LOGIN:
+        return None
     try:
+        if permission != ADMIN:
+            raise PermissionDenied
         require_admin(request, object_name=request.path)
     except PermissionDenied:
         return HttpResponse("Forbidden", status=403, content_type="text/plain")

@@ -5,6 +5,10 @@ with Content-Length. The body is read in chunks and each chunk goes straight int
 stream, so the panel holds at most a few chunks whatever the file size. Anything short of the
 whole body aborts the stream and deletes the volume. Download: virt.streams.Download reads the
 volume in bounded segments; the caller hands its chunks on as they come.
+
+Each transfer is one declared operation (storage/operations.py) with one audit record: a download
+when its stream starts (webkvm.operations.perform), an upload when it ends (its whole duration), or
+when the panel refuses it first (webkvm.operations.refused).
 """
 
 from __future__ import annotations
@@ -13,19 +17,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils.http import content_disposition_header
 
 from hosts import services
 from hosts.models import Host
+from storage import operations as ops
 from storage.forms import UploadForm
-from virt.errors import NotFound, Unreachable, VirtError
+from virt.errors import Unreachable, VirtError
 from virt.storage_rules import StorageInputError
 from virt.streams import Download, Upload
 from virt.volumes import PoolDetail, pool_detail
 from webkvm import audit
 from webkvm.models import AuditResult
+from webkvm.operations import perform, refused
 
 CHUNK = 2 << 20  # bytes per hand-over between the event loop and a transfer's libvirt thread; little memory
 BEGIN_TIMEOUT = 30.0
@@ -103,12 +109,15 @@ class UploadSession:
             return f"The partial volume {self.name} could not be deleted ({exc}): delete it by hand."
 
     def audit(self, request: HttpRequest, error: str = "") -> None:
+        """The upload's one audit record, when it has ended (received in full, or not)."""
         if error:
             detail = f"{self.received} of {self.size} bytes, then: {error}"
         else:
             detail = f"{self.size} bytes in {time.monotonic() - self.started:.1f} s"
-        audit.record(request, "volume.upload", object_type="volume", object_name=f"{self.pool}/{self.name}",
-                     host_name=self.host.name, result=AuditResult.FAILED if error else AuditResult.OK, detail=detail)
+        op = ops.VOLUME_UPLOAD
+        audit.record(request, op.name, object_type=op.target, object_name=f"{self.pool}/{self.name}"[:255],
+                     host_name=self.host.name, result=AuditResult.FAILED if error else AuditResult.OK, detail=detail,
+                     duration_ms=int((time.monotonic() - self.started) * 1000))
 
 
 def open_upload(request: HttpRequest, host_name: str, pool: str) -> UploadSession | JsonResponse:
@@ -119,38 +128,33 @@ def open_upload(request: HttpRequest, host_name: str, pool: str) -> UploadSessio
     length = request.META.get("CONTENT_LENGTH") or ""
     name = request.GET.get("name", "")
     if not length.isdigit():
-        audit.record(request, "volume.upload", object_type="volume", object_name=f"{pool}/{name}"[:255],
-                     host_name=host.name, result=AuditResult.FAILED, detail="no Content-Length")
+        refused(request, ops.VOLUME_UPLOAD, host=host, name=f"{pool}/{name}"[:255], reason="no Content-Length")
         return errors_response({"file": ["Send the file with its Content-Length (no chunked encoding)."]}, 411)
-    _detail, refused = check(request, host, pool, {"name": name, "size": length})
+    _detail, refusal = check(request, host, pool, {"name": name, "size": length})
+    if refusal is not None:
+        refused(request, ops.VOLUME_UPLOAD, host=host, name=f"{pool}/{name}"[:255],
+                reason=refusal.content.decode()[:500])
+        return refusal
     session = UploadSession(host, pool, name, int(length))
-    if refused is None:
-        try:
-            session.begin()
-        except VirtError as exc:
-            refused = error_response(exc)
-    if refused is not None:
-        audit.record(request, "volume.upload", object_type="volume", object_name=f"{pool}/{name}"[:255],
-                     host_name=host.name, result=AuditResult.FAILED, detail=refused.content.decode()[:500])
-        return refused
+    try:
+        session.begin()
+    except VirtError as exc:
+        session.audit(request, str(exc))
+        return error_response(exc)
     return session
 
 
 def open_download(request: HttpRequest, host_name: str, pool: str, volume: str) -> tuple[Host, Download] | HttpResponse:
-    """Start a download (after the caller's login and admin checks); audited either way."""
+    """Start a download (after the caller's login and admin checks): its one audit record says whether
+    the stream started (and how long the volume is); an unknown volume is a 404."""
     host = get_object_or_404(Host, name=host_name)
-    try:
-        download = services.call(host, lambda conn: Download.begin(conn, pool, volume), BEGIN_TIMEOUT)
-    except NotFound:
-        raise Http404("No such volume.") from None
-    except VirtError as exc:
-        audit.record(request, "volume.download", object_type="volume", object_name=f"{pool}/{volume}",
-                     host_name=host.name, result=AuditResult.FAILED, detail=str(exc))
-        return HttpResponse(f"{host.name} did not start the download: {exc}", status=502,
+    outcome = perform(request, ops.VOLUME_DOWNLOAD, host=host, name=f"{pool}/{volume}",
+                      work=lambda: services.call(host, lambda conn: Download.begin(conn, pool, volume), BEGIN_TIMEOUT),
+                      done=lambda download: f"{download.length} bytes", quiet=True)
+    if outcome.value is None:
+        return HttpResponse(f"{host.name} did not start the download: {outcome.error}", status=502,
                             content_type="text/plain; charset=utf-8")
-    audit.record(request, "volume.download", object_type="volume", object_name=f"{pool}/{volume}",
-                 host_name=host.name, detail=f"{download.length} bytes")
-    return host, download
+    return host, outcome.value
 
 
 def download_headers(download: Download) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 Each runs on its host's long lane without a deadline, as long as the copy or wipe needs. At most
 MAX_PER_HOST storage jobs are queued or running per host, and a volume being worked on is "busy",
-counted over the Job rows every panel process shares.
+counted over the Job rows every panel process shares. The views start them through their declared
+operations (storage/operations.py: VOLUME_CLONE, VOLUME_WIPE) with webkvm.operations.start_job.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest
 from django.urls import reverse
 
 from hosts import services
-from hosts.models import Host
 from jobs.models import Job
-from jobs.runner import Handle, Kind, StillBusy, Target, register, start
-from storage.views.common import ACTION_TIMEOUT
+from jobs.runner import Handle, Kind, StillBusy, register
+from storage.operations import ACTION_TIMEOUT
 from virt.errors import Unreachable, VirtError
 from virt.volumes import allocation_of, clone_volume, remove_partial, wipe_volume
 
@@ -90,14 +89,3 @@ CLONE = register(Kind("volume.clone", "Clone volume", _clone, unit="bytes", lane
 WIPE = register(Kind("volume.wipe", "Wipe volume", _wipe, lane="storage", per_host=MAX_PER_HOST, link=_pool_page,
                      interrupted=_wipe_interrupted))
 
-
-def start_clone(request: HttpRequest, host: Host, pool: str, source: str, name: str, fmt: str, total: int) -> Job:
-    """total: bytes expected in the new volume (0: progress cannot be measured)."""
-    return start(request, CLONE.name, host, Target("volume", f"{pool}/{name}"),
-                 {"pool": pool, "source": source, "name": name, "format": fmt, "total": total},
-                 summary=f"copy of {pool}/{source} ({fmt or 'raw'})")
-
-
-def start_wipe(request: HttpRequest, host: Host, pool: str, name: str) -> Job:
-    return start(request, WIPE.name, host, Target("volume", f"{pool}/{name}"), {"pool": pool, "name": name},
-                 summary=f"overwrite {pool}/{name} with zeros")

@@ -2,19 +2,29 @@
 
 The domain XML is built only through the typed objects of virt.xml, so every value from a
 form lands in an attribute or text node (escaped by lxml), never in markup.
+
+A new volume allocated up front (allocation = capacity) can take minutes to write: the panel runs
+that creation as a durable job, with the spec stored as JSON (spec_params) and the VM's UUID and
+volume name chosen before it starts, so that `tidy_unfinished` finds what a job whose worker died
+left behind.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import libvirt
 
 from virt.capabilities import ARCH, BIOS, CPU_DEFAULT, UEFI
 from virt.delete import undefine
 from virt.errors import InvalidInput, InvalidState, VirtError, translate
+from virt.sharing import volume_users
+from virt.volumes import remove_partial
 from virt.xml.domain import Console, Disk, Domain, Graphics, Interface, Serial
 from virt.xml.storage import StorageVolume
 
@@ -23,6 +33,7 @@ log = logging.getLogger(__name__)
 # Letters, digits, dot, dash, underscore: safe in URLs, file names and libvirt alike.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9._-]*$")
+_VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}$")
 MIB = 1 << 20
 MIN_MEMORY_MIB = 16
 MAX_MEMORY_MIB = 16 << 20  # 16 TiB: anything above is a typo, whatever the host has
@@ -35,11 +46,17 @@ VNC_LISTEN = "127.0.0.1"  # consoles reach it through the panel's proxy, never d
 _QEMU_FORMATS = {"raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vpc", "vhdx"}
 
 
+# What create_vm is doing, for a caller that shows it (step=).
+ALLOCATING, MAKING_DISK, DEFINING, STARTING = "allocating disk", "making disk", "defining", "starting"
+
+
 @dataclass(frozen=True)
 class NewVolume:
     pool: str
     size_mib: int
     format: str = "qcow2"
+    allocate: bool = False  # write the whole disk now (allocation = capacity) rather than as the guest writes
+    name: str = ""  # empty: chosen from the VM's name (volume_name)
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,7 @@ class NewVM:
     nics: tuple[NIC, ...] = ()
     domain_type: str = "kvm"
     arch: str = ARCH
+    uuid: str = ""  # empty: libvirt chooses one
 
     def problems(self) -> list[str]:
         """Checks that hold on any host (the form checks the host's own limits first)."""
@@ -91,10 +109,33 @@ class NewVM:
                 found.append("disk format: qcow2 or raw")
             if self.disk.size_mib < 1:
                 found.append("disk size: at least 1 MiB")
+            if self.disk.name and not _VOLUME_RE.match(self.disk.name):
+                found.append("volume name: letters, digits, '.', '-' and '_'")
+        if self.uuid and not _is_uuid(self.uuid):
+            found.append("uuid: not a UUID")
         for nic in self.nics:
             if bool(nic.network) == bool(nic.bridge) or nic.model not in NIC_MODELS:
                 found.append("network interface: one network or one bridge, and a known model")
         return found
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text.lower()
+    except ValueError:
+        return False
+
+
+def spec_params(spec: NewVM) -> dict[str, Any]:
+    """The spec as JSON-able values (a job's params); spec_from_params turns them back."""
+    return {**asdict(spec), "disk_kind": "new" if isinstance(spec.disk, NewVolume) else "existing"}
+
+
+def spec_from_params(params: dict[str, Any]) -> NewVM:
+    values = dict(params)
+    kind, disk, iso, nics = values.pop("disk_kind"), values.pop("disk"), values.pop("iso"), values.pop("nics")
+    return NewVM(**values, disk=NewVolume(**disk) if kind == "new" else PoolVolume(**disk),
+                 iso=PoolVolume(**iso) if iso else None, nics=tuple(NIC(**nic) for nic in nics))
 
 
 @dataclass(frozen=True)
@@ -144,6 +185,8 @@ def cdrom_bus(machine: str) -> str:
 
 def build_domain_xml(spec: NewVM, boot: DiskSource, iso: DiskSource | None = None) -> str:
     dom = Domain.new(type=spec.domain_type, name=spec.name)
+    if spec.uuid:
+        dom.uuid = spec.uuid
     dom.memory = dom.current_memory = spec.memory_mib * 1024  # KiB
     dom.vcpus = spec.vcpus
     dom.os.type, dom.os.arch = "hvm", spec.arch
@@ -188,8 +231,13 @@ def _create_volume(conn: libvirt.virConnect, vm_name: str, spec: NewVolume) -> l
     available = int(pool.info()[3])
     if spec.size_mib * MIB > available:
         raise InvalidInput(f"Storage pool {spec.pool} has only {available // MIB} MiB free.")
-    name = volume_name(set(pool.listVolumes()), vm_name, spec.format)
-    xml = StorageVolume.new(name=name, capacity=spec.size_mib * MIB, allocation=0, format=spec.format).to_xml()
+    taken = set(pool.listVolumes())
+    if spec.name and spec.name in taken:
+        raise InvalidInput(f"Storage pool {spec.pool} already has a volume named {spec.name}.")
+    name = spec.name or volume_name(taken, vm_name, spec.format)
+    capacity = spec.size_mib * MIB
+    xml = StorageVolume.new(name=name, capacity=capacity, allocation=capacity if spec.allocate else 0,
+                            format=spec.format).to_xml()
     return pool.createXML(xml, 0)
 
 
@@ -213,31 +261,44 @@ def _undo(dom: libvirt.virDomain | None, volume: libvirt.virStorageVol | None) -
     return f" Could not remove {' and '.join(left)}: please remove it by hand." if left else ""
 
 
-def create_vm(conn: libvirt.virConnect, spec: NewVM, *, start: bool = False) -> libvirt.virDomain:
-    """Make the boot volume (if new), define the VM, start it if asked.
+def _no_domain(lookup: Callable[[], libvirt.virDomain], taken: str) -> None:
+    try:
+        lookup()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            raise
+        return
+    raise InvalidInput(taken)
+
+
+def create_vm(conn: libvirt.virConnect, spec: NewVM, *, start: bool = False,
+              step: Callable[[str], None] | None = None) -> libvirt.virDomain:
+    """Make the boot volume (if new), define the VM, start it if asked; step(phase) is told each step
+    (ALLOCATING or MAKING_DISK, DEFINING, STARTING) before it begins.
 
     On any failure everything made so far is removed again and a VirtError explains it.
     """
     problems = spec.problems()
     if problems:
         raise InvalidInput("; ".join(problems))
-    try:
-        conn.lookupByName(spec.name)
-        raise InvalidInput(f"A VM named {spec.name} already exists on this host.")
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-            raise
+    _no_domain(lambda: conn.lookupByName(spec.name), f"A VM named {spec.name} already exists on this host.")
+    if spec.uuid:
+        _no_domain(lambda: conn.lookupByUUIDString(spec.uuid), f"A VM with the UUID {spec.uuid} already exists.")
+    tell = step or (lambda _phase: None)
     volume: libvirt.virStorageVol | None = None
     dom: libvirt.virDomain | None = None
     try:
         if isinstance(spec.disk, NewVolume):
+            tell(ALLOCATING if spec.disk.allocate else MAKING_DISK)
             volume = _create_volume(conn, spec.name, spec.disk)
             boot = _source_of(volume, spec.disk.pool)
         else:
             boot = disk_source(conn, spec.disk)
         iso = disk_source(conn, spec.iso) if spec.iso else None
+        tell(DEFINING)
         dom = conn.defineXMLFlags(build_domain_xml(spec, boot, iso), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
         if start:
+            tell(STARTING)
             dom.create()
         return dom
     except libvirt.libvirtError as exc:
@@ -252,3 +313,51 @@ def create_vm(conn: libvirt.virConnect, spec: NewVM, *, start: bool = False) -> 
 
 def _with_leftovers(error: Exception, left: str) -> str:
     return f"{str(error).rstrip('.')}.{left}" if left else str(error)
+
+
+@dataclass
+class Unfinished:
+    """What a creation whose caller went away left, and what was done about it."""
+
+    defined: bool = False  # the VM exists (it is kept: it may be in use already)
+    building: bool = False  # libvirt still writes the volume: ask again once it has finished
+    words: list[str] = field(default_factory=list)
+
+
+def tidy_unfinished(conn: libvirt.virConnect, spec: NewVM, *, volume_made: bool) -> Unfinished:
+    """After a creation (spec with its UUID and, for a new disk, its volume name chosen up front) whose
+    caller went away: a VM that was defined is kept and said; otherwise the new volume is removed if
+    the creation had begun making it (`volume_made`) and no VM uses it."""
+    found = Unfinished()
+    try:
+        dom = conn.lookupByUUIDString(spec.uuid)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            raise
+    else:
+        found.defined = True
+        found.words.append(f"{dom.name()} was defined (uuid {spec.uuid}){' and runs' if dom.isActive() else ''}; "
+                           "it is kept.")
+        return found
+    disk = spec.disk
+    if not isinstance(disk, NewVolume) or not disk.name or not volume_made:
+        found.words.append("It made nothing.")
+        return found
+    try:
+        users = volume_users(conn, disk.pool, disk.name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_NO_STORAGE_POOL):
+            raise
+        found.words.append("It made nothing.")
+        return found
+    if users:
+        found.words.append(f"The volume {disk.pool}/{disk.name} is kept: {', '.join(users)} uses it.")
+        return found
+    outcome = remove_partial(conn, disk.pool, disk.name)
+    if outcome == "building":
+        found.building = True
+    elif outcome == "removed":
+        found.words.append(f"Removed the half-made volume {disk.pool}/{disk.name}.")
+    else:
+        found.words.append("It made nothing.")
+    return found

@@ -1,20 +1,20 @@
-"""Moving VMs between hosts: live and offline migration, progress, cancel, batches and the job registry.
+"""Moving one VM between hosts with libvirt: live and offline migration, its progress, abort, and
+where the VM is afterwards. No Django here: the job that runs it is instances/migrate_jobs.py.
 
-A migration runs in a background thread with its own connections to both hosts (a long libvirt call
-must not hold the panel's per-host call slots): it re-runs the pre-flight checks (migrate_checks),
-then migrates while polling libvirt's job statistics, and can be aborted. Jobs and batches live in a
-per-process registry keyed by a random id, so the page can poll them.
+A migration runs in its caller's thread (a job worker) with its own connections to both hosts (a
+long libvirt call must not hold the panel's per-host call slots): it re-runs the pre-flight checks
+(migrate_checks), then migrates while polling libvirt's job statistics, reporting them, and asking
+whether to stop (then it aborts libvirt's job on the source, and the VM stays there).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os.path
-import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import libvirt
@@ -36,12 +36,12 @@ from virt.migrate_checks import (
 from virt.uri import ConnectionSpec, validate_hostname
 from virt.xml.storage import StorageVolume
 
-__all__ = ["Batch", "Endpoint", "Finding", "MigrationJob", "Options", "Progress", "Registry", "Report", "jobs",
+__all__ = ["Endpoint", "Finding", "Migration", "Options", "Progress", "Report", "located", "migrating",
            "precreate_volumes", "spread"]
 
 OPEN_TIMEOUT = 10.0
-POLL_SECONDS = 0.5
-KEEP_FINISHED_SECONDS = 6 * 3600
+POLL_SECONDS = 1.0
+MiB = 1 << 20
 
 
 def _optional(call: Callable[..., Any], *args: Any) -> Any:
@@ -59,10 +59,10 @@ class Progress:
     processed: int = 0  # bytes sent
     remaining: int | None = None
     total: int | None = None
+    done: int = 0  # bytes that need no more sending (zero pages count without being sent); never goes back
     rate_bps: int | None = None
     elapsed_ms: int | None = None  # libvirt's job time
     downtime_ms: int | None = None
-    percent: float = 0.0
 
     def update(self, stats: dict[str, Any]) -> None:
         if int(stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE)) == libvirt.VIR_DOMAIN_JOB_NONE:
@@ -74,8 +74,12 @@ class Progress:
         self.rate_bps = sum(rates) if rates else None
         self.elapsed_ms = _int(stats.get("time_elapsed"))
         if self.total and self.remaining is not None:
-            # Zero pages count as done without being sent: measure against what is left, not bytes sent.
-            self.percent = round(max(self.percent, 100.0 * (self.total - self.remaining) / self.total), 1)
+            # Measured against what is left, not bytes sent; dirtied pages never move it back.
+            self.done = min(self.total, max(self.done, self.total - self.remaining))
+
+    def finished(self) -> None:
+        if self.total:
+            self.done = self.total
 
 
 def _int(value: Any) -> int | None:
@@ -84,7 +88,7 @@ def _int(value: Any) -> int | None:
 
 @dataclass
 class Report:
-    outcome: str  # done, failed, cancelled, refused, skipped
+    outcome: str  # done, failed, cancelled, refused
     message: str
     vm_host: str  # the panel host the VM is on now
     wall_s: float | None = None
@@ -92,7 +96,7 @@ class Report:
 
 
 def _open(spec: ConnectionSpec, name: str, timeout: float = OPEN_TIMEOUT) -> libvirt.virConnect:
-    """A connection of this job's own, opened with a deadline (an ssh open can hang)."""
+    """A connection of this migration's own, opened with a deadline (an ssh open can hang)."""
     start_event_loop()  # keepalive needs libvirt's event loop
     box: dict[str, Any] = {}
     abandoned = threading.Event()
@@ -119,7 +123,7 @@ def _open(spec: ConnectionSpec, name: str, timeout: float = OPEN_TIMEOUT) -> lib
         raise Unreachable(str(box["error"]))
     conn = box["conn"]
     with contextlib.suppress(libvirt.libvirtError):
-        conn.setKeepAlive(5, 3)  # a dead peer ends the job instead of hanging it
+        conn.setKeepAlive(5, 3)  # a dead peer ends the migration instead of hanging it
     return conn
 
 
@@ -129,57 +133,26 @@ def _close(conn: libvirt.virConnect | None) -> None:
             conn.close()
 
 
-class MigrationJob:
-    """One VM from source to target. run() blocks; start() runs it in a daemon thread.
+class Migration:
+    """One VM from source to target; run() blocks until it has ended and returns the Report.
 
-    `before(job)` may raise VirtError to refuse (e.g. the VM is busy); `after(job)` runs at the end
-    whatever happened (audit, locks). Both run in the job's thread."""
+    `report(progress, phase)` hears how far it is (the phase in words) at each poll; `stop()` is asked
+    at each poll whether to stop: before libvirt starts, nothing moves; while libvirt migrates, its job
+    on the source is aborted (abortJob) and the VM keeps running there."""
 
-    def __init__(self, vm_uuid: str, vm_name: str, source: Endpoint, target: Endpoint, options: Options, *,
-                 before: Callable[[MigrationJob], None] | None = None,
-                 after: Callable[[MigrationJob], None] | None = None) -> None:
-        self.id = ""
-        self.vm_uuid, self.vm_name = vm_uuid.lower(), vm_name
+    def __init__(self, vm_uuid: str, source: Endpoint, target: Endpoint, options: Options, *,
+                 report: Callable[[Progress, str], None] | None = None, stop: Callable[[], bool] | None = None,
+                 poll: float = POLL_SECONDS) -> None:
+        self.vm_uuid, self.vm_name = vm_uuid.lower(), vm_uuid.lower()
         self.source, self.target, self.options = source, target, options
-        self.before, self.after = before, after
-        self.state = "waiting"  # waiting, checking, migrating, done, failed, cancelled, refused, skipped
         self.live: bool | None = None
         self.findings: list[Finding] = []
         self.progress = Progress()
         self.report: Report | None = None
-        self.created = time.time()
+        self.stop_requested = False
         self.began: float | None = None  # monotonic
         self.ended: float | None = None
-        self.context: dict[str, Any] = {}  # the caller's own bookkeeping (user, locks held)
-        self._cancel = threading.Event()
-        self._lock = threading.Lock()
-        self._dom: libvirt.virDomain | None = None  # set while libvirt migrates: what abortJob acts on
-
-    # -- control
-
-    def start(self) -> None:
-        threading.Thread(target=self.run, name=f"migrate-{self.vm_name}", daemon=True).start()
-
-    def cancel(self) -> bool:
-        """Ask to stop; True if it was still running. The VM stays on the source."""
-        if self.finished:
-            return False
-        self._cancel.set()
-        with self._lock:
-            dom = self._dom
-        if dom is not None:
-            with contextlib.suppress(libvirt.libvirtError):
-                dom.abortJob()
-        return True
-
-    def skip(self, reason: str) -> None:
-        self.state = "skipped"
-        self.report = Report("skipped", reason, self.source.name)
-        self.ended = time.monotonic()
-
-    @property
-    def finished(self) -> bool:
-        return self.report is not None
+        self._report, self._stop, self._poll = report, stop, poll
 
     @property
     def wall_s(self) -> float | None:
@@ -187,63 +160,53 @@ class MigrationJob:
             return None
         return round((self.ended or time.monotonic()) - self.began, 3)
 
-    def snapshot(self) -> dict[str, Any]:
-        """JSON-ready state for the page."""
-        report = self.report
-        return {
-            "id": self.id, "vm_uuid": self.vm_uuid, "vm_name": self.vm_name, "source": self.source.name,
-            "target": self.target.name, "state": self.state, "live": self.live,
-            "options": self.options.describe(self.live is not False), "finished": self.finished,
-            "findings": [f.as_dict() for f in self.findings], "progress": asdict(self.progress),
-            "wall_s": self.wall_s, "report": asdict(report) if report else None,
-        }
+    def _say(self, phase: str) -> None:
+        if self._report is not None:
+            self._report(self.progress, phase)
 
-    # -- the work
+    def _stopping(self) -> bool:
+        if not self.stop_requested and self._stop is not None:
+            self.stop_requested = bool(self._stop())
+        return self.stop_requested
 
-    def run(self) -> None:
+    def run(self) -> Report:
         self.began = time.monotonic()
         src = dst = None
         try:
-            if self.before is not None:
-                self.before(self)
-            self.state = "checking"
+            self._say(f"checking {self.source.name} and {self.target.name}")
             src = _open(self.source.spec, self.source.name)
             try:
                 dst = _open(self.target.spec, self.target.name)
             except Unreachable as exc:
                 self.findings = [unreachable(self.target.name, str(exc))]
-                self._end("refused", "Nothing was moved: the pre-flight checks found a problem.", self.source.name)
-                return
+                return self._end("refused", "Nothing was moved: the pre-flight checks found a problem.",
+                                 self.source.name)
             dom = src.lookupByUUIDString(self.vm_uuid)
             vm = source_facts(dom)
             self.vm_name, self.live = vm.name, vm.active
             self.findings = judge(vm, target_facts(dst, vm), self.source.name, self.target.name, self.options,
                                   self.target.peer_uri)
             if blocking(self.findings):
-                self._end("refused", "Nothing was moved: the pre-flight checks found a problem.", self.source.name)
-            elif self._cancel.is_set():
-                self._end("cancelled", f"Cancelled before it started: {vm.name} stays on {self.source.name}.",
-                          self.source.name)
-            elif vm.active:
-                self._live(src, dst, dom, vm)
-            else:
-                self._offline(dst, dom, vm)
+                return self._end("refused", "Nothing was moved: the pre-flight checks found a problem.",
+                                 self.source.name)
+            if self._stopping():
+                return self._end("cancelled", f"Cancelled before it started: {vm.name} stays on {self.source.name}.",
+                                 self.source.name)
+            if vm.active:
+                return self._live(src, dst, dom, vm)
+            return self._offline(dst, dom, vm)
         except VirtError as exc:
-            self._end("failed", f"{exc}", self.source.name)
+            return self._end("failed", f"{exc}", self.source.name)
         except libvirt.libvirtError as exc:
-            self._end("failed", f"{translate(exc)}", self.source.name)
-        except Exception as exc:  # never leave the page polling forever
-            self._end("failed", f"unexpected error: {exc}", self.source.name)
+            return self._end("failed", f"{translate(exc)}", self.source.name)
         finally:
             _close(src)
             _close(dst)
-            if self.after is not None:
-                self.after(self)
 
-    def _end(self, outcome: str, message: str, where: str, notes: list[str] | None = None) -> None:
+    def _end(self, outcome: str, message: str, where: str, notes: list[str] | None = None) -> Report:
         self.ended = time.monotonic()
-        self.state = outcome
         self.report = Report(outcome, message, where, self.wall_s, notes or [])
+        return self.report
 
     def _params(self) -> dict[str, Any]:
         params: dict[str, Any] = {}
@@ -269,8 +232,17 @@ class MigrationJob:
             flags |= libvirt.VIR_MIGRATE_TUNNELLED
         return int(flags)
 
-    def _live(self, src: libvirt.virConnect, dst: libvirt.virConnect, dom: libvirt.virDomain, vm: VMFacts) -> None:
-        self.state = "migrating"
+    def _phase(self) -> str:
+        if self.stop_requested:
+            return "aborting"
+        words = "copying disks and memory" if self.options.copy_storage else "copying memory"
+        rate = self.progress.rate_bps
+        return f"{words} at {rate / MiB:.1f} MiB/s" if rate else words
+
+    def _live(self, src: libvirt.virConnect, dst: libvirt.virConnect, dom: libvirt.virDomain,
+              vm: VMFacts) -> Report:
+        if self.options.copy_storage:
+            self._say(f"making the disks to copy into on {self.target.name}")
         created = precreate_volumes(dst, vm) if self.options.copy_storage else []
         old_downtime = None
         try:
@@ -293,13 +265,12 @@ class MigrationJob:
             except libvirt.libvirtError as exc:
                 outcome["error"] = exc
 
+        self._say(self._phase())
         worker = threading.Thread(target=migrate, name=f"migrate3-{vm.name}", daemon=True)
-        with self._lock:
-            self._dom = dom
         worker.start()
         aborted = False
         while worker.is_alive():
-            if self._cancel.is_set() and not aborted:
+            if not aborted and self._stopping():
                 try:  # refused while libvirt has not started its job yet: try again at the next poll
                     dom.abortJob()
                     aborted = True
@@ -307,25 +278,21 @@ class MigrationJob:
                     pass
             with contextlib.suppress(libvirt.libvirtError):
                 self.progress.update(dom.jobStats(0))
-            worker.join(POLL_SECONDS)
-        with self._lock:
-            self._dom = None
+            self._say(self._phase())
+            worker.join(self._poll)
         error = outcome.get("error")
         if error is None:
-            self._live_done(src, dst, vm)
-            return
-        _delete(created)  # only what this job made
+            return self._live_done(src, dst, vm)
+        _delete(created)  # only what this migration made
         if old_downtime is not None:
             with contextlib.suppress(libvirt.libvirtError):
                 dom.migrateSetMaxDowntime(int(old_downtime), 0)
         where, state_words = _whereabouts(src, dst, vm, self.source.name, self.target.name)
-        cancelled = self._cancel.is_set() or error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED
-        if cancelled:
-            self._end("cancelled", f"Cancelled. {state_words}", where)
-        else:
-            self._end("failed", f"The migration failed: {translate(error)}. {state_words}", where)
+        if self.stop_requested or error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
+            return self._end("cancelled", f"Cancelled. {state_words}", where)
+        return self._end("failed", f"The migration failed: {translate(error)}. {state_words}", where)
 
-    def _live_done(self, src: libvirt.virConnect, dst: libvirt.virConnect, vm: VMFacts) -> None:
+    def _live_done(self, src: libvirt.virConnect, dst: libvirt.virConnect, vm: VMFacts) -> Report:
         """libvirt says it is done: figures and housekeeping, none of which may turn it into a failure."""
         notes = []
         try:
@@ -339,7 +306,7 @@ class MigrationJob:
         except libvirt.libvirtError as exc:
             notes.append(f"{self.target.name} did not answer after the migration ({translate(exc)}): check its "
                          "autostart setting.")
-        self.progress.percent = 100.0
+        self.progress.finished()
         if self.options.keep_source:
             notes.append(f"{self.source.name} keeps an inactive definition of {vm.name}.")
             if vm.autostart:
@@ -355,14 +322,14 @@ class MigrationJob:
         if self.progress.downtime_ms is not None:
             figures.append(f"downtime {self.progress.downtime_ms} ms")
         about = f" ({', '.join(figures)})" if figures else ""
-        self._end("done", f"{vm.name} now runs on {self.target.name}{about}.", self.target.name, notes)
+        self._say("done")
+        return self._end("done", f"{vm.name} now runs on {self.target.name}{about}.", self.target.name, notes)
 
-    def _offline(self, dst: libvirt.virConnect, dom: libvirt.virDomain, vm: VMFacts) -> None:
+    def _offline(self, dst: libvirt.virConnect, dom: libvirt.virDomain, vm: VMFacts) -> Report:
         """A shut-off VM: define it on the target from its full definition, then undefine the source."""
-        self.state = "migrating"
+        self._say(f"defining {vm.name} on {self.target.name}")
         xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
         new = dst.defineXML(xml)
-        self.progress.percent = 50.0
         notes = []
         if vm.autostart:
             new.setAutostart(1)
@@ -378,8 +345,9 @@ class MigrationJob:
             except libvirt.libvirtError as exc:
                 notes.append(f"{self.source.name} could not remove its definition ({translate(exc)}): the VM is "
                              f"now defined on both hosts; remove it from {self.source.name} by hand.")
-        self.progress.percent = 100.0
-        self._end("done", f"{vm.name} (shut off) is now defined on {self.target.name}.", self.target.name, notes)
+        self._say("done")
+        return self._end("done", f"{vm.name} (shut off) is now defined on {self.target.name}.", self.target.name,
+                         notes)
 
 
 def _delete(volumes: list[libvirt.virStorageVol]) -> None:
@@ -441,65 +409,42 @@ def precreate_volumes(dst: libvirt.virConnect, vm: VMFacts) -> list[libvirt.virS
     return made
 
 
-# ---------------------------------------------------------------- several VMs, one after another
+
+# ---------------------------------------------------------------- after a worker died
 
 
-class Batch:
-    """Migrations run one at a time (host evacuation, several VMs from the fleet view); stop() aborts the
-    current one and skips the rest."""
+_GONE = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_INVALID)
 
-    def __init__(self, title: str, jobs: list[MigrationJob], *,
-                 after: Callable[[Batch], None] | None = None) -> None:
-        self.id = ""
-        self.title = title
-        self.jobs = jobs
-        self.after = after
-        self.stopped = False
-        self.began: float | None = None
-        self.ended: float | None = None
-        self.current: MigrationJob | None = None
 
-    def start(self) -> None:
-        threading.Thread(target=self.run, name=f"migrate-batch-{self.id}", daemon=True).start()
-
-    def run(self) -> None:
-        self.began = time.monotonic()
-        try:
-            for job in self.jobs:
-                if self.stopped:
-                    job.skip("Stopped before its turn: nothing was moved.")
-                    continue
-                self.current = job
-                job.run()
-            self.current = None
-        finally:
-            self.ended = time.monotonic()
-            if self.after is not None:
-                self.after(self)
-
-    def stop(self) -> bool:
-        if self.finished:
+def migrating(conn: libvirt.virConnect, vm_uuid: str) -> bool:
+    """Does libvirt still run a job (the migration) on the VM on this host? False when it is not there."""
+    try:
+        return bool(int(conn.lookupByUUIDString(vm_uuid).jobInfo()[0]) != libvirt.VIR_DOMAIN_JOB_NONE)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() in _GONE:
             return False
-        self.stopped = True
-        current = self.current
-        if current is not None:
-            current.cancel()
-        return True
+        raise
 
-    @property
-    def finished(self) -> bool:
-        return self.ended is not None
 
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for job in self.jobs:
-            out[job.state] = out.get(job.state, 0) + 1
-        return out
+def located(conn: libvirt.virConnect, vm_uuid: str, resume: bool = False) -> str:
+    """What a host says about the VM: running, paused, shut off or absent. resume: a copy left paused by
+    an unfinished migration (not by its user) runs again."""
+    try:
+        dom = conn.lookupByUUIDString(vm_uuid)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return "absent"
+        raise
+    if not dom.isActive():
+        return "shut off"
+    state, reason = dom.state()
+    if state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_MIGRATION and resume:
+        dom.resume()
+        return "running"
+    return "paused" if state == libvirt.VIR_DOMAIN_PAUSED else "running"
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "finished": self.finished, "stopped": self.stopped,
-                "counts": self.counts(), "jobs": [job.snapshot() for job in self.jobs],
-                "wall_s": round((self.ended or time.monotonic()) - self.began, 3) if self.began else None}
+
+# ---------------------------------------------------------------- evacuation plan
 
 
 def spread(vms: list[tuple[str, int]], free: dict[str, int]) -> dict[str, str]:
@@ -514,36 +459,3 @@ def spread(vms: list[tuple[str, int]], free: dict[str, int]) -> dict[str, str]:
         plan[vm_uuid] = best
         left[best] -= memory
     return plan
-
-
-# ---------------------------------------------------------------- the registry the pages poll
-
-
-class Registry:
-    """Jobs and batches of this process, by a random id; finished ones are forgotten after a while."""
-
-    def __init__(self, keep_seconds: float = KEEP_FINISHED_SECONDS) -> None:
-        self.keep_seconds = keep_seconds
-        self._items: dict[str, tuple[MigrationJob | Batch, Any]] = {}
-        self._lock = threading.Lock()
-
-    def add(self, item: MigrationJob | Batch, owner: Any = None) -> str:
-        """Register (and name) a job or batch; `owner` is whatever the caller checks access with."""
-        item.id = secrets.token_hex(12)
-        if isinstance(item, Batch):
-            for index, job in enumerate(item.jobs):
-                job.id = f"{item.id}-{index}"
-        with self._lock:
-            now = time.monotonic()
-            for key, (old, _owner) in list(self._items.items()):
-                if old.ended is not None and now - old.ended > self.keep_seconds:
-                    del self._items[key]
-            self._items[item.id] = (item, owner)
-        return item.id
-
-    def get(self, item_id: str) -> tuple[MigrationJob | Batch, Any] | None:
-        with self._lock:
-            return self._items.get(item_id)
-
-
-jobs = Registry()

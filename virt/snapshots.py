@@ -5,6 +5,9 @@ revert and delete them (external ones it can only partly manage in the versions 
 running VM is snapshotted with its memory, so reverting resumes it where it was; a shut-off VM
 with its disks. Disk formats are checked before libvirt is asked, so that a raw disk gets a
 sentence saying what to do instead of libvirt's "unsupported configuration".
+
+Writing a running VM's memory can take minutes: the panel runs that as a durable job, which asks
+`memory_progress` how far libvirt is and, when its worker died, `after_interruption` what became of it.
 """
 
 from __future__ import annotations
@@ -98,6 +101,45 @@ def create(dom: libvirt.virDomain, name: str, description: str = "") -> Snapshot
         raise InvalidInput(f"{dom.name()} already has a snapshot named {name}.")
     snap = dom.snapshotCreateXML(snapshot_xml(name, description), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
     return _info(snap)
+
+
+def memory_progress(dom: libvirt.virDomain) -> tuple[int, int] | None:
+    """(bytes of memory written, bytes in all) of the domain's running job, from libvirt's job statistics;
+    None when libvirt does not tell (no job, no memory figures, or a driver without job statistics)."""
+    try:
+        stats = dom.jobStats(0)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_INVALID):
+            return None
+        raise
+    total, processed = stats.get("memory_total"), stats.get("memory_processed")
+    if not total or processed is None:
+        return None
+    return min(int(processed), int(total)), int(total)
+
+
+def has_active_job(dom: libvirt.virDomain) -> bool:
+    """Whether libvirt still runs a job on the domain (e.g. writing a snapshot whose caller went away)."""
+    try:
+        kind = int(dom.jobInfo()[0])
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
+            return False  # a driver without jobs: nothing can still be running
+        raise
+    return bool(kind != libvirt.VIR_DOMAIN_JOB_NONE)
+
+
+EXISTS, BUSY, ABSENT = "exists", "busy", "absent"
+
+
+def after_interruption(dom: libvirt.virDomain, name: str) -> str:
+    """What became of a snapshot whose caller went away: EXISTS (it was taken), BUSY (libvirt still works
+    on the domain: ask again later) or ABSENT (it was not taken)."""
+    if _exists(dom, name):
+        return EXISTS
+    if has_active_job(dom):
+        return BUSY
+    return EXISTS if _exists(dom, name) else ABSENT  # its job may have ended between the two questions
 
 
 def _lookup(dom: libvirt.virDomain, name: str) -> libvirt.virDomainSnapshot:

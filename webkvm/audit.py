@@ -11,7 +11,7 @@ from webkvm.models import AuditEvent, AuditResult
 
 def record(request: HttpRequest | None, action: str, *, object_type: str, object_name: str = "",
            host_name: str = "", result: str = AuditResult.OK, detail: str = "",
-           user: Any = None, remote_addr: str | None = None) -> AuditEvent:
+           user: Any = None, remote_addr: str | None = None, duration_ms: int | None = None) -> AuditEvent:
     """`user` and `remote_addr` stand in for the request where there is none (the console proxy)."""
     if request is not None:
         user = getattr(request, "user", None)
@@ -27,4 +27,5 @@ def record(request: HttpRequest | None, action: str, *, object_type: str, object
         result=result,
         detail=detail[:4000],
         remote_addr=remote_addr,
+        duration_ms=duration_ms,
     )

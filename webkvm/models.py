@@ -62,6 +62,7 @@ class AuditEvent(models.Model):
     result = models.CharField(max_length=8, choices=AuditResult.choices)
     detail = models.TextField(blank=True)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)  # how long the operation took
 
     class Meta:
         ordering = ["-time", "-id"]

@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from webkvm import audit
-from webkvm.models import AuditResult, VMGrant, VMPermission
+from webkvm.models import AuditResult, VMGrant
 
 
 def is_admin(user: Any) -> bool:
@@ -44,7 +44,8 @@ def require(request: HttpRequest, permission: str, *, host: Any = None, vm_uuid:
 
 
 def require_admin(request: HttpRequest, object_name: str = "") -> None:
-    require(request, VMPermission.CHANGE, object_name=object_name)
+    """Admins only: a refusal is audited as denied:admin (no grant opens what only admins may do)."""
+    require(request, "admin", object_name=object_name)
 
 
 def granted_vm_uuids(user: Any, host: Any) -> set[str] | None:

@@ -68,6 +68,8 @@ else:
 # them, `manage.py rqworker` runs one more); without Redis, in threads of the one panel process.
 RQ_QUEUES = {"default": {"URL": WEBKVM_REDIS_URL}}
 WEBKVM_JOB_WORKERS = config.env_int("WEBKVM_JOB_WORKERS", 2, minimum=1, maximum=64)
+# gunicorn workers `manage.py serve` starts; unset: one per CPU, at least 2 (webkvm/management/commands/serve.py).
+WEBKVM_WORKERS = config.env_int("WEBKVM_WORKERS", 0, minimum=1, maximum=256) or None
 WSGI_APPLICATION = "webkvm.wsgi.application"
 
 TEMPLATES = [

@@ -1,7 +1,17 @@
+from collections.abc import Callable
+
 from django.contrib.auth import views as auth_views
+from django.http import HttpResponseBase
 from django.urls import include, path
 
 from webkvm import users, views
+from webkvm.operations import LOGIN, PUBLIC, Access, page, route
+
+
+def _declared(access: Access, view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Django's own views (login, logout), with their declared access like every other route."""
+    return route(access)(view)
+
 
 users_patterns = (
     [
@@ -15,8 +25,9 @@ users_patterns = (
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", _declared(page(PUBLIC), auth_views.LoginView.as_view(redirect_authenticated_user=True)),
+         name="login"),
+    path("logout/", _declared(page(LOGIN), auth_views.LogoutView.as_view()), name="logout"),
     path("hosts/", include("hosts.urls")),
     path("instances/", include("instances.urls")),
     path("storage/", include("storage.urls")),

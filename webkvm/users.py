@@ -7,7 +7,6 @@ from typing import Any
 
 import libvirt
 from django import forms
-from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import SetPasswordForm, UserCreationForm
 from django.http import HttpRequest, HttpResponse
@@ -17,9 +16,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from hosts import services
 from hosts.models import Host
 from virt.errors import VirtError
-from webkvm import audit
+from webkvm import user_operations as ops
 from webkvm.models import VMGrant
-from webkvm.views_base import admin_required
+from webkvm.operations import ADMIN, page, perform, route
 
 User = get_user_model()
 
@@ -60,25 +59,34 @@ class GrantForm(forms.Form):
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def user_list(request: HttpRequest) -> HttpResponse:
     return render(request, "users/list.html", {"users": User.objects.order_by("username")})
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.USER_CREATE)
 def user_create(request: HttpRequest) -> HttpResponse:
     form: UserCreationForm[Any] = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = form.save()
-        audit.record(request, "user.create", object_type="user", object_name=user.get_username())
-        messages.success(request, f"User {user.get_username()} created.")
-        return redirect("users:detail", pk=user.pk)
+        name = form.cleaned_data["username"]
+        outcome = perform(request, ops.USER_CREATE, host=None, name=name, work=form.save,
+                          done=f"User {name} created.")
+        if outcome.value is not None:
+            return redirect("users:detail", pk=outcome.value.pk)
     return render(request, "users/create.html", {"form": form})
 
 
+def _grant(target: Any, data: dict[str, Any]) -> None:
+    VMGrant.objects.update_or_create(
+        user=target, host=data["host"], vm_uuid=data["vm_uuid"],
+        defaults={"vm_name": data["vm_name"], **{k: data[k] for k in
+                  ("can_console", "can_power", "can_change", "can_delete")}},
+    )
+
+
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(page(ADMIN))  # each form posts one of user.update, user.set_password, grant.set (all admin)
 def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
     target = get_object_or_404(User, pk=pk)
     flags = UserFlagsForm(request.POST if request.POST.get("form") == "flags" else None, instance=target)
@@ -90,26 +98,17 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
             if target == request.user and not flags.cleaned_data["is_superuser"]:
                 flags.add_error("is_superuser", "You cannot take away your own admin rights.")
             else:
-                flags.save()
-                audit.record(request, "user.update", object_type="user", object_name=name,
-                             detail=f"active={target.is_active} admin={target.is_superuser}")
-                messages.success(request, f"{name} updated.")
+                perform(request, ops.USER_UPDATE, host=None, name=name, work=flags.save, done=f"{name} updated.",
+                        detail=lambda saved: f"active={saved.is_active} admin={saved.is_superuser}")
                 return redirect("users:detail", pk=pk)
         elif password.is_bound and password.is_valid():
-            password.save()
-            audit.record(request, "user.set_password", object_type="user", object_name=name)
-            messages.success(request, f"Password of {name} changed.")
+            perform(request, ops.USER_SET_PASSWORD, host=None, name=name, work=password.save,
+                    done=f"Password of {name} changed.")
             return redirect("users:detail", pk=pk)
         elif grant.is_bound and grant.is_valid():
             data = grant.cleaned_data
-            VMGrant.objects.update_or_create(
-                user=target, host=data["host"], vm_uuid=data["vm_uuid"],
-                defaults={"vm_name": data["vm_name"], **{k: data[k] for k in
-                          ("can_console", "can_power", "can_change", "can_delete")}},
-            )
-            audit.record(request, "grant.set", object_type="vm", object_name=data["vm_name"],
-                         host_name=data["host"].name, detail=f"user={name}")
-            messages.success(request, f"{name} may now use {data['vm_name']} on {data['host']}.")
+            perform(request, ops.GRANT_SET, host=data["host"], name=data["vm_name"], work=lambda: _grant(target, data),
+                    done=f"{name} may now use {data['vm_name']} on {data['host']}.", detail=f"user={name}")
             return redirect("users:detail", pk=pk)
     return render(request, "users/detail.html", {
         "target": target, "flags": flags, "password": password, "grant": grant,
@@ -118,11 +117,9 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@admin_required
+@route(ops.GRANT_REVOKE)
 def grant_delete(request: HttpRequest, pk: int, grant_id: int) -> HttpResponse:
     grant = get_object_or_404(VMGrant, pk=grant_id, user_id=pk)
-    grant.delete()
-    audit.record(request, "grant.revoke", object_type="vm", object_name=grant.vm_name, host_name=grant.host.name,
-                 detail=f"user={grant.user.get_username()}")
-    messages.success(request, "Grant removed.")
+    perform(request, ops.GRANT_REVOKE, host=grant.host, name=grant.vm_name, work=grant.delete,
+            done="Grant removed.", detail=f"user={grant.user.get_username()}")
     return redirect("users:detail", pk=pk)

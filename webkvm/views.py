@@ -9,11 +9,12 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from webkvm.models import AuditEvent, AuditResult, VMGrant
+from webkvm.operations import ADMIN, LOGIN, page, route
 from webkvm.permissions import is_admin
-from webkvm.views_base import admin_required
 
 
 @require_GET
+@route(page(LOGIN))  # shows only the VMs granted to the user
 def home(request: HttpRequest) -> HttpResponse:
     if is_admin(request.user):
         return redirect("hosts:list")
@@ -22,7 +23,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def audit_log(request: HttpRequest) -> HttpResponse:
     events = AuditEvent.objects.all()
     filters = {key: request.GET.get(key, "").strip()[:100] for key in ("user", "action", "result", "q")}

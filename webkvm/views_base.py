@@ -1,30 +1,25 @@
-"""Helpers every app's views share: the admin gate and per-host pages that show libvirt failures."""
+"""Helpers every app's views share: per-host pages that show libvirt failures, and
+changes whose input the host may still refuse."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
-from typing import Any
+from typing import Any, TypeVar
 
+import libvirt
+from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from hosts import services
 from hosts.models import Host
-from virt.errors import VirtError, host_words
+from virt.devices import FieldProblem
+from virt.errors import InvalidInput, VirtError, host_words
 from virt.reads import Read
-from webkvm.permissions import require_admin
+from webkvm.operations import Operation, Outcome, perform, refused
 
-
-def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Hosts, storage and networks are admin-only: 403 (and an audit record) for anybody else."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        require_admin(request, object_name=request.path)
-        return view(request, *args, **kwargs)
-
-    return wrapped
+T = TypeVar("T")
 
 
 def host_page(request: HttpRequest, host_name: str, template: str, key: str,
@@ -43,3 +38,48 @@ def host_page(request: HttpRequest, host_name: str, template: str, key: str,
         context["error"] = host_words(exc)
         return render(request, template, context, status=503)
     return render(request, template, context)
+
+
+def on_host_checked(request: HttpRequest, op: Operation, host: Host, name: str,
+                    fn: Callable[[libvirt.virConnect], T], *, form: forms.Form, rejects: type[InvalidInput],
+                    done: str | Callable[[T], str], place: Callable[[Any], str | None] | None = None,
+                    detail: str | Callable[[T], str] = "", audit_refusal: bool = True) -> Outcome[T]:
+    """on_host() (webkvm/operations.py) for a change whose input the host may still refuse before it
+    changes anything: `rejects` (an InvalidInput carrying `problems`, each with a field and a message).
+    Each problem becomes an error of the form field `place` names (by default its own field if the form
+    has it; None: the form as a whole), and the refusal is audited once (`refused`) unless
+    `audit_refusal` is false. Anything else goes as in on_host()."""
+    rejected: list[InvalidInput] = []
+    where = place or (lambda problem: problem.field if problem.field in form.fields else None)
+
+    def work() -> T:
+        try:
+            return services.change(host, fn, op.timeout)
+        except rejects as exc:
+            rejected.append(exc)
+            problems = getattr(exc, "problems", [])
+            if not problems:
+                raise FieldProblem("", str(exc)) from None
+            # perform() puts the first on its field, the others follow below
+            raise FieldProblem(where(problems[0]) or "", problems[0].message) from None
+
+    outcome = perform(request, op, host=host, name=name, work=work, done=done, detail=detail, form=form)
+    if outcome.field_problem and rejected:
+        for problem in getattr(rejected[0], "problems", [])[1:]:
+            field = where(problem)
+            if problem.message not in form.errors.get(field or NON_FIELD_ERRORS, []):
+                form.add_error(field, problem.message)
+        if audit_refusal:
+            refused(request, op, host=host, name=name, reason=str(rejected[0]))
+    return outcome
+
+
+def host_unavailable(request: HttpRequest, op: Operation, template: str, context: dict[str, Any], name: str,
+                     exc: VirtError) -> HttpResponse:
+    """The page of an operation whose host could not be asked what the form needs (503, in words); a POST
+    is audited as refused, since nothing was asked of the host."""
+    host: Host = context["host"]
+    context["error"] = str(exc)
+    if request.method == "POST":
+        refused(request, op, host=host, name=name, reason=f"{host.name} could not be asked: {exc}")
+    return render(request, template, context, status=503)

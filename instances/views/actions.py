@@ -1,27 +1,24 @@
-"""Actions on one VM: power, autostart, rename, title and description.
+"""Actions on one VM: power, autostart, rename, title and description (instances/operations.py).
 
-Each goes through the one permission check, is serialised per VM (a second one gets
-"busy"), writes exactly one audit record and reports libvirt's failure in words.
+GET of an action that can lose data shows its confirmation (so a reload never ends on a bare 405);
+POST runs it through the declared operation: its check, the VM's lock, one audit record, one message.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
-
 import libvirt
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from instances.lookup import VMRef, vm_or_404
+from instances import operations as ops
+from instances.lookup import VMRef
 from virt import lifecycle
 from virt.errors import VirtError
-from webkvm import audit
-from webkvm.models import AuditResult
+from webkvm.operations import on_vm, vm_route
 
 
 def _back(request: HttpRequest, ref: VMRef) -> HttpResponse:
@@ -31,29 +28,12 @@ def _back(request: HttpRequest, ref: VMRef) -> HttpResponse:
     return redirect(reverse("instances:detail", args=[ref.host.name, ref.uuid]))
 
 
-def _run(request: HttpRequest, ref: VMRef, action: str, fn: Callable[[libvirt.virDomain], str],
-         done: str, timeout: float | None = None) -> HttpResponse:
-    """Run fn(domain) -> VM name under the VM's lock; message, audit and redirect back."""
-    name = ref.uuid
-    try:
-        name = ref.call_locked(fn, timeout)
-    except VirtError as exc:
-        messages.error(request, f"{action}: {exc}")
-        audit.record(request, f"vm.{action}", object_type="vm", object_name=name, host_name=ref.host.name,
-                     result=AuditResult.FAILED, detail=f"{ref.uuid}: {exc}")
-    else:
-        messages.success(request, f"{name}: {done}")
-        audit.record(request, f"vm.{action}", object_type="vm", object_name=name, host_name=ref.host.name,
-                     detail=ref.uuid)
-    return _back(request, ref)
-
-
-@require_POST
-def action(request: HttpRequest, host: str, vm: uuid.UUID, action: str) -> HttpResponse:
-    chosen = lifecycle.ACTIONS.get(action)
-    if chosen is None:
-        raise Http404("No such action.")
-    ref = vm_or_404(request, host, vm, chosen.permission)
+@require_http_methods(["GET", "POST"])
+@vm_route(ops.ACTION)
+def action(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
+    chosen = lifecycle.ACTIONS[action]
+    if request.method == "GET" and not chosen.confirm:
+        return redirect(reverse("instances:detail", args=[ref.host.name, ref.uuid]))
     if chosen.confirm and request.POST.get("confirm") != "yes":
         try:
             name = ref.call(lambda dom: dom.name())
@@ -63,34 +43,29 @@ def action(request: HttpRequest, host: str, vm: uuid.UUID, action: str) -> HttpR
         return render(request, "instances/confirm.html", {
             "ref": ref, "action": chosen, "name": name, "next": request.POST.get("next", ""),
         })
-
-    def run(dom: libvirt.virDomain) -> str:
-        lifecycle.perform(dom, action)
-        return str(dom.name())
-
-    return _run(request, ref, action, run, f"{chosen.label.lower()}: done.", chosen.timeout)
+    on_vm(request, ops.ACTIONS[action], ref, lambda dom: lifecycle.perform(dom, action),
+          done=f"{chosen.label.lower()}: done.")
+    return _back(request, ref)
 
 
 @require_POST
-def rename(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.RENAME)
+def rename(request: HttpRequest, ref: VMRef) -> HttpResponse:
     new_name = request.POST.get("name", "").strip()
 
     def run(dom: libvirt.virDomain) -> str:
         old = str(dom.name())
         lifecycle.rename(dom, new_name)
-        return f"{old} → {new_name}"
+        return old
 
-    return _run(request, ref, "rename", run, "renamed.")
+    on_vm(request, ops.RENAME, ref, run, done=f"renamed to {new_name}.", detail=lambda old: f"{old} → {new_name}")
+    return _back(request, ref)
 
 
 @require_POST
-def describe(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.DESCRIBE)
+def describe(request: HttpRequest, ref: VMRef) -> HttpResponse:
     title, description = request.POST.get("title", ""), request.POST.get("description", "")
-
-    def run(dom: libvirt.virDomain) -> str:
-        lifecycle.describe(dom, title, description)
-        return str(dom.name())
-
-    return _run(request, ref, "describe", run, "title and description saved.")
+    on_vm(request, ops.DESCRIBE, ref, lambda dom: lifecycle.describe(dom, title, description),
+          done="title and description saved.")
+    return _back(request, ref)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django import forms
@@ -10,10 +9,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from instances.lookup import vm_or_404
-from instances.views.config_common import locked_change, say
+from instances import operations as ops
+from instances.lookup import VMRef
 from virt.boot import BootReport, BootSettings, read_settings, update
 from virt.errors import VirtError
+from webkvm.operations import on_vm, vm_route
 
 
 class BootForm(forms.Form):
@@ -67,8 +67,8 @@ def _summary(report: BootReport) -> str:
 
 
 @require_http_methods(["GET", "POST"])
-def boot_settings(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.BOOT)
+def boot_settings(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         name, settings = ref.call(lambda dom: (str(dom.name()), read_settings(dom)))
     except VirtError as exc:
@@ -76,11 +76,11 @@ def boot_settings(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpRespons
     form = BootForm(settings, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         order, bootmenu, autostart = form.order(), form.cleaned_data["bootmenu"], form.cleaned_data["autostart"]
-        outcome = locked_change(
-            request, ref, "boot", lambda dom: update(dom, order, bootmenu, autostart),
-            lambda report: f"boot order {', '.join(order)}; boot menu {'on' if bootmenu else 'off'}; "
-                           f"autostart {'on' if autostart else 'off'}")
-        say(request, outcome, "Boot settings", _summary)
-        return redirect("instances:boot", ref.host.name, ref.uuid)
+        asked = (f"boot order {', '.join(order)}; boot menu {'on' if bootmenu else 'off'}; "
+                 f"autostart {'on' if autostart else 'off'}")
+        outcome = on_vm(request, ops.BOOT, ref, lambda dom: update(dom, order, bootmenu, autostart), done=_summary,
+                        detail=asked, form=form)
+        if outcome.ok:
+            return redirect("instances:boot", ref.host.name, ref.uuid)
     return render(request, "instances/config/boot.html", {"ref": ref, "name": name, "settings": settings,
                                                           "form": form})

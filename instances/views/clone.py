@@ -7,7 +7,6 @@ page shows its progress; its one audit record is written when it ends, with the 
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django import forms
@@ -17,14 +16,13 @@ from django.views.decorators.http import require_http_methods
 
 from hosts import services
 from instances import clone_jobs
-from instances.lookup import VMRef, vm_or_404
+from instances import operations as ops
+from instances.lookup import VMRef
 from jobs.models import Job
 from virt.clone import ClonePreview, plan_clone, preview
 from virt.create import NAME_RE
 from virt.errors import VirtError
-from webkvm import audit
-from webkvm.models import AuditResult
-from webkvm.permissions import require_admin
+from webkvm.operations import refused, vm_route
 
 PLAN_TIMEOUT = 30.0  # reading every VM's MAC addresses on a large host takes a moment
 
@@ -43,12 +41,6 @@ class CloneForm(forms.Form):
         if name in self.taken:
             raise forms.ValidationError("A VM with this name already exists on this host.")
         return name
-
-
-def _admin_ref(request: HttpRequest, host: str, vm: uuid.UUID) -> VMRef:
-    ref = vm_or_404(request, host, vm, "change")
-    require_admin(request, object_name=ref.uuid)
-    return ref
 
 
 def _free_name(base: str, taken: frozenset[str]) -> str:
@@ -73,8 +65,8 @@ def _start(request: HttpRequest, ref: VMRef, new_name: str) -> Job:
 
 
 @require_http_methods(["GET", "POST"])
-def clone_start(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = _admin_ref(request, host, vm)
+@vm_route(ops.CLONE)
+def clone_start(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         info: ClonePreview = ref.call(preview, PLAN_TIMEOUT)
     except VirtError as exc:
@@ -88,8 +80,8 @@ def clone_start(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
     try:
         job = _start(request, ref, new_name)
     except VirtError as exc:
-        audit.record(request, "vm.clone", object_type="vm", object_name=info.name, host_name=ref.host.name,
-                     result=AuditResult.FAILED, detail=f"uuid {ref.uuid} -> {new_name}: {exc}")
+        # The job writes the audit record of a clone that started; one that did not start is audited here.
+        refused(request, ops.CLONE, host=ref.host, name=info.name, reason=f"uuid {ref.uuid} -> {new_name}: {exc}")
         form.add_error(None, f"The clone was not started: {exc}")
         return render(request, "instances/config/clone.html", context)
     return redirect(job)

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Collection
 
+import libvirt
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from instances.lookup import VMRef, vm_or_404
+from instances import operations as ops
+from instances.lookup import VMRef
 from virt.delete import DeletePlan, DeleteReport, VolumeChoiceError, delete_plan, delete_vm
-from virt.errors import Busy, VirtError
-from webkvm import audit
-from webkvm.models import AuditResult, VMGrant
-
-# Destroying a VM and deleting large raw volumes can take a while on a real host.
-DELETE_TIMEOUT = 60.0
+from virt.devices import FieldProblem
+from virt.errors import VirtError
+from webkvm.models import VMGrant
+from webkvm.operations import on_vm, refused, vm_route
 
 
 def _confirmation(request: HttpRequest, ref: VMRef) -> HttpResponse:
@@ -45,38 +44,43 @@ def _report_text(report: DeleteReport) -> str:
     return text + "."
 
 
-@require_http_methods(["GET", "POST"])
-def delete(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "delete")
-    if request.method != "POST":
-        return _confirmation(request, ref)
-    keys = request.POST.getlist("volume")
-    force_off = request.POST.get("force_off") == "1"
-    try:
-        report = ref.call_locked(lambda dom: delete_vm(dom, keys, force_off=force_off), DELETE_TIMEOUT)
-    except Busy as exc:
-        audit.record(request, "vm.delete", object_type="vm", object_name=ref.uuid, host_name=ref.host.name,
-                     result=AuditResult.FAILED, detail=f"busy: {exc}")
-        messages.error(request, f"Busy: {exc}")
-        return redirect("instances:delete", ref.host.name, ref.uuid)
-    except VolumeChoiceError as exc:  # nothing changed: the page again, with the refusal on the volume field
-        audit.record(request, "vm.delete", object_type="vm", object_name=exc.plan.name, host_name=ref.host.name,
-                     result=AuditResult.FAILED, detail=f"uuid {ref.uuid}; {exc}")
-        return _page(request, ref, exc.plan, str(exc), keys, force_off)
-    except VirtError as exc:
-        audit.record(request, "vm.delete", object_type="vm", object_name=ref.uuid, host_name=ref.host.name,
-                     result=AuditResult.FAILED, detail=str(exc))
-        messages.error(request, f"The VM was not deleted: {exc}")
-        return redirect("instances:delete", ref.host.name, ref.uuid)
-    # Grants name the VM by UUID: one left behind would point at nothing (or at a reused UUID).
-    VMGrant.objects.filter(host=ref.host, vm_uuid=ref.uuid).delete()
-    detail = f"uuid {ref.uuid}; volumes deleted: {', '.join(report.deleted) or 'none'}"
+def _detail(report: DeleteReport) -> str:
+    detail = f"volumes deleted: {', '.join(report.deleted) or 'none'}"
     if report.forced_off:
         detail += "; it was running and was forced off first"
     if report.failed:
         detail += "; volumes NOT deleted: " + ", ".join(f"{vol} ({why})" for vol, why in report.failed)
-    audit.record(request, "vm.delete", object_type="vm", object_name=report.name, host_name=ref.host.name,
-                 detail=detail)
+    return detail
+
+
+@require_http_methods(["GET", "POST"])
+@vm_route(ops.DELETE_VM)
+def delete(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    if request.method != "POST":
+        return _confirmation(request, ref)
+    keys = request.POST.getlist("volume")
+    force_off = request.POST.get("force_off") == "1"
+    choice: list[VolumeChoiceError] = []
+
+    def run(dom: libvirt.virDomain) -> DeleteReport:
+        try:
+            return delete_vm(dom, keys, force_off=force_off)
+        except VolumeChoiceError as exc:  # nothing changed: the page again, the refusal on the volume field
+            choice.append(exc)
+            raise FieldProblem("volume", str(exc)) from None
+
+    # The page says the outcome itself: the volume field's error, or what was deleted and what was not.
+    outcome = on_vm(request, ops.DELETE_VM, ref, run, done=_report_text, detail=_detail, quiet=True)
+    if choice:
+        refusal = choice[0]
+        refused(request, ops.DELETE_VM, host=ref.host, name=refusal.plan.name, reason=f"uuid {ref.uuid}; {refusal}")
+        return _page(request, ref, refusal.plan, str(refusal), keys, force_off)
+    if not outcome.ok or outcome.value is None:
+        messages.error(request, f"The VM was not deleted: {outcome.error}")
+        return redirect("instances:delete", ref.host.name, ref.uuid)
+    report = outcome.value
+    # Grants name the VM by UUID: one left behind would point at nothing (or at a reused UUID).
+    VMGrant.objects.filter(host=ref.host, vm_uuid=ref.uuid).delete()
     messages.success(request, _report_text(report))
     for vol, why in report.failed:
         messages.error(request, f"Volume {vol} could not be deleted: {why}")

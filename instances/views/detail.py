@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from hosts import services
+from instances import operations as ops
 from instances.fleet import meter
-from instances.lookup import vm_or_404
+from instances.lookup import VMRef
 from virt import lifecycle
 from virt.domains import domain_detail
 from virt.errors import VirtError, brief_words, host_words
 from virt.reads import vm_sample
+from webkvm.operations import page, vm_route
 from webkvm.permissions import can, is_admin
 
 
 @require_GET
-def detail(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "view")
+@vm_route(page(ops.VIEW))
+def detail(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         info = ref.call(domain_detail)
     except VirtError as exc:
@@ -36,8 +36,8 @@ def detail(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
 
 
 @require_GET
-def stats(request: HttpRequest, host: str, vm: uuid.UUID) -> JsonResponse:
-    ref = vm_or_404(request, host, vm, "view")
+@vm_route(page(ops.VIEW))
+def stats(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         sample = services.read(ref.host, vm_sample(ref.uuid))
     except VirtError as exc:

@@ -3,7 +3,6 @@ add and remove CD-ROM drives. Choices come from the VM's host (virt.capabilities
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django import forms
@@ -11,18 +10,21 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
 
-from instances.lookup import VMRef, vm_or_404
+from instances import operations as ops
+from instances.lookup import VMRef
 from instances.views.config_common import (
     VMDevices,
+    as_said,
+    asked,
     devices_page,
     offer_or_message,
-    perform,
     row_form_valid,
     set_choices,
 )
 from virt import disks
 from virt.capabilities import ISO_SUFFIX, HostOffer
 from virt.create import DISK_FORMATS, MIB, PoolVolume, cdrom_bus
+from webkvm.operations import on_vm, page, vm_route
 from webkvm.permissions import is_admin
 
 NEW, EXISTING = "new", "existing"
@@ -153,13 +155,14 @@ def _back(ref: VMRef) -> HttpResponse:
 
 
 @require_GET
-def disk_page(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    return _page(request, vm_or_404(request, host, vm, "change"))
+@vm_route(page(ops.CHANGE))
+def disk_page(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    return _page(request, ref)
 
 
 @require_POST
-def disk_attach(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.DISK_ATTACH)
+def disk_attach(request: HttpRequest, ref: VMRef) -> HttpResponse:
     offer = offer_or_message(request, ref)
     if offer is None:
         return _back(ref)
@@ -167,23 +170,23 @@ def disk_attach(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
     if not form.is_valid():
         return _page(request, ref, attach=form)
     spec, bus, cache = form.spec(), form.cleaned_data["bus"], form.cleaned_data["cache"]
-    if perform(request, ref, "vm.disk.attach", lambda dom: disks.attach_disk(dom, spec, bus=bus, cache=cache),
-               detail=form.describe(), form=form):
-        return _back(ref)
-    return _page(request, ref, attach=form)
+    outcome = on_vm(request, ops.DISK_ATTACH, ref, lambda dom: disks.attach_disk(dom, spec, bus=bus, cache=cache),
+                    done=as_said, detail=asked(form.describe()), form=form)
+    return _back(ref) if outcome.ok else _page(request, ref, attach=form)
 
 
 @require_POST
-def disk_detach(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.DISK_DETACH)
+def disk_detach(request: HttpRequest, ref: VMRef) -> HttpResponse:
     target = _target(request)
-    perform(request, ref, "vm.disk.detach", lambda dom: disks.detach_disk(dom, target), detail=f"detach {target}")
+    on_vm(request, ops.DISK_DETACH, ref, lambda dom: disks.detach_disk(dom, target), done=as_said,
+          detail=asked(f"detach {target}"))
     return _back(ref)
 
 
 @require_POST
-def cdrom_insert(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.CDROM_INSERT)
+def cdrom_insert(request: HttpRequest, ref: VMRef) -> HttpResponse:
     offer = offer_or_message(request, ref)
     if offer is None:
         return _back(ref)
@@ -192,22 +195,23 @@ def cdrom_insert(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse
         return _back(ref)
     iso = form.chosen()
     assert iso is not None
-    perform(request, ref, "vm.cdrom.insert", lambda dom: disks.insert_media(dom, target, iso),
-            detail=f"insert {iso.pool}/{iso.volume} in {target}")
+    on_vm(request, ops.CDROM_INSERT, ref, lambda dom: disks.insert_media(dom, target, iso), done=as_said,
+          detail=asked(f"insert {iso.pool}/{iso.volume} in {target}"))
     return _back(ref)
 
 
 @require_POST
-def cdrom_eject(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.CDROM_EJECT)
+def cdrom_eject(request: HttpRequest, ref: VMRef) -> HttpResponse:
     target = _target(request)
-    perform(request, ref, "vm.cdrom.eject", lambda dom: disks.eject_media(dom, target), detail=f"eject {target}")
+    on_vm(request, ops.CDROM_EJECT, ref, lambda dom: disks.eject_media(dom, target), done=as_said,
+          detail=asked(f"eject {target}"))
     return _back(ref)
 
 
 @require_POST
-def cdrom_add(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.CDROM_ADD)
+def cdrom_add(request: HttpRequest, ref: VMRef) -> HttpResponse:
     offer = offer_or_message(request, ref)
     if offer is None:
         return _back(ref)
@@ -215,16 +219,16 @@ def cdrom_add(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
     if not form.is_valid():
         return _page(request, ref, add_cdrom=form)
     iso = form.chosen()
-    detail = f"add a CD-ROM drive{f' with {iso.pool}/{iso.volume}' if iso else ''}"
-    if perform(request, ref, "vm.cdrom.add", lambda dom: disks.add_cdrom(dom, iso), detail=detail, form=form):
-        return _back(ref)
-    return _page(request, ref, add_cdrom=form)
+    what = f"add a CD-ROM drive{f' with {iso.pool}/{iso.volume}' if iso else ''}"
+    outcome = on_vm(request, ops.CDROM_ADD, ref, lambda dom: disks.add_cdrom(dom, iso), done=as_said,
+                    detail=asked(what), form=form)
+    return _back(ref) if outcome.ok else _page(request, ref, add_cdrom=form)
 
 
 @require_POST
-def cdrom_remove(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.CDROM_REMOVE)
+def cdrom_remove(request: HttpRequest, ref: VMRef) -> HttpResponse:
     target = _target(request)
-    perform(request, ref, "vm.cdrom.remove", lambda dom: disks.remove_cdrom(dom, target),
-            detail=f"remove CD-ROM drive {target}")
+    on_vm(request, ops.CDROM_REMOVE, ref, lambda dom: disks.remove_cdrom(dom, target), done=as_said,
+          detail=asked(f"remove CD-ROM drive {target}"))
     return _back(ref)

@@ -2,54 +2,50 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from instances import operations as ops
 from instances.forms_create import FlavorForm
 from instances.models import Flavor
-from webkvm import audit
-from webkvm.views_base import admin_required
+from webkvm.operations import ADMIN, Operation, page, perform, route
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def flavor_list(request: HttpRequest) -> HttpResponse:
     return render(request, "instances/flavor_list.html", {"flavors": Flavor.objects.all()})
 
 
-def _edit(request: HttpRequest, flavor: Flavor | None) -> HttpResponse:
+def _edit(request: HttpRequest, op: Operation, flavor: Flavor | None) -> HttpResponse:
     form = FlavorForm(request.POST if request.method == "POST" else None, instance=flavor)
     if request.method == "POST" and form.is_valid():
-        saved = form.save()
-        audit.record(request, "flavor.create" if flavor is None else "flavor.update", object_type="flavor",
-                     object_name=saved.name, detail=str(saved))
-        messages.success(request, f"Flavor {saved.name} saved.")
+        perform(request, op, host=None, name=form.cleaned_data["name"], work=form.save,
+                done=lambda saved: f"Flavor {saved.name} saved.", detail=str, audited_name=lambda saved: saved.name)
         return redirect("instances:flavors")
     return render(request, "instances/flavor_form.html", {"form": form, "flavor": flavor})
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.FLAVOR_CREATE)
 def flavor_create(request: HttpRequest) -> HttpResponse:
-    return _edit(request, None)
+    return _edit(request, ops.FLAVOR_CREATE, None)
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.FLAVOR_UPDATE)
 def flavor_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    return _edit(request, get_object_or_404(Flavor, pk=pk))
+    return _edit(request, ops.FLAVOR_UPDATE, get_object_or_404(Flavor, pk=pk))
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.FLAVOR_DELETE)
 def flavor_delete(request: HttpRequest, pk: int) -> HttpResponse:
     flavor = get_object_or_404(Flavor, pk=pk)
     if request.method != "POST":
         return render(request, "instances/flavor_delete.html", {"flavor": flavor})
-    name = flavor.name
-    flavor.delete()  # VMs made from it keep their sizes: a flavor is only a form pre-fill
-    audit.record(request, "flavor.delete", object_type="flavor", object_name=name)
-    messages.success(request, f"Flavor {name} deleted.")
+    # VMs made from it keep their sizes: a flavor is only a form pre-fill.
+    perform(request, ops.FLAVOR_DELETE, host=None, name=flavor.name, work=flavor.delete,
+            done=f"Flavor {flavor.name} deleted.")
     return redirect("instances:flavors")

@@ -1,4 +1,6 @@
-"""The fleet view across hosts, one host's VMs, and the JSON the page polls for live updates."""
+"""The fleet view across hosts, one host's VMs, and the JSON the page polls for live updates.
+
+Anybody logged in may open them: each shows only the VMs its viewer has a grant on (admins: all)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from django.views.decorators.http import require_GET
 from hosts.models import Host
 from instances.fleet import SORT_KEYS, Filters, console_base, gather
 from virt.domains import STATES
+from webkvm.operations import LOGIN, page, route
 from webkvm.permissions import is_admin
 
 # Rendering costs about 0.1 ms a row: a page of 500 keeps the largest fleets fast; filters find the rest.
@@ -34,11 +37,13 @@ def _page(request: HttpRequest, filters: Filters, host: Host | None) -> HttpResp
 
 
 @require_GET
+@route(page(LOGIN))
 def fleet(request: HttpRequest) -> HttpResponse:
     return _page(request, Filters.from_query(request.GET), None)
 
 
 @require_GET
+@route(page(LOGIN))
 def host_fleet(request: HttpRequest, host: str) -> HttpResponse:
     found = Host.objects.filter(name=host).first()
     if found is None:
@@ -47,6 +52,7 @@ def host_fleet(request: HttpRequest, host: str) -> HttpResponse:
 
 
 @require_GET
+@route(page(LOGIN))
 def rows(request: HttpRequest) -> JsonResponse:
     """What changes without a reload: state, CPU, memory, autostart of every visible VM."""
     fleet = gather(request.user, Filters.from_query(request.GET))

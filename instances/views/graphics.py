@@ -6,7 +6,6 @@ audit log, a message or a page (the form never renders it back).
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django import forms
@@ -15,8 +14,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from instances.lookup import vm_or_404
-from instances.views.config_common import locked_change, say, where_applied, words
+from instances import operations as ops
+from instances.lookup import VMRef
+from instances.views.config_common import where_applied, words
 from virt.errors import InvalidInput, VirtError
 from virt.graphics import (
     DEFAULT_LISTEN,
@@ -30,6 +30,7 @@ from virt.graphics import (
     validate_listen,
     validate_password,
 )
+from webkvm.operations import on_vm, vm_route
 
 KEEP, SET, CLEAR = "keep", "set", "clear"
 
@@ -91,8 +92,8 @@ def _summary(report: VncReport, running: bool) -> str:
 
 
 @require_http_methods(["GET", "POST"])
-def vnc_settings(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.VNC)
+def vnc_settings(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         name, settings = ref.call(lambda dom: (str(dom.name()), read_settings(dom)))
     except VirtError as exc:
@@ -100,11 +101,12 @@ def vnc_settings(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse
     form = VncForm(settings, request.POST if request.method == "POST" and settings.present else None)
     if request.method == "POST" and settings.present and form.is_valid():
         change = form.change()
-        outcome = locked_change(request, ref, "vnc", lambda dom: update(dom, change),
-                                lambda report: _describe(change, report))
-        report = say(request, outcome, "VNC settings", lambda report: _summary(report, settings.running))
-        for warning in report.warnings if report else []:
-            messages.warning(request, warning)
-        return redirect("instances:vnc", ref.host.name, ref.uuid)
+        outcome = on_vm(request, ops.VNC, ref, lambda dom: update(dom, change),
+                        done=lambda report: _summary(report, settings.running),
+                        detail=lambda report: _describe(change, report), form=form)
+        if outcome.ok:
+            for warning in outcome.value.warnings if outcome.value else []:
+                messages.warning(request, warning)
+            return redirect("instances:vnc", ref.host.name, ref.uuid)
     return render(request, "instances/config/graphics.html", {"ref": ref, "name": name, "settings": settings,
                                                               "form": form})

@@ -3,7 +3,6 @@ remove, change source, link up/down. Networks and bridges come from the VM's hos
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django import forms
@@ -12,18 +11,21 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
 
-from instances.lookup import VMRef, vm_or_404
+from instances import operations as ops
+from instances.lookup import VMRef
 from instances.views.config_common import (
     VMDevices,
+    as_said,
+    asked,
     devices_page,
     offer_or_message,
-    perform,
     row_form_valid,
     set_choices,
 )
 from virt import nics
 from virt.capabilities import HostOffer
 from virt.create import NIC_MODELS
+from webkvm.operations import on_vm, page, vm_route
 
 MAC_MAX = 32
 
@@ -90,13 +92,14 @@ def _page(request: HttpRequest, ref: VMRef, *, add: AddNicForm | None = None) ->
 
 
 @require_GET
-def nic_page(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    return _page(request, vm_or_404(request, host, vm, "change"))
+@vm_route(page(ops.CHANGE))
+def nic_page(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    return _page(request, ref)
 
 
 @require_POST
-def nic_add(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.NIC_ADD)
+def nic_add(request: HttpRequest, ref: VMRef) -> HttpResponse:
     offer = offer_or_message(request, ref)
     if offer is None:
         return _back(ref)
@@ -104,23 +107,24 @@ def nic_add(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
     if not form.is_valid():
         return _page(request, ref, add=form)
     spec = form.spec()
-    detail = f"add {spec.model} NIC on {spec.kind} {spec.source}, MAC {spec.mac or 'generated'}"
-    if perform(request, ref, "vm.nic.add", lambda dom: nics.add_nic(dom, spec), detail=detail, form=form):
-        return _back(ref)
-    return _page(request, ref, add=form)
+    what = f"add {spec.model} NIC on {spec.kind} {spec.source}, MAC {spec.mac or 'generated'}"
+    outcome = on_vm(request, ops.NIC_ADD, ref, lambda dom: nics.add_nic(dom, spec), done=as_said, detail=asked(what),
+                    form=form)
+    return _back(ref) if outcome.ok else _page(request, ref, add=form)
 
 
 @require_POST
-def nic_remove(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.NIC_REMOVE)
+def nic_remove(request: HttpRequest, ref: VMRef) -> HttpResponse:
     mac = _mac(request)
-    perform(request, ref, "vm.nic.remove", lambda dom: nics.remove_nic(dom, mac), detail=f"remove NIC {mac}")
+    on_vm(request, ops.NIC_REMOVE, ref, lambda dom: nics.remove_nic(dom, mac), done=as_said,
+          detail=asked(f"remove NIC {mac}"))
     return _back(ref)
 
 
 @require_POST
-def nic_source(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.NIC_SOURCE)
+def nic_source(request: HttpRequest, ref: VMRef) -> HttpResponse:
     offer = offer_or_message(request, ref)
     if offer is None:
         return _back(ref)
@@ -128,18 +132,18 @@ def nic_source(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
     if not row_form_valid(request, form, "source", "Network or bridge"):
         return _back(ref)
     kind, name = form.cleaned_data["source"]
-    perform(request, ref, "vm.nic.source", lambda dom: nics.change_source(dom, mac, kind, name),
-            detail=f"move NIC {mac} to {kind} {name}")
+    on_vm(request, ops.NIC_SOURCE, ref, lambda dom: nics.change_source(dom, mac, kind, name), done=as_said,
+          detail=asked(f"move NIC {mac} to {kind} {name}"))
     return _back(ref)
 
 
 @require_POST
-def nic_link(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.NIC_LINK)
+def nic_link(request: HttpRequest, ref: VMRef) -> HttpResponse:
     mac, state = _mac(request), request.POST.get("state", "")
     if state not in ("up", "down"):
         messages.error(request, "Link state: up or down.")
         return _back(ref)
-    perform(request, ref, "vm.nic.link", lambda dom: nics.set_link_state(dom, mac, state == "up"),
-            detail=f"link of NIC {mac} {state}")
+    on_vm(request, ops.NIC_LINK, ref, lambda dom: nics.set_link_state(dom, mac, state == "up"), done=as_said,
+          detail=asked(f"link of NIC {mac} {state}"))
     return _back(ref)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django import forms
@@ -10,12 +9,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from instances.lookup import vm_or_404
-from instances.views.config_common import locked_change, say, where_applied, words
+from instances import operations as ops
+from instances.lookup import VMRef
+from instances.views.config_common import where_applied, words
 from virt.create import MIN_MEMORY_MIB
 from virt.errors import VirtError
 from virt.resize import ResizeReport, ResizeState, Sizing, read_state
 from virt.resize import resize as resize_vm
+from webkvm.operations import on_vm, vm_route
 
 
 def _mib(kib: int) -> int:
@@ -85,8 +86,8 @@ def _summary(report: ResizeReport) -> str:
 
 
 @require_http_methods(["GET", "POST"])
-def resize(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.RESIZE)
+def resize(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         state = ref.call(read_state)
     except VirtError as exc:
@@ -94,8 +95,8 @@ def resize(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
     form = ResizeForm(state, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         wanted = form.sizing()
-        outcome = locked_change(request, ref, "resize", lambda dom: resize_vm(dom, wanted),
-                                lambda report: _describe(state.config, wanted, report))
-        say(request, outcome, "Resize", _summary)
-        return redirect("instances:resize", ref.host.name, ref.uuid)
+        outcome = on_vm(request, ops.RESIZE, ref, lambda dom: resize_vm(dom, wanted), done=_summary,
+                        detail=lambda report: _describe(state.config, wanted, report), form=form)
+        if outcome.ok:
+            return redirect("instances:resize", ref.host.name, ref.uuid)
     return render(request, "instances/config/resize.html", {"ref": ref, "state": state, "form": form})

@@ -1,9 +1,14 @@
-"""Snapshots of a VM: the list (view grant), create, revert and delete (change grant)."""
+"""Snapshots of a VM: the list (view grant), create, revert and delete (change grant; instances/operations.py).
+
+A shut-off VM's snapshot (its disks and definition) is quick and taken in the request, under the VM's lock.
+A running VM's writes its whole memory too, which can take minutes: it runs as a durable job
+(instances/snapshot_jobs.py) holding the VM's lock until it ends, and the user is sent to its page.
+Revert and delete run in the request. Each writes one audit record.
+"""
 
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import libvirt
@@ -13,15 +18,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from instances.lookup import VMRef, vm_or_404
-from instances.views.config_common import locked_change, say
+from hosts import services
+from instances import operations as ops
+from instances import snapshot_jobs
+from instances.lookup import VMRef
+from jobs.models import ACTIVE, Job
 from virt import snapshots
 from virt.errors import InvalidInput, VirtError
 from virt.xml.domain import Domain
-from webkvm.permissions import can
-
-# A snapshot of a running VM writes its whole memory into the disk; reverting reads it back.
-SNAPSHOT_TIMEOUT = 300.0
+from webkvm.operations import Operation, on_vm, page, refused, vm_route
+from webkvm.permissions import can, is_admin
 
 
 class SnapshotForm(forms.Form):
@@ -56,6 +62,14 @@ def _overview(dom: libvirt.virDomain) -> dict[str, Any]:
             "blockers": snapshots.blockers(Domain.from_xml(dom.XMLDesc(0)), running)}
 
 
+def _snapshot_jobs(request: HttpRequest, ref: VMRef) -> list[Job]:
+    """This VM's snapshots being taken by jobs the user may follow (their own; every one for admins)."""
+    jobs = Job.objects.filter(host=ref.host, kind=snapshot_jobs.SNAPSHOT.name, state__in=ACTIVE)
+    if not is_admin(request.user):
+        jobs = jobs.filter(owner_id=request.user.pk)
+    return [job for job in jobs if job.params.get("vm") == ref.uuid]
+
+
 def _page(request: HttpRequest, ref: VMRef, form: SnapshotForm | None = None) -> HttpResponse:
     context: dict[str, Any] = {"ref": ref, "can_change": can(request.user, "change", host=ref.host, vm_uuid=ref.uuid)}
     try:
@@ -64,32 +78,66 @@ def _page(request: HttpRequest, ref: VMRef, form: SnapshotForm | None = None) ->
         context["error"] = str(exc)
         return render(request, "instances/config/snapshots.html", context, status=503)
     context["form"] = form or SnapshotForm({s.name for s in context["snapshots"]})
+    context["jobs"] = _snapshot_jobs(request, ref) if context["can_change"] else []
     return render(request, "instances/config/snapshots.html", context)
 
 
+def _to_list(ref: VMRef) -> HttpResponse:
+    return redirect("instances:snapshots", ref.host.name, ref.uuid)
+
+
 @require_GET
-def snapshot_list(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    return _page(request, vm_or_404(request, host, vm, "view"))
+@vm_route(page(ops.VIEW))
+def snapshot_list(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    return _page(request, ref)
+
+
+def _refuse(request: HttpRequest, op: Operation, ref: VMRef, vm_name: str, reason: str, said: str) -> HttpResponse:
+    refused(request, op, host=ref.host, name=vm_name, reason=f"uuid {ref.uuid}: {reason}")
+    messages.error(request, said)
+    return _to_list(ref)
 
 
 @require_POST
-def snapshot_create(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+@vm_route(ops.SNAPSHOT_CREATE)
+def snapshot_create(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    op = ops.SNAPSHOT_CREATE
     try:
-        taken = ref.call(lambda dom: {str(s.getName()) for s in dom.listAllSnapshots(0)})
+        vm: dict[str, Any] = ref.call(_overview)
     except VirtError as exc:
-        messages.error(request, f"Snapshot: {exc}")
-        return redirect("instances:snapshots", ref.host.name, ref.uuid)
-    form = SnapshotForm(taken, request.POST)
+        return _refuse(request, op, ref, ref.uuid, str(exc), f"{op.label}: not done: {exc}")
+    form = SnapshotForm({s.name for s in vm["snapshots"]}, request.POST)
     if not form.is_valid():
         return _page(request, ref, form)
     name, description = form.cleaned_data["name"], form.cleaned_data["description"]
-    outcome = locked_change(request, ref, "snapshot.create", lambda dom: snapshots.create(dom, name, description),
-                            lambda info: f"snapshot {info.name} ({'with' if info.with_memory else 'without'} memory)",
-                            SNAPSHOT_TIMEOUT)
-    say(request, outcome, "No snapshot was taken",
-        lambda info: f"snapshot {name} taken{' with its memory' if info.with_memory else ''}.")
-    return redirect("instances:snapshots", ref.host.name, ref.uuid)
+    if vm["blockers"]:  # the panel's own rule, checked before libvirt is asked
+        reason = f"{vm['name']} cannot be snapshotted: " + " ".join(vm["blockers"])
+        return _refuse(request, op, ref, vm["name"], reason, f"No snapshot was taken: {reason}")
+    if vm["running"]:
+        return _start_with_memory(request, ref, vm["name"], name, description)
+    on_vm(request, op, ref, lambda dom: snapshots.create(dom, name, description),
+          done=lambda info: f"snapshot {info.name} taken{' with its memory' if info.with_memory else ''}.",
+          detail=lambda info: f"snapshot {info.name} ({'with' if info.with_memory else 'without'} memory)")
+    return _to_list(ref)
+
+
+def _start_with_memory(request: HttpRequest, ref: VMRef, vm_name: str, name: str, description: str) -> HttpResponse:
+    """Take the VM's lock (a second change meanwhile is "busy") and hand it to the snapshot job."""
+    op = ops.SNAPSHOT_CREATE
+    key = str(ref.host.pk)
+    try:
+        token = services.vm_locks.acquire(key, ref.uuid)
+    except VirtError as exc:
+        return _refuse(request, op, ref, vm_name, str(exc), f"{vm_name}: {op.label}: not started: {exc}")
+    try:
+        job = snapshot_jobs.start_snapshot(request, ref.host, ref.uuid, vm_name, name, description, token)
+    except BaseException:
+        services.vm_locks.release_token(key, ref.uuid, token)
+        raise
+    if job is None:  # refused (a limit, or no job queue): audited and said by start_job
+        services.vm_locks.release_token(key, ref.uuid, token)
+        return _to_list(ref)
+    return redirect(job)
 
 
 CONFIRM = {
@@ -99,32 +147,30 @@ CONFIRM = {
 }
 
 
-def _act(request: HttpRequest, host: str, vm: uuid.UUID, action: str) -> HttpResponse:
-    ref = vm_or_404(request, host, vm, "change")
+def _act(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
     name = request.POST.get("snapshot", "")
     if not name or len(name) > 255:
         messages.error(request, "Choose a snapshot.")
-        return redirect("instances:snapshots", ref.host.name, ref.uuid)
+        return _to_list(ref)
     if request.POST.get("confirm") != "yes":
         return render(request, "instances/config/snapshots_confirm.html",
                       {"ref": ref, "snapshot": name, "action": action, "sentence": CONFIRM[action]})
     if action == "revert":
-        outcome = locked_change(request, ref, "snapshot.revert", lambda dom: snapshots.revert(dom, name).state,
-                                lambda state: f"reverted to snapshot {name} ({state})", SNAPSHOT_TIMEOUT)
-        done = f"back to snapshot {name}."
+        on_vm(request, ops.SNAPSHOT_REVERT, ref, lambda dom: snapshots.revert(dom, name).state,
+              done=f"back to snapshot {name}.", detail=lambda state: f"reverted to snapshot {name} ({state})")
     else:
-        outcome = locked_change(request, ref, "snapshot.delete", lambda dom: snapshots.delete(dom, name),
-                                lambda _name: f"deleted snapshot {name}", SNAPSHOT_TIMEOUT)
-        done = f"snapshot {name} deleted."
-    say(request, outcome, action.capitalize(), lambda _value: done)
-    return redirect("instances:snapshots", ref.host.name, ref.uuid)
+        on_vm(request, ops.SNAPSHOT_DELETE, ref, lambda dom: snapshots.delete(dom, name),
+              done=f"snapshot {name} deleted.", detail=f"deleted snapshot {name}")
+    return _to_list(ref)
 
 
 @require_POST
-def snapshot_revert(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    return _act(request, host, vm, "revert")
+@vm_route(ops.SNAPSHOT_REVERT)
+def snapshot_revert(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    return _act(request, ref, "revert")
 
 
 @require_POST
-def snapshot_delete(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    return _act(request, host, vm, "delete")
+@vm_route(ops.SNAPSHOT_DELETE)
+def snapshot_delete(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    return _act(request, ref, "delete")

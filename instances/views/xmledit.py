@@ -4,6 +4,10 @@ Order of checks on a save: admin (403, audited), body size (413, before anything
 body, CSRF included), CSRF, hardened parse and "is this our VM" (400), stale definition (409
 with a diff), then libvirt's schema validation (its message, the old definition untouched).
 The previous definition is stored before libvirt is asked, so no outcome can lose it.
+
+A save or a rollback is one declared operation (ops.XML_EDIT, ops.XML_ROLLBACK): refusals before
+libvirt is asked are audited as refused, the define itself runs through on_vm (the VM's lock, one
+audit record). A save that changes nothing defines nothing and is not audited.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import uuid
 from typing import Any
 
+import libvirt
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -21,36 +25,24 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from hosts.models import Host
+from instances import operations as ops
 from instances.lookup import VMRef
 from instances.models import DomainDefinition
 from virt import xmledit
 from virt.errors import Unreachable, VirtError
 from virt.xmledit import DefineRefused, DocumentRejected, Snapshot, StaleDefinition
-from webkvm import audit, permissions
-from webkvm.models import AuditResult
+from webkvm.operations import ADMIN, Operation, on_vm, page, refused, vm_route
 
-ADMIN_ONLY = "admin"  # no VM grant carries it: only admins pass the one permission check
-DEFINE_TIMEOUT = 30.0  # schema validation and a slow host; the lock is held until libvirt answers anyway
 MAX_BODY_BYTES = 2 * xmledit.MAX_DOCUMENT_BYTES + 64 * 1024  # the edit plus the text it started from
-
-
-def _ref(request: HttpRequest, host: str, vm: uuid.UUID) -> VMRef:
-    """Domain XML can point a disk at any file of the host: editing it is root there, so admins only."""
-    found = get_object_or_404(Host, name=host)
-    vm_uuid = str(vm).lower()
-    permissions.require(request, ADMIN_ONLY, host=found, vm_uuid=vm_uuid)
-    return VMRef(found, vm_uuid)
 
 
 def _key() -> bytes:
     return hashlib.sha256(b"webkvm.xml-editor:" + settings.SECRET_KEY.encode()).digest()
 
 
-def _audit(request: HttpRequest, ref: VMRef, action: str, name: str, detail: str,
-           result: str = AuditResult.OK) -> None:
-    audit.record(request, f"vm.{action}", object_type="vm", object_name=name or ref.uuid, host_name=ref.host.name,
-                 result=result, detail=f"uuid {ref.uuid}; {detail}")
+def _refused(request: HttpRequest, op: Operation, ref: VMRef, name: str, reason: str) -> None:
+    """Audit a save or rollback refused before libvirt was asked to define anything."""
+    refused(request, op, host=ref.host, name=name or ref.uuid, reason=f"{reason}; uuid {ref.uuid}")
 
 
 def _rows(diff: str) -> list[tuple[str, str]]:
@@ -88,23 +80,13 @@ def _unreachable(request: HttpRequest, ref: VMRef, exc: VirtError, template: str
     return render(request, template, {"ref": ref, "unreachable": str(exc)}, status=503)
 
 
-def _accepted(request: HttpRequest, ref: VMRef, entry: DomainDefinition, before: Snapshot, after: Snapshot,
-              action: str) -> HttpResponse:
-    """Complete the history entry written before the define, or drop it if libvirt changed nothing."""
-    page = "instances:xml_history" if action == "xml_rollback" else "instances:xml_edit"
-    if after.xml == before.xml:
-        entry.delete()
-        _audit(request, ref, action, after.name, "libvirt's definition is unchanged")
-        messages.info(request, "libvirt's definition is unchanged.")
-        return redirect(page, ref.host.name, ref.uuid)
-    entry.diff = xmledit.masked_diff(before.xml, after.xml, "before", "after")
-    entry.vm_name = after.name
-    entry.save(update_fields=["diff", "vm_name"])
-    changed = sum(1 for kind, _ in _rows(entry.diff) if kind in ("add", "del"))
-    _audit(request, ref, action, after.name, f"{entry.reason}; history #{entry.pk}; {changed} lines changed")
-    note = " The VM is running: the new definition applies at its next boot." if after.active else ""
-    messages.success(request, f"{after.name}: definition saved; the previous one is kept in the history.{note}")
-    return redirect(page, ref.host.name, ref.uuid)
+@dataclasses.dataclass(frozen=True)
+class _Defined:
+    after: Snapshot  # the definition libvirt has now
+    diff: str  # before -> after, passwords masked; empty when libvirt changed nothing
+
+    def changed_lines(self) -> int:
+        return sum(1 for kind, _ in _rows(self.diff) if kind in ("add", "del"))
 
 
 def _history_entry(request: HttpRequest, ref: VMRef, snap: Snapshot, reason: str) -> DomainDefinition:
@@ -114,27 +96,74 @@ def _history_entry(request: HttpRequest, ref: VMRef, snap: Snapshot, reason: str
                                            xml=snap.xml)
 
 
-def _define(request: HttpRequest, ref: VMRef, snap: Snapshot, document: str, offset: int,
-            reason: str) -> tuple[DomainDefinition, Snapshot]:
-    """Store the current definition, then define; the entry goes only when libvirt surely changed nothing."""
+def _define(request: HttpRequest, op: Operation, ref: VMRef, snap: Snapshot, document: str, offset: int,
+            reason: str) -> tuple[DomainDefinition | None, Snapshot]:
+    """Store the current definition, then define `document` as the operation `op` (the VM's lock, one
+    audit record). Returns the completed history entry (None when libvirt kept its definition as it
+    was) and the definition now. The entry goes when libvirt surely changed nothing and stays, marked,
+    when libvirt did not answer; a failure is raised again for the page to show."""
     entry = _history_entry(request, ref, snap, reason)
+    started: list[bool] = []
+    raised: list[VirtError] = []
+
+    def run(dom: libvirt.virDomain) -> _Defined:
+        started.append(True)
+        try:
+            after = xmledit.define(dom, document, snap.xml, offset)
+        except VirtError as exc:
+            raised.append(exc)
+            raise
+        return _Defined(after, "" if after.xml == snap.xml else
+                        xmledit.masked_diff(snap.xml, after.xml, "before", "after"))
+
+    def detail(defined: _Defined) -> str:
+        if not defined.diff:
+            return f"{reason}: libvirt's definition is unchanged"
+        return f"{reason}; history #{entry.pk}; {defined.changed_lines()} lines changed"
+
     try:
-        after = ref.call_locked(lambda dom: xmledit.define(dom, document, snap.xml, offset), DEFINE_TIMEOUT)
-    except Unreachable:
+        outcome = on_vm(request, op, ref, run, done="definition saved.", detail=detail, quiet=True)
+    except BaseException:  # not the host's answer (the VM is gone: 404): nothing was defined
+        entry.delete()
+        raise
+    if outcome.ok and outcome.value is not None:
+        return _accepted(entry, outcome.value)
+    error = raised[0] if raised else VirtError(outcome.error)
+    if isinstance(error, Unreachable) or (started and not raised):
         # No answer: libvirt may or may not have taken it. Keep what was there before, marked.
         entry.reason = f"{reason} (libvirt did not confirm it)"
         entry.save(update_fields=["reason"])
-        raise
-    except BaseException:
+    else:
         entry.delete()
-        raise
-    return entry, after
+    raise error
+
+
+def _accepted(entry: DomainDefinition, defined: _Defined) -> tuple[DomainDefinition | None, Snapshot]:
+    """Complete the history entry written before the define, or drop it if libvirt changed nothing."""
+    if not defined.diff:
+        entry.delete()
+        return None, defined.after
+    entry.diff = defined.diff
+    entry.vm_name = defined.after.name
+    entry.save(update_fields=["diff", "vm_name"])
+    return entry, defined.after
+
+
+def _saved(request: HttpRequest, ref: VMRef, entry: DomainDefinition | None, after: Snapshot,
+           page_name: str) -> HttpResponse:
+    """The one message of a define that worked."""
+    if entry is None:
+        messages.info(request, "libvirt's definition is unchanged.")
+    else:
+        note = " The VM is running: the new definition applies at its next boot." if after.active else ""
+        messages.success(request, f"{after.name}: definition saved; the previous one is kept in the history.{note}")
+    return redirect(page_name, ref.host.name, ref.uuid)
 
 
 @csrf_exempt  # the body size is checked first; _save() is CSRF-protected
 @require_http_methods(["GET", "POST"])
-def xml_edit(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    ref = _ref(request, host, vm)
+@vm_route(ops.XML_EDIT)  # domain XML can point a disk at any file of the host: root there, so admins only
+def xml_edit(request: HttpRequest, ref: VMRef) -> HttpResponse:
     if request.method == "POST":
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -151,7 +180,7 @@ def xml_edit(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
 
 
 def _too_large(request: HttpRequest, ref: VMRef, what: str) -> HttpResponse:
-    _audit(request, ref, "xml_edit", "", f"refused: {what}, over the limit", AuditResult.FAILED)
+    _refused(request, ops.XML_EDIT, ref, "", f"{what}, over the limit")
     limit = xmledit.MAX_DOCUMENT_BYTES // 1024
     return HttpResponse(f"The definition is larger than {limit} KiB: nothing was saved.\n", status=413,
                         content_type="text/plain; charset=utf-8")
@@ -172,7 +201,7 @@ def _save(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         snap = ref.call(xmledit.snapshot)
     except VirtError as exc:
-        _audit(request, ref, "xml_edit", "", f"failed: {exc}", AuditResult.FAILED)
+        _refused(request, ops.XML_EDIT, ref, "", f"the definition could not be read: {exc}")
         return _unreachable(request, ref, exc, "instances/config/xml_edit.html")
 
     def again(error: str, line: int | None, status: int) -> HttpResponse:
@@ -181,8 +210,7 @@ def _save(request: HttpRequest, ref: VMRef) -> HttpResponse:
                        status=status)
 
     if rejected is None and not hmac.compare_digest(base, xmledit.fingerprint(snap.xml, _key())):
-        _audit(request, ref, "xml_edit", snap.name, "refused: stale edit (the definition changed since it was opened)",
-               AuditResult.FAILED)
+        _refused(request, ops.XML_EDIT, ref, snap.name, "stale edit (the definition changed since it was opened)")
         return _editor(request, ref, snap, text=text,
                        stale=xmledit.masked_diff(original, snap.xml, "when you opened the editor", "now"),
                        status=409)
@@ -191,26 +219,22 @@ def _save(request: HttpRequest, ref: VMRef) -> HttpResponse:
             raise rejected
         document, offset = xmledit.prepare(text, snap)
     except DocumentRejected as exc:
-        _audit(request, ref, "xml_edit", snap.name, f"refused: {exc}", AuditResult.FAILED)
+        _refused(request, ops.XML_EDIT, ref, snap.name, str(exc))
         return again(str(exc), exc.line, 400)
     if text.strip() == xmledit.mask(snap.xml).strip():
-        _audit(request, ref, "xml_edit", snap.name, "nothing changed, nothing defined")
         messages.info(request, "Nothing changed: the definition was not touched.")
         return redirect("instances:xml_edit", ref.host.name, ref.uuid)
     try:
-        entry, after = _define(request, ref, snap, document, offset, "edit")
+        entry, after = _define(request, ops.XML_EDIT, ref, snap, document, offset, "edit")
     except StaleDefinition as exc:
-        _audit(request, ref, "xml_edit", snap.name, "refused: stale edit (changed while saving)", AuditResult.FAILED)
         return _editor(request, ref, dataclasses.replace(snap, xml=exc.current), text=text,
                        stale=xmledit.masked_diff(original, exc.current, "when you opened the editor", "now"),
                        status=409)
     except DefineRefused as exc:
-        _audit(request, ref, "xml_edit", snap.name, f"libvirt refused: {exc}", AuditResult.FAILED)
         return again(f"libvirt refused the definition: {exc}", exc.line, 400)
     except VirtError as exc:
-        _audit(request, ref, "xml_edit", snap.name, f"failed: {exc}", AuditResult.FAILED)
         return again(str(exc), None, 503)
-    return _accepted(request, ref, entry, snap, after, "xml_edit")
+    return _saved(request, ref, entry, after, "instances:xml_edit")
 
 
 def _history(request: HttpRequest, ref: VMRef, *, error: str = "", status: int = 200) -> HttpResponse:
@@ -231,41 +255,40 @@ def _history(request: HttpRequest, ref: VMRef, *, error: str = "", status: int =
 
 
 @require_GET
-def xml_history(request: HttpRequest, host: str, vm: uuid.UUID) -> HttpResponse:
-    return _history(request, _ref(request, host, vm))
+@vm_route(page(ADMIN))
+def xml_history(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    return _history(request, ref)
 
 
 @require_POST
-def xml_rollback(request: HttpRequest, host: str, vm: uuid.UUID, pk: int) -> HttpResponse:
-    ref = _ref(request, host, vm)
+@vm_route(ops.XML_ROLLBACK)
+def xml_rollback(request: HttpRequest, ref: VMRef, pk: int) -> HttpResponse:
     stored = get_object_or_404(DomainDefinition, pk=pk, host=ref.host, vm_uuid=ref.uuid)
     reason = f"rollback to the definition before change #{stored.pk}"
     try:
         snap = ref.call(xmledit.snapshot)
     except VirtError as exc:
-        _audit(request, ref, "xml_rollback", "", f"{reason}: failed: {exc}", AuditResult.FAILED)
+        _refused(request, ops.XML_ROLLBACK, ref, "", f"{reason}: the definition could not be read: {exc}")
         return _history(request, ref, error=str(exc), status=503)
     if not hmac.compare_digest(request.POST.get("base", "")[:128], xmledit.fingerprint(snap.xml, _key())):
-        _audit(request, ref, "xml_rollback", snap.name, f"{reason}: refused: stale page", AuditResult.FAILED)
+        _refused(request, ops.XML_ROLLBACK, ref, snap.name, f"{reason}: stale page")
         return _history(request, ref, status=409, error="The definition changed since this page was opened: "
                         "nothing was rolled back. Look at the history again before choosing.")
     try:
         xmledit.check_document(stored.xml, snap.uuid, snap.name)
     except DocumentRejected as exc:
-        _audit(request, ref, "xml_rollback", snap.name, f"{reason}: refused: {exc}", AuditResult.FAILED)
+        _refused(request, ops.XML_ROLLBACK, ref, snap.name, f"{reason}: {exc}")
         return _history(request, ref, error=f"That definition cannot be restored: {exc}", status=400)
     if stored.xml == snap.xml:
-        _audit(request, ref, "xml_rollback", snap.name, f"{reason}: already the current definition")
         messages.info(request, "That is already the current definition: nothing changed.")
         return redirect("instances:xml_history", ref.host.name, ref.uuid)
     try:
         # Byte for byte what was stored: libvirt's own text, passwords included.
-        entry, after = _define(request, ref, snap, stored.xml, 0, reason)
+        entry, after = _define(request, ops.XML_ROLLBACK, ref, snap, stored.xml, 0, reason)
     except StaleDefinition:
-        _audit(request, ref, "xml_rollback", snap.name, f"{reason}: refused: changed while saving",
-               AuditResult.FAILED)
         return _history(request, ref, status=409, error="The definition changed meanwhile: nothing was rolled back.")
-    except VirtError as exc:
-        _audit(request, ref, "xml_rollback", snap.name, f"{reason}: failed: {exc}", AuditResult.FAILED)
+    except DefineRefused as exc:
         return _history(request, ref, error=f"libvirt refused the stored definition: {exc}", status=400)
-    return _accepted(request, ref, entry, snap, after, "xml_rollback")
+    except VirtError as exc:  # busy, or no answer (then whether it was rolled back is unknown)
+        return _history(request, ref, error=str(exc), status=503)
+    return _saved(request, ref, entry, after, "instances:xml_history")

@@ -1,5 +1,7 @@
-// The progress of one job, for every kind: polls the job's JSON (data-url) until it ends and shows
-// state, phase, done/total (bytes when data-unit="bytes"), the result and whether Cancel applies.
+// The progress of one job, for every kind: the panel pushes the job's JSON over a WebSocket
+// (/jobs/ws/ID/, data-socket) at each change until it ends; where the socket cannot connect, the page
+// polls the same JSON (data-url) every second. Shows state, phase, done/total (bytes when
+// data-unit="bytes"), the result and whether Cancel applies.
 // Needs js/format.js. Markup: jobs/templates/jobs/detail.html.
 (function () {
   "use strict";
@@ -44,5 +46,24 @@
     window.setTimeout(poll, 1000);
   }
 
-  if (box.dataset.active === "true") { poll(); }
+  function follow() {
+    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + box.dataset.socket;
+    let socket, ended = false;
+    try { socket = new WebSocket(url); } catch (error) { poll(); return; }
+    socket.onopen = function () { box.dataset.live = "socket"; };
+    socket.onmessage = function (event) {
+      let s;
+      try { s = JSON.parse(event.data); } catch (error) { return; }
+      show(s);
+      part("problem").textContent = "";
+      ended = !s.active;
+    };
+    socket.onclose = function () {
+      if (ended) { return; }
+      box.dataset.live = "polling";
+      poll();  // refused, dropped or never opened: the JSON tells the rest
+    };
+  }
+
+  if (box.dataset.active === "true") { follow(); }
 }());

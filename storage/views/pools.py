@@ -11,12 +11,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from hosts import services
 from hosts.models import Host
-from storage.forms import PoolDeleteForm, PoolForm, add_problems
-from storage.views.common import ACTION_TIMEOUT, LIST_TIMEOUT, done, failed, host_or_404
+from storage import operations as ops
+from storage.forms import PoolDeleteForm, PoolForm
+from storage.views.common import LIST_TIMEOUT
 from virt.errors import NotFound, VirtError
 from virt.reads import POOLS
 from virt.storage import (
-    ACTIONS,
     POOL_TYPES,
     ceph_secrets,
     define_pool,
@@ -26,11 +26,12 @@ from virt.storage import (
 )
 from virt.storage_rules import StorageInputError
 from virt.volumes import PoolDetail, pool_detail
-from webkvm.views_base import admin_required, host_page
+from webkvm.operations import ADMIN, host_or_404, on_host, page, refused, route
+from webkvm.views_base import host_page, host_unavailable, on_host_checked
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def index(request: HttpRequest) -> HttpResponse:
     hosts = list(Host.objects.all())
     if len(hosts) == 1:
@@ -40,13 +41,13 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def pools(request: HttpRequest, host: str) -> HttpResponse:
     return host_page(request, host, "storage/pool_list.html", "pools", POOLS, LIST_TIMEOUT)
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def pool_types(request: HttpRequest, host: str) -> HttpResponse:
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "all_types": POOL_TYPES}
@@ -77,7 +78,7 @@ def _create_detail(form: PoolForm) -> str:
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.POOL_CREATE)
 def pool_new(request: HttpRequest, host: str, kind: str) -> HttpResponse:
     found = host_or_404(host)
     if kind not in POOL_TYPES:
@@ -94,26 +95,20 @@ def pool_new(request: HttpRequest, host: str, kind: str) -> HttpResponse:
     context.update({"form": form, "roots": roots})
     if request.method != "POST":
         return render(request, "storage/pool_form.html", context)
-    name = request.POST.get("name", "")[:128]
     if not form.is_valid():
-        failed(request, "pool.create", "pool", name, found, f"refused: {form.errors.as_text()}", show=False)
+        refused(request, ops.POOL_CREATE, host=found, name=request.POST.get("name", "")[:128],
+                reason=form.errors.as_text())
         return render(request, "storage/pool_form.html", context)
     spec, data = form.spec, form.cleaned_data
     assert spec is not None
-    try:
-        services.change(found, lambda conn: define_pool(
-            conn, spec, roots, build=bool(data.get("build")), start=bool(data.get("start")),
-            autostart=bool(data.get("autostart")), ceph_key=form.key), ACTION_TIMEOUT)
-    except StorageInputError as exc:
-        add_problems(form, exc.problems)
-        failed(request, "pool.create", "pool", spec.name, found, exc, show=False)
+    outcome = on_host_checked(
+        request, ops.POOL_CREATE, found, spec.name,
+        lambda conn: define_pool(conn, spec, roots, build=bool(data.get("build")), start=bool(data.get("start")),
+                                 autostart=bool(data.get("autostart")), ceph_key=form.key),
+        form=form, rejects=StorageInputError,
+        done=f"Pool {spec.name} created on {found.name}.", detail=_create_detail(form))
+    if not outcome.ok:
         return render(request, "storage/pool_form.html", context)
-    except VirtError as exc:
-        form.add_error(None, f"{found.name} did not create the pool: {exc}")
-        failed(request, "pool.create", "pool", spec.name, found, exc, show=False)
-        return render(request, "storage/pool_form.html", context)
-    done(request, "pool.create", "pool", spec.name, found, f"Pool {spec.name} created on {found.name}.",
-         _create_detail(form))
     return redirect("storage:pool", found.name, spec.name)
 
 
@@ -125,7 +120,7 @@ def _detail_or_404(host: Host, pool: str, *, thorough: bool = False) -> PoolDeta
 
 
 @require_GET
-@admin_required
+@route(page(ADMIN))
 def pool_page(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "pool_name": pool}
@@ -138,50 +133,35 @@ def pool_page(request: HttpRequest, host: str, pool: str) -> HttpResponse:
 
 
 @require_POST
-@admin_required
+@route(ops.POOL_ACTION)
 def pool_action_view(request: HttpRequest, host: str, pool: str, action: str) -> HttpResponse:
     found = host_or_404(host)
-    if action not in ACTIONS:
-        raise Http404("No such action.")
-    audit_action = f"pool.{action}"
-    try:
-        message = services.change(found, lambda conn: pool_action(conn, pool, action), ACTION_TIMEOUT)
-    except NotFound:
-        raise Http404("No such pool on this host.") from None
-    except VirtError as exc:
-        failed(request, audit_action, "pool", pool, found, f"{action}: {exc}")
-    else:
-        done(request, audit_action, "pool", pool, found, message)
+    on_host(request, ops.POOL_ACTIONS[action], found, pool, lambda conn: pool_action(conn, pool, action),
+            done=lambda said: said)
     return redirect("storage:pool", found.name, pool)
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.POOL_DELETE)
 def pool_delete(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "pool_name": pool}
     try:
         detail = _detail_or_404(found, pool, thorough=True)
     except VirtError as exc:
-        context["error"] = str(exc)
-        if request.method == "POST":
-            failed(request, "pool.delete", "pool", pool, found, exc, show=False)
-        return render(request, "storage/pool_delete.html", context, status=503)
+        return host_unavailable(request, ops.POOL_DELETE, "storage/pool_delete.html", context, pool, exc)
     form = PoolDeleteForm(detail, request.POST if request.method == "POST" else None)
     context.update({"detail": detail, "form": form})
     if request.method != "POST":
         return render(request, "storage/pool_delete.html", context)
     if not form.is_valid():
-        failed(request, "pool.delete", "pool", pool, found, f"refused: {form.errors.as_text()}", show=False)
+        refused(request, ops.POOL_DELETE, host=found, name=pool, reason=form.errors.as_text())
         return render(request, "storage/pool_delete.html", context)
     delete_storage = bool(form.cleaned_data.get("delete_storage"))
-    try:
-        report = services.change(found, lambda conn: delete_pool(conn, pool, delete_storage=delete_storage),
-                               ACTION_TIMEOUT)
-    except VirtError as exc:
-        form.add_error(None, f"{found.name}: {exc}")
-        failed(request, "pool.delete", "pool", pool, found, exc, show=False)
-        return render(request, "storage/pool_delete.html", context)
     users = f"; in use by {', '.join(detail.users)} (confirmed)" if detail.users else ""
-    done(request, "pool.delete", "pool", pool, found, report.words(), report.words() + users)
+    outcome = on_host(request, ops.POOL_DELETE, found, pool,
+                      lambda conn: delete_pool(conn, pool, delete_storage=delete_storage),
+                      done=lambda report: report.words(), detail=lambda report: report.words() + users, form=form)
+    if not outcome.ok:
+        return render(request, "storage/pool_delete.html", context)
     return redirect("storage:pools", found.name)

@@ -1,9 +1,9 @@
 """Upload into and download from volumes, streamed through libvirt (admin only).
 
-Under ASGI the PUT never reaches volume_upload: storage.asgi streams it straight from the
-socket (Django's ASGI handler would first spool the whole body to a temporary file). This
-view serves the same URL under WSGI (tests, the development server), reading the body in
-chunks, which WSGI allows without buffering.
+Under ASGI the PUT never reaches volume_upload: storage.asgi streams it straight from the socket
+(Django's ASGI handler would first spool the whole body to a temporary file), after the same checks,
+the access these views declare included. This view serves the same URL under WSGI (tests, the
+development server), reading the body in chunks, which WSGI allows without buffering.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from storage import operations as ops
 from storage.transfers import (
     CHUNK,
     Interrupted,
@@ -26,14 +27,13 @@ from storage.transfers import (
     open_download,
     open_upload,
 )
-from storage.views.common import host_or_404
 from virt.errors import VirtError
 from virt.streams import Download
-from webkvm.views_base import admin_required
+from webkvm.operations import host_or_404, route
 
 
 @require_POST
-@admin_required
+@route(ops.VOLUME_UPLOAD)  # the upload's first step: nothing is changed yet
 def upload_check(request: HttpRequest, host: str, pool: str) -> JsonResponse:
     """The browser announces name and size; field errors come back before a byte is sent."""
     found = host_or_404(host)
@@ -45,7 +45,7 @@ def upload_check(request: HttpRequest, host: str, pool: str) -> JsonResponse:
 
 
 @require_http_methods(["PUT"])
-@admin_required
+@route(ops.VOLUME_UPLOAD)
 def volume_upload(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     session = open_upload(request, host, pool)
     if isinstance(session, HttpResponse):
@@ -87,7 +87,7 @@ async def _download_async(download: Download) -> AsyncIterator[bytes]:
 
 
 @require_GET
-@admin_required
+@route(ops.VOLUME_DOWNLOAD)
 def volume_download(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
     """Under ASGI a GET is served by storage.asgi; this serves WSGI (and HEAD under ASGI)."""
     outcome = open_download(request, host, pool, volume)
@@ -99,4 +99,4 @@ def volume_download(request: HttpRequest, host: str, pool: str, volume: str) -> 
     response = StreamingHttpResponse(content)
     for key, value in download_headers(download).items():
         response[key] = value
-    return cast(HttpResponse, response)  # a streaming response, which admin_required passes through as is
+    return cast(HttpResponse, response)  # a streaming response, which route() passes through as is

@@ -1,4 +1,7 @@
-"""Volume pages (admin only): create, clone and wipe (as jobs, with their job page), grow, delete."""
+"""Volume pages (admin only): create, clone and wipe (as jobs, with their job page), grow, delete.
+
+Each change runs through its declared operation (storage/operations.py): one audit record, one
+message; input the form or the host refuses is a field error, audited as refused, with nothing changed."""
 
 from __future__ import annotations
 
@@ -8,15 +11,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from hosts import services
-from storage import volume_jobs
-from storage.forms import CloneForm, ResizeForm, VolumeForm, add_problems
-from storage.views.common import ACTION_TIMEOUT, done, failed, host_or_404
+from storage import operations as ops
+from storage.forms import CloneForm, ResizeForm, VolumeForm
 from storage.views.pools import _detail_or_404
 from virt.errors import VirtError
-from virt.storage_rules import Problem, StorageInputError
+from virt.storage_rules import StorageInputError
 from virt.volumes import PoolDetail, VolumeInfo, create_volume, delete_volume, resize_volume
-from webkvm.views_base import admin_required
+from webkvm.operations import Operation, host_or_404, on_host, refused, route, start_job
+from webkvm.views_base import host_unavailable, on_host_checked
 
 
 def _volume_or_404(detail: PoolDetail, name: str) -> VolumeInfo:
@@ -26,16 +28,8 @@ def _volume_or_404(detail: PoolDetail, name: str) -> VolumeInfo:
     return found
 
 
-def _unavailable(request: HttpRequest, template: str, context: dict[str, Any], action: str, name: str,
-                 exc: VirtError) -> HttpResponse:
-    context["error"] = str(exc)
-    if request.method == "POST":
-        failed(request, action, "volume", name, context["host"], exc, show=False)
-    return render(request, template, context, status=503)
-
-
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.VOLUME_CREATE)
 def volume_new(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "pool_name": pool, "title": "New volume"}
@@ -43,7 +37,8 @@ def volume_new(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     try:
         detail = _detail_or_404(found, pool)
     except VirtError as exc:
-        return _unavailable(request, "storage/volume_form.html", context, "volume.create", f"{pool}/{name}", exc)
+        return host_unavailable(request, ops.VOLUME_CREATE, "storage/volume_form.html", context, f"{pool}/{name}",
+                                exc)
     form = VolumeForm(detail, request.POST if request.method == "POST" else None)
     context.update({"detail": detail, "form": form})
     if request.method != "POST":
@@ -51,135 +46,121 @@ def volume_new(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     if not detail.pool.creates_volumes or not detail.pool.active:
         form.add_error(None, f"Pool {pool} cannot make volumes now ({detail.pool.state}, type {detail.pool.type}).")
     if not form.is_valid():
-        failed(request, "volume.create", "volume", f"{pool}/{name}", found, f"refused: {form.errors.as_text()}",
-               show=False)
+        refused(request, ops.VOLUME_CREATE, host=found, name=f"{pool}/{name}", reason=form.errors.as_text())
         return render(request, "storage/volume_form.html", context)
     spec = form.spec
     assert spec is not None
-    try:
-        services.change(found, lambda conn: create_volume(conn, pool, spec), ACTION_TIMEOUT)
-    except StorageInputError as exc:
-        add_problems(form, [Problem("size" if p.field == "capacity" else p.field, p.message) for p in exc.problems])
-        failed(request, "volume.create", "volume", f"{pool}/{spec.name}", found, exc, show=False)
+    words = (f"{spec.format if detail.pool.file_based else 'raw'}, {spec.capacity} bytes"
+             f"{', preallocated' if spec.preallocate else ''}{f', backing {spec.backing}' if spec.backing else ''}")
+    outcome = on_host_checked(
+        request, ops.VOLUME_CREATE, found, f"{pool}/{spec.name}", lambda conn: create_volume(conn, pool, spec),
+        form=form, rejects=StorageInputError, done=f"Volume {spec.name} created.", detail=words,
+        place=lambda problem: "size" if problem.field == "capacity" else
+        (problem.field if problem.field in form.fields else None))
+    if not outcome.ok:
         return render(request, "storage/volume_form.html", context)
-    except VirtError as exc:
-        form.add_error(None, f"{found.name} did not create the volume: {exc}")
-        failed(request, "volume.create", "volume", f"{pool}/{spec.name}", found, exc, show=False)
-        return render(request, "storage/volume_form.html", context)
-    detail_words = (f"{spec.format if detail.pool.file_based else 'raw'}, {spec.capacity} bytes"
-                    f"{', preallocated' if spec.preallocate else ''}"
-                    f"{f', backing {spec.backing}' if spec.backing else ''}")
-    done(request, "volume.create", "volume", f"{pool}/{spec.name}", found, f"Volume {spec.name} created.",
-         detail_words)
     return redirect("storage:pool", found.name, pool)
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.VOLUME_CLONE)
 def volume_clone(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume, "title": f"Clone {volume}"}
     try:
         detail = _detail_or_404(found, pool)
     except VirtError as exc:
-        return _unavailable(request, "storage/volume_form.html", context, "volume.clone", f"{pool}/{volume}", exc)
+        return host_unavailable(request, ops.VOLUME_CLONE, "storage/volume_form.html", context, f"{pool}/{volume}",
+                                exc)
     source = _volume_or_404(detail, volume)
     form = CloneForm(detail, source, request.POST if request.method == "POST" else None)
     context.update({"detail": detail, "form": form})
     if request.method != "POST":
         return render(request, "storage/volume_form.html", context)
     if not form.is_valid():
-        failed(request, "volume.clone", "volume", f"{pool}/{volume}", found, f"refused: {form.errors.as_text()}",
-               show=False)
+        refused(request, ops.VOLUME_CLONE, host=found, name=f"{pool}/{volume}", reason=form.errors.as_text())
         return render(request, "storage/volume_form.html", context)
     new_name, fmt = form.cleaned_data["name"], form.cleaned_data.get("format", "")
     # qcow2 copies grow as they are written, so their allocation shows progress; raw files are
     # allocated in full at once, and there only the end can be seen.
     measurable = (fmt or "raw") == "qcow2" and detail.pool.file_based
-    try:
-        job = volume_jobs.start_clone(request, found, pool, volume, new_name, fmt,
-                                      total=source.allocation if measurable else 0)
-    except VirtError as exc:
-        form.add_error(None, str(exc))
-        failed(request, "volume.clone", "volume", f"{pool}/{new_name}", found, exc, show=False)
+    job = start_job(request, ops.VOLUME_CLONE, host=found, name=f"{pool}/{new_name}",
+                    params={"pool": pool, "source": volume, "name": new_name, "format": fmt,
+                            "total": source.allocation if measurable else 0},
+                    summary=f"copy of {pool}/{volume} ({fmt or 'raw'})", form=form)
+    if job is None:
         return render(request, "storage/volume_form.html", context)
     return redirect(job)
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.VOLUME_RESIZE)
 def volume_resize(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume, "title": f"Grow {volume}"}
     try:
         detail = _detail_or_404(found, pool)
     except VirtError as exc:
-        return _unavailable(request, "storage/volume_form.html", context, "volume.resize", f"{pool}/{volume}", exc)
+        return host_unavailable(request, ops.VOLUME_RESIZE, "storage/volume_form.html", context, f"{pool}/{volume}",
+                                exc)
     vol = _volume_or_404(detail, volume)
     form = ResizeForm(detail.pool, vol, request.POST if request.method == "POST" else None)
     context.update({"detail": detail, "form": form, "volume": vol})
     if request.method != "POST":
         return render(request, "storage/volume_form.html", context)
     if not form.is_valid():
-        failed(request, "volume.resize", "volume", f"{pool}/{volume}", found, f"refused: {form.errors.as_text()}",
-               show=False)
+        refused(request, ops.VOLUME_RESIZE, host=found, name=f"{pool}/{volume}", reason=form.errors.as_text())
         return render(request, "storage/volume_form.html", context)
     size: int = form.cleaned_data["size"]
-    try:
-        old = services.change(found, lambda conn: resize_volume(conn, pool, volume, size), ACTION_TIMEOUT)
-    except StorageInputError as exc:
-        add_problems(form, [Problem("size", p.message) for p in exc.problems])
-        failed(request, "volume.resize", "volume", f"{pool}/{volume}", found, exc, show=False)
+    outcome = on_host_checked(
+        request, ops.VOLUME_RESIZE, found, f"{pool}/{volume}", lambda conn: resize_volume(conn, pool, volume, size),
+        form=form, rejects=StorageInputError, place=lambda _problem: "size",
+        done=f"Volume {volume} grown to {size} bytes.", detail=lambda old: f"from {old} to {size} bytes")
+    if not outcome.ok:
         return render(request, "storage/volume_form.html", context)
-    except VirtError as exc:
-        form.add_error(None, f"{found.name} did not grow the volume: {exc}")
-        failed(request, "volume.resize", "volume", f"{pool}/{volume}", found, exc, show=False)
-        return render(request, "storage/volume_form.html", context)
-    done(request, "volume.resize", "volume", f"{pool}/{volume}", found, f"Volume {volume} grown to {size} bytes.",
-         f"from {old} to {size} bytes")
     return redirect("storage:pool", found.name, pool)
 
 
-def _confirm(request: HttpRequest, host: str, pool: str, volume: str, action: str) -> tuple[Any, Any, Any]:
+def _confirm(request: HttpRequest, host: str, pool: str, volume: str, action: str,
+             op: Operation) -> tuple[dict[str, Any], HttpResponse | None]:
+    """The confirmation page's context (host, pool detail, volume), or the page saying the host could not
+    be asked (503)."""
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume, "action": action}
-    detail = _detail_or_404(found, pool, thorough=True)
+    try:
+        detail = _detail_or_404(found, pool, thorough=True)
+    except VirtError as exc:
+        return context, host_unavailable(request, op, "storage/volume_confirm.html", context, f"{pool}/{volume}",
+                                         exc)
     context.update({"detail": detail, "volume": _volume_or_404(detail, volume)})
-    return found, detail, context
+    return context, None
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.VOLUME_DELETE)
 def volume_delete(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
-    try:
-        found, _detail, context = _confirm(request, host, pool, volume, "delete")
-    except VirtError as exc:
-        return _unavailable(request, "storage/volume_confirm.html", {"host": host_or_404(host), "pool_name": pool,
-                            "volume_name": volume, "action": "delete"}, "volume.delete", f"{pool}/{volume}", exc)
+    context, unavailable = _confirm(request, host, pool, volume, "delete", ops.VOLUME_DELETE)
+    if unavailable is not None:
+        return unavailable
     if request.method != "POST":
         return render(request, "storage/volume_confirm.html", context)
-    try:
-        services.change(found, lambda conn: delete_volume(conn, pool, volume), ACTION_TIMEOUT)
-    except VirtError as exc:
-        failed(request, "volume.delete", "volume", f"{pool}/{volume}", found, exc)
-        return redirect("storage:pool", found.name, pool)
-    done(request, "volume.delete", "volume", f"{pool}/{volume}", found, f"Volume {volume} deleted.")
+    found = context["host"]
+    on_host(request, ops.VOLUME_DELETE, found, f"{pool}/{volume}", lambda conn: delete_volume(conn, pool, volume),
+            done=f"Volume {volume} deleted.")
     return redirect("storage:pool", found.name, pool)
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@route(ops.VOLUME_WIPE)
 def volume_wipe(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
-    try:
-        found, _detail, context = _confirm(request, host, pool, volume, "wipe")
-    except VirtError as exc:
-        return _unavailable(request, "storage/volume_confirm.html", {"host": host_or_404(host), "pool_name": pool,
-                            "volume_name": volume, "action": "wipe"}, "volume.wipe", f"{pool}/{volume}", exc)
+    context, unavailable = _confirm(request, host, pool, volume, "wipe", ops.VOLUME_WIPE)
+    if unavailable is not None:
+        return unavailable
     if request.method != "POST":
         return render(request, "storage/volume_confirm.html", context)
-    try:
-        job = volume_jobs.start_wipe(request, found, pool, volume)
-    except VirtError as exc:
-        failed(request, "volume.wipe", "volume", f"{pool}/{volume}", found, exc)
+    found = context["host"]
+    job = start_job(request, ops.VOLUME_WIPE, host=found, name=f"{pool}/{volume}",
+                    params={"pool": pool, "name": volume}, summary=f"overwrite {pool}/{volume} with zeros")
+    if job is None:
         return redirect("storage:pool", found.name, pool)
     return redirect(job)

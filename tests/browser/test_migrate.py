@@ -1,5 +1,6 @@
-"""In Chromium, on the two lab hosts: migrate a running VM from its page, watch the progress reach
-100 % without a reload, and see it running on the other host in the fleet view (and in libvirt)."""
+"""In Chromium, on the two lab hosts: migrate a running VM from its page, land on the migration's job
+page, watch it end done without a reload, and see the VM running on the other host in the fleet view
+(and in libvirt); cancel a slow one from its job page."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from hosts.models import Host
+from tests.browser.conftest import BROWSER_PASSWORD, log_in
 from tests.lab import domain_xml, lab2, remove_domain  # noqa: F401  (lab2 is a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
-PASSWORD = "browser-test-pass-1"
 
 
 @pytest.fixture
@@ -42,15 +43,10 @@ def test_migrate_from_the_instance_page(live_server, page, lab: dict[str, Any], 
                                         running_vm) -> None:
     one, two, dom = running_vm
     vm_uuid = dom.UUIDString()
-    get_user_model().objects.create_superuser("admin", "", PASSWORD)
+    get_user_model().objects.create_superuser("admin", "", BROWSER_PASSWORD)
     Host.objects.create(name="lab1", transport="local", path="system")
     Host.objects.create(name="lab2", transport="tcp", hostname=lab2["address"], port=16509, insecure_tcp=True)
-
-    page.goto(live_server.url + "/login/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/hosts/$"))
+    log_in(page, live_server.url)
 
     page.goto(f"{live_server.url}/instances/lab1/{vm_uuid}/")
     page.click("#migrate")
@@ -60,21 +56,20 @@ def test_migrate_from_the_instance_page(live_server, page, lab: dict[str, Any], 
     expect(page.locator("#findings .problem")).to_have_count(0)
     screenshot(page, "migration-check.png")
     page.click("#migrate-now")
-    page.wait_for_url(re.compile(r".*/instances/migrations/[0-9a-f]{24}/$"))
+    page.wait_for_url(re.compile(r".*/jobs/\d+/$"))
     page.evaluate("window.__marker = 'same page'")
-    expect(page.locator("#migration-percent")).to_have_text("100 %", timeout=60000)
-    expect(page.locator("[data-field=outcome]")).to_have_text("done")
-    expect(page.locator("#report-message")).to_contain_text("now runs on lab2")
-    expect(page.locator("[data-figure=downtime]")).to_have_text(re.compile(r"^\d+ ms$"))
+    expect(page.locator("#job")).to_have_attribute("data-state", "done", timeout=60000)
+    expect(page.locator("[data-job=result]")).to_contain_text(f"{dom.name()} now runs on lab2")
+    expect(page.locator("[data-job=result]")).to_contain_text(re.compile(r"downtime \d+ ms"))
     assert page.evaluate("window.__marker") == "same page"  # progress came without a reload
-    expect(page.locator("#migration-cancel")).to_be_hidden()
+    expect(page.locator("[data-job=cancel]")).to_be_hidden()
     screenshot(page, "migration-done.png")
 
     # libvirt agrees, and so does the fleet view.
     assert two.lookupByUUIDString(vm_uuid).isActive()
     with pytest.raises(libvirt.libvirtError):
         one.lookupByUUIDString(vm_uuid)
-    page.click("#report-vm")
+    page.click("[data-job=link] a")
     page.wait_for_url(re.compile(rf".*/instances/lab2/{vm_uuid}/$"))
     expect(page.locator("#vm-state")).to_have_text("running")
     page.goto(live_server.url + "/instances/")
@@ -92,22 +87,19 @@ def test_cancel_from_the_progress_page(live_server, page, lab: dict[str, Any], l
     try:
         dom.create()
         vm_uuid = dom.UUIDString()
-        get_user_model().objects.create_superuser("admin", "", PASSWORD)
+        get_user_model().objects.create_superuser("admin", "", BROWSER_PASSWORD)
         Host.objects.create(name="lab1", transport="local", path="system")
         Host.objects.create(name="lab2", transport="tcp", hostname=lab2["address"], port=16509, insecure_tcp=True)
-        page.goto(live_server.url + "/login/")
-        page.fill("input[name=username]", "admin")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(re.compile(r".*/hosts/$"))
+        log_in(page, live_server.url)
         page.goto(f"{live_server.url}/instances/lab1/{vm_uuid}/migrate/?target=lab2&bandwidth_mib=1")
         page.click("#migrate-now")
-        page.wait_for_url(re.compile(r".*/instances/migrations/[0-9a-f]{24}/$"))
-        expect(page.locator("[data-field=state]")).to_have_text("migrating")
-        expect(page.locator("[data-figure=processed]")).not_to_have_text(re.compile("^(\u2013|0 B)$"))
-        page.click("#cancel-button")
-        expect(page.locator("[data-field=outcome]")).to_have_text("cancelled", timeout=30000)
-        expect(page.locator("#report-message")).to_contain_text("still running on lab1 with its definition intact")
+        page.wait_for_url(re.compile(r".*/jobs/\d+/$"))
+        expect(page.locator("[data-job=state]")).to_have_text("running")
+        expect(page.locator("[data-job=phase]")).to_have_text(re.compile(r"^copying memory"))
+        expect(page.locator("[data-job=amount]")).to_have_text(re.compile(r"^[1-9][\d.]* \w+ of "))
+        page.click("#job-cancel")
+        expect(page.locator("#job")).to_have_attribute("data-state", "cancelled", timeout=30000)
+        expect(page.locator("[data-job=result]")).to_contain_text("still running on lab1 with its definition intact")
         assert dom.isActive() and dom.isPersistent()
         with pytest.raises(libvirt.libvirtError):
             two.lookupByUUIDString(vm_uuid)

@@ -1,6 +1,8 @@
 """Migration through the panel between the lab's two real hosts: the main libvirtd ("lab1", local
 socket) and lab host 2 ("lab2", its own network namespace, qemu+tcp://10.213.0.2:16509).
 
+Each migration is a durable job (instances/migrate_jobs.py) followed through its JSON (jobs:status);
+an evacuation, or several VMs from the fleet view, is a parent job with one migration job per VM.
 Every step is checked on both daemons. Whatever a test makes is named test-* and removed from both
 hosts by the fixtures.
 """
@@ -29,6 +31,7 @@ from lxml import etree
 from lxml.builder import E
 
 from hosts.models import Host
+from jobs.models import Job
 from tests.conftest import need
 from tests.integration.test_console_lab import open_console
 from tests.lab import domain_xml, remove_domain
@@ -112,24 +115,29 @@ def check_page(client: Client, source: Host, vm_uuid: str, target: Host, **optio
     return response.content.decode()
 
 
-def start(client: Client, source: Host, vm_uuid: str, target: Host, **options: Any) -> str:
-    response = client.post(reverse("instances:migrate", args=[source.name, vm_uuid]),
-                           {"target": target.name, **options})
+def job_id(response: Any) -> int:
+    """The job a start answered with: its page, /jobs/<id>/."""
     assert response.status_code == 302, response.content[:800]
-    return response.url.rstrip("/").rsplit("/", 1)[-1]
+    assert response.url.startswith("/jobs/"), response.url
+    return int(response.url.rstrip("/").rsplit("/", 1)[-1])
 
 
-def status(client: Client, job: str) -> dict[str, Any]:
-    response = client.get(reverse("instances:migration_status", args=[job]))
+def start(client: Client, source: Host, vm_uuid: str, target: Host, **options: Any) -> int:
+    return job_id(client.post(reverse("instances:migrate", args=[source.name, vm_uuid]),
+                              {"target": target.name, **options}))
+
+
+def status(client: Client, job: int) -> dict[str, Any]:
+    response = client.get(reverse("jobs:status", args=[job]))
     assert response.status_code == 200
     return response.json()
 
 
-def wait(client: Client, job: str, timeout: float = 90) -> dict[str, Any]:
+def wait(client: Client, job: int, timeout: float = 90) -> dict[str, Any]:
     end = time.monotonic() + timeout
     while True:
         data = status(client, job)
-        if data["finished"]:
+        if not data["active"]:
             return data
         assert time.monotonic() < end, data
         time.sleep(0.2)
@@ -137,7 +145,7 @@ def wait(client: Client, job: str, timeout: float = 90) -> dict[str, Any]:
 
 def migrate(client: Client, source: Host, vm_uuid: str, target: Host, **options: Any) -> dict[str, Any]:
     data = wait(client, start(client, source, vm_uuid, target, **options))
-    assert data["report"]["outcome"] == "done", data
+    assert data["state"] == "done", data
     return data
 
 
@@ -153,9 +161,10 @@ def test_live_there_and_back_with_console(admin_client: Client, lab: dict[str, A
 
     there = migrate(admin_client, lab1, vm_uuid, lab2_host)
     assert where(conns, vm_uuid) == ["absent", "running"]
-    assert there["progress"]["percent"] == 100.0 and there["progress"]["downtime_ms"] is not None
-    assert there["report"]["vm_host"] == "lab2" and there["vm_url"] == f"/instances/lab2/{vm_uuid}/"
-    assert there["console_url"] == reverse("console:page", args=["lab2", vm_uuid])
+    assert there["percent"] == 100.0 and there["done"] == there["total"] > 0 and there["unit"] == "bytes"
+    assert f"{dom.name()} now runs on lab2 (libvirt job " in there["result"] and " ms)." in there["result"]
+    assert there["link"] == f"/instances/lab2/{vm_uuid}/" and there["summary"] == (
+        f"migration of {dom.name()} from lab1 to lab2 (live)")
     assert conns[1].lookupByUUIDString(vm_uuid).isPersistent()
     # The console follows: through the panel's proxy to host 2's VNC server on its own address.
     first = open_console(admin_client, lab2_host, vm_uuid)
@@ -164,18 +173,19 @@ def test_live_there_and_back_with_console(admin_client: Client, lab: dict[str, A
     fleet = admin_client.get(reverse("instances:list")).content.decode()
     assert f'data-key="lab2/{vm_uuid}"' in fleet and f'data-key="lab1/{vm_uuid}"' not in fleet
     record = AuditEvent.objects.get(action="vm.migrate")
-    assert record.result == "ok" and record.host_name == "lab1"
-    assert "from lab1 to lab2" in record.detail and "options: live" in record.detail
-    assert "downtime" in record.detail and "duration" in record.detail
+    assert record.result == "ok" and record.host_name == "lab1" and record.duration_ms is not None
+    assert record.detail.startswith(f"migration of {dom.name()} from lab1 to lab2 (live): ")
+    assert "downtime" in record.detail and record.detail.endswith(" s)")
     # Grants name a VM by host and UUID: bob's followed it.
     assert list(VMGrant.objects.filter(user=bob).values_list("host__name", "can_console")) == [("lab2", True)]
 
     # Back: host 1 listens on loopback only, so the data goes to its address on the veth pair.
     back = migrate(admin_client, lab2_host, vm_uuid, lab1, migration_address=lab2["host1_address"],
                    max_downtime_ms="300", bandwidth_mib="500")
-    assert back["options"] == f"live, max downtime 300 ms, bandwidth 500 MiB/s, data to {lab2['host1_address']}"
+    assert back["summary"] == (f"migration of {dom.name()} from lab2 to lab1 (live, max downtime 300 ms, "
+                               f"bandwidth 500 MiB/s, data to {lab2['host1_address']})")
     assert where(conns, vm_uuid) == ["running", "absent"]
-    assert back["report"]["vm_host"] == "lab1"
+    assert back["link"] == f"/instances/lab1/{vm_uuid}/"
     first = open_console(admin_client, lab1, vm_uuid)
     assert first["bytes"].startswith(b"RFB 003.008"), first
     assert AuditEvent.objects.filter(action="vm.migrate", result="ok").count() == 2
@@ -188,7 +198,7 @@ def test_peer_to_peer_and_tunnelled(admin_client: Client, lab: dict[str, Any], l
     lab1, lab2_host = hosts
     vm_uuid = make_vm(conns[0], lab, vms).UUIDString()
     data = migrate(admin_client, lab1, vm_uuid, lab2_host, **{option: "on", "keep_source": "on"})
-    assert "peer-to-peer" in data["options"]
+    assert "peer-to-peer" in data["summary"] and "lab1 keeps an inactive definition" in data["result"]
     assert where(conns, vm_uuid) == ["shut off", "running"]  # the source kept its definition
     # Host 1 is known to the panel by its local socket: its libvirtd cannot be reached from host 2.
     page = check_page(admin_client, lab2_host, vm_uuid, lab1, peer_to_peer="on")
@@ -207,7 +217,9 @@ def test_offline_migration(admin_client: Client, lab: dict[str, Any], conns, hos
                                 {"target": "lab2", "copy_storage": "on"})
     assert refused.status_code == 200 and "Storage is copied during a live migration" in refused.content.decode()
     data = migrate(admin_client, lab1, vm_uuid, lab2_host)
-    assert data["live"] is False and data["options"] == "offline"
+    assert data["summary"].endswith(" from lab1 to lab2 (offline)") and "(shut off) is now defined on lab2" in \
+        data["result"]
+    assert Job.objects.get(pk=data["id"]).params["live"] is False
     assert where(conns, vm_uuid) == ["absent", "shut off"]
     assert conns[1].lookupByUUIDString(vm_uuid).autostart() == 1
     # Keeping the definition: on both hosts, autostart only on the new one.
@@ -277,20 +289,22 @@ def test_copy_storage_keeps_the_data(admin_client: Client, lab: dict[str, Any], 
     assert 'data-code="storage"' in page and "cannot see" in page and 'id="migrate-now"' not in page
     page = check_page(admin_client, lab1, vm_uuid, lab2_host, copy_storage="on")
     assert 'data-code="pool"' in page and str(pools.path) in page and 'id="migrate-now"' not in page
-    refused = wait(admin_client, start(admin_client, lab1, vm_uuid, lab2_host, copy_storage="on"))
-    assert refused["report"]["outcome"] == "refused" and where(conns, vm_uuid) == ["running", "absent"]
+    refused = admin_client.post(reverse("instances:migrate", args=["lab1", vm_uuid]),
+                                {"target": "lab2", "copy_storage": "on"})  # checked again: refused, no job
+    assert refused.status_code == 200 and 'data-code="pool"' in refused.content.decode()
+    assert not Job.objects.exists() and where(conns, vm_uuid) == ["running", "absent"]
 
     pools(conns[1])  # the same path on host 2
     assert 'id="migrate-now"' in check_page(admin_client, lab1, vm_uuid, lab2_host, copy_storage="on")
     data = migrate(admin_client, lab1, vm_uuid, lab2_host, copy_storage="on")
     assert where(conns, vm_uuid) == ["absent", "running"]
-    assert any("stays on lab1" in note for note in data["report"]["notes"])
+    assert f"The source copy of disk vdb stays on lab1 at {disk}" in data["result"]
     copy = host2_path(lab2, disk)
     assert copy.exists() and copy.stat().st_ino != disk.stat().st_ino
     compared = subprocess.run(["qemu-img", "compare", "-U", "-f", "raw", "-F", "qcow2", str(raw), str(copy)],
                               capture_output=True, text=True, timeout=60)
     assert compared.returncode == 0, compared.stdout + compared.stderr
-    assert "copy storage" in AuditEvent.objects.filter(action="vm.migrate", result="ok").get().detail
+    assert "(live, copy storage)" in AuditEvent.objects.filter(action="vm.migrate", result="ok").get().detail
 
 
 def _free_port() -> int:
@@ -345,12 +359,12 @@ def test_each_preflight_failure_for_real(admin_client: Client, lab: dict[str, An
     page = check_page(admin_client, lab1, big.UUIDString(), lab2_host)
     assert findings(page) == {"memory"} and "free; the VM needs" in page
     big.destroy()
-    # Nothing moved, and a POST that skips the check page is refused by the job's own checks.
-    refused = wait(admin_client, start(admin_client, lab1, vm_uuid, again))
-    assert refused["report"]["outcome"] == "refused" and refused["findings"][0]["code"] == "same-host"
-    assert where(conns, vm_uuid) == ["running", "absent"]
+    # Nothing moved, and a POST that skips the check page is refused by the same checks: no job.
+    refused = admin_client.post(reverse("instances:migrate", args=["lab1", vm_uuid]), {"target": "lab1-tcp"})
+    assert refused.status_code == 200 and "same-host" in findings(refused.content.decode())
+    assert where(conns, vm_uuid) == ["running", "absent"] and not Job.objects.exists()
     record = AuditEvent.objects.get(action="vm.migrate")
-    assert record.result == "failed" and "pre-flight" in record.detail
+    assert record.result == "failed" and record.detail.startswith("refused: to lab1-tcp: pre-flight: ")
 
 
 def test_cpu_network_and_bridge_missing_on_target(admin_client: Client, lab: dict[str, Any], conns, hosts,
@@ -390,18 +404,19 @@ def test_cancel_leaves_the_vm_running_on_the_source(admin_client: Client, lab: d
     vm_uuid = make_vm(conns[0], lab, vms, memory_mib=2048).UUIDString()
     job = start(admin_client, lab1, vm_uuid, lab2_host, bandwidth_mib="1")
     end = time.monotonic() + 30
-    while (data := status(admin_client, job))["progress"]["processed"] == 0:
-        assert not data["finished"] and time.monotonic() < end, data
+    while (data := status(admin_client, job))["done"] == 0:
+        assert data["active"] and time.monotonic() < end, data
         time.sleep(0.2)
-    assert data["state"] == "migrating" and 0 <= data["progress"]["percent"] < 100
-    assert admin_client.post(reverse("instances:migration_cancel", args=[job])).status_code == 302
+    assert data["state"] == "running" and data["phase"].startswith("copying memory") and data["can_cancel"]
+    assert 0 <= data["percent"] < 100
+    assert admin_client.post(reverse("jobs:cancel", args=[job])).status_code == 302
     data = wait(admin_client, job, timeout=60)
-    assert data["report"]["outcome"] == "cancelled", data
-    assert "still running on lab1 with its definition intact" in data["report"]["message"]
+    assert data["state"] == "cancelled", data
+    assert data["result"].startswith("Cancelled on request (")
+    assert "still running on lab1 with its definition intact" in data["result"]
     assert where(conns, vm_uuid) == ["running", "absent"]
     assert conns[0].lookupByUUIDString(vm_uuid).state()[0] == libvirt.VIR_DOMAIN_RUNNING
     assert AuditEvent.objects.get(action="vm.migrate").result == "failed"
-    assert AuditEvent.objects.filter(action="vm.migrate-cancel", result="ok").count() == 1
 
 
 def test_target_dying_half_way_leaves_the_vm_on_the_source(admin_client: Client, lab: dict[str, Any],
@@ -413,13 +428,14 @@ def test_target_dying_half_way_leaves_the_vm_on_the_source(admin_client: Client,
     job = start(admin_client, lab1, dom.UUIDString(), lab2_host, bandwidth_mib="1")
     pidfile = Path(lab2["state_dir"]) / "root" / "run-libvirt" / "qemu" / f"{dom.name()}.pid"
     end = time.monotonic() + 30
-    while status(admin_client, job)["progress"]["processed"] == 0 or not pidfile.exists():
+    while status(admin_client, job)["done"] == 0 or not pidfile.exists():
         assert time.monotonic() < end
         time.sleep(0.2)
     os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
     data = wait(admin_client, job, timeout=60)
-    assert data["report"]["outcome"] == "failed", data
-    assert f"{dom.name()} is still running on lab1 with its definition intact" in data["report"]["message"]
+    assert data["state"] == "failed", data
+    assert data["result"].startswith("The migration failed: ")
+    assert f"{dom.name()} is still running on lab1 with its definition intact" in data["result"]
     assert where(conns, dom.UUIDString()) == ["running", "absent"] and dom.isPersistent()
     assert AuditEvent.objects.get(action="vm.migrate").result == "failed"
 
@@ -432,42 +448,48 @@ def test_evacuate_a_host_with_a_shut_off_vm(admin_client: Client, lab: dict[str,
     assert all(name in page for name in vms)
     # Only our VMs: other engineers' VMs share the main lab daemon, so evacuate host 1 through the fleet
     # form for ours and evacuate host 2 (which holds only ours) back for real.
-    response = admin_client.post(reverse("instances:migrate_many"), {
-        "vm": [f"lab1/{u}" for u in [*running, off]], "go": "1", "target": "lab2"})
-    assert response.status_code == 302, response.content[:800]
-    batch = response.url.rstrip("/").rsplit("/", 1)[-1]
+    batch = job_id(admin_client.post(reverse("instances:migrate_many"), {
+        "vm": [f"lab1/{u}" for u in [*running, off]], "go": "1", "target": "lab2"}))
     data = wait(admin_client, batch)
-    assert data["counts"] == {"done": 3}, data
+    assert data["kind"] == "vm.migrate-many" and data["state"] == "done", data
+    assert data["result"].startswith("All 3 VM(s) moved: ")
+    assert set(Job.objects.filter(parent_id=batch).values_list("state", flat=True)) == {"done"}
     assert [where(conns, u) for u in running] == [["absent", "running"]] * 2 and where(conns, off) == ["absent",
                                                                                                       "shut off"]
-    response = admin_client.post(reverse("instances:evacuate", args=["lab2"]),
-                                 {"target": "__spread__", "include_shut_off": "on",
-                                  "migration_address": lab2["host1_address"]})
-    assert response.status_code == 302, response.content[:800]
-    data = wait(admin_client, response.url.rstrip("/").rsplit("/", 1)[-1])
-    assert data["counts"] == {"done": 3}, data
-    assert [j["live"] for j in data["jobs"]] == [True, True, False]
+    evacuation = job_id(admin_client.post(reverse("instances:evacuate", args=["lab2"]),
+                                          {"target": "__spread__", "include_shut_off": "on",
+                                           "migration_address": lab2["host1_address"]}))
+    data = wait(admin_client, evacuation)
+    assert data["kind"] == "host.evacuate" and data["state"] == "done", data
+    steps = Job.objects.filter(parent_id=evacuation).order_by("pk")
+    assert [(j.state, j.params["live"]) for j in steps] == [("done", True), ("done", True), ("done", False)]
+    page = admin_client.get(reverse("jobs:detail", args=[evacuation])).content.decode()
+    assert 'id="job-children"' in page and all(f'href="/jobs/{j.pk}/"' in page for j in steps)
     assert [where(conns, u) for u in running] == [["running", "absent"]] * 2 and where(conns, off) == ["shut off",
                                                                                                       "absent"]
     assert conns[1].listAllDomains() == []
     assert AuditEvent.objects.filter(action="vm.migrate", result="ok").count() == 6
-    assert AuditEvent.objects.get(action="host.evacuate").detail.startswith("3 VM(s): 3 done")
+    assert AuditEvent.objects.get(action="host.evacuate").detail.startswith(
+        "evacuation of lab2: 3 VM(s): All 3 VM(s) moved: ")
 
 
 def test_stop_an_evacuation(admin_client: Client, lab: dict[str, Any], conns, hosts, vms) -> None:
     need(conns[1].getFreeMemory() > 2200 * MiB, "host 2 has less than 2.2 GiB free")
     slow = make_vm(conns[0], lab, vms, memory_mib=2048).UUIDString()
     other = make_vm(conns[0], lab, vms).UUIDString()
-    response = admin_client.post(reverse("instances:migrate_many"), {
-        "vm": [f"lab1/{slow}", f"lab1/{other}"], "go": "1", "target": "lab2", "bandwidth_mib": "1"})
-    batch = response.url.rstrip("/").rsplit("/", 1)[-1]
+    batch = job_id(admin_client.post(reverse("instances:migrate_many"), {
+        "vm": [f"lab1/{slow}", f"lab1/{other}"], "go": "1", "target": "lab2", "bandwidth_mib": "1"}))
+    steps = Job.objects.filter(parent_id=batch).order_by("pk")
+    first = steps[0].pk
     end = time.monotonic() + 30
-    while status(admin_client, batch)["jobs"][0]["state"] != "migrating":
+    while not status(admin_client, first)["phase"].startswith("copying memory"):
         assert time.monotonic() < end
         time.sleep(0.2)
-    admin_client.post(reverse("instances:migration_cancel", args=[batch]))
+    admin_client.post(reverse("jobs:cancel", args=[batch]))
     data = wait(admin_client, batch, timeout=60)
-    assert data["stopped"] and [j["state"] for j in data["jobs"]] == ["cancelled", "skipped"]
+    assert data["state"] == "cancelled", data
+    assert [j.state for j in steps.all()] == ["cancelled", "cancelled"]
+    assert "before its turn: nothing was moved" in steps.all()[1].result
     assert where(conns, slow) == ["running", "absent"] and where(conns, other) == ["running", "absent"]
 
 
@@ -475,9 +497,8 @@ def test_job_pages_render(admin_client: Client, lab: dict[str, Any], conns, host
     lab1, lab2_host = hosts
     vm_uuid = make_vm(conns[0], lab, vms).UUIDString()
     job = start(admin_client, lab1, vm_uuid, lab2_host)
-    page = admin_client.get(reverse("instances:migration", args=[job])).content.decode()
-    assert 'id="migration-bar"' in page and "migrate-progress.js" in page and 'id="cancel-button"' in page
+    page = admin_client.get(reverse("jobs:detail", args=[job])).content.decode()
+    assert "Migrate VM test-mig-" in page and "job-progress.js" in page and 'id="job-cancel"' in page
     wait(admin_client, job)
-    page = admin_client.get(reverse("instances:migration", args=[job])).content.decode()
-    assert "now runs on lab2" in page and f'href="/instances/lab2/{vm_uuid}/"' in page
-    assert admin_client.get(reverse("instances:migration", args=["0" * 24])).status_code == 404
+    page = admin_client.get(reverse("jobs:detail", args=[job])).content.decode()
+    assert "now runs on lab2" in page and f'href="/instances/lab2/{vm_uuid}/"' in page and "Open the VM" in page

@@ -1,6 +1,8 @@
-"""Two panel processes sharing one database and one Redis, on the real lab: a VM's lock holds across
-processes, and a change made with virsh reaches live pages served by either process through one
-watcher (one lease holder)."""
+"""The panel as several machines behind a load balancer would run it, on the real lab: two `manage.py serve`
+(each 2 panel workers and 1 job worker: 4 gunicorn workers and 2 RQ workers in all) sharing one database
+(the embedded SQLite file, or PostgreSQL) and one Redis. A VM's lock holds across processes; a change made
+with virsh reaches live pages served by either through one watcher (one lease holder); a job started on one
+is followed on the other, also when the job worker running it is killed with SIGKILL."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +27,7 @@ import pytest
 import redis
 
 from lab.forwarder import Forwarder
-from tests.panel_server import free_port, stop
+from tests.panel_server import free_port, in_session, stop
 from tests.postgres import private_postgres
 from webkvm.redis_store import PrivateRedis
 
@@ -85,8 +88,8 @@ class Browser:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def two_panels(request: pytest.FixtureRequest, lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Two panel processes (gunicorn, one worker each) on one database (the embedded SQLite file, or a
-    private PostgreSQL) and one private Redis."""
+    """Two `manage.py serve` (2 panel workers, 1 job worker each) on one database (the embedded SQLite file,
+    or a private PostgreSQL) and one private Redis, as two machines behind a load balancer."""
     with contextlib.ExitStack() as stack:
         database = stack.enter_context(private_postgres()) if request.param == "postgresql" else ""
         yield from _two_panels(lab, database)
@@ -113,9 +116,8 @@ def _two_panels(lab: dict[str, Any], database: str) -> Iterator[dict[str, Any]]:
         for port in ports:
             log = (data / f"panel-{port}.log").open("wb")
             processes.append(subprocess.Popen(
-                [str(REPO / ".venv" / "bin" / "gunicorn"), "webkvm.asgi:application", "-k",
-                 "uvicorn_worker.UvicornWorker", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+                [*manage, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--job-workers", "1"],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         for port, process in zip(ports, processes, strict=True):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -127,10 +129,14 @@ def _two_panels(lab: dict[str, Any], database: str) -> Iterator[dict[str, Any]]:
                     time.sleep(0.2)
             else:
                 pytest.fail(f"the panel on port {port} did not answer")
-        yield {"ports": ports, "sessions": sessions, "redis": store.url, "link": link}
+        yield {"ports": ports, "sessions": sessions, "redis": store.url, "link": link, "processes": processes,
+               "data": data}
     finally:
         for process in processes:
             stop(process)
+            for pid in in_session(process.pid):  # a job worker's work horse killed mid-test leaves nothing
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
         link.stop()
         store.stop()
         subprocess.run(["rm", "-rf", str(data)], check=False)
@@ -197,3 +203,82 @@ def test_a_virsh_change_reaches_pages_on_both_processes_through_one_watcher(two_
     store = redis.Redis.from_url(two_panels["redis"])
     holders = [k for k in store.keys("webkvm:lease:live-watcher:*")]
     assert len(holders) == 1, holders  # one watcher for the host, whichever process runs it
+
+
+def _job_horses(two_panels: dict[str, Any]) -> list[int]:
+    """The processes of the job worker that runs a job now: RQ's worker and the work horse it forked."""
+    def rq(pid: int) -> bool:
+        with contextlib.suppress(OSError):
+            return b"rqworker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return False
+
+    for process in two_panels["processes"]:
+        workers = [pid for pid in in_session(process.pid) if rq(pid)]
+        if len(workers) == 2:
+            return workers
+    return []
+
+
+def _until(what: str, check: Any, seconds: float) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def _clone_on(a: Browser, pool: str, source: str, name: str) -> str:
+    status, location, page = a.request("POST", f"/storage/lab/pool/{pool}/volume/{source}/clone/",
+                                       {"name": name, "format": "raw"})
+    assert status == 302 and re.fullmatch(r"/jobs/\d+/", location), (status, location, page[:2000])
+    return location
+
+
+def test_a_job_started_on_one_machine_is_followed_on_the_other(two_panels: dict[str, Any], test_pool) -> None:
+    a, b = (Browser(port, key) for port, key in zip(two_panels["ports"], two_panels["sessions"], strict=True))
+    test_pool.createXML("<volume><name>src.img</name><capacity unit='MiB'>64</capacity>"
+                        "<target><format type='raw'/></target></volume>", 0)
+    job = _clone_on(a, test_pool.name(), "src.img", "copy.img")
+    status, _, page = b.request("GET", job)
+    assert status == 200 and 'id="job"' in page  # the job page, from the other machine's process
+
+    def ended() -> dict[str, Any] | None:
+        code, _, text = b.request("GET", job.rstrip("/") + ".json")
+        state = json.loads(text) if code == 200 else {}
+        return state if state and not state["active"] else None
+
+    state = _until("the copy to end", ended, 120)
+    assert state["state"] == "done", state
+    test_pool.refresh(0)
+    assert sorted(test_pool.listVolumes()) == ["copy.img", "src.img"]
+    assert json.loads(a.request("GET", job.rstrip("/") + ".json")[2]) == state  # one truth on both
+
+
+def test_a_job_worker_killed_mid_copy_ends_the_job_truthfully_on_every_machine(two_panels: dict[str, Any],
+                                                                               test_pool) -> None:
+    a, b = (Browser(port, key) for port, key in zip(two_panels["ports"], two_panels["sessions"], strict=True))
+    path = Path(test_pool.XMLDesc(0).split("<path>")[1].split("</path>")[0])
+    # 1 GiB that does not compress or skip: libvirt's own copy loop takes a few seconds for it.
+    subprocess.run(["dd", "if=/dev/urandom", f"of={path / 'src.img'}", "bs=4M", "count=256", "status=none"],
+                   check=True, timeout=120)
+    test_pool.refresh(0)
+    job = _clone_on(a, test_pool.name(), "src.img", "copy.img")
+    status_path = job.rstrip("/") + ".json"
+    _until("the copy to begin", lambda: json.loads(b.request("GET", status_path)[2])["phase"] == "copying"
+           and (path / "copy.img").exists(), 60)
+    doomed = _until("the job worker running it", lambda: _job_horses(two_panels), 10)
+    for pid in doomed:
+        os.kill(pid, signal.SIGKILL)
+
+    def ended() -> dict[str, Any] | None:
+        state = json.loads(b.request("GET", status_path)[2])
+        return state if not state["active"] else None
+
+    state = _until("the job to be reconciled", ended, 90)
+    assert state["state"] == "interrupted", state
+    assert state["result"].endswith("The partial copy copy.img was removed."), state["result"]
+    assert json.loads(a.request("GET", status_path)[2]) == state
+    test_pool.refresh(0)
+    assert test_pool.listVolumes() == ["src.img"] and sorted(p.name for p in path.iterdir()) == ["src.img"]

@@ -137,3 +137,24 @@ def test_delete_host(admin_client, test_host) -> None:
 def test_unknown_url_is_404_not_500(admin_client) -> None:
     assert admin_client.get("/hosts/no-such-host/").status_code == 404
     assert admin_client.get("/no/such/page").status_code == 404
+
+
+def test_each_host_operation_writes_one_record(admin_client, test_host) -> None:
+    admin_client.post(reverse("hosts:create"), {"name": "lab", "transport": "local", "path": "system"})
+    admin_client.post(reverse("hosts:edit", args=["lab"]), {"name": "lab2", "transport": "local", "path": "system"})
+    admin_client.post(reverse("hosts:test", args=["testhost"]))
+    admin_client.post(reverse("hosts:delete", args=["lab2"]))
+    events = list(AuditEvent.objects.exclude(action="login").order_by("id"))
+    assert [(e.action, e.result, e.object_type, e.object_name, e.host_name) for e in events] == [
+        ("host.create", "ok", "host", "lab", "lab"), ("host.update", "ok", "host", "lab2", "lab2"),
+        ("host.test", "ok", "host", "testhost", "testhost"), ("host.delete", "ok", "host", "lab2", "lab2")]
+    assert all(e.duration_ms is not None for e in events)
+    assert "connected to TEST" in events[2].detail
+
+
+def test_a_failed_connection_test_is_said_and_audited_once(admin_client) -> None:
+    Host.objects.create(name="dead", transport="tcp", hostname="127.0.0.1", port=1, insecure_tcp=True)
+    page = admin_client.post(reverse("hosts:test", args=["dead"]), follow=True).content.decode()
+    assert "Test connection: not done:" in page and "connection refused" in page
+    [event] = AuditEvent.objects.filter(action="host.test")
+    assert event.result == "failed" and event.duration_ms is not None

@@ -220,6 +220,18 @@ def test_create_from_an_existing_volume(admin_client: Client, test_host: Host) -
     assert Domain.from_xml(xml).disks[0].source_file == "/var/lib/libvirt/images/golden.img"
 
 
+def test_allocating_the_whole_disk_is_offered_for_a_new_volume_only(admin_client: Client, test_host: Host) -> None:
+    """The checkbox sits with the boot disk; with an existing volume it changes nothing (no job, no new volume)."""
+    form = admin_client.get(CREATE_URL).context["form"]
+    assert "disk_allocate" in [field.name for title, fields in form.sections() if title == "Boot disk"
+                               for field in fields]
+    add_volume(test_host, "golden.img", 1 << 30)
+    data = {**GOOD_FORM, "disk_source": "existing", "existing_volume": "images/golden.img", "disk_allocate": "on"}
+    response = admin_client.post(CREATE_URL, data)
+    assert response.status_code == 302 and response["Location"].startswith("/instances/testhost/")
+    assert world(test_host)[1] == ["golden.img"] and vm_events() == [("app-01", "ok")]
+
+
 BAD_INPUT = [
     ("name", {"name": "web-01"}),  # duplicate
     ("name", {"name": "a/b"}),
@@ -401,7 +413,8 @@ def test_delete_while_another_action_runs_is_busy(admin_client: Client, test_hos
         response = admin_client.post(reverse("instances:delete", args=["testhost", uuid]), follow=True)
     finally:
         services.vm_locks.release(str(test_host.pk), uuid)
-    assert response.status_code == 200 and "Busy" in response.content.decode()
+    assert response.status_code == 200
+    assert "not deleted: Another action on this VM is still running" in response.content.decode()
     assert "locked" in world(test_host)[0]
     assert vm_events("vm.delete") == [(uuid, "failed")]
 

@@ -42,10 +42,11 @@ def job_of(response: Any) -> Job:
 
 
 def wait_until_ended(job: Job, seconds: float = 10) -> Job:
+    """Until the job has ended and its audit record is written (runner.finish writes it just after)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         job.refresh_from_db()
-        if not job.active:
+        if not job.active and job.audit_id is not None:
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job.pk} did not end: {job.state} {job.phase}")

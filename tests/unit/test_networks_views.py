@@ -256,7 +256,7 @@ def test_start_autostart_and_a_libvirt_refusal(admin_client: Client, net_host: H
     assert admin_client.post(url).status_code == 302
     assert ask(net_host, lambda conn: conn.networkLookupByName("spare").isActive())
     page = admin_client.post(url, follow=True)  # already running: libvirt says so
-    assert page.status_code == 200 and "start failed" in page.content.decode()
+    assert page.status_code == 200 and "Start: not done:" in page.content.decode()
     admin_client.post(reverse("networks:action", args=[net_host.name, "spare", "autostart"]))
     assert ask(net_host, lambda conn: conn.networkLookupByName("spare").autostart())
     results = list(AuditEvent.objects.filter(object_type="network").order_by("pk").values_list("action", "result"))
@@ -309,7 +309,7 @@ def test_fixed_address_added_and_removed_through_the_page(admin_client: Client, 
     assert events == [("network.host-add", "52:54:00:00:01:0a 192.168.150.9 api"),
                       ("network.host-remove", "52:54:00:00:01:01 192.168.150.5 web")]
     gone = admin_client.post(remove, {"ip": "192.168.150.5"}, follow=True)
-    assert "was not removed" in gone.content.decode()
+    assert "Remove fixed address: not done: Network lan has no fixed address 192.168.150.5." in gone.content.decode()
 
 
 @pytest.mark.parametrize(("data", "field"), [
@@ -327,3 +327,28 @@ def test_bad_fixed_address_is_a_field_error(data: dict[str, str], field: str, ad
     assert page.status_code == 200 and field in errors_on(page), errors_on(page)
     assert xml_of(net_host, "lan").to_xml() == before
     assert not AuditEvent.objects.filter(object_type="network").exists()
+
+
+def test_a_network_the_host_refuses_late_is_a_field_error_audited_as_refused(
+        admin_client: Client, net_host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    from virt.networks import NetworkInputError, Problem
+
+    def refuse(conn: libvirt.virConnect, spec: Any, **_: Any) -> None:
+        raise NetworkInputError([Problem("bridge", "virbr9 appeared on the host meanwhile.")])
+
+    monkeypatch.setattr("networks.views.create_network", refuse)
+    page = admin_client.post(reverse("networks:create", args=[net_host.name]), form(bridge_name="virbr7"))
+    assert page.status_code == 200
+    assert errors_on(page).get("bridge_name") == ["virbr9 appeared on the host meanwhile."], errors_on(page)
+    [event] = AuditEvent.objects.filter(action="network.create")
+    assert event.result == "failed" and event.detail == "refused: bridge: virbr9 appeared on the host meanwhile."
+    assert names(net_host) == ["lan", "spare"]
+
+
+def test_each_change_writes_one_record_with_its_duration(admin_client: Client, net_host: Host) -> None:
+    admin_client.post(reverse("networks:action", args=[net_host.name, "spare", "autostart"]))
+    admin_client.post(reverse("networks:confirm", args=[net_host.name, "spare", "delete"]), {"confirm": "yes"})
+    events = list(AuditEvent.objects.exclude(action="login").order_by("id"))
+    assert [(e.action, e.result, e.object_name, e.host_name) for e in events] == [
+        ("network.autostart", "ok", "spare", "nethost"), ("network.delete", "ok", "spare", "nethost")]
+    assert all(e.duration_ms is not None for e in events)

@@ -121,3 +121,21 @@ def test_security_headers(admin_client) -> None:
     response = admin_client.get(reverse("hosts:list"))
     assert "script-src 'self'" in response["Content-Security-Policy"]
     assert response["X-Frame-Options"] == "DENY"
+
+
+def test_each_user_operation_writes_one_record(admin_client, outsider, test_host) -> None:
+    admin_client.post(reverse("users:create"), {"username": "eve", "password1": "Xx-123456789",
+                                                "password2": "Xx-123456789"})
+    url = reverse("users:detail", args=[outsider.pk])
+    admin_client.post(url, {"form": "flags", "is_active": "on"})
+    admin_client.post(url, {"form": "password", "new_password1": "Yy-987654321", "new_password2": "Yy-987654321"})
+    admin_client.post(url, {"form": "grant", "host": test_host.pk, "vm": "db-01", "can_power": "on"})
+    admin_client.post(reverse("users:grant_delete", args=[outsider.pk, VMGrant.objects.get().pk]))
+    events = list(AuditEvent.objects.exclude(action="login").order_by("id"))
+    assert [(e.action, e.result, e.object_type, e.object_name) for e in events] == [
+        ("user.create", "ok", "user", "eve"), ("user.update", "ok", "user", "mallory"),
+        ("user.set_password", "ok", "user", "mallory"), ("grant.set", "ok", "vm", "db-01"),
+        ("grant.revoke", "ok", "vm", "db-01")]
+    assert all(e.duration_ms is not None for e in events)
+    assert events[1].detail == "active=True admin=False" and events[3].detail == "user=mallory"
+    assert events[3].host_name == "testhost" and "Yy-987654321" not in str([e.detail for e in events])

@@ -18,6 +18,7 @@ import rq
 
 from tests.conftest import need
 from tests.panel_server import free_port, in_session, stop
+from webkvm.management.commands.serve import default_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 LEFT_RUNNING = """
@@ -26,6 +27,15 @@ from jobs.models import Job
 Job.objects.create(kind="volume.wipe", target_type="volume", target_name="images/w.img", state="running",
                    params={"pool": "images", "name": "w.img"}, started=timezone.now(), summary="overwrite w.img")
 """
+
+
+def gunicorns(session: int) -> list[int]:
+    def command(pid: int) -> str:
+        with contextlib.suppress(OSError):
+            return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        return ""
+
+    return [pid for pid in in_session(session) if "gunicorn" in command(pid)]
 
 
 def test_serve_reconciles_then_runs_job_workers_and_stops_them_with_the_rest(tmp_path: Path) -> None:
@@ -53,7 +63,13 @@ def test_serve_reconciles_then_runs_job_workers_and_stops_them_with_the_rest(tmp
             time.sleep(0.2)
         output = log.read_text(errors="replace")
         assert workers == 2 and listening, output[-3000:]  # --job-workers over WEBKVM_JOB_WORKERS
-        assert "1 job(s) of the last run ended as interrupted" in output and "2 job worker(s)" in output
+        assert "1 job(s) of the last run ended as interrupted" in output
+        panel_workers = default_workers()
+        assert panel_workers >= 2 and f"{panel_workers} panel worker(s), 2 job worker(s)" in output
+        deadline = time.monotonic() + 30
+        while len(gunicorns(serve.pid)) < panel_workers + 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(gunicorns(serve.pid)) == panel_workers + 1  # the arbiter and its workers
         with sqlite3.connect(database) as db:
             assert db.execute("SELECT state, result FROM jobs_job").fetchall() == [
                 ("interrupted", "Interrupted: the worker running it stopped. Volume w.img may be partly overwritten.")]
@@ -64,3 +80,14 @@ def test_serve_reconciles_then_runs_job_workers_and_stops_them_with_the_rest(tmp
         time.sleep(0.1)
     assert in_session(serve.pid) == [], "a process outlived manage.py serve"
     assert not (tmp_path / "redis" / "redis.sock").exists()
+
+
+def test_a_demo_of_test_driver_hosts_alone_is_served_by_one_worker(db: None) -> None:
+    from hosts.models import Host
+    from webkvm.management.commands.serve import demo_only
+
+    assert not demo_only()  # no host yet: bootstrap adds one before serve starts
+    Host.objects.create(name="demo", transport="test", path="/dev/null")
+    assert demo_only()
+    Host.objects.create(name="real", transport="local", path="system")
+    assert not demo_only()

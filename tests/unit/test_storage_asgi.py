@@ -119,7 +119,7 @@ def test_upload_checks_login_csrf_and_admin_first(admin_client: Client, user_cli
     assert asgi("PUT", url, [*foreign, *length], body_of(b"abc"))[0] == 403
     user_client.get("/")
     assert asgi("PUT", url, [*headers_for(user_client, token), *length], body_of(b"abc"))[0] == 403
-    assert AuditEvent.objects.filter(action="denied:change", username="alice").count() == 1
+    assert AuditEvent.objects.filter(action="denied:admin", username="alice").count() == 1
     wrong_host = [(b"host", b"evil.example"), *headers_for(admin_client, token)[1:], *length]
     assert asgi("PUT", url, wrong_host, body_of(b"abc"))[0] in (400, 403)
     volumes = services.call(test_host, lambda c: c.storagePoolLookupByName("images").listVolumes())

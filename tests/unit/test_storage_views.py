@@ -251,7 +251,7 @@ def test_stop_start_autostart_refresh(admin_client: Client, test_host: Host) -> 
         "pool.stop", "pool.start", "pool.autostart", "pool.no-autostart", "pool.refresh"]
     # starting an active pool: libvirt's refusal in words, audited as failed
     page = admin_client.post(url("pool_action", "testhost", "images", "start"), follow=True).content.decode()
-    assert "start: Requested operation is not valid: storage pool &#x27;images&#x27; is active" in page
+    assert "Start pool: not done: Requested operation is not valid: storage pool &#x27;images&#x27; is active" in page
     assert len(audited("pool.start", "failed")) == 1
 
 
@@ -357,11 +357,13 @@ def test_delete_volume_refused_while_a_vm_uses_it(admin_client: Client, test_hos
 
 def wait_for_job(client: Client, location: str) -> dict[str, Any]:
     """A clone or wipe answers with its job page; its JSON says when it has ended."""
+    from jobs.models import Job
+
     status = reverse("jobs:status", kwargs=resolve(location).kwargs)
     for _ in range(200):
         state = client.get(status).json()
-        if not state["active"]:
-            return state
+        if not state["active"] and Job.objects.filter(pk=state["id"], audit__isnull=False).exists():
+            return state  # ended, and its audit record (written just after) is there
         time.sleep(0.05)
     raise AssertionError("job did not end")
 
@@ -385,7 +387,7 @@ def test_unsupported_operations_are_words_not_500(admin_client: Client, test_hos
     """The test driver can neither resize, wipe, upload nor download: each says so."""
     make_volume(test_host, "v.img")
     page = admin_client.post(url("volume_resize", "testhost", "images", "v.img"), {"size": "2G"}).content.decode()
-    assert "did not grow the volume" in page and "not supported" in page
+    assert "Grow volume: not done:" in page and "not supported" in page
     small = admin_client.post(url("volume_resize", "testhost", "images", "v.img"), {"size": "512M"})
     assert "volumes only grow" in str(small.context["form"].errors["size"])
     wiped = admin_client.post(url("volume_wipe", "testhost", "images", "v.img"))
@@ -457,3 +459,49 @@ def test_grow_refused_while_a_running_vm_uses_the_volume(admin_client: Client, t
     assert lv(test_host, lambda c: c.storagePoolLookupByName("images").storageVolLookupByName("busy.img").info()[1]) \
         == GIB
     assert audited("volume.resize", "failed")[0].object_name == "images/busy.img"
+
+
+# --- one operation, one audit record ------------------------------------------------------------
+
+
+def test_each_change_writes_one_record_with_its_duration(admin_client: Client, test_host: Host) -> None:
+    admin_client.post(url("pool_action", "testhost", "images", "refresh"))
+    admin_client.post(url("volume_new", "testhost", "images"), {"name": "a.img", "size": "1G", "format": "raw"})
+    admin_client.post(url("volume_delete", "testhost", "images", "a.img"))
+    events = list(AuditEvent.objects.exclude(action="login").order_by("id"))
+    assert [(e.action, e.result, e.object_type, e.object_name) for e in events] == [
+        ("pool.refresh", "ok", "pool", "images"), ("volume.create", "ok", "volume", "images/a.img"),
+        ("volume.delete", "ok", "volume", "images/a.img")]
+    assert all(e.duration_ms is not None and e.host_name == "testhost" for e in events)
+
+
+def test_input_the_host_refuses_is_a_field_error_audited_as_refused(admin_client: Client, test_host: Host,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every problem the virt layer names lands on its field (capacity is the form's size), once."""
+    from virt.storage_rules import Problem, StorageInputError
+
+    def refuse(conn: Any, pool: str, spec: Any) -> None:
+        raise StorageInputError([Problem("capacity", "Too big for the pool now."),
+                                 Problem("name", "A volume of that name appeared meanwhile."),
+                                 Problem("elsewhere", "The pool changed.")])
+
+    monkeypatch.setattr("storage.views.volumes.create_volume", refuse)
+    response = admin_client.post(url("volume_new", "testhost", "images"),
+                                 {"name": "late.img", "size": "1G", "format": "raw"})
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert errors["size"] == ["Too big for the pool now."]
+    assert errors["name"] == ["A volume of that name appeared meanwhile."]
+    assert errors["__all__"] == ["The pool changed."]
+    [event] = AuditEvent.objects.exclude(action="login")
+    assert (event.action, event.result, event.object_name) == ("volume.create", "failed", "images/late.img")
+    assert event.detail.startswith("refused: ") and "appeared meanwhile" in event.detail
+    assert volume_names(test_host) == set()
+
+
+def test_a_post_the_host_cannot_answer_is_audited_once(admin_client: Client, db: None) -> None:
+    Host.objects.create(name="gone", transport="tcp", hostname="127.0.0.1", port=9, insecure_tcp=True)
+    response = admin_client.post(url("volume_delete", "gone", "images", "v.img"))
+    assert response.status_code == 503 and "refused" in response.content.decode()
+    [event] = AuditEvent.objects.exclude(action="login")
+    assert (event.action, event.result) == ("volume.delete", "failed") and "could not be asked" in event.detail

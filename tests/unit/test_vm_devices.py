@@ -276,6 +276,7 @@ def test_attach_follows_the_bus_on_a_running_vm(admin_client: Client, test_host:
     assert events() == [("vm.disk.attach", "ok"), ("vm.disk.attach", "ok")]
     event = AuditEvent.objects.filter(action="vm.disk.attach").order_by("id").first()
     assert event is not None and event.object_name == "web-01" and "bus virtio, cache none" in event.detail
+    assert event.duration_ms is not None  # one record per operation, with how long the host took
 
 
 def test_attach_to_a_shut_off_vm_changes_only_its_definition(admin_client: Client, test_host: Host,
@@ -296,7 +297,7 @@ def test_a_refused_attach_is_shown_in_words_and_removes_the_new_volume(admin_cli
     response = admin_client.post(url("disk_attach"), {**GOOD_ATTACH, "volume_name": "doomed.qcow2"})
     assert response.status_code == 200
     html = response.content.decode()
-    assert "Not done:" in html and "not supported" in html and "The new volume was removed again." in html
+    assert "Attach disk: not done:" in html and "not supported" in html and "The new volume was removed again." in html
     assert volumes(test_host) == before
     assert events() == [("vm.disk.attach", "failed")]
 

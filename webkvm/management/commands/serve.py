@@ -38,12 +38,26 @@ def stop_job_worker(worker: subprocess.Popen[bytes], patience: float = 5.0) -> N
     worker.wait()
 
 
+def default_workers() -> int:
+    """One gunicorn worker per CPU (at least 2, so one busy process never stalls the panel; at most 16)."""
+    return max(2, min(os.cpu_count() or 2, 16))
+
+
+def demo_only() -> bool:
+    """Every host is on libvirt's test driver, whose VMs live inside each process that opens it."""
+    from hosts.models import Host
+
+    hosts = Host.objects.all()
+    return hosts.exists() and not hosts.exclude(transport="test").exists()
+
+
 class Command(BaseCommand):
     help = "Serve the panel: Redis (private unless WEBKVM_REDIS_URL is set), job workers, gunicorn; stopped together."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--bind", default="127.0.0.1:8000")
-        parser.add_argument("--workers", type=int, default=1)
+        parser.add_argument("--workers", type=int, default=settings.WEBKVM_WORKERS,
+                            help="gunicorn workers (default: WEBKVM_WORKERS, else one per CPU, at least 2)")
         parser.add_argument("--job-workers", type=int, default=settings.WEBKVM_JOB_WORKERS)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -56,13 +70,14 @@ class Command(BaseCommand):
             settings.WEBKVM_REDIS_URL = env["WEBKVM_REDIS_URL"]  # this process too, for the reconciliation
             redis_store.client.cache_clear()
         self._reconcile()
+        workers = options["workers"] or self._workers()
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         job_workers = [subprocess.Popen([sys.executable, manage, "rqworker", "default"], env=env)
                        for _ in range(options["job_workers"])]
-        self.stdout.write(f"webkvm: {len(job_workers)} job worker(s)")
+        self.stdout.write(f"webkvm: {workers} panel worker(s), {len(job_workers)} job worker(s)")
         gunicorn = Path(sys.executable).with_name("gunicorn")
         command = [str(gunicorn), "webkvm.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
-                   "--bind", options["bind"], "--workers", str(options["workers"]), "--graceful-timeout", "5",
+                   "--bind", options["bind"], "--workers", str(workers), "--graceful-timeout", "5",
                    "--access-logfile", "-"]
         server = subprocess.Popen(command, env=env)
 
@@ -83,6 +98,14 @@ class Command(BaseCommand):
             if private is not None:
                 private.stop()
         sys.exit(code)
+
+    def _workers(self) -> int:
+        if demo_only():
+            # Each worker would show its own copy of the demo's VMs; a real host has one truth for all.
+            self.stdout.write("webkvm: only test-driver (demo) hosts: serving with 1 panel worker so every page "
+                              "shows the same demo VMs; add a real host, or set WEBKVM_WORKERS, for more")
+            return 1
+        return default_workers()
 
     def _reconcile(self) -> None:
         from jobs.reconcile import reconcile

@@ -1,0 +1,144 @@
+"""Creating a VM whose new disk is allocated up front, as a durable job (jobs/runner.py).
+
+Writing a large volume in full can take minutes, so that creation runs on a job worker: "allocating
+disk" (the volume's allocation is shown against its capacity), "defining", "starting". The request
+chooses the VM's UUID and the volume's name before the job starts and stores them in its params, so
+the job's link leads to the new VM and, when the job's worker died, the reconciliation finds what it
+left: a VM that was defined is kept and said; a half-made volume without a VM is removed. A creation
+without allocation stays in the request (instances/views/create.py). The job's kind is the operation's
+name (instances/operations.py CREATE): every creation is audited as vm.create.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from django import forms
+from django.http import HttpRequest
+from django.urls import reverse
+
+from hosts import services
+from hosts.models import Host
+from instances import operations as ops
+from jobs.models import Job, JobState
+from jobs.runner import Handle, Kind, StillBusy, register
+from virt.create import (
+    ALLOCATING,
+    DEFINING,
+    MAKING_DISK,
+    MIB,
+    STARTING,
+    NewVM,
+    NewVolume,
+    create_vm,
+    spec_from_params,
+    spec_params,
+    tidy_unfinished,
+)
+from virt.errors import Unreachable, VirtError
+from virt.volumes import allocation_of
+from webkvm.operations import start_job
+
+JOB_TIMEOUT = 24 * 3600.0  # the deadline of the libvirt call: as long as writing the disk takes
+MEASURE_TIMEOUT = 10.0
+TIDY_TIMEOUT = 60.0
+BEGUN = (ALLOCATING, MAKING_DISK, DEFINING, STARTING)  # phases once the volume is being made
+
+
+def _create(handle: Handle) -> str:
+    host, p = handle.host, handle.params
+    if host is None:
+        raise VirtError("The job's host was removed from the panel.")
+    spec, start = spec_from_params(p["spec"]), bool(p["start"])
+    disk = spec.disk
+    total = disk.size_mib * MIB if isinstance(disk, NewVolume) else 0
+    # The libvirt call tells its steps from the host's thread; this job's thread writes them to the Job.
+    told: list[str] = []
+    lock = threading.Lock()
+
+    def step(phase: str) -> None:
+        with lock:
+            told.append(phase)
+
+    # Said before the call begins: from here on, a volume of the chosen name may be this job's (see BEGUN).
+    first = (ALLOCATING if disk.allocate else MAKING_DISK) if isinstance(disk, NewVolume) else DEFINING
+    handle.progress(0, total, first)
+    try:
+        pending = services.connection(host).submit(
+            lambda conn: str(create_vm(conn, spec, start=start, step=step).UUIDString()), JOB_TIMEOUT)
+    except ValueError as exc:  # a stored value that no longer validates
+        raise VirtError(str(exc)) from None
+    try:
+        new_uuid = handle.follow(pending.future, _measure(handle, host, spec, told, lock), every=1.0)
+    finally:
+        services.connection(host).reads.invalidate()  # the next page shows the new VM (or its absence)
+    handle.progress(done=total, phase="done")
+    return f"{spec.name} created (uuid {new_uuid}){' and started' if start else ''}; {_disk_words(spec)}."
+
+
+def _measure(handle: Handle, host: Host, spec: NewVM, told: list[str], lock: threading.Lock
+             ) -> Callable[[], int | None]:
+    """The phase the libvirt call last told, and while allocating, the volume's allocation so far."""
+    disk = spec.disk
+
+    def measure() -> int | None:
+        with lock:
+            phase = told[-1] if told else ""
+        if phase and phase != handle.job.phase:
+            handle.progress(phase=phase)
+        if not isinstance(disk, NewVolume) or phase not in (ALLOCATING, MAKING_DISK):
+            return None
+        found = services.call(host, lambda conn: allocation_of(conn, disk.pool, disk.name), MEASURE_TIMEOUT)
+        return found[0] if found else 0
+
+    return measure
+
+
+def _disk_words(spec: NewVM) -> str:
+    disk = spec.disk
+    if isinstance(disk, NewVolume):
+        allocated = ", allocated in full" if disk.allocate else ""
+        return f"boot disk: new {disk.format} volume {disk.pool}/{disk.name} of {disk.size_mib} MiB{allocated}"
+    return f"boot disk: volume {disk.pool}/{disk.volume}"
+
+
+def _create_interrupted(job: Job) -> str:
+    """The worker died: keep (and say) a VM that was defined; remove a half-made volume without a VM."""
+    if job.started is None or job.host is None:
+        return "It made nothing."
+    host, spec = job.host, spec_from_params(job.params["spec"])
+    try:
+        left = services.change(host, lambda conn: tidy_unfinished(conn, spec, volume_made=job.phase in BEGUN),
+                               TIDY_TIMEOUT)
+    except Unreachable as exc:
+        raise StillBusy(f"{host.name} does not answer ({exc}); what the creation left is looked at once it does."
+                        ) from None
+    except VirtError as exc:
+        return f"What the creation left could not be looked at: {exc}"
+    if left.building:
+        raise StillBusy(f"libvirt is still writing the new volume of {spec.name}; it is removed once it has finished.")
+    if left.defined:
+        Job.objects.filter(pk=job.pk).update(params={**job.params, "defined": True})  # the link leads to it
+    return " ".join(left.words)
+
+
+def _new_vm_page(job: Job) -> str | None:
+    made = job.state == JobState.DONE or job.params.get("defined")
+    return reverse("instances:detail", args=[job.host.name, job.params["uuid"]]) if job.host and made else None
+
+
+CREATE = register(Kind(ops.CREATE.job, "Create VM", _create, unit="bytes", link=_new_vm_page, link_text="Open the VM",
+                       interrupted=_create_interrupted))
+
+
+def start_create(request: HttpRequest, host: Host, spec: NewVM, start: bool,
+                 form: forms.Form | None = None) -> Job | None:
+    """Start the creation of `spec` (its UUID and new volume's name chosen, see module doc). None when it
+    could not start: the refusal is audited and said on the form."""
+    disk = spec.disk
+    size = f"{disk.size_mib} MiB allocated now" if isinstance(disk, NewVolume) else f"{disk.pool}/{disk.volume}"
+    job: Job | None = start_job(request, ops.CREATE, host=host, name=spec.name,
+                                params={"spec": spec_params(spec), "start": start, "uuid": spec.uuid},
+                                summary=f"create {spec.name} ({size})", form=form)
+    return job

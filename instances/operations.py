@@ -1,0 +1,62 @@
+"""Every operation on VMs, declared once (webkvm/operations.py): name (= audit action), permission,
+lock, how long the host may take, and the job kind of those that run on a job worker."""
+
+from __future__ import annotations
+
+from virt import lifecycle
+from webkvm.models import VMPermission
+from webkvm.operations import ADMIN, Access, Operation, declare
+
+VIEW, CONSOLE, POWER, CHANGE, DELETE = (p.value for p in VMPermission)
+# A live detach waits up to 5 s for the guest; making a large raw volume takes longer still.
+CHANGE_TIMEOUT = 60.0
+
+
+def _vm(name: str, label: str, permission: str, *, lock: bool = True, timeout: float = CHANGE_TIMEOUT,
+        job: str = "", confirm: str = "") -> Operation:
+    return declare(Operation(f"vm.{name}", label, "vm", permission, lock=lock, timeout=timeout, job=job,
+                             confirm=confirm))
+
+
+# Power and housekeeping actions (virt/lifecycle.py says which states allow each).
+ACTIONS: dict[str, Operation] = {
+    action.name: _vm(action.name, action.label, action.permission, timeout=action.timeout, confirm=action.confirm)
+    for action in lifecycle.ACTIONS.values()
+}
+ACTION = Access(POWER, "vm", by="action", choices=ACTIONS)  # the route /action/<action>/
+RENAME = _vm("rename", "Rename", CHANGE)
+DESCRIBE = _vm("describe", "Title and description", CHANGE)
+
+# Configuration.
+DISK_ATTACH = _vm("disk.attach", "Attach disk", CHANGE)
+DISK_DETACH = _vm("disk.detach", "Detach disk", CHANGE)
+CDROM_INSERT = _vm("cdrom.insert", "Insert ISO", CHANGE)
+CDROM_EJECT = _vm("cdrom.eject", "Eject ISO", CHANGE)
+CDROM_ADD = _vm("cdrom.add", "Add CD-ROM drive", CHANGE)
+CDROM_REMOVE = _vm("cdrom.remove", "Remove CD-ROM drive", CHANGE)
+NIC_ADD = _vm("nic.add", "Add NIC", CHANGE)
+NIC_REMOVE = _vm("nic.remove", "Remove NIC", CHANGE)
+NIC_SOURCE = _vm("nic.source", "Change NIC source", CHANGE)
+NIC_LINK = _vm("nic.link", "Set NIC link", CHANGE)
+RESIZE = _vm("resize", "Resize", CHANGE)
+BOOT = _vm("boot", "Boot settings", CHANGE)
+VNC = _vm("vnc", "VNC settings", CHANGE)
+XML_EDIT = _vm("xml.edit", "Edit XML", ADMIN)
+XML_ROLLBACK = _vm("xml.rollback", "Roll back XML", ADMIN)
+# A running VM's snapshot (its memory too) runs as a job of the same name (instances/snapshot_jobs.py);
+# a shut-off VM's (disks only) in the request.
+SNAPSHOT_CREATE = _vm("snapshot.create", "Take snapshot", CHANGE, timeout=300.0, job="vm.snapshot.create")
+SNAPSHOT_REVERT = _vm("snapshot.revert", "Revert to snapshot", CHANGE, timeout=300.0)
+SNAPSHOT_DELETE = _vm("snapshot.delete", "Delete snapshot", CHANGE, timeout=300.0)
+
+# The VM's life.
+# A creation that allocates its whole disk up front runs as a job of the same name (instances/create_jobs.py).
+CREATE = declare(Operation("vm.create", "Create VM", "vm", ADMIN, timeout=120.0, job="vm.create"))
+DELETE_VM = _vm("delete", "Delete", DELETE, timeout=300.0)
+CLONE = _vm("clone", "Clone", ADMIN, job="vm.clone")
+MIGRATE = _vm("migrate", "Migrate", ADMIN, job="vm.migrate")
+EVACUATE = declare(Operation("host.evacuate", "Evacuate host", "host", ADMIN, job="host.evacuate"))
+MIGRATE_MANY = declare(Operation("vm.migrate-many", "Migrate VMs", "host", ADMIN, job="vm.migrate-many"))
+FLAVOR_CREATE = declare(Operation("flavor.create", "Create flavor", "flavor", ADMIN))
+FLAVOR_UPDATE = declare(Operation("flavor.update", "Edit flavor", "flavor", ADMIN))
+FLAVOR_DELETE = declare(Operation("flavor.delete", "Delete flavor", "flavor", ADMIN))

@@ -1,0 +1,129 @@
+"""A running VM's snapshot as a durable job (jobs/runner.py): libvirt writes its whole memory into the
+VM's qcow2 disks, which can take minutes.
+
+The VM's lock is taken by the request that starts the job (so a refusal is immediate) and handed to the
+job by its token, as instances/clone_jobs.py does: the job's worker renews it while libvirt writes, and it
+is released when the job ends in any state, when it is cancelled before it ran, and by the reconciliation
+when the job's worker died (once libvirt says what became of the snapshot). The job's kind is the
+operation's name (instances/operations.py SNAPSHOT_CREATE), so every snapshot taken is audited as
+vm.snapshot.create whether it ran in the request (a shut-off VM) or here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest
+from django.urls import reverse
+
+from hosts import services
+from hosts.models import Host
+from instances import operations as ops
+from jobs.models import Job
+from jobs.reconcile import Completed
+from jobs.runner import Handle, Kind, StillBusy, register
+from virt import snapshots
+from virt.errors import NotFound, Unreachable, VirtError
+from webkvm.operations import start_job
+
+WRITING = "writing memory and disks"
+JOB_TIMEOUT = 6 * 3600.0  # the deadline of the libvirt call: a VM with a lot of memory on slow disks
+MEASURE_TIMEOUT = 10.0  # asking how far libvirt is: a short call, in a slot of the host's connection
+TIDY_TIMEOUT = 60.0
+
+
+def _snapshot(handle: Handle) -> str:
+    host, p = handle.host, handle.params
+    key, vm, token, name, description = p["host_key"], p["vm"], p["lock"], p["name"], p["description"]
+    try:
+        if host is None:
+            raise VirtError("The job's host was removed from the panel.")
+        services.vm_locks.adopt(key, vm, token)  # Busy if it lapsed and somebody else took the VM meanwhile
+        handle.progress(phase=WRITING)
+        try:
+            pending = services.connection(host).submit(
+                lambda conn: snapshots.create(conn.lookupByUUIDString(vm), name, description), JOB_TIMEOUT)
+        except ValueError as exc:  # a stored value that no longer validates
+            raise VirtError(str(exc)) from None
+        info = handle.follow(pending.future, _measure(handle, host, vm), every=2.0)
+    finally:
+        services.vm_locks.release_token(key, vm, token)
+        if host is not None:
+            try:
+                services.connection(host).reads.invalidate()  # the next page shows the new snapshot
+            except ValueError:
+                pass
+    memory = "with its memory" if info.with_memory else "of its disks (it was shut off meanwhile)"
+    return f"Snapshot {info.name} of {p['vm_name']} taken {memory} (uuid {vm})."
+
+
+def _measure(handle: Handle, host: Host, vm: str) -> Callable[[], int | None]:
+    """How far libvirt is, from its job statistics: reported as done/total when it tells (qemu for some
+    snapshot kinds), else the phase alone stays on the job page."""
+
+    def measure() -> int | None:
+        figures = services.call(host, lambda conn: snapshots.memory_progress(conn.lookupByUUIDString(vm)),
+                                MEASURE_TIMEOUT)
+        if figures is None:
+            return None
+        done, total = figures
+        if total != handle.job.total:
+            handle.progress(total=total)
+        return done
+
+    return measure
+
+
+def _snapshot_interrupted(job: Job) -> str:
+    """The worker died while libvirt wrote: ask libvirt whether the snapshot exists (then the job is done
+    after all), whether it still works on the VM (then ask again later), or neither (interrupted)."""
+    p = job.params
+    if job.started is None or job.host is None:
+        _unlock(job)
+        return ""
+    host, vm, name = job.host, p["vm"], p["name"]
+    try:
+        found = services.call(host, lambda conn: snapshots.after_interruption(conn.lookupByUUIDString(vm), name),
+                              TIDY_TIMEOUT)
+    except NotFound:
+        _unlock(job)
+        return f"The VM {p['vm_name']} is gone."
+    except Unreachable as exc:
+        raise StillBusy(f"{host.name} does not answer ({exc}); whether snapshot {name} was taken is asked again "
+                        "once it does.") from None
+    except VirtError as exc:
+        _unlock(job)
+        return f"Whether snapshot {name} was taken could not be asked: {exc}"
+    if found == snapshots.BUSY:
+        raise StillBusy(f"libvirt is still working on {p['vm_name']}; whether snapshot {name} was taken is asked "
+                        "again once it has finished.")
+    _unlock(job)
+    if found == snapshots.EXISTS:  # taken after all: the job ends done
+        raise Completed(f"snapshot {name} of {p['vm_name']} was taken (uuid {vm}).")
+    return f"Snapshot {name} was not taken."
+
+
+def _unlock(job: Job) -> None:
+    """Lets go of the VM's lock the request took for the job (it ended, or never ran)."""
+    services.vm_locks.release_token(job.params["host_key"], job.params["vm"], job.params["lock"])
+
+
+def _snapshots_page(job: Job) -> str | None:
+    return reverse("instances:snapshots", args=[job.host.name, job.params["vm"]]) if job.host else None
+
+
+SNAPSHOT = register(Kind(ops.SNAPSHOT_CREATE.job, "Take snapshot with memory", _snapshot, unit="bytes",
+                         link=_snapshots_page, link_text="Show the snapshots", interrupted=_snapshot_interrupted,
+                         never_ran=_unlock))
+
+
+def start_snapshot(request: HttpRequest, host: Host, vm_uuid: str, vm_name: str, name: str, description: str,
+                   lock: str) -> Job | None:
+    """Start the snapshot of a running VM whose lock the request holds (`lock`: its token, handed to the job).
+    None when it could not start: the refusal is audited and said, and the lock is still the caller's."""
+    job: Job | None = start_job(
+        request, ops.SNAPSHOT_CREATE, host=host, name=vm_name,
+        params={"host_key": str(host.pk), "vm": vm_uuid.lower(), "vm_name": vm_name, "lock": lock, "name": name,
+                "description": description},
+        summary=f"snapshot {name} of {vm_name} with its memory")
+    return job
