@@ -43,6 +43,8 @@ spec = json.loads(os.environ["PROCESSES_TEST"])
 user = get_user_model().objects.create_superuser("two-admin", "", "two-processes-password-1")
 Host.objects.create(name="slow", transport="tcp", hostname="127.0.0.1", port=spec["slow_port"], insecure_tcp=True)
 Host.objects.create(name="lab", transport="tcp", hostname="127.0.0.1", port=16509, insecure_tcp=True)
+if spec["lab2"]:
+    Host.objects.create(name="lab2", transport="tcp", hostname=spec["lab2"], port=16509, insecure_tcp=True)
 keys = []
 for _ in range(2):
     store = SessionStore()
@@ -109,7 +111,8 @@ def _two_panels(lab: dict[str, Any], database: str) -> Iterator[dict[str, Any]]:
         manage = [sys.executable, str(REPO / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True, timeout=120)
         done = subprocess.run([*manage, "shell", "-c", SETUP], cwd=REPO, capture_output=True, text=True, timeout=60,
-                              env={**env, "PROCESSES_TEST": json.dumps({"slow_port": link.port})})
+                              env={**env, "PROCESSES_TEST": json.dumps({
+                                  "slow_port": link.port, "lab2": (lab.get("host2") or {}).get("address", "")})})
         assert done.returncode == 0, done.stderr
         sessions = done.stdout.split("SESSIONS ")[1].split()
         ports = [free_port(), free_port()]
@@ -282,3 +285,60 @@ def test_a_job_worker_killed_mid_copy_ends_the_job_truthfully_on_every_machine(t
     assert json.loads(a.request("GET", status_path)[2]) == state
     test_pool.refresh(0)
     assert test_pool.listVolumes() == ["src.img"] and sorted(p.name for p in path.iterdir()) == ["src.img"]
+
+
+def test_a_job_worker_killed_mid_migration_leaves_the_vm_on_exactly_one_host(two_panels: dict[str, Any],
+                                                                             lab: dict[str, Any], lab2: dict[str, Any],
+                                                                             lab_domain) -> None:
+    import libvirt
+
+    from tests.conftest import need
+
+    a, b = (Browser(port, key) for port, key in zip(two_panels["ports"], two_panels["sessions"], strict=True))
+    one, two = libvirt.open(lab["unix_uri"]), libvirt.open(lab2["uri"])
+    need(two.getFreeMemory() > 2200 * 1024 * 1024, "host 2 has less than 2.2 GiB free")
+    # 2 GiB of guest memory at 1 MiB/s: the migration runs far longer than the test needs to kill its worker.
+    dom = lab_domain(memory_mib=2048)
+    vm = dom.UUIDString()
+    try:
+        status, job, page = a.request("POST", f"/instances/lab/{vm}/migrate/", {"target": "lab2", "bandwidth_mib": "1"})
+        assert status == 302 and re.fullmatch(r"/jobs/\d+/", job), (status, job, page[:3000])
+        status_path = job.rstrip("/") + ".json"
+        _until("the memory copy to begin", lambda: json.loads(b.request("GET", status_path)[2])["done"] > 0, 60)
+        doomed = _until("the job worker running it", lambda: _job_horses(two_panels), 10)
+        for pid in doomed:
+            os.kill(pid, signal.SIGKILL)
+
+        def ended() -> dict[str, Any] | None:
+            state = json.loads(b.request("GET", status_path)[2])
+            return state if not state["active"] else None
+
+        state = _until("the job to be settled from libvirt", ended, 120)
+        assert json.loads(a.request("GET", status_path)[2]) == state  # the same truth on every machine
+
+        def where(conn: libvirt.virConnect) -> str:
+            try:
+                return "running" if conn.lookupByUUIDString(vm).isActive() else "shut off"
+            except libvirt.libvirtError:
+                return "absent"
+
+        places = _until("libvirt to settle the VM", lambda: (p := (where(one), where(two))) in (
+            ("running", "absent"), ("running", "shut off"), ("absent", "running"), ("shut off", "running")) and p, 30)
+        assert places.count("running") == 1, places  # on exactly one host
+        name = dom.name()
+        if places[0] == "running":
+            assert state["state"] == "interrupted", state
+            assert f"{name} is running on lab; nothing was moved." in state["result"], state
+        else:
+            assert state["state"] == "done" and f"{name} is running on lab2." in state["result"], state
+        # The VM's lock was let go: another change of it is not "busy".
+        said = a.post_and_follow(f"/instances/{'lab' if places[0] == 'running' else 'lab2'}/{vm}/action/suspend/",
+                                 {})
+        assert not any("still running" in words for words in said), said
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            two.lookupByUUIDString(vm).destroy()
+        with contextlib.suppress(libvirt.libvirtError):
+            two.lookupByUUIDString(vm).undefine()
+        one.close()
+        two.close()
