@@ -469,4 +469,4 @@ def test_issue6_clone_snapshot_devices_boot_vnc_and_the_xml_editor(
         == [*((a, "ok") for a in ("vm.clone", "vm.start", "vm.destroy", "vm.describe", "vm.snapshot.create",
                                   "vm.describe", "vm.snapshot.revert", "vm.start", "vm.disk.attach", "vm.nic.add",
                                   "vm.boot", "vm.vnc")),
-            ("vm.xml_edit", "failed"), ("vm.xml_edit", "ok"), ("vm.xml_rollback", "ok")]
+            ("vm.xml.edit", "failed"), ("vm.xml.edit", "ok"), ("vm.xml.rollback", "ok")]

@@ -158,7 +158,7 @@ def test_a_refused_hot_plug_is_shown_in_words_and_leaves_nothing(admin_client: C
     dom = lab_domain()
     before = virsh("dumpxml", "--inactive", dom.name())
     page = post(admin_client, "disk_attach", dom, new_disk(pool))
-    assert "Not done:" in page and "hotplug" in page and "The new volume was removed again." in page
+    assert "Attach disk: not done:" in page and "hotplug" in page and "The new volume was removed again." in page
     pool.refresh(0)
     assert pool.listVolumes() == []
     assert virsh("dumpxml", "--inactive", dom.name()) == before

@@ -102,7 +102,7 @@ def test_hostile_oversized_and_foreign_documents_never_reach_libvirt(admin_clien
     assert foreign.status_code == 400 and "must keep this VM&#x27;s &lt;uuid&gt;" in foreign.content.decode()
     assert dumpxml(dom.name()) == before
     assert not DomainDefinition.objects.exists()
-    assert AuditEvent.objects.filter(action="vm.xml_edit", result="failed").count() == 4
+    assert AuditEvent.objects.filter(action="vm.xml.edit", result="failed").count() == 4
 
 
 def test_invalid_definitions_show_libvirts_message_and_keep_the_old_one(admin_client: Client, tcp_host: Host,
@@ -163,8 +163,8 @@ def test_edit_keeps_the_vnc_password_and_rollback_restores_byte_for_byte(admin_c
     assert admin_client.post(rollback, {"base": page.context["base"]}).status_code == 302
     assert dumpxml(name) == original == entry.xml == dom.XMLDesc(READ)
     assert DomainDefinition.objects.first().xml == edited
-    assert list(AuditEvent.objects.filter(action__startswith="vm.xml_").values_list("action", "result")) == [
-        ("vm.xml_rollback", "ok"), ("vm.xml_edit", "ok")]
+    assert list(AuditEvent.objects.filter(action__startswith="vm.xml.").values_list("action", "result")) == [
+        ("vm.xml.rollback", "ok"), ("vm.xml.edit", "ok")]
 
 
 def test_a_running_vm_gets_the_new_definition_at_its_next_boot(admin_client: Client, tcp_host: Host,
