@@ -439,35 +439,6 @@ def _user(name: str) -> Any:
     return get_user_model().objects.create_user(name, "", PASSWORD)
 
 
-ADMIN_ONLY = [
-    ("get", "instances:create", [], None),
-    ("post", "instances:create", [], GOOD_FORM),
-    ("get", "instances:flavors", [], None),
-    ("get", "instances:flavor_create", [], None),
-    ("post", "instances:flavor_create", [], {"name": "x1", "vcpus": "1", "memory_mib": "64", "disk_gib": "1"}),
-    ("get", "instances:flavor_edit", ["FLAVOR"], None),
-    ("post", "instances:flavor_edit", ["FLAVOR"], {"name": "x2", "vcpus": "1", "memory_mib": "64", "disk_gib": "1"}),
-    ("get", "instances:flavor_delete", ["FLAVOR"], None),
-    ("post", "instances:flavor_delete", ["FLAVOR"], {}),
-]
-
-
-@pytest.mark.parametrize(("method", "name", "args", "data"), ADMIN_ONLY, ids=[f"{m} {n}" for m, n, _, _ in ADMIN_ONLY])
-def test_create_and_flavors_are_admin_only(personas: dict[str, Client], test_host: Host, method: str, name: str,
-                                           args: list[str], data: dict[str, str] | None) -> None:
-    flavor = Flavor.objects.create(name="m1.x", vcpus=1, memory_mib=64, disk_gib=1)
-    url = reverse(name, args=[flavor.pk if a == "FLAVOR" else a for a in args])
-    if name == "instances:create":
-        url += "?host=testhost"
-    for persona in ("user", "outsider"):
-        assert getattr(personas[persona], method)(url, data or {}).status_code == 403, persona
-    anonymous = getattr(personas["anonymous"], method)(url, data or {})
-    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
-    assert Flavor.objects.filter(name="m1.x").exists() and world(test_host)[1] == []
-    assert AuditEvent.objects.filter(result="denied").count() == 2  # one per refused persona
-    assert getattr(personas["admin"], method)(url, data or {}).status_code in (200, 302)
-
-
 def test_delete_needs_the_delete_grant(personas: dict[str, Client], test_host: Host, granted_user: Any) -> None:
     url = reverse("instances:delete", args=["testhost", WEB_01_UUID])
     # granted_user may view, use the console and power web-01, but not delete it.

@@ -219,39 +219,6 @@ def test_second_concurrent_action_is_busy(admin_client: Client, test_host: Host)
     assert state_of(test_host, WEB_01_UUID) == libvirt.VIR_DOMAIN_PAUSED
 
 
-# Every state-changing VM URL, with the grant it needs.
-ACTION_URLS = [
-    *[("instances:action", [a], "power", {"confirm": "yes"})
-      for a in ("start", "shutdown", "reboot", "suspend", "resume", "managedsave", "restore", "reset", "destroy",
-                "discard-save")],
-    ("instances:action", ["autostart-on"], "change", {}),
-    ("instances:action", ["autostart-off"], "change", {}),
-    ("instances:rename", [], "change", {"name": "x"}),
-    ("instances:describe", [], "change", {"title": "x"}),
-]
-
-
-@pytest.mark.parametrize(("name", "extra", "permission", "data"), ACTION_URLS,
-                         ids=[f"{n} {' '.join(e)}" for n, e, _, _ in ACTION_URLS])
-def test_action_permissions(personas: dict[str, Client], granted_user, test_host: Host, name, extra, permission,
-                            data) -> None:
-    VMGrant.objects.filter(user=granted_user).update(can_power=False, can_change=False, can_console=True)
-    on_web = reverse(name, args=["testhost", WEB_01_UUID, *extra])
-    on_db = reverse(name, args=["testhost", DB_01_UUID, *extra])
-    xml_before = services.call(test_host, lambda conn: conn.lookupByUUIDString(WEB_01_UUID).XMLDesc(0))
-    assert personas["user"].post(on_web, data).status_code == 403  # view + console only
-    assert personas["user"].post(on_db, data).status_code == 403  # no grant at all
-    assert personas["outsider"].post(on_web, data).status_code == 403
-    assert personas["anonymous"].post(on_web, data).status_code == 302
-    # GET of an action shows its confirmation or goes back to the VM; rename and describe take only POST.
-    assert personas["admin"].get(on_web).status_code in ((200, 302) if name == "instances:action" else (405,))
-    assert services.call(test_host, lambda conn: conn.lookupByUUIDString(WEB_01_UUID).XMLDesc(0)) == xml_before
-    assert state_of(test_host, WEB_01_UUID) == libvirt.VIR_DOMAIN_RUNNING
-    VMGrant.objects.filter(user=granted_user).update(**{f"can_{permission}": True})
-    assert personas["user"].post(on_web, data).status_code in (200, 302)
-    assert personas["user"].post(on_db, data).status_code == 403
-
-
 def test_view_pages_need_a_grant(personas: dict[str, Client], test_host: Host) -> None:
     for name in ("instances:detail", "instances:stats"):
         assert personas["user"].get(reverse(name, args=["testhost", WEB_01_UUID])).status_code == 200

@@ -17,6 +17,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from hosts import services
 from hosts.models import Host
+from instances.models import Flavor
 from jobs.models import Job
 from tests.conftest import DB_01_UUID, PASSWORD, WEB_01_UUID
 from webkvm.models import AuditEvent, VMGrant, VMPermission
@@ -162,11 +163,21 @@ def _refused(response: Any) -> bool:
 
 
 def _world(host: Host) -> list[str]:
+    """Everything a refused request could have changed: the host's VMs, pools, volumes and networks, and
+    the panel's own records (hosts, users, grants, flavors, jobs)."""
     def read(conn: Any) -> list[str]:
-        return sorted(str(d.XMLDesc(0)) + str(d.state()) for d in conn.listAllDomains(0))
+        found = [str(d.XMLDesc(0)) + str(d.state()) for d in conn.listAllDomains(0)]
+        for pool in conn.listAllStoragePools(0):
+            found.append(str(pool.XMLDesc(0)) + str(pool.isActive()))
+            if pool.isActive():
+                found.extend(str(v.XMLDesc(0)) for v in pool.listAllVolumes(0))
+        found.extend(str(n.XMLDesc(0)) + str(n.isActive()) for n in conn.listAllNetworks(0))
+        return sorted(found)
 
     result: list[str] = services.call(host, read)
-    return result
+    panel = [repr(list(model.objects.order_by("pk").values())) for model in (Host, VMGrant, Flavor, Job)]
+    users = repr(list(get_user_model().objects.order_by("pk").values("username", "is_superuser", "is_active")))
+    return result + panel + [users]
 
 
 @pytest.mark.parametrize(("route", "chosen", "access"), CASES,
@@ -179,7 +190,7 @@ def test_permission_table(crowd: dict[str, Client], test_host: Host, route: Rout
     for persona in refused_personas:
         response = _ask(crowd[persona], url)
         assert _refused(response), f"{persona} was not refused {url}: {response.status_code}"
-    assert _world(test_host) == before, "a refused request changed a VM"
+    assert _world(test_host) == before, "a refused request changed something"
     if any(p != "anonymous" for p in refused_personas):
         assert AuditEvent.objects.filter(result="denied").exists(), "refusals are audited"
     if access.target == "vm" and access.permission != ADMIN:

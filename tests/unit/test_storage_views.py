@@ -57,37 +57,7 @@ def url(name: str, *args: str) -> str:
     return reverse(f"storage:{name}", args=list(args))
 
 
-# --- who may use what ------------------------------------------------------------------
-
-URLS = [
-    ("get", "index", []), ("get", "pools", ["testhost"]), ("get", "pool_types", ["testhost"]),
-    ("get", "pool_new", ["testhost", "dir"]), ("post", "pool_new", ["testhost", "dir"]),
-    ("get", "pool", ["testhost", "images"]), ("post", "pool_action", ["testhost", "images", "stop"]),
-    ("get", "pool_delete", ["testhost", "images"]), ("post", "pool_delete", ["testhost", "images"]),
-    ("get", "volume_new", ["testhost", "images"]), ("post", "volume_new", ["testhost", "images"]),
-    ("post", "upload_check", ["testhost", "images"]), ("put", "volume_upload", ["testhost", "images"]),
-    ("get", "volume_clone", ["testhost", "images", "v.img"]), ("post", "volume_clone", ["testhost", "images", "v.img"]),
-    ("get", "volume_resize", ["testhost", "images", "v.img"]),
-    ("post", "volume_resize", ["testhost", "images", "v.img"]),
-    ("get", "volume_wipe", ["testhost", "images", "v.img"]), ("post", "volume_wipe", ["testhost", "images", "v.img"]),
-    ("get", "volume_delete", ["testhost", "images", "v.img"]),
-    ("post", "volume_delete", ["testhost", "images", "v.img"]),
-    ("get", "volume_download", ["testhost", "images", "v.img"]),
-]
-
-
-@pytest.mark.parametrize(("method", "name", "args"), URLS, ids=[f"{m} {n}" for m, n, _ in URLS])
-def test_storage_is_admin_only(personas: dict[str, Client], test_host: Host, method: str, name: str,
-                               args: list[str]) -> None:
-    make_volume(test_host, "v.img")
-    target = url(name, *args)
-    for persona in ("user", "outsider"):
-        assert getattr(personas[persona], method)(target).status_code == 403, (persona, target)
-    anonymous = getattr(personas["anonymous"], method)(target)
-    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
-    assert pool_names(test_host) == {"images"} and volume_names(test_host) == {"v.img"}  # nothing changed
-    assert AuditEvent.objects.filter(result="denied").count() == 2
-
+# --- methods and CSRF (who may use each route: tests/unit/test_routes.py) ---------------
 
 def test_changes_need_post_and_csrf(admin_user, test_host: Host) -> None:
     client = Client(enforce_csrf_checks=True)

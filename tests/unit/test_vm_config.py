@@ -26,7 +26,7 @@ from jobs.reconcile import reconcile
 from tests.conftest import DB_01_UUID, PASSWORD, WEB_01_UUID
 from virt.clone import plan_clone, plan_params
 from virt.xml import Domain
-from webkvm.models import AuditEvent, VMGrant
+from webkvm.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 SECURE_CONFIG = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
@@ -81,53 +81,7 @@ def page(client: Client, response: Any) -> str:
     return client.get(response["Location"]).content.decode()
 
 
-# ---- permissions -------------------------------------------------------------------------
-
-# (method, url name, extra args, POST data, what it needs: view, change or admin)
-CONFIG_URLS = [
-    ("get", "instances:snapshots", [], None, "view"),
-    ("post", "instances:snapshot_create", [], {"name": "s1"}, "change"),
-    ("post", "instances:snapshot_revert", [], {"snapshot": "s1"}, "change"),
-    ("post", "instances:snapshot_delete", [], {"snapshot": "s1"}, "change"),
-    ("get", "instances:resize", [], None, "change"),
-    ("post", "instances:resize", [], {"vcpus": "1", "max_vcpus": "2", "memory_mib": "512", "max_memory_mib": "1024"},
-     "change"),
-    ("get", "instances:boot", [], None, "change"),
-    ("post", "instances:boot", [], {"bootmenu": "on"}, "change"),
-    ("get", "instances:vnc", [], None, "change"),
-    ("post", "instances:vnc", [], {"password_action": "set", "password": "pw", "listen": "127.0.0.1"}, "change"),
-    ("get", "instances:clone", [], None, "admin"),
-    ("post", "instances:clone", [], {"name": "web-01-copy"}, "admin"),
-]
-
-
-@pytest.mark.parametrize(("method", "name", "extra", "data", "needs"), CONFIG_URLS,
-                         ids=[f"{m} {n}" for m, n, _, _, _ in CONFIG_URLS])
-def test_permission_table(personas: dict[str, Client], granted_user, test_host: Host, method, name, extra, data,
-                          needs) -> None:
-    """admin / user with grants / outsider / anonymous on every configuration URL."""
-    on_web = reverse(name, args=["testhost", WEB_01_UUID, *extra])
-    on_db = reverse(name, args=["testhost", DB_01_UUID, *extra])
-    call = lambda persona, url: getattr(personas[persona], method)(url, data or {})  # noqa: E731
-    before = config_xml(test_host, WEB_01_UUID), live_xml(test_host, WEB_01_UUID)
-
-    assert call("anonymous", on_web).status_code == 302
-    assert call("outsider", on_web).status_code == 403
-    assert call("user", on_db).status_code == 403  # no grant on that VM at all
-    # The user's grant: view, console, power; no change.
-    assert call("user", on_web).status_code == (200 if needs == "view" else 403)
-    assert (config_xml(test_host, WEB_01_UUID), live_xml(test_host, WEB_01_UUID)) == before
-    assert not AuditEvent.objects.filter(action__startswith="vm.").exists()
-
-    VMGrant.objects.filter(user=granted_user).update(can_change=True)
-    expected_user = {"view": (200,), "change": (200, 302), "admin": (403,)}[needs]
-    assert call("user", on_web).status_code in expected_user
-    assert call("user", on_db).status_code == 403
-    admin = call("admin", on_web)
-    assert admin.status_code in (200, 302), admin.status_code
-    if method == "post":
-        assert personas["admin"].get(on_web).status_code in (405, 200)  # action URLs refuse GET
-
+# ---- methods (who may use each route: tests/unit/test_routes.py) -------------------------
 
 @pytest.mark.parametrize("name", ["instances:snapshot_create", "instances:snapshot_revert",
                                   "instances:snapshot_delete"])

@@ -139,55 +139,6 @@ def test_unknown_vm_is_404_and_an_unreachable_host_a_page(admin_client: Client, 
     assert page.status_code == 503 and 'id="devices-error"' in page.content.decode()
 
 
-# ---- permissions ---------------------------------------------------------------------------
-
-DEVICE_URLS = [
-    ("get", "disks", None),
-    ("get", "nics", None),
-    ("post", "disk_attach", GOOD_ATTACH),
-    ("post", "disk_detach", {"target": "vda"}),
-    ("post", "cdrom_insert", {"target": "hdc", "iso": "images/x.iso"}),
-    ("post", "cdrom_eject", {"target": "hdc"}),
-    ("post", "cdrom_add", {"iso": ""}),
-    ("post", "cdrom_remove", {"target": "hdc"}),
-    ("post", "nic_add", GOOD_NIC),
-    ("post", "nic_remove", {"mac": "52:54:00:aa:bb:cc"}),
-    ("post", "nic_source", {"mac": "52:54:00:aa:bb:cc", "source": "network:lan"}),
-    ("post", "nic_link", {"mac": "52:54:00:aa:bb:cc", "state": "down"}),
-]
-
-
-@pytest.mark.parametrize(("method", "name", "data"), DEVICE_URLS, ids=[f"{m} {n}" for m, n, _ in DEVICE_URLS])
-def test_every_device_url_needs_the_change_grant(personas: dict[str, Client], granted_user: Any, test_host: Host,
-                                                  recorded: dict[str, Recorder], method: str, name: str,
-                                                  data: dict[str, str] | None) -> None:
-    VMGrant.objects.filter(user=granted_user).update(can_power=True, can_console=True, can_change=False)
-    on_web, on_db = url(name, WEB_01_UUID), url(name, DB_01_UUID)
-    before = (xml_of(test_host), volumes(test_host))
-    send = lambda client, target: getattr(client, method)(target, data or {})  # noqa: E731
-    assert send(personas["user"], on_web).status_code == 403  # view, power, console: not enough
-    assert send(personas["user"], on_db).status_code == 403  # no grant at all
-    assert send(personas["outsider"], on_web).status_code == 403
-    anonymous = send(personas["anonymous"], on_web)
-    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
-    other = "get" if method == "post" else "post"
-    assert getattr(personas["admin"], other)(on_web, data or {}).status_code == 405
-    assert (xml_of(test_host), volumes(test_host)) == before
-    assert not any(r.calls for r in recorded.values())
-    assert not events() and AuditEvent.objects.filter(action="denied:change", result="denied").count() == 3
-    VMGrant.objects.filter(user=granted_user).update(can_change=True)
-    assert send(personas["user"], on_web).status_code in (200, 302)
-    assert send(personas["user"], on_db).status_code == 403
-    assert send(personas["admin"], on_db).status_code in (200, 302)
-
-
-def test_post_without_csrf_token_is_refused(admin_user: Any, test_host: Host, recorded: dict[str, Recorder]) -> None:
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(admin_user)
-    assert client.post(url("nic_add"), GOOD_NIC).status_code == 403
-    assert not recorded["attachDeviceFlags"].calls
-
-
 # ---- attach and detach disks ---------------------------------------------------------------
 
 BAD_ATTACH = [
