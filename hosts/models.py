@@ -29,6 +29,11 @@ class Host(models.Model):
     sasl_username = models.CharField(max_length=64, blank=True)
     sasl_password_encrypted = models.TextField(blank=True)
     insecure_tcp = models.BooleanField(default=False)
+    # The hypervisor's own host UUID, recorded when the host is first reached: grants name VMs of this
+    # machine. A different UUID later (the host re-pointed at another machine) lands in unconfirmed_uuid,
+    # and the host's grants are suspended until an admin confirms the new machine.
+    hypervisor_uuid = models.CharField(max_length=36, blank=True)
+    unconfirmed_uuid = models.CharField(max_length=36, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -63,9 +63,38 @@ class AuditEvent(models.Model):
     detail = models.TextField(blank=True)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)  # how long the operation took
+    # Repeated identical refusals (anonymous clients, throttled logins) are counted on one row, not one
+    # row each: last_time is when the latest repeat happened.
+    repeats = models.PositiveIntegerField(default=1)
+    last_time = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-time", "-id"]
 
     def __str__(self) -> str:
         return f"{self.time:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.object_name}: {self.result}"
+
+
+class SharedKind(models.TextChoices):
+    NETWORK = "network", "virtual network"
+    BRIDGE = "bridge", "host bridge"
+    POOL = "pool", "storage pool for new volumes"
+    ISO_LIBRARY = "iso_library", "ISO library (read-only images)"
+
+
+class SharedResource(models.Model):
+    """Something of a host an admin opened to non-admin users: a network or bridge their NICs may use,
+    a pool they may create volumes in, a pool of ISO images they may insert (read-only). Users reach
+    nothing of a host that is not listed here."""
+
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="shared_resources")
+    kind = models.CharField(max_length=16, choices=SharedKind.choices)
+    name = models.CharField(max_length=255)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "kind", "name"], name="one_share_per_object")]
+        ordering = ["host__name", "kind", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.name}@{self.host}"
