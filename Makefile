@@ -6,6 +6,9 @@ WEBKVM_BIND ?= 127.0.0.1:8000
 
 .PHONY: run setup system test lint lab-up lab-down clean bench
 
+# Where no local libvirtd runs, bootstrap adds a demo host on libvirt's test driver, which the panel refuses
+# unless WEBKVM_TEST_DRIVER is on: `make run` turns it on there (a value in the environment wins).
+run: export WEBKVM_TEST_DRIVER ?= $(if $(wildcard /run/libvirt/libvirt-sock),false,true)
 run: setup
 	$(PY) manage.py bootstrap
 	@echo "webkvm: serving on http://$(WEBKVM_BIND)/"

@@ -339,9 +339,9 @@ class Console:
         if response.status_code != 200:
             raise RuntimeError(f"no console ticket: HTTP {response.status_code} {response.content[:200]!r}")
         answer = response.json()
-        url = f"ws://127.0.0.1:{server.port}{answer['ws_path']}?ticket={answer['ticket']}"
+        url = f"ws://127.0.0.1:{server.port}{answer['ws_path']}"
         cookie = f"sessionid={self.client.cookies['sessionid'].value}"
-        return WebSocketTransport(url, origin=server.origin, cookie=cookie)
+        return WebSocketTransport(url, origin=server.origin, cookie=cookie, subprotocols=answer["protocols"])
 
 
 def _start_vm(lab: dict[str, Any]) -> tuple[libvirt.virConnect, libvirt.virDomain, int]:

@@ -1,4 +1,4 @@
-"""The console WebSocket on the panel's own origin (/console/ws/HOST/UUID/?ticket=...).
+"""The console WebSocket on the panel's own origin (/console/ws/HOST/UUID/, the ticket a subprotocol).
 
 Channels carries the WebSocket inside the panel's ASGI app, so `make run` serves pages and
 consoles on one origin, and a reverse proxy needs one location with Upgrade headers. The
@@ -17,7 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console import rfb
 from console.session import ConsoleSession, open_session
-from console.sockets import cancel_others, open_arguments, watch
+from console.sockets import cancel_others, open_arguments, selected_protocol, watch
 from console.target import TargetStream
 from console.tickets import Refused
 from webkvm.blocking import blocking
@@ -42,11 +42,16 @@ class ConsoleConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
             self.session, self.stream = await blocking(open_session)(**arguments)
         except Refused as exc:
             # Accept only to say why: the close reason is all the page can read of a refusal.
-            await self.accept()
+            await self.accept(subprotocol=selected_protocol(self.scope))
             await self.close(code=CLOSE_REFUSED, reason=str(exc)[:120])
             return
-        reader, self.writer = await asyncio.open_connection(sock=self.stream.sock, limit=CHUNK)
-        await self.accept()
+        try:
+            reader, self.writer = await asyncio.open_connection(sock=self.stream.sock, limit=CHUNK)
+            await self.accept(subprotocol=selected_protocol(self.scope))
+        except BaseException as exc:  # the client left meanwhile, or the socket failed: close what is open
+            self.close_reason = f"the connection failed as it opened: {exc}"
+            await self.disconnect(1006)
+            raise
         if self.stream.authenticated:
             # The VNC server now waits for ClientInit, so nothing comes from it before the browser's opening ends.
             self.opening = rfb.NoAuthOpening()

@@ -14,7 +14,6 @@ import select
 import socket
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from django.db import close_old_connections
 from websockify.websocketproxy import LibProxyServer, ProxyRequestHandler
@@ -22,7 +21,7 @@ from websockify.websocketproxy import LibProxyServer, ProxyRequestHandler
 from console import rfb
 from console.session import ConsoleSession, open_session, parse_ws_path, session_cookie
 from console.target import TargetStream
-from console.tickets import Refused
+from console.tickets import Refused, from_protocols
 
 CLOSE_REFUSED, CLOSE_ENDED = 4403, 4000
 BROWSER_OPENING_SECONDS = 30.0
@@ -31,29 +30,30 @@ BROWSER_OPENING_SECONDS = 30.0
 class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websockify has no types
     console: ConsoleSession | None = None
     stream: TargetStream | None = None
-    refusal = ""
     end_reason = ""
 
     def handle_upgrade(self) -> None:
-        """Checks come before the handshake is accepted; nothing from the client is an address."""
+        """Only the handshake here (websockify answers the `binary` subprotocol the browser offers first, never
+        the ticket): a request that fails it (no Sec-WebSocket-Version, say) spends no ticket and opens nothing."""
         close_old_connections()
-        route = parse_ws_path(self.path)
-        if route is None:
+        if parse_ws_path(self.path) is None:
             self.send_error(404)
             return
-        ticket = (parse_qs(urlsplit(self.path).query).get("ticket") or [""])[0]
-        try:
-            self.console, self.stream = open_session(
-                ticket=ticket, host_name=route[0], vm_uuid=route[1],
-                session_key=session_cookie(self.headers.get("Cookie", "")), origin=self.headers.get("Origin", ""),
-                host_header=self.headers.get("Host", ""), remote_addr=self.client_address[0])
-        except Refused as exc:
-            self.refusal = str(exc)  # told to the page in the close frame, as the panel's consumer does
         super().handle_upgrade()
 
     def new_websocket_client(self) -> None:
-        if self.refusal or self.stream is None:
-            raise self.CClose(CLOSE_REFUSED, self.refusal[:120] or "refused")
+        """After the handshake: every check, then the VNC server; nothing from the client is an address.
+        Whatever happens, what was opened is closed and the end is audited."""
+        route = parse_ws_path(self.path)
+        assert route is not None  # handle_upgrade refused the rest
+        try:
+            self.console, self.stream = open_session(
+                ticket=from_protocols(self.headers.get("Sec-WebSocket-Protocol", "").split(",")),
+                host_name=route[0], vm_uuid=route[1],
+                session_key=session_cookie(self.headers.get("Cookie", "")), origin=self.headers.get("Origin", ""),
+                host_header=self.headers.get("Host", ""), remote_addr=self.client_address[0])
+        except Refused as exc:  # told to the page in the close frame, as the panel's consumer does
+            raise self.CClose(CLOSE_REFUSED, str(exc)[:120] or "refused") from None
         try:
             if self.stream.authenticated:
                 self._open_for_browser(self.stream.sock)
@@ -61,10 +61,12 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websock
         except self.CClose as exc:
             self.end_reason = self.end_reason or str(exc.args[1] if len(exc.args) > 1 else exc)
             raise
+        except OSError as exc:
+            self.end_reason = self.end_reason or f"connection failed: {exc.strerror or exc}"
+            raise
         finally:
             self.stream.close()
-            if self.console is not None:
-                self.console.record_close(self.end_reason or "closed")
+            self.console.record_close(self.end_reason or "closed")
 
     def _open_for_browser(self, target: socket.socket) -> None:
         """The server's part of the RFB opening, security type None; what follows it goes to the VNC server."""

@@ -145,8 +145,18 @@ def authenticate(sock: socket.socket, password: str | None, timeout: float = HAN
             data += chunk
         return data
 
+    def write(data: bytes) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RfbError("the VNC server did not finish its opening in time")
+        sock.settimeout(left)
+        try:
+            sock.sendall(data)
+        except OSError as exc:  # e.g. reset by the server: a refusal in words like any other
+            raise RfbError(f"the VNC connection failed during its opening: {exc.strerror or exc}") from None
+
     try:
-        client_opening(read, sock.sendall, password)
+        client_opening(read, write, password)
     finally:
         sock.settimeout(None)
 

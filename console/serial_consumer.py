@@ -1,4 +1,4 @@
-"""The serial console WebSocket (/console/serial/ws/HOST/UUID/?ticket=...[&takeover=1]).
+"""The serial console WebSocket (/console/serial/ws/HOST/UUID/[?takeover=1], the ticket a subprotocol).
 
 Binary frames carry the console's bytes both ways (text frames from the browser are taken as
 UTF-8 input). The close frame says why a session was refused or ended: 4403 refused, 4409 in
@@ -17,7 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console.serial_holders import InUse, SerialSessions
 from console.serial_session import SerialSession, open_session
-from console.sockets import cancel_others, open_arguments, watch
+from console.sockets import cancel_others, open_arguments, selected_protocol, watch
 from console.tickets import Refused
 from virt.serial import SerialPipe, abort_quietly
 from webkvm.blocking import blocking
@@ -49,12 +49,17 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
                 channel=getattr(self, "channel_name", ""), registry=self.registry)
         except Refused as exc:
             # Accept only to say why: the close reason is all the page can read of a refusal.
-            await self.accept()
+            await self.accept(subprotocol=selected_protocol(self.scope))
             await self.close(code=CLOSE_IN_USE if isinstance(exc, InUse) else CLOSE_REFUSED, reason=str(exc)[:120])
             return
         self.pipe = SerialPipe(self.session.stream, on_data=self._deliver_from_thread, on_end=self._ended_from_thread,
                                name=self.session.vm_uuid[:8])
-        await self.accept()
+        try:
+            await self.accept(subprotocol=selected_protocol(self.scope))
+        except BaseException as exc:  # the client left meanwhile: let go of the console and the stream
+            self.close_reason = f"the connection failed as it opened: {exc}"
+            await self.disconnect(1006)
+            raise
         self.accepted = True
         if self.kicked:  # taken over while this one was still opening
             await self._end(self.kicked, CLOSE_TAKEN_OVER)

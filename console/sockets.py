@@ -13,19 +13,28 @@ from urllib.parse import parse_qs
 from django.conf import settings
 
 from console.session import session_cookie
+from console.tickets import SELECTED_PROTOCOL, from_protocols
 from webkvm.blocking import blocking
 
 
 def open_arguments(scope: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """open_session's keyword arguments from the WebSocket request, and its query (for further switches).
-    Only the ticket, the URL's host and VM, the session cookie and the request's own headers are read."""
+    Only the ticket (a subprotocol, never the URL: tickets stay out of access logs), the URL's host and VM,
+    the session cookie and the request's own headers are read."""
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     route = scope["url_route"]["kwargs"]
     client = scope.get("client") or (None, None)
-    return {"ticket": (query.get("ticket") or [""])[0], "host_name": str(route["host"]), "vm_uuid": str(route["vm"]),
+    ticket = from_protocols(list(scope.get("subprotocols") or []))
+    return {"ticket": ticket, "host_name": str(route["host"]), "vm_uuid": str(route["vm"]),
             "session_key": session_cookie(headers.get("cookie", "")), "origin": headers.get("origin", ""),
             "host_header": headers.get("host", ""), "remote_addr": client[0]}, query
+
+
+def selected_protocol(scope: dict[str, Any]) -> str | None:
+    """The subprotocol the handshake answers with: a browser that offered some fails the connection
+    unless one of them is selected."""
+    return SELECTED_PROTOCOL if SELECTED_PROTOCOL in (scope.get("subprotocols") or []) else None
 
 
 async def watch(lost: Callable[[], str], end: Callable[[str], Awaitable[None]]) -> None:

@@ -1,9 +1,11 @@
 """Finding and opening the byte stream to a VM's VNC server, on the panel's side only.
 
-The address comes from the host's record and the VM's live XML. Local hosts (and tcp/tls
-hosts on this machine) are reached on loopback; ssh hosts through `ssh -W` with the panel's
-key and pinned known_hosts, so the VNC port never has to leave the hypervisor's loopback;
-remote tcp/tls hosts only when the display listens on an address the panel can reach.
+The address comes from the host's record and the VM's live XML, and is always an address of
+the VM's own host: local hosts (and tcp/tls hosts on this machine) are reached on loopback or
+another address of this machine; ssh hosts through `ssh -W` with the panel's key and pinned
+known_hosts, so the VNC port never has to leave the hypervisor's loopback; remote tcp/tls hosts
+on the host's own address. A display whose live XML names any other address is refused: the
+XML is not a way to make the proxy connect somewhere else.
 A display with a password is opened by the proxy itself (console/rfb.py): the password is
 read from the live XML here and never leaves the server.
 """
@@ -75,20 +77,51 @@ def vnc_password(host: Host, vm_uuid: str) -> str | None:
         raise Refused(f"host {host.name} does not answer: {exc}") from None
 
 
-def resolve(host: Host, vm_uuid: str) -> Target:
-    display = current_display(host, vm_uuid)
-    # The proxy answers the password challenge itself, so the browser never receives the password.
-    password = vnc_password(host, vm_uuid) if display.has_password else None
-    if _is_local(host):
-        return Target(display, display.address_on_host(), display.port, password=password)
-    if host.transport == "ssh":
-        return Target(display, display.address_on_host(), display.port, via_ssh=True, password=password)
-    if display.listen not in ANY_ADDRESSES and display.on_loopback:
+def _on_this_machine(address: str) -> bool:
+    """Is `address` one of this machine's own? Only an own address can be bound (net.ipv4.ip_nonlocal_bind
+    off, the default)."""
+    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
+def _host_addresses(host: Host) -> set[str]:
+    """The addresses the host's name stands for (the admin's record, never the VM's XML)."""
+    try:
+        found = socket.getaddrinfo(host.hostname.strip("[]"), None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return set()
+    return {str(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])) for info in found}
+
+
+def _own_address(host: Host, display: VncDisplay) -> str:
+    """Where the proxy connects for `display`: an address of the VM's own host, or Refused in words."""
+    if display.on_loopback and (_is_local(host) or host.transport == "ssh"):
+        return display.address_on_host()  # this machine's loopback, or the ssh host's through the tunnel
+    if display.listen in ANY_ADDRESSES:
+        return host.hostname.strip("[]")
+    if display.on_loopback:
         raise Refused(f"{display.vm_name}'s VNC display listens on {display.listen} of host {host.name}, "
                       f"which the panel cannot reach over {host.transport}: add the host over ssh to use "
                       "its consoles (the panel then tunnels to the host's loopback).")
-    address = host.hostname.strip("[]") if display.listen in ANY_ADDRESSES else display.listen
-    return Target(display, address, display.port, password=password)
+    own = _on_this_machine(display.listen) if _is_local(host) else display.listen in _host_addresses(host)
+    if not own:
+        raise Refused(f"{display.vm_name}'s VNC display listens on {display.listen}, which is not an address of "
+                      f"host {host.name}: the console connects only to the VM's own host (an admin can set the "
+                      "display's listen address to 127.0.0.1 or 0.0.0.0)")
+    return display.listen
+
+
+def resolve(host: Host, vm_uuid: str) -> Target:
+    display = current_display(host, vm_uuid)
+    address = _own_address(host, display)
+    # The proxy answers the password challenge itself, so the browser never receives the password.
+    password = vnc_password(host, vm_uuid) if display.has_password else None
+    return Target(display, address, display.port, via_ssh=host.transport == "ssh", password=password)
 
 
 @dataclass
@@ -145,13 +178,16 @@ def _ssh_command(host: Host, target: Target) -> list[str]:
 def connect(host: Host, target: Target) -> TargetStream:
     """Open the stream; raises Refused when the VNC server cannot be reached."""
     if not target.via_ssh:
+        sock = None
         try:
             sock = socket.create_connection((target.address, target.port), timeout=CONNECT_TIMEOUT)
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # fails on a connection reset already
         except OSError as exc:
+            if sock is not None:
+                sock.close()
             raise Refused(f"cannot reach the VNC server of {target.display.vm_name} at {target.describe()}: "
                           f"{exc.strerror or exc}") from None
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return TargetStream(sock)
     ours, theirs = socket.socketpair()
     try:
@@ -174,9 +210,14 @@ def open_stream(host: Host, target: Target) -> TargetStream:
     try:
         rfb.authenticate(stream.sock, target.password)
     except rfb.RfbError as exc:
-        said = stream.ssh_error() if isinstance(exc, rfb.RfbClosed) else ""
-        stream.close()
+        try:
+            said = stream.ssh_error() if isinstance(exc, rfb.RfbClosed) else ""
+        finally:
+            stream.close()
         reason = f"ssh tunnel to the host failed: {said}" if said else str(exc)
         raise Refused(f"{target.display.vm_name}: {reason}") from None
+    except BaseException:
+        stream.close()  # whatever went wrong, the socket and the ssh process go with it
+        raise
     stream.authenticated = True
     return stream

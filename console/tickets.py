@@ -3,7 +3,11 @@
 A ticket is 32 random bytes shown once to the browser; the database keeps only its sha256.
 It is valid for TICKET_SECONDS, spent by one atomic UPDATE (so two connections racing for
 the same ticket cannot both win) and bound to user, login session, host and VM.
-Every ticket minted, used or refused leaves an audit record.
+Every ticket minted, used or refused leaves an audit record; spent and expired tickets are
+deleted at the next mint, so the table holds only the last minute's.
+
+The browser sends the ticket as a WebSocket subprotocol (`webkvm.ticket.TICKET`, beside `binary`,
+the one the server selects), never in the URL: URLs end up in access logs, handshake headers do not.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from webkvm.models import AuditResult
 
 TICKET_SECONDS = 30
 MAX_TICKET_LENGTH = 100  # token_urlsafe(32) is 43 characters; anything much longer is junk
+# A ticket (URL-safe base64: letters, digits, - and _) is a valid subprotocol token after this prefix.
+TICKET_PROTOCOL = "webkvm.ticket."
+SELECTED_PROTOCOL = "binary"  # what the server answers; noVNC and the serial page offer it
 
 
 class Refused(Exception):
@@ -36,6 +43,22 @@ class Refused(Exception):
 
 def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def protocols(token: str) -> list[str]:
+    """The WebSocket subprotocols a browser offers to open a console with `token`."""
+    return [SELECTED_PROTOCOL, TICKET_PROTOCOL + token]
+
+
+def from_protocols(offered: list[str]) -> str:
+    """The ticket among the offered subprotocols ("" when there is none)."""
+    return next((p.strip()[len(TICKET_PROTOCOL):] for p in offered if p.strip().startswith(TICKET_PROTOCOL)), "")
+
+
+def prune() -> int:
+    """Delete tickets that can open nothing any more: expired at least TICKET_SECONDS ago, used or not (a
+    later attempt with one is refused as an unknown ticket)."""
+    return ConsoleTicket.objects.filter(expires__lt=timezone.now() - timedelta(seconds=TICKET_SECONDS)).delete()[0]
 
 
 def mint(request: HttpRequest, host: Host, vm_uuid: str, kind: str = "vnc") -> str:
@@ -47,6 +70,7 @@ def mint(request: HttpRequest, host: Host, vm_uuid: str, kind: str = "vnc") -> s
     if not session_key:  # a logged-in user always has one; be explicit rather than bind to ""
         raise Refused("no login session")
     token = secrets.token_urlsafe(32)
+    prune()  # every mint cleans up, so the table stays as small as the last minute's use: no cron needed
     ConsoleTicket.objects.create(
         token_hash=digest(token), user=cast(Any, request.user), session_hash=digest(session_key), host=host,
         vm_uuid=vm_uuid, expires=timezone.now() + timedelta(seconds=TICKET_SECONDS), kind=kind,

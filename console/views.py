@@ -14,7 +14,7 @@ from virt.domains import domain_detail
 from virt.errors import VirtError
 from webkvm.middleware import POLICY
 from webkvm.models import VMPermission
-from webkvm.operations import page, vm_route
+from webkvm.operations import page, told, vm_route
 from webkvm.permissions import can
 
 CONSOLE = VMPermission.CONSOLE.value
@@ -32,7 +32,7 @@ def console_page(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         info = ref.call(domain_detail)
     except VirtError as exc:
-        return render(request, "console/console.html", {**context, "error": str(exc)}, status=503)
+        return render(request, "console/console.html", {**context, "error": told(request.user, exc)}, status=503)
     allowed = {p: can(request.user, p, host=ref.host, vm_uuid=ref.uuid) for p in ("power", "change")}
     # Power actions beside the screen; autostart and the like stay on the detail page.
     actions = [a for a in lifecycle.available(info.state_code, info.managed_save)
@@ -51,7 +51,7 @@ def ticket(request: HttpRequest, ref: VMRef) -> JsonResponse:
     except tickets.Refused as exc:
         return JsonResponse({"error": str(exc)}, status=403)
     return JsonResponse({
-        "ticket": token, "expires_in": tickets.TICKET_SECONDS,
+        "ticket": token, "expires_in": tickets.TICKET_SECONDS, "protocols": tickets.protocols(token),
         "ws_path": f"/console/ws/{ref.host.name}/{ref.uuid}/",
     })
 
@@ -64,7 +64,7 @@ def serial_page(request: HttpRequest, ref: VMRef) -> HttpResponse:
         context["vm"] = ref.call(domain_detail)
         status = 200
     except VirtError as exc:
-        context["error"], status = str(exc), 503
+        context["error"], status = told(request.user, exc), 503
     response = render(request, "console/serial.html", context, status=status)
     response["Content-Security-Policy"] = SERIAL_POLICY
     return response
@@ -78,6 +78,6 @@ def serial_ticket(request: HttpRequest, ref: VMRef) -> JsonResponse:
     except tickets.Refused as exc:
         return JsonResponse({"error": str(exc)}, status=403)
     return JsonResponse({
-        "ticket": token, "expires_in": tickets.TICKET_SECONDS,
+        "ticket": token, "expires_in": tickets.TICKET_SECONDS, "protocols": tickets.protocols(token),
         "ws_path": f"/console/serial/ws/{ref.host.name}/{ref.uuid}/",
     })

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django import forms
 
-from hosts.models import Host
+from hosts.models import Host, file_problems
 from virt import uri as virt_uri
 from virt.errors import InvalidInput
 from virt.uri import Transport
-
-TLS_FILES = ("cacert.pem", "clientcert.pem", "clientkey.pem")
 
 
 class HostForm(forms.ModelForm[Host]):
@@ -34,8 +31,8 @@ class HostForm(forms.ModelForm[Host]):
         help_texts = {
             "hostname": "DNS name or IP address of the hypervisor (not used for local and test hosts).",
             "username": "ssh login on the hypervisor, e.g. root or a member of group libvirt.",
-            "path": "'system' or 'session'; for the test driver 'default' or the absolute path of a world file.",
-            "tls_pkipath": "Directory holding cacert.pem, clientcert.pem and clientkey.pem.",
+            "path": "'system' or 'session'; for the test driver 'default' or a world file of the panel's own.",
+            "tls_pkipath": "Folder holding cacert.pem, clientcert.pem and clientkey.pem, below WEBKVM_PKI_ROOTS.",
         }
 
     def _check(self, field: str, check: Any, *args: Any) -> Any:
@@ -53,9 +50,7 @@ class HostForm(forms.ModelForm[Host]):
         path = (data.get("path") or "").strip()
         data["path"] = path
         if transport == Transport.TEST:
-            checked = path == "default" or self._check("path", virt_uri.validate_file_path, path, "World file")
-            if checked and path != "default" and not Path(path).is_file():
-                self.add_error("path", "No such file.")
+            self._add_file_problems(transport, path, "")
             for field in ("hostname", "username", "port"):
                 data[field] = None if field == "port" else ""
             return data
@@ -82,12 +77,17 @@ class HostForm(forms.ModelForm[Host]):
 
     def _clean_tls(self, data: dict[str, Any]) -> None:
         pki = (data.get("tls_pkipath") or "").strip()
+        if "tls_pkipath" in self.errors:
+            return
         if not pki:
-            self.add_error("tls_pkipath", "TLS needs the directory of the client certificate.")
-        elif self._check("tls_pkipath", virt_uri.validate_file_path, pki, "Certificate directory"):
-            missing = [name for name in TLS_FILES if not (Path(pki) / name).is_file()]
-            if missing:
-                self.add_error("tls_pkipath", f"Missing in that directory: {', '.join(missing)}.")
+            self.add_error("tls_pkipath", "TLS needs the folder of the client certificate.")
+        else:
+            self._add_file_problems(Transport.TLS, "", pki)
+
+    def _add_file_problems(self, transport: str, path: str, pki: str) -> None:
+        for field, message in file_problems(transport, path, pki, present=True).items():
+            if field not in self.errors:  # a field already refused (e.g. a NUL character) gets no second message
+                self.add_error(field, message)
 
     def _clean_tcp(self, data: dict[str, Any]) -> None:
         sasl_user = (data.get("sasl_username") or "").strip()

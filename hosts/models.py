@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from virt import uri
+from virt.errors import InvalidInput
 from virt.ssh import HostKey, SshIdentity
 from virt.uri import ConnectionSpec, Transport
 from webkvm import credentials
 
 HOST_NAME_RE = r"^[a-z0-9](?:[a-z0-9-]{0,62})$"
+_FILE_FIELDS = {"transport", "path", "tls_pkipath"}
+
+
+def file_problems(transport: str, path: str, tls_pkipath: str, *, present: bool = False) -> dict[str, str]:
+    """The one rule for host fields naming files that the panel's own process opens (field -> message):
+    libvirt's test driver reads its world file in-process, TLS its client certificate and key. The form,
+    Host.save() (bootstrap, the shell, any API) and Host.spec() (every connection) all ask it.
+    `present`: the files must exist too, as the form asks of a new value."""
+    problems: dict[str, str] = {}
+    if transport == Transport.TEST:
+        if not settings.WEBKVM_TEST_DRIVER:
+            problems["transport"] = ("libvirt's test driver is a demo and test aid, turned off here "
+                                     "(WEBKVM_TEST_DRIVER=true turns it on).")
+            return problems
+        try:
+            uri.validate_world(path, settings.WEBKVM_TEST_WORLDS, present=present)
+        except InvalidInput as exc:
+            problems["path"] = str(exc)
+    if transport == Transport.TLS and tls_pkipath:
+        try:
+            uri.validate_pki_dir(tls_pkipath, settings.WEBKVM_PKI_ROOTS, present=present)
+        except InvalidInput as exc:
+            problems["tls_pkipath"] = str(exc)
+    return problems
 
 
 class Host(models.Model):
@@ -43,6 +72,14 @@ class Host(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        fields = kwargs.get("update_fields")
+        if fields is None or _FILE_FIELDS & set(fields):
+            problems = file_problems(self.transport, self.path, self.tls_pkipath)
+            if problems:
+                raise ValidationError(problems)
+        super().save(*args, **kwargs)
+
     @property
     def pinned_keys(self) -> list[HostKey]:
         return [HostKey.parse(line) for line in self.ssh_host_keys.splitlines() if line.strip()]
@@ -51,6 +88,9 @@ class Host(models.Model):
         self.sasl_password_encrypted = credentials.encrypt(password) if password else ""
 
     def spec(self) -> ConnectionSpec:
+        problems = file_problems(self.transport, self.path, self.tls_pkipath)
+        if problems:  # stored before the rule, or behind the model's back: never opened
+            raise InvalidInput(" ".join(problems.values()))
         identity = SshIdentity(settings.WEBKVM_SSH_DIR)
         transport = Transport(self.transport)
         return ConnectionSpec(

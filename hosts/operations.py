@@ -15,3 +15,8 @@ CREATE = _host("create", "Add host")
 UPDATE = _host("update", "Edit host")
 DELETE = _host("delete", "Remove host", confirm="The host leaves the panel; nothing on the hypervisor changes.")
 TEST = _host("test", "Test connection")
+# The host answers as another machine than the one recorded (hosts/machine.py): an admin says it is right.
+CONFIRM_MACHINE = _host("confirm_machine", "Confirm the new machine")
+# What users who are not admins may use of a host (webkvm.models.SharedResource): panel records only.
+SHARE = _host("share", "Open to users")
+UNSHARE = _host("unshare", "Close to users")

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 import libvirt
 from django.conf import settings
 
+from hosts import machine
 from hosts.models import Host
 from virt.connections import HostConnection, HostStatus, Registry
 from virt.errors import HostBusy, Unreachable, VirtError
@@ -36,8 +37,19 @@ def _checked_connection(host: Host) -> HostConnection:
         raise VirtError(str(exc)) from None
 
 
+def _observed(host: Host, conn: HostConnection) -> None:
+    """After a call: which machine the connection reached (hosts/machine.py); a comparison in memory
+    unless it is new."""
+    if conn.host_uuid and (conn.host_uuid != host.hypervisor_uuid or host.unconfirmed_uuid):
+        machine.observe(host, conn.host_uuid)
+
+
 def call(host: Host, fn: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
-    return _checked_connection(host).call(fn, timeout)
+    conn = _checked_connection(host)
+    try:
+        return conn.call(fn, timeout)
+    finally:
+        _observed(host, conn)
 
 
 def _vm_locks() -> VMLocks | RedisVMLocks:
@@ -58,12 +70,17 @@ def change(host: Host, fn: Callable[[libvirt.virConnect], T], timeout: float | N
         return conn.call(fn, timeout)
     finally:
         conn.reads.invalidate()
+        _observed(host, conn)
 
 
 def read(host: Host, shared: Read[T], timeout: float | None = None) -> T:
     """A read shared by every request asking `host` for it at the same time and kept for a moment
     (virt/shared_reads.py). Filter per user after it, never by asking libvirt per user."""
-    return _checked_connection(host).read(shared.key, shared.topic, shared.fn, timeout)
+    conn = _checked_connection(host)
+    try:
+        return conn.read(shared.key, shared.topic, shared.fn, timeout)
+    finally:
+        _observed(host, conn)
 
 
 def call_locked(host: Host, vm_uuid: str, fn: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.core import signing
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from hosts import machine, services, shares
 from hosts import operations as ops
-from hosts import services
 from hosts.forms import HostForm
 from hosts.models import Host
 from virt.errors import VirtError, host_words
@@ -43,11 +44,12 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
         error = host_words(exc)
     return render(request, "hosts/detail.html", {
         "host": host, "summary": summary, "error": error, "status": services.status(host),
+        "shared": shares.listed(host), "share_form": shares.ShareForm(host),
     })
 
 
 @require_GET
-@route(page(ADMIN))
+@route(page(ADMIN, polled=True))
 def host_usage(request: HttpRequest, name: str) -> JsonResponse:
     host = get_object_or_404(Host, name=name)
     try:
@@ -68,6 +70,19 @@ def host_test(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     perform(request, ops.TEST, host=host, name=host.name, work=lambda: services.call(host, host_summary),
             done=lambda summary: f"{host.name}: {_connected(summary)}", detail=_connected)
+    return redirect("hosts:detail", name=host.name)
+
+
+@require_POST
+@route(ops.CONFIRM_MACHINE)
+def host_confirm_machine(request: HttpRequest, name: str) -> HttpResponse:
+    """Lift the suspension of a host's grants after it answered as another machine (hosts/machine.py)."""
+    host = get_object_or_404(Host, name=name)
+    if not host.unconfirmed_uuid:
+        messages.info(request, f"{host.name}: nothing to confirm, it answers as its recorded machine.")
+    else:
+        perform(request, ops.CONFIRM_MACHINE, host=host, name=host.name, work=lambda: machine.confirm(host),
+                done=lambda words: f"{host.name}: {words}.")
     return redirect("hosts:detail", name=host.name)
 
 

@@ -108,7 +108,8 @@ def visible(user: Any) -> Visibility:
         return Visibility(list(Host.objects.all()), None, set())
     granted: dict[int, set[str]] = {}
     console: set[tuple[int, str]] = set()
-    for host_id, vm_uuid, can_console in VMGrant.objects.filter(user=user).values_list(
+    # A host that answers as another machine than recorded has its grants suspended (hosts/machine.py).
+    for host_id, vm_uuid, can_console in VMGrant.objects.filter(user=user, host__unconfirmed_uuid="").values_list(
             "host_id", "vm_uuid", "can_console"):
         granted.setdefault(host_id, set()).add(str(vm_uuid))
         if can_console:

@@ -9,7 +9,6 @@ from typing import TypeVar
 
 import libvirt
 from django.http import Http404, HttpRequest
-from django.shortcuts import get_object_or_404
 
 from hosts import services
 from hosts.models import Host
@@ -43,8 +42,7 @@ class VMRef:
 
 
 def vm_or_404(request: HttpRequest, host_name: str, vm_uuid: uuid.UUID | str, permission: str) -> VMRef:
-    """The permission check comes before any libvirt call, so refusals leak nothing."""
-    host = get_object_or_404(Host, name=host_name)
+    """The permission check comes before any libvirt call, so refusals leak nothing (not even whether the
+    host exists)."""
     vm = str(vm_uuid).lower()
-    permissions.require(request, permission, host=host, vm_uuid=vm)
-    return VMRef(host, vm)
+    return VMRef(permissions.host_for(request, host_name, permission, vm), vm)

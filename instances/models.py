@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from virt.create import MAX_MEMORY_MIB, MAX_VCPUS, MIN_MEMORY_MIB
+from virt.xmledit import without_secrets
 
 MAX_DISK_GIB = 65536
 
@@ -34,8 +37,9 @@ class Flavor(models.Model):
 class DomainDefinition(models.Model):
     """A definition the XML editor replaced, kept so that every edit can be rolled back.
 
-    `xml` is libvirt's own text (read with INACTIVE|SECURE) and so holds the VNC password:
-    it lives only in this table and is never rendered; `diff` is stored with passwords masked.
+    `xml` is libvirt's definition without its secrets (VNC/SPICE passwords, disk cookies): save()
+    takes them out, a rollback takes the VM's current ones; `diff` is stored with them masked.
+    The rows of a VM are deleted with the VM.
     """
 
     host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="domain_definitions")
@@ -54,3 +58,15 @@ class DomainDefinition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vm_name or self.vm_uuid}@{self.host_id} {self.time:%Y-%m-%d %H:%M:%S} {self.reason}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.xml = without_secrets(self.xml) if self.xml else ""
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def clean_kept(cls, host: Any, vm_uuid: str) -> None:
+        """Take the secrets out of a VM's rows kept before save() did (a stored secret must not wait for a
+        migration): each such row is rewritten once, when its history is read."""
+        for entry in cls.objects.filter(host=host, vm_uuid=vm_uuid).only("xml"):
+            if entry.xml and without_secrets(entry.xml) != entry.xml:
+                entry.save(update_fields=["xml"])

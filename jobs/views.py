@@ -101,7 +101,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_GET
-@route(page(OWNER))  # the job's owner or an admin: _job_or_403
+@route(page(OWNER, polled=True))  # the job's owner or an admin: _job_or_403
 def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
     _reconciled()
     return JsonResponse(as_json(_job_or_403(request, job_id)))

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.views import redirect_to_login
 from django.contrib.sessions.middleware import SessionMiddleware
@@ -107,7 +108,9 @@ def route(scope: Scope) -> tuple[str, dict[str, Any]] | None:
 def authorise(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | None:
     """What SessionMiddleware, AuthenticationMiddleware, LoginRequiredMiddleware, CsrfViewMiddleware
     and the view's declared access (webkvm.operations.route) do for a normal request (CSRF applies to
-    the PUT); a response means refused."""
+    the PUT); a response means refused. First, as Django's CommonMiddleware: a Host header not in
+    ALLOWED_HOSTS raises DisallowedHost (400)."""
+    request.get_host()
     SessionMiddleware(_unused).process_request(request)
     user = get_user(request)
     request.user = user
@@ -238,9 +241,14 @@ async def pump(receive: Receive, session: UploadSession) -> None:
     sender = Sender(session)
     parts: list[bytes] = []
     pending = received = 0
+    stall = settings.WEBKVM_UPLOAD_STALL_SECONDS
     try:
         while True:
-            message = await receive()
+            try:  # a client that stays connected but sends nothing must not hold the stream and volume
+                message = await asyncio.wait_for(receive(), stall)
+            except TimeoutError:
+                raise Interrupted(f"nothing arrived for {stall:g} s after {received} of {session.size} bytes"
+                                  ) from None
             if message["type"] == "http.disconnect":
                 raise Interrupted(f"the browser went away after {received} of {session.size} bytes")
             body = message.get("body", b"")

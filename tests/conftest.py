@@ -119,6 +119,52 @@ def personas(admin_client: Client, user_client: Client, outsider_client: Client)
 
 
 @pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """User primary keys are reused between tests too: never let a test inherit another's rate-limit counts (nor
+    the failed log-ins django-axes counts per address, in its own cache)."""
+    from django.core.cache import caches
+
+    for each in caches.all():
+        each.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _test_driver(settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests run on libvirt's test driver (off by default in the panel), with worlds from tests/worlds and
+    from their own temporary folders."""
+    settings.WEBKVM_TEST_DRIVER = True
+    settings.WEBKVM_TEST_WORLDS = [str(WORLDS), str(tmp_path_factory.getbasetemp())]
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:
     """Production hashing is deliberately slow; tests create many users."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def libvirt_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every connection the panel opens (a spy: the real open still runs)."""
+    import libvirt
+
+    calls: list[str] = []
+    real_open, real_auth = libvirt.open, libvirt.openAuth
+    monkeypatch.setattr(libvirt, "open", lambda uri=None: calls.append(uri) or real_open(uri))
+    monkeypatch.setattr(libvirt, "openAuth",
+                        lambda uri, auth, flags=0: calls.append(uri) or real_auth(uri, auth, flags))
+    return calls
+
+
+@pytest.fixture
+def standalone_proxy() -> Iterator[int]:
+    """The standalone console proxy (manage.py consoleproxy) on a free loopback port; its port."""
+    import threading
+
+    from console.proxy import make_server
+
+    server = make_server("127.0.0.1", 0, 0.2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()

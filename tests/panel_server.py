@@ -4,12 +4,17 @@ own process so that it shares the test database: Django's live_server speaks no 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MANAGE = [sys.executable, str(ROOT / "manage.py")]
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -47,14 +52,14 @@ def free_port() -> int:
 def serve_panel() -> Iterator[str]:
     """``with serve_panel() as url:`` the panel answers on url (http://127.0.0.1:port) until the block ends."""
     import uvicorn
-    from channels.routing import ProtocolTypeRouter, URLRouter
+    from channels.routing import ProtocolTypeRouter
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
     from django.core.asgi import get_asgi_application
 
-    from webkvm.routing import websocket_urlpatterns
+    from webkvm.routing import websocket_application
 
     app = ProtocolTypeRouter({"http": ASGIStaticFilesHandler(get_asgi_application()),
-                              "websocket": URLRouter(websocket_urlpatterns)})
+                              "websocket": websocket_application()})
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets", lifespan="off",
                                            log_level="warning"))
@@ -69,3 +74,31 @@ def serve_panel() -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# --- a panel of its own, as `make run` starts it (manage.py serve) ------------------------------------
+
+def own_panel_env(data: Path, **settings: str) -> dict[str, str]:
+    """The environment of a panel with its own data folder and SQLite database: no WEBKVM_ setting of the
+    test run leaks in; `settings` adds the test's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBKVM_") and k != "DJANGO_SETTINGS_MODULE"}
+    env.update({"WEBKVM_DATA_DIR": str(data), "WEBKVM_DATABASE_URL": f"sqlite:///{data / 'webkvm.sqlite3'}",
+                **settings})
+    return env
+
+
+def manage(env: dict[str, str], *arguments: str) -> str:
+    """Run one manage.py command in that environment; its output (it must succeed)."""
+    done = subprocess.run([*MANAGE, *arguments], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def start_serve(env: dict[str, str], log: Path, *arguments: str) -> tuple[int, subprocess.Popen[bytes]]:
+    """`manage.py serve` on a free loopback port, in a session of its own (in_session finds its processes),
+    writing everything to `log`; returns the port and the process."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen([*MANAGE, "serve", "--bind", f"127.0.0.1:{port}", *arguments], cwd=ROOT,
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return port, process

@@ -7,8 +7,8 @@ capabilities, many hosts list no interfaces) fall back to safe defaults, never e
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import libvirt
@@ -49,6 +49,8 @@ class HostOffer:
     bridges: tuple[str, ...]
     domain_names: frozenset[str] = field(default_factory=frozenset)
     arch: str = ARCH
+    # Where CD-ROM images come from; None: every pool (`pools`), as for admins.
+    iso_pools: tuple[PoolOffer, ...] | None = None
 
     def pool(self, name: str) -> PoolOffer | None:
         return next((pool for pool in self.pools if pool.name == name), None)
@@ -62,7 +64,17 @@ class HostOffer:
         return [(pool.name, vol) for pool in self.active_pools for vol in pool.volumes]
 
     def isos(self) -> list[tuple[str, str]]:
-        return [(pool, vol) for pool, vol in self.volumes() if vol.lower().endswith(ISO_SUFFIX)]
+        pools = self.active_pools if self.iso_pools is None else tuple(p for p in self.iso_pools if p.active)
+        return [(pool.name, vol) for pool in pools for vol in pool.volumes if vol.lower().endswith(ISO_SUFFIX)]
+
+    def only(self, *, pools: Collection[str], iso_pools: Collection[str], networks: Collection[str],
+             bridges: Collection[str]) -> HostOffer:
+        """The part of this offer named (what a user who is not an admin may choose from): new volumes
+        only in `pools`, CD-ROM images only from `iso_pools`, NICs only on `networks` and `bridges`."""
+        return replace(self, pools=tuple(p for p in self.pools if p.name in pools),
+                       iso_pools=tuple(p for p in self.pools if p.name in iso_pools),
+                       networks=tuple(n for n in self.networks if n in networks),
+                       bridges=tuple(b for b in self.bridges if b in bridges))
 
 
 def _optional_xml(call: Callable[..., Any], *args: object) -> etree._Element | None:

@@ -22,10 +22,11 @@ from typing import Any, Generic, TypeVar, cast
 
 import libvirt
 
-from virt.errors import HostBusy, Unreachable, VirtError, explain_connect_failure, translate
+from virt.errors import HostBusy, Unreachable, VirtError, explain_connect_failure, libvirt_message, translate
 from virt.events import CONNECTION, DOMAIN, HostEvent, Listener
 from virt.events import deregister as deregister_events
 from virt.events import register as register_events
+from virt.migrate_checks import host_uuid
 from virt.shared_reads import SharedReads
 from virt.uri import ConnectionSpec, Transport
 
@@ -176,6 +177,8 @@ class HostConnection:
         self._retry_at = 0.0
         self._closed = False
         self._reconnect_timer: threading.Timer | None = None
+        # The hypervisor's host UUID as the last open found it (None: unknown): which machine answers.
+        self.host_uuid: str | None = None
 
     @property
     def status(self) -> HostStatus:
@@ -383,10 +386,11 @@ class HostConnection:
             try:
                 conn = open_connection(self.spec)
             except libvirt.libvirtError as exc:
-                reason = explain_connect_failure((exc.get_error_message() or str(exc)).strip())
+                reason = explain_connect_failure(libvirt_message(exc))
                 self._opened_failed(reason)
                 raise Unreachable(reason) from None
             self._watch(conn)
+            self.host_uuid = _identity(conn)
             with self._lock:
                 self._conn = conn
                 self._failures = 0
@@ -477,6 +481,14 @@ class HostConnection:
         current = self._status
         if current.state != state or current.reason != reason:
             self._status = HostStatus(state, reason, time.time())
+
+
+def _identity(conn: libvirt.virConnect) -> str | None:
+    """The host UUID of the machine a new connection reached; a failure only leaves it unknown."""
+    try:
+        return host_uuid(conn)
+    except Exception:  # an answer the panel cannot read must not fail the connection
+        return None
 
 
 class Registry:

@@ -131,9 +131,10 @@ class VolumeChoiceError(InvalidInput):
     """Chosen volumes that may not go with the VM; nothing was changed. Carries the plan it was
     checked against, so the page can be shown again without asking the host twice."""
 
-    def __init__(self, message: str, plan: DeletePlan) -> None:
+    def __init__(self, message: str, plan: DeletePlan, plain: str = "") -> None:
         super().__init__(message)
         self.plan = plan
+        self.plain = plain or message  # the same without other VMs' names, for users who may not see them
 
 
 def _check_choice(plan: DeletePlan, wanted: set[str]) -> list[VMVolume]:
@@ -142,7 +143,9 @@ def _check_choice(plan: DeletePlan, wanted: set[str]) -> list[VMVolume]:
         raise VolumeChoiceError("; ".join(f"{vol.label} is also used by {vm_words(vol.shared_with)}"
                                           for vol in shared)
                                 + ", and a volume another VM uses is never deleted: nothing was deleted "
-                                "(untick it and delete again).", plan)
+                                "(untick it and delete again).", plan,
+                                plain="A chosen volume is also used by another VM, and a volume another VM uses is "
+                                "never deleted: nothing was deleted (untick it and delete again).")
     volumes = [vol for vol in plan.deletable if vol.key in wanted]
     if wanted - {vol.key for vol in volumes}:
         raise VolumeChoiceError("Some of the chosen volumes are not disks of this VM; nothing was deleted.", plan)

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import libvirt
 
-from virt.errors import InvalidInput, VirtError, translate
+from virt.errors import InvalidInput, reworded, translate
 from virt.xml.base import XMLObject
 from virt.xml.domain import Domain
 
@@ -95,8 +95,8 @@ def update_each(dom: libvirt.virDomain, defs: Definitions, find: Callable[[Domai
         except libvirt.libvirtError as exc:
             error = translate(exc)
             if done[LIVE]:  # the running VM changed, the saved definition did not
-                raise VirtError(f"The running VM was changed, but its saved definition was not "
-                                f"(it reverts at the next boot): {error}") from None
+                raise reworded(error, f"The running VM was changed, but its saved definition was not "
+                                      f"(it reverts at the next boot): {error}") from None
             raise error from None
         done[flag] = True
     return done[LIVE], done[CONFIG]

@@ -20,7 +20,7 @@ from virt.capabilities import ISO_SUFFIX
 from virt.create import DISK_FORMATS, MIB, NAME_RE, DiskSource, PoolVolume, cdrom_bus, disk_source, volume_name
 from virt.devices import CONFIG, LIVE, Definitions, FieldProblem, definitions, device_xml, still_live, update_each
 from virt.domains import state_name
-from virt.errors import InvalidInput, InvalidState, translate
+from virt.errors import InvalidInput, InvalidState, reworded, translate
 from virt.xml.codecs import unit_bytes
 from virt.xml.domain import Disk, Domain
 from virt.xml.storage import StorageVolume
@@ -221,7 +221,7 @@ def attach_disk(dom: libvirt.virDomain, source: NewVolume | PoolVolume, *, bus: 
         dom.attachDeviceFlags(disk.to_xml(), flags)
     except libvirt.libvirtError as exc:
         error = translate(exc)
-        raise type(error)(f"{error}{_remove_new(created)}") from None
+        raise reworded(error, f"{error}{_remove_new(created)}") from None
     except BaseException:
         _remove_new(created)
         raise

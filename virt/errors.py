@@ -6,7 +6,12 @@ import libvirt
 
 
 class VirtError(Exception):
-    """Base of every error raised by the virt layer; str() is a message for the page."""
+    """Base of every error raised by the virt layer; str() is a message for the page.
+
+    `from_host`: the message carries the host's own words (libvirt's, ssh's), which only admins read;
+    errors the panel words itself ("db-01 has no disk vdz.") are for everybody."""
+
+    from_host = False
 
 
 class NotFound(VirtError):
@@ -18,7 +23,7 @@ class InvalidState(VirtError):
 
 
 class Unreachable(VirtError):
-    pass
+    from_host = True  # the connection's own reason (ssh, TLS, the daemon's address)
 
 
 class Unsupported(VirtError):
@@ -37,10 +42,21 @@ class HostBusy(VirtError):
     """The host answers, but more callers wait for it than it has slots: "busy", not "unreachable"."""
 
 
+HOST_UNAVAILABLE = "host unavailable"
+HOST_BUSY = "host busy"
+
+
 def brief_words(words: str) -> str:
-    """What a user who is not an admin is told of a host's trouble: its kind ("busy", "unreachable",
-    "error"), never the host's own error text."""
-    return words.split(":", 1)[0]
+    """What a user who is not an admin is told of a host's trouble (host_words), never the host's own
+    error text: "host busy" or "host unavailable"."""
+    return HOST_BUSY if words.startswith("busy") else HOST_UNAVAILABLE
+
+
+def reworded(error: VirtError, text: str) -> VirtError:
+    """`error` with a longer message (what the panel did about it), of the same kind and origin."""
+    new = type(error)(text)
+    new.from_host = error.from_host
+    return new
 
 
 def host_words(error: VirtError) -> str:
@@ -101,18 +117,35 @@ def explain_connect_failure(message: str) -> str:
     return message
 
 
+def libvirt_message(exc: libvirt.libvirtError) -> str:
+    """libvirt's own words for an error, without the lines of a document it could not parse.
+
+    An XML parse error reads "FILE:LINE: what failed", then the offending line of the document and a
+    caret under it: for a file libvirt read inside the panel (a test-driver world) that line is the
+    file's content, so only the first line (what failed, and where) is kept."""
+    message = (exc.get_error_message() or str(exc)).strip()
+    first, _, rest = message.partition("\n")
+    if exc.get_error_code() == libvirt.VIR_ERR_XML_DETAIL or rest.rstrip().endswith("^"):
+        return first.strip()
+    return message
+
+
 def translate(exc: libvirt.libvirtError) -> VirtError:
     """Map a libvirtError onto one of our error kinds, keeping libvirt's own words."""
     code = exc.get_error_code()
-    message = (exc.get_error_message() or str(exc)).strip()
+    message = libvirt_message(exc)
+    error: VirtError
     if code in _NOT_FOUND:
-        return NotFound(message)
-    if code in _INVALID_STATE:
-        return InvalidState(message)
-    if code in _UNSUPPORTED:
-        return Unsupported(message)
-    if code in _UNREACHABLE:
-        return Unreachable(explain_connect_failure(message))
-    if code in _INVALID_INPUT:
-        return InvalidInput(message)
-    return VirtError(message)
+        error = NotFound(message)
+    elif code in _INVALID_STATE:
+        error = InvalidState(message)
+    elif code in _UNSUPPORTED:
+        error = Unsupported(message)
+    elif code in _UNREACHABLE:
+        error = Unreachable(explain_connect_failure(message))
+    elif code in _INVALID_INPUT:
+        error = InvalidInput(message)
+    else:
+        error = VirtError(message)
+    error.from_host = True
+    return error

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import libvirt
 from lxml import etree
 
+from virt.errors import libvirt_message
 from virt.xml.parser import parse_xml
 
 INTERFACE_API = "interface API"
@@ -148,7 +149,7 @@ def _sorted(interfaces: tuple[HostInterface, ...]) -> tuple[HostInterface, ...]:
 
 
 def _why(exc: libvirt.libvirtError) -> str:
-    return (exc.get_error_message() or str(exc)).strip()
+    return libvirt_message(exc)
 
 
 def host_interfaces(conn: libvirt.virConnect) -> InterfaceReport:

@@ -20,7 +20,7 @@ from typing import Any
 import libvirt
 
 from virt.connections import open_connection, start_event_loop
-from virt.errors import InvalidInput, Unreachable, VirtError, explain_connect_failure, translate
+from virt.errors import InvalidInput, Unreachable, VirtError, explain_connect_failure, libvirt_message, translate
 from virt.migrate_checks import (
     Endpoint,
     Finding,
@@ -105,7 +105,7 @@ def _open(spec: ConnectionSpec, name: str, timeout: float = OPEN_TIMEOUT) -> lib
         try:
             conn = open_connection(spec)
         except libvirt.libvirtError as exc:
-            box["error"] = explain_connect_failure((exc.get_error_message() or str(exc)).strip())
+            box["error"] = explain_connect_failure(libvirt_message(exc))
             return
         if abandoned.is_set():
             with contextlib.suppress(libvirt.libvirtError):

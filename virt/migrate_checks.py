@@ -18,6 +18,7 @@ from typing import Any
 import libvirt
 from lxml import etree
 
+from virt.errors import libvirt_message
 from virt.uri import ConnectionSpec, Transport, validate_hostname
 from virt.xml.domain import Domain
 from virt.xml.parser import parse_xml
@@ -230,7 +231,7 @@ def _cpu_check(conn: libvirt.virConnect, vm: VMFacts) -> tuple[str | None, str |
         elif vm.cpu_xml:
             conn.compareHypervisorCPU(None, vm.arch, None, vm.virt_type, vm.cpu_xml, fail)
     except libvirt.libvirtError as exc:
-        message = (exc.get_error_message() or str(exc)).strip()
+        message = libvirt_message(exc)
         if exc.get_error_code() == libvirt.VIR_ERR_CPU_INCOMPATIBLE:
             return message, None
         return None, message

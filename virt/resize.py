@@ -74,6 +74,7 @@ class ResizeReport:
     live: list[str] = field(default_factory=list)
     next_boot: list[str] = field(default_factory=list)
     running: bool = False
+    host_said: list[str] = field(default_factory=list)  # libvirt's words for what the running VM refused
 
 
 def host_limits(conn: libvirt.virConnect, dom: Domain) -> tuple[int, int]:
@@ -135,7 +136,8 @@ def _live_step(label: str, wanted: int, now: int, ceiling: int, apply: Callable[
         apply()
         report.live.append(label)
     except libvirt.libvirtError as exc:
-        report.next_boot.append(f"{label} ({translate(exc)})")
+        report.next_boot.append(f"{label} (the running VM did not take it)")
+        report.host_said.append(f"{label}: {translate(exc)}")
 
 
 def resize(dom: libvirt.virDomain, new: Sizing) -> ResizeReport:

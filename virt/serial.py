@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import libvirt
 
-from virt.errors import InvalidState, Unsupported, VirtError, translate
+from virt.errors import InvalidState, Unsupported, VirtError, libvirt_message, translate
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def open_console(dom: libvirt.virDomain, *, force: bool) -> libvirt.virStream:
         dom.openConsole(None, stream, flags)
     except libvirt.libvirtError as exc:
         abort_quietly(stream)
-        message = (exc.get_error_message() or str(exc)).strip()
+        message = libvirt_message(exc)
         if BUSY_MESSAGE.lower() in message.lower():
             raise ConsoleBusy(f"{name}'s serial console is in use by another client of the host") from None
         if "cannot find character device" in message:

@@ -95,9 +95,16 @@ def _clean_path(path: str, what: str) -> PurePosixPath:
     return PurePosixPath(path)
 
 
+# The kernel's and devices' own folders: never a pool's directory or mount point, whatever WEBKVM_POOL_ROOTS says.
+SYSTEM_FOLDERS = tuple(PurePosixPath(p) for p in ("/proc", "/sys", "/dev"))
+
+
 def check_pool_path(path: str, roots: Iterable[str]) -> str:
     """A directory the pool keeps its volumes in (or mounts on): only below a root the admin allows."""
     clean = _clean_path(path, "path")
+    if any(clean.is_relative_to(folder) for folder in SYSTEM_FOLDERS):
+        raise ValueError(f"/{clean.parts[1]} is a system folder, never a pool's "
+                         "directory or mount point.")
     allowed = [PurePosixPath(root) for root in roots]
     if not any(clean.is_relative_to(root) for root in allowed):
         raise ValueError(f"Pools may only live under {', '.join(map(str, allowed)) or '(no allowed folder)'}; "

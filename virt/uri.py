@@ -10,8 +10,9 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlencode
 
 from virt.errors import InvalidInput
@@ -31,6 +32,7 @@ _USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 _SASL_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 _SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,4095}$")
 LOCAL_PATHS = ("system", "session")
+TLS_FILES = ("cacert.pem", "clientcert.pem", "clientkey.pem")  # what libvirt's pkipath= folder holds
 
 
 def validate_hostname(value: str) -> str:
@@ -71,6 +73,62 @@ def validate_file_path(value: str, what: str = "Path") -> str:
     """An absolute path of plain characters, without `..` segments."""
     if not _SAFE_PATH_RE.match(value) or ".." in PurePosixPath(value).parts:
         raise InvalidInput(f"{what} must be an absolute path of letters, digits, '.', '_', '-' and '/', without '..'.")
+    return value
+
+
+def _resolved(path: Path, what: str) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        raise InvalidInput(f"{what} cannot be resolved.") from None
+
+
+def _real_path_below(value: str, folders: Iterable[str], what: str, where: str) -> Path:
+    """`value` written as the real path it is, below one of `folders`.
+
+    For paths the panel's own process opens: the real path (no symbolic link anywhere in it, so neither
+    /proc/self/cwd/... nor a link inside an allowed folder) is what is compared, with is_relative_to."""
+    validate_file_path(value, what)
+    path = Path(value)
+    if _resolved(path, what) != path or str(path) != value:
+        raise InvalidInput(f"{what} must be given as its real path: no symbolic links, '.', doubled or "
+                           "trailing '/'.")
+    if not any(path.is_relative_to(_resolved(Path(folder), what)) for folder in folders):
+        raise InvalidInput(f"{what} must lie below {where}.")
+    return path
+
+
+def validate_world(value: str, worlds: Iterable[str], *, present: bool = False) -> str:
+    """A world file of libvirt's test driver: "default" (built into libvirt), else an XML file below one of
+    `worlds`. The driver reads it inside the panel's own process, and a file that does not parse would
+    be quoted back: nothing else of the panel's machine may be named. `present`: it must exist too."""
+    if value == "default":
+        return value
+    path = _real_path_below(value, worlds, "The world file", "the panel's folder of test worlds")
+    if path.exists() and not path.is_file():
+        raise InvalidInput("The world file is not a file.")
+    if present and not path.is_file():
+        raise InvalidInput("No such file.")
+    return value
+
+
+def validate_pki_dir(value: str, roots: Iterable[str], *, present: bool = False) -> str:
+    """A TLS client certificate folder (libvirt's pkipath=), below one of `roots`: libvirt reads the CA
+    certificate, the client certificate and its key from it inside the panel's own process, so neither the
+    folder nor a file in it may lead elsewhere. `present`: the three files must be there too."""
+    roots = list(roots)
+    where = f"a folder of WEBKVM_PKI_ROOTS ({', '.join(roots) or 'none set'})"
+    folder = _real_path_below(value, roots, "The TLS certificate folder", where)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInput("The TLS certificate folder is not a folder.")
+    for name in TLS_FILES:
+        file = folder / name
+        if (file.is_symlink() or file.exists()) and not any(
+                _resolved(file, name).is_relative_to(_resolved(Path(root), name)) for root in roots):
+            raise InvalidInput(f"{name}: symbolic links must not lead out of {where}.")
+    missing = [name for name in TLS_FILES if not (folder / name).is_file()]
+    if present and missing:
+        raise InvalidInput(f"Missing in that folder: {', '.join(missing)}.")
     return value
 
 

@@ -10,6 +10,7 @@ editor shows MASK instead, and a MASK sent back means "keep the password libvirt
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import hashlib
@@ -22,7 +23,7 @@ from pathlib import Path
 import libvirt
 from lxml import etree
 
-from virt.errors import InvalidInput, VirtError, translate
+from virt.errors import InvalidInput, VirtError, libvirt_message, translate
 from virt.xml.parser import MAX_XML_BYTES, XMLInputError, parse_xml
 
 READ_FLAGS = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
@@ -35,6 +36,7 @@ SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")  # shipped with libvirt0,
 # "<name ...>" without angle brackets inside, and a passwd value holds no quote of its kind.
 _START_TAG = re.compile(r"<[A-Za-z_][^<>]*>")
 _PASSWD = re.compile(r"""(\spasswd\s*=\s*)(?:'[^']*'|"[^"]*")""")
+_COOKIE = re.compile(r"(<cookie\b[^<>]*>)[^<]*(</cookie>)")
 _LINE = re.compile(r"^malformed XML: line (\d+):")
 _LIBVIRT_LINE = re.compile(r"(?:\(domain_definition\):|\bline )(\d+)")
 # Errors of the connection itself; any other error is libvirt's answer about the document.
@@ -160,6 +162,63 @@ def restore_secrets(root: etree._Element, current_xml: str) -> int:
     return restored
 
 
+def _twin_key(element: etree._Element, seen: dict[tuple[str, str | None], int]) -> tuple[str, str | None, int]:
+    """(tag, type, position among elements of that tag and type): how an element is matched across versions."""
+    key = (str(element.tag), element.get("type"))
+    seen[key] = seen.get(key, -1) + 1
+    return (*key, seen[key])
+
+
+def _disk_cookies(root: etree._Element) -> list[tuple[etree._Element, etree._Element]]:
+    """(disk, its <source>'s <cookies>) of every network disk that has cookies."""
+    return [(disk, cookies) for disk in root.findall("./devices/disk") for cookies in disk.findall("./source/cookies")]
+
+
+def without_secrets(xml: str) -> str:
+    """libvirt's XML with its secrets taken out, for keeping: every passwd attribute (VNC, SPICE and RDP
+    passwords) and the cookies of network disks, the two things only a SECURE read shows. A rollback
+    takes the VM's current secrets instead (carry_secrets)."""
+    root = parse_xml(xml)
+    for element in root.iter(etree.Element):
+        if "passwd" in element.attrib:
+            del element.attrib["passwd"]
+    for disk, cookies in _disk_cookies(root):
+        disk.find("source").remove(cookies)  # type: ignore[union-attr]  # found through its <source>
+    return etree.tostring(root, encoding="unicode")
+
+
+def carry_secrets(root: etree._Element, current_xml: str) -> None:
+    """Give a kept definition (stored without secrets) the VM's current ones: each element takes the password
+    of its twin in the current definition, or none; each network disk the cookies of the current disk with
+    the same target. So a rollback never brings back an old password, nor drops today's."""
+    current = parse_xml(current_xml)
+    seen: dict[tuple[str, str | None], int] = {}
+    passwords = {_twin_key(e, seen): e.get("passwd") for e in current.iter(etree.Element)}
+    seen = {}
+    for element in root.iter(etree.Element):
+        password = passwords.get(_twin_key(element, seen))
+        if password is None:
+            if "passwd" in element.attrib:
+                del element.attrib["passwd"]
+        else:
+            element.set("passwd", password)
+    cookies_of = {_target(disk): cookies for disk, cookies in _disk_cookies(current)}
+    for disk in root.findall("./devices/disk"):
+        source = disk.find("source")
+        if source is None:
+            continue
+        for old in source.findall("cookies"):
+            source.remove(old)
+        cookies = cookies_of.get(_target(disk))
+        if cookies is not None:
+            source.append(copy.deepcopy(cookies))
+
+
+def _target(disk: etree._Element) -> str | None:
+    target = disk.find("target")
+    return None if target is None else target.get("dev")
+
+
 def prepare(text: str, current: Snapshot) -> tuple[str, int]:
     """The document to define and the line offset of its root in the submitted text.
 
@@ -180,7 +239,7 @@ def define(dom: libvirt.virDomain, xml: str, expected: str, line_offset: int = 0
     except libvirt.libvirtError as exc:
         if exc.get_error_code() in _CONNECTION_LOST or exc.get_error_domain() in _TRANSPORT:
             raise translate(exc) from None  # no answer: whether it was defined is unknown
-        message = (exc.get_error_message() or str(exc)).strip()
+        message = libvirt_message(exc)
         line = error_line(message, xml)
         raise DefineRefused(message, line + line_offset if line else None) from None
     return snapshot(dom)
@@ -220,7 +279,10 @@ def mask(xml: str) -> str:
 
 
 def masked_diff(before: str, after: str, before_label: str, after_label: str) -> str:
-    """A unified diff of two definitions, passwords masked on both sides."""
-    lines = difflib.unified_diff(mask(before).splitlines(keepends=True), mask(after).splitlines(keepends=True),
+    """A unified diff of two definitions, passwords and disk cookies masked on both sides."""
+    def hidden(xml: str) -> str:
+        return _COOKIE.sub(rf"\1{MASK}\2", mask(xml))
+
+    lines = difflib.unified_diff(hidden(before).splitlines(keepends=True), hidden(after).splitlines(keepends=True),
                                  before_label, after_label)
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)

@@ -11,16 +11,19 @@ warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume sy
 from webkvm.config import ConfigError
 
 try:
-    from channels.routing import ProtocolTypeRouter, URLRouter
+    from channels.routing import ProtocolTypeRouter
     from django.core.asgi import get_asgi_application
 
     django_application = get_asgi_application()
     from storage.asgi import StreamedTransfers  # volume uploads and downloads stream through libvirt
-    from webkvm.routing import websocket_urlpatterns  # needs the apps loaded above
+    from webkvm.body_limit import BodyLimit
+    from webkvm.routing import websocket_application  # needs the apps loaded above
 except ConfigError as exc:
     sys.exit(f"webkvm: configuration error: {exc}")
 
 # Consoles (/console/ws/...) and live updates (/live/ws/) are WebSockets on the panel's own origin; each
 # consumer checks Origin, session and permission itself, so no Channels origin or auth middleware is needed.
-application = ProtocolTypeRouter({"http": StreamedTransfers(django_application),
-                                  "websocket": URLRouter(websocket_urlpatterns)})
+# Request bodies are capped right in front of Django (webkvm/body_limit.py); the streamed transfers are
+# taken out before the cap, since the upload checks login, CSRF and admin before it reads a byte.
+application = ProtocolTypeRouter({"http": StreamedTransfers(BodyLimit(django_application)),
+                                  "websocket": websocket_application()})

@@ -6,6 +6,7 @@ manage.py and the ASGI entry point turn into a one-line message and exit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -71,18 +72,31 @@ def env_origins(name: str, default: list[str]) -> list[str]:
 
 
 def data_dir(base_dir: Path) -> Path:
+    """The data dir, created 0700 (mkdir's mode is only ever narrowed by the umask, never widened)."""
     path = Path(env_str("WEBKVM_DATA_DIR", str(base_dir / "var"))).resolve()
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise ConfigError(f"WEBKVM_DATA_DIR {path} cannot be created: {exc.strerror}") from None
     return path
 
 
+def private_database(path: Path) -> None:
+    """Create the SQLite file 0600 before SQLite does (it would follow the umask) and narrow an existing
+    one; SQLite gives its -wal and -shm files the database file's mode."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise ConfigError(f"the database file {path} cannot be created: {exc.strerror}") from None
+    with contextlib.suppress(OSError):  # another user's file: theirs to protect
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+
+
 def private_file(path: Path, make: bytes | None = None) -> bytes:
-    """Read a 0600 file, creating it with `make` on first use."""
+    """Read a 0600 file, creating it with `make` on first use (in a 0700 folder when that is new too)."""
     if not path.exists() and make is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(make)

@@ -16,6 +16,7 @@ and is not audited, because nothing was changed.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -32,11 +33,13 @@ from django.shortcuts import get_object_or_404
 from hosts import services
 from hosts.models import Host
 from virt.devices import FieldProblem
-from virt.errors import NotFound, VirtError
+from virt.errors import HOST_UNAVAILABLE, NotFound, Unreachable, VirtError
 from webkvm import audit, permissions
 from webkvm.models import AuditResult, VMPermission
 
 T = TypeVar("T")
+log = logging.getLogger("webkvm.hosts")
+HOST_ERROR = "the host reported an error"
 
 # Who may use a route: nobody needs to be logged in, anybody logged in (the page shows only what
 # they may see), admins, or a grant on the VM the URL names (VMPermission values).
@@ -69,9 +72,10 @@ class Access:
     declares `by` (the argument) and `choices` (each value's operation)."""
 
     permission: str
-    target: str = "panel"  # vm: the URL names a VM (host + vm arguments)
+    target: str = "panel"  # vm: the URL names a VM (host + vm arguments); host: a host whose VMs it shows
     by: str = ""
     choices: Mapping[str, Operation] = field(default_factory=dict)
+    polled: bool = False  # a JSON answer pages poll: rate-limited per user (webkvm/rate_limit.py)
 
 
 OPERATIONS: dict[str, Operation] = {}
@@ -86,9 +90,10 @@ def declare(op: Operation) -> Operation:
     return op
 
 
-def page(permission: str, target: str = "panel") -> Access:
-    """A route that shows something (reads) rather than changes it."""
-    return Access(permission, target)
+def page(permission: str, target: str = "panel", *, polled: bool = False) -> Access:
+    """A route that shows something (reads) rather than changes it; `polled` for a JSON answer that pages
+    poll (and any other JSON read), which each user may ask only so often (webkvm/rate_limit.py)."""
+    return Access(permission, target, polled=polled)
 
 
 def choice(access: Access, kwargs: Mapping[str, Any]) -> Access:
@@ -108,6 +113,15 @@ View = Callable[..., HttpResponseBase]
 Decorator = Callable[[View], View]
 
 
+def _too_often(request: HttpRequest, access: Access, view: View) -> HttpResponseBase | None:
+    """The 429 answer of a polled route asked too often by this user (before any check or host call)."""
+    if not access.polled:
+        return None
+    from webkvm import rate_limit
+
+    return rate_limit.check(request, f"{view.__module__}.{view.__qualname__}")
+
+
 def _check(request: HttpRequest, access: Access, kwargs: Mapping[str, Any]) -> None:
     if access.permission == ADMIN:
         permissions.require_admin(request, object_name=request.path)
@@ -122,6 +136,8 @@ def route(declared: Operation | Access) -> Decorator:
     def decorate(view: View) -> View:
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if (too_often := _too_often(request, access, view)) is not None:
+                return too_often
             _check(request, choice(access, kwargs), kwargs)
             return view(request, *args, **kwargs)
 
@@ -137,13 +153,15 @@ def vm_route(declared: Operation | Access) -> Decorator:
     """The check of a route naming a VM (`host` and `vm` arguments): the view gets `ref` (a VMRef) in
     their place, found only after the check, so a refusal leaks nothing."""
     access = declared.access if isinstance(declared, Operation) else Access(declared.permission, "vm", declared.by,
-                                                                            declared.choices)
+                                                                            declared.choices, declared.polled)
 
     def decorate(view: View) -> View:
         @wraps(view)
         def wrapped(request: HttpRequest, host: str, vm: uuid.UUID | str, **kwargs: Any) -> HttpResponseBase:
             from instances.lookup import vm_or_404  # instances imports this module
 
+            if (too_often := _too_often(request, access, view)) is not None:
+                return too_often
             needed = choice(access, kwargs).permission
             if needed == ADMIN:
                 permissions.require_admin(request, object_name=str(vm))
@@ -161,6 +179,17 @@ def access_of(view: Callable[..., Any]) -> Access | None:
 
 
 # --- the run ----------------------------------------------------------------------------------------
+
+
+def told(user: Any, exc: VirtError, words: str = "") -> str:
+    """The one place a host's failure becomes words for a page, a JSON answer or a message: admins read
+    `words` (by default the error's own text, libvirt's and ssh's included); everybody else reads the
+    panel's own words ("busy", "db-01 has no disk vdz.") but of the host's words only that it failed.
+    The log keeps what they were not shown."""
+    if permissions.is_admin(user) or not exc.from_host:
+        return words or str(exc)
+    log.warning("host error not shown to %s: %s", getattr(user, "username", "?") or "?", exc)
+    return HOST_UNAVAILABLE if isinstance(exc, Unreachable) else HOST_ERROR
 
 
 @dataclass(frozen=True)
@@ -210,7 +239,7 @@ def perform(request: HttpRequest, op: Operation, *, host: Host | None, name: str
         # What was asked stays in the record of a failure too.
         asked_words = asked or (detail if isinstance(detail, str) else "")
         record(AuditResult.FAILED, f"{asked_words}: {exc}" if asked_words else str(exc), name)
-        said = f"{op.label}: not done: {exc}"
+        said = f"{op.label}: not done: {told(request.user, exc)}"
         if form is not None:
             form.add_error(None, said)
         elif not quiet:
@@ -284,7 +313,7 @@ def start_job(request: HttpRequest, op: Operation, *, host: Host | None, name: s
         return runner.start(request, op.job, host, runner.Target(op.target, name), params, summary=summary)
     except VirtError as exc:
         refused(request, op, host=host, name=name, reason=str(exc))
-        said = f"{op.label}: not started: {exc}"
+        said = f"{op.label}: not started: {told(request.user, exc)}"
         if form is not None:
             form.add_error(None, said)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -31,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "axes",  # login throttling (see AXES_* below)
     "webkvm",
     "hosts",
     "instances",
@@ -51,6 +53,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # answers a locked-out log-in with AXES_LOCKOUT_CALLABLE
 ]
 
 ROOT_URLCONF = "webkvm.urls"
@@ -97,6 +100,8 @@ try:
 except ValueError as exc:
     raise config.ConfigError(f"WEBKVM_DATABASE_URL is not a valid database URL: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    if str(DATABASES["default"]["NAME"]).startswith("/"):  # not ":memory:"
+        config.private_database(Path(DATABASES["default"]["NAME"]))
     # Several panel processes write to one SQLite file: WAL lets readers go on while one writes, IMMEDIATE
     # transactions take the write lock up front (no deadlock on upgrade), and a writer waits up to 20 s
     # for another instead of failing with "database is locked".
@@ -110,6 +115,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login throttling (django-axes): after WEBKVM_LOGIN_FAILURES failed log-ins from one address, or for one user
+# name, log-in is refused for WEBKVM_LOGIN_LOCKOUT_MINUTES (counted from the last failure). The counts live in
+# a cache with that expiry, never in the database: in Redis, shared by every panel process, when the panel
+# has one, else in the one process's memory. The address is REMOTE_ADDR (uvicorn sets it from
+# X-Forwarded-For for a reverse proxy on loopback).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_CACHE = "axes"
+AXES_FAILURE_LIMIT = config.env_int("WEBKVM_LOGIN_FAILURES", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = timedelta(minutes=config.env_int("WEBKVM_LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=1440))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # each on its own: per address, and per user name
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "webkvm.views.login_locked_out"
+AXES_VERBOSE = False
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "axes": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": WEBKVM_REDIS_URL,
+             "KEY_PREFIX": "webkvm:axes"} if WEBKVM_REDIS_URL else
+            {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "axes"},
+}
+# axes warns about a process-local cache; without Redis the panel runs as one process, where it is right.
+SILENCED_SYSTEM_CHECKS = [] if WEBKVM_REDIS_URL else ["axes.W001"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -153,6 +180,8 @@ WEBKVM_OPEN_TIMEOUT = config.env_int("WEBKVM_OPEN_TIMEOUT", 4, minimum=1, maximu
 WEBKVM_CALL_TIMEOUT = config.env_int("WEBKVM_CALL_TIMEOUT", 3, minimum=1, maximum=300)
 # Calls to one host that run at once; more callers queue, each within its deadline ("busy", never "unreachable").
 WEBKVM_HOST_SLOTS = config.env_int("WEBKVM_HOST_SLOTS", 4, minimum=1, maximum=64)
+# Seconds an upload may receive nothing before it is ended and its half-written volume deleted.
+WEBKVM_UPLOAD_STALL_SECONDS: float = config.env_int("WEBKVM_UPLOAD_STALL_SECONDS", 60, minimum=1, maximum=3600)
 # Identical reads of a host (VM list, host overview, pools, networks) are shared and kept this long (ms);
 # a change event from the host drops them sooner.
 WEBKVM_READ_FRESH_MS = config.env_int("WEBKVM_READ_FRESH_MS", 1000, minimum=0, maximum=60000)
@@ -162,5 +191,20 @@ WEBKVM_LIVE_INTERVAL_MS = config.env_int("WEBKVM_LIVE_INTERVAL_MS", 1000, minimu
 # Storage pools may only be created below these folders of a hypervisor (dir pools, NFS mount points).
 WEBKVM_POOL_ROOTS: list[str] = config.env_paths(
     "WEBKVM_POOL_ROOTS", ["/var/lib/libvirt/images", "/var/lib/libvirt/boot", "/srv/libvirt"])
+# libvirt's test driver is a demo and test aid, refused unless this is on: it reads its world file inside the
+# panel's own process. `make run` turns it on for its demo host where no local libvirtd runs.
+WEBKVM_TEST_DRIVER = config.env_bool("WEBKVM_TEST_DRIVER", False)
+# Where a test-driver host's world file may lie (besides libvirt's built-in world, "default"): the project's own.
+WEBKVM_TEST_WORLDS: list[str] = [str(BASE_DIR / "tests" / "worlds")]
+# Folders a TLS host's client certificate folder (pkipath) may lie below: libvirt reads the key from it inside
+# the panel's own process.
+WEBKVM_PKI_ROOTS: list[str] = config.env_paths("WEBKVM_PKI_ROOTS", [str(DATA_DIR / "pki")])
 # A console session re-checks login, grant and VM this often (seconds) and closes when one is gone.
 WEBKVM_CONSOLE_RECHECK_SECONDS: float = config.env_int("WEBKVM_CONSOLE_RECHECK_SECONDS", 5, minimum=1, maximum=60)
+# Request bodies (bytes) a logged-in user may send; anonymous ones get 64 KiB (webkvm/body_limit.py). Checked
+# before Django reads the body; the streamed volume upload is exempt. Keep it above the XML editor's 2 MiB.
+WEBKVM_MAX_BODY_BYTES = config.env_int("WEBKVM_MAX_BODY_BYTES", 4 << 20, minimum=64 << 10, maximum=1 << 30)
+# Polled and JSON routes (declared polled=True) answer each user at most WEBKVM_POLL_LIMIT requests per route
+# in WEBKVM_POLL_WINDOW_SECONDS, then 429 (webkvm/rate_limit.py); a page polling every 2 s uses 5 per 10 s.
+WEBKVM_POLL_LIMIT = config.env_int("WEBKVM_POLL_LIMIT", 60, minimum=1, maximum=100000)
+WEBKVM_POLL_WINDOW_SECONDS = config.env_int("WEBKVM_POLL_WINDOW_SECONDS", 10, minimum=1, maximum=3600)

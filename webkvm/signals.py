@@ -22,5 +22,10 @@ def logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 @receiver(user_login_failed)
 def login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
+    if getattr(request, "axes_locked_out", False):
+        # Not the typed name: a client locked out for its address would otherwise make a row per name it tries.
+        audit.record(request, "login", object_type="user", result=AuditResult.DENIED,
+                     detail="locked out: too many failed log-ins from this address or for this user")
+        return
     audit.record(None if request is None else request, "login", object_type="user",
                  object_name=str(credentials.get("username", ""))[:150], result=AuditResult.FAILED)

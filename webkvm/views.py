@@ -1,7 +1,11 @@
-"""Home page and the audit log."""
+"""Home page, the audit log and the answer to a locked-out log-in."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
@@ -38,3 +42,15 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         events = events.filter(Q(object_name__icontains=q) | Q(host_name__icontains=q) | Q(detail__icontains=q))
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     return render(request, "audit/list.html", {"page": page, "filters": filters, "results": AuditResult.values})
+
+
+def login_locked_out(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:
+    """django-axes' answer to a log-in while the address or user name is locked out: the log-in page, saying
+    why and for how long, with 429 (the password is not even checked)."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    said = (f"Too many failed log-ins from your address or for this user name: log-in is locked for "
+            f"{minutes} minutes after the last attempt. Try again later, or ask an admin.")
+    username = str((credentials or {}).get("username", ""))[:150]
+    form = AuthenticationForm(request, initial={"username": username})
+    return render(request, "registration/login.html", {"form": form, "locked_out": said,
+                                                       "next": request.POST.get("next", "")[:2000]}, status=429)

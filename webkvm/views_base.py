@@ -17,7 +17,7 @@ from hosts.models import Host
 from virt.devices import FieldProblem
 from virt.errors import InvalidInput, VirtError, host_words
 from virt.reads import Read
-from webkvm.operations import Operation, Outcome, perform, refused
+from webkvm.operations import Operation, Outcome, perform, refused, told
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ def host_page(request: HttpRequest, host_name: str, template: str, key: str,
         else:
             context[key] = services.call(host, fetch, timeout)
     except VirtError as exc:
-        context["error"] = host_words(exc)
+        context["error"] = told(request.user, exc, host_words(exc))
         return render(request, template, context, status=503)
     return render(request, template, context)
 
@@ -79,7 +79,7 @@ def host_unavailable(request: HttpRequest, op: Operation, template: str, context
     """The page of an operation whose host could not be asked what the form needs (503, in words); a POST
     is audited as refused, since nothing was asked of the host."""
     host: Host = context["host"]
-    context["error"] = str(exc)
+    context["error"] = told(request.user, exc)
     if request.method == "POST":
         refused(request, op, host=host, name=name, reason=f"{host.name} could not be asked: {exc}")
     return render(request, template, context, status=503)

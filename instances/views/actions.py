@@ -18,7 +18,7 @@ from instances import operations as ops
 from instances.lookup import VMRef
 from virt import lifecycle
 from virt.errors import VirtError
-from webkvm.operations import on_vm, vm_route
+from webkvm.operations import on_vm, told, vm_route
 
 
 def _back(request: HttpRequest, ref: VMRef) -> HttpResponse:
@@ -38,7 +38,7 @@ def action(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
         try:
             name = ref.call(lambda dom: dom.name())
         except VirtError as exc:
-            messages.error(request, str(exc))
+            messages.error(request, told(request.user, exc))
             return _back(request, ref)
         return render(request, "instances/confirm.html", {
             "ref": ref, "action": chosen, "name": name, "next": request.POST.get("next", ""),

@@ -13,7 +13,7 @@ from instances import operations as ops
 from instances.lookup import VMRef
 from virt.boot import BootReport, BootSettings, read_settings, update
 from virt.errors import VirtError
-from webkvm.operations import on_vm, vm_route
+from webkvm.operations import on_vm, told, vm_route
 
 
 class BootForm(forms.Form):
@@ -72,7 +72,8 @@ def boot_settings(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         name, settings = ref.call(lambda dom: (str(dom.name()), read_settings(dom)))
     except VirtError as exc:
-        return render(request, "instances/config/boot.html", {"ref": ref, "error": str(exc)}, status=503)
+        return render(request, "instances/config/boot.html", {"ref": ref, "error": told(request.user, exc)},
+                      status=503)
     form = BootForm(settings, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         order, bootmenu, autostart = form.order(), form.cleaned_data["bootmenu"], form.cleaned_data["autostart"]

@@ -23,6 +23,8 @@ from virt.capabilities import HostOffer, host_offer
 from virt.devices import Definitions, definitions
 from virt.domains import state_name
 from virt.errors import VirtError
+from webkvm.operations import told
+from webkvm.sharing import offer_for
 
 
 def words(parts: list[str]) -> str:
@@ -65,9 +67,15 @@ def _load(dom: libvirt.virDomain) -> VMDevices:
     return VMDevices(definitions(dom), state_name(int(dom.state()[0])))
 
 
-def load(ref: VMRef) -> tuple[VMDevices, HostOffer]:
-    """The VM's two definitions and what its host offers (pools, ISOs, networks, bridges)."""
-    return ref.call(_load), services.call(ref.host, host_offer)
+def offer(request: HttpRequest, ref: VMRef) -> HostOffer:
+    """What the VM's host offers the requesting user (pools, ISOs, networks, bridges): for users who are not
+    admins only what an admin opened to them (webkvm/sharing.py)."""
+    return offer_for(request.user, ref.host, services.call(ref.host, host_offer))
+
+
+def load(request: HttpRequest, ref: VMRef) -> tuple[VMDevices, HostOffer]:
+    """The VM's two definitions and what its host offers the requesting user."""
+    return ref.call(_load), offer(request, ref)
 
 
 def devices_page(request: HttpRequest, ref: VMRef, template: str,
@@ -76,11 +84,11 @@ def devices_page(request: HttpRequest, ref: VMRef, template: str,
     says why (503)."""
     context: dict[str, Any] = {"ref": ref}
     try:
-        vm, offer = load(ref)
+        vm, offered = load(request, ref)
     except VirtError as exc:
-        context["error"] = str(exc)
+        context["error"] = told(request.user, exc)
         return render(request, template, context, status=503)
-    context.update(fill(vm, offer))
+    context.update(fill(vm, offered))
     return render(request, template, context)
 
 
@@ -95,11 +103,10 @@ def row_form_valid(request: HttpRequest, form: forms.Form, field: str, label: st
 
 def offer_or_message(request: HttpRequest, ref: VMRef) -> HostOffer | None:
     try:
-        offer: HostOffer = services.call(ref.host, host_offer)
+        return offer(request, ref)
     except VirtError as exc:
-        messages.error(request, f"{ref.host.name} could not be asked what it offers: {exc}")
+        messages.error(request, f"{ref.host.name} could not be asked what it offers: {told(request.user, exc)}")
         return None
-    return offer
 
 
 def set_choices(form: forms.Form, name: str, choices: list[tuple[str, str]]) -> None:

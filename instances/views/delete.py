@@ -12,18 +12,20 @@ from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
 from instances.lookup import VMRef
+from instances.models import DomainDefinition
 from virt.delete import DeletePlan, DeleteReport, VolumeChoiceError, delete_plan, delete_vm
 from virt.devices import FieldProblem
 from virt.errors import VirtError
 from webkvm.models import VMGrant
-from webkvm.operations import on_vm, refused, vm_route
+from webkvm.operations import on_vm, refused, told, vm_route
+from webkvm.permissions import is_admin
 
 
 def _confirmation(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         plan = ref.call(delete_plan)
     except VirtError as exc:
-        context: dict[str, object] = {"host": ref.host, "vm_uuid": ref.uuid, "error": str(exc)}
+        context: dict[str, object] = {"host": ref.host, "vm_uuid": ref.uuid, "error": told(request.user, exc)}
         return render(request, "instances/delete.html", context, status=503)
     return _page(request, ref, plan)
 
@@ -34,7 +36,7 @@ def _page(request: HttpRequest, ref: VMRef, plan: DeletePlan, volume_error: str 
     return render(request, "instances/delete.html", {
         "host": ref.host, "vm_uuid": ref.uuid, "name": plan.name, "running": plan.running,
         "deletable": plan.deletable, "kept": plan.kept, "volume_error": volume_error, "chosen": set(chosen),
-        "force_off": force_off})
+        "force_off": force_off, "admin": is_admin(request.user)})
 
 
 def _report_text(report: DeleteReport) -> str:
@@ -74,13 +76,17 @@ def delete(request: HttpRequest, ref: VMRef) -> HttpResponse:
     if choice:
         refusal = choice[0]
         refused(request, ops.DELETE_VM, host=ref.host, name=refusal.plan.name, reason=f"uuid {ref.uuid}; {refusal}")
-        return _page(request, ref, refusal.plan, str(refusal), keys, force_off)
+        said = str(refusal) if is_admin(request.user) else refusal.plain
+        return _page(request, ref, refusal.plan, said, keys, force_off)
     if not outcome.ok or outcome.value is None:
-        messages.error(request, f"The VM was not deleted: {outcome.error}")
+        why = told(request.user, outcome.exception) if outcome.exception else outcome.error
+        messages.error(request, f"The VM was not deleted: {why}")
         return redirect("instances:delete", ref.host.name, ref.uuid)
     report = outcome.value
-    # Grants name the VM by UUID: one left behind would point at nothing (or at a reused UUID).
+    # Grants name the VM by UUID: one left behind would point at nothing (or at a reused UUID). Its XML
+    # history goes too: nobody can roll back a VM that is gone.
     VMGrant.objects.filter(host=ref.host, vm_uuid=ref.uuid).delete()
+    DomainDefinition.objects.filter(host=ref.host, vm_uuid=ref.uuid).delete()
     messages.success(request, _report_text(report))
     for vol, why in report.failed:
         messages.error(request, f"Volume {vol} could not be deleted: {why}")

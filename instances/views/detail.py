@@ -12,10 +12,10 @@ from instances.fleet import meter
 from instances.lookup import VMRef
 from virt import lifecycle
 from virt.domains import domain_detail
-from virt.errors import VirtError, brief_words, host_words
+from virt.errors import VirtError, host_words
 from virt.reads import vm_sample
-from webkvm.operations import page, vm_route
-from webkvm.permissions import can, is_admin
+from webkvm.operations import page, told, vm_route
+from webkvm.permissions import can
 
 
 @require_GET
@@ -24,7 +24,7 @@ def detail(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         info = ref.call(domain_detail)
     except VirtError as exc:
-        words = host_words(exc) if is_admin(request.user) else brief_words(host_words(exc))
+        words = told(request.user, exc, host_words(exc))
         return render(request, "instances/detail.html", {"ref": ref, "error": words}, status=503)
     since = meter.state_since(str(ref.host.pk), info.uuid, info.state)
     allowed = {p: can(request.user, p, host=ref.host, vm_uuid=ref.uuid)
@@ -36,11 +36,11 @@ def detail(request: HttpRequest, ref: VMRef) -> HttpResponse:
 
 
 @require_GET
-@vm_route(page(ops.VIEW))
+@vm_route(page(ops.VIEW, polled=True))
 def stats(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         sample = services.read(ref.host, vm_sample(ref.uuid))
     except VirtError as exc:
-        words = host_words(exc) if is_admin(request.user) else brief_words(host_words(exc))
+        words = told(request.user, exc, host_words(exc))
         return JsonResponse({"error": words}, status=503)
     return JsonResponse(sample.as_dict())

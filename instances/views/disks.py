@@ -58,12 +58,15 @@ class AttachDiskForm(forms.Form):
     def __init__(self, offer: HostOffer, admin: bool, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.offer, self.admin = offer, admin
-        # An existing volume may hold another VM's data: only admins may attach one.
+        # An existing volume may hold another VM's data: only admins may attach one, or see the list.
         set_choices(self, "source", [(NEW, "a new volume"), *([(EXISTING, "an existing volume")] if admin else [])])
         set_choices(self, "pool", [(p.name, f"{p.name} ({p.available_bytes // MIB // 1024} GiB free)")
                                    for p in offer.active_pools])
-        set_choices(self, "volume", [("", "-"), *((f"{p}/{v}", f"{p}/{v}") for p, v in offer.volumes()
-                                                  if not v.lower().endswith(ISO_SUFFIX))])
+        if admin:
+            set_choices(self, "volume", [("", "-"), *((f"{p}/{v}", f"{p}/{v}") for p, v in offer.volumes()
+                                                      if not v.lower().endswith(ISO_SUFFIX))])
+        else:
+            del self.fields["volume"]
 
     def clean_size(self) -> int | None:
         raw = self.cleaned_data.get("size", "").strip()
@@ -144,7 +147,7 @@ def _page(request: HttpRequest, ref: VMRef, *, attach: AttachDiskForm | None = N
                                                initial={"pool": first_pool} if first_pool else None),
             "insert": IsoForm(offer, auto_id=False),
             "add_cdrom": add_cdrom or IsoForm(offer, optional=True, auto_id="cdrom_%s"),
-            "cdrom_bus": cdrom_bus(vm.defs.machine),
+            "cdrom_bus": cdrom_bus(vm.defs.machine), "admin": is_admin(request.user),
         }
 
     return devices_page(request, ref, "instances/config/disks.html", fill)

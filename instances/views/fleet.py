@@ -5,7 +5,7 @@ Anybody logged in may open them: each shows only the VMs its viewer has a grant 
 from __future__ import annotations
 
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
@@ -14,7 +14,7 @@ from hosts.models import Host
 from instances.fleet import SORT_KEYS, Filters, console_base, gather
 from virt.domains import STATES
 from webkvm.operations import LOGIN, page, route
-from webkvm.permissions import is_admin
+from webkvm.permissions import host_for, is_admin
 
 # Rendering costs about 0.1 ms a row: a page of 500 keeps the largest fleets fast; filters find the rest.
 PAGE_SIZE = 500
@@ -43,16 +43,14 @@ def fleet(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@route(page(LOGIN))
+@route(page(LOGIN, "host"))  # a grant on a VM of the host the URL names
 def host_fleet(request: HttpRequest, host: str) -> HttpResponse:
-    found = Host.objects.filter(name=host).first()
-    if found is None:
-        raise Http404("No such host.")
+    found = host_for(request, host)  # non-admins: a grant on one of its VMs, else 403
     return _page(request, Filters.from_query(request.GET, host=found.name), found)
 
 
 @require_GET
-@route(page(LOGIN))
+@route(page(LOGIN, polled=True))
 def rows(request: HttpRequest) -> JsonResponse:
     """What changes without a reload: state, CPU, memory, autostart of every visible VM."""
     fleet = gather(request.user, Filters.from_query(request.GET))

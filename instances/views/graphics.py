@@ -30,9 +30,11 @@ from virt.graphics import (
     validate_listen,
     validate_password,
 )
-from webkvm.operations import on_vm, vm_route
+from webkvm.operations import on_vm, told, vm_route
+from webkvm.permissions import is_admin
 
 KEEP, SET, CLEAR = "keep", "set", "clear"
+ADMIN_ONLY = ("password_action", "password", "listen")
 
 
 class VncForm(forms.Form):
@@ -46,10 +48,16 @@ class VncForm(forms.Form):
     listen = forms.CharField(label="Listen address", max_length=45, initial=DEFAULT_LISTEN,
                              help_text="127.0.0.1: reachable only through the panel's console (recommended).")
 
-    def __init__(self, settings: VncSettings, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, settings: VncSettings, admin: bool, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {"keymap": settings.keymap, "listen": settings.listen or DEFAULT_LISTEN,
                                       "password_action": KEEP})
         super().__init__(*args, **kwargs)
+        self.settings, self.admin = settings, admin
+        if not admin:
+            # A listen address exposes the screen without console tickets or audit; a password locks others
+            # out of the panel's console: both are admins' choices.
+            for name in ADMIN_ONLY:
+                del self.fields[name]
 
     def clean_listen(self) -> str:
         try:
@@ -59,6 +67,8 @@ class VncForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or {}
+        if not self.admin and any(name in self.data for name in ADMIN_ONLY):
+            raise forms.ValidationError("Only admins set the VNC password and listen address.")
         if data.get("password_action") == SET:
             try:
                 validate_password(data.get("password") or "")
@@ -67,10 +77,12 @@ class VncForm(forms.Form):
         return data
 
     def change(self) -> VncChange:
+        keymap = self.cleaned_data.get("keymap") or ""
+        if not self.admin:  # the keymap only; password and listen address stay as they are
+            return VncChange(password=None, keymap=keymap, listen=self.settings.listen or DEFAULT_LISTEN)
         action = self.cleaned_data["password_action"]
         password = None if action == KEEP else ("" if action == CLEAR else self.cleaned_data["password"])
-        return VncChange(password=password, keymap=self.cleaned_data.get("keymap") or "",
-                         listen=self.cleaned_data["listen"])
+        return VncChange(password=password, keymap=keymap, listen=self.cleaned_data["listen"])
 
 
 def _describe(change: VncChange, report: VncReport) -> str:
@@ -97,8 +109,10 @@ def vnc_settings(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         name, settings = ref.call(lambda dom: (str(dom.name()), read_settings(dom)))
     except VirtError as exc:
-        return render(request, "instances/config/graphics.html", {"ref": ref, "error": str(exc)}, status=503)
-    form = VncForm(settings, request.POST if request.method == "POST" and settings.present else None)
+        return render(request, "instances/config/graphics.html", {"ref": ref, "error": told(request.user, exc)},
+                      status=503)
+    form = VncForm(settings, is_admin(request.user), request.POST if request.method == "POST" and settings.present
+                   else None)
     if request.method == "POST" and settings.present and form.is_valid():
         change = form.change()
         outcome = on_vm(request, ops.VNC, ref, lambda dom: update(dom, change),

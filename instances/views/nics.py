@@ -26,6 +26,7 @@ from virt import nics
 from virt.capabilities import HostOffer
 from virt.create import NIC_MODELS
 from webkvm.operations import on_vm, page, vm_route
+from webkvm.permissions import is_admin
 
 MAC_MAX = 32
 
@@ -49,9 +50,11 @@ class AddNicForm(forms.Form):
     mac = forms.CharField(label="MAC address", required=False, max_length=MAC_MAX,
                           help_text="Empty: a new 52:54:00:… address, unique on this host.")
 
-    def __init__(self, offer: HostOffer, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, offer: HostOffer, admin: bool, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         set_choices(self, "source", _sources(offer))
+        if not admin:
+            del self.fields["mac"]  # users get a generated MAC: a typed one could pose as another machine
 
     def clean_mac(self) -> str:
         raw: str = self.cleaned_data.get("mac", "").strip()
@@ -64,7 +67,7 @@ class AddNicForm(forms.Form):
 
     def spec(self) -> nics.NewNIC:
         kind, name = self.cleaned_data["source"]
-        return nics.NewNIC(kind, name, self.cleaned_data["model"], self.cleaned_data["mac"])
+        return nics.NewNIC(kind, name, self.cleaned_data["model"], self.cleaned_data.get("mac", ""))
 
 
 class ChangeSourceForm(forms.Form):
@@ -85,8 +88,9 @@ def _back(ref: VMRef) -> HttpResponse:
 
 def _page(request: HttpRequest, ref: VMRef, *, add: AddNicForm | None = None) -> HttpResponse:
     def fill(vm: VMDevices, offer: HostOffer) -> dict[str, Any]:
-        return {"vm": vm, "nics": nics.nic_rows(vm.defs), "add": add or AddNicForm(offer),
-                "sources": _sources(offer), "has_sources": bool(offer.networks or offer.bridges)}
+        return {"vm": vm, "nics": nics.nic_rows(vm.defs), "add": add or AddNicForm(offer, is_admin(request.user)),
+                "sources": _sources(offer), "has_sources": bool(offer.networks or offer.bridges),
+                "admin": is_admin(request.user)}
 
     return devices_page(request, ref, "instances/config/nics.html", fill)
 
@@ -103,7 +107,7 @@ def nic_add(request: HttpRequest, ref: VMRef) -> HttpResponse:
     offer = offer_or_message(request, ref)
     if offer is None:
         return _back(ref)
-    form = AddNicForm(offer, request.POST)
+    form = AddNicForm(offer, is_admin(request.user), request.POST)
     if not form.is_valid():
         return _page(request, ref, add=form)
     spec = form.spec()

@@ -16,7 +16,8 @@ from virt.create import MIN_MEMORY_MIB
 from virt.errors import VirtError
 from virt.resize import ResizeReport, ResizeState, Sizing, read_state
 from virt.resize import resize as resize_vm
-from webkvm.operations import on_vm, vm_route
+from webkvm.operations import on_vm, told, vm_route
+from webkvm.permissions import is_admin
 
 
 def _mib(kib: int) -> int:
@@ -71,10 +72,11 @@ def _describe(old: Sizing, new: Sizing, report: ResizeReport) -> str:
     text = (f"vCPUs {old.vcpus}/{old.max_vcpus} -> {new.vcpus}/{new.max_vcpus}; memory "
             f"{_mib(old.memory_kib)}/{_mib(old.max_memory_kib)} MiB -> {_mib(new.memory_kib)}/"
             f"{_mib(new.max_memory_kib)} MiB")
-    return text + where_applied(report.live, report.next_boot)
+    said = f"; the host said: {'; '.join(report.host_said)}" if report.host_said else ""
+    return text + where_applied(report.live, report.next_boot) + said
 
 
-def _summary(report: ResizeReport) -> str:
+def _summary(report: ResizeReport, admin: bool) -> str:
     if not report.running:
         return "saved; the new sizes apply when the VM starts."
     parts = ["saved."]
@@ -82,6 +84,8 @@ def _summary(report: ResizeReport) -> str:
         parts.append(f"Applied now: {words(report.live)}.")
     if report.next_boot:
         parts.append(f"Waits for the next boot: {words(report.next_boot)}.")
+    if admin and report.host_said:  # libvirt's own words: admins only (webkvm.operations.told)
+        parts.append(f"The host said: {'; '.join(report.host_said)}.")
     return " ".join(parts)
 
 
@@ -91,11 +95,14 @@ def resize(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         state = ref.call(read_state)
     except VirtError as exc:
-        return render(request, "instances/config/resize.html", {"ref": ref, "error": str(exc)}, status=503)
+        return render(request, "instances/config/resize.html", {"ref": ref, "error": told(request.user, exc)},
+                      status=503)
     form = ResizeForm(state, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         wanted = form.sizing()
-        outcome = on_vm(request, ops.RESIZE, ref, lambda dom: resize_vm(dom, wanted), done=_summary,
+        admin = is_admin(request.user)
+        outcome = on_vm(request, ops.RESIZE, ref, lambda dom: resize_vm(dom, wanted),
+                        done=lambda report: _summary(report, admin),
                         detail=lambda report: _describe(state.config, wanted, report), form=form)
         if outcome.ok:
             return redirect("instances:resize", ref.host.name, ref.uuid)

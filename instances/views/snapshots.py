@@ -26,7 +26,7 @@ from jobs.models import ACTIVE, Job
 from virt import snapshots
 from virt.errors import InvalidInput, VirtError
 from virt.xml.domain import Domain
-from webkvm.operations import Operation, on_vm, page, refused, vm_route
+from webkvm.operations import Operation, on_vm, page, refused, told, vm_route
 from webkvm.permissions import can, is_admin
 
 
@@ -75,7 +75,7 @@ def _page(request: HttpRequest, ref: VMRef, form: SnapshotForm | None = None) ->
     try:
         context.update(ref.call(_overview))
     except VirtError as exc:
-        context["error"] = str(exc)
+        context["error"] = told(request.user, exc)
         return render(request, "instances/config/snapshots.html", context, status=503)
     context["form"] = form or SnapshotForm({s.name for s in context["snapshots"]})
     context["jobs"] = _snapshot_jobs(request, ref) if context["can_change"] else []
@@ -105,7 +105,7 @@ def snapshot_create(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         vm: dict[str, Any] = ref.call(_overview)
     except VirtError as exc:
-        return _refuse(request, op, ref, ref.uuid, str(exc), f"{op.label}: not done: {exc}")
+        return _refuse(request, op, ref, ref.uuid, str(exc), f"{op.label}: not done: {told(request.user, exc)}")
     form = SnapshotForm({s.name for s in vm["snapshots"]}, request.POST)
     if not form.is_valid():
         return _page(request, ref, form)
@@ -128,7 +128,8 @@ def _start_with_memory(request: HttpRequest, ref: VMRef, vm_name: str, name: str
     try:
         token = services.vm_locks.acquire(key, ref.uuid)
     except VirtError as exc:
-        return _refuse(request, op, ref, vm_name, str(exc), f"{vm_name}: {op.label}: not started: {exc}")
+        return _refuse(request, op, ref, vm_name, str(exc),
+                       f"{vm_name}: {op.label}: not started: {told(request.user, exc)}")
     try:
         job = snapshot_jobs.start_snapshot(request, ref.host, ref.uuid, vm_name, name, description, token)
     except BaseException:

@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from lxml import etree
 
 from instances import operations as ops
 from instances.lookup import VMRef
@@ -245,7 +246,8 @@ def _history(request: HttpRequest, ref: VMRef, *, error: str = "", status: int =
     except VirtError as exc:
         context["unreachable"] = str(exc)
         status = max(status, 503)
-    # Only what the page shows: the stored XML (with its passwords) never reaches a template.
+    DomainDefinition.clean_kept(ref.host, ref.uuid)
+    # Only what the page shows: the stored XML never reaches a template.
     context["entries"] = [
         {"pk": e.pk, "time": e.time, "username": e.username, "reason": e.reason, "vm_name": e.vm_name,
          "rows": _rows(xmledit.mask(e.diff))}
@@ -275,16 +277,18 @@ def xml_rollback(request: HttpRequest, ref: VMRef, pk: int) -> HttpResponse:
         return _history(request, ref, status=409, error="The definition changed since this page was opened: "
                         "nothing was rolled back. Look at the history again before choosing.")
     try:
-        xmledit.check_document(stored.xml, snap.uuid, snap.name)
+        root = xmledit.check_document(stored.xml, snap.uuid, snap.name)
     except DocumentRejected as exc:
         _refused(request, ops.XML_ROLLBACK, ref, snap.name, f"{reason}: {exc}")
         return _history(request, ref, error=f"That definition cannot be restored: {exc}", status=400)
-    if stored.xml == snap.xml:
+    if xmledit.without_secrets(stored.xml) == xmledit.without_secrets(snap.xml):
         messages.info(request, "That is already the current definition: nothing changed.")
         return redirect("instances:xml_history", ref.host.name, ref.uuid)
+    # What was stored, with the VM's current passwords: a rollback never brings an old one back.
+    xmledit.carry_secrets(root, snap.xml)
     try:
-        # Byte for byte what was stored: libvirt's own text, passwords included.
-        entry, after = _define(request, ops.XML_ROLLBACK, ref, snap, stored.xml, 0, reason)
+        entry, after = _define(request, ops.XML_ROLLBACK, ref, snap, etree.tostring(root, encoding="unicode"), 0,
+                               reason)
     except StaleDefinition:
         return _history(request, ref, status=409, error="The definition changed meanwhile: nothing was rolled back.")
     except DefineRefused as exc:

@@ -13,7 +13,9 @@ export async function askTicket(root) {
     return response.json();
 }
 
-export function socketUrl(answer) {
+// The ticket travels as a WebSocket subprotocol (answer.protocols), never in the URL: URLs end up in
+// access logs. `query` carries switches only (e.g. "?takeover=1").
+export function openSocket(answer, query = "") {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${window.location.host}${answer.ws_path}?ticket=${encodeURIComponent(answer.ticket)}`;
+    return new WebSocket(`${scheme}//${window.location.host}${answer.ws_path}${query}`, answer.protocols);
 }

@@ -4,7 +4,7 @@
 import RFB from "../vendor/novnc/core/rfb.js";
 import KeyTable from "../vendor/novnc/core/input/keysym.js";
 import keysyms from "../vendor/novnc/core/input/keysymdef.js";
-import {askTicket, socketUrl} from "./console-ticket.js";
+import {askTicket, openSocket} from "./console-ticket.js";
 
 const root = document.getElementById("console");
 const screen = document.getElementById("console-screen");
@@ -33,7 +33,7 @@ async function connect() {
         setStatus(`not connected: ${error.message}`, "failed");
         return;
     }
-    const socket = new WebSocket(socketUrl(answer));
+    const socket = openSocket(answer);
     let closing = null;  // the server says why it refused or ended a session in the close frame
     socket.addEventListener("close", (event) => { closing = event; });
     rfb = new RFB(screen, socket, {shared: true});

@@ -1,5 +1,5 @@
 // Live CPU and memory graph of one host: polls the usage endpoint and turns
-// cumulative CPU times into a percentage between two samples.
+// cumulative CPU times into a percentage between two samples. Needs js/poll.js.
 (function () {
   "use strict";
   const box = document.getElementById("usage");
@@ -16,8 +16,10 @@
   });
   let previous = null;
   async function poll() {
+    if (document.visibilityState === "hidden") { return null; }
+    let response = null;
     try {
-      const response = await fetch(box.dataset.url, { credentials: "same-origin" });
+      response = await fetch(box.dataset.url, { credentials: "same-origin" });
       const sample = await response.json();
       if (!response.ok) { throw new Error(sample.error || response.statusText); }
       let cpu = null;
@@ -38,9 +40,9 @@
         ", memory " + (memory === null ? "unknown" : memory.toFixed(1) + " %");
       status.dataset.samples = String(chart.data.labels.length);
     } catch (error) {
-      status.textContent = "unreachable: " + error.message;
+      status.textContent = (response && response.status === 429 ? "paused: " : "unreachable: ") + error.message;
     }
+    return response;
   }
-  poll();
-  setInterval(poll, 2000);
+  window.webkvmPoll(poll, { every: 2000 }).start(true);
 })();

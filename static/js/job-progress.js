@@ -2,7 +2,7 @@
 // (/jobs/ws/ID/, data-socket) at each change until it ends; where the socket cannot connect, the page
 // polls the same JSON (data-url) every second. Shows state, phase, done/total (bytes when
 // data-unit="bytes"), the result and whether Cancel applies.
-// Needs js/format.js. Markup: jobs/templates/jobs/detail.html.
+// Needs js/format.js and js/poll.js. Markup: jobs/templates/jobs/detail.html.
 (function () {
   "use strict";
   const box = document.getElementById("job");
@@ -31,25 +31,26 @@
   }
 
   async function poll() {
+    let response = null;
     try {
-      const response = await fetch(box.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      response = await fetch(box.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (!response.ok) { throw new Error(response.status + " " + response.statusText); }
       const s = await response.json();
       show(s);
-      if (!s.active) { return; }
+      if (!s.active) { return false; }
       part("problem").textContent = "";
     } catch (error) {
       part("problem").textContent = "Could not ask the panel: " + error.message;
-      window.setTimeout(poll, 3000);
-      return;
+      if (response === null) { throw error; }
     }
-    window.setTimeout(poll, 1000);
+    return response;  // a 429 pauses the polling (js/poll.js)
   }
+  const poller = window.webkvmPoll(poll, { every: 1000, failed: 3000 });
 
   function follow() {
     const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + box.dataset.socket;
     let socket, ended = false;
-    try { socket = new WebSocket(url); } catch (error) { poll(); return; }
+    try { socket = new WebSocket(url); } catch (error) { poller.start(true); return; }
     socket.onopen = function () { box.dataset.live = "socket"; };
     socket.onmessage = function (event) {
       let s;
@@ -61,7 +62,7 @@
     socket.onclose = function () {
       if (ended) { return; }
       box.dataset.live = "polling";
-      poll();  // refused, dropped or never opened: the JSON tells the rest
+      poller.start(true);  // refused, dropped or never opened: the JSON tells the rest
     };
   }
 

@@ -1,25 +1,23 @@
 // Live updates for a page: the panel pushes changed VM rows over one WebSocket (/live/ws/?SCOPE);
 // when it cannot connect, the page falls back to polling `fallbackUrl` (if any) every 5 s and keeps
 // retrying the socket with back-off. onMessage receives {vms, added, removed, unreachable, full}.
+// Needs js/poll.js (polling pauses when the panel answers 429).
 window.webkvmLive = function (scope, onMessage, fallbackUrl) {
   "use strict";
   const POLL_MS = 5000;
   let delay = 1000;
-  let pollTimer = null;
 
   async function poll() {
-    if (document.visibilityState === "hidden") { return; }
-    try {
-      const response = await fetch(fallbackUrl, { credentials: "same-origin", headers: { "Accept": "application/json" } });
-      if (response.ok) { onMessage(Object.assign({ polled: true }, await response.json())); }
-    } catch (error) { /* the next poll or the socket will tell */ }
+    if (document.visibilityState === "hidden") { return null; }
+    const response = await fetch(fallbackUrl, { credentials: "same-origin", headers: { "Accept": "application/json" } });
+    if (response.ok) { onMessage(Object.assign({ polled: true }, await response.json())); }
+    return response;
   }
+  const poller = window.webkvmPoll(poll, { every: POLL_MS });
   function startPolling() {
-    if (fallbackUrl && pollTimer === null) { pollTimer = window.setInterval(poll, POLL_MS); }
+    if (fallbackUrl) { poller.start(false); }
   }
-  function stopPolling() {
-    if (pollTimer !== null) { window.clearInterval(pollTimer); pollTimer = null; }
-  }
+  function stopPolling() { poller.stop(); }
   function connect() {
     const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/live/ws/?" + scope;
     let socket;

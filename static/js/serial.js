@@ -3,7 +3,7 @@
 // the VM's console through the host's libvirt connection, so nothing here names a host or port.
 // Close codes from the server: 4403 refused, 4409 in use by somebody else, 4001 taken over, 4000 ended.
 // A module (deferred): xterm.js and its fit addon, classic scripts before it, have run by then.
-import {askTicket, socketUrl} from "./console-ticket.js";
+import {askTicket, openSocket} from "./console-ticket.js";
 
 (() => {
     const root = document.getElementById("serial");
@@ -76,7 +76,7 @@ import {askTicket, socketUrl} from "./console-ticket.js";
             setStatus(`not connected: ${error.message}`, "failed");
             return;
         }
-        const ws = new WebSocket(socketUrl(answer) + (takeOver ? "&takeover=1" : ""));
+        const ws = openSocket(answer, takeOver ? "?takeover=1" : "");
         ws.binaryType = "arraybuffer";
         socket = ws;
         ws.addEventListener("open", () => {

@@ -1,5 +1,5 @@
 // Live usage graphs of one VM: polls stats.json and turns cumulative counters
-// (CPU time, disk and network bytes) into rates between two samples.
+// (CPU time, disk and network bytes) into rates between two samples. Needs js/poll.js.
 (function () {
   "use strict";
   const box = document.getElementById("vm-usage");
@@ -34,9 +34,10 @@
     chart.update();
   }
   async function poll() {
-    if (document.visibilityState === "hidden") { return; }
+    if (document.visibilityState === "hidden") { return null; }
+    let response = null;
     try {
-      const response = await fetch(box.dataset.url, { credentials: "same-origin" });
+      response = await fetch(box.dataset.url, { credentials: "same-origin" });
       const s = await response.json();
       if (!response.ok) { throw new Error(s.error || response.statusText); }
       let cpu = rate(s, previous, "cpu_time_ns", 1e9);
@@ -55,9 +56,9 @@
       status.textContent = s.state + (cpu === null ? "" : ", CPU " + cpu.toFixed(1) + " %");
       status.dataset.samples = String(cpuChart.data.labels.length);
     } catch (error) {
-      status.textContent = "unavailable: " + error.message;
+      status.textContent = (response && response.status === 429 ? "paused: " : "unavailable: ") + error.message;
     }
+    return response;
   }
-  poll();
-  window.setInterval(poll, 2000);
+  window.webkvmPoll(poll, { every: 2000 }).start(true);
 })();

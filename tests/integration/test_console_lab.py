@@ -3,12 +3,15 @@ VNC passwords answered by the proxy (never by the browser), and a deleted VM's p
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -37,12 +40,12 @@ PASSWORD = "s3cr3t!x"  # qemu takes at most 8 characters
 def open_console(client: Client, host: Host, vm_uuid: str) -> dict:
     """Mint a ticket as the page does, open the WebSocket, return the first message back."""
     answer = client.post(reverse("console:ticket", args=[host.name, vm_uuid])).json()
-    path = f"{answer['ws_path']}?ticket={answer['ticket']}"
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
 
     async def run() -> dict:
-        communicator = WebsocketCommunicator(application, path, headers=[
-            (b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000"), (b"cookie", cookie)])
+        communicator = WebsocketCommunicator(application, answer["ws_path"], headers=[
+            (b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000"), (b"cookie", cookie)],
+            subprotocols=answer["protocols"])
         connected, _ = await communicator.connect(timeout=15)
         assert connected
         first = await communicator.receive_output(timeout=20)
@@ -119,14 +122,16 @@ def display_port(dom: libvirt.virDomain) -> int:
     return port
 
 
-def ticket_url(client: Client, server: str, host: Host, vm_uuid: str) -> str:
+def ticket_url(client: Client, server: str, host: Host, vm_uuid: str) -> tuple[str, list[str]]:
+    """The console WebSocket's URL and the subprotocols that carry a fresh ticket."""
     answer = client.post(reverse("console:ticket", args=[host.name, vm_uuid])).json()
-    return f"{server.replace('http', 'ws', 1)}{answer['ws_path']}?ticket={answer['ticket']}"
+    return f"{server.replace('http', 'ws', 1)}{answer['ws_path']}", answer["protocols"]
 
 
-def browser_socket(client: Client, server: str, url: str) -> WebSocketTransport:
-    """The console WebSocket as the page opens it: its own origin and the login cookie."""
-    return WebSocketTransport(url, origin=server, cookie=f"sessionid={client.cookies['sessionid'].value}")
+def browser_socket(client: Client, server: str, url: tuple[str, list[str]]) -> WebSocketTransport:
+    """The console WebSocket as the page opens it: its own origin, the login cookie, the ticket a subprotocol."""
+    return WebSocketTransport(url[0], origin=server, cookie=f"sessionid={client.cookies['sessionid'].value}",
+                              subprotocols=url[1])
 
 
 class Recording:
@@ -283,3 +288,66 @@ def test_vm_deleted_and_its_port_reused_by_another_vm(admin_client, lab: dict[st
     wait_for_close(host)
     refused = AuditEvent.objects.get(action="console.refused", host_name=host.name)
     assert refused.object_name == vm_a.UUIDString() and "no longer exists" in refused.detail
+
+
+# ---- failures leave no ssh process or VNC connection behind ----------------------------------------------
+
+def ssh_children() -> list[int]:
+    """The console's `ssh -W` processes this process started and has not reaped (running, or exited and a
+    zombie); not the ssh of libvirt's own qemu+ssh connection, which lives as long as the host's connection."""
+    mine, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            name, fields = stat.read_text().rsplit(")", 1)
+            state, parent = fields.split()[:2]
+            if int(parent) != mine or not name.endswith("(ssh"):
+                continue
+            if state == "Z" or b"\0-W\0" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+    return found
+
+
+def no_ssh_left(seconds: float = 10) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := ssh_children()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+FAILURES = ["standalone: handshake without Sec-WebSocket-Version", "panel: password refused by the VNC server",
+            "standalone: password refused by the VNC server"]
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_failed_console_over_ssh_leaves_no_ssh_process(admin_client, lab: dict[str, Any], vnc_domain,
+                                                         panel_server, panel_key_authorized, failure) -> None:
+    from console.proxy import make_server
+    from tests.unit.test_console_cleanup import raw_upgrade
+
+    dom = vnc_domain(password=PASSWORD, valid_to="2001-01-01T00:00:00")  # qemu refuses the password
+    host = local_or_ssh("ssh", lab)
+    standalone = make_server("127.0.0.1", 0, 5)
+    threading.Thread(target=standalone.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{standalone.server_address[1]}"
+    try:
+        for _ in range(3):
+            if failure.startswith("standalone: handshake"):
+                answer = admin_client.post(reverse("console:ticket", args=[host.name, dom.UUIDString()])).json()
+                reply = raw_upgrade(standalone.server_address[1], answer["ws_path"], answer["ticket"],
+                                    admin_client.cookies["sessionid"].value, leave_out="Sec-WebSocket-Version")
+                assert reply.startswith(b"HTTP/1.1 400"), reply[:100]
+                continue
+            server = origin if failure.startswith("standalone") else panel_server
+            wire = browser_socket(admin_client, server, ticket_url(admin_client, server, host, dom.UUIDString()))
+            assert wire.recv() == b""
+            assert wire.close_reason.startswith("4403 ") and "did not accept the VM's password" in wire.close_reason
+        assert no_ssh_left() == [], "an ssh tunnel outlived its console"
+        assert vnc_clients(display_port(dom)) == 0
+    finally:
+        standalone.shutdown()
+        standalone.server_close()
+    refused = AuditEvent.objects.filter(action="console.refused", host_name=host.name)
+    if failure.startswith("standalone: handshake"):
+        assert not refused.exists() and not AuditEvent.objects.filter(action="console.open").exists()
+    else:
+        assert sum(refused.values_list("repeats", flat=True)) == 3

@@ -5,18 +5,23 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+import uuid
 from typing import Any
 
 import pytest
 from django.template.defaultfilters import filesizeformat
+from django.test import Client
 from django.urls import reverse
 
 from hosts import services
 from hosts.models import Host
 from lab import labctl
+from tests.conftest import PASSWORD, need
 from virt.connections import HostState
 from virt.shared_reads import SharedReads
 from virt.ssh import HostKey
+from webkvm import permissions
+from webkvm.models import AuditEvent, VMGrant
 
 # The freshness window of shared reads plus the grace in which a new read's predecessor still serves.
 READ_WINDOW = services.registry.fresh_for + SharedReads().stale_for + 0.1
@@ -153,3 +158,38 @@ def test_daemon_restart_reconnects_transparently(admin_client, lab, lab_domain) 
         pytest.fail("no reconnect after the daemon restarted")
     assert services.status(host).state == HostState.UP
     assert services.connection(host) is conn  # the same registry entry, a new libvirt connection underneath
+
+
+def test_a_host_re_pointed_at_another_machine_suspends_its_grants(admin_client, lab, django_user_model) -> None:
+    need(bool(lab.get("host2")), "the lab's second host (WEBKVM_LAB_SKIP_HOST2 is set)")
+    first = re.search(r"<uuid>([^<]+)</uuid>", virsh(lab["tcp_uri"], "capabilities")).group(1)  # type: ignore[union-attr]
+    host = tcp_host("moving")
+    vm = str(uuid.uuid4())
+    user = django_user_model.objects.create_user("eve", "", PASSWORD)
+    VMGrant.objects.create(user=user, host=host, vm_uuid=vm, vm_name="x", can_console=True)
+    assert admin_client.post(reverse("hosts:test", args=[host.name])).status_code == 302
+    host.refresh_from_db()
+    assert (host.hypervisor_uuid, host.unconfirmed_uuid) == (first, "")  # recorded when first reached
+    assert permissions.can(user, "console", host=host, vm_uuid=vm)
+    # The same panel host now reaches another machine (an address reused, a host edited).
+    Host.objects.filter(pk=host.pk).update(hostname=lab["host2"]["address"])
+    host.refresh_from_db()
+    assert admin_client.post(reverse("hosts:test", args=[host.name])).status_code == 302
+    host.refresh_from_db()
+    assert (host.hypervisor_uuid, host.unconfirmed_uuid) == (first, lab["host2"]["host_uuid"])
+    assert not permissions.can(user, "console", host=host, vm_uuid=vm)
+    user_client = Client()
+    user_client.force_login(user)
+    assert user_client.get(reverse("instances:detail", args=[host.name, vm])).status_code == 403
+    assert user_client.get(reverse("instances:host", args=[host.name])).status_code == 403
+    page = admin_client.get(reverse("hosts:detail", args=[host.name])).content.decode()
+    assert 'id="host-machine-changed"' in page and lab["host2"]["host_uuid"] in page
+    # An admin confirms the new machine: the grants count again, and the confirmation is audited.
+    assert admin_client.post(reverse("hosts:confirm_machine", args=[host.name])).status_code == 302
+    host.refresh_from_db()
+    assert (host.hypervisor_uuid, host.unconfirmed_uuid) == (lab["host2"]["host_uuid"], "")
+    assert permissions.can(user, "console", host=host, vm_uuid=vm)
+    event = AuditEvent.objects.get(action="host.confirm_machine")
+    assert event.result == "ok" and first in event.detail and lab["host2"]["host_uuid"] in event.detail
+    page = admin_client.get(reverse("hosts:detail", args=[host.name])).content.decode()
+    assert 'id="host-machine-changed"' not in page

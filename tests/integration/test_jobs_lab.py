@@ -67,7 +67,8 @@ def wait(what: str, check: Any, seconds: float) -> Any:
 
 def test_worker_killed_mid_copy_leaves_an_interrupted_job_and_no_partial_volume(
         admin_client: Client, lab: dict[str, Any], pool_dir: Path, pool_name: str,  # noqa: F811
-        lab_conn: libvirt.virConnect, job_worker: subprocess.Popen[bytes]) -> None:  # noqa: F811
+        lab_conn: libvirt.virConnect, job_worker: subprocess.Popen[bytes], settings) -> None:  # noqa: F811
+    settings.WEBKVM_POLL_LIMIT = 100_000  # this test asks the job's status ten times a second, no page does
     host = Host.objects.create(name="lab-local", transport="local", path="system")
     assert admin_client.post(reverse("storage:pool_new", args=[host.name, "dir"]), {
         "name": pool_name, "target_path": str(pool_dir), "build": "on", "start": "on"}).status_code == 302

@@ -71,18 +71,20 @@ def add_host(transport: str, lab: dict[str, Any]) -> Host:
     return host
 
 
-def ws_path(client: Client, host: Host, vm_uuid: str, take_over: bool = False) -> str:
+def ws_path(client: Client, host: Host, vm_uuid: str, take_over: bool = False) -> tuple[str, list[str]]:
     """Mint a serial ticket as the page does; the WebSocket path to open with it."""
     response = client.post(reverse("console:serial_ticket", args=[host.name, vm_uuid]))
     assert response.status_code == 200, response.content
     answer = response.json()
-    return f"{answer['ws_path']}?ticket={answer['ticket']}" + ("&takeover=1" if take_over else "")
+    # The ticket is a subprotocol, as the page offers it; the URL carries the switch only.
+    return answer["ws_path"] + ("?takeover=1" if take_over else ""), answer["protocols"]
 
 
-async def open_ws(client: Client, path: str) -> WebsocketCommunicator:
+async def open_ws(client: Client, path: tuple[str, list[str]]) -> WebsocketCommunicator:
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    communicator = WebsocketCommunicator(application, path, headers=[
-        (b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000"), (b"cookie", cookie)])
+    communicator = WebsocketCommunicator(application, path[0], headers=[
+        (b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000"), (b"cookie", cookie)],
+        subprotocols=path[1])
     connected, _ = await communicator.connect(timeout=20)
     assert connected
     return communicator

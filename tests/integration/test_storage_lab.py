@@ -215,7 +215,7 @@ def test_pool_and_volumes_end_to_end(admin_client: Client, lab_host: Host, pool_
 
 
 def test_interrupted_upload_leaves_no_volume(admin_client: Client, lab: dict[str, Any], pool_dir: Path,
-                                             pool_name: str) -> None:
+                                             pool_name: str, settings: Any) -> None:
     host = Host.objects.create(name="lab-local", transport="local", path="system")
     assert admin_client.post(reverse("storage:pool_new", args=[host.name, "dir"]), {
         "name": pool_name, "target_path": str(pool_dir), "build": "on", "start": "on"}).status_code == 302
@@ -230,6 +230,14 @@ def test_interrupted_upload_leaves_no_volume(admin_client: Client, lab: dict[str
     status, _h, content = asgi("PUT", url, headers, body_of(os.urandom(3000), piece=1000))
     assert status == 400 and b"Nothing was kept" in content
     assert vol_names(pool_name) == set()
+    # A client that stays connected and sends nothing more is cut off after the stall deadline.
+    settings.WEBKVM_UPLOAD_STALL_SECONDS = 0.5
+    started = time.monotonic()
+    status, content = upload(admin_client, host, pool_name, "stalled.iso", data, stall_after=2 * MIB)
+    assert status == 400 and b"Nothing was kept" in content and time.monotonic() - started < 10
+    assert vol_names(pool_name) == set() and list(pool_dir.iterdir()) == []
+    event = AuditEvent.objects.filter(action="volume.upload", object_name__endswith="stalled.iso").get()
+    assert event.result == "failed" and "nothing arrived for 0.5 s" in event.detail
 
 
 async def request_then_gone() -> AsyncIterator[dict[str, Any]]:

@@ -15,6 +15,12 @@ from lab import labctl
 pytestmark = [pytest.mark.django_db, pytest.mark.lab]
 
 
+@pytest.fixture(autouse=True)
+def _pki_roots(settings: Any, lab: dict[str, Any], tmp_path: Path) -> None:
+    """The lab's PKI and each test's own folder are where its TLS client certificates may lie."""
+    settings.WEBKVM_PKI_ROOTS = [str(Path(lab["tls"]["pkipath"]).parent), str(tmp_path)]
+
+
 def tls_form(name: str, pkipath: str | Path) -> dict[str, str]:
     return {"name": name, "transport": "tls", "hostname": "127.0.0.1", "port": "16514", "path": "system",
             "tls_pkipath": str(pkipath)}

@@ -263,3 +263,39 @@ def test_a_shut_off_vm_changes_its_definition_only(admin_client: Client, lab_hos
     vm.create()  # and it boots with them
     live = Domain.from_xml(virsh("dumpxml", vm.name()))
     assert disk(live, "hda") is not None and nic(live, "52:54:00:fe:dc:01") is not None
+
+
+def test_a_user_works_within_what_an_admin_opened(admin_client: Client, lab_host: Host, vm: libvirt.virDomain,
+                                                  pool: libvirt.virStoragePool, networks: list[str]) -> None:
+    """An ordinary user with the change grant: new volumes and ISO images only from the pool the admin opened,
+    NICs only on the network opened (MAC generated); the host's other pools and networks never show."""
+    from django.contrib.auth import get_user_model
+
+    from webkvm.models import VMGrant
+
+    user = get_user_model().objects.create_user("lab-tenant", "", "correct-horse-battery-9")
+    VMGrant.objects.create(user=user, host=lab_host, vm_uuid=vm.UUIDString(), vm_name=vm.name(), can_change=True)
+    client = Client()
+    client.force_login(user)
+    iso = iso_in(pool)
+    share = reverse("hosts:share", args=["labhost"])
+    for kind, name in (("pool", pool.name()), ("iso_library", pool.name()), ("network", networks[0])):
+        assert admin_client.post(share, {"kind": kind, "name": name}).status_code == 302
+    page = client.get(reverse("instances:disks", args=["labhost", vm.UUIDString()]))
+    assert [c[0] for c in page.context["attach"].fields["pool"].choices] == [pool.name()]
+    assert "volume" not in page.context["attach"].fields
+    assert [c[0] for c in page.context["insert"].fields["iso"].choices] == [iso]
+    nics_page = client.get(reverse("instances:nics", args=["labhost", vm.UUIDString()]))
+    assert [c[0] for c in nics_page.context["add"].fields["source"].choices] == [f"network:{networks[0]}"]
+
+    assert "attached as vda (virtio)." in post(client, "disk_attach", vm, new_disk(pool))
+    refused = post(client, "nic_add", vm, {"source": f"network:{networks[1]}", "model": "virtio"})
+    assert "Select a valid choice" in refused
+    post(client, "nic_add", vm, {"source": f"network:{networks[0]}", "model": "virtio", "mac": "52:54:00:de:ad:01"})
+    saved = dumpxml(vm.name())[1]
+    assert [(i.source_network, i.mac != "52:54:00:de:ad:01") for i in saved.interfaces] == [(networks[0], True)]
+    vm.destroy()
+    assert f"CD-ROM drive hda (ide) added with {iso}." in post(client, "cdrom_add", vm, {"iso": iso})
+    drive = disk(dumpxml(vm.name())[1], "hda")
+    assert drive is not None and drive.readonly and drive.source_file and drive.source_file.endswith("/test-tools.iso")
+    assert audit() == [("vm.disk.attach", "ok"), ("vm.nic.add", "ok"), ("vm.cdrom.add", "ok")]

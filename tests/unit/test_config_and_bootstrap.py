@@ -18,10 +18,10 @@ from webkvm.management.commands import bootstrap
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def manage(tmp_path: Path, *args: str, umask: int = -1, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("WEBKVM_") and k != "DJANGO_SETTINGS_MODULE"}
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True,
-                           env={**clean, "WEBKVM_DATA_DIR": str(tmp_path), **env}, timeout=60)
+                           env={**clean, "WEBKVM_DATA_DIR": str(tmp_path), **env}, timeout=60, umask=umask)
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
@@ -50,6 +50,20 @@ def test_secret_key_is_generated_once_into_a_private_file(tmp_path) -> None:
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and len(first) >= 50
     assert manage(tmp_path, "check").returncode == 0
     assert key_file.read_text() == first
+
+
+def test_the_data_dir_and_every_secret_in_it_are_private_whatever_the_umask(tmp_path) -> None:
+    data = tmp_path / "data"
+    assert manage(data, "migrate", "-v0", umask=0).returncode == 0
+    make_keys = "from webkvm import credentials; from hosts import services; credentials.encrypt('x'); " \
+                "services.identity().ensure()"
+    done = manage(data, "shell", "-c", make_keys, umask=0)
+    assert done.returncode == 0, done.stderr
+    modes = {str(path.relative_to(data)): stat.S_IMODE(path.stat().st_mode)
+             for path in (data, data / "secret_key", data / "credentials.key", data / "webkvm.sqlite3",
+                          data / "ssh", data / "ssh" / "id_ed25519")}
+    assert modes == {".": 0o700, "secret_key": 0o600, "credentials.key": 0o600, "webkvm.sqlite3": 0o600,
+                     "ssh": 0o700, "ssh/id_ed25519": 0o600}
 
 
 @pytest.mark.django_db

@@ -8,7 +8,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -21,7 +23,7 @@ from django.utils import timezone
 from console import session as console_session
 from console import target as targets
 from console.models import ConsoleTicket
-from console.tickets import Refused, digest
+from console.tickets import Refused, digest, protocols
 from hosts import services
 from hosts.models import Host
 from tests.conftest import BASIC_WORLD, DB_01_UUID, PASSWORD, WEB_01_UUID
@@ -37,8 +39,8 @@ ORIGIN = "http://127.0.0.1:8000"
 class FakeVnc:
     """Stands in for a VM's VNC server: sends the RFB banner and records who connected."""
 
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, port: int = 0) -> None:
+        self.listener = socket.create_server(("127.0.0.1", port))
         self.port = self.listener.getsockname()[1]
         self.connections = 0
         self.received = b""
@@ -53,9 +55,9 @@ class FakeVnc:
             except OSError:
                 continue
             self.connections += 1
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+            threading.Thread(target=self.talk, args=(conn,), daemon=True).start()
 
-    def _talk(self, conn: socket.socket) -> None:
+    def talk(self, conn: socket.socket) -> None:
         with conn:
             conn.sendall(BANNER)
             while data := conn.recv(4096):
@@ -102,13 +104,22 @@ def mint(client: Client, vm: str = WEB_01_UUID) -> str:
     return response.json()["ticket"]
 
 
-def ws_path(ticket: str, vm: str = WEB_01_UUID, extra: str = "") -> str:
-    return f"/console/ws/testhost/{vm}/?ticket={ticket}{extra}"
+@dataclass(frozen=True)
+class Socket:
+    """A console WebSocket as the page opens it: the path (switches in its query), the ticket a subprotocol."""
+
+    path: str
+    ticket: str
 
 
-async def _open(path: str, cookie: str, origin: str = ORIGIN) -> tuple[WebsocketCommunicator, list[dict]]:
-    communicator = WebsocketCommunicator(application, path, headers=[
-        (b"origin", origin.encode()), (b"host", b"127.0.0.1:8000"), (b"cookie", f"sessionid={cookie}".encode())])
+def ws_path(ticket: str, vm: str = WEB_01_UUID, extra: str = "") -> Socket:
+    return Socket(f"/console/ws/testhost/{vm}/" + (f"?{extra.lstrip('&')}" if extra else ""), ticket)
+
+
+async def _open(path: Socket, cookie: str, origin: str = ORIGIN) -> tuple[WebsocketCommunicator, list[dict]]:
+    communicator = WebsocketCommunicator(application, path.path, headers=[
+        (b"origin", origin.encode()), (b"host", b"127.0.0.1:8000"), (b"cookie", f"sessionid={cookie}".encode())],
+        subprotocols=protocols(path.ticket))
     connected, _ = await communicator.connect(timeout=10)
     assert connected
     messages = []
@@ -119,7 +130,7 @@ async def _open(path: str, cookie: str, origin: str = ORIGIN) -> tuple[Websocket
             return communicator, messages
 
 
-def connect(path: str, cookie: str, origin: str = ORIGIN) -> list[dict]:
+def connect(path: Socket, cookie: str, origin: str = ORIGIN) -> list[dict]:
     """Open the console WebSocket; return what came back before the banner or the close."""
     async def run() -> list[dict]:
         communicator, messages = await _open(path, cookie, origin)
@@ -334,15 +345,42 @@ def _display(listen: str) -> VncDisplay:
     return VncDisplay(vm_name="vm1", port=5905, listen=listen, has_password=False)
 
 
-def test_remote_tcp_host_with_loopback_display_is_refused_with_advice(db, monkeypatch) -> None:
-    host = Host(name="far", transport="tls", hostname="kvm.example.org")
-    monkeypatch.setattr(targets, "current_display", lambda h, u: _display("127.0.0.1"))
-    with pytest.raises(Refused, match="cannot reach over tls: add the host over ssh"):
-        targets.resolve(host, WEB_01_UUID)
-    monkeypatch.setattr(targets, "current_display", lambda h, u: _display("0.0.0.0"))
-    assert targets.resolve(host, WEB_01_UUID).address == "kvm.example.org"
-    monkeypatch.setattr(targets, "current_display", lambda h, u: _display("192.0.2.7"))
-    assert targets.resolve(host, WEB_01_UUID).address == "192.0.2.7"
+@pytest.mark.parametrize(("transport", "hostname", "listen", "expected"), [
+    ("tls", "kvm.example.org", "127.0.0.1", "cannot reach over tls: add the host over ssh"),
+    ("tls", "kvm.example.org", "0.0.0.0", ("kvm.example.org", False)),
+    ("tls", "198.51.100.1", "198.51.100.1", ("198.51.100.1", False)),  # the host's own address
+    ("tls", "198.51.100.1", "192.0.2.7", "not an address of host far"),  # any other machine: never
+    ("tcp", "198.51.100.1", "10.0.0.1", "not an address of host far"),
+    ("ssh", "kvm.example.org", "", ("127.0.0.1", True)),  # the host's loopback, through its ssh
+    ("ssh", "kvm.example.org", "::1", ("::1", True)),
+    ("ssh", "198.51.100.1", "198.51.100.1", ("198.51.100.1", True)),
+    ("ssh", "198.51.100.1", "192.0.2.7", "not an address of host far"),  # ssh -W is no way elsewhere
+    ("local", "", "127.0.0.1", ("127.0.0.1", False)),
+    ("local", "", "192.0.2.7", "not an address of host far"),  # not this machine's
+    ("tcp", "127.0.0.1", "192.0.2.7", "not an address of host far"),
+])
+def test_the_proxy_connects_only_to_the_vms_own_host(db, monkeypatch, transport, hostname, listen, expected) -> None:
+    """The live XML's listen address chooses among the host's own addresses only. Remote hosts cannot run
+    here, so their display is stood in for."""
+    host = Host(name="far", transport=transport, hostname=hostname, path="system" if transport == "local" else "")
+    monkeypatch.setattr(targets, "current_display", lambda h, u: _display(listen))
+    if isinstance(expected, str):
+        with pytest.raises(Refused, match=expected):
+            targets.resolve(host, WEB_01_UUID)
+        return
+    target = targets.resolve(host, WEB_01_UUID)
+    assert (target.address, target.via_ssh) == expected
+
+
+def test_a_display_listening_elsewhere_is_refused_and_nothing_connects(user_client, fake_vnc, test_host) -> None:
+    """web-01's live XML names an address that is not its host's: refused in words and audited."""
+    world = Path(test_host.path)  # before the panel first opens it
+    world.write_text(world.read_text().replace('listen="127.0.0.1"', 'listen="192.0.2.7"', 1))
+    reason = refused(connect(ws_path(mint(user_client)), session_key(user_client)))
+    assert "192.0.2.7, which is not an address of host testhost" in reason
+    assert fake_vnc.connections == 0
+    denied = AuditEvent.objects.get(action="console.refused")
+    assert "not an address of host testhost" in denied.detail and denied.username == "alice"
 
 
 def test_ssh_host_tunnels_to_its_own_loopback(db, monkeypatch, settings, tmp_path) -> None:
@@ -360,23 +398,12 @@ def test_ssh_host_tunnels_to_its_own_loopback(db, monkeypatch, settings, tmp_pat
 
 # ---- the standalone proxy (manage.py consoleproxy, websockify) --------------------------------
 
-@pytest.fixture
-def standalone_proxy() -> Iterator[int]:
-    from console.proxy import make_server
-
-    server = make_server("127.0.0.1", 0, 0.2)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
-def _standalone(port: int, path: str, cookie: str, origin: str = "") -> tuple[bytes | None, object]:
+def _standalone(port: int, path: Socket, cookie: str, origin: str = "") -> tuple[bytes | None, object]:
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect as ws_connect
 
-    with ws_connect(f"ws://127.0.0.1:{port}{path}", origin=origin or f"http://127.0.0.1:{port}", open_timeout=10,
-                    additional_headers={"Cookie": f"sessionid={cookie}"}) as ws:
+    with ws_connect(f"ws://127.0.0.1:{port}{path.path}", origin=origin or f"http://127.0.0.1:{port}", open_timeout=10,
+                    additional_headers={"Cookie": f"sessionid={cookie}"}, subprotocols=protocols(path.ticket)) as ws:
         try:
             return ws.recv(timeout=10), None
         except ConnectionClosed as exc:

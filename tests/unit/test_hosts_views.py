@@ -2,7 +2,6 @@
 
 import json
 
-import libvirt
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
@@ -11,17 +10,6 @@ from hosts.models import Host
 from webkvm.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def libvirt_opens(monkeypatch):
-    """Counts connection attempts (a spy: the real open still runs)."""
-    calls: list[str] = []
-    real_open, real_auth = libvirt.open, libvirt.openAuth
-    monkeypatch.setattr(libvirt, "open", lambda uri=None: calls.append(uri) or real_open(uri))
-    monkeypatch.setattr(libvirt, "openAuth",
-                        lambda uri, auth, flags=0: calls.append(uri) or real_auth(uri, auth, flags))
-    return calls
 
 
 def test_host_list_shows_live_state(admin_client, test_host) -> None:

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from hosts import services
 from hosts.models import Host
-from instances.models import Flavor
+from instances.models import DomainDefinition, Flavor
 from tests.conftest import PASSWORD, WEB_01_UUID
 from virt.capabilities import BIOS, UEFI, _domcaps_facts, host_offer
 from virt.create import NIC, DiskSource, NewVM, NewVolume, PoolVolume, build_domain_xml, create_vm, volume_name
@@ -369,12 +369,15 @@ def test_confirmation_lists_the_volumes(admin_client: Client, test_host: Host) -
 def test_delete_with_its_volume(admin_client: Client, test_host: Host) -> None:
     uuid = make_vm(test_host, "gone")
     grantee = VMGrant.objects.create(user=_user("bob"), host=test_host, vm_uuid=uuid, can_delete=True)
+    for vm in (uuid, WEB_01_UUID):  # the XML editor's history of the VM goes with it, another VM's stays
+        DomainDefinition.objects.create(host=test_host, vm_uuid=vm, reason="edit", xml="<domain/>")
     response = admin_client.post(reverse("instances:delete", args=["testhost", uuid]),
                                  {"volume": "/var/lib/libvirt/images/gone.qcow2"})
     assert response.status_code == 302 and response["Location"] == reverse("instances:host", args=["testhost"])
     assert world(test_host) == (["<img src=x onerror=alert(1)>", "db-01", "web-01"], [])
     assert vm_events("vm.delete") == [("gone", "ok")]
     assert not VMGrant.objects.filter(pk=grantee.pk).exists()
+    assert [str(d.vm_uuid) for d in DomainDefinition.objects.all()] == [WEB_01_UUID]
 
 
 def test_delete_keeping_the_volume(admin_client: Client, test_host: Host) -> None:

@@ -183,7 +183,7 @@ def test_users_hear_that_a_host_is_unreachable_but_not_its_error_text(admin_clie
         await page.disconnect()
         return first["unreachable"]
 
-    assert async_to_sync(first_of)(user_client) == {"gone": "unreachable"}
+    assert async_to_sync(first_of)(user_client) == {"gone": "host unavailable"}
     assert "refused" in async_to_sync(first_of)(admin_client)["gone"]
     from django.urls import reverse
 

@@ -110,8 +110,8 @@ def test_list_and_index(admin_client: Client, net_host: Host) -> None:
     assert reverse("networks:index") in host_page  # the nav link
 
 
-def test_unreachable_host_is_said_in_words(admin_client: Client, db: None) -> None:
-    host = Host.objects.create(name="gone", transport="test", path="/nonexistent/world.xml")
+def test_unreachable_host_is_said_in_words(admin_client: Client, db: None, tmp_path: Path) -> None:
+    host = Host.objects.create(name="gone", transport="test", path=str(tmp_path / "no-such-world.xml"))
     for url in (reverse("networks:list", args=["gone"]), reverse("networks:create", args=["gone"]),
                 reverse("networks:detail", args=["gone", "lan"]), reverse("networks:interfaces", args=["gone"])):
         page = admin_client.get(url)

@@ -108,3 +108,27 @@ def test_each_user_operation_writes_one_record(admin_client, outsider, test_host
     assert all(e.duration_ms is not None for e in events)
     assert events[1].detail == "active=True admin=False" and events[3].detail == "user=mallory"
     assert events[3].host_name == "testhost" and "Yy-987654321" not in str([e.detail for e in events])
+
+
+def test_grants_are_suspended_while_the_host_answers_as_another_machine(user_client: Client, admin_client: Client,
+                                                                       granted_user, test_host) -> None:
+    """hosts/machine.py records which machine a host is; a different one is held in unconfirmed_uuid (the
+    test driver reports no host UUID, so the lab test tests/integration/test_hosts_lab.py drives that part)."""
+    detail = reverse("instances:detail", args=[test_host.name, WEB_01_UUID])
+    pages = [detail, reverse("instances:host", args=[test_host.name]), reverse("console:page",
+                                                                               args=[test_host.name, WEB_01_UUID])]
+    assert [user_client.get(url).status_code for url in pages] == [200, 200, 200]
+    test_host.hypervisor_uuid, test_host.unconfirmed_uuid = "aaaaaaaa-0000-4000-8000-000000000001", \
+        "bbbbbbbb-0000-4000-8000-000000000002"
+    test_host.save()
+    assert not can(granted_user, "view", host=test_host, vm_uuid=WEB_01_UUID)
+    assert [user_client.get(url).status_code for url in pages] == [403, 403, 403]
+    assert "web-01" not in user_client.get(reverse("instances:list")).content.decode()
+    assert admin_client.get(detail).status_code == 200
+    page = admin_client.get(reverse("hosts:detail", args=[test_host.name])).content.decode()
+    assert 'id="host-machine-changed"' in page and "bbbbbbbb-0000-4000-8000-000000000002" in page
+    assert admin_client.post(reverse("hosts:confirm_machine", args=[test_host.name])).status_code == 302
+    test_host.refresh_from_db()
+    assert (test_host.hypervisor_uuid, test_host.unconfirmed_uuid) == ("bbbbbbbb-0000-4000-8000-000000000002", "")
+    assert [user_client.get(url).status_code for url in pages] == [200, 200, 200]
+    assert AuditEvent.objects.get(action="host.confirm_machine").result == "ok"

@@ -111,6 +111,8 @@ def _allowed(access: Access, persona: str) -> bool:
         return True
     if persona == "anonymous":
         return False
+    if access.target == "host" and persona == "outsider":
+        return False  # a page of a host's VMs needs a grant on one of them
     if persona == "admin" or access.permission == LOGIN:
         return True
     if access.permission == OWNER:
@@ -205,6 +207,29 @@ def test_permission_table(crowd: dict[str, Client], test_host: Host, route: Rout
         response = _ask(crowd[persona], url)
         assert not _refused(response), f"{persona} was refused {url}: {response.status_code}"
         assert response.status_code < 500, f"{persona} got {response.status_code} at {url}"
+
+
+def _names_a_host(route: Route) -> bool:
+    return any(arg == "host" or (arg == "name" and route.name.startswith("hosts:")) for arg, _ in route.arguments)
+
+
+HOST_CASES = [case for case in CASES if _names_a_host(case[0])]
+
+
+@pytest.mark.parametrize(("route", "chosen", "access"), HOST_CASES,
+                         ids=[f"{r.name}{' ' + c if c else ''}" for r, c, _ in HOST_CASES])
+def test_an_unknown_host_answers_non_admins_as_a_known_one_does(crowd: dict[str, Client], test_host: Host,
+                                                                route: Route, chosen: str | None,
+                                                                access: Access) -> None:
+    """Users cannot tell host names apart: a host that does not exist is refused (403) like one they may not
+    use; admins hear 404."""
+    unknown = _url(route, chosen).replace("/testhost/", "/no-such-host/")
+    for persona, client in crowd.items():
+        if persona == "anonymous":
+            continue
+        response = _ask(client, unknown)
+        expected = 404 if persona == "admin" else 403
+        assert response.status_code == expected, f"{persona} got {response.status_code} at {unknown}"
 
 
 def test_the_table_covers_each_kind_of_access() -> None:

@@ -24,10 +24,11 @@ from lxml.builder import E
 
 from console import serial_session
 from console.models import ConsoleTicket
-from console.tickets import digest
+from console.tickets import digest, protocols
 from hosts import services
 from hosts.models import Host
 from tests.conftest import BASIC_WORLD, DB_01_UUID, PASSWORD, WEB_01_UUID
+from tests.unit.test_console_tickets import Socket
 from virt.serial import ConsoleBusy
 from webkvm.asgi import application
 from webkvm.models import AuditEvent, VMGrant
@@ -114,15 +115,18 @@ def mint(client: Client, vm: str = WEB_01_UUID, kind: str = "serial") -> str:
     return response.json()["ticket"]
 
 
-def ws_path(ticket: str, vm: str = WEB_01_UUID, extra: str = "") -> str:
-    return f"/console/serial/ws/testhost/{vm}/?ticket={ticket}{extra}"
+def ws_path(ticket: str, vm: str = WEB_01_UUID, extra: str = "", kind: str = "serial") -> Socket:
+    where = "serial/ws" if kind == "serial" else "ws"
+    return Socket(f"/console/{where}/testhost/{vm}/" + (f"?{extra.lstrip('&')}" if extra else ""), ticket)
 
 
-async def _open(path: str, cookie: str, origin: str = ORIGIN, app: Any = None) -> tuple[WebsocketCommunicator, dict]:
+async def _open(path: Socket, cookie: str, origin: str = ORIGIN, app: Any = None
+                ) -> tuple[WebsocketCommunicator, dict]:
     """Open the WebSocket (on the panel's application unless another is given); return it with its first
     message (console output, or the close)."""
-    communicator = WebsocketCommunicator(app or application, path, headers=[
-        (b"origin", origin.encode()), (b"host", b"127.0.0.1:8000"), (b"cookie", f"sessionid={cookie}".encode())])
+    communicator = WebsocketCommunicator(app or application, path.path, headers=[
+        (b"origin", origin.encode()), (b"host", b"127.0.0.1:8000"), (b"cookie", f"sessionid={cookie}".encode())],
+        subprotocols=protocols(path.ticket))
     connected, _ = await communicator.connect(timeout=10)
     assert connected
     return communicator, await communicator.receive_output(timeout=10)
@@ -135,7 +139,7 @@ async def _until_closed(communicator: WebsocketCommunicator) -> dict:
     return message
 
 
-def connect(path: str, cookie: str, origin: str = ORIGIN) -> dict:
+def connect(path: Socket, cookie: str, origin: str = ORIGIN) -> dict:
     """Open the serial WebSocket; return the first message back."""
     async def run() -> dict:
         communicator, first = await _open(path, cookie, origin)
@@ -289,15 +293,15 @@ def test_refused_before_the_console_opens(case, reason, user_client, admin_clien
 
 def test_serial_ticket_does_not_open_the_vnc_console(user_client, consoles) -> None:
     ticket = mint(user_client)  # a serial ticket, on the VNC WebSocket
-    communicator_path = f"/console/ws/testhost/{WEB_01_UUID}/?ticket={ticket}"
-    assert "for the serial console, not the vnc one" in refused(connect(communicator_path, session_key(user_client)))
+    assert "for the serial console, not the vnc one" in refused(connect(ws_path(ticket, kind="vnc"),
+                                                                       session_key(user_client)))
 
 
 def test_vnc_ticket_still_opens_the_vnc_path(user_client, consoles) -> None:
     """A VNC ticket passes every ticket check on the VNC WebSocket. web-01's VNC port 5899 is below
     qemu's autoport range and closed, so it stops at reaching the server: after the ticket was accepted."""
     ticket = mint(user_client, kind="vnc")
-    reason = refused(connect(f"/console/ws/testhost/{WEB_01_UUID}/?ticket={ticket}", session_key(user_client)))
+    reason = refused(connect(ws_path(ticket, kind="vnc"), session_key(user_client)))
     assert "ticket" not in reason
     assert AuditEvent.objects.filter(action="console.open", detail="ticket used").count() == 1
 

@@ -4,12 +4,9 @@ started together after the jobs of the last run are ended truthfully, and stoppe
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import redis
 import rq
 
 from tests.conftest import need
-from tests.panel_server import free_port, in_session, stop
+from tests.panel_server import in_session, manage, own_panel_env, start_serve, stop
 from webkvm.management.commands.serve import default_workers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,18 +37,12 @@ def gunicorns(session: int) -> list[int]:
 
 def test_serve_reconciles_then_runs_job_workers_and_stops_them_with_the_rest(tmp_path: Path) -> None:
     need(shutil.which("redis-server") is not None, "redis-server is not installed")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBKVM_") and k != "DJANGO_SETTINGS_MODULE"}
+    env = own_panel_env(tmp_path, WEBKVM_JOB_WORKERS="3")
     database = tmp_path / "webkvm.sqlite3"
-    env.update({"WEBKVM_DATA_DIR": str(tmp_path), "WEBKVM_DATABASE_URL": f"sqlite:///{database}",
-                "WEBKVM_JOB_WORKERS": "3"})
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    for step in (["migrate", "--noinput", "-v0"], ["shell", "-c", LEFT_RUNNING]):
-        done = subprocess.run(manage + step, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-    port, log = free_port(), tmp_path / "serve.log"
-    with log.open("wb") as out:
-        serve = subprocess.Popen([*manage, "serve", "--bind", f"127.0.0.1:{port}", "--job-workers", "2"], cwd=ROOT,
-                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    manage(env, "migrate", "--noinput", "-v0")
+    manage(env, "shell", "-c", LEFT_RUNNING)
+    log = tmp_path / "serve.log"
+    port, serve = start_serve(env, log, "--job-workers", "2")
     try:
         store = redis.Redis(unix_socket_path=str(tmp_path / "redis" / "redis.sock"))
         deadline, workers, listening = time.monotonic() + 60, 0, False
@@ -87,7 +78,7 @@ def test_a_demo_of_test_driver_hosts_alone_is_served_by_one_worker(db: None) -> 
     from webkvm.management.commands.serve import demo_only
 
     assert not demo_only()  # no host yet: bootstrap adds one before serve starts
-    Host.objects.create(name="demo", transport="test", path="/dev/null")
+    Host.objects.create(name="demo", transport="test", path="default")
     assert demo_only()
     Host.objects.create(name="real", transport="local", path="system")
     assert not demo_only()

@@ -38,13 +38,17 @@ def csrf_token(client: Client, host: Host, pool: str) -> str:
     return client.cookies["csrftoken"].value
 
 
-async def body_of(data: bytes, piece: int = 64 << 10, stop_after: int | None = None) -> AsyncIterator[dict[str, Any]]:
-    """The body as uvicorn hands it over (64 KiB messages); with stop_after, the browser goes away there."""
+async def body_of(data: bytes, piece: int = 64 << 10, stop_after: int | None = None,
+                  stall_after: int | None = None) -> AsyncIterator[dict[str, Any]]:
+    """The body as uvicorn hands it over (64 KiB messages); with stop_after, the browser goes away there,
+    with stall_after it stays connected and sends nothing more."""
     if not data:
         yield {"type": "http.request", "body": b"", "more_body": False}
     for start in range(0, len(data), piece):
         if stop_after is not None and start >= stop_after:
             yield {"type": "http.disconnect"}
+            return
+        if stall_after is not None and start >= stall_after:
             return
         end = start + piece
         yield {"type": "http.request", "body": data[start:end], "more_body": end < len(data)}
@@ -154,6 +158,19 @@ def test_download_checks_and_unsupported_host(admin_client: Client, user_client:
     status, headers, body = asgi("GET", url, headers_for(admin_client, token))
     assert status == 502 and b"not supported" in body and headers[b"x-content-type-options"] == b"nosniff"
     assert AuditEvent.objects.get(action="volume.download").result == "failed"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+def test_a_foreign_host_header_is_400_as_in_django(admin_client: Client, test_host: Host, method: str) -> None:
+    services.call(test_host, lambda c: c.storagePoolLookupByName("images").createXML(
+        "<volume><name>v.img</name><capacity>1024</capacity></volume>", 0))
+    token = csrf_token(admin_client, test_host, "images")
+    url = (reverse("storage:volume_download", args=["testhost", "images", "v.img"]) if method == "GET" else
+           reverse("storage:volume_upload", args=["testhost", "images"]) + "?name=x.iso")
+    foreign = [(b"host", b"evil.example"), *headers_for(admin_client, token)[1:], (b"content-length", b"3")]
+    status, _headers, body = asgi(method, url, foreign, body_of(b"abc"))
+    assert status == 400 and b"evil.example" in body
+    assert not AuditEvent.objects.filter(action__startswith="volume.").exists()  # refused before anything
 
 
 def test_upload_bodies_become_libvirt_messages_of_at_most_256_kib() -> None:

@@ -15,7 +15,7 @@ from console.proxy import make_server
 
 
 class Command(BaseCommand):
-    help = "Serve console WebSockets (/console/ws/HOST/UUID/?ticket=...) with websockify; serves no files."
+    help = "Serve console WebSockets (/console/ws/HOST/UUID/, the ticket a subprotocol) with websockify; no files."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--bind", default="127.0.0.1:6080", help="address:port to listen on")

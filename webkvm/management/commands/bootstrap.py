@@ -10,6 +10,7 @@ import secrets
 from typing import Any
 
 import libvirt
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -67,6 +68,9 @@ class Command(BaseCommand):
         if local_libvirt_answers():
             Host.objects.create(name="localhost", transport=Transport.LOCAL, path="system")
             self.stdout.write("Added host 'localhost' (qemu:///system).")
-        else:
+        elif settings.WEBKVM_TEST_DRIVER:
             Host.objects.create(name="demo", transport=Transport.TEST, path="default")
             self.stdout.write("No local libvirt answered: added host 'demo' on libvirt's test driver (test:///default).")
+        else:
+            self.stdout.write("No local libvirt answered: add a host in the panel (Hosts), or run with "
+                              "WEBKVM_TEST_DRIVER=true for a demo host on libvirt's test driver.")

@@ -1,0 +1,128 @@
+"""Request bodies are capped before Django sees them.
+
+Under ASGI, Django's handler reads a whole body into a temporary file before any middleware, login or CSRF
+check runs, so without a cap anybody could fill the panel's disk (`curl -T /dev/zero .../login/`). This
+wrapper sits right in front of Django's handler: a request without a logged-in session may send
+ANONYMOUS_BODY_BYTES (a login form is a few hundred bytes), one with a session WEBKVM_MAX_BODY_BYTES. A
+declared Content-Length over the limit is answered 413 before a byte is read; a body without one (chunked)
+is counted as it comes and cut at the limit, so Django never holds more than the limit. The session is only
+looked up for a body larger than the anonymous limit. The streamed volume upload (storage/asgi.py) is taken
+out before this wrapper: it checks session, CSRF and admin before it reads a byte, and streams into libvirt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from http.cookies import CookieError, SimpleCookie
+from importlib import import_module
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.db import close_old_connections
+
+log = logging.getLogger(__name__)
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]
+
+ANONYMOUS_BODY_BYTES = 64 << 10
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def _session_key(scope: Scope) -> str:
+    raw = _header(scope, b"cookie")
+    if not raw:
+        return ""
+    cookies: SimpleCookie = SimpleCookie()
+    try:
+        cookies.load(raw.decode("latin-1"))
+    except CookieError:
+        return ""
+    morsel = cookies.get(settings.SESSION_COOKIE_NAME)
+    return morsel.value if morsel is not None else ""
+
+
+def _logged_in(key: str) -> bool:
+    """Whether the session exists, has not expired and holds a login: one lookup, no user loaded."""
+    close_old_connections()
+    store = import_module(settings.SESSION_ENGINE).SessionStore(key)
+    return SESSION_KEY in store
+
+
+async def limit_for(scope: Scope) -> int:
+    key = _session_key(scope)
+    if key and await sync_to_async(_logged_in, thread_sensitive=False)(key):
+        return max(int(settings.WEBKVM_MAX_BODY_BYTES), ANONYMOUS_BODY_BYTES)
+    return ANONYMOUS_BODY_BYTES
+
+
+async def refuse(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _too_large(limit: int) -> str:
+    return f"Request body too large: at most {limit // 1024} KiB here; nothing was kept.\n"
+
+
+class BodyLimit:
+    """ASGI wrapper around Django's HTTP application."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        length: int | None = None
+        if declared is not None:
+            if not declared.strip().isdigit():
+                await refuse(send, 400, "Bad request: invalid Content-Length.\n")
+                return
+            length = int(declared)
+        limit = ANONYMOUS_BODY_BYTES
+        looked_up = False
+        if length is not None and length > limit:
+            limit, looked_up = await limit_for(scope), True
+            if length > limit:
+                log.info("refused a body of %d bytes for %s (limit %d)", length, scope.get("path", "")[:200], limit)
+                await refuse(send, 413, _too_large(limit))
+                return
+        counted, cut, answered = 0, False, False
+
+        async def counting() -> dict[str, Any]:
+            nonlocal counted, cut, limit, looked_up
+            message = await receive()
+            if message.get("type") == "http.request":
+                counted += len(message.get("body", b""))
+                if counted > limit and not looked_up:
+                    limit, looked_up = await limit_for(scope), True
+                if counted > limit:
+                    cut = True
+                    return {"type": "http.disconnect"}  # Django drops what it read and answers nothing
+            return message
+
+        async def watched(message: dict[str, Any]) -> None:
+            nonlocal answered
+            answered = True
+            await send(message)
+
+        await self.app(scope, counting, watched)
+        if cut and not answered:
+            log.info("cut a streamed body at %d bytes for %s (limit %d)", counted, scope.get("path", "")[:200], limit)
+            await refuse(send, 413, _too_large(limit))
