@@ -62,11 +62,3 @@ class DomainDefinition(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.xml = without_secrets(self.xml) if self.xml else ""
         super().save(*args, **kwargs)
-
-    @classmethod
-    def clean_kept(cls, host: Any, vm_uuid: str) -> None:
-        """Take the secrets out of a VM's rows kept before save() did (a stored secret must not wait for a
-        migration): each such row is rewritten once, when its history is read."""
-        for entry in cls.objects.filter(host=host, vm_uuid=vm_uuid).only("xml"):
-            if entry.xml and without_secrets(entry.xml) != entry.xml:
-                entry.save(update_fields=["xml"])

@@ -246,7 +246,6 @@ def _history(request: HttpRequest, ref: VMRef, *, error: str = "", status: int =
     except VirtError as exc:
         context["unreachable"] = str(exc)
         status = max(status, 503)
-    DomainDefinition.clean_kept(ref.host, ref.uuid)
     # Only what the page shows: the stored XML never reaches a template.
     context["entries"] = [
         {"pk": e.pk, "time": e.time, "username": e.username, "reason": e.reason, "vm_name": e.vm_name,
