@@ -19,7 +19,7 @@ import libvirt
 
 from console.serial_holders import Holder, InUse, ProcessSerialSessions, RedisSerialSessions, SerialSessions
 from console.session import access_lost, admit
-from console.tickets import Refused, refuse
+from console.tickets import Refused, host_refusal, refuse
 from hosts import services
 from hosts.models import Host
 from virt.errors import NotFound, VirtError
@@ -64,7 +64,7 @@ class SerialSession:
         except NotFound:
             return "the VM no longer exists on this host"
         except VirtError as exc:
-            return f"host {host.name} does not answer: {exc}"
+            return host_refusal(f"host {host.name} does not answer", exc).told(self.user)
         return "" if active else "the VM is not running any more"
 
     def release(self) -> None:
@@ -107,7 +107,7 @@ def open_session(*, ticket: str, host_name: str, vm_uuid: str, session_key: str,
         raise refuse("the VM no longer exists on this host", **where) from None
     except VirtError as exc:
         held.release(key, holder)
-        raise refuse(str(exc), **where) from None
+        raise refuse(host_refusal("serial console", exc), **where) from None
     except BaseException:
         held.release(key, holder)
         raise

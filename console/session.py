@@ -81,7 +81,7 @@ class ConsoleSession:
         try:
             display = targets.current_display(host, self.vm_uuid)
         except Refused as exc:
-            return str(exc)
+            return exc.told(self.user)
         if display.port != self.target.port:  # the port may now belong to another VM
             return "the VM's display moved"
         return ""
@@ -102,7 +102,7 @@ def open_session(*, ticket: str, host_name: str, vm_uuid: str, session_key: str,
         target = targets.resolve(spent.host, str(spent.vm_uuid))
         stream = targets.open_stream(spent.host, target)
     except Refused as exc:
-        raise refuse(str(exc), **where) from None
+        raise refuse(exc, **where) from None
     # The password did its work in open_stream; the session that lives on does not keep it.
     session = ConsoleSession(user=spent.user, host=spent.host, vm_uuid=str(spent.vm_uuid), session_key=session_key,
                              target=replace(target, password=None), remote_addr=remote_addr)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import libvirt
 
 from console import rfb
-from console.tickets import Refused
+from console.tickets import Refused, host_refusal
 from hosts import services
 from hosts.models import Host
 from virt.console import ANY_ADDRESSES, NoDisplay, VncDisplay, vnc_display
@@ -61,7 +61,7 @@ def current_display(host: Host, vm_uuid: str) -> VncDisplay:
     except NoDisplay as exc:
         raise Refused(str(exc)) from None
     except VirtError as exc:
-        raise Refused(f"host {host.name} does not answer: {exc}") from None
+        raise host_refusal(f"host {host.name} does not answer", exc) from None
 
 
 def vnc_password(host: Host, vm_uuid: str) -> str | None:
@@ -74,7 +74,7 @@ def vnc_password(host: Host, vm_uuid: str) -> str | None:
     except NotFound:
         raise Refused("the VM no longer exists on this host") from None
     except VirtError as exc:
-        raise Refused(f"host {host.name} does not answer: {exc}") from None
+        raise host_refusal(f"host {host.name} does not answer", exc) from None
 
 
 def _on_this_machine(address: str) -> bool:
@@ -195,7 +195,7 @@ def connect(host: Host, target: Target) -> TargetStream:
                                    stderr=subprocess.PIPE, close_fds=True, start_new_session=True)
     except (OSError, VirtError, ValueError) as exc:
         ours.close()
-        raise Refused(f"cannot start ssh to {host.name}: {exc}") from None
+        raise Refused(f"cannot start ssh to {host.name}", str(exc)) from None
     finally:
         theirs.close()
     return TargetStream(ours, process)
@@ -214,8 +214,9 @@ def open_stream(host: Host, target: Target) -> TargetStream:
             said = stream.ssh_error() if isinstance(exc, rfb.RfbClosed) else ""
         finally:
             stream.close()
-        reason = f"ssh tunnel to the host failed: {said}" if said else str(exc)
-        raise Refused(f"{target.display.vm_name}: {reason}") from None
+        if said:
+            raise Refused(f"{target.display.vm_name}: ssh tunnel to the host failed", said) from None
+        raise Refused(f"{target.display.vm_name}: {exc}") from None
     except BaseException:
         stream.close()  # whatever went wrong, the socket and the ssh process go with it
         raise

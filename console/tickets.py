@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from console.models import ConsoleTicket
 from hosts.models import Host
+from virt.errors import HOST_UNAVAILABLE, VirtError, hidden_words
 from webkvm import audit, permissions
 from webkvm.models import AuditResult
 
@@ -38,7 +39,20 @@ SELECTED_PROTOCOL = "binary"  # what the server answers; noVNC and the serial pa
 
 
 class Refused(Exception):
-    """The console is refused. The message is shown to the user, so it names no secret."""
+    """The console is refused. The message is shown to the user, so it names no secret.
+
+    `host_said`: the host's own words (libvirt's, ssh's) behind the refusal, apart from the panel's:
+    refuse() keeps them in the audit record and shows them to admins only."""
+
+    def __init__(self, reason: str, host_said: str = "", hidden_as: str = HOST_UNAVAILABLE) -> None:
+        super().__init__(f"{reason}: {host_said}" if host_said else reason)
+        self.reason, self.host_said, self.hidden_as = reason, host_said, hidden_as
+
+    def told(self, user: Any) -> str:
+        """What `user` reads of it: all of it for admins, the panel's words for everybody else."""
+        if not self.host_said or permissions.is_admin(user):
+            return str(self)
+        return f"{self.reason}: {self.hidden_as}"
 
 
 def digest(value: str) -> str:
@@ -90,10 +104,20 @@ def session_user(session_key: str) -> Any:
     return user if user.is_authenticated and user.is_active else None
 
 
-def refuse(reason: str, *, host_name: str, vm_uuid: str, remote_addr: str | None, user: Any = None) -> Refused:
+def host_refusal(reason: str, exc: VirtError) -> Refused:
+    """A refusal for a failure the host reported: its words reach admins only (webkvm.operations.told)."""
+    if not exc.from_host:
+        return Refused(f"{reason}: {exc}")
+    return Refused(reason, str(exc), hidden_words(exc))
+
+
+def refuse(reason: str | Refused, *, host_name: str, vm_uuid: str, remote_addr: str | None,
+           user: Any = None) -> Refused:
+    """Audit a refusal (with the host's words, if any) and return what the client is told."""
+    refusal = reason if isinstance(reason, Refused) else Refused(reason)
     audit.record(None, "console.refused", object_type="vm", object_name=vm_uuid, host_name=host_name,
-                 result=AuditResult.DENIED, detail=reason, user=user, remote_addr=remote_addr)
-    return Refused(reason)
+                 result=AuditResult.DENIED, detail=str(refusal), user=user, remote_addr=remote_addr)
+    return Refused(refusal.told(user))
 
 
 def consume(token: str, *, host_name: str, vm_uuid: str, session_key: str, remote_addr: str | None,

@@ -32,7 +32,7 @@ def _status(session_key: str, job_id: int) -> dict[str, Any] | None:
     job = Job.objects.select_related("host", "owner").filter(pk=job_id).first()
     if job is None or not push.may_see(user, job):
         return None
-    return as_json(job)
+    return as_json(job, user)
 
 
 class JobConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types

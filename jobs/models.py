@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
@@ -40,6 +42,9 @@ class Job(models.Model):
     total = models.BigIntegerField(default=0)  # 0: progress cannot be measured
     phase = models.CharField(max_length=255, blank=True)
     result = models.TextField(blank=True)
+    # What anybody but an admin reads instead of `result` when that holds the host's own words (libvirt's,
+    # ssh's): only admins and the audit record get those (webkvm.operations.told).
+    result_for_users = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
@@ -59,6 +64,11 @@ class Job(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("jobs:detail", args=[self.pk])
+
+    def result_for(self, user: Any) -> str:
+        from webkvm.permissions import is_admin
+
+        return self.result if is_admin(user) or not self.result_for_users else self.result_for_users
 
     @property
     def active(self) -> bool:

@@ -34,7 +34,7 @@ from hosts.models import Host
 from jobs import liveness, push
 from jobs.models import ACTIVE, Job, JobState
 from storage.templatetags.storage import iec
-from virt.errors import Busy, VirtError
+from virt.errors import Busy, VirtError, hidden_words
 from webkvm import audit, redis_store
 from webkvm.models import AuditResult
 
@@ -249,10 +249,10 @@ def execute(job_id: int) -> None:
             done = progress_words(job)
             finish(job_id, ACTIVE, JobState.CANCELLED, f"Cancelled on request{f' ({done})' if done else ''}.")
         except VirtError as exc:
-            finish(job_id, ACTIVE, JobState.FAILED, str(exc))
+            finish(job_id, ACTIVE, JobState.FAILED, str(exc), for_users=hidden_words(exc) if exc.from_host else "")
         except Exception as exc:
             log.exception("job %s (%s) failed", job_id, job.kind)
-            finish(job_id, ACTIVE, JobState.FAILED, f"unexpected error: {exc}")
+            finish(job_id, ACTIVE, JobState.FAILED, f"unexpected error: {exc}", for_users="unexpected error")
         else:
             finish(job_id, ACTIVE, JobState.DONE, result)
     finally:
@@ -267,13 +267,14 @@ def _announce(job_id: int) -> None:
 # --- ending ---------------------------------------------------------------------------------------
 
 
-def finish(job_id: int, from_states: tuple[str, ...], state: str, result: str) -> bool:
+def finish(job_id: int, from_states: tuple[str, ...], state: str, result: str, for_users: str = "") -> bool:
     """Move the job from one of `from_states` to its final `state` and audit it; once only (False when
-    it had already left those states: reconciled, cancelled, or ended by another process)."""
+    it had already left those states: reconciled, cancelled, or ended by another process). `for_users`
+    stands for `result` where it holds the host's own words (Job.result_for_users)."""
     now = timezone.now()
     with transaction.atomic():  # the end and its audit record are seen together
-        if not Job.objects.filter(pk=job_id, state__in=from_states).update(state=state, result=result[:4000],
-                                                                           finished=now):
+        if not Job.objects.filter(pk=job_id, state__in=from_states).update(
+                state=state, result=result[:4000], result_for_users=for_users[:4000], finished=now):
             return False
         job = Job.objects.select_related("host", "owner").get(pk=job_id)
         # An interrupted job's end is when it was found, not when its worker died: no duration for it.

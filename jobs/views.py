@@ -44,13 +44,14 @@ def _job_or_403(request: HttpRequest, job_id: int) -> Job:
     raise AssertionError("unreachable")
 
 
-def as_json(job: Job) -> dict[str, Any]:
+def as_json(job: Job, user: Any) -> dict[str, Any]:
     kind = runner.kind_of(job)
     return {
         "id": job.pk, "kind": job.kind, "label": kind.label if kind else job.kind, "summary": job.summary,
         "target": {"type": job.target_type, "name": job.target_name}, "host": job.host.name if job.host else None,
         "state": job.state, "active": job.active, "phase": job.phase, "done": job.done, "total": job.total,
-        "unit": kind.unit if kind else "", "percent": job.percent, "result": job.result, "seconds": job.seconds,
+        "unit": kind.unit if kind else "", "percent": job.percent, "result": job.result_for(user),
+        "seconds": job.seconds,
         "can_cancel": can_cancel(job), "link": _link(job),
     }
 
@@ -84,7 +85,8 @@ def job_list(request: HttpRequest) -> HttpResponse:
     if filters["kind"]:
         jobs = jobs.filter(kind=filters["kind"])
     page = Paginator(jobs, 50).get_page(request.GET.get("page"))
-    return render(request, "jobs/list.html", {"page": page, "filters": filters, "states": JobState.values,
+    rows = [(job, job.result_for(request.user)) for job in page]
+    return render(request, "jobs/list.html", {"page": page, "rows": rows, "filters": filters, "states": JobState.values,
                                               "kinds": sorted(runner.KINDS.values(), key=lambda k: k.label)})
 
 
@@ -94,7 +96,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     _reconciled()
     job = _job_or_403(request, job_id)
     kind = runner.kind_of(job)
-    return render(request, "jobs/detail.html", {"job": job, "label": kind.label if kind else job.kind,
+    return render(request, "jobs/detail.html", {"job": job, "result": job.result_for(request.user),
+                                                "label": kind.label if kind else job.kind,
                                                 "unit": kind.unit if kind else "", "can_cancel": can_cancel(job),
                                                 "link": _link(job), "link_text": _link_text(job),
                                                 "children": job.children.select_related("host").order_by("pk")})
@@ -104,7 +107,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 @route(page(OWNER, polled=True))  # the job's owner or an admin: _job_or_403
 def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
     _reconciled()
-    return JsonResponse(as_json(_job_or_403(request, job_id)))
+    return JsonResponse(as_json(_job_or_403(request, job_id), request.user))
 
 
 @require_POST

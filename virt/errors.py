@@ -44,12 +44,18 @@ class HostBusy(VirtError):
 
 HOST_UNAVAILABLE = "host unavailable"
 HOST_BUSY = "host busy"
+HOST_ERROR = "the host reported an error"
 
 
 def brief_words(words: str) -> str:
     """What a user who is not an admin is told of a host's trouble (host_words), never the host's own
     error text: "host busy" or "host unavailable"."""
     return HOST_BUSY if words.startswith("busy") else HOST_UNAVAILABLE
+
+
+def hidden_words(error: VirtError) -> str:
+    """What stands for the host's own words (from_host) where they may not be shown."""
+    return HOST_UNAVAILABLE if isinstance(error, Unreachable) else HOST_ERROR
 
 
 def reworded(error: VirtError, text: str) -> VirtError:

@@ -33,13 +33,12 @@ from django.shortcuts import get_object_or_404
 from hosts import services
 from hosts.models import Host
 from virt.devices import FieldProblem
-from virt.errors import HOST_UNAVAILABLE, NotFound, Unreachable, VirtError
+from virt.errors import NotFound, VirtError, hidden_words
 from webkvm import audit, permissions
 from webkvm.models import AuditResult, VMPermission
 
 T = TypeVar("T")
 log = logging.getLogger("webkvm.hosts")
-HOST_ERROR = "the host reported an error"
 
 # Who may use a route: nobody needs to be logged in, anybody logged in (the page shows only what
 # they may see), admins, or a grant on the VM the URL names (VMPermission values).
@@ -189,7 +188,7 @@ def told(user: Any, exc: VirtError, words: str = "") -> str:
     if permissions.is_admin(user) or not exc.from_host:
         return words or str(exc)
     log.warning("host error not shown to %s: %s", getattr(user, "username", "?") or "?", exc)
-    return HOST_UNAVAILABLE if isinstance(exc, Unreachable) else HOST_ERROR
+    return hidden_words(exc)
 
 
 @dataclass(frozen=True)

@@ -383,6 +383,26 @@ def test_a_display_listening_elsewhere_is_refused_and_nothing_connects(user_clie
     assert "not an address of host testhost" in denied.detail and denied.username == "alice"
 
 
+@pytest.mark.parametrize("who", ["user", "admin"])
+def test_the_hosts_own_words_reach_admins_only(who, user_client, admin_client, fake_vnc, monkeypatch) -> None:
+    """A host that fails as the console opens: a user reads that it is unavailable, an admin reads libvirt's
+    words; the audit record keeps them either way."""
+    from console import target as targets
+    from virt.errors import Unreachable
+
+    def failing(domain: object) -> None:
+        raise Unreachable("Cannot recv data: ssh: connect to host 10.9.8.7 port 22: No route to host")
+
+    client = {"user": user_client, "admin": admin_client}[who]
+    ticket = mint(client)
+    monkeypatch.setattr(targets, "vnc_display", failing)
+    reason = refused(connect(ws_path(ticket), session_key(client)))
+    assert reason.startswith("host testhost does not answer")
+    assert ("10.9.8.7" in reason) == (who == "admin") and (who == "admin" or "host unavailable" in reason)
+    assert fake_vnc.connections == 0
+    assert "10.9.8.7" in AuditEvent.objects.get(action="console.refused").detail
+
+
 def test_ssh_host_tunnels_to_its_own_loopback(db, monkeypatch, settings, tmp_path) -> None:
     settings.WEBKVM_SSH_DIR = tmp_path / "ssh"
     host = Host(name="kvm2", transport="ssh", hostname="kvm2.example.org", port=2222, username="root")

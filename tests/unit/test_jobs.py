@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import libvirt
 import pytest
 import redis
 import rq
@@ -24,6 +25,7 @@ from jobs.models import Job, JobState
 from jobs.reconcile import reconcile
 from storage import volume_jobs
 from tests.unit.test_storage_views import GIB, make_volume, volume_names
+from virt.errors import Unreachable, translate
 from webkvm import redis_store
 from webkvm.models import AuditEvent
 
@@ -155,6 +157,30 @@ def test_list_filters_by_state_and_kind(admin_client: Client, admin_user: Any, t
     assert listed("") == {done.pk, wipe.pk}
     assert listed("?state=done") == {done.pk} and listed("?kind=volume.wipe") == {wipe.pk}
     assert listed("?state=failed&kind=volume.clone") == set() and listed("?state=bogus") == {done.pk, wipe.pk}
+
+
+@pytest.mark.parametrize(("error", "users_read"), [
+    (Unreachable("ssh: connect to host 10.9.8.7 port 22: No route to host"), "host unavailable"),
+    (translate(libvirt.libvirtError("internal error: qemu 10.9.8.7 said no")), "the host reported an error"),
+])
+def test_a_users_failed_job_shows_the_hosts_words_to_admins_only(personas: dict[str, Client], granted_user: Any,
+                                                                  test_host: Host, monkeypatch: pytest.MonkeyPatch,
+                                                                  error: Exception, users_read: str) -> None:
+    def work(handle: runner.Handle) -> str:
+        raise error
+
+    monkeypatch.setitem(runner.KINDS, "test.fails", runner.Kind("test.fails", "Fails", work))
+    job = a_job(test_host, granted_user, state=JobState.QUEUED, kind="test.fails")
+    runner.execute(job.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    pages = {who: [personas[who].get(job.get_absolute_url()).content.decode(),
+                   personas[who].get(reverse("jobs:status", args=[job.pk])).json()["result"]]
+             for who in ("user", "admin")}
+    pages["user"].append(personas["user"].get(reverse("jobs:list")).content.decode())
+    assert all("10.9.8.7" not in text and users_read in text for text in pages["user"])
+    assert all("10.9.8.7" in text for text in pages["admin"])
+    assert "10.9.8.7" in AuditEvent.objects.get(action="test.fails").detail
 
 
 # --- cancel -------------------------------------------------------------------------------------------
