@@ -128,3 +128,18 @@ def env_redis_url(name: str) -> str:
     if not valid:
         raise ConfigError(f"{name} must look like redis://127.0.0.1:6379/0 or unix:///path/to/redis.sock, not {raw!r}")
     return raw
+
+
+# redis-py 8 reads with a 5 s socket timeout by default, the very time the channel layer's blocking pop
+# (BZPOPMIN) waits for a message: an idle WebSocket's receive then fails now and then with "Timeout reading"
+# and the consumer dies. Reads may take the pop's wait plus a margin; a dead Redis still fails in seconds.
+CHANNEL_SOCKET_TIMEOUT = 15
+
+
+def channel_layers(redis_url: str) -> dict[str, object]:
+    """The panel's channel layer: through Redis when there is one (every process hears every other)."""
+    if not redis_url:
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    host = {"address": redis_url, "socket_timeout": CHANNEL_SOCKET_TIMEOUT}
+    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                        "CONFIG": {"hosts": [host], "prefix": "webkvm:channels:"}}}

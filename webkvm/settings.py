@@ -62,11 +62,7 @@ ASGI_APPLICATION = "webkvm.asgi.application"
 # and per-VM locks live in Redis when WEBKVM_REDIS_URL is set (`make run` starts a private one);
 # without it, in this process's memory, and the panel must run as one process.
 WEBKVM_REDIS_URL = config.env_redis_url("WEBKVM_REDIS_URL")
-if WEBKVM_REDIS_URL:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                  "CONFIG": {"hosts": [WEBKVM_REDIS_URL], "prefix": "webkvm:channels:"}}}
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL_LAYERS = config.channel_layers(WEBKVM_REDIS_URL)
 # Long operations (jobs/) run on RQ workers through Redis (`manage.py serve` starts WEBKVM_JOB_WORKERS of
 # them, `manage.py rqworker` runs one more); without Redis, in threads of the one panel process.
 RQ_QUEUES = {"default": {"URL": WEBKVM_REDIS_URL}}

@@ -135,6 +135,8 @@ def _two_panels(lab: dict[str, Any], database: str) -> Iterator[dict[str, Any]]:
         yield {"ports": ports, "sessions": sessions, "redis": store.url, "link": link, "processes": processes,
                "data": data}
     finally:
+        for log_file in sorted(data.glob("panel-*.log")):  # shown by pytest for a failed test only
+            print(f"--- {log_file.name}\n{log_file.read_text(errors='replace')[-6000:]}")
         for process in processes:
             stop(process)
             for pid in in_session(process.pid):  # a job worker's work horse killed mid-test leaves nothing
@@ -189,7 +191,13 @@ def test_a_virsh_change_reaches_pages_on_both_processes_through_one_watcher(two_
         ready = [asyncio.Event(), asyncio.Event()]
         tasks = [asyncio.create_task(follow(port, session, pages[i], ready[i]))
                  for i, (port, session) in enumerate(zip(two_panels["ports"], two_panels["sessions"], strict=True))]
-        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
+        both_ready = asyncio.ensure_future(asyncio.gather(*(r.wait() for r in ready)))
+        # A follower that fails (refused, dropped, no first frame in time) says why, not a bare timeout.
+        finished, _ = await asyncio.wait([both_ready, *tasks], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task in finished:
+                task.result()
+        assert both_ready in finished, f"no first frame within 30 s: {pages}"
         await asyncio.to_thread(dom.suspend)
         changed = time.monotonic()
         while time.monotonic() - changed < 1.5 and not all(

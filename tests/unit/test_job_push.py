@@ -19,6 +19,7 @@ from jobs.models import Job, JobState
 from tests.unit.test_jobs import steps_kind  # noqa: F401 (fixture)
 from tests.unit.test_live import ORIGIN, cookie_of
 from webkvm.asgi import application
+from webkvm.config import channel_layers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,8 +44,7 @@ def _started(admin_user: Any, host: Host, rf: Any) -> Job:
 def redis_layer(settings: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The channel layer of several processes (Redis), and no rereading of the row within the test: what
     arrives was pushed."""
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                           "CONFIG": {"hosts": [redis_url], "prefix": "webkvm-test:"}}}
+    settings.CHANNEL_LAYERS = channel_layers(redis_url)
     monkeypatch.setattr(consumers, "RECHECK_SECONDS", 600.0)
 
 

@@ -38,6 +38,7 @@ from tests.unit.test_serial_console import (  # noqa: F401  # fixtures: the fake
     wait_for,
     ws_path,
 )
+from webkvm.config import CHANNEL_SOCKET_TIMEOUT
 from webkvm.models import AuditEvent
 
 KEY = (1, WEB_01_UUID)
@@ -57,7 +58,8 @@ def layers(settings, redis_url: str) -> None:
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
         **{alias: {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                   "CONFIG": {"hosts": [redis_url], "prefix": "webkvm-test:channels:"}} for alias in PROCESSES}}
+                   "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": CHANNEL_SOCKET_TIMEOUT}],
+                              "prefix": "webkvm-test:channels:"}} for alias in PROCESSES}}
 
 
 @pytest.fixture
