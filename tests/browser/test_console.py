@@ -153,7 +153,9 @@ def test_esc_in_the_browser_opens_the_guest_boot_menu(asgi_server, page, lab: di
         keep(page, "console-bootmenu-after")
         save_hypervisor_screenshot(conn, dom, "console-bootmenu-after-libvirt.png")
         assert menu_shown(after), f"no 'Select boot device:' after Esc: rows before {before}, after {after}"
-        assert after[:prompt + 1] == before[:prompt + 1], "the lines above the menu changed"
+        # The prompt line may have been read half drawn (22 of its 24 columns), so it is checked by range.
+        assert after[:prompt] == before[:prompt], "the lines above the menu changed"
+        assert after[prompt] in PRESS_ESC, f"the prompt line changed: {after}"
         assert all(width < NO_BOOTABLE_DEVICE for width in after[prompt + 1:]), f"booting went on: {after}"
     finally:
         remove_domain(dom)
