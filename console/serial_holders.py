@@ -28,6 +28,7 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from console.tickets import Refused
+from webkvm.formats import when
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Holder:
     token: str = field(default_factory=_token)  # this session's, in its Redis record
 
     def describe(self) -> str:
-        return f"in use by {self.username} since {timezone.localtime(self.since):%Y-%m-%d %H:%M:%S %Z}"
+        return f"in use by {self.username} since {when(self.since)}"
 
 
 class SerialSessions(Protocol):

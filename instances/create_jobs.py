@@ -100,7 +100,7 @@ def _disk_words(spec: NewVM) -> str:
     if isinstance(disk, NewVolume):
         allocated = ", allocated in full" if disk.allocate else ""
         return f"boot disk: new {disk.format} volume {disk.pool}/{disk.name} of {disk.size_mib} MiB{allocated}"
-    return f"boot disk: volume {disk.pool}/{disk.volume}"
+    return f"boot disk: volume {disk.pool}/{disk.volume}" if disk else "no disk"
 
 
 def _create_interrupted(job: Job) -> str:
@@ -137,7 +137,8 @@ def start_create(request: HttpRequest, host: Host, spec: NewVM, start: bool,
     """Start the creation of `spec` (its UUID and new volume's name chosen, see module doc). None when it
     could not start: the refusal is audited and said on the form."""
     disk = spec.disk
-    size = f"{disk.size_mib} MiB allocated now" if isinstance(disk, NewVolume) else f"{disk.pool}/{disk.volume}"
+    size = f"{disk.size_mib} MiB allocated now" if isinstance(disk, NewVolume) else \
+        f"{disk.pool}/{disk.volume}" if disk else "no disk"
     job: Job | None = start_job(request, ops.CREATE, host=host, name=spec.name,
                                 params={"spec": spec_params(spec), "start": start, "uuid": spec.uuid},
                                 summary=f"create {spec.name} ({size})", form=form)

@@ -11,11 +11,12 @@ from django.utils.safestring import SafeString
 
 from hosts import services
 from hosts.models import Host
+from instances import state_since
 from instances.host_rows import HostRows, RowVariant, host_rows, meter
 from virt.domains import STATES, DomainRow
 from virt.errors import brief_words
-from webkvm.models import VMGrant
-from webkvm.permissions import is_admin
+from webkvm.models import VMGrant, VMPermission
+from webkvm.permissions import grants_by_vm
 
 __all__ = ["SORT_KEYS", "Filters", "Fleet", "FleetRow", "gather", "meter", "visible"]
 
@@ -36,6 +37,8 @@ class FleetRow:
     prefix: str = "/instances/"  # reverse("instances:list"), resolved once per page, not per row
     console_prefix: str = ""  # set when the user may open this VM's console
     snapshot: HostRows | None = None  # the shared read the row came from (its HTML is built once there)
+    power: bool = False  # the user may start and stop it
+    selectable: bool = False  # the user may act on it (power or delete): bulk actions may include it
 
     @property
     def key(self) -> str:
@@ -55,7 +58,7 @@ class FleetRow:
 
     def html(self, *, select: bool, host_column: bool, console_base: str) -> SafeString:
         assert self.snapshot is not None
-        variant = RowVariant(select, host_column, bool(self.console_prefix))
+        variant = RowVariant(select, self.selectable, host_column, bool(self.console_prefix), self.power)
         return self.snapshot.html(self.host.name, self.row, variant, self.prefix, console_base)
 
 
@@ -94,27 +97,53 @@ class Fleet:
     unreachable: list[tuple[Host, str]] = field(default_factory=list)  # (host, "busy: ..." / "unreachable: ...")
     hosts: list[Host] = field(default_factory=list)
     total: int = 0
+    selectable: bool = False  # the user may act on some VM: the table has a select column
+    held: dict[str, bool] = field(default_factory=dict)  # per VM grant: the user holds it on some VM (bulk buttons)
+    # Non-admins: per unreachable host, the names (as granted) of their VMs there, which its row names.
+    waiting: dict[int, list[str]] = field(default_factory=dict)
+
+
+ACTING = frozenset({VMPermission.POWER.value, VMPermission.DELETE.value})  # what bulk actions need
 
 
 @dataclass(frozen=True)
 class Visibility:
     hosts: list[Host]
-    granted: dict[int, set[str]] | None  # per host the UUIDs the user may see; None: all (admin)
-    console: set[tuple[int, str]]  # (host id, UUID) whose console the user may open (non-admins)
+    grants: dict[tuple[int, str], frozenset[str]] | None  # (host id, UUID): what the user may do; None: admin
+
+    @property
+    def granted(self) -> dict[int, set[str]] | None:
+        """Per host the UUIDs the user may see; None: all (admin)."""
+        if self.grants is None:
+            return None
+        out: dict[int, set[str]] = {}
+        for host_id, vm_uuid in self.grants:
+            out.setdefault(host_id, set()).add(vm_uuid)
+        return out
+
+    def may(self, host_id: int, vm_uuid: str, permission: str) -> bool:
+        return self.grants is None or permission in self.grants.get((host_id, vm_uuid), ())
+
+    @property
+    def acts(self) -> bool:
+        """May the user act (power, delete) on any VM?"""
+        return self.grants is None or any(allowed & ACTING for allowed in self.grants.values())
+
+    @property
+    def held(self) -> dict[str, bool]:
+        """Per VM grant: does the user hold it on some VM?"""
+        every = frozenset().union(*self.grants.values()) if self.grants else frozenset()
+        return {p.value: self.grants is None or p.value in every for p in VMPermission}
 
 
 def visible(user: Any) -> Visibility:
-    if is_admin(user):
-        return Visibility(list(Host.objects.all()), None, set())
-    granted: dict[int, set[str]] = {}
-    console: set[tuple[int, str]] = set()
-    # A host that answers as another machine than recorded has its grants suspended (hosts/machine.py).
-    for host_id, vm_uuid, can_console in VMGrant.objects.filter(user=user, host__unconfirmed_uuid="").values_list(
-            "host_id", "vm_uuid", "can_console"):
-        granted.setdefault(host_id, set()).add(str(vm_uuid))
-        if can_console:
-            console.add((host_id, str(vm_uuid)))
-    return Visibility(list(Host.objects.filter(pk__in=granted)), granted, console)
+    """The hosts and VMs the user may see, and what they may do with each, from the one permission check
+    (webkvm/permissions.py) in one query. A host that answers as another machine than recorded has its
+    grants suspended (hosts/machine.py)."""
+    grants = grants_by_vm(user)
+    if grants is None:
+        return Visibility(list(Host.objects.all()), None)
+    return Visibility(list(Host.objects.filter(pk__in={host_id for host_id, _ in grants})), grants)
 
 
 def console_base() -> str:
@@ -127,7 +156,7 @@ def gather(user: Any, filters: Filters) -> Fleet:
     """Every visible host's shared rows at once (each host within its own deadline), then grants, filter, sort."""
     seen = visible(user)
     hosts, granted = seen.hosts, seen.granted
-    fleet = Fleet(hosts=hosts)
+    fleet = Fleet(hosts=hosts, selectable=seen.acts, held=seen.held)
     prefix = reverse("instances:list")
     base = console_base()
     queried = [h for h in hosts if not filters.host or h.name == filters.host]
@@ -135,16 +164,28 @@ def gather(user: Any, filters: Filters) -> Fleet:
         host = outcome.host
         if not outcome.ok or outcome.value is None:
             fleet.unreachable.append((host, outcome.words if granted is None else brief_words(outcome.words)))
+            if seen.grants is not None:
+                fleet.waiting[host.pk] = _granted_names(user, host)
             continue
         snapshot = outcome.value
+        state_since.apply(host, snapshot)
         allowed = None if granted is None else granted.get(host.pk, set())
         for row in snapshot.rows:
             if allowed is not None and row.uuid.lower() not in allowed:
                 continue
             fleet.total += 1
-            may_console = granted is None or (host.pk, row.uuid.lower()) in seen.console
-            item = FleetRow(host, row, prefix, base if may_console else "", snapshot)
+            vm_uuid = row.uuid.lower()
+            may_console = seen.may(host.pk, vm_uuid, VMPermission.CONSOLE.value)
+            item = FleetRow(host, row, prefix, base if may_console else "", snapshot,
+                            power=seen.may(host.pk, vm_uuid, VMPermission.POWER.value),
+                            selectable=any(seen.may(host.pk, vm_uuid, p) for p in ACTING))
             if filters.matches(item):
                 fleet.rows.append(item)
     fleet.rows.sort(key=SORT_KEYS[filters.sort], reverse=filters.descending)
     return fleet
+
+
+def _granted_names(user: Any, host: Host) -> list[str]:
+    """The names the user's VMs on `host` had when granted: the unreachable host's row says whose they are."""
+    return sorted(name for name in VMGrant.objects.filter(user=user, host=host).values_list("vm_name", flat=True)
+                  if name)

@@ -20,23 +20,43 @@ from django.utils.safestring import SafeString, mark_safe
 
 from hosts import services
 from hosts.models import Host
-from instances.templatetags.vm import ago, kib, state_class
-from virt.domains import ActivityMeter, DomainRow, list_domains
+from instances.models import StateSince
+from instances.state_since import Since
+from instances.templatetags.vm import state_badge
+from virt import lifecycle
+from virt.domains import STATE_NAMES, ActivityMeter, DomainRow, list_domains
 from virt.events import DOMAIN
 from virt.reads import Read
+from webkvm.templatetags.formats import kib
 
 READ_KEY = "domains"
 
 meter = ActivityMeter()
 
 
+# The power actions a row offers (the VM page has them all), each the VM page's own action and operation;
+# which of them the VM's state allows comes from virt/lifecycle.py.
+ROW_ACTIONS = {"start": "Start", "restore": "Restore", "resume": "Resume", "shutdown": "Shut down",
+               "destroy": "Force off"}
+STATE_CODES = {name: code for code, name in STATE_NAMES.items()}
+
+
+def row_actions(row: DomainRow) -> list[str]:
+    """The row's power actions its state allows, in the order the row shows them."""
+    code = STATE_CODES.get(row.state, 0)
+    return [a.name for a in lifecycle.available(code, row.managed_save) if a.name in ROW_ACTIONS]
+
+
 @dataclass(frozen=True)
 class RowVariant:
-    """What differs between viewers of one row: the admin's select box, the host column, the console link."""
+    """What differs between viewers of one row: the select column and whether they may tick this row, the host
+    column, the console button, the power buttons."""
 
-    select: bool
+    select: bool  # the page has a select column
+    selectable: bool  # this viewer may act on this VM (power or delete): its box
     host_column: bool
     console: bool
+    power: bool = False
 
 
 @dataclass
@@ -46,11 +66,16 @@ class HostRows:
     read_at: float = field(default_factory=time.time)
     _html: dict[tuple[str, RowVariant], SafeString] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Each row's state start, from the store every process shares (instances/state_since.apply), once per read.
+    states_applied: bool = False
+    states_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @functools.cached_property
     def dicts(self) -> dict[str, dict[str, Any]]:
-        """Each row as JSON-ready data, by lower-case UUID: built once per read for rows.json and live pages."""
-        return {row.uuid.lower(): row.as_dict() for row in self.rows}
+        """Each row as JSON-ready data, by lower-case UUID: built once per read for rows.json and live pages,
+        with what the pages derive from the state (its badge's class, the power actions it allows)."""
+        return {row.uuid.lower(): {**row.as_dict(), "state_class": state_badge(row.state), "active": row.active,
+                                   "actions": row_actions(row)} for row in self.rows}
 
     def html(self, host_name: str, row: DomainRow, variant: RowVariant, prefix: str, console_prefix: str) -> SafeString:
         """The row's <tr>, built once per read and variant (prefixes are the same for every request)."""
@@ -74,24 +99,66 @@ def host_rows(host: Host, timeout: float | None = None) -> HostRows:
 
 
 def render_row(host_name: str, row: DomainRow, variant: RowVariant, prefix: str, console_prefix: str) -> SafeString:
+    """The row's <tr>. Its power buttons post to the VM page's own action URLs through the page's one
+    `row-action` form (which carries the CSRF token and where to come back to), so the row itself holds
+    nothing per request; the select box belongs to the page's `bulk` form. fleet-live.js redraws the
+    state, buttons and console link from the row's data attributes when the state changes."""
     vm_key = f"{host_name}/{row.uuid}"
-    parts: list[str] = [format_html('<tr data-key="{}">', vm_key)]
+    url = f"{prefix}{vm_key}/"
+    console_url = f"{console_prefix}{vm_key}/" if variant.console else ""
+    parts: list[str] = [format_html('<tr data-key="{}" data-url="{}"', vm_key, url)]
+    if variant.power:
+        parts.append(' data-power="1"')
+    if console_url:
+        parts.append(format_html(' data-console="{}"', console_url))
+    parts.append(">")
     if variant.select:
-        parts.append(format_html('<td><input type="checkbox" name="vm" value="{}" form="migrate-selected" '
-                                 'aria-label="select {}"></td>', vm_key, row.name))
-    parts.append(format_html('<td><a href="{}{}/">{}</a>', prefix, vm_key, row.name))
+        parts.append(format_html('<td class="select"><input type="checkbox" name="vm" value="{}" form="bulk" '
+                                 'aria-label="select {}"></td>', vm_key, row.name) if variant.selectable
+                     else '<td class="select"></td>')
+    parts.append(format_html('<td><a href="{}">{}</a>', url, row.name))
     if row.managed_save:
         parts.append(' <span class="badge">saved</span>')
-    if row.active and variant.console:
-        parts.append(format_html(' <a class="console-link hint" href="{}{}/" title="open the console">console</a>',
-                                 console_prefix, vm_key))
     parts.append("</td>")
     if variant.host_column:
         parts.append(format_html('<td><a href="{}host/{}/">{}</a></td>', prefix, host_name, host_name))
     cpu = f"{row.cpu_percent} %" if row.cpu_percent is not None else ""
     parts.append(format_html(
-        '<td data-col="state" class="vmstate {}">{}</td><td data-col="since">{}</td><td data-col="vcpus">{}</td>'
-        '<td data-col="memory">{}</td><td data-col="cpu">{}</td><td data-col="autostart">{}</td></tr>',
-        state_class(row.state), row.state, ago(row.state_since), row.vcpus, kib(row.memory_kib), cpu,
+        '<td data-col="state"><span class="badge {}">{}</span></td><td data-col="since">{}</td>'
+        '<td data-col="vcpus">{}</td><td data-col="memory">{}</td><td data-col="cpu">{}</td>'
+        '<td data-col="autostart">{}</td>',
+        state_badge(row.state), row.state, since_words(row), row.vcpus, kib(row.memory_kib), cpu,
         "yes" if row.autostart else "no"))
+    parts.append('<td data-col="actions" class="row-actions">')
+    if console_url and row.active:
+        parts.append(format_html('<a class="button" data-act="console" href="{}" title="Console">{}'
+                                 '<span class="label">Console</span></a>', console_url, row_icon("console")))
+    if variant.power:
+        parts.extend(action_button(url, name, row.name) for name in row_actions(row))
+    parts.append("</td></tr>")
     return mark_safe("".join(parts))  # noqa: S308 - constants and format_html output only
+
+
+def since_words(row: DomainRow) -> str:
+    """How long the VM has been in its state, as the VM page says it (instances/state_since.py)."""
+    source = StateSince.FIRST_SEEN if row.state_since_at_least else StateSince.PANEL
+    return Since(row.state_since, source).words()
+
+
+def action_button(url: str, name: str, vm_name: str) -> SafeString:
+    """One power button of a row: the VM page's action. One that can lose data (force off) is confirmed: in
+    a dialog (static/js/confirm.js), else on the server's confirmation page, which the post leads to."""
+    confirm = lifecycle.ACTIONS[name].confirm
+    extra = format_html(' class="danger" data-confirm="{}" data-confirm-title="{} {}?"', confirm, ROW_ACTIONS[name],
+                        vm_name) if confirm else ""
+    return format_html('<button type="submit" form="row-action" formaction="{}action/{}/" data-act="{}" title="{}"{}>'
+                       '{}<span class="label">{}</span></button>', url, name, name, ROW_ACTIONS[name], extra,
+                       row_icon(name), ROW_ACTIONS[name])
+
+
+def row_icon(name: str) -> SafeString:
+    """A row button's icon: the VM page's for the same action (narrow windows show the icons alone)."""
+    from instances.views.detail import ICONS  # the views import this module
+    from webkvm.templatetags.icons import icon_svg
+
+    return icon_svg("monitor" if name == "console" else ICONS[name])

@@ -24,7 +24,8 @@ from django.conf import settings
 
 from hosts import services
 from hosts.models import Host
-from instances.host_rows import host_rows
+from instances import state_since
+from instances.host_rows import HostRows, host_rows
 from virt.errors import VirtError, host_words
 from virt.events import CONNECTION, DOMAIN, HostEvent
 from webkvm.blocking import blocking
@@ -67,6 +68,14 @@ def row_changes(before: dict[str, dict[str, Any]] | None, after: dict[str, dict[
 
     return {"rows": {uuid: row for uuid, row in after.items() if changed(uuid, row)},
             "added": sorted(set(after) - set(before)), "removed": sorted(set(before) - set(after))}
+
+
+def _rows_with_states(host: Host) -> HostRows:
+    """The host's rows, each with since when it is in its state: a change the watcher sees is recorded for
+    every process (instances/state_since.py)."""
+    snapshot = host_rows(host)
+    state_since.apply(host, snapshot)
+    return snapshot
 
 
 @dataclass
@@ -146,7 +155,7 @@ class Watcher:
 
     async def _publish(self, layer: Any, host: Host, fields: tuple[str, ...] | None) -> None:
         try:
-            snapshot = await blocking(host_rows)(host)
+            snapshot = await blocking(_rows_with_states)(host)
         except VirtError as exc:
             words = host_words(exc)
             if words != self.words:

@@ -62,3 +62,30 @@ class DomainDefinition(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.xml = without_secrets(self.xml) if self.xml else ""
         super().save(*args, **kwargs)
+
+
+class StateSince(models.TextChoices):
+    """How the panel knows when a VM's state began."""
+
+    PANEL = "panel", "the panel changed it or saw it change"
+    PROCESS = "process", "the start of its qemu process (a host on the panel's own machine)"
+    FIRST_SEEN = "first-seen", "not known: the panel first saw it in this state then"
+
+
+class VMState(models.Model):
+    """A VM's state as the panel last knew it and since when (instances/state_since.py): shared by every panel
+    process and kept across restarts. One row per VM; the rows of VMs a host no longer has are deleted."""
+
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="vm_states")
+    vm_uuid = models.UUIDField()
+    state = models.CharField(max_length=32)
+    since = models.FloatField(help_text="Epoch seconds: when the state began, or when first seen in it.")
+    source = models.CharField(max_length=16, choices=StateSince.choices)
+    shutdown_asked = models.FloatField(null=True, blank=True,
+                                       help_text="Epoch seconds: when the panel last asked the guest to shut down.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "vm_uuid"], name="vmstate_host_vm")]
+
+    def __str__(self) -> str:
+        return f"{self.vm_uuid}@{self.host_id} {self.state} since {self.since} ({self.source})"

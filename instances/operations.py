@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from virt import lifecycle
 from webkvm.models import VMPermission
-from webkvm.operations import ADMIN, Access, Operation, declare
+from webkvm.operations import ADMIN, LOGIN, Access, Operation, declare
+from webkvm.user_operations import GRANT_SET
 
 VIEW, CONSOLE, POWER, CHANGE, DELETE = (p.value for p in VMPermission)
 # A live detach waits up to 5 s for the guest; making a large raw volume takes longer still.
@@ -43,6 +44,8 @@ BOOT = _vm("boot", "Boot settings", CHANGE)
 VNC = _vm("vnc", "VNC settings", CHANGE)
 XML_EDIT = _vm("xml.edit", "Edit XML", ADMIN)
 XML_ROLLBACK = _vm("xml.rollback", "Roll back XML", ADMIN)
+# "Share…" (instances:share): the grant a user's page gives too, the same operation and audit action.
+SHARE = GRANT_SET
 # A running VM's snapshot (its memory too) runs as a job of the same name (instances/snapshot_jobs.py);
 # a shut-off VM's (disks only) in the request.
 SNAPSHOT_CREATE = _vm("snapshot.create", "Take snapshot", CHANGE, timeout=300.0, job="vm.snapshot.create")
@@ -57,6 +60,9 @@ CLONE = _vm("clone", "Clone", ADMIN, job="vm.clone")
 MIGRATE = _vm("migrate", "Migrate", ADMIN, job="vm.migrate")
 EVACUATE = declare(Operation("host.evacuate", "Evacuate host", "host", ADMIN, job="host.evacuate"))
 MIGRATE_MANY = declare(Operation("vm.migrate-many", "Migrate VMs", "host", ADMIN, job="vm.migrate-many"))
+# Start, shut down, force off or delete the VMs ticked on the list: anybody logged in may ask; each VM is then
+# checked and run as the VM page's own operation above (its grant, lock and audit record: views/bulk.py).
+BULK = Access(LOGIN)
 FLAVOR_CREATE = declare(Operation("flavor.create", "Create flavor", "flavor", ADMIN))
 FLAVOR_UPDATE = declare(Operation("flavor.update", "Edit flavor", "flavor", ADMIN))
 FLAVOR_DELETE = declare(Operation("flavor.delete", "Delete flavor", "flavor", ADMIN))

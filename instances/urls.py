@@ -1,6 +1,6 @@
 from django.urls import path
 
-from instances.views import actions, create, delete, detail, flavors, fleet
+from instances.views import actions, bulk, create, delete, detail, flavors, fleet
 from instances.views.boot import boot_settings
 from instances.views.clone import clone_start
 from instances.views.disks import (
@@ -17,6 +17,7 @@ from instances.views.graphics import vnc_settings
 from instances.views.migrate import migrate_many, migrate_vm
 from instances.views.nics import nic_add, nic_link, nic_page, nic_remove, nic_source
 from instances.views.resize import resize
+from instances.views.share import share
 from instances.views.snapshots import snapshot_create, snapshot_delete, snapshot_list, snapshot_revert
 from instances.views.xmledit import xml_edit, xml_history, xml_rollback
 
@@ -26,12 +27,14 @@ urlpatterns = [
     path("", fleet.fleet, name="list"),
     path("rows.json", fleet.rows, name="rows"),
     path("host/<slug:host>/", fleet.host_fleet, name="host"),
+    path("bulk/", bulk.bulk, name="bulk"),  # start, shut down, force off, delete the ticked VMs
     # One VM: host name + UUID (names change, UUIDs do not).
     path("<slug:host>/<uuid:vm>/", detail.detail, name="detail"),
     path("<slug:host>/<uuid:vm>/stats.json", detail.stats, name="stats"),
     path("<slug:host>/<uuid:vm>/action/<slug:action>/", actions.action, name="action"),
     path("<slug:host>/<uuid:vm>/rename/", actions.rename, name="rename"),
     path("<slug:host>/<uuid:vm>/describe/", actions.describe, name="describe"),
+    path("<slug:host>/<uuid:vm>/share/", share, name="share"),
     # Create, delete and flavors: instances/views/create.py, delete.py, flavors.py.
     path("new/", create.create, name="create"),  # ?host=NAME&flavor=ID
     path("flavors/", flavors.flavor_list, name="flavors"),

@@ -33,8 +33,8 @@ from django.utils import timezone
 from hosts.models import Host
 from jobs import liveness, push
 from jobs.models import ACTIVE, Job, JobState
-from storage.templatetags.storage import iec
 from virt.errors import Busy, VirtError, hidden_words
+from virt.xml.codecs import iec
 from webkvm import audit, redis_store
 from webkvm.models import AuditResult
 
@@ -218,7 +218,7 @@ def _worker_name() -> str:
 
 
 def progress_words(job: Job) -> str:
-    """What was done: "400.0 MiB of 1.0 GiB done, copying", or "" before it started."""
+    """What was done: "400 MiB of 1.0 GiB done, copying", or "" before it started."""
     if job.started is None:
         return ""
     kind = kind_of(job)

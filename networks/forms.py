@@ -24,6 +24,7 @@ from virt.networks import (
     normalise,
     spec_problems,
 )
+from virt.subnets import free_ipv4
 
 MODE_CHOICES = [
     ("nat", "NAT: guests reach out through the host's address"),
@@ -122,6 +123,14 @@ class NetworkForm(forms.Form):
             self.fields["nic"].help_text = "This host reports no NICs: type the interface's name."
             self.fields["forward_dev"].help_text = "Optional; blank lets the host's routes decide."
         self._hosts: list[FixedHost] = []
+        if not self.is_bound:  # a free subnet to start from: one the host does not use yet
+            free = free_ipv4(facts)
+            if free is not None:
+                self.initial.setdefault("ipv4_address", free.address)
+                self.initial.setdefault("ipv4_dhcp_start", free.dhcp_start)
+                self.initial.setdefault("ipv4_dhcp_end", free.dhcp_end)
+                self.fields["ipv4_address"].help_text = ("A private subnet none of this host's networks and "
+                                                         "interfaces uses; the host's address on it is .1.")
 
     def sections(self) -> list[tuple[str, str, list[forms.BoundField]]]:
         """(title, modes it applies to, fields) for the template, in page order."""

@@ -4,7 +4,9 @@ set -eu
 PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 qemu-utils
 dnsmasq-base iptables iproute2 openssh-server openssh-client sasl2-bin libsasl2-modules chromium chromium-driver
 pkg-config gcc python3-venv python3-dev nodejs npm util-linux procps openssl nginx redis-server
-postgresql"
+postgresql osinfo-db"
+# For the tests' installer ISO (tests/installer_iso.py): Debian's own installer, made bootable by grub-mkrescue.
+PACKAGES="$PACKAGES debian-installer-12-netboot-amd64 grub-pc-bin grub-common xorriso mtools"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

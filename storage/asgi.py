@@ -44,6 +44,7 @@ from storage.transfers import (
     error_response,
     open_download,
     open_upload,
+    refusal,
 )
 from virt.errors import VirtError
 from virt.streams import Download
@@ -123,7 +124,9 @@ def authorise(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | No
     view = transfer.volume_upload if request.method == "PUT" else transfer.volume_download
     refused = csrf.process_view(request, view, (), kwargs)
     if refused is not None:
-        return refused
+        if "application/json" in request.headers.get("Accept", ""):
+            return refusal(request, 403, "The request failed its CSRF check: reload the page and try again.")
+        return refused  # Django's own page, which says why
     access = access_of(view)
     # Admin, or anybody logged in; anything else (no declaration, a VM grant) is not served here.
     permission = choice(access, kwargs).permission if access is not None else ""
@@ -134,7 +137,7 @@ def authorise(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | No
             raise PermissionDenied
         require_admin(request, object_name=request.path)
     except PermissionDenied:
-        return HttpResponse("Forbidden", status=403, content_type="text/plain")
+        return refusal(request, 403, "You are not allowed to do that.")
     return None
 
 
@@ -144,9 +147,9 @@ def _checked(request: ASGIRequest, kwargs: dict[str, Any], then: Callable[[], An
         refused = authorise(request, kwargs)
         return refused if refused is not None else then()
     except SuspiciousOperation as exc:  # e.g. a Host header not in ALLOWED_HOSTS
-        return HttpResponse(f"Bad request: {exc}", status=400, content_type="text/plain")
+        return refusal(request, 400, f"Bad request: {exc}")
     except Http404 as exc:
-        return HttpResponse(str(exc) or "Not found", status=404, content_type="text/plain")
+        return refusal(request, 404, str(exc) or "There is nothing at this address.")
 
 
 async def respond(send: Send, response: HttpResponse) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.utils.http import content_disposition_header
 
 from hosts import services
@@ -40,6 +41,21 @@ CHUNK_TIMEOUT = 60.0  # a hypervisor that takes longer for one chunk is treated 
 
 class Interrupted(Exception):
     """The browser went away, or sent less than it announced."""
+
+
+PAGES = {403: "403.html", 404: "404.html"}  # the panel's error pages
+CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 502: "host_failed"}
+
+
+def refusal(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    """A transfer that cannot go ahead, answered as any page of the panel would be: JSON
+    ({"code", "message"}) for a client that asks for it (Accept: application/json), the panel's
+    error page for a browser, the words alone where the panel has no page for the status."""
+    if "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse({"code": CODES.get(status, str(status)), "message": message}, status=status)
+    if status in PAGES:
+        return HttpResponse(render_to_string(PAGES[status], request=request), status=status)
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
 def errors_response(errors: dict[str, list[str]], status: int = 400) -> JsonResponse:
@@ -152,8 +168,7 @@ def open_download(request: HttpRequest, host_name: str, pool: str, volume: str) 
                       work=lambda: services.call(host, lambda conn: Download.begin(conn, pool, volume), BEGIN_TIMEOUT),
                       done=lambda download: f"{download.length} bytes", quiet=True)
     if outcome.value is None:
-        return HttpResponse(f"{host.name} did not start the download: {outcome.error}", status=502,
-                            content_type="text/plain; charset=utf-8")
+        return refusal(request, 502, f"{host.name} did not start the download: {outcome.error}")
     return host, outcome.value
 
 

@@ -66,6 +66,12 @@ def test_pool(lab_conn: libvirt.virConnect) -> Iterator[libvirt.virStoragePool]:
     pool = lab_conn.storagePoolDefineXML(StoragePool.new(type="dir", name=name, target_path=str(path)).to_xml(), 0)
     pool.create(0)
     yield pool
+    remove_pool(pool)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_pool(pool: libvirt.virStoragePool) -> None:
+    """The pool and every volume in it, whatever state each is in."""
     with contextlib.suppress(libvirt.libvirtError):
         pool.refresh(0)
         for vol in pool.listAllVolumes(0):
@@ -74,7 +80,6 @@ def test_pool(lab_conn: libvirt.virConnect) -> Iterator[libvirt.virStoragePool]:
         pool.destroy()
     with contextlib.suppress(libvirt.libvirtError):
         pool.undefine()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

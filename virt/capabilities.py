@@ -7,6 +7,7 @@ capabilities, many hosts list no interfaces) fall back to safe defaults, never e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,6 +25,9 @@ FALLBACK_MAX_VCPUS = 255
 DOMAIN_TYPE_PREFERENCE = ("kvm", "qemu")
 ISO_SUFFIX = ".iso"
 COMMON_MACHINES = ("pc", "q35")
+# Machine types that cannot run a general operating system (no PCI, no firmware to boot an installer, or a
+# process of another machine): offered only when asked for. QEMU marks its experimental ones "x-".
+SPECIAL_MACHINES = ("isapc", "microvm", "none")
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,21 @@ class HostOffer:
     bridges: tuple[str, ...]
     domain_names: frozenset[str] = field(default_factory=frozenset)
     arch: str = ARCH
+    # Every domain type the host offers (kvm, qemu), preferred first; `domain_type` is the first.
+    domain_types: tuple[str, ...] = ()
+    # Machine types for special purposes (see SPECIAL_MACHINES), kept apart from `machines`.
+    special_machines: tuple[str, ...] = ()
+    # (alias, the versioned type it stands for): ("pc", "pc-i440fx-7.2"), ("q35", "pc-q35-7.2").
+    machine_aliases: tuple[tuple[str, str], ...] = ()
+    default_machine: str = ""  # what the hypervisor uses when a definition names none
     # Where CD-ROM images come from; None: every pool (`pools`), as for admins.
     iso_pools: tuple[PoolOffer, ...] | None = None
+
+    @property
+    def current_machines(self) -> tuple[str, ...]:
+        """pc and q35 and the versions they stand for today: what a new VM should use."""
+        names = [name for pair in self.machine_aliases for name in pair if pair[0] in COMMON_MACHINES]
+        return tuple(m for m in dict.fromkeys(names) if m in self.machines)
 
     def pool(self, name: str) -> PoolOffer | None:
         return next((pool for pool in self.pools if pool.name == name), None)
@@ -85,7 +102,38 @@ def _optional_xml(call: Callable[..., Any], *args: object) -> etree._Element | N
         return None
 
 
-def _guest_arch(caps: etree._Element) -> tuple[list[str], list[str]]:
+def is_special_machine(name: str) -> bool:
+    return name in SPECIAL_MACHINES or name.startswith("x-")
+
+
+def _machine_order(name: str) -> tuple[bool, str, list[int]]:
+    """The aliases people know first, then each family's versions newest first."""
+    family = re.sub(r"-[\d.]+$", "", name)
+    return name not in COMMON_MACHINES, family, [-int(n) for n in re.findall(r"\d+", name[len(family):])]
+
+
+@dataclass(frozen=True)
+class Machines:
+    general: tuple[str, ...]
+    special: tuple[str, ...]
+    aliases: tuple[tuple[str, str], ...]
+
+
+def _machines(arch: etree._Element) -> Machines:
+    names, aliases = [], []
+    for machine in arch.iter("machine"):
+        name = (machine.text or "").strip()
+        if not name:
+            continue
+        names.append(name)
+        if machine.get("canonical"):
+            aliases.append((name, str(machine.get("canonical"))))
+    unique = sorted(dict.fromkeys(names), key=_machine_order)
+    return Machines(tuple(m for m in unique if not is_special_machine(m)),
+                    tuple(m for m in unique if is_special_machine(m)), tuple(dict.fromkeys(aliases)))
+
+
+def _guest_arch(caps: etree._Element) -> tuple[list[str], Machines]:
     """Domain types and machine types of the x86_64 hvm guest.
 
     The test driver only describes an i686 guest of type 'test' (yet accepts x86_64
@@ -95,23 +143,25 @@ def _guest_arch(caps: etree._Element) -> tuple[list[str], list[str]]:
     chosen = next((g for g in guests if g.find(f"arch[@name='{ARCH}']") is not None), None)
     if chosen is None and guests:
         chosen = guests[0]
+    none = Machines((), (), ())
     if chosen is None:
-        return [], []
+        return [], none
     arch = chosen.find("arch")
     assert arch is not None
     domain_types = [str(d.get("type")) for d in arch.findall("domain") if d.get("type")]
-    machines = [m.text.strip() for m in arch.iter("machine") if m.text and m.text.strip()]
     if chosen.find(f"arch[@name='{ARCH}']") is None:
-        machines = []  # machine names of another arch would be refused for x86_64
-    # The short aliases people know come first; the versioned names follow in order.
-    return domain_types, sorted(dict.fromkeys(machines), key=lambda m: (m not in COMMON_MACHINES, m))
+        return domain_types, none  # machine names of another arch would be refused for x86_64
+    return domain_types, _machines(arch)
 
 
 def pick_domain_type(offered: list[str]) -> str:
-    for kind in DOMAIN_TYPE_PREFERENCE:
-        if kind in offered:
-            return kind
-    return offered[0] if offered else "qemu"
+    return domain_type_order(offered)[0]
+
+
+def domain_type_order(offered: list[str]) -> tuple[str, ...]:
+    """The host's domain types, preferred first (kvm, then qemu's full emulation)."""
+    known = [kind for kind in DOMAIN_TYPE_PREFERENCE if kind in offered]
+    return tuple(known + [kind for kind in offered if kind not in known]) or ("qemu",)
 
 
 def _domcaps_facts(domcaps: etree._Element | None) -> tuple[tuple[str, ...], tuple[str, ...], int]:
@@ -139,8 +189,9 @@ def _pools(conn: libvirt.virConnect) -> tuple[PoolOffer, ...]:
     return tuple(sorted(offers, key=lambda p: p.name))
 
 
-def _bridges(conn: libvirt.virConnect) -> tuple[str, ...]:
-    """Host bridges; drivers without interface support simply have none."""
+def _bridges(conn: libvirt.virConnect, taken: Collection[str]) -> tuple[str, ...]:
+    """Host bridges, without those of libvirt's networks (`taken`: a NIC joins such a network by its name);
+    drivers without interface support simply have none."""
     try:
         interfaces = conn.listAllInterfaces(0)
     except libvirt.libvirtError:
@@ -148,27 +199,47 @@ def _bridges(conn: libvirt.virConnect) -> tuple[str, ...]:
     names = []
     for iface in interfaces:
         try:
-            if parse_xml(iface.XMLDesc(0)).get("type") == "bridge":
+            if parse_xml(iface.XMLDesc(0)).get("type") == "bridge" and iface.name() not in taken:
                 names.append(iface.name())
         except libvirt.libvirtError:
             continue  # an interface that vanished meanwhile
     return tuple(sorted(names))
 
 
+def _networks(conn: libvirt.virConnect) -> tuple[tuple[str, ...], set[str]]:
+    """Network names, "default" first and then by name (libvirt keeps no creation time), and their bridges."""
+    named, bridges = [], set()
+    for net in conn.listAllNetworks(0):
+        try:
+            bridge = parse_xml(net.XMLDesc(0)).find("bridge")
+            named.append(net.name())
+        except libvirt.libvirtError:
+            continue  # a network that vanished meanwhile
+        if bridge is not None and bridge.get("name"):
+            bridges.add(str(bridge.get("name")))
+    return tuple(sorted(named, key=lambda n: (n != "default", n))), bridges
+
+
 def host_offer(conn: libvirt.virConnect) -> HostOffer:
     domain_types, machines = _guest_arch(parse_xml(conn.getCapabilities()))
-    domain_type = pick_domain_type(domain_types)
-    domcaps = _optional_xml(conn.getDomainCapabilities, None, ARCH, None, domain_type, 0)
+    types = domain_type_order(domain_types)
+    domcaps = _optional_xml(conn.getDomainCapabilities, None, ARCH, None, types[0], 0)
     firmwares, cpu_modes, max_vcpus = _domcaps_facts(domcaps)
+    default_machine = (domcaps.findtext("machine") or "").strip() if domcaps is not None else ""
+    networks, network_bridges = _networks(conn)
     return HostOffer(
-        domain_type=domain_type,
-        machines=tuple(machines),
+        domain_type=types[0],
+        domain_types=types,
+        machines=machines.general,
+        special_machines=machines.special,
+        machine_aliases=machines.aliases,
+        default_machine=default_machine if default_machine in machines.general else "",
         firmwares=firmwares,
         cpu_modes=cpu_modes,
         max_vcpus=max_vcpus,
         memory_mib=int(conn.getInfo()[1]),
         pools=_pools(conn),
-        networks=tuple(sorted(net.name() for net in conn.listAllNetworks(0))),
-        bridges=_bridges(conn),
+        networks=networks,
+        bridges=_bridges(conn, network_bridges),
         domain_names=frozenset(dom.name() for dom in conn.listAllDomains(0)),
     )

@@ -17,10 +17,11 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from virt import names as name_rules
 from virt.create import volume_name
 from virt.domains import state_name
 from virt.errors import InvalidInput, InvalidState, VirtError, translate
-from virt.lifecycle import OFF, validate_vm_name
+from virt.lifecycle import OFF
 from virt.macs import fresh_macs, host_macs
 from virt.volumes import remove_partial as remove_partial_volume
 from virt.xml.domain import Disk, Domain
@@ -137,7 +138,7 @@ def preview(dom: libvirt.virDomain) -> ClonePreview:
 
 def plan_clone(dom: libvirt.virDomain, new_name: str) -> ClonePlan:
     """Check everything that can be checked before copying a byte, and choose the new names."""
-    validate_vm_name(new_name)
+    name_rules.check_name(new_name)
     name = str(dom.name())
     refusal = _refusal(dom)
     if refusal is not None:

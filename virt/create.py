@@ -20,18 +20,19 @@ from typing import Any
 
 import libvirt
 
+from virt import names
 from virt.capabilities import ARCH, BIOS, CPU_DEFAULT, UEFI
 from virt.delete import undefine
 from virt.errors import InvalidInput, InvalidState, VirtError, translate
 from virt.sharing import volume_users
 from virt.volumes import remove_partial
+from virt.xml.codecs import iec
 from virt.xml.domain import Console, Disk, Domain, Graphics, Interface, Serial
 from virt.xml.storage import StorageVolume
 
 log = logging.getLogger(__name__)
 
 # Letters, digits, dot, dash, underscore: safe in URLs, file names and libvirt alike.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9._-]*$")
 _VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}$")
 MIB = 1 << 20
@@ -39,6 +40,7 @@ MIN_MEMORY_MIB = 16
 MAX_MEMORY_MIB = 16 << 20  # 16 TiB: anything above is a typo, whatever the host has
 MAX_VCPUS = 4096
 DISK_FORMATS = ("qcow2", "raw")
+DISK_BUSES = ("virtio", "sata")  # virtio where the guest has the driver, else SATA (every installer knows AHCI)
 NIC_MODELS = ("virtio", "e1000e", "e1000", "rtl8139")
 CPU_MODES = ("host-passthrough", "host-model", "maximum", CPU_DEFAULT)
 VNC_LISTEN = "127.0.0.1"  # consoles reach it through the panel's proxy, never directly
@@ -79,7 +81,7 @@ class NewVM:
     name: str
     vcpus: int
     memory_mib: int
-    disk: NewVolume | PoolVolume
+    disk: NewVolume | PoolVolume | None  # None: no disk (a live or network-booted system)
     firmware: str = BIOS
     machine: str = ""  # empty: the hypervisor's default machine type
     cpu_mode: str = CPU_DEFAULT
@@ -88,12 +90,13 @@ class NewVM:
     domain_type: str = "kvm"
     arch: str = ARCH
     uuid: str = ""  # empty: libvirt chooses one
+    disk_bus: str = "virtio"
 
     def problems(self) -> list[str]:
         """Checks that hold on any host (the form checks the host's own limits first)."""
         found = []
-        if not NAME_RE.match(self.name):
-            found.append("name: use letters, digits, '.', '-' and '_' (at most 63, starting with a letter or digit)")
+        if not names.NAME_RE.match(self.name):
+            found.append(f"name: {names.RULE}")
         if not 1 <= self.vcpus <= MAX_VCPUS:
             found.append(f"vCPUs: between 1 and {MAX_VCPUS}")
         if not MIN_MEMORY_MIB <= self.memory_mib <= MAX_MEMORY_MIB:
@@ -104,6 +107,8 @@ class NewVM:
             found.append("CPU mode: unknown")
         if not _TOKEN_RE.match(self.machine) or not _TOKEN_RE.match(self.domain_type):
             found.append("machine or domain type: unexpected characters")
+        if self.disk_bus not in DISK_BUSES:
+            found.append(f"disk bus: one of {', '.join(DISK_BUSES)}")
         if isinstance(self.disk, NewVolume):
             if self.disk.format not in DISK_FORMATS:
                 found.append("disk format: qcow2 or raw")
@@ -128,13 +133,14 @@ def _is_uuid(text: str) -> bool:
 
 def spec_params(spec: NewVM) -> dict[str, Any]:
     """The spec as JSON-able values (a job's params); spec_from_params turns them back."""
-    return {**asdict(spec), "disk_kind": "new" if isinstance(spec.disk, NewVolume) else "existing"}
+    kind = "new" if isinstance(spec.disk, NewVolume) else "existing" if spec.disk else "none"
+    return {**asdict(spec), "disk_kind": kind}
 
 
 def spec_from_params(params: dict[str, Any]) -> NewVM:
     values = dict(params)
     kind, disk, iso, nics = values.pop("disk_kind"), values.pop("disk"), values.pop("iso"), values.pop("nics")
-    return NewVM(**values, disk=NewVolume(**disk) if kind == "new" else PoolVolume(**disk),
+    return NewVM(**values, disk=NewVolume(**disk) if kind == "new" else PoolVolume(**disk) if disk else None,
                  iso=PoolVolume(**iso) if iso else None, nics=tuple(NIC(**nic) for nic in nics))
 
 
@@ -183,7 +189,15 @@ def cdrom_bus(machine: str) -> str:
     return "sata" if "q35" in machine else "ide"
 
 
-def build_domain_xml(spec: NewVM, boot: DiskSource, iso: DiskSource | None = None) -> str:
+def _targets(spec: NewVM, has_iso: bool) -> tuple[str, str]:
+    """Device names of the boot disk and the CD-ROM: vda/sda on their own buses, sda/sdb when both are SATA."""
+    cdrom = "sda" if cdrom_bus(spec.machine) == "sata" else "hdc"
+    if spec.disk_bus == "virtio":
+        return "vda", cdrom
+    return "sda", ("sdb" if has_iso and cdrom == "sda" else cdrom)
+
+
+def build_domain_xml(spec: NewVM, boot: DiskSource | None, iso: DiskSource | None = None) -> str:
     dom = Domain.new(type=spec.domain_type, name=spec.name)
     if spec.uuid:
         dom.uuid = spec.uuid
@@ -194,15 +208,18 @@ def build_domain_xml(spec: NewVM, boot: DiskSource, iso: DiskSource | None = Non
         dom.os.machine = spec.machine
     if spec.firmware == UEFI:
         dom.os.firmware = UEFI  # libvirt picks the loader and makes the NVRAM file
-    dom.os.boot_devices = ["cdrom", "hd"] if iso else ["hd"]
+    # An installer ISO first; without one, an empty disk falls through to the network (PXE).
+    devices = (["cdrom"] if iso else []) + (["hd"] if boot else []) + ([] if iso or not spec.nics else ["network"])
+    dom.os.boot_devices = devices or ["hd"]
     dom.features.acpi = dom.features.apic = True
     if spec.cpu_mode != CPU_DEFAULT:
         dom.cpu_mode = spec.cpu_mode
     dom.on_poweroff, dom.on_reboot, dom.on_crash = "destroy", "restart", "destroy"
-    dom.disks.add(_disk(boot, device="disk", target="vda", bus="virtio"))
+    disk_target, cdrom_target = _targets(spec, iso is not None)
+    if boot is not None:
+        dom.disks.add(_disk(boot, device="disk", target=disk_target, bus=spec.disk_bus))
     if iso is not None:
-        dom.disks.add(_disk(iso, device="cdrom", target="sda" if "q35" in spec.machine else "hdc",
-                            bus=cdrom_bus(spec.machine)))
+        dom.disks.add(_disk(iso, device="cdrom", target=cdrom_target, bus=cdrom_bus(spec.machine)))
     for nic in spec.nics:
         if nic.network:
             dom.interfaces.add(Interface.new(type="network", source_network=nic.network, model=nic.model))
@@ -230,7 +247,7 @@ def _create_volume(conn: libvirt.virConnect, vm_name: str, spec: NewVolume) -> l
         raise InvalidState(f"Storage pool {spec.pool} is not active.")
     available = int(pool.info()[3])
     if spec.size_mib * MIB > available:
-        raise InvalidInput(f"Storage pool {spec.pool} has only {available // MIB} MiB free.")
+        raise InvalidInput(f"Storage pool {spec.pool} has only {iec(available)} free.")
     taken = set(pool.listVolumes())
     if spec.name and spec.name in taken:
         raise InvalidInput(f"Storage pool {spec.pool} already has a volume named {spec.name}.")
@@ -288,11 +305,12 @@ def create_vm(conn: libvirt.virConnect, spec: NewVM, *, start: bool = False,
     volume: libvirt.virStorageVol | None = None
     dom: libvirt.virDomain | None = None
     try:
+        boot: DiskSource | None = None
         if isinstance(spec.disk, NewVolume):
             tell(ALLOCATING if spec.disk.allocate else MAKING_DISK)
             volume = _create_volume(conn, spec.name, spec.disk)
             boot = _source_of(volume, spec.disk.pool)
-        else:
+        elif spec.disk is not None:
             boot = disk_source(conn, spec.disk)
         iso = disk_source(conn, spec.iso) if spec.iso else None
         tell(DEFINING)

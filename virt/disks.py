@@ -8,20 +8,18 @@ virt.xml objects: every value lands in an attribute, escaped by lxml.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 
 import libvirt
 
 from virt.capabilities import ISO_SUFFIX
-from virt.create import DISK_FORMATS, MIB, NAME_RE, DiskSource, PoolVolume, cdrom_bus, disk_source, volume_name
+from virt.create import DISK_FORMATS, MIB, DiskSource, PoolVolume, cdrom_bus, disk_source, volume_name
 from virt.devices import CONFIG, LIVE, Definitions, FieldProblem, definitions, device_xml, still_live, update_each
 from virt.domains import state_name
 from virt.errors import InvalidInput, InvalidState, reworded, translate
-from virt.xml.codecs import unit_bytes
+from virt.storage_rules import MAX_VOLUME_BYTES, check_name
+from virt.xml.codecs import iec
 from virt.xml.domain import Disk, Domain
 from virt.xml.storage import StorageVolume
 
@@ -30,9 +28,6 @@ HOTPLUG_BUSES = frozenset({"virtio", "scsi"})  # QEMU adds and removes these on 
 TARGET_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "ide": "hd"}
 CACHE_DEFAULT = "default"  # no cache attribute: the hypervisor's default
 CACHE_MODES = (CACHE_DEFAULT, "none", "writeback", "writethrough", "directsync", "unsafe")
-MIN_VOLUME_BYTES = MIB
-MAX_VOLUME_BYTES = 64 << 40  # 64 TiB: anything above is a typo
-_SIZE_RE = re.compile(r"^\s*(\d{1,15}(?:\.\d{1,6})?)\s*([A-Za-z]{0,5})\s*$")
 
 
 @dataclass(frozen=True)
@@ -57,31 +52,6 @@ class DiskRow:
 
 
 # ---- input rules --------------------------------------------------------------------------
-
-
-def parse_size(text: str) -> int:
-    """'10G', '512 MiB', '1.5T', '20GB' (a bare number is GiB) -> bytes, rounded up to whole MiB."""
-    match = _SIZE_RE.match(text)
-    if not match:
-        raise ValueError("Give a size such as 10G, 512M or 1.5 TiB.")
-    number, unit = match.groups()
-    try:  # the units of libvirt's own XML
-        scale = unit_bytes(unit or "GiB")
-        size = math.ceil(Decimal(number) * scale)
-    except (ValueError, InvalidOperation):
-        raise ValueError(f"Unknown unit {unit!r}: use M, G or T (MiB, GiB, TiB), or MB, GB, TB.") from None
-    if size < MIN_VOLUME_BYTES:
-        raise ValueError("The smallest volume is 1 MiB.")
-    size = -(-size // MIB) * MIB  # whole MiB: what every image format can hold
-    if size > MAX_VOLUME_BYTES:
-        raise ValueError("The largest volume is 64 TiB.")
-    return size
-
-
-def check_volume_name(name: str) -> str:
-    if not NAME_RE.match(name):
-        raise ValueError("Use letters, digits, '.', '-' and '_' (at most 63, starting with a letter or digit).")
-    return name
 
 
 def _check_choices(bus: str, cache: str) -> None:
@@ -169,24 +139,25 @@ def disk_rows(defs: Definitions) -> list[DiskRow]:
 def _create_volume(conn: libvirt.virConnect, spec: NewVolume, vm_name: str) -> libvirt.virStorageVol:
     if spec.format not in DISK_FORMATS:
         raise FieldProblem("format", "Format: qcow2 or raw.")
-    if not MIN_VOLUME_BYTES <= spec.size_bytes <= MAX_VOLUME_BYTES:
+    if not 0 < spec.size_bytes <= MAX_VOLUME_BYTES:
         raise FieldProblem("size", "Size: between 1 MiB and 64 TiB.")
+    size = -(-spec.size_bytes // MIB) * MIB  # whole MiB: what every image format can hold
     pool = conn.storagePoolLookupByName(spec.pool)
     if not pool.isActive():
         raise FieldProblem("pool", f"Storage pool {spec.pool} is not active.")
     pool.refresh(0)  # files made or removed behind libvirt's back
     taken = set(pool.listVolumes())
     if spec.name:
-        check_volume_name(spec.name)
+        check_name(spec.name, "volume name")
         if spec.name in taken:
             raise FieldProblem("volume_name", f"Pool {spec.pool} already has a volume named {spec.name}.")
         name = spec.name
     else:
         name = volume_name(taken, f"{vm_name}-data", spec.format)
     available = int(pool.info()[3])
-    if spec.size_bytes > available:
-        raise FieldProblem("size", f"Storage pool {spec.pool} has only {available // MIB} MiB free.")
-    xml = StorageVolume.new(name=name, capacity=spec.size_bytes, allocation=0, format=spec.format).to_xml()
+    if size > available:
+        raise FieldProblem("size", f"Storage pool {spec.pool} has only {iec(available)} free.")
+    xml = StorageVolume.new(name=name, capacity=size, allocation=0, format=spec.format).to_xml()
     return pool.createXML(xml, 0)
 
 

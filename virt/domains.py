@@ -50,7 +50,8 @@ class DomainRow:
     autostart: bool
     managed_save: bool
     cpu_percent: float | None = None
-    state_since: float | None = None
+    state_since: float | None = None  # epoch seconds (instances/state_since.py)
+    state_since_at_least: bool = False  # state_since is when the panel first saw this state: it began earlier
 
     @property
     def active(self) -> bool:
@@ -62,6 +63,7 @@ class DomainRow:
             "memory_kib": self.memory_kib, "max_memory_kib": self.max_memory_kib,
             "cpu_percent": self.cpu_percent, "autostart": self.autostart,
             "managed_save": self.managed_save, "state_since": self.state_since,
+            "state_since_at_least": self.state_since_at_least,
         }
 
 
@@ -100,32 +102,20 @@ def list_domains(conn: libvirt.virConnect) -> list[DomainRow]:
 @dataclass
 class _Seen:
     state: str
-    since: float | None
     cpu_time_ns: int | None
     at: float
 
 
 @dataclass
 class ActivityMeter:
-    """CPU usage from two samples of cumulative CPU time, and when a VM's state last changed.
+    """CPU usage from two samples of cumulative CPU time.
 
-    Kept per process: the first sample of a VM has no CPU figure yet, and a state first seen
-    by this process has an unknown start (None) until the panel sees it change.
+    Kept per process: the first sample of a VM has no CPU figure yet. (When a state began is shared
+    by every process: the panel's store, instances/state_since.py.)
     """
 
     _seen: dict[tuple[str, str], _Seen] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def state_since(self, host_key: str, uuid: str, state: str) -> float | None:
-        """When this process first saw the VM enter `state` (None: it was already so when first seen)."""
-        with self._lock:
-            prev = self._seen.get((host_key, uuid))
-            if prev is None:
-                self._seen[(host_key, uuid)] = _Seen(state, None, None, time.time())
-                return None
-            if prev.state != state:
-                prev.state, prev.since = state, time.time()
-            return prev.since
 
     def annotate(self, host_key: str, rows: list[DomainRow], now: float | None = None) -> list[DomainRow]:
         now = time.time() if now is None else now
@@ -134,15 +124,14 @@ class ActivityMeter:
             for row in rows:
                 key = (host_key, row.uuid)
                 prev = self._seen.get(key)
-                since = prev.since if prev and prev.state == row.state else (now if prev else None)
                 percent = None
                 if prev and row.cpu_time_ns is not None and prev.cpu_time_ns is not None and now > prev.at:
                     used = (row.cpu_time_ns - prev.cpu_time_ns) / ((now - prev.at) * 1e9 * max(1, row.vcpus))
                     percent = round(min(100.0, max(0.0, used * 100)), 1)
                 # Samples closer than half a second give a noisy figure: keep the older one.
                 if prev is None or now - prev.at >= 0.5 or prev.state != row.state:
-                    self._seen[key] = _Seen(row.state, since, row.cpu_time_ns, now)
-                out.append(_replace(row, cpu_percent=percent, state_since=since))
+                    self._seen[key] = _Seen(row.state, row.cpu_time_ns, now)
+                out.append(_replace(row, cpu_percent=percent))
             # Forget VMs this host no longer has (deleted, renamed away): the meter must not grow forever.
             current = {row.uuid for row in rows}
             for key in [k for k in self._seen if k[0] == host_key and k[1] not in current]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,6 +26,38 @@ def _optional(call: Any, *args: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Memory:
+    """A host's memory in bytes, read one way for the overview, the graph and every JSON answer.
+
+    Free is what the host can still give to VMs: the kernel's free memory plus buffers and page cache where
+    libvirt reports them (virNodeGetMemoryStats), else its free figure alone; used is the rest."""
+
+    total: int
+    free: int | None
+
+    @property
+    def used(self) -> int | None:
+        return None if self.free is None else self.total - self.free
+
+    @property
+    def percent_used(self) -> float | None:
+        """Tenths of a percent, halves up (as static/js/format.js rounds): 28.6."""
+        used = self.used
+        return None if used is None or not self.total else math.floor(1000 * used / self.total + 0.5) / 10
+
+
+def memory(conn: libvirt.virConnect, info: list[Any] | None = None) -> Memory:
+    stats = _optional(conn.getMemoryStats, libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+    if stats and stats.get("total"):
+        total = int(stats["total"]) * 1024  # KiB
+        free = sum(int(stats.get(key, 0)) for key in ("free", "buffers", "cached")) * 1024
+    else:  # drivers without memory statistics (the test driver)
+        total = int((info or conn.getInfo())[1]) << 20  # MiB
+        free = _optional(conn.getFreeMemory)
+    return Memory(total, None if free is None else max(0, min(total, int(free))))
+
+
+@dataclass(frozen=True)
 class HostSummary:
     hostname: str
     hypervisor: str
@@ -38,8 +71,10 @@ class HostSummary:
     sockets: int
     cores: int
     threads: int
-    memory_bytes: int
+    memory_bytes: int  # total, free and used: one reading of memory() (the graph's samples read it the same way)
     free_memory_bytes: int | None
+    used_memory_bytes: int | None
+    memory_percent: float | None
     domains_running: int
     domains_total: int
     pools: int
@@ -54,7 +89,7 @@ def host_summary(conn: libvirt.virConnect) -> HostSummary:
     caps: etree._Element = parse_xml(conn.getCapabilities())
     running = conn.numOfDomains()
     hv_version = _optional(conn.getVersion)
-    free = _optional(conn.getFreeMemory)
+    mem = memory(conn, info)
     return HostSummary(
         hostname=_optional(conn.getHostname) or "unknown",
         hypervisor=conn.getType(),
@@ -68,8 +103,10 @@ def host_summary(conn: libvirt.virConnect) -> HostSummary:
         sockets=int(info[5]),
         cores=int(info[6]),
         threads=int(info[7]),
-        memory_bytes=int(info[1]) * 1024 * 1024,
-        free_memory_bytes=int(free) if free is not None else None,
+        memory_bytes=mem.total,
+        free_memory_bytes=mem.free,
+        used_memory_bytes=mem.used,
+        memory_percent=mem.percent_used,
         domains_running=int(running),
         domains_total=int(running) + int(conn.numOfDefinedDomains()),
         pools=int(conn.numOfStoragePools()) + int(conn.numOfDefinedStoragePools()),
@@ -79,13 +116,15 @@ def host_summary(conn: libvirt.virConnect) -> HostSummary:
 
 @dataclass(frozen=True)
 class UsageSample:
-    """Cumulative CPU times (ns) and memory (bytes) at one instant; two samples give a rate."""
+    """Cumulative CPU times (ns) and memory (bytes, as HostSummary has it) at one instant; two samples give a rate."""
 
     time: float
     cpu_busy_ns: int | None
     cpu_total_ns: int | None
     memory_total: int
-    memory_used: int
+    memory_used: int | None
+    memory_free: int | None
+    memory_percent: float | None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,13 +136,5 @@ def usage_sample(conn: libvirt.virConnect) -> UsageSample:
     if cpu:
         busy = int(cpu.get("kernel", 0)) + int(cpu.get("user", 0))
         total = busy + int(cpu.get("idle", 0)) + int(cpu.get("iowait", 0))
-    memory = _optional(conn.getMemoryStats, libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
-    if memory:
-        total_mem = int(memory["total"]) * 1024
-        available = int(memory.get("free", 0)) + int(memory.get("buffers", 0)) + int(memory.get("cached", 0))
-        used = total_mem - available * 1024
-    else:
-        total_mem = int(conn.getInfo()[1]) * 1024 * 1024
-        free = _optional(conn.getFreeMemory)
-        used = total_mem - int(free) if free is not None else 0
-    return UsageSample(time.time(), busy, total, total_mem, max(0, used))
+    mem = memory(conn)
+    return UsageSample(time.time(), busy, total, mem.total, mem.used, mem.free, mem.percent_used)

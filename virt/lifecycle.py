@@ -6,12 +6,12 @@ request that races a state change gets a sentence instead of libvirt's error cod
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import libvirt
 
+from virt import names
 from virt.domains import state_name
 from virt.errors import InvalidInput, InvalidState
 
@@ -32,6 +32,7 @@ class Action:
     confirm: str = ""  # non-empty: data can be lost, the user must confirm this sentence
     timeout: float = 30.0  # seconds; starting or saving a large VM takes a while
     needs_managed_save: bool | None = None  # True: only with a saved state; False: only without
+    needs_autostart: bool | None = None  # True: only while the VM starts with the host; False: only while not
 
 
 def _start(dom: libvirt.virDomain) -> None:
@@ -54,15 +55,18 @@ ACTIONS: dict[str, Action] = {a.name: a for a in [
     Action("discard-save", "Discard saved state", "power", OFF, lambda d: d.managedSaveRemove(0),
            confirm="The saved memory image is deleted: the next start boots the VM from scratch.",
            needs_managed_save=True),
-    Action("autostart-on", "Start with the host", "change", ANY, lambda d: d.setAutostart(1)),
-    Action("autostart-off", "Do not start with the host", "change", ANY, lambda d: d.setAutostart(0)),
+    Action("autostart-on", "Start with the host", "change", ANY, lambda d: d.setAutostart(1), needs_autostart=False),
+    Action("autostart-off", "Do not start with the host", "change", ANY, lambda d: d.setAutostart(0),
+           needs_autostart=True),
 ]}
 
 
-def available(state_code: int, managed_save: bool) -> list[Action]:
-    """The actions that make sense in this state, in the order the page shows them."""
+def available(state_code: int, managed_save: bool, autostart: bool | None = None) -> list[Action]:
+    """The actions that make sense in this state, in the order the page shows them. The autostart switch is
+    offered only to a caller that says whether the VM starts with the host (`autostart`): the one that applies."""
     return [a for a in ACTIONS.values() if state_code in a.states
-            and (a.needs_managed_save is None or a.needs_managed_save == managed_save)]
+            and (a.needs_managed_save is None or a.needs_managed_save == managed_save)
+            and (a.needs_autostart is None or a.needs_autostart == autostart)]
 
 
 def _check_state(dom: libvirt.virDomain, action: Action) -> None:
@@ -87,20 +91,12 @@ def perform(dom: libvirt.virDomain, name: str) -> None:
 
 # ---- rename, title and description -----------------------------------------------------
 
-VM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 MAX_TITLE, MAX_DESCRIPTION = 200, 4000
-
-
-def validate_vm_name(name: str) -> str:
-    if not VM_NAME_RE.match(name):
-        raise InvalidInput("VM names start with a letter or digit and contain only letters, digits, "
-                           "'.', '_' and '-' (at most 63).")
-    return name
 
 
 def rename(dom: libvirt.virDomain, new_name: str) -> None:
     """libvirt renames only inactive, persistent VMs; the name must be free on the host."""
-    validate_vm_name(new_name)
+    names.check_name(new_name)
     if int(dom.state()[0]) not in OFF:
         raise InvalidState(f"{dom.name()} is running: shut it off before renaming it.")
     if new_name == dom.name():

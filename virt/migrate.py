@@ -34,6 +34,7 @@ from virt.migrate_checks import (
     unreachable,
 )
 from virt.uri import ConnectionSpec, validate_hostname
+from virt.xml.codecs import iec
 from virt.xml.storage import StorageVolume
 
 __all__ = ["Endpoint", "Finding", "Migration", "Options", "Progress", "Report", "located", "migrating",
@@ -237,7 +238,7 @@ class Migration:
             return "aborting"
         words = "copying disks and memory" if self.options.copy_storage else "copying memory"
         rate = self.progress.rate_bps
-        return f"{words} at {rate / MiB:.1f} MiB/s" if rate else words
+        return f"{words} at {iec(rate)}/s" if rate else words
 
     def _live(self, src: libvirt.virConnect, dst: libvirt.virConnect, dom: libvirt.virDomain,
               vm: VMFacts) -> Report:

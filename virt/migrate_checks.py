@@ -20,6 +20,7 @@ from lxml import etree
 
 from virt.errors import libvirt_message
 from virt.uri import ConnectionSpec, Transport, validate_hostname
+from virt.xml.codecs import iec
 from virt.xml.domain import Domain
 from virt.xml.parser import parse_xml
 from virt.xml.storage import StoragePool
@@ -314,10 +315,6 @@ def unreachable(target: str, reason: str) -> Finding:
 # ---------------------------------------------------------------- pre-flight judgement
 
 
-def _mib(size: int) -> str:
-    return f"{size / 1048576:,.0f} MiB"
-
-
 def _judge_storage(vm: VMFacts, tgt: TargetFacts, target: str, opts: Options) -> list[Finding]:
     out = []
     copy = opts.copy_storage and vm.active
@@ -394,7 +391,7 @@ def judge(vm: VMFacts, tgt: TargetFacts, source: str, target: str, opts: Options
     if tgt.free_memory is None:
         out.append(Finding("memory", f"{target} does not report its free memory.", blocking=False))
     elif tgt.free_memory < need:
-        out.append(Finding("memory", f"{target} has {_mib(tgt.free_memory)} free; the VM needs {_mib(need)}.",
+        out.append(Finding("memory", f"{target} has {iec(tgt.free_memory)} free; the VM needs {iec(need)}.",
                            f"Free memory on {target} (stop or move other VMs) or choose another target." if live
                            else f"It would not start there until {target} has that much free.", blocking=live))
     if tgt.same_name_uuid:

@@ -12,16 +12,15 @@ Writing a running VM's memory can take minutes: the panel runs that as a durable
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import libvirt
 
+from virt import names
 from virt.errors import InvalidInput, Unsupported
 from virt.xml.domain import Domain, DomainSnapshot
 
-SNAPSHOT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 MAX_DESCRIPTION = 1000
 SNAPSHOTTABLE_FORMAT = "qcow2"
 
@@ -77,9 +76,7 @@ def snapshot_xml(name: str, description: str) -> str:
 
 def validate(name: str, description: str) -> tuple[str, str]:
     name, description = name.strip(), description.strip()
-    if not SNAPSHOT_NAME_RE.match(name):
-        raise InvalidInput("Snapshot names start with a letter or digit and contain only letters, digits, "
-                           "'.', '_' and '-' (at most 63).")
+    names.check_name(name, "Snapshot")
     if len(description) > MAX_DESCRIPTION:
         raise InvalidInput(f"The description is limited to {MAX_DESCRIPTION} characters.")
     if any(ord(ch) < 32 and ch not in "\n\t" for ch in description):

@@ -15,6 +15,7 @@ from virt.errors import InvalidState
 from virt.storage import PoolSummary, lookup, pool_summary
 from virt.storage_rules import Problem, StorageInputError, check_name
 from virt.volusage import Usage, disk_usage
+from virt.xml.codecs import iec
 from virt.xml.storage import StorageVolume
 
 VOLUME_FORMATS = ("qcow2", "raw")
@@ -153,14 +154,11 @@ def _is_sparse(pool_type: str, fmt: str, preallocate: bool) -> bool:
 def space_problem(pool: PoolSummary, capacity: int, fmt: str, preallocate: bool) -> str:
     """A size the pool cannot hold: beyond its free space when allocated up front, beyond its
     whole capacity when thin (a typo either way). Empty when it fits."""
-    def gib(size: int) -> str:
-        return f"{size / (1 << 30):.2f} GiB"
-
     if _is_sparse(pool.type, fmt, preallocate):
         if pool.capacity and capacity > pool.capacity:
-            return f"Pool {pool.name} holds only {gib(pool.capacity)} in all."
+            return f"Pool {pool.name} holds only {iec(pool.capacity)} in all."
     elif capacity > pool.available:
-        return f"Pool {pool.name} has only {gib(pool.available)} free."
+        return f"Pool {pool.name} has only {iec(pool.available)} free."
     return ""
 
 

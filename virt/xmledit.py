@@ -10,6 +10,7 @@ editor shows MASK instead, and a MASK sent back means "keep the password libvirt
 
 from __future__ import annotations
 
+import bisect
 import copy
 import difflib
 import functools
@@ -24,6 +25,7 @@ import libvirt
 from lxml import etree
 
 from virt.errors import InvalidInput, VirtError, libvirt_message, translate
+from virt.xml.codecs import iec
 from virt.xml.parser import MAX_XML_BYTES, XMLInputError, parse_xml
 
 READ_FLAGS = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
@@ -38,6 +40,9 @@ _START_TAG = re.compile(r"<[A-Za-z_][^<>]*>")
 _PASSWD = re.compile(r"""(\spasswd\s*=\s*)(?:'[^']*'|"[^"]*")""")
 _COOKIE = re.compile(r"(<cookie\b[^<>]*>)[^<]*(</cookie>)")
 _LINE = re.compile(r"^malformed XML: line (\d+):")
+# libxml2 notices a tag left open only where the document ends or another tag closes, and names the line
+# of the open tag in its message ("Opening and ending tag mismatch: name line 2 and domain"): the mistake.
+_OPEN_TAG_LINE = re.compile(r"(?:mismatch: |in tag |Start Tag )\S+ line (\d+)")
 _LIBVIRT_LINE = re.compile(r"(?:\(domain_definition\):|\bline )(\d+)")
 # Errors of the connection itself; any other error is libvirt's answer about the document.
 _CONNECTION_LOST = {libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_INVALID_CONN}
@@ -106,11 +111,11 @@ def normalise(text: str) -> str:
 def check_document(text: str, vm_uuid: str, vm_name: str | None = None) -> etree._Element:
     """Size, hardened parse, and "is this exactly our VM": the root, or DocumentRejected."""
     if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
-        raise DocumentRejected(f"The document is larger than {MAX_DOCUMENT_BYTES // 1024} KiB.")
+        raise DocumentRejected(f"The document is larger than {iec(MAX_DOCUMENT_BYTES)}.")
     try:
         root = parse_xml(text)
     except XMLInputError as exc:
-        found = _LINE.match(str(exc))
+        found = _OPEN_TAG_LINE.search(str(exc)) or _LINE.match(str(exc))
         raise DocumentRejected(str(exc), int(found.group(1)) if found else None) from None
     if root.tag != "domain":
         raise ForeignDocument(f"The root element must be <domain>, not <{root.tag}>.", _line(root))
@@ -219,17 +224,44 @@ def _target(disk: etree._Element) -> str | None:
     return None if target is None else target.get("dev")
 
 
-def prepare(text: str, current: Snapshot) -> tuple[str, int]:
-    """The document to define and the line offset of its root in the submitted text.
+@dataclass(frozen=True)
+class SourceLines:
+    """Lines of the document libvirt is sent, mapped back to the submitted text's. lxml's serialisation
+    of the checked tree leaves out what lies before the root and writes a start tag spread over several
+    lines on one, so a line libvirt (or the schema) names in it is not the line the user wrote."""
+
+    sent: tuple[int, ...]  # each node's line in the document sent, in document order
+    mine: tuple[int, ...]  # the same node's line in the submitted text
+
+    @classmethod
+    def of_tree(cls, root: etree._Element, document: str) -> SourceLines:
+        pairs = [(_line(a), _line(b)) for a, b in zip(parse_xml(document).iter(), root.iter(), strict=True)]
+        known = [(a, b) for a, b in pairs if a and b]
+        return cls(tuple(a for a, _ in known), tuple(b for _, b in known))
+
+    def user_line(self, line: int) -> int:
+        """The submitted text's line for `line` of the document sent: the node that starts there, else the
+        last one before it, moved by as many lines as `line` lies below it."""
+        at = bisect.bisect_left(self.sent, line)
+        if at < len(self.sent) and self.sent[at] == line:
+            return self.mine[at]
+        if at == 0:
+            return line
+        return self.mine[at - 1] + line - self.sent[at - 1]
+
+
+def prepare(text: str, current: Snapshot) -> tuple[str, SourceLines]:
+    """The document to define and how its lines map to the submitted text's.
 
     libvirt gets the tree we checked, serialised by lxml, so that nothing outside the root
     (a prolog our parser and libvirt's might read differently) reaches it."""
     root = check_document(text, current.uuid, current.name)
     restore_secrets(root, current.xml)
-    return etree.tostring(root, encoding="unicode"), (_line(root) or 1) - 1
+    document = etree.tostring(root, encoding="unicode")
+    return document, SourceLines.of_tree(root, document)
 
 
-def define(dom: libvirt.virDomain, xml: str, expected: str, line_offset: int = 0) -> Snapshot:
+def define(dom: libvirt.virDomain, xml: str, expected: str, lines: SourceLines | None = None) -> Snapshot:
     """Define `xml` with schema validation, if the definition is still `expected` (run under the VM's lock)."""
     current = str(dom.XMLDesc(READ_FLAGS))
     if current != expected:
@@ -241,7 +273,7 @@ def define(dom: libvirt.virDomain, xml: str, expected: str, line_offset: int = 0
             raise translate(exc) from None  # no answer: whether it was defined is unknown
         message = libvirt_message(exc)
         line = error_line(message, xml)
-        raise DefineRefused(message, line + line_offset if line else None) from None
+        raise DefineRefused(message, lines.user_line(line) if line and lines else line) from None
     return snapshot(dom)
 
 

@@ -23,6 +23,8 @@ from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.db import close_old_connections
 
+from virt.xml.codecs import iec
+
 log = logging.getLogger(__name__)
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -75,7 +77,7 @@ async def refuse(send: Send, status: int, text: str) -> None:
 
 
 def _too_large(limit: int) -> str:
-    return f"Request body too large: at most {limit // 1024} KiB here; nothing was kept.\n"
+    return f"Request body too large: at most {iec(limit)} here; nothing was kept.\n"
 
 
 class BodyLimit:

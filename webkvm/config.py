@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import zoneinfo
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -43,6 +44,16 @@ def env_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name} must be between {minimum} and {maximum}, not {value}")
+    return value
+
+
+def env_time_zone(name: str, default: str) -> str:
+    """An IANA time zone name such as UTC or Europe/Berlin: every page writes instants in it."""
+    value = env_str(name, default) or default
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError(f"{name} must be a time zone name such as UTC or Europe/Berlin, not {value!r}") from None
     return value
 
 

@@ -41,7 +41,7 @@ def require(request: HttpRequest, permission: str, *, host: Any = None, vm_uuid:
     audit.record(request, f"denied:{permission}", object_type="vm" if vm_uuid else "host",
                  object_name=object_name or str(vm_uuid or ""), host_name=str(host or ""),
                  result=AuditResult.DENIED)
-    raise PermissionDenied
+    raise PermissionDenied(f"no {permission} permission")
 
 
 def suspended(host: Any) -> bool:
@@ -67,7 +67,7 @@ def host_for(request: HttpRequest, host_name: str, permission: str = "view",
         return host
     audit.record(request, f"denied:{permission}", object_type="vm" if vm_uuid else "host",
                  object_name=str(vm_uuid or host_name), host_name=host_name[:100], result=AuditResult.DENIED)
-    raise PermissionDenied
+    raise PermissionDenied(f"no {permission} permission on host {host_name[:100]}")
 
 
 def require_admin(request: HttpRequest, object_name: str = "") -> None:
@@ -82,3 +82,15 @@ def granted_vm_uuids(user: Any, host: Any) -> set[str] | None:
     if suspended(host):
         return set()
     return {str(u) for u in VMGrant.objects.filter(user=user, host=host).values_list("vm_uuid", flat=True)}
+
+
+def grants_by_vm(user: Any) -> dict[tuple[int, str], frozenset[str]] | None:
+    """What `user` may do with each VM granted to them, by (host id, lower-case UUID), in one query, as can()
+    decides it VM by VM: None for admins (everything). Pages listing many VMs (and bulk actions on them) take
+    each row's permissions from here; a host whose grants are suspended contributes nothing."""
+    if is_admin(user):
+        return None
+    if user is None or not user.is_authenticated or not user.is_active:
+        return {}
+    return {(grant.host_id, str(grant.vm_uuid).lower()): frozenset(grant.permissions())
+            for grant in VMGrant.objects.filter(user=user, host__unconfirmed_uuid="")}

@@ -44,7 +44,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "webkvm.static_files.StaticFilesMiddleware",
     "webkvm.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -82,6 +82,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # Sizes and instants, the same in every template: iec, kib, when (webkvm/templatetags/formats.py).
+            "builtins": ["webkvm.templatetags.formats"],
         },
     },
 ]
@@ -144,9 +146,12 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = config.env_str("WEBKVM_TIME_ZONE", "UTC")
+TIME_ZONE = config.env_time_zone("WEBKVM_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# Every instant reads "2026-12-02 13:51:07 UTC" in TIME_ZONE (webkvm/formats): locale formats included.
+FORMAT_MODULE_PATH = ["webkvm.formats"]
+DATETIME_FORMAT = "Y-m-d H:i:s T"
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
@@ -160,11 +165,18 @@ STATICFILES_DIRS = [
     ("vendor/xterm-addon-fit", NODE_MODULES / "@xterm" / "addon-fit" / "lib"),
     ("vendor/codemirror", NODE_MODULES / "codemirror"),
 ]
+# Icons (npm lucide-static) are inlined into the pages by {% icon %} (webkvm/templatetags/icons.py), read from
+# here and never served: its 2,500 files as static files would add seconds to every process's start
+# (WhiteNoise indexes each one).
+WEBKVM_ICONS_DIR = NODE_MODULES / "lucide-static" / "icons"
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # A 403 is one line (who, method, path, why), not a traceback: webkvm/request_log.py.
+    "filters": {"refusal_line": {"()": "webkvm.request_log.RefusalLine"}},
+    "loggers": {"django.request": {"filters": ["refusal_line"]}},
     "root": {"handlers": ["console"], "level": config.env_str("WEBKVM_LOG_LEVEL", "INFO").upper()},
 }
 

@@ -15,10 +15,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from hosts import services
 from hosts.models import Host
-from virt.errors import VirtError
+from virt.errors import NotFound, VirtError
 from webkvm import user_operations as ops
 from webkvm.models import VMGrant
-from webkvm.operations import ADMIN, page, perform, route
+from webkvm.operations import ADMIN, Outcome, page, perform, route
 
 User = get_user_model()
 
@@ -30,32 +30,93 @@ class UserFlagsForm(forms.ModelForm[Any]):
         labels = {"is_superuser": "Administrator (full access to every host and VM)"}
 
 
-class GrantForm(forms.Form):
-    host = forms.ModelChoiceField(queryset=Host.objects.all())
-    vm = forms.CharField(max_length=200, label="VM name or UUID")
+ALLOWED = ("can_console", "can_power", "can_change", "can_delete")  # a grant's switches; view comes with each
+
+
+class GrantPermissionsForm(forms.Form):
+    """What a grant allows, on the user's page and on a VM's "Share…" page alike."""
+
     can_console = forms.BooleanField(required=False, label="console")
     can_power = forms.BooleanField(required=False, label="power")
     can_change = forms.BooleanField(required=False, label="change")
     can_delete = forms.BooleanField(required=False, label="delete")
+
+    def allowed(self) -> dict[str, bool]:
+        return {name: bool(self.cleaned_data.get(name)) for name in ALLOWED}
+
+
+class GrantForm(GrantPermissionsForm):
+    host = forms.ModelChoiceField(queryset=Host.objects.order_by("name"))
+    vm = forms.CharField(max_length=200, label="VM", help_text="Its name (pick from the list) or UUID.")
+    field_order = ["host", "vm", *ALLOWED]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        hosts = list(self.fields["host"].queryset)  # type: ignore[attr-defined]
+        if len(hosts) == 1:
+            self.initial.setdefault("host", hosts[0].pk)
+
+    def offer(self, vm_lists: dict[int, list[str]]) -> None:
+        """The VM box offers the chosen host's VMs: a <datalist> per host, named "vms-" and the host's key
+        (js/grant-picker.js follows the host chosen)."""
+        chosen = str((self.data.get("host") if self.is_bound else self.initial.get("host")) or "")
+        attrs = self.fields["vm"].widget.attrs
+        attrs.update({"autocomplete": "off", "data-vm-list-prefix": "vms-"})
+        if chosen.isdigit() and int(chosen) in vm_lists:
+            attrs["list"] = f"vms-{chosen}"
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or {}
         host, vm = data.get("host"), (data.get("vm") or "").strip()
         if host is None or not vm:
             return data
+        try:
+            wanted: uuid.UUID | None = uuid.UUID(vm)
+        except ValueError:
+            wanted = None
 
         def lookup(conn: libvirt.virConnect) -> tuple[str, str]:
-            try:
-                dom = conn.lookupByUUIDString(str(uuid.UUID(vm)))
-            except ValueError:
-                dom = conn.lookupByName(vm)
+            dom = conn.lookupByUUIDString(str(wanted)) if wanted else conn.lookupByName(vm)
             return dom.UUIDString(), dom.name()
 
         try:
             data["vm_uuid"], data["vm_name"] = services.call(host, lookup)
+        except NotFound:
+            self.add_error("vm", f"There is no VM with the UUID {wanted} on {host}." if wanted else
+                           f"There is no VM named “{vm}” on {host}.")
         except VirtError as exc:
-            self.add_error("vm", f"No such VM on {host}: {exc}")
+            self.add_error("vm", f"{host} could not be asked for its VMs: {exc}")
         return data
+
+
+def vm_lists(hosts: list[Host]) -> tuple[dict[int, list[str]], dict[str, str]]:
+    """Each host's VM names for the grant form's picker, from the read the VM list shares (a host that fails
+    costs only its own list): ({host pk: names}, {host name: why its list is missing})."""
+    from instances.host_rows import host_rows  # instances imports this app
+
+    lists: dict[int, list[str]] = {}
+    missing: dict[str, str] = {}
+    for outcome in services.each(hosts, host_rows):
+        if outcome.value is None:
+            missing[outcome.host.name] = outcome.words
+        else:
+            lists[outcome.host.pk] = sorted(row.name for row in outcome.value.rows)
+    return lists, missing
+
+
+def give_grant(request: HttpRequest, target: Any, host: Host, vm_uuid: str, vm_name: str,
+               allowed: dict[str, bool]) -> Outcome[VMGrant]:
+    """The one way a grant is made or changed (the user's page, a VM's "Share…"): one per user and VM, one
+    audit record."""
+    name = target.get_username()
+
+    def work() -> VMGrant:
+        grant, _created = VMGrant.objects.update_or_create(
+            user=target, host=host, vm_uuid=vm_uuid, defaults={"vm_name": vm_name, **allowed})
+        return grant
+
+    return perform(request, ops.GRANT_SET, host=host, name=vm_name, work=work,
+                   done=f"{name} may now use {vm_name} on {host}.", detail=f"user={name}")
 
 
 @require_GET
@@ -75,14 +136,6 @@ def user_create(request: HttpRequest) -> HttpResponse:
         if outcome.value is not None:
             return redirect("users:detail", pk=outcome.value.pk)
     return render(request, "users/create.html", {"form": form})
-
-
-def _grant(target: Any, data: dict[str, Any]) -> None:
-    VMGrant.objects.update_or_create(
-        user=target, host=data["host"], vm_uuid=data["vm_uuid"],
-        defaults={"vm_name": data["vm_name"], **{k: data[k] for k in
-                  ("can_console", "can_power", "can_change", "can_delete")}},
-    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -107,12 +160,15 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect("users:detail", pk=pk)
         elif grant.is_bound and grant.is_valid():
             data = grant.cleaned_data
-            perform(request, ops.GRANT_SET, host=data["host"], name=data["vm_name"], work=lambda: _grant(target, data),
-                    done=f"{name} may now use {data['vm_name']} on {data['host']}.", detail=f"user={name}")
+            give_grant(request, target, data["host"], data["vm_uuid"], data["vm_name"], grant.allowed())
             return redirect("users:detail", pk=pk)
+    hosts = list(Host.objects.order_by("name"))
+    lists, missing = vm_lists(hosts)
+    grant.offer(lists)
     return render(request, "users/detail.html", {
         "target": target, "flags": flags, "password": password, "grant": grant,
         "grants": target.vm_grants.select_related("host"),
+        "vm_lists": [(host, lists[host.pk]) for host in hosts if host.pk in lists], "vm_lists_missing": missing,
     })
 
 

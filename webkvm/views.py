@@ -20,10 +20,16 @@ from webkvm.permissions import is_admin
 @require_GET
 @route(page(LOGIN))  # shows only the VMs granted to the user
 def home(request: HttpRequest) -> HttpResponse:
+    """Admins land on the hosts; everybody else on their VMs: the VM list's table (state, console, the power
+    actions their grants allow, bulk actions), or a word on how to get access while they have none."""
     if is_admin(request.user):
         return redirect("hosts:list")
-    grants = VMGrant.objects.filter(user_id=request.user.pk or 0).select_related("host")
-    return render(request, "home.html", {"grants": grants})
+    from instances.fleet import Filters  # instances imports webkvm
+    from instances.views.fleet import fleet_context
+
+    if not VMGrant.objects.filter(user_id=request.user.pk or 0).exists():
+        return render(request, "home.html", {"nothing": True})
+    return render(request, "home.html", fleet_context(request, Filters.from_query(request.GET), None))
 
 
 @require_GET

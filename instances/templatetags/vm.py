@@ -1,23 +1,14 @@
-"""Small formatting filters for VM pages."""
+"""Small formatting filters for VM pages (sizes and instants: the built-in iec, kib, when of
+webkvm/templatetags/formats.py)."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from django import template
 
 register = template.Library()
-
-
-@register.filter
-def kib(value: int | None) -> str:
-    """1048576 -> '1 GiB', 65536 -> '64 MiB'."""
-    if value is None:
-        return "unknown"
-    mib = value / 1024
-    if mib >= 1024:
-        return f"{mib / 1024:.3g} GiB"
-    return f"{mib:.4g} MiB"
 
 
 @register.filter
@@ -35,3 +26,10 @@ def ago(epoch: float | None) -> str:
 @register.filter
 def state_class(state: str) -> str:
     return {"running": "up", "paused": "paused", "shut off": "off", "crashed": "down"}.get(state, "other")
+
+
+@register.filter
+def state_badge(state: str) -> str:
+    """The class of a VM state's badge (`<span class="badge state-running">`), shared by the VM list, the VM
+    page and the live rows (host_rows.py sends it as `state_class`): 'shut off' -> 'state-shut-off'."""
+    return "state-" + ("-".join(re.findall(r"[a-z]+", state.lower())) or "no-state")

@@ -1,10 +1,15 @@
 """Actions on one VM: power, autostart, rename, title and description (instances/operations.py).
 
-GET of an action that can lose data shows its confirmation (so a reload never ends on a bare 405);
-POST runs it through the declared operation: its check, the VM's lock, one audit record, one message.
+GET of an action that can lose data shows its confirmation, of any other action (and of rename and
+describe) the VM's page, so a reload never ends on a bare 405; POST runs it through the declared
+operation: its check, the VM's lock, one audit record, one message. A power action records the state
+it left the VM in (instances/state_since.py); a shutdown says that it asked the guest, not that the
+guest obeyed: the VM's page then follows the state and offers Force off when it keeps running.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import libvirt
 from django.contrib import messages
@@ -12,20 +17,45 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
+from instances import state_since
 from instances.lookup import VMRef
+from instances.views.detail import FORCE_OFF_AFTER_SECONDS
 from virt import lifecycle
+from virt.domains import state_name
 from virt.errors import VirtError
 from webkvm.operations import on_vm, told, vm_route
 
 
+def _next(request: HttpRequest) -> str:
+    """Where to come back to (a page of the panel), from the form or, on a reloaded confirmation, the URL."""
+    target = request.POST.get("next", "") or request.GET.get("next", "")
+    return target if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}) else ""
+
+
 def _back(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return redirect(target)
-    return redirect(reverse("instances:detail", args=[ref.host.name, ref.uuid]))
+    return redirect(_next(request) or reverse("instances:detail", args=[ref.host.name, ref.uuid]))
+
+
+def _run(dom: libvirt.virDomain, action: str) -> tuple[int, str]:
+    """Run the action, then read the state it left the VM in (code, name)."""
+    lifecycle.perform(dom, action)
+    code = int(dom.state()[0])
+    return code, state_name(code)
+
+
+def _done(action: lifecycle.Action) -> Callable[[tuple[int, str]], str]:
+    def said(state: tuple[int, str]) -> str:
+        if action.name != "shutdown":
+            return f"{action.label.lower()}: done; it is {state[1]}."
+        if state[0] in lifecycle.ACTIVE:
+            return (f"asked the guest to shut down; it is still {state[1]}. A guest that ignores the request "
+                    f"(no operating system, or one that is busy) keeps running: Force off is offered if it has "
+                    f"not stopped after {FORCE_OFF_AFTER_SECONDS} s.")
+        return f"shut down: it is {state[1]}."
+    return said
 
 
 @require_http_methods(["GET", "POST"])
@@ -33,24 +63,28 @@ def _back(request: HttpRequest, ref: VMRef) -> HttpResponse:
 def action(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
     chosen = lifecycle.ACTIONS[action]
     if request.method == "GET" and not chosen.confirm:
-        return redirect(reverse("instances:detail", args=[ref.host.name, ref.uuid]))
-    if chosen.confirm and request.POST.get("confirm") != "yes":
+        return _back(request, ref)
+    if chosen.confirm and (request.method == "GET" or request.POST.get("confirm") != "yes"):
         try:
             name = ref.call(lambda dom: dom.name())
         except VirtError as exc:
             messages.error(request, told(request.user, exc))
             return _back(request, ref)
         return render(request, "instances/confirm.html", {
-            "ref": ref, "action": chosen, "name": name, "next": request.POST.get("next", ""),
+            "ref": ref, "action": chosen, "name": name, "next": _next(request),
         })
-    on_vm(request, ops.ACTIONS[action], ref, lambda dom: lifecycle.perform(dom, action),
-          done=f"{chosen.label.lower()}: done.")
+    outcome = on_vm(request, ops.ACTIONS[action], ref, lambda dom: _run(dom, action), done=_done(chosen))
+    if outcome.ok and outcome.value is not None:
+        code, state = outcome.value
+        state_since.record(ref.host, ref.uuid, state, shutdown_asked=action == "shutdown" and code in lifecycle.ACTIVE)
     return _back(request, ref)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @vm_route(ops.RENAME)
 def rename(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    if request.method == "GET":  # the form is on the VM's page
+        return _back(request, ref)
     new_name = request.POST.get("name", "").strip()
 
     def run(dom: libvirt.virDomain) -> str:
@@ -62,9 +96,11 @@ def rename(request: HttpRequest, ref: VMRef) -> HttpResponse:
     return _back(request, ref)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @vm_route(ops.DESCRIBE)
 def describe(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    if request.method == "GET":  # the form is on the VM's page
+        return _back(request, ref)
     title, description = request.POST.get("title", ""), request.POST.get("description", "")
     on_vm(request, ops.DESCRIBE, ref, lambda dom: lifecycle.describe(dom, title, description),
           done="title and description saved.")

@@ -19,8 +19,8 @@ from instances import clone_jobs
 from instances import operations as ops
 from instances.lookup import VMRef
 from jobs.models import Job
+from virt import names
 from virt.clone import ClonePreview, plan_clone, preview
-from virt.create import NAME_RE
 from virt.errors import VirtError
 from webkvm.operations import refused, vm_route
 
@@ -36,8 +36,8 @@ class CloneForm(forms.Form):
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"].strip()
-        if not NAME_RE.match(name):
-            raise forms.ValidationError("Use letters, digits, '.', '-' and '_' (starting with a letter or digit).")
+        if not names.NAME_RE.match(name):
+            raise forms.ValidationError(names.RULE)
         if name in self.taken:
             raise forms.ValidationError("A VM with this name already exists on this host.")
         return name

@@ -1,4 +1,8 @@
-"""Create a VM on a chosen host (admin only; instances/operations.py CREATE), optionally pre-filled from a flavor.
+"""Create a VM (admin only; instances/operations.py CREATE): one page of numbered steps (instances/forms_create.py).
+
+The host is a field of the form (the only host, or the first, preselected); choosing another one, or asking for
+every machine type, posts the form with "refresh", which shows it again with that host's choices and creates
+nothing (the page's script does that at once; without it, the "Update choices" button).
 
 A creation that allocates its new disk in full up front can take minutes: it runs as a durable job
 (instances/create_jobs.py) and the user is sent to its page. Any other creation is a handful of calls,
@@ -10,13 +14,11 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from typing import Any
-from urllib.parse import urlencode
 
 import libvirt
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from hosts import services
@@ -29,8 +31,12 @@ from virt.capabilities import HostOffer, host_offer
 from virt.create import NewVM, NewVolume, PoolVolume, create_vm, volume_name
 from virt.devices import FieldProblem
 from virt.errors import NotFound, VirtError
+from virt.osinfo import catalogue
 from virt.sharing import VolumeInUse, volume_users
 from webkvm.operations import host_or_404, perform, refused, route
+
+REFRESH = "refresh"  # a submit button that re-reads the choices (another host, every machine type) and creates nothing
+BOOLEANS = ("start", "all_machines", "disk_allocate")
 
 
 def _flavor(raw: str | None) -> Flavor | None:
@@ -40,28 +46,42 @@ def _flavor(raw: str | None) -> Flavor | None:
     return Flavor.objects.filter(pk=int(raw)).first()
 
 
-def _initial(flavor: Flavor | None) -> dict[str, Any]:
-    if flavor is None:
-        return {"vcpus": 1, "memory_mib": 1024, "disk_size_gib": 10}
-    return {"vcpus": flavor.vcpus, "memory_mib": flavor.memory_mib, "disk_size_gib": flavor.disk_gib}
+def _initial(request: HttpRequest, host: Host, flavor: Flavor | None) -> dict[str, Any]:
+    """What an unbound form shows: the host and flavor of the link, or what a "refresh" posted (a changed host
+    or "show every machine type" re-reads the choices without creating anything)."""
+    initial: dict[str, Any] = {"host": host.name}
+    if flavor is not None:
+        initial["size"] = f"flavor:{flavor.pk}"
+    if request.method == "POST":
+        for name in request.POST:
+            if name not in ("csrfmiddlewaretoken", REFRESH, "host"):
+                initial[name] = request.POST.get(name)
+        for name in BOOLEANS:
+            initial[name] = name in request.POST
+    return initial
 
 
-def _pick_host(request: HttpRequest, flavor: Flavor | None) -> HttpResponse:
-    hosts = list(Host.objects.all())
-    query = {"flavor": flavor.pk} if flavor else {}
-    if len(hosts) == 1:  # nothing to choose: straight to the form
-        return redirect(f"{reverse('instances:create')}?{urlencode({'host': hosts[0].name, **query})}")
-    links = [(host, f"?{urlencode({'host': host.name, **query})}") for host in hosts]
-    return render(request, "instances/create.html", {"pick_host": True, "host_links": links, "flavor": flavor})
+def _host(request: HttpRequest) -> Host | None:
+    """The host the form is for: as posted, as the link says, or the first (the only one, usually)."""
+    posted = Host.objects.filter(name=request.POST["host"]).first() if request.POST.get("host") else None
+    if posted is not None:
+        return posted
+    name = request.GET.get("host", "")  # an unknown posted host stays a field error of this host's form
+    if name:
+        return host_or_404(name)
+    return Host.objects.order_by("name").first()
 
 
 def _describe(spec: NewVM, vm_uuid: str, start: bool) -> str:
     if isinstance(spec.disk, NewVolume):
         disk = f"new {spec.disk.format} volume of {spec.disk.size_mib} MiB in pool {spec.disk.pool}"
-    else:
+    elif spec.disk is not None:
         disk = f"volume {spec.disk.pool}/{spec.disk.volume}"
+    else:
+        disk = "none"
     nics = ", ".join(nic.network or f"bridge {nic.bridge}" for nic in spec.nics) or "none"
-    return (f"uuid {vm_uuid}; {spec.vcpus} vCPU, {spec.memory_mib} MiB, {spec.firmware}; boot disk: {disk}; "
+    return (f"uuid {vm_uuid}; {spec.domain_type} {spec.machine or 'default machine'}; {spec.vcpus} vCPU, "
+            f"{spec.memory_mib} MiB, {spec.firmware}; boot disk: {disk} ({spec.disk_bus}); "
             f"ISO: {f'{spec.iso.pool}/{spec.iso.volume}' if spec.iso else 'none'}; networks: {nics}"
             f"{'; started' if start else ''}")
 
@@ -88,22 +108,26 @@ def _named(spec: NewVM, offer: HostOffer) -> NewVM:
 @route(ops.CREATE)
 def create(request: HttpRequest) -> HttpResponse:
     flavor = _flavor(request.GET.get("flavor"))
-    host_name = request.GET.get("host", "")
-    if not host_name:
-        return _pick_host(request, flavor)
-    host = host_or_404(host_name)
-    context: dict[str, Any] = {"host": host, "flavor": flavor, "flavors": Flavor.objects.all()}
+    host = _host(request)
+    if host is None:
+        return render(request, "instances/create.html", {"no_hosts": True})
+    flavors = list(Flavor.objects.all())
+    context: dict[str, Any] = {"host": host, "flavor": flavor, "flavors": flavors}
     try:
         offer: HostOffer = services.call(host, host_offer)
     except VirtError as exc:
-        if request.method == "POST":
+        if request.method == "POST" and REFRESH not in request.POST:
             refused(request, ops.CREATE, host=host, name=request.POST.get("name", ""),
                     reason=f"{host.name} could not be asked what it offers: {exc}")
         context["error"] = f"{host.name} could not be asked what it offers: {exc}"
+        context["hosts"] = list(Host.objects.order_by("name").values_list("name", flat=True))
         return render(request, "instances/create.html", context, status=503)
-    form = CreateVMForm(offer, request.POST if request.method == "POST" else None, initial=_initial(flavor))
+    posted = request.method == "POST" and REFRESH not in request.POST
+    form = CreateVMForm(offer, request.POST if posted else None, initial=_initial(request, host, flavor),
+                        catalogue=catalogue(), hosts=Host.objects.order_by("name").values_list("name", flat=True),
+                        flavors=flavors)
     context["form"] = form
-    if request.method != "POST" or not form.is_valid():
+    if not posted or not form.is_valid():
         return render(request, "instances/create.html", context)
     spec = form.to_spec()
     start = bool(form.cleaned_data.get("start"))
@@ -127,5 +151,6 @@ def create(request: HttpRequest) -> HttpResponse:
         form.add_error(None, f"{host.name} did not create the VM: {outcome.error}")
     if not outcome.ok or outcome.value is None:
         return render(request, "instances/create.html", context)
-    messages.success(request, f"VM {spec.name} created on {host.name}{' and started' if start else ''}.")
+    messages.success(request, f"VM {spec.name} created on {host.name}"
+                              f"{' and started: its console is one click away (Console)' if start else ''}.")
     return redirect("instances:detail", host.name, outcome.value)

@@ -55,6 +55,13 @@ def _detail(report: DeleteReport) -> str:
     return detail
 
 
+def forget(ref: VMRef) -> None:
+    """What the panel keeps of a deleted VM goes with it. Grants name the VM by UUID: one left behind would
+    point at nothing (or at a reused UUID). Its XML history goes too: nobody can roll back a VM that is gone."""
+    VMGrant.objects.filter(host=ref.host, vm_uuid=ref.uuid).delete()
+    DomainDefinition.objects.filter(host=ref.host, vm_uuid=ref.uuid).delete()
+
+
 @require_http_methods(["GET", "POST"])
 @vm_route(ops.DELETE_VM)
 def delete(request: HttpRequest, ref: VMRef) -> HttpResponse:
@@ -83,10 +90,7 @@ def delete(request: HttpRequest, ref: VMRef) -> HttpResponse:
         messages.error(request, f"The VM was not deleted: {why}")
         return redirect("instances:delete", ref.host.name, ref.uuid)
     report = outcome.value
-    # Grants name the VM by UUID: one left behind would point at nothing (or at a reused UUID). Its XML
-    # history goes too: nobody can roll back a VM that is gone.
-    VMGrant.objects.filter(host=ref.host, vm_uuid=ref.uuid).delete()
-    DomainDefinition.objects.filter(host=ref.host, vm_uuid=ref.uuid).delete()
+    forget(ref)
     messages.success(request, _report_text(report))
     for vol, why in report.failed:
         messages.error(request, f"Volume {vol} could not be deleted: {why}")

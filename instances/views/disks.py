@@ -23,7 +23,9 @@ from instances.views.config_common import (
 )
 from virt import disks
 from virt.capabilities import ISO_SUFFIX, HostOffer
-from virt.create import DISK_FORMATS, MIB, PoolVolume, cdrom_bus
+from virt.create import DISK_FORMATS, PoolVolume, cdrom_bus
+from virt.storage_rules import check_name, parse_size
+from virt.xml.codecs import iec
 from webkvm.operations import on_vm, page, vm_route
 from webkvm.permissions import is_admin
 
@@ -60,7 +62,7 @@ class AttachDiskForm(forms.Form):
         self.offer, self.admin = offer, admin
         # An existing volume may hold another VM's data: only admins may attach one, or see the list.
         set_choices(self, "source", [(NEW, "a new volume"), *([(EXISTING, "an existing volume")] if admin else [])])
-        set_choices(self, "pool", [(p.name, f"{p.name} ({p.available_bytes // MIB // 1024} GiB free)")
+        set_choices(self, "pool", [(p.name, f"{p.name} ({iec(p.available_bytes)} free)")
                                    for p in offer.active_pools])
         if admin:
             set_choices(self, "volume", [("", "-"), *((f"{p}/{v}", f"{p}/{v}") for p, v in offer.volumes()
@@ -73,7 +75,7 @@ class AttachDiskForm(forms.Form):
         if not raw:
             return None
         try:
-            return disks.parse_size(raw)
+            return parse_size(raw)
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from None
 
@@ -81,7 +83,7 @@ class AttachDiskForm(forms.Form):
         name: str = self.cleaned_data.get("volume_name", "").strip()
         if name:
             try:
-                disks.check_volume_name(name)
+                check_name(name, "volume name")
             except ValueError as exc:
                 raise forms.ValidationError(str(exc)) from None
         return name
@@ -96,7 +98,7 @@ class AttachDiskForm(forms.Form):
             if size is None and "size" not in self.errors:
                 self.add_error("size", "Give the size of the new volume.")
             if pool is not None and size is not None and size > pool.available_bytes:
-                self.add_error("size", f"Pool {pool.name} has only {pool.available_bytes / MIB / 1024:.2f} GiB free.")
+                self.add_error("size", f"Pool {pool.name} has only {iec(pool.available_bytes)} free.")
             name = data.get("volume_name")
             if pool is not None and name and name in pool.volumes:
                 self.add_error("volume_name", f"Pool {pool.name} already has a volume named {name}.")
@@ -112,7 +114,7 @@ class AttachDiskForm(forms.Form):
 
     def describe(self) -> str:
         spec = self.spec()
-        what = (f"new {spec.format} volume of {spec.size_bytes // MIB} MiB in pool {spec.pool}"
+        what = (f"new {spec.format} volume of {iec(spec.size_bytes)} in pool {spec.pool}"
                 if isinstance(spec, disks.NewVolume) else f"volume {spec.pool}/{spec.volume}")
         return f"attach {what}, bus {self.cleaned_data['bus']}, cache {self.cleaned_data['cache']}"
 

@@ -4,6 +4,9 @@ Anybody logged in may open them: each shows only the VMs its viewer has a grant 
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -12,15 +15,21 @@ from django.views.decorators.http import require_GET
 
 from hosts.models import Host
 from instances.fleet import SORT_KEYS, Filters, console_base, gather
+from instances.host_rows import ROW_ACTIONS, row_icon
+from virt import lifecycle
 from virt.domains import STATES
 from webkvm.operations import LOGIN, page, route
 from webkvm.permissions import host_for, is_admin
 
 # Rendering costs about 0.1 ms a row: a page of 500 keeps the largest fleets fast; filters find the rest.
 PAGE_SIZE = 500
+# The rows' power buttons as fleet-live.js redraws them when a VM's state changes.
+ROW_ACTIONS_JSON = json.dumps({name: {"label": label, "confirm": lifecycle.ACTIONS[name].confirm}
+                               for name, label in ROW_ACTIONS.items()})
 
 
-def _page(request: HttpRequest, filters: Filters, host: Host | None) -> HttpResponse:
+def fleet_context(request: HttpRequest, filters: Filters, host: Host | None) -> dict[str, Any]:
+    """What the VM table needs (instances/_fleet.html): the VM list, one host's VMs, a user's home page."""
     fleet = gather(request.user, filters)
     page = Paginator(fleet.rows, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
@@ -29,11 +38,21 @@ def _page(request: HttpRequest, filters: Filters, host: Host | None) -> HttpResp
     base = console_base()
     # Each row's HTML was built once for its host's read and is shared by every viewer: join, do not render.
     rows_html = mark_safe("".join(  # noqa: S308 - rows built by instances/host_rows.render_row
-        item.html(select=admin, host_column=host is None, console_base=base) for item in page))
-    return render(request, "instances/list.html", {
+        item.html(select=fleet.selectable, host_column=host is None, console_base=base) for item in page))
+    # select box (when the user may act on some VM), name, host (every host's page), state, since, vCPUs,
+    # memory, CPU, autostart, actions: unreachable and empty rows span them all.
+    columns = 8 + fleet.selectable + (host is None)
+    return {
         "fleet": fleet, "page": page, "rows_html": rows_html, "query": query.urlencode(), "filters": filters,
-        "states": STATES, "sort_keys": list(SORT_KEYS), "host": host, "is_admin": admin,
-    })
+        "states": STATES, "sort_keys": list(SORT_KEYS), "host": host, "is_admin": admin, "columns": columns,
+        "next": request.get_full_path(), "row_actions": ROW_ACTIONS_JSON,
+        "force_off_words": lifecycle.ACTIONS["destroy"].confirm,
+        "row_icons": [(name, row_icon(name)) for name in ("console", *ROW_ACTIONS)],
+    }
+
+
+def _page(request: HttpRequest, filters: Filters, host: Host | None) -> HttpResponse:
+    return render(request, "instances/list.html", fleet_context(request, filters, host))
 
 
 @require_GET

@@ -5,7 +5,6 @@ on the fleet view. Starting answers with the job's page: the work runs as a dura
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django import forms
@@ -21,6 +20,7 @@ from instances import operations as ops
 from instances.host_rows import host_rows
 from instances.lookup import VMRef
 from instances.migrate_jobs import Planned
+from instances.views.bulk import selected
 from virt.domains import DomainRow
 from virt.errors import InvalidInput, Unreachable, VirtError
 from virt.migrate_checks import Finding, Options, judge, source_facts, target_facts, unreachable
@@ -28,7 +28,6 @@ from virt.uri import validate_hostname
 from webkvm.operations import refused, route, vm_route
 
 CHECK_TIMEOUT = 20.0  # the target's checks refresh the pools the VM's disks would be in
-MAX_SELECTED = 200
 
 
 class MigrateForm(forms.Form):
@@ -154,27 +153,12 @@ def migrate_vm(request: HttpRequest, ref: VMRef) -> HttpResponse:
 # ---------------------------------------------------------------- several VMs from the fleet view
 
 
-def _selected(request: HttpRequest) -> list[tuple[Host, str]]:
-    """The VMs ticked on the fleet view ("host/uuid") of hosts the panel knows."""
-    hosts = {h.name: h for h in Host.objects.all()}
-    chosen: list[tuple[Host, str]] = []
-    for key in dict.fromkeys(request.POST.getlist("vm")[:MAX_SELECTED]):
-        name, _, raw = key.partition("/")
-        try:
-            vm_uuid = str(uuid.UUID(raw))
-        except ValueError:
-            continue
-        if name in hosts:
-            chosen.append((hosts[name], vm_uuid))
-    return chosen
-
-
 @require_POST
 @route(ops.MIGRATE_MANY)
 def migrate_many(request: HttpRequest) -> HttpResponse:
     """First POST (from the fleet view): the ticked VMs and the form. Second (with go=1): start one job
     whose steps migrate them one after another."""
-    chosen = _selected(request)
+    chosen = selected(request)
     if not chosen:
         messages.error(request, "Tick the VMs to migrate first.")
         return redirect("instances:list")

@@ -16,7 +16,7 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from hosts import services
 from instances import operations as ops
@@ -98,9 +98,11 @@ def _refuse(request: HttpRequest, op: Operation, ref: VMRef, vm_name: str, reaso
     return _to_list(ref)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @vm_route(ops.SNAPSHOT_CREATE)
 def snapshot_create(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    if request.method != "POST":  # a reload after a refused form: the form is on the list
+        return _to_list(ref)
     op = ops.SNAPSHOT_CREATE
     try:
         vm: dict[str, Any] = ref.call(_overview)
@@ -149,11 +151,15 @@ CONFIRM = {
 
 
 def _act(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
-    name = request.POST.get("snapshot", "")
+    """POST: confirm, then run; GET (a reloaded confirmation, a link): the confirmation, or the list when it
+    names no snapshot. Nothing runs without a POSTed confirmation."""
+    asked = request.POST if request.method == "POST" else request.GET
+    name = asked.get("snapshot", "")
     if not name or len(name) > 255:
-        messages.error(request, "Choose a snapshot.")
+        if request.method == "POST":
+            messages.error(request, "Choose a snapshot.")
         return _to_list(ref)
-    if request.POST.get("confirm") != "yes":
+    if request.method != "POST" or request.POST.get("confirm") != "yes":
         return render(request, "instances/config/snapshots_confirm.html",
                       {"ref": ref, "snapshot": name, "action": action, "sentence": CONFIRM[action]})
     if action == "revert":
@@ -165,13 +171,13 @@ def _act(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
     return _to_list(ref)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @vm_route(ops.SNAPSHOT_REVERT)
 def snapshot_revert(request: HttpRequest, ref: VMRef) -> HttpResponse:
     return _act(request, ref, "revert")
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @vm_route(ops.SNAPSHOT_DELETE)
 def snapshot_delete(request: HttpRequest, ref: VMRef) -> HttpResponse:
     return _act(request, ref, "delete")

@@ -31,7 +31,9 @@ from instances.lookup import VMRef
 from instances.models import DomainDefinition
 from virt import xmledit
 from virt.errors import Unreachable, VirtError
-from virt.xmledit import DefineRefused, DocumentRejected, Snapshot, StaleDefinition
+from virt.xml.codecs import iec
+from virt.xmledit import DefineRefused, DocumentRejected, Snapshot, SourceLines, StaleDefinition
+from webkvm.formats import when
 from webkvm.operations import ADMIN, Operation, on_vm, page, refused, vm_route
 
 MAX_BODY_BYTES = 2 * xmledit.MAX_DOCUMENT_BYTES + 64 * 1024  # the edit plus the text it started from
@@ -97,8 +99,8 @@ def _history_entry(request: HttpRequest, ref: VMRef, snap: Snapshot, reason: str
                                            xml=snap.xml)
 
 
-def _define(request: HttpRequest, op: Operation, ref: VMRef, snap: Snapshot, document: str, offset: int,
-            reason: str) -> tuple[DomainDefinition | None, Snapshot]:
+def _define(request: HttpRequest, op: Operation, ref: VMRef, snap: Snapshot, document: str,
+            lines: SourceLines | None, reason: str) -> tuple[DomainDefinition | None, Snapshot]:
     """Store the current definition, then define `document` as the operation `op` (the VM's lock, one
     audit record). Returns the completed history entry (None when libvirt kept its definition as it
     was) and the definition now. The entry goes when libvirt surely changed nothing and stays, marked,
@@ -110,7 +112,7 @@ def _define(request: HttpRequest, op: Operation, ref: VMRef, snap: Snapshot, doc
     def run(dom: libvirt.virDomain) -> _Defined:
         started.append(True)
         try:
-            after = xmledit.define(dom, document, snap.xml, offset)
+            after = xmledit.define(dom, document, snap.xml, lines)
         except VirtError as exc:
             raised.append(exc)
             raise
@@ -151,13 +153,15 @@ def _accepted(entry: DomainDefinition, defined: _Defined) -> tuple[DomainDefinit
 
 
 def _saved(request: HttpRequest, ref: VMRef, entry: DomainDefinition | None, after: Snapshot,
-           page_name: str) -> HttpResponse:
-    """The one message of a define that worked."""
+           page_name: str, restored: DomainDefinition | None = None) -> HttpResponse:
+    """The one message of a define that worked (a rollback names the version it brought back)."""
     if entry is None:
         messages.info(request, "libvirt's definition is unchanged.")
     else:
         note = " The VM is running: the new definition applies at its next boot." if after.active else ""
-        messages.success(request, f"{after.name}: definition saved; the previous one is kept in the history.{note}")
+        done = ("definition saved" if restored is None else
+                f"Rolled back to the version of {when(restored.time)} (from before change #{restored.pk})")
+        messages.success(request, f"{after.name}: {done}; the previous one is kept in the history.{note}")
     return redirect(page_name, ref.host.name, ref.uuid)
 
 
@@ -182,8 +186,8 @@ def xml_edit(request: HttpRequest, ref: VMRef) -> HttpResponse:
 
 def _too_large(request: HttpRequest, ref: VMRef, what: str) -> HttpResponse:
     _refused(request, ops.XML_EDIT, ref, "", f"{what}, over the limit")
-    limit = xmledit.MAX_DOCUMENT_BYTES // 1024
-    return HttpResponse(f"The definition is larger than {limit} KiB: nothing was saved.\n", status=413,
+    limit = iec(xmledit.MAX_DOCUMENT_BYTES)
+    return HttpResponse(f"The definition is larger than {limit}: nothing was saved.\n", status=413,
                         content_type="text/plain; charset=utf-8")
 
 
@@ -218,7 +222,7 @@ def _save(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         if rejected is not None:
             raise rejected
-        document, offset = xmledit.prepare(text, snap)
+        document, lines = xmledit.prepare(text, snap)
     except DocumentRejected as exc:
         _refused(request, ops.XML_EDIT, ref, snap.name, str(exc))
         return again(str(exc), exc.line, 400)
@@ -226,7 +230,7 @@ def _save(request: HttpRequest, ref: VMRef) -> HttpResponse:
         messages.info(request, "Nothing changed: the definition was not touched.")
         return redirect("instances:xml_edit", ref.host.name, ref.uuid)
     try:
-        entry, after = _define(request, ops.XML_EDIT, ref, snap, document, offset, "edit")
+        entry, after = _define(request, ops.XML_EDIT, ref, snap, document, lines, "edit")
     except StaleDefinition as exc:
         return _editor(request, ref, dataclasses.replace(snap, xml=exc.current), text=text,
                        stale=xmledit.masked_diff(original, exc.current, "when you opened the editor", "now"),
@@ -286,7 +290,7 @@ def xml_rollback(request: HttpRequest, ref: VMRef, pk: int) -> HttpResponse:
     # What was stored, with the VM's current passwords: a rollback never brings an old one back.
     xmledit.carry_secrets(root, snap.xml)
     try:
-        entry, after = _define(request, ops.XML_ROLLBACK, ref, snap, etree.tostring(root, encoding="unicode"), 0,
+        entry, after = _define(request, ops.XML_ROLLBACK, ref, snap, etree.tostring(root, encoding="unicode"), None,
                                reason)
     except StaleDefinition:
         return _history(request, ref, status=409, error="The definition changed meanwhile: nothing was rolled back.")
@@ -294,4 +298,4 @@ def xml_rollback(request: HttpRequest, ref: VMRef, pk: int) -> HttpResponse:
         return _history(request, ref, error=f"libvirt refused the stored definition: {exc}", status=400)
     except VirtError as exc:  # busy, or no answer (then whether it was rolled back is unknown)
         return _history(request, ref, error=str(exc), status=503)
-    return _saved(request, ref, entry, after, "instances:xml_history")
+    return _saved(request, ref, entry, after, "instances:xml_history", restored=stored)

@@ -1,17 +1,23 @@
 // The VM console page: noVNC's RFB client on a WebSocket opened with a fresh one-time ticket.
 // The ticket (30 s, single use) is asked for by POST before every connection; the server
-// resolves the VNC address itself, so nothing here names a host or port.
+// resolves the VNC address itself, so nothing here names a host or port. A connection that fails or
+// is lost is tried again after a back-off (console-ticket.js), the next attempt's time shown; Reconnect
+// tries at once.
 import RFB from "../vendor/novnc/core/rfb.js";
 import KeyTable from "../vendor/novnc/core/input/keysym.js";
 import keysyms from "../vendor/novnc/core/input/keysymdef.js";
-import {askTicket, openSocket} from "./console-ticket.js";
+import {Backoff, askTicket, openSocket, waitWords} from "./console-ticket.js";
 
+const CONNECT_DEADLINE_MS = 20000;  // a socket that has not brought the screen up by then counts as failed
 const root = document.getElementById("console");
 const screen = document.getElementById("console-screen");
 const statusLine = document.getElementById("console-status");
 const reconnectButton = document.getElementById("console-reconnect");
 const scaleBox = document.getElementById("console-scale");
 let rfb = null;
+let problem = "";
+const retry = new Backoff(connect, (seconds, at) => setStatus(waitWords(problem, seconds, at), "failed"));
+root.dataset.started = "yes";  // js/console-watch.js: the scripts loaded
 
 function setStatus(text, state) {
     statusLine.textContent = text;
@@ -20,49 +26,86 @@ function setStatus(text, state) {
     reconnectButton.hidden = state === "connected" || state === "connecting";
 }
 
+// Every way an attempt ends short: say why, and try again after the back-off.
+function failed(words) {
+    problem = words;
+    retry.failed();
+}
+
 async function connect() {
+    retry.cancel();
     if (rfb) {
-        rfb.disconnect();
+        const old = rfb;
         rfb = null;
+        old.disconnect();
     }
     setStatus("connecting…", "connecting");
     let answer;
     try {
         answer = await askTicket(root);
     } catch (error) {
-        setStatus(`not connected: ${error.message}`, "failed");
+        failed(`not connected: ${error.message}`);
         return;
     }
     const socket = openSocket(answer);
     let closing = null;  // the server says why it refused or ended a session in the close frame
+    let security = "";  // noVNC's words when the VNC handshake fails
     socket.addEventListener("close", (event) => { closing = event; });
-    rfb = new RFB(screen, socket, {shared: true});
-    rfb.scaleViewport = scaleBox.checked;
-    rfb.resizeSession = false;
-    rfb.focusOnClick = true;
-    rfb.addEventListener("connect", () => {
+    let mine;
+    try {
+        mine = new RFB(screen, socket, {shared: true});
+    } catch (error) {
+        socket.close();
+        failed(`not connected: ${error.message}`);
+        return;
+    }
+    rfb = mine;
+    const deadline = setTimeout(() => {
+        if (rfb === mine) {
+            rfb = null;
+            mine.disconnect();
+            failed(`not connected: no screen within ${CONNECT_DEADLINE_MS / 1000} s`);
+        }
+    }, CONNECT_DEADLINE_MS);
+    mine.scaleViewport = scaleBox.checked;
+    mine.resizeSession = false;
+    mine.focusOnClick = true;
+    mine.addEventListener("connect", () => {
+        clearTimeout(deadline);
+        if (rfb !== mine) {
+            return;
+        }
+        retry.succeeded();
         setStatus("connected", "connected");
-        rfb.focus();
+        mine.focus();
     });
-    rfb.addEventListener("disconnect", (event) => {
-        const reason = closing && closing.reason ? closing.reason : "";
-        if (reason) {
-            setStatus(`disconnected: ${reason}`, "failed");
-        } else {
-            setStatus(event.detail.clean ? "disconnected" : "connection lost", "failed");
+    mine.addEventListener("disconnect", (event) => {
+        clearTimeout(deadline);
+        if (rfb !== mine) {
+            return;  // replaced by a newer attempt, or already counted as failed
         }
         rfb = null;
+        const reason = closing && closing.reason ? closing.reason : "";
+        if (security) {
+            failed(security);
+        } else if (reason) {
+            failed(`disconnected: ${reason}`);
+        } else {
+            failed(event.detail.clean ? "disconnected" : "connection lost");
+        }
     });
-    rfb.addEventListener("credentialsrequired", () => {
+    mine.addEventListener("credentialsrequired", () => {
         // The proxy answers the VNC password itself and offers the browser no authentication, so
         // this only happens with a VNC server the proxy does not know is protected.
-        setStatus("the VNC server asks the browser for a password: the web console never sends one", "failed");
-        rfb.disconnect();
+        problem = "the VNC server asks the browser for a password: the web console never sends one";
+        rfb = null;
+        mine.disconnect();
+        setStatus(problem, "failed");  // trying again would ask again: no retry
     });
-    rfb.addEventListener("securityfailure", (event) => {
-        setStatus(`VNC security failure: ${event.detail.reason || event.detail.status}`, "failed");
+    mine.addEventListener("securityfailure", (event) => {
+        security = `VNC security failure: ${event.detail.reason || event.detail.status}`;
     });
-    rfb.addEventListener("desktopname", (event) => {
+    mine.addEventListener("desktopname", (event) => {
         screen.title = event.detail.name;
     });
 }
@@ -140,5 +183,5 @@ document.getElementById("console-type").addEventListener("submit", (event) => {
     rfb.focus();
 });
 
-reconnectButton.addEventListener("click", connect);
+reconnectButton.addEventListener("click", () => retry.now());
 connect();

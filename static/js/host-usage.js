@@ -1,10 +1,20 @@
 // Live CPU and memory graph of one host: polls the usage endpoint and turns
-// cumulative CPU times into a percentage between two samples. Needs js/poll.js.
+// cumulative CPU times into a percentage between two samples. The memory figures are the server's
+// (virt/hostinfo.py memory()), shown as they come in the graph and the overview's facts alike.
+// Needs js/format.js and js/poll.js.
 (function () {
   "use strict";
   const box = document.getElementById("usage");
   if (!box || typeof Chart === "undefined") { return; }
+  const format = window.webkvmFormat;
   const status = document.getElementById("usage-status");
+  function fact(name, text, bytes) {
+    const cell = document.querySelector('[data-fact="' + name + '"]');
+    if (!cell) { return; }
+    cell.textContent = text;
+    if (bytes !== undefined) { cell.dataset.bytes = bytes === null ? "" : String(bytes); }
+  }
+  function percent(value) { return value === null ? "unknown" : value.toFixed(1) + " %"; }
   const maxPoints = 60;
   const chart = new Chart(document.getElementById("usage-chart"), {
     type: "line",
@@ -26,18 +36,21 @@
       if (previous && sample.cpu_total_ns !== null && sample.cpu_total_ns > previous.cpu_total_ns) {
         cpu = 100 * (sample.cpu_busy_ns - previous.cpu_busy_ns) / (sample.cpu_total_ns - previous.cpu_total_ns);
       }
-      const memory = sample.memory_total ? 100 * sample.memory_used / sample.memory_total : null;
+      const memory = sample.memory_percent;
       previous = sample;
-      chart.data.labels.push(new Date(sample.time * 1000).toLocaleTimeString());
+      chart.data.labels.push(format.clock(sample.time));
       chart.data.datasets[0].data.push(cpu === null ? null : Math.round(cpu * 10) / 10);
-      chart.data.datasets[1].data.push(memory === null ? null : Math.round(memory * 10) / 10);
+      chart.data.datasets[1].data.push(memory);
       if (chart.data.labels.length > maxPoints) {
         chart.data.labels.shift();
         chart.data.datasets.forEach((d) => d.data.shift());
       }
       chart.update();
-      status.textContent = "CPU " + (cpu === null ? "…" : cpu.toFixed(1) + " %") +
-        ", memory " + (memory === null ? "unknown" : memory.toFixed(1) + " %");
+      status.textContent = "CPU " + (cpu === null ? "…" : percent(cpu)) + ", memory " + percent(memory);
+      fact("memory", format.iec(sample.memory_total), sample.memory_total);
+      fact("memory_used", format.iec(sample.memory_used), sample.memory_used);
+      fact("free_memory", format.iec(sample.memory_free), sample.memory_free);
+      fact("memory_percent", percent(memory));
       status.dataset.samples = String(chart.data.labels.length);
     } catch (error) {
       status.textContent = (response && response.status === 429 ? "paused: " : "unreachable: ") + error.message;

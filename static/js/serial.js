@@ -2,8 +2,10 @@
 // The ticket (30 s, single use) is asked for by POST before every connection; the server opens
 // the VM's console through the host's libvirt connection, so nothing here names a host or port.
 // Close codes from the server: 4403 refused, 4409 in use by somebody else, 4001 taken over, 4000 ended.
+// A failed or lost connection is tried again after a back-off (console-ticket.js); one held or taken
+// over by somebody else waits for Reconnect or Take over, which are the viewer's choice.
 // A module (deferred): xterm.js and its fit addon, classic scripts before it, have run by then.
-import {askTicket, openSocket} from "./console-ticket.js";
+import {Backoff, askTicket, openSocket, waitWords} from "./console-ticket.js";
 
 (() => {
     const root = document.getElementById("serial");
@@ -15,6 +17,11 @@ import {askTicket, openSocket} from "./console-ticket.js";
     const reconnectButton = document.getElementById("serial-reconnect");
     const takeOverButton = document.getElementById("serial-takeover");
     const encoder = new TextEncoder();
+    const STEADY_MS = 5000;
+    let problem = "";
+    let opened = 0;  // when the current socket opened
+    const retry = new Backoff(() => connect(false),
+                              (seconds, at) => setStatus(waitWords(problem, seconds, at), "failed"));
 
     const term = new window.Terminal({
         cursorBlink: true,
@@ -36,6 +43,7 @@ import {askTicket, openSocket} from "./console-ticket.js";
     };
     refit();
     new ResizeObserver(refit).observe(screen);
+    root.dataset.started = "yes";  // js/console-watch.js: the scripts loaded
 
     let socket = null;
 
@@ -47,6 +55,11 @@ import {askTicket, openSocket} from "./console-ticket.js";
         takeOverButton.hidden = state !== "in-use";
     }
 
+    function failed(words) {
+        problem = words;
+        retry.failed();
+    }
+
     function closed(event) {
         const reason = event.reason || "";
         if (event.code === 4409) {
@@ -54,15 +67,16 @@ import {askTicket, openSocket} from "./console-ticket.js";
         } else if (event.code === 4001) {
             setStatus(`disconnected: ${reason}`, "taken-over");
         } else if (event.code === 4403) {
-            setStatus(`refused: ${reason}`, "failed");
+            failed(`refused: ${reason}`);
         } else if (reason) {
-            setStatus(`disconnected: ${reason}`, "failed");
+            failed(`disconnected: ${reason}`);
         } else {
-            setStatus(event.wasClean ? "disconnected" : "connection lost", "failed");
+            failed(event.wasClean ? "disconnected" : "connection lost");
         }
     }
 
     async function connect(takeOver) {
+        retry.cancel();
         if (socket) {
             const old = socket;
             socket = null;
@@ -73,14 +87,16 @@ import {askTicket, openSocket} from "./console-ticket.js";
         try {
             answer = await askTicket(root);
         } catch (error) {
-            setStatus(`not connected: ${error.message}`, "failed");
+            failed(`not connected: ${error.message}`);
             return;
         }
+        opened = 0;
         const ws = openSocket(answer, takeOver ? "?takeover=1" : "");
         ws.binaryType = "arraybuffer";
         socket = ws;
         ws.addEventListener("open", () => {
             if (socket === ws) {
+                opened = Date.now();
                 setStatus("connected", "connected");
                 term.focus();
             }
@@ -91,6 +107,11 @@ import {askTicket, openSocket} from "./console-ticket.js";
         ws.addEventListener("close", (event) => {
             if (socket === ws) {
                 socket = null;
+                // A session that lasted starts the back-off again; one the server ends at once (the VM is
+                // not running) keeps it growing.
+                if (opened && Date.now() - opened > STEADY_MS) {
+                    retry.succeeded();
+                }
                 closed(event);
             }
         });
@@ -105,7 +126,7 @@ import {askTicket, openSocket} from "./console-ticket.js";
     term.onData((data) => send(encoder.encode(data)));
     // Some terminal reports are raw bytes, not UTF-8 text.
     term.onBinary((data) => send(Uint8Array.from(data, (ch) => ch.charCodeAt(0) & 255)));
-    reconnectButton.addEventListener("click", () => connect(false));
+    reconnectButton.addEventListener("click", () => retry.now());
     takeOverButton.addEventListener("click", () => connect(true));
     connect(false);
 })();

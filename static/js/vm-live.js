@@ -1,19 +1,58 @@
-// A VM's page follows the VM's state as the panel pushes it (static/js/live.js): the state badge
-// changes at once; the actions offered depend on the state, so a change offers a reload.
+// A VM's page follows the VM's state as the panel pushes it (static/js/live.js): the state badge and facts
+// change at once; the actions offered depend on the state, so a change offers a reload. After a shutdown
+// request the page counts down to offering Force off, and says so when the guest has stopped.
 (function () {
   "use strict";
   const label = document.getElementById("vm-state");
-  if (!label || !label.dataset.liveScope || !window.webkvmLive) { return; }
+  if (!label) { return; }
   const key = label.dataset.key;
   const rendered = label.dataset.renderedState;
-  const stateClass = { "running": "up", "paused": "paused", "shut off": "off", "crashed": "down" };
+  let last = rendered;
   const notice = document.getElementById("vm-state-notice");
+  const pending = document.getElementById("shutdown-pending");
+  const stateFact = document.querySelector("#facts [data-fact=state]");
+  const sinceFact = document.querySelector("#facts [data-fact=since]");
+
+  function badge(state) {  // as the server's state_badge filter: "shut off" -> "state-shut-off"
+    return "state-" + ((state.toLowerCase().match(/[a-z]+/g) || ["no", "state"]).join("-"));
+  }
+
+  if (pending) {
+    const offer = document.getElementById("shutdown-force-off");
+    const wait = document.getElementById("shutdown-wait");
+    const seconds = Number(pending.dataset.forceOffIn || "0");
+    if (offer && offer.hidden) {
+      window.setTimeout(function () {
+        if (pending.dataset.stopped) { return; }
+        offer.hidden = false;
+        if (wait) { wait.hidden = true; }
+      }, seconds * 1000);
+    }
+  }
+
+  function stopped(state) {
+    if (!pending || pending.dataset.stopped) { return; }
+    pending.dataset.stopped = "1";
+    pending.replaceChildren(document.createTextNode("The guest has shut down: it is " + state + "."));
+    pending.classList.add("success");
+  }
+
+  if (!label.dataset.liveScope || !window.webkvmLive) { return; }
   window.webkvmLive(label.dataset.liveScope, function (data) {
     const vm = (data.vms || {})[key];
     if (vm) {
       label.textContent = vm.state;
-      label.className = "vmstate " + (stateClass[vm.state] || "other");
+      label.className = "badge " + (vm.state_class || badge(vm.state));
       label.dataset.state = vm.state;
+      if (stateFact) { stateFact.textContent = vm.state + (vm.managed_save ? " (saved state kept)" : ""); }
+      if (vm.state !== last) {
+        last = vm.state;
+        if (sinceFact) {
+          sinceFact.textContent = "less than a minute";
+          sinceFact.previousElementSibling.textContent = vm.state.charAt(0).toUpperCase() + vm.state.slice(1) + " for";
+        }
+        if (["shut off", "crashed"].includes(vm.state)) { stopped(vm.state); }
+      }
       if (notice) { notice.hidden = vm.state === rendered; }
     }
     if ((data.removed || []).includes(key) && notice) {

@@ -1,5 +1,5 @@
 // Live usage graphs of one VM: polls stats.json and turns cumulative counters
-// (CPU time, disk and network bytes) into rates between two samples. Needs js/poll.js.
+// (CPU time, disk and network bytes) into rates between two samples. Needs js/format.js and js/poll.js.
 (function () {
   "use strict";
   const box = document.getElementById("vm-usage");
@@ -42,7 +42,7 @@
       if (!response.ok) { throw new Error(s.error || response.statusText); }
       let cpu = rate(s, previous, "cpu_time_ns", 1e9);
       if (cpu !== null) { cpu = Math.min(100, 100 * cpu / Math.max(1, s.vcpus)); }
-      const label = new Date(s.time * 1000).toLocaleTimeString();
+      const label = window.webkvmFormat.clock(s.time);
       push(cpuChart, label, [cpu]);
       push(ioChart, label, [rate(s, previous, "disk_read_bytes", 1024), rate(s, previous, "disk_write_bytes", 1024),
                             rate(s, previous, "net_rx_bytes", 1024), rate(s, previous, "net_tx_bytes", 1024)]);

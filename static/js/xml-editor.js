@@ -44,6 +44,23 @@
     return text.slice(0, index).split("\n").length;
   }
 
+  // A tag left open is noticed only where another one closes or the document ends: the mistake is the open
+  // tag's line. libxml2 names it ("... mismatch: name line 2 and domain"); Chromium names only the tag
+  // ("Unexpected closing tag: domain != name"), so look back for its last start tag not closed on its line.
+  function openTagLine(text, detail, reported) {
+    const named = /(?:mismatch: |in tag |Start Tag )\S+ line (\d+)/.exec(detail);
+    if (named) { return parseInt(named[1], 10); }
+    const unexpected = /Unexpected closing tag: \S+ != (\S+)/.exec(detail);
+    if (!unexpected || !reported) { return null; }
+    const tag = unexpected[1];
+    const start = new RegExp("<" + tag.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "(?:[\\s/>]|$)");
+    const lines = text.split("\n");
+    for (let i = Math.min(reported, lines.length) - 1; i >= 0; i -= 1) {
+      if (start.test(lines[i]) && !lines[i].includes("</" + tag)) { return i + 1; }
+    }
+    return null;
+  }
+
   // A DOCTYPE is refused before any parser sees it, here as on the server (entity attacks).
   const DOCTYPE = /^\ufeff?(?:\s|<\?[\s\S]*?\?>|<!--[\s\S]*?-->)*<!DOCTYPE/i;
 
@@ -62,7 +79,8 @@
     if (error) {
       const detail = (error.querySelector("div") || error).textContent.trim();
       const found = /line(?: number)? (\d+)/i.exec(detail);
-      const line = found ? parseInt(found[1], 10) : null;
+      const reported = found ? parseInt(found[1], 10) : null;
+      const line = openTagLine(text, detail, reported) || reported;
       mark(line, detail);
       say("error", "Not well-formed XML" + (line ? " (line " + line + ")" : "") + ": " + detail);
       return;

@@ -1,22 +1,11 @@
-"""Template helpers of the storage pages: sizes in binary units, and names a URL can carry."""
+"""Template helpers of the storage pages: names a URL can carry, shares of a whole (sizes: the built-in
+`iec` filter of webkvm/templatetags/formats.py)."""
 
 from __future__ import annotations
 
 from django import template
 
 register = template.Library()
-_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB")
-
-
-@register.filter
-def iec(size: int | None) -> str:
-    """1536 -> '1.5 KiB': the same units the size fields take."""
-    if size is None:
-        return "-"
-    value, unit = float(size), 0
-    while value >= 1024 and unit < len(_UNITS) - 1:
-        value, unit = value / 1024, unit + 1
-    return f"{int(value)} bytes" if unit == 0 else f"{value:.1f} {_UNITS[unit]}"
 
 
 @register.filter

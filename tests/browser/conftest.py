@@ -1,6 +1,7 @@
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,3 +60,30 @@ def log_in(page: Any, base: str, username: str = "admin", password: str = BROWSE
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/login/" not in url)
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
+
+
+def save_screenshot(page: Any, name: str, *, full_page: bool = False) -> Path:
+    """The page as a test artefact: var/test-artifacts/NAME (NAME ends in .png)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def save_artifact(name: str, data: bytes) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / name).write_bytes(data)
+
+
+def hypervisor_screenshot(conn: Any, dom: Any) -> bytes:
+    """The guest's screen as qemu has it (virsh screenshot): a PNG read through libvirt's stream."""
+    stream = conn.newStream(0)
+    dom.screenshot(stream, 0)
+    data = bytearray()
+    while chunk := stream.recv(1 << 20):
+        data += chunk
+    stream.finish()
+    return bytes(data)

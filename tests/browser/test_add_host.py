@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 from typing import Any
@@ -51,6 +52,12 @@ def test_login_add_ssh_host_and_read_overview(live_server, page, lab: dict[str, 
     assert page.inner_text("[data-fact=domains_total]") == str(len(total))
     # The live graph draws real samples: after two polls the CPU figure is a percentage.
     expect(page.locator("#usage-status")).to_have_text(re.compile(r"CPU [0-9.]+ %"), timeout=15000)
+    # One reading of memory for the graph and the overview: the script writes the sample's figures into both.
+    status, percent = page.inner_text("#usage-status"), page.inner_text("[data-fact=memory_percent]")
+    assert status.endswith(f", memory {percent}") and re.fullmatch(r"\d+\.\d %", percent), (status, percent)
+    used, free, total = (int(page.get_attribute(f"[data-fact={name}]", "data-bytes") or -1)
+                         for name in ("memory_used", "free_memory", "memory"))
+    assert used + free == total and percent == f"{math.floor(1000 * used / total + 0.5) / 10:.1f} %"
     page.screenshot(path=str(live_server_screenshot_path()))
 
 

@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from hosts.models import Host
-from tests.browser.conftest import BROWSER_PASSWORD
+from tests.browser.conftest import BROWSER_PASSWORD, hypervisor_screenshot, save_artifact
 from tests.browser.conftest import log_in as log_in_as
 from tests.lab import domain_xml, remove_domain
 from tests.lab_resources import local_or_ssh
@@ -151,7 +151,7 @@ def test_esc_in_the_browser_opens_the_guest_boot_menu(asgi_server, page, lab: di
             return any(width in SELECT_BOOT_DEVICE for width in rows[prompt + 1:])
         after = wait_for_rows(page, menu_shown, 10)
         keep(page, "console-bootmenu-after")
-        save_hypervisor_screenshot(conn, dom, "console-bootmenu-after-libvirt.png")
+        save_artifact("console-bootmenu-after-libvirt.png", hypervisor_screenshot(conn, dom))
         assert menu_shown(after), f"no 'Select boot device:' after Esc: rows before {before}, after {after}"
         # The prompt line may have been read half drawn (22 of its 24 columns), so it is checked by range.
         assert after[:prompt] == before[:prompt], "the lines above the menu changed"
@@ -162,13 +162,3 @@ def test_esc_in_the_browser_opens_the_guest_boot_menu(asgi_server, page, lab: di
         conn.close()
 
 
-def save_hypervisor_screenshot(conn: libvirt.virConnect, dom: libvirt.virDomain, name: str) -> None:
-    """The guest's screen as qemu has it (virsh screenshot), next to what the browser drew."""
-    stream = conn.newStream(0)
-    dom.screenshot(stream, 0)
-    data = bytearray()
-    while chunk := stream.recv(1 << 20):
-        data += chunk
-    stream.finish()
-    folder = Path(settings.BASE_DIR) / "var" / "test-artifacts"
-    (folder / name).write_bytes(bytes(data))

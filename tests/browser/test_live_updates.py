@@ -10,17 +10,15 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import libvirt
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from hosts.models import Host
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, save_screenshot
 from tests.lab import domain_xml
 from tests.lab_resources import lab_conn, made_vms  # noqa: F401  (fixtures)
 from webkvm.models import VMGrant
@@ -36,11 +34,6 @@ def virsh(*args: str) -> str:
     return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, check=True,
                           timeout=30).stdout.strip()
 
-
-def screenshot(page: Any, name: str) -> None:
-    folder = Path(settings.DATA_DIR) / "test-artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / name))
 
 
 @dataclass
@@ -87,6 +80,15 @@ def summary(payload: str, key: str) -> str:
     row = (message.get("vms") or {}).get(key)
     return (f"full={message.get('full')} rows={len(message.get('vms') or {})} "
             f"this VM: {row['state'] if row else '-'} unreachable={message.get('unreachable')}")
+
+
+def offers(page: Any, key: str, badge: str, acts: list[str]) -> None:
+    """The row's state badge and buttons (static/js/fleet-live.js redraws them as the state changes)."""
+    row = page.locator(f'tr[data-key="{key}"]')
+    expect(row.locator("[data-col=state] .badge")).to_have_class(f"badge {badge}")
+    buttons = row.locator("[data-col=actions] [data-act]")
+    expect(buttons).to_have_count(len(acts))
+    assert buttons.evaluate_all("found => found.map((el) => el.dataset.act)") == acts
 
 
 def virsh_timed(timings: list[str], *args: str) -> float:
@@ -155,17 +157,21 @@ def test_two_users_follow_virsh_and_see_only_their_vms(asgi_server: str, browser
         expect(user.page.locator(f'tr[data-key="{b_key}"]')).to_have_count(0)
         expect(user.page.locator("#fleet tbody tr[data-key]")).to_have_count(1)
 
-        # A: both pages follow virsh.
+        # A: both pages follow virsh, badges and buttons too (the user holds console and power grants).
         follow(both, a_key, "running", virsh_timed(timings, "start", a_name), timings)
+        for viewer in both.values():
+            offers(viewer.page, a_key, "state-running", ["console", "shutdown", "destroy"])
         follow(both, a_key, "shut off", virsh_timed(timings, "destroy", a_name), timings)
+        for viewer in both.values():
+            offers(viewer.page, a_key, "state-shut-off", ["start"])
 
         # B: the admin's page follows; the user's never hears of it.
         follow({"admin": admin}, b_key, "running", virsh_timed(timings, "start", b_name), timings)
         follow({"admin": admin}, b_key, "shut off", virsh_timed(timings, "destroy", b_name), timings)
         # A few more periodic reads (one a second), so that a frame leaking B would have arrived by now.
         user.page.wait_for_timeout(3000)
-        screenshot(admin.page, "live-updates-admin.png")
-        screenshot(user.page, "live-updates-user.png")
+        save_screenshot(admin.page, "live-updates-admin.png")
+        save_screenshot(user.page, "live-updates-user.png")
 
         for who, viewer in both.items():
             assert viewer.page.evaluate("window.__marker") == "same page", f"{who}'s page was reloaded"
@@ -182,6 +188,20 @@ def test_two_users_follow_virsh_and_see_only_their_vms(asgi_server: str, browser
         assert not leaks, f"the user's WebSocket carried B ({b_name} {b_uuid}): {leaks}"
         # ... while the admin's did carry B (the check above is not vacuous).
         assert any(b_uuid in payload.lower() for payload in admin.payloads)
+
+        # The user's row buttons: Start posts the VM page's own action and comes back to the list; Force off
+        # asks in a dialog first (static/js/confirm.js).
+        user_row = user.page.locator(f'tr[data-key="{a_key}"]')
+        user_row.locator("[data-act=start]").click()
+        expect(user.page).to_have_url(f"{asgi_server}/instances/")
+        offers(user.page, a_key, "state-running", ["console", "shutdown", "destroy"])
+        assert doms["a"].isActive()
+        user_row.locator("[data-act=destroy]").click()
+        dialog = user.page.locator("dialog#confirm-dialog")
+        expect(dialog).to_be_visible()
+        dialog.locator("button[value=confirm]").click()
+        offers(user.page, a_key, "state-shut-off", ["start"])
+        assert not doms["a"].isActive()
         print("\n".join([*timings, f"frames received: admin {len(admin.frames)}, user {len(user.frames)}"]))
     finally:
         user_context.close()

@@ -8,17 +8,15 @@ import contextlib
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import libvirt
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from hosts.models import Host
-from tests.browser.conftest import BROWSER_PASSWORD, log_in
+from tests.browser.conftest import BROWSER_PASSWORD, log_in, save_screenshot
 from tests.lab import domain_xml, lab2, remove_domain  # noqa: F401  (lab2 is a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
@@ -49,12 +47,13 @@ def test_migrate_from_the_instance_page(live_server, page, lab: dict[str, Any], 
     log_in(page, live_server.url)
 
     page.goto(f"{live_server.url}/instances/lab1/{vm_uuid}/")
+    page.click("#vm-more > summary")  # the VM page's "More" menu
     page.click("#migrate")
     page.select_option("#id_target", "lab2")
     page.click("#check")
     expect(page.locator("#preflight-ok, #findings")).to_be_visible()
     expect(page.locator("#findings .problem")).to_have_count(0)
-    screenshot(page, "migration-check.png")
+    save_screenshot(page, "migration-check.png", full_page=True)
     page.click("#migrate-now")
     page.wait_for_url(re.compile(r".*/jobs/\d+/$"))
     page.evaluate("window.__marker = 'same page'")
@@ -63,7 +62,7 @@ def test_migrate_from_the_instance_page(live_server, page, lab: dict[str, Any], 
     expect(page.locator("[data-job=result]")).to_contain_text(re.compile(r"downtime \d+ ms"))
     assert page.evaluate("window.__marker") == "same page"  # progress came without a reload
     expect(page.locator("[data-job=cancel]")).to_be_hidden()
-    screenshot(page, "migration-done.png")
+    save_screenshot(page, "migration-done.png", full_page=True)
 
     # libvirt agrees, and so does the fleet view.
     assert two.lookupByUUIDString(vm_uuid).isActive()
@@ -108,7 +107,4 @@ def test_cancel_from_the_progress_page(live_server, page, lab: dict[str, Any], l
             remove_domain(dom)
 
 
-def screenshot(page: Any, name: str) -> None:
-    folder = Path(settings.DATA_DIR) / "test-artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / name), full_page=True)
+

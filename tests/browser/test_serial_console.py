@@ -47,6 +47,7 @@ def test_serial_console_shows_seabios_and_takes_keys(asgi_server, browser, page,
     log_in(page, asgi_server)
 
     page.goto(f"{asgi_server}/instances/lab/{dom.UUIDString()}/")
+    page.click("#vm-more > summary")  # the serial console waits in the page's "More" menu
     page.click("#open-serial-console")
     page.wait_for_url(re.compile(r".*/console/lab/.*/serial/$"))
     expect(page.locator("#serial-status")).to_have_text("connected", timeout=20000)

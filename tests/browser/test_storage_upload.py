@@ -14,11 +14,11 @@ from typing import Any
 
 import libvirt
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from hosts.models import Host
+from tests.browser.conftest import save_screenshot
 from virt.xml import Domain
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
@@ -53,11 +53,6 @@ def names(conn: libvirt.virConnect) -> Iterator[dict[str, str]]:
         pool.undefine()
 
 
-def screenshot(page, name: str) -> None:
-    folder = Path(settings.DATA_DIR) / "test-artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / name))
-
 
 def test_upload_an_iso_and_boot_a_new_vm_from_it(live_server, page, settings, tmp_path: Path,
                                                  conn: libvirt.virConnect, names: dict[str, str]) -> None:
@@ -91,20 +86,23 @@ def test_upload_an_iso_and_boot_a_new_vm_from_it(live_server, page, settings, tm
     expect(page.locator("#upload-status")).to_contain_text("done", timeout=30000)
     assert page.evaluate("document.getElementById('upload-bar').value") == 100
     expect(page.locator("#upload-status")).to_contain_text("100%")
-    screenshot(page, "storage-upload.png")
+    save_screenshot(page, "storage-upload.png")
     vol = conn.storagePoolLookupByName(names["pool"]).storageVolLookupByName("test-installer.iso")
     assert hashlib.sha256(Path(vol.path()).read_bytes()).digest() == hashlib.sha256(iso.read_bytes()).digest()
-    page.reload()
+    # The list shows the new volume when the upload ends, without a reload.
     expect(page.locator('tr[data-volume="test-installer.iso"]')).to_be_visible()
+    expect(page.locator("#volumes")).not_to_contain_text("No volumes.")
 
     # The create-VM form offers it as the CD-ROM.
     page.goto(live_server.url + "/instances/new/?host=labhost")
     page.fill("#id_name", names["vm"])
+    page.check("input[name=size][value=custom]")
     page.fill("#id_vcpus", "1")
-    page.fill("#id_memory_mib", "64")
+    page.fill("#id_memory", "64M")
     page.check("input[name=disk_source][value=new]")
     page.select_option("#id_disk_pool", names["pool"])
-    page.fill("#id_disk_size_gib", "0.02")
+    page.fill("#id_disk_size", "20M")
+    page.uncheck("#id_start")
     page.select_option("#id_iso", f"{names['pool']}/test-installer.iso")
     page.select_option("#id_nic1_source", "")
     page.locator("form button[type=submit]").last.click()

@@ -7,16 +7,15 @@ from __future__ import annotations
 import re
 import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 
 import libvirt
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from hosts.models import Host
+from tests.browser.conftest import save_screenshot
 from tests.lab_resources import isolated_net, lab_conn, made_vms, test_net, test_pool  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
@@ -27,11 +26,6 @@ def virsh(*args: str) -> str:
     return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, check=True,
                           timeout=30).stdout.strip()
 
-
-def screenshot(page, name: str) -> None:
-    folder = Path(settings.DATA_DIR) / "test-artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / name))
 
 
 def test_create_start_watch_force_off_and_delete(asgi_server: str, page, lab: dict[str, Any], lab_conn,  # noqa: F811
@@ -50,12 +44,14 @@ def test_create_start_watch_force_off_and_delete(asgi_server: str, page, lab: di
     # Create through the form: the host's own pool and network are offered.
     page.goto(asgi_server + "/instances/new/?host=labhost")
     page.fill("#id_name", name)
+    page.check("input[name=size][value=custom]")
     page.fill("#id_vcpus", "1")
-    page.fill("#id_memory_mib", "64")
+    page.fill("#id_memory", "64M")
     page.check("input[name=disk_source][value=new]")
     page.select_option("#id_disk_pool", test_pool.name())
-    page.fill("#id_disk_size_gib", "0.02")
+    page.fill("#id_disk_size", "20M")
     page.select_option("#id_nic1_source", f"network:{test_net}")
+    page.uncheck("#id_start")  # started below, from the VM's page
     page.locator("form button[type=submit]").last.click()
     page.wait_for_url(re.compile(r".*/instances/labhost/[0-9a-f-]{36}/$"))
     dom = lab_conn.lookupByName(name)
@@ -81,18 +77,20 @@ def test_create_start_watch_force_off_and_delete(asgi_server: str, page, lab: di
     expect(cell).to_have_text("running", timeout=LIVE_MS)
     assert page.evaluate("window.__marker") == "same page"  # no reload happened
     assert page.evaluate("document.documentElement.dataset.live") == "socket"  # pushed, not polled
-    screenshot(page, "fleet-view.png")
+    save_screenshot(page, "fleet-view.png")
 
-    # Force off needs a confirmation.
+    # Force off (in the page's "More" menu) needs a confirmation: a dialog where JavaScript runs.
     page.click(f'tr[data-key="labhost/{dom.UUIDString()}"] a')
+    page.click("#vm-more > summary")
     page.click("#actions button[value=destroy]")
-    expect(page.locator("h1")).to_contain_text("Force off")
+    expect(page.locator("#confirm-dialog h2")).to_contain_text("Force off")
     assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-    page.click("button.danger")
+    page.click("#confirm-dialog button[value=confirm]")
     expect(page.locator("#vm-state")).to_have_text("shut off")
     assert dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
 
     # Delete with its disk.
+    page.click("#vm-more > summary")
     page.click("text=Delete…")
     page.check("#volumes input[type=checkbox]")
     page.click("#delete-vm")

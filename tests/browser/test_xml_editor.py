@@ -41,6 +41,7 @@ def test_codemirror_marks_the_error_line_and_saves_the_fix(asgi_server, page) ->
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/hosts/$"))
     page.goto(f"{asgi_server}/instances/demo/{WEB_01_UUID}/")
+    page.click("#vm-more > summary")  # the VM page's "More" menu
     page.click("#edit-xml")
     page.wait_for_url(re.compile(rf".*/instances/demo/{WEB_01_UUID}/xml/$"))
 
@@ -51,6 +52,12 @@ def test_codemirror_marks_the_error_line_and_saves_the_fix(asgi_server, page) ->
     original = page.evaluate("document.querySelector('.CodeMirror').CodeMirror.getValue()")
     assert original.splitlines()[5] == "  <vcpu placement='static'>2</vcpu>"
     before = definition(host)
+
+    # A tag left open is noticed only at </domain>: the mark is on the open tag's line, as the server's is.
+    set_text(page, original.replace("<name>web-01</name>", "<name>web-01", 1))
+    expect(page.locator("#xml-live-status")).to_contain_text("(line 2)")
+    expect(page.locator(".CodeMirror .xml-error-line")).to_have_count(1)
+    assert page.locator(".CodeMirror-code > div").nth(1).locator(".xml-error-line").count() == 1
 
     # Not well-formed: marked while typing, then refused by the server with the same line.
     lines = original.split("\n")

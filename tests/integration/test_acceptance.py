@@ -248,8 +248,9 @@ def test_issue5_pool_iso_volume_network_and_a_vm_over_ssh(
     assert (f"{pool}/installer.iso", f"{pool}/installer.iso") in form.fields["iso"].choices
     assert (f"network:{net_name}", f"network {net_name}") in form.fields["nic1_source"].choices
     created = browser.post(create, {
-        "name": vm_name, "vcpus": "1", "memory_mib": "64", "firmware": BIOS, "machine": "", "cpu_mode": "default",
-        "disk_source": "existing", "disk_pool": "", "disk_size_gib": "", "disk_format": "qcow2",
+        "name": vm_name, "vcpus": "1", "size": "custom", "memory": "64M", "firmware": BIOS, "machine": "",
+        "cpu_mode": "default",
+        "disk_source": "existing", "disk_pool": "", "disk_size": "", "disk_format": "qcow2",
         "existing_volume": f"{pool}/disk.qcow2", "iso": f"{pool}/installer.iso",
         "nic1_source": f"network:{net_name}", "nic1_model": "virtio", "nic2_source": "", "nic2_model": "virtio",
         "nic3_source": "", "nic3_model": "virtio", "start": "on"})

@@ -30,8 +30,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 
 def form_for(pool: libvirt.virStoragePool, network: str, **changes: str) -> dict[str, str]:
     data = {
-        "name": f"test-{uuid.uuid4().hex[:8]}", "vcpus": "1", "memory_mib": "64", "firmware": BIOS, "machine": "",
-        "cpu_mode": "default", "disk_source": "new", "disk_pool": pool.name(), "disk_size_gib": "0.02",
+        "name": f"test-{uuid.uuid4().hex[:8]}", "vcpus": "1", "size": "custom", "memory": "64M", "firmware": BIOS,
+        "machine": "", "cpu_mode": "default", "disk_source": "new", "disk_pool": pool.name(), "disk_size": "20M",
         "disk_format": "qcow2", "existing_volume": "", "iso": "",
         "nic1_source": f"network:{network}", "nic1_model": "virtio",
         "nic2_source": "", "nic2_model": "virtio", "nic3_source": "", "nic3_model": "virtio",
@@ -115,7 +115,7 @@ def test_a_define_time_refusal_through_the_panel(admin_client: Client, lab_conn:
         return dataclasses.replace(real, machines=(*real.machines, "no-such-machine"))
 
     monkeypatch.setattr("instances.views.create.host_offer", offer_with_bogus_machine)
-    data = form_for(test_pool, test_net, machine="no-such-machine")
+    data = form_for(test_pool, test_net, machine="no-such-machine", all_machines="on")
     made_vms.append(data["name"])
     before = snapshot(lab_conn, test_pool)
     response = admin_client.post(reverse("instances:create") + "?host=labhost", data)
@@ -134,9 +134,10 @@ def test_bad_input_creates_nothing_on_the_real_host(admin_client: Client, lab_co
         ("name", {"name": existing}),
         ("name", {"name": "test-a/b"}),
         ("name", {"name": "<b>x</b>"}),
-        ("memory_mib", {"memory_mib": "0"}),
-        ("memory_mib", {"memory_mib": str(10**9)}),
-        ("disk_size_gib", {"disk_size_gib": f"{free_gib + 10:.2f}"}),
+        ("memory", {"memory": "0M"}),
+        ("memory", {"memory": "1000T"}),
+        ("disk_size", {"disk_size": f"{free_gib + 10:.2f}G"}),
+        ("machine", {"machine": "isapc"}),  # special purpose: not offered unless asked
         ("disk_pool", {"disk_pool": "test-no-such-pool"}),
         ("nic1_source", {"nic1_source": "network:test-no-such-net"}),
     ]

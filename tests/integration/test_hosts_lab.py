@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import time
@@ -9,7 +10,6 @@ import uuid
 from typing import Any
 
 import pytest
-from django.template.defaultfilters import filesizeformat
 from django.test import Client
 from django.urls import reverse
 
@@ -20,6 +20,7 @@ from tests.conftest import PASSWORD, need
 from virt.connections import HostState
 from virt.shared_reads import SharedReads
 from virt.ssh import HostKey
+from virt.xml.codecs import iec
 from webkvm import permissions
 from webkvm.models import AuditEvent, VMGrant
 
@@ -50,7 +51,12 @@ def test_overview_matches_virsh(admin_client, lab: dict[str, Any], lab_domain) -
     nodeinfo = dict(line.split(":", 1) for line in virsh(lab["tcp_uri"], "nodeinfo").splitlines() if ":" in line)
     assert fact(page, "cpus") == nodeinfo["CPU(s)"].strip()
     memory_kib = int(nodeinfo["Memory size"].split()[0])
-    assert fact(page, "memory") == filesizeformat(memory_kib * 1024).replace("\xa0", "\xa0")
+    assert fact(page, "memory") == iec(memory_kib * 1024)
+    # Used and free come from one reading (free, buffers and page cache) and add up to the total shown.
+    used, free = (int(re.search(rf'data-bytes="(\d+)" data-fact="{name}"', page)[1])
+                  for name in ("memory_used", "free_memory"))
+    assert used + free == memory_kib * 1024 and fact(page, "memory_used") == iec(used)
+    assert fact(page, "memory_percent") == f"{math.floor(1000 * used / (used + free) + 0.5) / 10:.1f} %"
     names = virsh(lab["tcp_uri"], "list", "--all", "--name").split()
     running = virsh(lab["tcp_uri"], "list", "--name").split()
     assert fact(page, "domains_total") == str(len(names))
@@ -123,7 +129,7 @@ def test_frozen_daemon_is_unreachable_quickly_and_recovers(admin_client, lab, te
         row = page.split('data-host="lab-tcp"')[1].split("</tr>")[0]
         assert "unreachable" in row
         other = page.split('data-host="testhost"')[1].split("</tr>")[0]
-        assert 'class="state up"' in other
+        assert 'class="badge state-up"' in other
         # While frozen, further pages fail fast instead of waiting again and again.
         began = time.monotonic()
         for _ in range(3):
@@ -134,7 +140,7 @@ def test_frozen_daemon_is_unreachable_quickly_and_recovers(admin_client, lab, te
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         page = admin_client.get(reverse("hosts:list")).content.decode()
-        if 'class="state up"' in page.split('data-host="lab-tcp"')[1].split("</tr>")[0]:
+        if 'class="badge state-up"' in page.split('data-host="lab-tcp"')[1].split("</tr>")[0]:
             break
         time.sleep(0.5)
     else:

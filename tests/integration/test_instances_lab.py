@@ -75,9 +75,9 @@ def test_every_power_action_on_a_real_vm(admin_client: Client, tcp_host: Host, l
     assert domstate(name) == "running"
     act(admin_client, tcp_host, dom, "reset", confirm="yes")
     assert domstate(name) == "running"
-    # SeaBIOS without an OS ignores ACPI: the request is sent, the VM keeps running.
+    # SeaBIOS without an OS ignores ACPI: the request is sent, the VM keeps running (test_shutdown_ignored...).
     page = act(admin_client, tcp_host, dom, "shutdown")
-    assert "shut down: done." in page
+    assert "asked the guest to shut down; it is still running" in page
     act(admin_client, tcp_host, dom, "managedsave")
     assert domstate(name) == "shut off"
     assert "yes" in virsh("dominfo", name).split("Managed save:")[1].splitlines()[0]
@@ -120,3 +120,32 @@ def test_detail_page_of_a_real_vm(admin_client: Client, tcp_host: Host, lab: dic
     assert vm.serials == ["serial0 (pty)"]
     stats = admin_client.get(reverse("instances:stats", args=[tcp_host.name, dom.UUIDString()])).json()
     assert stats["state"] == "running" and stats["cpu_time_ns"] > 0 and stats["memory_kib"] == 80 * 1024
+
+
+def test_shutdown_ignored_by_the_guest_is_said_and_offers_force_off(admin_client: Client, lab_host: Host,
+                                                                    lab_domain) -> None:
+    """A diskless VM in SeaBIOS has no OS to act on ACPI: the panel says it asked, libvirt still runs it, and the
+    VM's page offers Force off once the request is FORCE_OFF_AFTER_SECONDS old. On the local socket the page
+    also knows since when it runs without having watched it: its qemu process's start."""
+    from instances.models import VMState
+    from instances.views.detail import FORCE_OFF_AFTER_SECONDS
+
+    dom = lab_domain()
+    detail = reverse("instances:detail", args=[lab_host.name, dom.UUIDString()])
+    first = admin_client.get(detail)
+    assert first.context["since"].source == "process" and time.time() - first.context["since"].at < 60
+    assert "estimated from the start of its qemu process" in first.content.decode()
+    page = act(admin_client, lab_host, dom, "shutdown")
+    assert "asked the guest to shut down; it is still running" in page and "done" not in page
+    assert 'id="shutdown-pending"' in page and 'id="shutdown-wait"' in page  # Force off waits its turn
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    # As if the guest had ignored it for the whole wait (rather than waiting here).
+    VMState.objects.filter(vm_uuid=dom.UUIDString()).update(
+        shutdown_asked=time.time() - FORCE_OFF_AFTER_SECONDS - 1)
+    later = admin_client.get(detail).content.decode()
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    offer = later.split('id="shutdown-force-off"', 1)[1].split("</div>", 1)[0]
+    assert not offer.startswith(" hidden") and 'value="destroy"' in offer
+    act(admin_client, lab_host, dom, "destroy", confirm="yes")
+    assert domstate(dom.name()) == "shut off"
+    assert 'id="shutdown-pending"' not in admin_client.get(detail).content.decode()

@@ -120,8 +120,9 @@ def test_a_creation_that_allocates_its_disk_is_a_job(admin_client: Client, lab_c
     name = f"test-{uuid.uuid4().hex[:8]}"
     made_vms.append(name)
     data = {
-        "name": name, "vcpus": "1", "memory_mib": "64", "firmware": BIOS, "machine": "", "cpu_mode": "default",
-        "disk_source": "new", "disk_pool": test_pool.name(), "disk_size_gib": "0.25", "disk_format": "raw",
+        "name": name, "vcpus": "1", "size": "custom", "memory": "64M", "firmware": BIOS, "machine": "",
+        "cpu_mode": "default",
+        "disk_source": "new", "disk_pool": test_pool.name(), "disk_size": "256M", "disk_format": "raw",
         "disk_allocate": "on", "existing_volume": "", "iso": "",
         "nic1_source": f"network:{test_net}", "nic1_model": "virtio",
         "nic2_source": "", "nic2_model": "virtio", "nic3_source": "", "nic3_model": "virtio",

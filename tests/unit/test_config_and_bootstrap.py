@@ -35,6 +35,7 @@ def manage(tmp_path: Path, *args: str, umask: int = -1, **env: str) -> subproces
     ("WEBKVM_REDIS_URL", "unix://relative/redis.sock", "WEBKVM_REDIS_URL must look like redis://"),
     ("WEBKVM_CSRF_TRUSTED_ORIGINS", "panel.example.org", "is not an origin"),
     ("WEBKVM_DATABASE_URL", "nonsense://x", "not a valid database URL"),
+    ("WEBKVM_TIME_ZONE", "Nowhere/Land", "WEBKVM_TIME_ZONE must be a time zone name"),
 ])
 def test_invalid_value_stops_with_one_line(tmp_path, variable, value, message) -> None:
     done = manage(tmp_path, "check", **{variable: value})

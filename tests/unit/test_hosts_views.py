@@ -22,7 +22,7 @@ def test_host_list_shows_live_state(admin_client, test_host) -> None:
 def test_overview_shows_real_numbers(admin_client, test_host) -> None:
     page = admin_client.get(reverse("hosts:detail", args=["testhost"])).content.decode()
     assert 'data-fact="cpus">8<' in page
-    assert "16.0\xa0GB" in page
+    assert 'data-fact="memory">16.0 GiB<' in page
     assert 'data-fact="domains_total">3<' in page
 
 

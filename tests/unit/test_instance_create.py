@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -11,23 +13,26 @@ from django.urls import reverse
 
 from hosts import services
 from hosts.models import Host
+from instances.forms_create import CreateVMForm
 from instances.models import DomainDefinition, Flavor
-from tests.conftest import PASSWORD, WEB_01_UUID
-from virt.capabilities import BIOS, UEFI, _domcaps_facts, host_offer
+from tests.conftest import BASIC_WORLD, PASSWORD, WEB_01_UUID, need
+from virt.capabilities import BIOS, UEFI, HostOffer, PoolOffer, _domcaps_facts, host_offer
 from virt.create import NIC, DiskSource, NewVM, NewVolume, PoolVolume, build_domain_xml, create_vm, volume_name
 from virt.delete import delete_vm, undefine
 from virt.errors import InvalidInput, VirtError
+from virt.osinfo import DEFAULT_DB, catalogue
 from virt.xml import Domain, parse_xml
 from webkvm.models import AuditEvent, VMGrant
 
 pytestmark = pytest.mark.django_db
 XSS_UUID = "33333333-3333-4333-8333-333333333333"
 CREATE_URL = reverse("instances:create") + "?host=testhost"
+FIXTURE_DB = Path(__file__).resolve().parents[1] / "osinfo"
 
 # A valid form post; tests change one value at a time.
 GOOD_FORM = {
-    "name": "app-01", "vcpus": "2", "memory_mib": "512", "firmware": "bios", "machine": "", "cpu_mode": "host-model",
-    "disk_source": "new", "disk_pool": "images", "disk_size_gib": "2", "disk_format": "qcow2",
+    "name": "app-01", "os": "", "size": "custom", "vcpus": "2", "memory": "512M", "firmware": "bios", "machine": "",
+    "cpu_mode": "host-model", "disk_source": "new", "disk_pool": "images", "disk_size": "2G", "disk_format": "qcow2",
     "existing_volume": "", "iso": "", "nic1_source": "network:lan", "nic1_model": "virtio",
     "nic2_source": "", "nic2_model": "virtio", "nic3_source": "", "nic3_model": "virtio",
 }
@@ -169,15 +174,41 @@ def test_delete_vm_only_deletes_volumes_of_that_vm(test_host: Host) -> None:
 # --- the create page ------------------------------------------------------------
 
 
-def test_one_host_goes_straight_to_the_form(admin_client: Client, test_host: Host) -> None:
+def test_the_only_host_is_preselected(admin_client: Client, test_host: Host) -> None:
     response = admin_client.get(reverse("instances:create"))
-    assert response.status_code == 302 and response["Location"].endswith("?host=testhost")
+    form = response.context["form"]
+    assert response.status_code == 200 and form["host"].value() == "testhost"
+    assert [c[0] for c in form.fields["host"].choices] == ["testhost"]
+    assert form["start"].value() is True  # started when created, unless unticked
 
 
-def test_several_hosts_are_offered_to_choose_from(admin_client: Client, test_host: Host) -> None:
-    Host.objects.create(name="other", transport="local", path="system")
-    page = admin_client.get(reverse("instances:create")).content.decode()
-    assert "?host=testhost" in page and "?host=other" in page
+def test_several_hosts_are_a_choice_that_rereads_the_form(admin_client: Client, test_host: Host,
+                                                          tmp_path: Path) -> None:
+    """Another host's choices come with a "refresh" post, which creates nothing and keeps what was typed."""
+    world_path = tmp_path / "bridged.xml"
+    world_path.write_text(BASIC_WORLD.read_text().replace("<pool", "<network><name>other-net</name>"
+                                                          "<bridge name='virbr7'/></network><pool"))
+    Host.objects.create(name="second", transport="test", path=str(world_path))
+    form = admin_client.get(reverse("instances:create")).context["form"]
+    assert [c[0] for c in form.fields["host"].choices] == ["second", "testhost"]
+    before = world(test_host)
+    response = admin_client.post(CREATE_URL, {**GOOD_FORM, "host": "second", "refresh": "1"})
+    form = response.context["form"]
+    assert response.status_code == 200 and form["host"].value() == "second" and form["name"].value() == "app-01"
+    assert [c[0] for c in form.fields["nic1_source"].choices] == ["", "network:lan", "network:other-net"]
+    assert form["start"].value() is False  # not ticked in the post
+    assert world(test_host) == before and vm_events() == []
+
+
+def test_bridges_of_libvirt_networks_are_not_offered(admin_client: Client, test_host: Host, tmp_path: Path) -> None:
+    world_path = tmp_path / "bridges.xml"
+    world_path.write_text(BASIC_WORLD.read_text().replace("</node>", """
+      <interface type="bridge" name="br0"><start mode="onboot"/><bridge stp="off"/></interface>
+      <interface type="bridge" name="virbr9"><start mode="onboot"/><bridge stp="off"/></interface></node>"""))
+    Host.objects.create(name="bridged", transport="test", path=str(world_path))
+    form = admin_client.get(reverse("instances:create") + "?host=bridged").context["form"]
+    # virbr9 is the bridge of network lan: a NIC joins it as "network lan"
+    assert [c[0] for c in form.fields["nic1_source"].choices] == ["", "network:lan", "bridge:br0"]
 
 
 def test_form_offers_only_what_the_host_has(admin_client: Client, test_host: Host) -> None:
@@ -189,6 +220,7 @@ def test_form_offers_only_what_the_host_has(admin_client: Client, test_host: Hos
     assert [c[0] for c in form.fields["nic1_source"].choices] == ["", "network:lan"]
     assert [c[0] for c in form.fields["iso"].choices] == ["", "images/debian-12.iso"]
     assert form["nic1_source"].value() == "network:lan"  # one NIC on the first network by default
+    assert [c[0] for c in form.fields["existing_volume"].choices] == [""]  # an ISO is never a boot disk
 
 
 def test_create_then_land_on_the_detail_page(admin_client: Client, test_host: Host) -> None:
@@ -213,7 +245,7 @@ def test_create_then_land_on_the_detail_page(admin_client: Client, test_host: Ho
 def test_create_from_an_existing_volume(admin_client: Client, test_host: Host) -> None:
     add_volume(test_host, "golden.img", 1 << 30)
     data = {**GOOD_FORM, "disk_source": "existing", "existing_volume": "images/golden.img", "disk_pool": "",
-            "disk_size_gib": "", "nic1_source": ""}
+            "disk_size": "", "nic1_source": ""}
     assert admin_client.post(CREATE_URL, data).status_code == 302
     assert world(test_host)[1] == ["golden.img"]  # no new volume
     xml = services.call(test_host, lambda conn: conn.lookupByName("app-01").XMLDesc(0))
@@ -223,8 +255,7 @@ def test_create_from_an_existing_volume(admin_client: Client, test_host: Host) -
 def test_allocating_the_whole_disk_is_offered_for_a_new_volume_only(admin_client: Client, test_host: Host) -> None:
     """The checkbox sits with the boot disk; with an existing volume it changes nothing (no job, no new volume)."""
     form = admin_client.get(CREATE_URL).context["form"]
-    assert "disk_allocate" in [field.name for title, fields in form.sections() if title == "Boot disk"
-                               for field in fields]
+    assert "disk_allocate" in [field.name for field in form.advanced()]
     add_volume(test_host, "golden.img", 1 << 30)
     data = {**GOOD_FORM, "disk_source": "existing", "existing_volume": "images/golden.img", "disk_allocate": "on"}
     response = admin_client.post(CREATE_URL, data)
@@ -240,15 +271,29 @@ BAD_INPUT = [
     ("name", {"name": "../../etc/passwd"}),
     ("name", {"name": "x" * 5000}),
     ("name", {"name": ""}),
-    ("memory_mib", {"memory_mib": "0"}),
-    ("memory_mib", {"memory_mib": str(10**9)}),
-    ("memory_mib", {"memory_mib": "99999999999999999999999"}),
-    ("memory_mib", {"memory_mib": "-5"}),
+    ("memory", {"memory": "0"}),
+    ("memory", {"memory": "8M"}),  # below the smallest VM
+    ("memory", {"memory": "17G"}),  # the host has 16 GiB
+    ("memory", {"memory": "99999999999999999999999"}),
+    ("memory", {"memory": "-5"}),
+    ("memory", {"memory": "lots"}),
+    ("memory", {"memory": "2 parsecs"}),
+    ("memory", {"memory": ""}),
     ("vcpus", {"vcpus": "0"}),
     ("vcpus", {"vcpus": "many"}),
-    ("disk_size_gib", {"disk_size_gib": "200"}),  # the pool has 100 GiB free
-    ("disk_size_gib", {"disk_size_gib": "-1"}),
-    ("disk_size_gib", {"disk_size_gib": ""}),
+    ("vcpus", {"vcpus": ""}),
+    ("disk_size", {"disk_size": "200G"}),  # the pool has 100 GiB free
+    ("disk_size", {"disk_size": "-1"}),
+    ("disk_size", {"disk_size": "10Q"}),
+    ("disk_size", {"disk_size": ""}),
+    ("size", {"size": "flavor:999"}),
+    ("size", {"size": "huge"}),
+    ("os", {"os": "http://nowhere.test/os/1"}),
+    ("os", {"os": "<script>"}),
+    ("machine", {"machine": "isapc"}),  # special purpose, and not asked for
+    ("virt_type", {"virt_type": "kvm"}),  # the test driver offers its own type only
+    ("disk_bus", {"disk_bus": "ide"}),
+    ("disk_source", {"disk_source": "floppy"}),
     ("disk_pool", {"disk_pool": "nowhere"}),
     ("disk_pool", {"disk_pool": "../images"}),
     ("nic1_source", {"nic1_source": "network:nonet"}),
@@ -260,6 +305,7 @@ BAD_INPUT = [
     ("disk_format", {"disk_format": "vmdk"}),
     ("existing_volume", {"disk_source": "existing", "existing_volume": ""}),
     ("existing_volume", {"disk_source": "existing", "existing_volume": "images/../../etc/shadow"}),
+    ("host", {"host": "<b>"}),
     ("iso", {"iso": "images/nothere.iso"}),
 ]
 
@@ -278,7 +324,7 @@ def test_bad_input_is_a_field_error_and_creates_nothing(admin_client: Client, te
 
 def test_empty_post_is_field_errors_not_a_500(admin_client: Client, test_host: Host) -> None:
     response = admin_client.post(CREATE_URL, {})
-    assert response.status_code == 200 and {"name", "vcpus", "memory_mib"} <= set(response.context["form"].errors)
+    assert response.status_code == 200 and {"name", "size", "disk_source"} <= set(response.context["form"].errors)
 
 
 def test_markup_in_a_name_is_shown_escaped(admin_client: Client, test_host: Host) -> None:
@@ -346,7 +392,13 @@ def test_create_from_a_flavor_in_two_clicks(admin_client: Client, test_host: Hos
     assert link in listing
     form_page = admin_client.get(link, follow=True)  # one host: straight to its form
     form = form_page.context["form"]
-    assert (form["vcpus"].value(), form["memory_mib"].value(), form["disk_size_gib"].value()) == (4, 4096, 40)
+    assert form["size"].value() == f"flavor:{flavor.pk}"
+    response = admin_client.post(f"{CREATE_URL}&flavor={flavor.pk}", {**GOOD_FORM, "size": f"flavor:{flavor.pk}"})
+    assert response.status_code == 302
+    xml = Domain.from_xml(services.call(test_host, lambda conn: conn.lookupByName("app-01").XMLDesc(0)))
+    assert (xml.vcpus, xml.memory) == (4, 4096 * 1024)
+    assert services.call(test_host, lambda conn: conn.storagePoolLookupByName("images").storageVolLookupByName(
+        "app-01.qcow2").info()[1]) == 40 << 30
     # Junk flavor ids pre-fill nothing and never fail.
     for junk in ("abc", "999", "-1", "1e3"):
         assert admin_client.get(f"{CREATE_URL}&flavor={junk}").status_code == 200
@@ -462,3 +514,102 @@ def test_other_methods_are_405(admin_client: Client, test_host: Host, method: st
     assert getattr(admin_client, method)(reverse("instances:delete", args=["testhost", WEB_01_UUID])).status_code == 405
     assert getattr(admin_client, method)(reverse("instances:flavors")).status_code == 405
     assert "web-01" in world(test_host)[0]
+
+
+# --- the guided form: operating system, machine types, virtualization ----------
+
+
+def _offered(virtio: bool) -> str:
+    """An operating system of the installed database with (or without) virtio drivers."""
+    need((DEFAULT_DB / "os").is_dir(), "osinfo-db is not installed (apt-get install osinfo-db)")
+    return next(e.id for e in catalogue().offered(date.today()) if e.virtio_disk == virtio == e.virtio_net
+                and not e.efi_only)
+
+
+@pytest.mark.parametrize(("virtio", "bus", "model"), [(True, "virtio", "virtio"), (False, "sata", "e1000")])
+def test_the_os_decides_the_devices_and_sizes(admin_client: Client, test_host: Host, virtio: bool, bus: str,
+                                              model: str) -> None:
+    add_volume(test_host, "installer.iso")
+    os_id = _offered(virtio)
+    entry = catalogue().entries[os_id]
+    form = admin_client.get(CREATE_URL).context["form"]
+    assert os_id in [value for _, group in form.fields["os"].choices[1:] for value, _ in group]
+    data = {**GOOD_FORM, "os": os_id, "size": "recommended", "nic1_model": "", "iso": "images/installer.iso",
+            "vcpus": "", "memory": "", "disk_size": ""}  # no script filled them: the server applies the OS's sizes
+    assert admin_client.post(CREATE_URL, data).status_code == 302
+    xml = Domain.from_xml(services.call(test_host, lambda conn: conn.lookupByName("app-01").XMLDesc(0)))
+    assert [(d.device, d.target_bus) for d in xml.disks] == [("disk", bus), ("cdrom", "ide")]
+    assert [i.model for i in xml.interfaces] == [model]
+    assert (xml.vcpus, xml.memory) == (entry.vcpus, entry.memory_mib * 1024)
+    capacity = services.call(test_host, lambda conn: conn.storagePoolLookupByName("images").storageVolLookupByName(
+        "app-01.qcow2").info()[1])
+    assert capacity == entry.disk_gib << 30
+
+
+def test_a_diskless_vm_boots_from_the_network(admin_client: Client, test_host: Host) -> None:
+    response = admin_client.post(CREATE_URL, {**GOOD_FORM, "disk_source": "none", "disk_size": "", "start": "on"})
+    assert response.status_code == 302
+    xml = Domain.from_xml(services.call(test_host, lambda conn: conn.lookupByName("app-01").XMLDesc(0)))
+    assert list(xml.disks) == []
+    assert xml.os.boot_devices == ["network"] and world(test_host)[1] == []
+
+
+def _offer(**changes: Any) -> HostOffer:
+    values: dict[str, Any] = dict(
+        domain_type="kvm", domain_types=("kvm", "qemu"), firmwares=(BIOS, UEFI),
+        cpu_modes=("host-passthrough", "host-model", "default"), max_vcpus=8, memory_mib=4096,
+        pools=(PoolOffer("images", True, 50 << 30, ("disk.qcow2", "debian.iso")),), networks=("default",),
+        bridges=(), machines=("pc", "q35", "pc-i440fx-7.2", "pc-i440fx-2.0", "pc-q35-7.2"),
+        special_machines=("isapc", "microvm", "x-remote"), default_machine="pc-i440fx-7.2",
+        machine_aliases=(("pc", "pc-i440fx-7.2"), ("q35", "pc-q35-7.2")))
+    return HostOffer(**{**values, **changes})
+
+
+def _form(data: dict[str, str] | None = None, **changes: Any) -> CreateVMForm:
+    return CreateVMForm(_offer(**changes), data, catalogue=catalogue(FIXTURE_DB), hosts=["kvm-01"],
+                        today=date(2026, 12, 5))
+
+
+def _values(field: Any) -> list[str]:
+    return [v for v, label in field.choices
+            for v in ([x for x, _ in label] if isinstance(label, (tuple, list)) else [v])]
+
+
+def test_machine_types_current_first_others_only_when_asked() -> None:
+    assert _values(_form().fields["machine"]) == ["", "pc", "q35", "pc-q35-7.2"]
+    asked = _form({"all_machines": "on"}).fields["machine"]
+    assert _values(asked) == ["", "pc", "q35", "pc-q35-7.2", "pc-i440fx-2.0", "isapc", "microvm", "x-remote"]
+    assert "pc-i440fx-7.2" in asked.choices[0][1]  # the default says what it is
+
+
+FORM_DATA = {"name": "vm1", "os": "", "host": "kvm-01", "size": "custom", "vcpus": "1", "memory": "1G",
+             "disk_size": "1G", "disk_source": "new", "disk_pool": "images", "disk_format": "qcow2",
+             "firmware": "bios", "cpu_mode": "default", "virt_type": "kvm", "machine": ""}
+
+
+@pytest.mark.parametrize(("field", "change"), [
+    ("machine", {"machine": "microvm"}),  # special: only when asked
+    ("machine", {"machine": "pc-i440fx-2.0"}),  # older: only when asked
+    ("cpu_mode", {"virt_type": "qemu", "cpu_mode": "host-passthrough"}),
+    ("firmware", {"os": "http://acme.test/gate/11"}),  # UEFI only
+    ("existing_volume", {"disk_source": "existing", "existing_volume": "images/debian.iso"}),
+    ("size", {"size": "recommended", "os": "http://acme.test/gate/11", "firmware": "efi",
+              "disk_pool": "images"}),  # recommends 4 GiB: fine; see the next case for a host that lacks it
+])
+def test_guided_form_refusals(field: str, change: dict[str, str]) -> None:
+    form = _form({**FORM_DATA, **change}, memory_mib=4095 if field == "size" else 4096)
+    assert not form.is_valid() and field in form.errors, form.errors
+
+
+def test_full_emulation_is_a_visible_choice_and_reaches_the_definition() -> None:
+    form = _form({**FORM_DATA, "virt_type": "qemu", "machine": "q35", "os": "http://example.org/penguin/3",
+                  "nic1_source": "network:default"})
+    assert not form.hides_virt_type and "virt_type" in [f.name for f in form.steps()[5][1]]
+    assert form.is_valid(), form.errors
+    spec = form.to_spec()
+    assert (spec.domain_type, spec.machine, spec.disk_bus, [n.model for n in spec.nics]) == (
+        "qemu", "q35", "virtio", ["e1000e"])  # penguin 3 took virtio-net back: e1000e on q35
+    assert _form(domain_types=("kvm",)).hides_virt_type
+    assert "GRUB" in str(form.fields["virt_type"].help_text)
+    default = _form({**FORM_DATA})
+    assert default.is_valid() and default.to_spec().machine == "pc-i440fx-7.2"  # the default, named

@@ -256,7 +256,7 @@ def test_a_dead_copy_is_interrupted_and_its_partial_volume_removed(admin_client:
     assert "interrupted" in page
     dead.refresh_from_db()
     assert dead.state == JobState.INTERRUPTED and dead.finished is not None
-    assert dead.result == ("Interrupted: the worker running it stopped (400.0 MiB of 1.0 GiB done, copying). "
+    assert dead.result == ("Interrupted: the worker running it stopped (400 MiB of 1.0 GiB done, copying). "
                            "The partial copy copy.img was removed.")
     assert volume_names(test_host) == {"src.img"}
     assert AuditEvent.objects.get(action="volume.clone").detail == f"copy of images/src.img (raw): {dead.result}"

@@ -15,6 +15,7 @@ from django.test import Client
 from hosts import services
 from hosts.models import Host
 from instances import live
+from instances.models import VMState
 from tests.conftest import DB_01_UUID, WEB_01_UUID
 from webkvm.asgi import application
 
@@ -93,6 +94,11 @@ def test_a_change_reaches_the_fleet_page_at_once(admin_client, test_host) -> Non
     assert first["full"] and first["vms"][key]["state"] == "running" and first["unreachable"] == {"testhost": ""}
     states = [f["vms"][key]["state"] for f in frames if key in f.get("vms", {})]
     assert states and states[-1] == "shut off", frames
+    # The watcher recorded the change it saw, for every panel process (instances/state_since.py).
+    pushed = [f["vms"][key] for f in frames if key in f.get("vms", {})][-1]
+    assert pushed["state_since_at_least"] is False and time.time() - pushed["state_since"] < 5
+    assert first["vms"][key]["state_since_at_least"] is True  # running before the panel looked
+    assert VMState.objects.get(vm_uuid=WEB_01_UUID).state == "shut off"
 
 
 def test_a_user_receives_only_their_vms_and_nothing_about_others(user_client, test_host) -> None:

@@ -241,17 +241,17 @@ def test_check_page_shows_findings_on_the_test_driver(admin_client: Client, test
 
 
 def test_entry_points_on_the_pages(personas: dict[str, Client], test_host: Host) -> None:
-    """Admins get Migrate on a VM's page, checkboxes and "Migrate selected" on the fleet view and Evacuate
-    on a host's page; users with grants see none of them."""
+    """Admins get Migrate on a VM's page, checkboxes and "Migrate…" on the fleet view and Evacuate on a host's
+    page; users with grants see none of them (their checkboxes serve the other bulk actions)."""
     admin, user = personas["admin"], personas["user"]
     detail = reverse("instances:detail", args=["testhost", WEB_01_UUID])
     assert f'href="/instances/testhost/{WEB_01_UUID}/migrate/"' in admin.get(detail).content.decode()
     assert 'id="migrate"' not in user.get(detail).content.decode()
     fleet = admin.get(reverse("instances:list")).content.decode()
-    assert f'value="testhost/{WEB_01_UUID}" form="migrate-selected"' in fleet
+    assert f'value="testhost/{WEB_01_UUID}" form="bulk"' in fleet
     assert 'id="migrate-selected-button"' in fleet
     fleet = user.get(reverse("instances:list")).content.decode()
-    assert 'form="migrate-selected"' not in fleet and "migrate-selected-button" not in fleet
+    assert "migrate-selected-button" not in fleet
     host_page = admin.get(reverse("hosts:detail", args=["testhost"])).content.decode()
     assert 'href="/instances/host/testhost/evacuate/"' in host_page
     # The fleet form lists what was ticked, with names and modes, before anything starts.
@@ -344,7 +344,7 @@ def stand(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stand]:
             control.runs.append(self.vm_uuid)
             progress = self.progress
             progress.total, progress.done = GiB, GiB // 4
-            self._report(progress, "copying memory at 100.0 MiB/s")
+            self._report(progress, "copying memory at 100 MiB/s")
             control.running.set()
             while control.hold is not None and not control.hold.wait(0.02):
                 if self._stop():
@@ -374,7 +374,7 @@ def test_a_migration_holds_the_vm_on_both_hosts_and_grants_follow(admin_client: 
     assert held(test_host) and held(empty)  # the request's locks, handed to the job
     running = admin_client.get(reverse("jobs:status", args=[job.pk])).json()
     assert running["state"] == "running" and running["can_cancel"] is True
-    assert (running["done"], running["total"], running["phase"]) == (GiB // 4, GiB, "copying memory at 100.0 MiB/s")
+    assert (running["done"], running["total"], running["phase"]) == (GiB // 4, GiB, "copying memory at 100 MiB/s")
     again = admin_client.post(migrate_url(), {"target": "empty"})
     assert "Another action on this VM is still running" in again.content.decode()
     stand.hold.set()
@@ -398,7 +398,7 @@ def test_cancel_aborts_and_the_vm_stays(admin_client: Client, test_host: Host, t
     assert "Asked to stop" in admin_client.post(reverse("jobs:cancel", args=[job.pk]), follow=True).content.decode()
     job = ended(job)
     assert job.state == JobState.CANCELLED
-    assert job.result == ("Cancelled on request (256.0 MiB of 1.0 GiB done, web-01 is still running on testhost "
+    assert job.result == ("Cancelled on request (256 MiB of 1.0 GiB done, web-01 is still running on testhost "
                           "with its definition intact).")
     assert not held(test_host) and not held(empty) and job.params["where"] == "testhost"
     assert AuditEvent.objects.get(action="vm.migrate").result == "failed"
@@ -450,7 +450,7 @@ def test_a_dead_migration_waits_for_libvirt_then_says_the_vm_stayed(admin_client
     assert "interrupted" in admin_client.get(reverse("jobs:list")).content.decode()
     dead.refresh_from_db()
     assert dead.state == JobState.INTERRUPTED
-    assert dead.result == ("Interrupted: the worker running it stopped (512.0 MiB of 1.0 GiB done, copying memory). "
+    assert dead.result == ("Interrupted: the worker running it stopped (512 MiB of 1.0 GiB done, copying memory). "
                            "web-01 is running on testhost; nothing was moved.")
     assert not held(test_host) and not held(empty)
     assert reconcile() == 0 and AuditEvent.objects.get(action="vm.migrate").result == "failed"  # once only

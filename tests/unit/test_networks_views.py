@@ -340,3 +340,53 @@ def test_each_change_writes_one_record_with_its_duration(admin_client: Client, n
     assert [(e.action, e.result, e.object_name, e.host_name) for e in events] == [
         ("network.autostart", "ok", "spare", "nethost"), ("network.delete", "ok", "spare", "nethost")]
     assert all(e.duration_ms is not None for e in events)
+
+
+# --- a new NAT network starts with a free subnet --------------------------------------------------
+
+def test_a_new_network_is_offered_a_free_subnet_and_posts_as_offered(admin_client: Client, net_host: Host) -> None:
+    import ipaddress
+
+    # The first subnets the panel would offer are taken: by a network, and (eth0) by the host itself.
+    ask(net_host, lambda conn: conn.networkDefineXML(
+        "<network><name>taken</name><ip address='192.168.100.1' prefix='23'/></network>"))
+    url = reverse("networks:create", args=[net_host.name])
+    page = admin_client.get(url)
+    offered = {name: page.context["form"][name].value() for name in ("ipv4_address", "ipv4_dhcp_start",
+                                                                       "ipv4_dhcp_end")}
+    subnet = ipaddress.ip_interface(offered["ipv4_address"]).network
+    assert subnet.is_private and subnet.prefixlen == 24
+    used = [ipaddress.ip_interface("192.168.77.5/24").network]  # eth0 of the world
+    for net in ask(net_host, lambda conn: [n.XMLDesc(0) for n in conn.listAllNetworks(0)]):
+        used += [ipaddress.ip_interface(f"{ip.address}/{ip.prefix or 24}").network
+                 for ip in Network.from_xml(net).ips if ip.address]
+    assert not any(subnet.overlaps(other) for other in used), (subnet, used)
+    start, end = (ipaddress.ip_address(offered[k]) for k in ("ipv4_dhcp_start", "ipv4_dhcp_end"))
+    assert start in subnet and end in subnet and start < end
+    assert ipaddress.ip_interface(offered["ipv4_address"]).ip not in (start, end)
+    html = page.content.decode()
+    assert f'value="{offered["ipv4_address"]}"' in html
+    # Sent back as offered, it makes the network.
+    created = admin_client.post(url, form(name="fresh", **offered))
+    assert created.status_code == 302, errors_on(created)
+    net = xml_of(net_host, "fresh")
+    assert f"{net.ips[0].address}/{net.ips[0].prefix}" == offered["ipv4_address"]
+
+
+@pytest.mark.parametrize(("networks", "own", "expected"), [
+    ((), (), "192.168.100.1/24"),
+    (("192.168.100.1/24",), (), "192.168.101.1/24"),
+    ((), ("192.168.100.20/24", "192.168.101.1/24"), "192.168.102.1/24"),
+    (("192.168.0.1/16",), (), "10.100.0.1/24"),  # the whole 192.168/16 in use
+])
+def test_the_free_subnet_skips_every_subnet_in_use(networks: tuple[str, ...], own: tuple[str, ...],
+                                                    expected: str) -> None:
+    from virt.interfaces import HostInterface, InterfaceReport
+    from virt.networks import HostNetworks, NetworkInfo, Subnet
+    from virt.subnets import free_ipv4
+
+    facts = HostNetworks(
+        tuple(NetworkInfo(f"n{i}", "", "nat", subnets=(Subnet(a, 4),)) for i, a in enumerate(networks)),
+        InterfaceReport(tuple(HostInterface(f"eth{i}", "ethernet", addresses=(a,)) for i, a in enumerate(own))))
+    found = free_ipv4(facts)
+    assert found is not None and found.address == expected

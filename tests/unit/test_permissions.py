@@ -45,7 +45,7 @@ def test_home_lists_only_granted_vms(personas, granted_user) -> None:
 def test_grant_form_resolves_vm_on_the_host(admin_client, outsider, test_host) -> None:
     url = reverse("users:detail", args=[outsider.pk])
     bad = admin_client.post(url, {"form": "grant", "host": test_host.pk, "vm": "no-such-vm"})
-    assert "No such VM" in bad.content.decode()
+    assert "There is no VM named “no-such-vm” on testhost." in bad.content.decode()
     admin_client.post(url, {"form": "grant", "host": test_host.pk, "vm": "db-01", "can_power": "on"})
     grant = VMGrant.objects.get(user=outsider)
     assert str(grant.vm_uuid) == DB_01_UUID and grant.permissions() == ["view", "power"]

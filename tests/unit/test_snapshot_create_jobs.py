@@ -30,8 +30,9 @@ from webkvm.models import AuditEvent
 pytestmark = pytest.mark.django_db(transaction=True)  # jobs run and audit outside the test's transaction
 CREATE_URL = reverse("instances:create") + "?host=testhost"
 GOOD_FORM = {
-    "name": "app-01", "vcpus": "2", "memory_mib": "512", "firmware": "bios", "machine": "", "cpu_mode": "host-model",
-    "disk_source": "new", "disk_pool": "images", "disk_size_gib": "2", "disk_format": "raw",
+    "name": "app-01", "vcpus": "2", "size": "custom", "memory": "512M", "firmware": "bios", "machine": "",
+    "cpu_mode": "host-model",
+    "disk_source": "new", "disk_pool": "images", "disk_size": "2G", "disk_format": "raw",
     "existing_volume": "", "iso": "", "nic1_source": "network:lan", "nic1_model": "virtio",
     "nic2_source": "", "nic2_model": "virtio", "nic3_source": "", "nic3_model": "virtio",
 }

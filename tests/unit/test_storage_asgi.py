@@ -8,6 +8,7 @@ lab tests (tests/integration/test_storage_lab.py) stream real bytes with these h
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -184,3 +185,35 @@ def test_upload_bodies_become_libvirt_messages_of_at_most_256_kib() -> None:
     assert b"".join(out) == b"".join(parts)
     assert [len(p) for p in out] == [200, 256, 256, 88, 30]
     assert list(packets([], 256)) == []
+
+
+HTML = (b"accept", b"text/html,application/xhtml+xml,*/*;q=0.8")
+JSON = (b"accept", b"application/json")
+
+
+@pytest.mark.parametrize(("method", "who", "volume", "status", "page", "code"), [
+    ("GET", "user", "v.img", 403, b"You are not allowed to do that.", "forbidden"),
+    ("GET", "admin", "nope.img", 404, b"There is nothing at this address.", "not_found"),
+    ("PUT", "user", "", 403, b"You are not allowed to do that.", "forbidden"),
+    ("PUT", "admin", "nohost", 404, b"There is nothing at this address.", "not_found"),
+])
+def test_a_refused_transfer_answers_with_the_error_page_or_json(
+        admin_client: Client, user_client: Client, test_host: Host,
+        method: str, who: str, volume: str, status: int, page: bytes, code: str) -> None:
+    services.call(test_host, lambda c: c.storagePoolLookupByName("images").createXML(
+        "<volume><name>v.img</name><capacity>1024</capacity></volume>", 0))
+    token = csrf_token(admin_client, test_host, "images")
+    client = user_client if who == "user" else admin_client
+    client.get("/")
+    if method == "GET":
+        url = reverse("storage:volume_download", args=["testhost", "images", volume])
+    else:
+        url = reverse("storage:volume_upload", args=[volume or "testhost", "images"]) + "?name=x.iso"
+    base = [*headers_for(client, token), (b"content-length", b"3")]
+    got, headers, body = asgi(method, url, [*base, HTML], body_of(b"abc"))
+    assert got == status and headers[b"content-type"].startswith(b"text/html") and page in body
+    assert b"<title>" in body  # the panel's page, not a bare word
+    got, headers, body = asgi(method, url, [*base, JSON], body_of(b"abc"))
+    assert got == status and headers[b"content-type"] == b"application/json"
+    answer = json.loads(body)
+    assert answer["code"] == code and answer["message"] and set(answer) >= {"code", "message"}

@@ -16,8 +16,8 @@ from django.test import Client
 from hosts import services
 from hosts.models import Host
 from jobs.models import Job
-from tests.conftest import PASSWORD, WEB_01_UUID
-from tests.tenants import furnish, private_named
+from tests.conftest import DB_01_UUID, PASSWORD, WEB_01_UUID
+from tests.tenants import XSS_UUID, furnish, private_named
 from tests.unit.test_live import _frames, _open, cookie_of
 from tests.unit.test_routes import CASES, Route, _url
 from virt.errors import VirtError
@@ -120,4 +120,21 @@ def test_live_frames_name_nothing_else(tenant: Client, query: str) -> None:
     text = json.dumps(frames)
     assert private_named(text) == []
     for leak in (_gone_words(), "libvirtd", "refused"):
+        assert leak not in text
+
+
+# Bulk actions on the VM list: the ticked VMs as posted (a forged post may name others' VMs), unconfirmed and
+# confirmed; what the answer (and the page it leads to) says names none of the others, nor the host's words.
+BULK_CASES = [(action, confirm) for action in ("start", "shutdown", "destroy", "delete") for confirm in ("", "yes")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("action", "confirm"), BULK_CASES, ids=[f"{a}-{c or 'asked'}" for a, c in BULK_CASES])
+def test_bulk_answers_name_nothing_else(tenant: Client, action: str, confirm: str) -> None:
+    ticked = [f"testhost/{WEB_01_UUID}", f"testhost/{DB_01_UUID}", f"testhost/{XSS_UUID}", f"{GONE}/{WEB_01_UUID}"]
+    response = tenant.post("/instances/bulk/", {"action": action, "vm": ticked, "confirm": confirm}, follow=True)
+    text = response.content.decode()
+    assert response.status_code == 200
+    assert private_named(text) == []
+    for leak in (_gone_words(), "libvirtd", "127.0.0.1:1"):
         assert leak not in text

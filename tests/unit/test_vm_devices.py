@@ -486,19 +486,6 @@ def test_a_second_change_at_the_same_time_is_busy(admin_client: Client, test_hos
 # ---- input rules of the virt layer ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "size"), [("10G", 10 << 30), ("512 MiB", 512 << 20), ("1.5t", 3 << 39),
-                                            ("20GB", 20 * 10**9 + (-20 * 10**9) % (1 << 20)), ("3", 3 << 30),
-                                            ("1024k", 1 << 20), ("1025k", 2 << 20)])
-def test_sizes_with_units(text: str, size: int) -> None:
-    assert disks.parse_size(text) == size
-
-
-@pytest.mark.parametrize("text", ["", "G", "1e9", "1,5G", "10 gigs", "-5M", "0.0001M", "1000k", "65T"])
-def test_sizes_refused(text: str) -> None:
-    with pytest.raises(ValueError):
-        disks.parse_size(text)
-
-
 def test_generated_macs_are_local_unicast_and_avoid_the_taken_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     draws = iter([b"\xaa\xbb\xcc", b"\x01\x02\x03"])
     monkeypatch.setattr(macs.secrets, "token_bytes", lambda n: next(draws))

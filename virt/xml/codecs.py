@@ -1,7 +1,8 @@
-"""How typed Python values map to the strings in libvirt XML."""
+"""How typed Python values map to the strings in libvirt XML, and sizes to the words the panel shows."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -34,6 +35,23 @@ def unit_bytes(unit: str) -> int:
         return UNIT_BYTES[unit.lower()]
     except KeyError:
         raise ValueError(f"unknown size unit {unit!r}") from None
+
+
+IEC_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def iec(size: float) -> str:
+    """Bytes in binary units, the one way the panel shows a size: '512 bytes', '64.0 MiB', '512 MiB', '2.0 GiB'.
+
+    One decimal below 100, whole numbers from 100; halves round up. static/js/format.js is its twin, line by
+    line, so a figure a script updates reads as the page rendered it."""
+    value, unit = float(size), 0
+    while value >= 1023.5 and unit < len(IEC_UNITS) - 1:  # would read "1024" in this unit
+        value, unit = value / 1024, unit + 1
+    tenths = math.floor(value * 10 + 0.5)
+    if unit == 0 or tenths >= 1000:
+        return f"{math.floor(value + 0.5)} {IEC_UNITS[unit]}"
+    return f"{tenths / 10:.1f} {IEC_UNITS[unit]}"
 
 
 def field_codec(kind: type[Any] | Codec[Any]) -> Codec[Any]:

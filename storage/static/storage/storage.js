@@ -29,7 +29,19 @@
           target.textContent = messages.join(" ");
         });
       }
-      if (answer.error) { problem.textContent = answer.error; }
+      if (answer.error || answer.message) { problem.textContent = answer.error || answer.message; }
+    }
+    // The pool's page as it is now: its volume rows and usage replace the ones shown, so a finished
+    // upload is in the list without a reload (the page itself is the one source of those rows).
+    async function refreshVolumes() {
+      const response = await fetch(window.location.pathname, { credentials: "same-origin" });
+      if (!response.ok) { return; }
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      [["#volumes tbody", "#volumes tbody"], ["#facts", "#facts"]].forEach(([mine, theirs]) => {
+        const old = document.querySelector(mine);
+        const now = fresh.querySelector(theirs);
+        if (old && now) { old.replaceWith(document.adoptNode(now)); }
+      });
     }
     function busy(on) {
       start.disabled = on; file.disabled = on; name.disabled = on; cancel.hidden = !on;
@@ -74,6 +86,7 @@
       xhr.open("PUT", answer.url + "?name=" + encodeURIComponent(name.value));
       xhr.setRequestHeader("X-CSRFToken", token);
       xhr.setRequestHeader("Content-Type", "application/octet-stream");
+      xhr.setRequestHeader("Accept", "application/json");
       xhr.upload.addEventListener("progress", (e) => {
         if (!e.lengthComputable) { return; }
         const seconds = Math.max((performance.now() - began) / 1000, 0.001);
@@ -89,10 +102,12 @@
           status.textContent = "done: " + iec(result.bytes) + " in " + result.seconds + " s (100%), " +
             iec(result.rate) + "/s";
           status.dataset.state = "done";
-          const link = document.createElement("a");
-          link.href = window.location.pathname;
-          link.textContent = " Show it in the list";
-          status.appendChild(link);
+          refreshVolumes().catch(() => {
+            const link = document.createElement("a");
+            link.href = window.location.pathname;
+            link.textContent = " Show it in the list";
+            status.appendChild(link);
+          });
         } else {
           status.dataset.state = "failed";
           showErrors(result);
