@@ -56,6 +56,18 @@ def networks(isolated_net: Callable[[], str]) -> list[str]:
 
 
 @pytest.fixture
+def plain_bridge() -> Iterator[str]:
+    """A host bridge that belongs to no libvirt network (those are never offered as bridges), removed after."""
+    name = f"wkvm-br{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)
+
+
+@pytest.fixture
 def vm(lab: dict[str, Any], lab_conn: libvirt.virConnect) -> Iterator[libvirt.virDomain]:
     """A running test-* VM with ACPI (what PCI hot-plug on a pc machine needs, and what the panel creates)."""
     doc = Domain.from_xml(domain_xml(f"test-dev-{uuid.uuid4().hex[:8]}", lab["domain_type"]))
@@ -200,7 +212,8 @@ def test_cdrom_media_live_and_drives_while_shut_off(admin_client: Client, lab_ho
 
 
 def test_nic_hot_plug_link_source_and_remove(admin_client: Client, lab_host: Host, vm: libvirt.virDomain,
-                                             networks: list[str], lab_conn: libvirt.virConnect) -> None:
+                                             networks: list[str], lab_conn: libvirt.virConnect,
+                                             plain_bridge: str) -> None:
     name = vm.name()
     first, second = networks
     page = post(admin_client, "nic_add", vm, {"source": f"network:{first}", "model": "virtio", "mac": ""})
@@ -229,14 +242,18 @@ def test_nic_hot_plug_link_source_and_remove(admin_client: Client, lab_host: Hos
     assert moved_live.source_bridge == bridge  # the tap really moved to the other network's bridge
     assert (moved_live.link_state, moved_saved.link_state) == ("down", "down")  # nothing else changed
 
-    # A network's bridge is a host bridge too: from a virtual network to a plain bridge, live.
+    # A network's bridge is not offered as a host bridge: it belongs to its network.
     first_bridge = Network.from_xml(lab_conn.networkLookupByName(first).XMLDesc(0)).bridge_name or ""
-    page = post(admin_client, "nic_source", vm, {"mac": mac, "source": f"bridge:{first_bridge}"})
-    assert f"moved to bridge {first_bridge}" in page
+    refused = post(admin_client, "nic_source", vm, {"mac": mac, "source": f"bridge:{first_bridge}"})
+    assert f"moved to bridge {first_bridge}" not in refused
+    assert nic(dumpxml(name)[0], mac).source_network == second  # type: ignore[union-attr]
+    # From a virtual network to a plain host bridge, live.
+    page = post(admin_client, "nic_source", vm, {"mac": mac, "source": f"bridge:{plain_bridge}"})
+    assert f"moved to bridge {plain_bridge}" in page
     for doc in dumpxml(name):
         found = nic(doc, mac)
         assert found is not None and (found.type, found.source_bridge, found.source_network) == (
-            "bridge", first_bridge, None)
+            "bridge", plain_bridge, None)
 
     post(admin_client, "nic_link", vm, {"mac": mac, "state": "up"})
     assert virsh("domif-getlink", name, mac).split()[-1] == "up"
