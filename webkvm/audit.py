@@ -30,6 +30,9 @@ def record(request: HttpRequest | None, action: str, *, object_type: str, object
     if request is not None:
         user = getattr(request, "user", None)
         remote_addr = request.META.get("REMOTE_ADDR")
+        # Set by the API's views (api/views.py): "through the API, token NAME" (or "..., session").
+        if via := getattr(request, "webkvm_via", ""):
+            detail = f"{detail} ({via})" if detail else via
     authenticated = bool(user is not None and user.is_authenticated)
     fields: dict[str, Any] = {
         "user": user if authenticated else None,

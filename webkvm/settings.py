@@ -40,6 +40,10 @@ INSTALLED_APPS = [
     "networks",
     "console",
     "jobs",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from the package, not a CDN
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -216,3 +220,32 @@ WEBKVM_MAX_BODY_BYTES = config.env_int("WEBKVM_MAX_BODY_BYTES", 4 << 20, minimum
 # in WEBKVM_POLL_WINDOW_SECONDS, then 429 (webkvm/rate_limit.py); a page polling every 2 s uses 5 per 10 s.
 WEBKVM_POLL_LIMIT = config.env_int("WEBKVM_POLL_LIMIT", 60, minimum=1, maximum=100000)
 WEBKVM_POLL_WINDOW_SECONDS = config.env_int("WEBKVM_POLL_WINDOW_SECONDS", 10, minimum=1, maximum=3600)
+
+# The REST API (api/): personal tokens or the session (with CSRF); JSON only; paginated lists; throttled
+# callers get 429; errors as {"code", "message", "fields"} (api/errors.py).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.TokenAuthentication", "rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "api.auth.ReadOnlyTokens"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle",
+                                 "rest_framework.throttling.AnonRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": config.env_str("WEBKVM_API_RATE", "600/min"), "anon": "60/min"},
+    "EXCEPTION_HANDLER": "api.errors.handle",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "webkvm API",
+    "DESCRIPTION": "The panel's REST API. Authenticate with a personal token (Authorization: Bearer TOKEN; "
+                   "make one under your user menu, API tokens) or the browser session. Errors are JSON: "
+                   "{code, message, fields}.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1/",
+}

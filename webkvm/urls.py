@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpResponseBase
 from django.urls import include, path
 
+from api.urls import token_patterns
 from webkvm import users, views
 from webkvm.operations import LOGIN, PUBLIC, Access, page, route
 
@@ -36,4 +37,6 @@ urlpatterns = [
     path("jobs/", include("jobs.urls")),
     path("users/", include(users_patterns)),
     path("audit/", views.audit_log, name="audit"),
+    path("api/v1/", include("api.urls")),
+    path("tokens/", include(token_patterns)),
 ]

@@ -1,0 +1,69 @@
+"""Every API error as JSON: `{"code": "...", "message": "...", "fields": {...}}` (fields only for 400).
+
+The codes are stable (scripts test them); the messages are words for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from virt.errors import Busy, HostBusy
+
+CODES = {
+    status.HTTP_400_BAD_REQUEST: "invalid",
+    status.HTTP_401_UNAUTHORIZED: "not_authenticated",
+    status.HTTP_403_FORBIDDEN: "permission_denied",
+    status.HTTP_404_NOT_FOUND: "not_found",
+    status.HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
+    status.HTTP_409_CONFLICT: "conflict",
+    status.HTTP_429_TOO_MANY_REQUESTS: "throttled",
+}
+
+
+class Conflict(exceptions.APIException):
+    """409: the VM is busy with another operation, a stale edit, a state that does not allow the action."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object is busy or in a state that does not allow this."
+    default_code = "conflict"
+
+
+def _words(detail: Any) -> str:
+    if isinstance(detail, list):
+        return " ".join(_words(d) for d in detail)
+    if isinstance(detail, dict):
+        return " ".join(f"{k}: {_words(v)}" for k, v in detail.items())
+    return str(detail)
+
+
+def _code(exc: exceptions.APIException, status_code: int) -> str:
+    codes = exc.get_codes()
+    if isinstance(codes, str) and codes not in ("error", "invalid", "permission_denied", "not_found") :
+        return codes
+    return CODES.get(status_code, codes if isinstance(codes, str) else "error")
+
+
+def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Busy | HostBusy):
+        exc = Conflict(str(exc), code="vm_busy" if isinstance(exc, Busy) else "host_busy")
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied("You may not do this.")
+    response = exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    body: dict[str, Any]
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        body = {"code": "invalid", "message": "Some fields are not valid.",
+                "fields": {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in fields.items()}}
+    else:
+        body = {"code": _code(exc, response.status_code), "message": _words(exc.detail)}
+    response.data = body
+    return response

@@ -1,0 +1,74 @@
+"""The pages where a user makes, lists and revokes their personal API tokens (admins see everybody's).
+
+A new token's text is shown once, on the answer to its creation, and never stored."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+
+from api.models import ApiToken
+from webkvm import audit, permissions
+from webkvm.models import AuditResult
+from webkvm.operations import LOGIN, OWNER, page, route
+
+TOKENS = page(LOGIN)  # anybody logged in: their own tokens (admins: everybody's)
+REVOKE = page(OWNER)  # the token's user or an admin
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What it is for, e.g. 'ansible on ops-01'.")
+    days = forms.IntegerField(min_value=1, max_value=3650, required=False, label="Expires after (days)",
+                              help_text="Empty: it never expires (revoke it when done).")
+    read_only = forms.BooleanField(required=False, label="Read-only (GET only)")
+
+    def clean_name(self) -> str:
+        return str(self.cleaned_data["name"]).strip()
+
+
+@require_http_methods(["GET", "POST"])
+@route(TOKENS)
+def token_list(request: HttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST or None)
+    shown = ""
+    if request.method == "POST" and form.is_valid():
+        days = form.cleaned_data["days"]
+        token, shown = ApiToken.make(request.user, form.cleaned_data["name"], read_only=form.cleaned_data["read_only"],
+                                     expires=timezone.now() + timedelta(days=days) if days else None)
+        audit.record(request, "api.token.create", object_type="token", object_name=token.name,
+                     detail=f"prefix {token.prefix}" + ("; read-only" if token.read_only else "")
+                     + (f"; expires {token.expires:%Y-%m-%d %H:%M %Z}" if token.expires else ""))
+        form = TokenForm()
+    tokens = ApiToken.objects.select_related("user")
+    if not permissions.is_admin(request.user):
+        tokens = tokens.filter(user=request.user)
+    response = render(request, "api/tokens.html", {"form": form, "tokens": tokens, "shown": shown,
+                                                   "all_users": permissions.is_admin(request.user)})
+    if shown:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@route(REVOKE)
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = ApiToken.objects.filter(pk=pk).first()
+    if token is None or (token.user_id != request.user.pk and not permissions.is_admin(request.user)):
+        permissions.require_admin(request, object_name=f"token {pk}")  # 403, audited (admins: fall through)
+    if token is None:
+        messages.error(request, "No such token.")
+        return redirect("api-tokens:list")
+    if token.revoked is None:
+        ApiToken.objects.filter(pk=token.pk).update(revoked=timezone.now())
+        audit.record(request, "api.token.revoke", object_type="token", object_name=token.name,
+                     detail=f"prefix {token.prefix}; user {token.user.get_username()}", result=AuditResult.OK)
+        messages.success(request, f"Token {token.name} revoked.")
+    return redirect("api-tokens:list")
+
+

@@ -1,0 +1,44 @@
+"""/api/v1/: the REST API (api/views.py), its OpenAPI schema and reference page; the token pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpResponseBase
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from api import pages, views
+from webkvm.operations import ACCESS_ATTRIBUTE, PUBLIC, page
+
+
+def _public(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """The schema and its reference page: readable without logging in (they describe, they hold no data)."""
+    setattr(view, ACCESS_ATTRIBUTE, page(PUBLIC))
+    view.login_required = False  # type: ignore[attr-defined]
+    return view
+
+
+app_name = "api"
+urlpatterns = [
+    path("hosts/", views.declared(views.HOSTS, views.HostList), name="hosts"),
+    path("vms/", views.declared(views.VMS, views.VMList), name="vms"),
+    path("vms/<str:host>/<uuid:vm>/", views.declared(views.VM, views.VMDetail), name="vm"),
+    path("vms/<str:host>/<uuid:vm>/actions/<str:action>/", views.declared(views.ACTION, views.VMAction),
+         name="vm-action"),
+    path("jobs/", views.declared(views.JOBS, views.JobList), name="jobs"),
+    path("jobs/<int:job_id>/", views.declared(views.JOB, views.JobDetail), name="job"),
+    path("schema/", _public(SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[])),
+         name="schema"),
+    # The split view serves Swagger UI's start-up script as a file of its own: the CSP allows no inline script.
+    path("docs/", _public(SpectacularSwaggerSplitView.as_view(url_name="api:schema", authentication_classes=[],
+                                                              permission_classes=[])), name="docs"),
+]
+
+token_patterns = (
+    [
+        path("", pages.token_list, name="list"),
+        path("<int:pk>/revoke/", pages.token_revoke, name="revoke"),
+    ],
+    "api-tokens",
+)

@@ -1,0 +1,260 @@
+"""The first API resources: hosts (admin), VMs across hosts (list, detail, power actions) and jobs.
+
+Each endpoint carries the access the pages declare (webkvm/operations.py), so tests/unit/test_routes.py
+walks and checks it like any page; the checks themselves are the pages' own (webkvm/permissions.py,
+instances.lookup.vm_or_404) and every change runs through the declared operation (on_vm: its lock and
+its one audit record, which says it came through the API and with which token)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpResponseBase
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.auth import via
+from api.errors import Conflict
+from hosts.models import Host
+from instances import operations as ops
+from instances import state_since
+from instances.fleet import Filters, FleetRow, gather
+from instances.lookup import vm_or_404
+from jobs.models import Job, JobState
+from jobs.views import _job_or_403, as_json
+from virt import lifecycle
+from virt.domains import state_name
+from virt.devices import FieldProblem
+from virt.errors import Busy, HostBusy, InvalidState
+from webkvm import permissions
+from webkvm.models import VMPermission
+from webkvm.operations import ACCESS_ATTRIBUTE, ADMIN, LOGIN, OWNER, Access, on_vm, page, told
+
+
+def declared(access: Access, view: type[APIView]) -> Callable[..., HttpResponseBase]:
+    """The Django view of an API class, carrying its declared access for the route walk. DRF
+    authenticates (token or session) inside the view, so LoginRequiredMiddleware leaves it alone: an
+    anonymous caller gets 401 in JSON, not the login page."""
+    function = view.as_view()
+    setattr(function, ACCESS_ATTRIBUTE, access)
+    function.login_required = False  # type: ignore[attr-defined]
+    return function
+
+
+class ApiView(APIView):
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # audit.record reads it from the request (webkvm/audit.py).
+        request._request.webkvm_via = via(request)  # type: ignore[attr-defined]
+
+
+def accepted(job: Job, request: Request) -> Response:
+    """The answer of a long operation: 202 with the job's API URL (follow it until it is no longer active)."""
+    url = request.build_absolute_uri(reverse("api:job", args=[job.pk]))
+    return Response({"job": job.pk, "url": url}, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+# --- hosts --------------------------------------------------------------------------------------------
+
+class HostOut(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField()
+    transport = serializers.CharField()
+    hostname = serializers.CharField()
+    port = serializers.IntegerField(allow_null=True)
+    grants_suspended = serializers.BooleanField()
+
+
+class HostList(ApiView):
+    @extend_schema(responses=HostOut(many=True), operation_id="hosts_list", summary="Hosts (admins)")
+    def get(self, request: Request) -> Response:
+        permissions.require_admin(request, object_name=request.path)  # type: ignore[arg-type]
+        hosts = Host.objects.order_by("name")
+        paginator = LimitOffsetPagination()
+        chosen = paginator.paginate_queryset(hosts, request, view=self) or []
+        return paginator.get_paginated_response([_host(h) for h in chosen])
+
+
+def _host(host: Host) -> dict[str, Any]:
+    # Never a credential: SASL passwords and pinned keys stay out of the API.
+    return {"name": host.name, "transport": host.transport, "hostname": host.hostname, "port": host.port,
+            "grants_suspended": permissions.suspended(host)}
+
+
+# --- VMs ----------------------------------------------------------------------------------------------
+
+class VMOut(serializers.Serializer):  # type: ignore[type-arg]
+    host = serializers.CharField()
+    uuid = serializers.UUIDField()
+    name = serializers.CharField()
+    state = serializers.CharField()
+    vcpus = serializers.IntegerField()
+    memory_kib = serializers.IntegerField()
+    max_memory_kib = serializers.IntegerField()
+    cpu_percent = serializers.FloatField(allow_null=True)
+    autostart = serializers.BooleanField()
+    managed_save = serializers.BooleanField()
+    state_since = serializers.FloatField(allow_null=True, help_text="epoch seconds")
+    permissions = serializers.ListField(child=serializers.CharField(), help_text="your grants on it")
+    url = serializers.URLField()
+
+
+class Unreachable(serializers.Serializer):  # type: ignore[type-arg]
+    host = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class VMPage(serializers.Serializer):  # type: ignore[type-arg]
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = VMOut(many=True)
+    unreachable = Unreachable(many=True)
+
+
+def _vm(request: Request, item: FleetRow, grants: dict[tuple[int, str], frozenset[str]] | None) -> dict[str, Any]:
+    row = item.row
+    held = ([p.value for p in VMPermission] if grants is None
+            else sorted(grants.get((item.host.pk, row.uuid.lower()), frozenset())))
+    return {"host": item.host.name, "uuid": row.uuid, "name": row.name, "state": row.state, "vcpus": row.vcpus,
+            "memory_kib": row.memory_kib, "max_memory_kib": row.max_memory_kib, "cpu_percent": row.cpu_percent,
+            "autostart": row.autostart, "managed_save": row.managed_save, "state_since": row.state_since,
+            "permissions": held,
+            "url": request.build_absolute_uri(reverse("api:vm", args=[item.host.name, row.uuid]))}
+
+
+class VMList(ApiView):
+    @extend_schema(summary="VMs across hosts (those you may see)", parameters=[
+        OpenApiParameter("host", str, description="only this host's VMs"),
+        OpenApiParameter("state", str, description="e.g. running, shut off"),
+        OpenApiParameter("q", str, description="part of the name or UUID"),
+        OpenApiParameter("sort", str, description="name, host, state, vcpus, memory or cpu; -name for descending"),
+    ], responses=VMPage, operation_id="vms_list")
+    def get(self, request: Request) -> Response:
+        # The fleet view's own read: the same shared per-host reads, grants and filters.
+        fleet = gather(request.user, Filters.from_query(request.query_params))
+        grants = permissions.grants_by_vm(request.user)
+        paginator = LimitOffsetPagination()
+        chosen = paginator.paginate_queryset(fleet.rows, request, view=self) or []  # type: ignore[arg-type]
+        response = paginator.get_paginated_response([_vm(request, item, grants) for item in chosen])
+        response.data["unreachable"] = [{"host": host.name, "reason": words} for host, words in fleet.unreachable]
+        return response
+
+
+class VMDetail(ApiView):
+    @extend_schema(summary="One VM", responses=VMOut, operation_id="vm_detail")
+    def get(self, request: Request, host: str, vm: Any) -> Response:
+        ref = vm_or_404(request, host, vm, VMPermission.VIEW)  # type: ignore[arg-type]
+        fleet = gather(request.user, Filters(host=ref.host.name))
+        for item in fleet.rows:
+            if item.row.uuid.lower() == ref.uuid:
+                return Response(_vm(request, item, permissions.grants_by_vm(request.user)))
+        for unreachable, words in fleet.unreachable:
+            if unreachable.pk == ref.host.pk:
+                raise Conflict(f"{unreachable.name} is {words}", code="host_unavailable")
+        return Response({"code": "not_found", "message": "No such VM on this host."}, status=404)
+
+
+class ActionResult(serializers.Serializer):  # type: ignore[type-arg]
+    action = serializers.CharField()
+    state = serializers.CharField()
+    message = serializers.CharField()
+
+
+class VMAction(ApiView):
+    @extend_schema(summary="A power or housekeeping action on a VM", request=None, responses={200: ActionResult},
+                   operation_id="vm_action",
+                   parameters=[OpenApiParameter("action", str, OpenApiParameter.PATH,
+                                                enum=sorted(lifecycle.ACTIONS))])
+    def post(self, request: Request, host: str, vm: Any, action: str) -> Response:
+        chosen = ops.ACTIONS.get(action)
+        if chosen is None:
+            return Response({"code": "not_found", "message": "No such action."}, status=404)
+        ref = vm_or_404(request, host, vm, chosen.permission)  # type: ignore[arg-type]
+
+        def run(dom: Any) -> tuple[int, str]:
+            lifecycle.perform(dom, action)
+            code = int(dom.state()[0])
+            return code, state_name(code)
+
+        outcome = on_vm(request, chosen, ref, run, done=lambda s: f"{action}: done; it is {s[1]}.",  # type: ignore[arg-type]
+                        quiet=True)
+        if not outcome.ok or outcome.value is None:
+            exc = outcome.exception
+            words = told(request.user, exc) if exc is not None else outcome.error
+            if isinstance(exc, Busy):
+                raise Conflict(words, code="vm_busy")
+            if isinstance(exc, HostBusy):
+                raise Conflict(words, code="host_busy")
+            if isinstance(exc, InvalidState):
+                raise Conflict(words, code="invalid_state")
+            if isinstance(exc, FieldProblem):
+                return Response({"code": "invalid", "message": words, "fields": {exc.field or "non_field_errors":
+                                                                                  [words]}}, status=400)
+            raise Conflict(words, code="not_done")
+        code, state = outcome.value
+        state_since.record(ref.host, ref.uuid, state,
+                           shutdown_asked=action == "shutdown" and code in lifecycle.ACTIVE)
+        return Response({"action": action, "state": state, "message": f"{chosen.label}: done; it is {state}."})
+
+
+# --- jobs ---------------------------------------------------------------------------------------------
+
+class JobOut(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    label = serializers.CharField()
+    summary = serializers.CharField()
+    target = serializers.DictField()
+    host = serializers.CharField(allow_null=True)
+    state = serializers.CharField()
+    active = serializers.BooleanField()
+    percent = serializers.FloatField(allow_null=True)
+    result = serializers.CharField()
+    seconds = serializers.FloatField(allow_null=True)
+    url = serializers.URLField()
+
+
+class JobList(ApiView):
+    @extend_schema(summary="Jobs (admins: every job; others: their own)", responses=JobOut(many=True),
+                   operation_id="jobs_list",
+                   parameters=[OpenApiParameter("state", str, enum=list(JobState.values)),
+                               OpenApiParameter("kind", str)])
+    def get(self, request: Request) -> Response:
+        jobs = Job.objects.select_related("host", "owner").order_by("-pk")
+        if not permissions.is_admin(request.user):
+            jobs = jobs.filter(owner_id=request.user.pk)
+        state, kind = request.query_params.get("state", ""), request.query_params.get("kind", "")[:64]
+        if state in JobState.values:
+            jobs = jobs.filter(state=state)
+        if kind:
+            jobs = jobs.filter(kind=kind)
+        paginator = LimitOffsetPagination()
+        chosen = paginator.paginate_queryset(jobs, request, view=self) or []
+        return paginator.get_paginated_response([_job(request, job) for job in chosen])
+
+
+def _job(request: Request, job: Job) -> dict[str, Any]:
+    data = as_json(job, request.user)
+    data.pop("link", None)
+    data["url"] = request.build_absolute_uri(reverse("api:job", args=[job.pk]))
+    return data
+
+
+class JobDetail(ApiView):
+    @extend_schema(summary="One job (its owner or an admin)", responses=JobOut, operation_id="job_detail")
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(_job(request, _job_or_403(request, job_id)))  # type: ignore[arg-type]
+
+
+HOSTS = page(ADMIN)
+VMS = page(LOGIN)  # anybody authenticated: the list holds only what they may see
+VM = page(VMPermission.VIEW.value, "vm")
+ACTION = ops.ACTION  # the pages' own route access: each action's declared operation
+JOBS = page(LOGIN)
+JOB = page(OWNER)
