@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from api.models import ApiToken
 from hosts import services
 from hosts.models import Host
 from instances.models import Flavor
@@ -139,6 +140,9 @@ def crowd(test_host: Host) -> dict[str, Client]:
     Job.objects.create(pk=JOB_ID, kind="volume.wipe", host=test_host, owner=people[JOB_OWNER], state="done",
                        target_type="volume", target_name="images/w.img", summary="a job of the view persona",
                        params={"pool": "images", "name": "w.img"})
+    # The sample token of the OWNER route api-tokens:revoke (pk 1), the view persona's.
+    ApiToken.objects.create(pk=1, user=people[JOB_OWNER], name="the view persona's token", prefix="table001",
+                            secret_hash="0" * 64)
     for persona, user in people.items():
         client = Client()
         client.force_login(user)
@@ -159,6 +163,8 @@ def _ask(client: Client, url: str) -> Any:
 
 def _refused(response: Any) -> bool:
     if response.status_code == 403:
+        return True
+    if response.status_code == 401:  # the API (api/): an anonymous caller is asked for a token, in JSON
         return True
     # LoginRequiredMiddleware's redirect says where to come back to (logout's own redirect does not).
     return response.status_code == 302 and response["Location"].startswith("/login/?next=")

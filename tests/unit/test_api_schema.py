@@ -1,0 +1,83 @@
+"""The OpenAPI schema generates, validates and lists every API route; the reference page is served from
+the package (no CDN) under the panel's CSP; errors have one JSON shape."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+from django.conf import settings
+from django.contrib.staticfiles import finders
+from django.test import Client
+from openapi_spec_validator import validate
+
+from tests.unit.test_routes import ROUTES
+from webkvm.middleware import POLICY
+
+pytestmark = pytest.mark.django_db
+
+
+def _schema() -> dict:
+    response = Client().get("/api/v1/schema/")
+    assert response.status_code == 200
+    return yaml.safe_load(response.content)
+
+
+def test_the_schema_validates_and_lists_every_api_route() -> None:
+    schema = _schema()
+    validate(schema)
+    paths = schema["paths"]
+    for route in ROUTES:
+        if not route.name.startswith("api:") or route.name in ("api:schema", "api:docs"):
+            continue
+        templated = "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route.pattern)
+        assert templated in paths, f"{route.name} ({templated}) is missing from the schema"
+    assert "post" in paths["/api/v1/vms/{host}/{vm}/actions/{action}/"]
+    assert schema["components"]["securitySchemes"]["token"] == {
+        "type": "http", "scheme": "bearer", "description": "A personal API token: wkvm_..."}
+
+
+def test_the_reference_page_uses_no_cdn_and_no_inline_script() -> None:
+    response = Client().get("/api/v1/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert response["Content-Security-Policy"] == POLICY
+    assert "cdn" not in html.lower() and "https://" not in html
+    assert "<script>" not in html.replace(" ", ""), "inline script: the CSP would block it"
+    sources = [src.replace("&amp;", "&") for src in re.findall(r'<script[^>]*src="([^"]+)"', html)]
+    assert sources
+    for src in sources:
+        assert src.startswith("/"), src
+        if src.startswith(settings.STATIC_URL):  # collected by collectstatic (make), found by its finders
+            assert finders.find(src.removeprefix(settings.STATIC_URL)), f"{src} is not a static file"
+        else:  # the split view's own start-up script
+            script = Client().get(src)
+            assert script.status_code == 200 and "javascript" in script["Content-Type"], src
+
+
+def test_error_shapes(admin_client: Client) -> None:
+    unknown = Client().get("/api/v1/hosts/")
+    assert unknown.status_code == 401 and set(unknown.json()) == {"code", "message"}
+    assert unknown["WWW-Authenticate"] == "Bearer"
+    missing = admin_client.get("/api/v1/jobs/999999/")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    wrong = admin_client.put("/api/v1/hosts/")
+    assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
+
+
+def test_field_errors_are_per_field() -> None:
+    from rest_framework import serializers
+
+    from api.errors import handle
+
+    class Form(serializers.Serializer):  # type: ignore[type-arg]
+        name = serializers.CharField(max_length=3)
+
+    form = Form(data={"name": "toolong"})
+    with pytest.raises(serializers.ValidationError) as caught:
+        form.is_valid(raise_exception=True)
+    response = handle(caught.value, {})
+    assert response is not None and response.status_code == 400
+    assert response.data["code"] == "invalid" and list(response.data["fields"]) == ["name"]
+    assert response.data["fields"]["name"][0].startswith("Ensure this field has no more than 3")
