@@ -32,7 +32,7 @@ $(STAMPS)/npm: package.json package-lock.json
 
 lint: $(STAMPS)/venv
 	.venv/bin/ruff check .
-	.venv/bin/mypy virt webkvm hosts instances console networks storage jobs
+	.venv/bin/mypy virt webkvm hosts instances console networks storage jobs api
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run -v0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -41,7 +41,7 @@ class ApiToken(models.Model):
         return f"{self.name} ({PREFIX}{self.prefix}_…)"
 
     @classmethod
-    def make(cls, user: object, name: str, *, expires: timezone.datetime | None = None,
+    def make(cls, user: object, name: str, *, expires: datetime | None = None,
              read_only: bool = False) -> tuple[ApiToken, str]:
         """A new token and its one-time text (never stored, never shown again)."""
         secret = secrets.token_urlsafe(32)

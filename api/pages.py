@@ -47,7 +47,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
         form = TokenForm()
     tokens = ApiToken.objects.select_related("user")
     if not permissions.is_admin(request.user):
-        tokens = tokens.filter(user=request.user)
+        tokens = tokens.filter(user_id=request.user.pk or 0)
     response = render(request, "api/tokens.html", {"form": form, "tokens": tokens, "shown": shown,
                                                    "all_users": permissions.is_admin(request.user)})
     if shown:

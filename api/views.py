@@ -29,8 +29,8 @@ from instances.lookup import vm_or_404
 from jobs.models import Job, JobState
 from jobs.views import _job_or_403, as_json
 from virt import lifecycle
-from virt.domains import state_name
 from virt.devices import FieldProblem
+from virt.domains import state_name
 from virt.errors import Busy, HostBusy, InvalidState
 from webkvm import permissions
 from webkvm.models import VMPermission
@@ -43,7 +43,7 @@ def declared(access: Access, view: type[APIView]) -> Callable[..., HttpResponseB
     anonymous caller gets 401 in JSON, not the login page."""
     function = view.as_view()
     setattr(function, ACCESS_ATTRIBUTE, access)
-    function.login_required = False  # type: ignore[attr-defined]
+    function.login_required = False
     return function
 
 
@@ -51,7 +51,7 @@ class ApiView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         # audit.record reads it from the request (webkvm/audit.py).
-        request._request.webkvm_via = via(request)  # type: ignore[attr-defined]
+        request._request.webkvm_via = via(request)
 
 
 def accepted(job: Job, request: Request) -> Response:
@@ -62,7 +62,7 @@ def accepted(job: Job, request: Request) -> Response:
 
 # --- hosts --------------------------------------------------------------------------------------------
 
-class HostOut(serializers.Serializer):  # type: ignore[type-arg]
+class HostOut(serializers.Serializer):
     name = serializers.CharField()
     transport = serializers.CharField()
     hostname = serializers.CharField()
@@ -73,7 +73,7 @@ class HostOut(serializers.Serializer):  # type: ignore[type-arg]
 class HostList(ApiView):
     @extend_schema(responses=HostOut(many=True), operation_id="hosts_list", summary="Hosts (admins)")
     def get(self, request: Request) -> Response:
-        permissions.require_admin(request, object_name=request.path)  # type: ignore[arg-type]
+        permissions.require_admin(request, object_name=request.path)
         hosts = Host.objects.order_by("name")
         paginator = LimitOffsetPagination()
         chosen = paginator.paginate_queryset(hosts, request, view=self) or []
@@ -88,7 +88,7 @@ def _host(host: Host) -> dict[str, Any]:
 
 # --- VMs ----------------------------------------------------------------------------------------------
 
-class VMOut(serializers.Serializer):  # type: ignore[type-arg]
+class VMOut(serializers.Serializer):
     host = serializers.CharField()
     uuid = serializers.UUIDField()
     name = serializers.CharField()
@@ -104,12 +104,12 @@ class VMOut(serializers.Serializer):  # type: ignore[type-arg]
     url = serializers.URLField()
 
 
-class Unreachable(serializers.Serializer):  # type: ignore[type-arg]
+class Unreachable(serializers.Serializer):
     host = serializers.CharField()
     reason = serializers.CharField()
 
 
-class VMPage(serializers.Serializer):  # type: ignore[type-arg]
+class VMPage(serializers.Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
@@ -140,7 +140,7 @@ class VMList(ApiView):
         fleet = gather(request.user, Filters.from_query(request.query_params))
         grants = permissions.grants_by_vm(request.user)
         paginator = LimitOffsetPagination()
-        chosen = paginator.paginate_queryset(fleet.rows, request, view=self) or []  # type: ignore[arg-type]
+        chosen = paginator.paginate_queryset(fleet.rows, request, view=self) or []
         response = paginator.get_paginated_response([_vm(request, item, grants) for item in chosen])
         response.data["unreachable"] = [{"host": host.name, "reason": words} for host, words in fleet.unreachable]
         return response
@@ -149,7 +149,7 @@ class VMList(ApiView):
 class VMDetail(ApiView):
     @extend_schema(summary="One VM", responses=VMOut, operation_id="vm_detail")
     def get(self, request: Request, host: str, vm: Any) -> Response:
-        ref = vm_or_404(request, host, vm, VMPermission.VIEW)  # type: ignore[arg-type]
+        ref = vm_or_404(request, host, vm, VMPermission.VIEW)
         fleet = gather(request.user, Filters(host=ref.host.name))
         for item in fleet.rows:
             if item.row.uuid.lower() == ref.uuid:
@@ -160,7 +160,7 @@ class VMDetail(ApiView):
         return Response({"code": "not_found", "message": "No such VM on this host."}, status=404)
 
 
-class ActionResult(serializers.Serializer):  # type: ignore[type-arg]
+class ActionResult(serializers.Serializer):
     action = serializers.CharField()
     state = serializers.CharField()
     message = serializers.CharField()
@@ -175,14 +175,14 @@ class VMAction(ApiView):
         chosen = ops.ACTIONS.get(action)
         if chosen is None:
             return Response({"code": "not_found", "message": "No such action."}, status=404)
-        ref = vm_or_404(request, host, vm, chosen.permission)  # type: ignore[arg-type]
+        ref = vm_or_404(request, host, vm, chosen.permission)
 
         def run(dom: Any) -> tuple[int, str]:
             lifecycle.perform(dom, action)
             code = int(dom.state()[0])
             return code, state_name(code)
 
-        outcome = on_vm(request, chosen, ref, run, done=lambda s: f"{action}: done; it is {s[1]}.",  # type: ignore[arg-type]
+        outcome = on_vm(request, chosen, ref, run, done=lambda s: f"{action}: done; it is {s[1]}.",
                         quiet=True)
         if not outcome.ok or outcome.value is None:
             exc = outcome.exception
@@ -205,7 +205,7 @@ class VMAction(ApiView):
 
 # --- jobs ---------------------------------------------------------------------------------------------
 
-class JobOut(serializers.Serializer):  # type: ignore[type-arg]
+class JobOut(serializers.Serializer):
     id = serializers.IntegerField()
     kind = serializers.CharField()
     label = serializers.CharField()
@@ -249,7 +249,7 @@ def _job(request: Request, job: Job) -> dict[str, Any]:
 class JobDetail(ApiView):
     @extend_schema(summary="One job (its owner or an admin)", responses=JobOut, operation_id="job_detail")
     def get(self, request: Request, job_id: int) -> Response:
-        return Response(_job(request, _job_or_403(request, job_id)))  # type: ignore[arg-type]
+        return Response(_job(request, _job_or_403(request, job_id)))
 
 
 HOSTS = page(ADMIN)

@@ -47,6 +47,16 @@ def env_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
     return value
 
 
+def env_rate(name: str, default: str) -> str:
+    """A request rate as Django REST framework reads it: `600/min` (per s, min, hour or day)."""
+    value = env_str(name, default) or default
+    count, _, period = value.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in ("s", "sec", "second", "m", "min", "minute",
+                                                              "h", "hour", "d", "day"):
+        raise ConfigError(f"{name} must be a rate such as 600/min (per s, min, hour or day), not {value!r}")
+    return value
+
+
 def env_time_zone(name: str, default: str) -> str:
     """An IANA time zone name such as UTC or Europe/Berlin: every page writes instants in it."""
     value = env_str(name, default) or default

@@ -224,7 +224,8 @@ WEBKVM_POLL_WINDOW_SECONDS = config.env_int("WEBKVM_POLL_WINDOW_SECONDS", 10, mi
 # The REST API (api/): personal tokens or the session (with CSRF); JSON only; paginated lists; throttled
 # callers get 429; errors as {"code", "message", "fields"} (api/errors.py).
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.TokenAuthentication", "rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.TokenAuthentication",
+                                       "rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "api.auth.ReadOnlyTokens"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -232,7 +233,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle",
                                  "rest_framework.throttling.AnonRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": config.env_str("WEBKVM_API_RATE", "600/min"), "anon": "60/min"},
+    "DEFAULT_THROTTLE_RATES": {"user": config.env_rate("WEBKVM_API_RATE", "600/min"), "anon": "60/min"},
     "EXCEPTION_HANDLER": "api.errors.handle",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

@@ -13,11 +13,11 @@ from django.test import Client
 from api.models import ApiToken
 from hosts import services
 from hosts.models import Host
+from jobs.models import Job
 from tests.conftest import DB_01_UUID, WEB_01_UUID
 from tests.unit.test_routes import CASES, GRANTS, JOB_ID, JOB_OWNER, Route, _allowed, _url, _world
 from webkvm.models import AuditEvent, VMGrant, VMPermission
 from webkvm.operations import ADMIN
-from jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -147,7 +147,7 @@ def test_the_vm_list_holds_only_granted_vms(callers: dict[str, TokenClient], tes
 
 def test_unknown_hosts_and_vms(callers: dict[str, TokenClient], test_host: Host) -> None:
     """Users cannot tell host names apart (403 for both); admins hear 404."""
-    missing = "/api/v1/vms/no-such-host/{}/".format(WEB_01_UUID)
+    missing = f"/api/v1/vms/no-such-host/{WEB_01_UUID}/"
     assert callers["user-view"].get(missing).status_code == 403
     assert callers["admin"].get(missing).json()["code"] == "not_found"
     gone = callers["admin"].get("/api/v1/vms/testhost/99999999-9999-4999-8999-999999999999/")

@@ -118,3 +118,14 @@ def test_the_token_form_refuses_bad_input(user_client: Client) -> None:
     page = user_client.post("/tokens/", {"name": "", "days": "-3"})
     assert page.status_code == 200 and not ApiToken.objects.exists()
     assert PASSWORD  # (the personas' password; unused here)
+
+
+def test_the_api_rate_is_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from webkvm import config
+
+    monkeypatch.setenv("WEBKVM_API_RATE", "10/s")
+    assert config.env_rate("WEBKVM_API_RATE", "600/min") == "10/s"
+    for bad in ("lots", "0/min", "5/fortnight", "-1/s"):
+        monkeypatch.setenv("WEBKVM_API_RATE", bad)
+        with pytest.raises(config.ConfigError):
+            config.env_rate("WEBKVM_API_RATE", "600/min")
