@@ -174,3 +174,19 @@ def test_throttled_callers_get_429(callers: dict[str, TokenClient], settings: An
     finally:
         UserRateThrottle.THROTTLE_RATES = old
     assert codes == [200, 200, 429]
+
+
+def test_a_long_operation_answers_202_with_its_jobs_url(callers: dict[str, TokenClient], test_host: Host) -> None:
+    """The helper later endpoints use for operations that run as jobs (none of the first ones does)."""
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from api.views import accepted
+
+    job = Job.objects.get(pk=JOB_ID)
+    response = accepted(job, Request(APIRequestFactory().post("/api/v1/anything/")))
+    assert response.status_code == 202 and response.data["job"] == JOB_ID
+    assert response["Location"] == response.data["url"] == f"http://testserver/api/v1/jobs/{JOB_ID}/"
+    followed = callers[JOB_OWNER].get(response.data["url"].removeprefix("http://testserver"))
+    assert followed.status_code == 200 and followed.json()["state"] == "done"
+    assert callers["user-power"].get(f"/api/v1/jobs/{JOB_ID}/").status_code == 403, "another user's job"
