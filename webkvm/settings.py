@@ -136,6 +136,10 @@ CACHES = {
     "axes": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": WEBKVM_REDIS_URL,
              "KEY_PREFIX": "webkvm:axes"} if WEBKVM_REDIS_URL else
             {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "axes"},
+    # The API's request counts (api/throttles.py), shared by every panel process through Redis.
+    "api": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": WEBKVM_REDIS_URL,
+            "KEY_PREFIX": "webkvm:api"} if WEBKVM_REDIS_URL else
+           {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "api"},
 }
 # axes warns about a process-local cache; without Redis the panel runs as one process, where it is right.
 SILENCED_SYSTEM_CHECKS = [] if WEBKVM_REDIS_URL else ["axes.W001"]
@@ -231,8 +235,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle",
-                                 "rest_framework.throttling.AnonRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttles.PerUser", "api.throttles.PerAddress"],
     "DEFAULT_THROTTLE_RATES": {"user": config.env_rate("WEBKVM_API_RATE", "600/min"), "anon": "60/min"},
     "EXCEPTION_HANDLER": "api.errors.handle",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

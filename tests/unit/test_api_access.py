@@ -163,17 +163,31 @@ def test_a_session_needs_csrf_for_unsafe_methods(granted_user, test_host: Host) 
     assert _active(test_host)
 
 
-def test_throttled_callers_get_429(callers: dict[str, TokenClient], settings: Any) -> None:
+@pytest.fixture(params=["memory", "redis"])
+def api_counts(request: pytest.FixtureRequest, settings: Any) -> str:
+    """Where the API's request counts live: this process's memory, or Redis (every panel process)."""
+    from django.core.cache import caches
+
+    if request.param == "redis":
+        settings.CACHES = {**settings.CACHES, "api": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": request.getfixturevalue("redis_url"), "KEY_PREFIX": "webkvm:api-test"}}
+    caches["api"].clear()
+    return str(request.param)
+
+
+def test_throttled_callers_get_429(callers: dict[str, TokenClient], api_counts: str) -> None:
     from rest_framework.throttling import UserRateThrottle
 
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK}
     old = UserRateThrottle.THROTTLE_RATES
     UserRateThrottle.THROTTLE_RATES = {**old, "user": "2/min"}
     try:
         codes = [callers["user-view"].get("/api/v1/jobs/").status_code for _ in range(3)]
+        refused = callers["user-view"].get("/api/v1/jobs/")
     finally:
         UserRateThrottle.THROTTLE_RATES = old
     assert codes == [200, 200, 429]
+    assert refused.json()["code"] == "throttled" and int(refused["Retry-After"]) > 0
 
 
 def test_a_long_operation_answers_202_with_its_jobs_url(callers: dict[str, TokenClient], test_host: Host) -> None:
