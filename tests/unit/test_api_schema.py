@@ -45,6 +45,9 @@ def test_the_reference_page_uses_no_cdn_and_no_inline_script() -> None:
     assert response["Content-Security-Policy"] == POLICY
     assert "cdn" not in html.lower() and "https://" not in html
     assert "<script>" not in html.replace(" ", ""), "inline script: the CSP would block it"
+    assert "<style" not in html and " style=" not in html, "inline style: the CSP would block it"
+    for href in re.findall(r'<link[^>]*href="([^"]+)"', html):
+        assert finders.find(href.removeprefix(settings.STATIC_URL)), f"{href} is not a static file"
     sources = [src.replace("&amp;", "&") for src in re.findall(r'<script[^>]*src="([^"]+)"', html)]
     assert sources
     for src in sources:
@@ -81,3 +84,7 @@ def test_field_errors_are_per_field() -> None:
     assert response is not None and response.status_code == 400
     assert response.data["code"] == "invalid" and list(response.data["fields"]) == ["name"]
     assert response.data["fields"]["name"][0].startswith("Ensure this field has no more than 3")
+
+
+def test_the_user_menu_leads_to_the_token_page(user_client: Client) -> None:
+    assert 'href="/tokens/"' in user_client.get("/jobs/").content.decode()
