@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 
 from tests.unit.test_routes import ROUTES
 from webkvm.middleware import POLICY
+from webkvm.operations import OPERATIONS
 
 pytestmark = pytest.mark.django_db
 
@@ -88,3 +89,40 @@ def test_field_errors_are_per_field() -> None:
 
 def test_the_user_menu_leads_to_the_token_page(user_client: Client) -> None:
     assert 'href="/tokens/"' in user_client.get("/jobs/").content.decode()
+
+
+# Declared operations (webkvm/operations.py) the API does not offer yet (issue 16 continues): a ledger that only
+# shrinks. A newly declared operation fails the test below until it has an endpoint or is added here on purpose;
+# one given an endpoint must leave the list.
+NOT_YET = {
+    "flavor.create", "flavor.delete", "flavor.update", "grant.revoke", "grant.set", "host.confirm_machine",
+    "host.create", "host.delete", "host.evacuate", "host.share", "host.test", "host.unshare", "host.update",
+    "network.autostart", "network.create", "network.delete", "network.host-add", "network.host-remove",
+    "network.no-autostart", "network.start", "network.stop", "pool.autostart", "pool.build", "pool.create",
+    "pool.delete", "pool.no-autostart", "pool.refresh", "pool.start", "pool.stop", "user.create",
+    "user.set_password", "user.update", "vm.boot", "vm.cdrom.add", "vm.cdrom.eject", "vm.cdrom.insert",
+    "vm.cdrom.remove", "vm.clone", "vm.create", "vm.delete", "vm.describe", "vm.disk.attach", "vm.disk.detach",
+    "vm.migrate", "vm.migrate-many", "vm.nic.add", "vm.nic.link", "vm.nic.remove", "vm.nic.source", "vm.rename",
+    "vm.resize", "vm.snapshot.create", "vm.snapshot.delete", "vm.snapshot.revert", "vm.vnc", "vm.xml.edit",
+    "vm.xml.rollback", "volume.clone", "volume.create", "volume.delete", "volume.download", "volume.resize",
+    "volume.upload", "volume.wipe",
+}
+
+
+def _api_operations() -> set[str]:
+    """Operations an API route runs: those its declared access chooses from (the action routes)."""
+    return {op.name for route in ROUTES if route.name.startswith("api:") and route.access is not None
+            for op in route.access.choices.values()}
+
+
+def test_every_declared_operation_has_an_api_endpoint_or_is_listed_as_not_yet() -> None:
+    missing = set(OPERATIONS) - _api_operations()
+    assert not missing - NOT_YET, f"declared operations without an API endpoint: {sorted(missing - NOT_YET)}"
+    assert not NOT_YET - missing, f"these have an endpoint now (or are gone): take them off NOT_YET: " \
+                                  f"{sorted(NOT_YET - missing)}"
+
+
+def test_the_schema_offers_every_action_the_api_runs() -> None:
+    offered = _schema()["paths"]["/api/v1/vms/{host}/{vm}/actions/{action}/"]["post"]["parameters"]
+    actions = next(p for p in offered if p["name"] == "action")["schema"]["enum"]
+    assert {f"vm.{a}" for a in actions} == _api_operations()
