@@ -43,7 +43,7 @@ def _words(detail: Any) -> str:
 
 def _code(exc: exceptions.APIException, status_code: int) -> str:
     codes = exc.get_codes()
-    if isinstance(codes, str) and codes not in ("error", "invalid", "permission_denied", "not_found") :
+    if isinstance(codes, str) and codes not in ("error", "invalid", "permission_denied", "not_found"):
         return codes
     return CODES.get(status_code, codes if isinstance(codes, str) else "error")
 
@@ -64,6 +64,9 @@ def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
         body = {"code": "invalid", "message": "Some fields are not valid.",
                 "fields": {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in fields.items()}}
     else:
-        body = {"code": _code(exc, response.status_code), "message": _words(exc.detail)}
+        code = _code(exc, response.status_code)
+        if isinstance(exc, exceptions.PermissionDenied) and str(exc.detail).startswith("CSRF Failed"):
+            code = "csrf_failed"  # a session caller without the CSRF token (tokens need none)
+        body = {"code": code, "message": _words(exc.detail)}
     response.data = body
     return response
