@@ -23,18 +23,17 @@ from api.auth import via
 from api.errors import Conflict
 from hosts.models import Host
 from instances import operations as ops
-from instances import state_since
 from instances.fleet import Filters, FleetRow, gather
 from instances.lookup import vm_or_404
+from instances.views.actions import run_action
 from jobs.models import Job, JobState
 from jobs.views import _job_or_403, as_json
 from virt import lifecycle
 from virt.devices import FieldProblem
-from virt.domains import state_name
 from virt.errors import Busy, HostBusy, InvalidState
 from webkvm import permissions
 from webkvm.models import VMPermission
-from webkvm.operations import ACCESS_ATTRIBUTE, ADMIN, LOGIN, OWNER, Access, on_vm, page, told
+from webkvm.operations import ACCESS_ATTRIBUTE, ADMIN, LOGIN, OWNER, Access, page, told
 
 
 def declared(access: Access, view: type[APIView]) -> Callable[..., HttpResponseBase]:
@@ -177,13 +176,7 @@ class VMAction(ApiView):
             return Response({"code": "not_found", "message": "No such action."}, status=404)
         ref = vm_or_404(request, host, vm, chosen.permission)
 
-        def run(dom: Any) -> tuple[int, str]:
-            lifecycle.perform(dom, action)
-            code = int(dom.state()[0])
-            return code, state_name(code)
-
-        outcome = on_vm(request, chosen, ref, run, done=lambda s: f"{action}: done; it is {s[1]}.",
-                        quiet=True)
+        outcome = run_action(request, ref, action, quiet=True)
         if not outcome.ok or outcome.value is None:
             exc = outcome.exception
             words = told(request.user, exc) if exc is not None else outcome.error
@@ -197,9 +190,7 @@ class VMAction(ApiView):
                 return Response({"code": "invalid", "message": words, "fields": {exc.field or "non_field_errors":
                                                                                   [words]}}, status=400)
             raise Conflict(words, code="not_done")
-        code, state = outcome.value
-        state_since.record(ref.host, ref.uuid, state,
-                           shutdown_asked=action == "shutdown" and code in lifecycle.ACTIVE)
+        state = outcome.value[1]
         return Response({"action": action, "state": state, "message": f"{chosen.label}: done; it is {state}."})
 
 

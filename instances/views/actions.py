@@ -26,7 +26,7 @@ from instances.views.detail import FORCE_OFF_AFTER_SECONDS
 from virt import lifecycle
 from virt.domains import state_name
 from virt.errors import VirtError
-from webkvm.operations import on_vm, told, vm_route
+from webkvm.operations import Outcome, on_vm, told, vm_route
 
 
 def _next(request: HttpRequest) -> str:
@@ -58,6 +58,17 @@ def _done(action: lifecycle.Action) -> Callable[[tuple[int, str]], str]:
     return said
 
 
+def run_action(request: HttpRequest, ref: VMRef, name: str, *, quiet: bool = False) -> Outcome[tuple[int, str]]:
+    """The lifecycle action `name` as its declared operation (lock, audit, words), then the state it left the VM
+    in recorded (code, name): the VM page, the bulk page's callers and the API run actions through here."""
+    outcome = on_vm(request, ops.ACTIONS[name], ref, lambda dom: _run(dom, name),
+                    done=_done(lifecycle.ACTIONS[name]), quiet=quiet)
+    if outcome.ok and outcome.value is not None:
+        code, state = outcome.value
+        state_since.record(ref.host, ref.uuid, state, shutdown_asked=name == "shutdown" and code in lifecycle.ACTIVE)
+    return outcome
+
+
 @require_http_methods(["GET", "POST"])
 @vm_route(ops.ACTION)
 def action(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
@@ -73,10 +84,7 @@ def action(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
         return render(request, "instances/confirm.html", {
             "ref": ref, "action": chosen, "name": name, "next": _next(request),
         })
-    outcome = on_vm(request, ops.ACTIONS[action], ref, lambda dom: _run(dom, action), done=_done(chosen))
-    if outcome.ok and outcome.value is not None:
-        code, state = outcome.value
-        state_since.record(ref.host, ref.uuid, state, shutdown_asked=action == "shutdown" and code in lifecycle.ACTIVE)
+    run_action(request, ref, action)
     return _back(request, ref)
 
 
