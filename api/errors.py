@@ -12,7 +12,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from virt.errors import Busy, HostBusy
+from virt.devices import FieldProblem
+from virt.errors import Busy, HostBusy, InvalidState, NotFound, Unreachable, VirtError
 
 CODES = {
     status.HTTP_400_BAD_REQUEST: "invalid",
@@ -48,9 +49,39 @@ def _code(exc: exceptions.APIException, status_code: int) -> str:
     return CODES.get(status_code, codes if isinstance(codes, str) else "error")
 
 
+class Unavailable(exceptions.APIException):
+    """503: the host cannot be reached (or asked) now."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The host is unavailable."
+    default_code = "host_unavailable"
+
+
+def from_host(exc: VirtError, user: Any) -> exceptions.APIException:
+    """A failure of the virt layer as an API error with a stable code; the words are those a page shows
+    this user (webkvm.operations.told: the host's own text only for admins)."""
+    from webkvm.operations import told  # webkvm.operations imports hosts, which is loaded after this module
+
+    words = told(user, exc)
+    if isinstance(exc, FieldProblem):
+        return exceptions.ValidationError({exc.field or "non_field_errors": [words]})
+    if isinstance(exc, NotFound):
+        return exceptions.NotFound(words)
+    if isinstance(exc, Busy):
+        return Conflict(words, code="vm_busy")
+    if isinstance(exc, HostBusy):
+        return Conflict(words, code="host_busy")
+    if isinstance(exc, InvalidState):
+        return Conflict(words, code="invalid_state")
+    if isinstance(exc, Unreachable):
+        return Unavailable(words)
+    return Conflict(words, code="not_done")
+
+
 def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, Busy | HostBusy):
-        exc = Conflict(str(exc), code="vm_busy" if isinstance(exc, Busy) else "host_busy")
+    if isinstance(exc, VirtError):
+        request = context.get("request")
+        exc = from_host(exc, getattr(request, "user", None))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, DjangoPermissionDenied):

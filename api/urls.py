@@ -8,7 +8,8 @@ from django.http import HttpResponseBase
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from api import pages, views
+from api import hosts, networks, pages, people, storage, views, vm_config, vm_life
+from api.base import declared
 from webkvm.operations import ACCESS_ATTRIBUTE, PUBLIC, page
 
 
@@ -21,13 +22,15 @@ def _public(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponse
 
 app_name = "api"
 urlpatterns = [
-    path("hosts/", views.declared(views.HOSTS, views.HostList), name="hosts"),
-    path("vms/", views.declared(views.VMS, views.VMList), name="vms"),
-    path("vms/<str:host>/<uuid:vm>/", views.declared(views.VM, views.VMDetail), name="vm"),
-    path("vms/<str:host>/<uuid:vm>/actions/<str:action>/", views.declared(views.ACTION, views.VMAction),
-         name="vm-action"),
-    path("jobs/", views.declared(views.JOBS, views.JobList), name="jobs"),
-    path("jobs/<int:job_id>/", views.declared(views.JOB, views.JobDetail), name="job"),
+    path("hosts/", declared(views.HostList), name="hosts"),
+    path("vms/", declared(views.VMList), name="vms"),
+    path("vms/<str:host>/<uuid:vm>/", declared(views.VMDetail), name="vm"),
+    path("vms/<str:host>/<uuid:vm>/actions/<str:action>/", declared(views.VMAction), name="vm-action"),
+    path("jobs/", declared(views.JobList), name="jobs"),
+    path("jobs/<int:job_id>/", declared(views.JobDetail), name="job"),
+    # Each resource module lists its own routes.
+    *vm_config.urlpatterns, *vm_life.urlpatterns, *storage.urlpatterns, *networks.urlpatterns,
+    *hosts.urlpatterns, *people.urlpatterns,
     path("schema/", _public(SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[])),
          name="schema"),
     # The split view serves Swagger UI's start-up script as a file of its own: the CSP allows no inline script.

@@ -7,57 +7,27 @@ its one audit record, which says it came through the API and with which token)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpResponseBase
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from api.auth import via
+from api.base import ApiView, answer
 from api.errors import Conflict
 from hosts.models import Host
 from instances import operations as ops
 from instances.fleet import Filters, FleetRow, gather
-from instances.lookup import vm_or_404
 from instances.views.actions import run_action
 from jobs.models import Job, JobState
 from jobs.views import _job_or_403, as_json
 from virt import lifecycle
-from virt.devices import FieldProblem
-from virt.errors import Busy, HostBusy, InvalidState
 from webkvm import permissions
 from webkvm.models import VMPermission
-from webkvm.operations import ACCESS_ATTRIBUTE, ADMIN, LOGIN, OWNER, Access, page, told
-
-
-def declared(access: Access, view: type[APIView]) -> Callable[..., HttpResponseBase]:
-    """The Django view of an API class, carrying its declared access for the route walk. DRF
-    authenticates (token or session) inside the view, so LoginRequiredMiddleware leaves it alone: an
-    anonymous caller gets 401 in JSON, not the login page."""
-    function = view.as_view()
-    setattr(function, ACCESS_ATTRIBUTE, access)
-    function.login_required = False
-    return function
-
-
-class ApiView(APIView):
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        # audit.record reads it from the request (webkvm/audit.py).
-        request._request.webkvm_via = via(request)
-
-
-def accepted(job: Job, request: Request) -> Response:
-    """The answer of a long operation: 202 with the job's API URL (follow it until it is no longer active)."""
-    url = request.build_absolute_uri(reverse("api:job", args=[job.pk]))
-    return Response({"job": job.pk, "url": url}, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
-
+from webkvm.operations import ADMIN, LOGIN, OWNER, page
 
 # --- hosts --------------------------------------------------------------------------------------------
 
@@ -70,9 +40,10 @@ class HostOut(serializers.Serializer):
 
 
 class HostList(ApiView):
+    access = page(ADMIN)
+
     @extend_schema(responses=HostOut(many=True), operation_id="hosts_list", summary="Hosts (admins)")
     def get(self, request: Request) -> Response:
-        permissions.require_admin(request, object_name=request.path)
         hosts = Host.objects.order_by("name")
         paginator = LimitOffsetPagination()
         chosen = paginator.paginate_queryset(hosts, request, view=self) or []
@@ -128,6 +99,8 @@ def _vm(request: Request, item: FleetRow, grants: dict[tuple[int, str], frozense
 
 
 class VMList(ApiView):
+    access = page(LOGIN)  # anybody authenticated: the list holds only what they may see
+
     @extend_schema(summary="VMs across hosts (those you may see)", parameters=[
         OpenApiParameter("host", str, description="only this host's VMs"),
         OpenApiParameter("state", str, description="e.g. running, shut off"),
@@ -146,9 +119,11 @@ class VMList(ApiView):
 
 
 class VMDetail(ApiView):
+    access = page(VMPermission.VIEW.value, "vm")
+
     @extend_schema(summary="One VM", responses=VMOut, operation_id="vm_detail")
     def get(self, request: Request, host: str, vm: Any) -> Response:
-        ref = vm_or_404(request, host, vm, VMPermission.VIEW)
+        ref = self.ref
         fleet = gather(request.user, Filters(host=ref.host.name))
         for item in fleet.rows:
             if item.row.uuid.lower() == ref.uuid:
@@ -166,30 +141,17 @@ class ActionResult(serializers.Serializer):
 
 
 class VMAction(ApiView):
+    access = ops.ACTION  # the pages' own route access: each action's declared operation
+
     @extend_schema(summary="A power or housekeeping action on a VM", request=None, responses={200: ActionResult},
                    operation_id="vm_action",
                    parameters=[OpenApiParameter("action", str, OpenApiParameter.PATH,
                                                 enum=sorted(lifecycle.ACTIONS))])
     def post(self, request: Request, host: str, vm: Any, action: str) -> Response:
-        chosen = ops.ACTIONS.get(action)
-        if chosen is None:
-            return Response({"code": "not_found", "message": "No such action."}, status=404)
-        ref = vm_or_404(request, host, vm, chosen.permission)
-
-        outcome = run_action(request, ref, action, quiet=True)
+        chosen = ops.ACTIONS[action]  # the check (ApiView.initial) answered 404 for an unknown action
+        outcome = run_action(request, self.ref, action, quiet=True)
         if not outcome.ok or outcome.value is None:
-            exc = outcome.exception
-            words = told(request.user, exc) if exc is not None else outcome.error
-            if isinstance(exc, Busy):
-                raise Conflict(words, code="vm_busy")
-            if isinstance(exc, HostBusy):
-                raise Conflict(words, code="host_busy")
-            if isinstance(exc, InvalidState):
-                raise Conflict(words, code="invalid_state")
-            if isinstance(exc, FieldProblem):
-                return Response({"code": "invalid", "message": words, "fields": {exc.field or "non_field_errors":
-                                                                                  [words]}}, status=400)
-            raise Conflict(words, code="not_done")
+            return answer(outcome)
         state = outcome.value[1]
         return Response({"action": action, "state": state, "message": f"{chosen.label}: done; it is {state}."})
 
@@ -212,6 +174,8 @@ class JobOut(serializers.Serializer):
 
 
 class JobList(ApiView):
+    access = page(LOGIN)
+
     @extend_schema(summary="Jobs (admins: every job; others: their own)", responses=JobOut(many=True),
                    operation_id="jobs_list",
                    parameters=[OpenApiParameter("state", str, enum=list(JobState.values)),
@@ -238,14 +202,10 @@ def _job(request: Request, job: Job) -> dict[str, Any]:
 
 
 class JobDetail(ApiView):
+    access = page(OWNER)
+
     @extend_schema(summary="One job (its owner or an admin)", responses=JobOut, operation_id="job_detail")
     def get(self, request: Request, job_id: int) -> Response:
         return Response(_job(request, _job_or_403(request, job_id)))
 
 
-HOSTS = page(ADMIN)
-VMS = page(LOGIN)  # anybody authenticated: the list holds only what they may see
-VM = page(VMPermission.VIEW.value, "vm")
-ACTION = ops.ACTION  # the pages' own route access: each action's declared operation
-JOBS = page(LOGIN)
-JOB = page(OWNER)

@@ -2,7 +2,8 @@
 
 Under ASGI, Django's handler reads a whole body into a temporary file before any middleware, login or CSRF
 check runs, so without a cap anybody could fill the panel's disk (`curl -T /dev/zero .../login/`). This
-wrapper sits right in front of Django's handler: a request without a logged-in session may send
+wrapper sits right in front of Django's handler: a request without a logged-in session or a valid API token
+may send
 ANONYMOUS_BODY_BYTES (a login form is a few hundred bytes), one with a session WEBKVM_MAX_BODY_BYTES. A
 declared Content-Length over the limit is answered 413 before a byte is read; a body without one (chunked)
 is counted as it comes and cut at the limit, so Django never holds more than the limit. The session is only
@@ -61,9 +62,28 @@ def _logged_in(key: str) -> bool:
     return SESSION_KEY in store
 
 
+def _bearer(scope: Scope) -> str:
+    raw = _header(scope, b"authorization") or b""
+    parts = raw.split()
+    if len(parts) == 2 and parts[0].lower() == b"bearer":
+        return parts[1].decode("latin-1")
+    return ""
+
+
+def _token_usable(text: str) -> bool:
+    """Whether an API token (`Authorization: Bearer ...`) is valid now and its user active: one lookup."""
+    from api.models import ApiToken  # apps are loaded by the time a request comes
+
+    close_old_connections()
+    token = ApiToken.find(text)
+    return token is not None and token.usable and token.user.is_active
+
+
 async def limit_for(scope: Scope) -> int:
-    key = _session_key(scope)
-    if key and await sync_to_async(_logged_in, thread_sensitive=False)(key):
+    """The session's or API token's limit for a caller who proves who they are; the small one otherwise."""
+    key, token = _session_key(scope), _bearer(scope)
+    if (key and await sync_to_async(_logged_in, thread_sensitive=False)(key)) or (
+            token and await sync_to_async(_token_usable, thread_sensitive=False)(token)):
         return max(int(settings.WEBKVM_MAX_BODY_BYTES), ANONYMOUS_BODY_BYTES)
     return ANONYMOUS_BODY_BYTES
 

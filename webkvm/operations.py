@@ -75,6 +75,34 @@ class Access:
     by: str = ""
     choices: Mapping[str, Operation] = field(default_factory=dict)
     polled: bool = False  # a JSON answer pages poll: rate-limited per user (webkvm/rate_limit.py)
+    # An API route answering several HTTP methods: each method's own access (a page or an operation).
+    methods: Mapping[str, Operation | Access] = field(default_factory=dict)
+
+    def of_method(self, method: str) -> Access | None:
+        """The access of one HTTP method on a route that declares `methods` (None: the method is not offered)."""
+        declared = self.methods.get(method.upper())
+        if declared is None:
+            return None
+        return declared.access if isinstance(declared, Operation) else declared
+
+
+def runs(access: Access) -> set[Operation]:
+    """The declared operations a route runs (its choices, its methods'): for the API coverage ledger."""
+    found = set(access.choices.values())
+    for declared in access.methods.values():
+        if isinstance(declared, Operation):
+            found.add(declared)
+        else:
+            found |= runs(declared)
+    return found
+
+
+def by_method(**declared: Operation | Access) -> Access:
+    """An API route's access per HTTP method: by_method(GET=page(VIEW, "vm"), DELETE=ops.DELETE_VM)."""
+    methods = {method.upper(): value for method, value in declared.items()}
+    first = next(iter(methods.values()))
+    target = (first.access if isinstance(first, Operation) else first).target
+    return Access(LOGIN, target, methods=methods)
 
 
 OPERATIONS: dict[str, Operation] = {}
@@ -302,10 +330,10 @@ def host_or_404(name: str) -> Host:
 
 
 def start_job(request: HttpRequest, op: Operation, *, host: Host | None, name: str, params: dict[str, Any],
-              summary: str = "", form: forms.BaseForm | None = None) -> Any:
+              summary: str = "", form: forms.BaseForm | None = None, quiet: bool = False) -> Any:
     """Hand the operation to a job worker; returns the Job (its page shows the progress, and the job
     writes the operation's audit record when it ends), or None when it could not start: then the
-    refusal is audited and said (on the form when there is one)."""
+    refusal is audited and said (on the form when there is one; `quiet`: raised, for the API to answer)."""
     from jobs import runner  # jobs imports this module's callers
 
     try:
@@ -313,6 +341,8 @@ def start_job(request: HttpRequest, op: Operation, *, host: Host | None, name: s
     except VirtError as exc:
         refused(request, op, host=host, name=name, reason=str(exc))
         said = f"{op.label}: not started: {told(request.user, exc)}"
+        if quiet:
+            raise
         if form is not None:
             form.add_error(None, said)
         else:

@@ -26,7 +26,7 @@ from virt.capabilities import ISO_SUFFIX, HostOffer
 from virt.create import DISK_FORMATS, PoolVolume, cdrom_bus
 from virt.storage_rules import check_name, parse_size
 from virt.xml.codecs import iec
-from webkvm.operations import on_vm, page, vm_route
+from webkvm.operations import Outcome, on_vm, page, vm_route
 from webkvm.permissions import is_admin
 
 NEW, EXISTING = "new", "existing"
@@ -174,18 +174,26 @@ def disk_attach(request: HttpRequest, ref: VMRef) -> HttpResponse:
     form = AttachDiskForm(offer, is_admin(request.user), request.POST)
     if not form.is_valid():
         return _page(request, ref, attach=form)
-    spec, bus, cache = form.spec(), form.cleaned_data["bus"], form.cleaned_data["cache"]
-    outcome = on_vm(request, ops.DISK_ATTACH, ref, lambda dom: disks.attach_disk(dom, spec, bus=bus, cache=cache),
-                    done=as_said, detail=asked(form.describe()), form=form)
+    outcome = attach(request, ref, form)
     return _back(ref) if outcome.ok else _page(request, ref, attach=form)
+
+
+def attach(request: HttpRequest, ref: VMRef, form: AttachDiskForm, *, quiet: bool = False) -> Outcome[str]:
+    """Attach what a valid form asks for (the page's and the API's one way)."""
+    spec, bus, cache = form.spec(), form.cleaned_data["bus"], form.cleaned_data["cache"]
+    return on_vm(request, ops.DISK_ATTACH, ref, lambda dom: disks.attach_disk(dom, spec, bus=bus, cache=cache),
+                 done=as_said, detail=asked(form.describe()), form=form, quiet=quiet)
+
+
+def detach(request: HttpRequest, ref: VMRef, target: str, *, quiet: bool = False) -> Outcome[str]:
+    return on_vm(request, ops.DISK_DETACH, ref, lambda dom: disks.detach_disk(dom, target), done=as_said,
+                 detail=asked(f"detach {target}"), quiet=quiet)
 
 
 @require_POST
 @vm_route(ops.DISK_DETACH)
 def disk_detach(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    target = _target(request)
-    on_vm(request, ops.DISK_DETACH, ref, lambda dom: disks.detach_disk(dom, target), done=as_said,
-          detail=asked(f"detach {target}"))
+    detach(request, ref, _target(request))
     return _back(ref)
 
 

@@ -4,6 +4,7 @@ of whether a power action happened."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -15,13 +16,13 @@ from hosts import services
 from hosts.models import Host
 from jobs.models import Job
 from tests.conftest import DB_01_UUID, WEB_01_UUID
-from tests.unit.test_routes import CASES, GRANTS, JOB_ID, JOB_OWNER, Route, _allowed, _url, _world
+from tests.unit.test_routes import CASE_IDS, CASES, GRANTS, JOB_ID, JOB_OWNER, Route, _allowed, _url, _world
 from webkvm.models import AuditEvent, VMGrant, VMPermission
 from webkvm.operations import ADMIN
 
 pytestmark = pytest.mark.django_db
 
-API_CASES = [case for case in CASES if case[0].name.startswith("api:")]
+API_CASES = [(case, name) for case, name in zip(CASES, CASE_IDS, strict=True) if case[0].name.startswith("api:")]
 
 
 class TokenClient:
@@ -36,6 +37,10 @@ class TokenClient:
 
     def post(self, url: str, data: Any = None) -> Any:
         return self.client.post(url, data or {}, content_type="application/json", **self.headers)
+
+    def call(self, method: str, url: str, data: Any = None) -> Any:
+        body = json.dumps(data if data is not None else {}) if method != "GET" else ""
+        return self.client.generic(method, url, body, content_type="application/json", **self.headers)
 
 
 @pytest.fixture
@@ -56,7 +61,9 @@ def callers(test_host: Host) -> dict[str, TokenClient]:
     return out
 
 
-def _ask(caller: TokenClient, url: str) -> Any:
+def _ask(caller: TokenClient, url: str, method: str | None = None) -> Any:
+    if method:
+        return caller.call(method, url)
     response = caller.get(url)
     if response.status_code == 405:
         response = caller.post(url)
@@ -67,30 +74,30 @@ def _active(host: Host, vm: str = WEB_01_UUID) -> bool:
     return bool(services.call(host, lambda conn: conn.lookupByUUIDString(vm).isActive()))
 
 
-@pytest.mark.parametrize(("route", "chosen", "access"), API_CASES,
-                         ids=[f"{r.name}{' ' + c if c else ''}" for r, c, _ in API_CASES])
+@pytest.mark.parametrize(("route", "chosen", "access", "method"), [c for c, _ in API_CASES],
+                         ids=[name for _, name in API_CASES])
 def test_api_permission_table(callers: dict[str, TokenClient], test_host: Host, route: Route, chosen: str | None,
-                              access: Any) -> None:
-    url = _url(route, chosen)
+                              access: Any, method: str | None) -> None:
+    url = _url(route, chosen, method=method)
     before = _world(test_host)
     for persona, caller in callers.items():
         if _allowed(access, persona):
             continue
-        response = _ask(caller, url)
+        response = _ask(caller, url, method)
         expected = 401 if persona == "anonymous" else 403
         assert response.status_code == expected, f"{persona} got {response.status_code} at {url}"
         body = response.json()
         assert set(body) == {"code", "message"} and body["message"], body
     assert _world(test_host) == before, "a refused request changed something"
     if access.target == "vm" and access.permission != ADMIN:
-        other = _url(route, chosen, vm=DB_01_UUID)
+        other = _url(route, chosen, vm=DB_01_UUID, method=method)
         for persona, caller in callers.items():
             if persona.startswith("user-"):
-                assert _ask(caller, other).status_code == 403, f"{persona} reached db-01 at {other}"
+                assert _ask(caller, other, method).status_code == 403, f"{persona} reached db-01 at {other}"
     for persona, caller in callers.items():
         if not _allowed(access, persona):
             continue
-        response = _ask(caller, url)
+        response = _ask(caller, url, method)
         assert response.status_code not in (401, 403), f"{persona} was refused {url}: {response.status_code}"
         assert response.status_code < 500, f"{persona} got {response.status_code} at {url}"
         if route.name != "api:docs":  # the reference page is HTML; everything else answers JSON
@@ -195,7 +202,7 @@ def test_a_long_operation_answers_202_with_its_jobs_url(callers: dict[str, Token
     from rest_framework.request import Request
     from rest_framework.test import APIRequestFactory
 
-    from api.views import accepted
+    from api.base import accepted
 
     job = Job.objects.get(pk=JOB_ID)
     response = accepted(job, Request(APIRequestFactory().post("/api/v1/anything/")))

@@ -64,6 +64,11 @@ CASES = [
          form=True),
     Case("logged-in over the limit, declared", "admin", "POST", "/logout/", LIMIT + 1, True, 413, 0),
     Case("logged-in over the limit, streamed", "admin", "POST", "/logout/", 4 * MIB, False, 413, LIMIT + PIECE),
+    Case("API token: a body over the anonymous limit reaches the API", "token", "POST", "/api/v1/hosts/",
+         ANONYMOUS_BODY_BYTES * 2, True, 405, LIMIT),
+    Case("API token over the limit, declared", "token", "POST", "/api/v1/hosts/", LIMIT + 1, True, 413, 0),
+    Case("revoked API token: the anonymous limit", "revoked-token", "POST", "/api/v1/hosts/",
+         ANONYMOUS_BODY_BYTES * 2, True, 413, 0),
     Case("upload: large body reaches the upload", "admin", "PUT", UPLOAD, 8 * MIB, True, 502, 0),
     Case("upload: anonymous, nothing read", "anonymous", "PUT", UPLOAD, 8 * MIB, True, 302, 0),
     Case("upload: no admin, nothing read", "user", "PUT", UPLOAD, 8 * MIB, True, 403, 0),
@@ -83,6 +88,17 @@ def test_request_bodies_are_capped_before_django(case: Case, settings: Any, admi
     elif case.who == "user":
         user_client.get("/")
         headers = headers_for(user_client, token)
+    if case.who.endswith("token"):
+        from django.contrib.auth import get_user_model
+        from django.utils import timezone
+
+        from api.models import ApiToken
+
+        made, text = ApiToken.make(get_user_model().objects.get(username="root-admin"), case.who)
+        if case.who == "revoked-token":
+            ApiToken.objects.filter(pk=made.pk).update(revoked=timezone.now())
+        headers = [(b"host", b"testserver"), (b"authorization", f"Bearer {text}".encode()),
+                   (b"content-type", b"application/json")]
     if case.who == "admin-no-csrf":
         headers = [h for h in headers if h[0] != b"x-csrftoken"]
     data = b"x" * case.size

@@ -77,10 +77,17 @@ def _sample(route: Route, argument: str, value: str | None) -> str:
     return samples.get(argument, "x")
 
 
-def _url(route: Route, chosen: str | None, vm: str = WEB_01_UUID) -> str:
+def _by(route: Route, method: str | None) -> str:
+    access = route.access
+    if access is not None and method:
+        access = access.of_method(method)
+    return access.by if access is not None else ""
+
+
+def _url(route: Route, chosen: str | None, vm: str = WEB_01_UUID, method: str | None = None) -> str:
     url = "/" + route.pattern
     for argument, converter in route.arguments:
-        value = _sample(route, argument, chosen if argument == (route.access.by if route.access else "") else None)
+        value = _sample(route, argument, chosen if argument == _by(route, method) else None)
         if argument == "vm":
             value = vm
         url = url.replace(f"<{converter_prefix(converter)}:{argument}>", value)
@@ -92,19 +99,24 @@ def converter_prefix(converter: str) -> str:
             "PathConverter": "path"}[converter]
 
 
-def _cases() -> Iterator[tuple[Route, str | None, Access]]:
+def _cases() -> Iterator[tuple[Route, str | None, Access, str | None]]:
+    """(route, the value of its `by` argument, the access, the HTTP method of an API route declaring methods)."""
     for route in ROUTES:
-        access = route.access
-        if access is None:
+        declared = route.access
+        if declared is None:
             continue
-        if access.by:
-            for value, op in sorted(access.choices.items()):
-                yield route, value, op.access
-        else:
-            yield route, None, access
+        for method in sorted(declared.methods) or [None]:
+            access = declared.of_method(method) if method else declared
+            assert access is not None
+            if access.by:
+                for value, op in sorted(access.choices.items()):
+                    yield route, value, op.access, method
+            else:
+                yield route, None, access, method
 
 
 CASES = list(_cases())
+CASE_IDS = [f"{r.name}{' ' + m if m else ''}{' ' + c if c else ''}" for r, c, _, m in CASES]
 
 
 def _allowed(access: Access, persona: str) -> bool:
@@ -150,9 +162,11 @@ def crowd(test_host: Host) -> dict[str, Client]:
     return clients
 
 
-def _ask(client: Client, url: str) -> Any:
+def _ask(client: Client, url: str, method: str | None = None) -> Any:
     """GET, or an empty POST (or PUT: the streamed upload) on a route that takes only those: enough to pass
-    or fail the check."""
+    or fail the check. An API route declaring its methods is asked with the method of the case."""
+    if method:
+        return client.generic(method, url, b"{}" if method != "GET" else b"", content_type="application/json")
     response = client.get(url)
     if response.status_code == 405:
         response = client.post(url, {})
@@ -188,30 +202,29 @@ def _world(host: Host) -> list[str]:
     return result + panel + [users]
 
 
-@pytest.mark.parametrize(("route", "chosen", "access"), CASES,
-                         ids=[f"{r.name}{' ' + c if c else ''}" for r, c, _ in CASES])
+@pytest.mark.parametrize(("route", "chosen", "access", "method"), CASES, ids=CASE_IDS)
 def test_permission_table(crowd: dict[str, Client], test_host: Host, route: Route, chosen: str | None,
-                          access: Access) -> None:
-    url = _url(route, chosen)
+                          access: Access, method: str | None) -> None:
+    url = _url(route, chosen, method=method)
     refused_personas = [p for p in crowd if not _allowed(access, p)]
     before = _world(test_host)
     for persona in refused_personas:
-        response = _ask(crowd[persona], url)
-        assert _refused(response), f"{persona} was not refused {url}: {response.status_code}"
+        response = _ask(crowd[persona], url, method)
+        assert _refused(response), f"{persona} was not refused {method or ''} {url}: {response.status_code}"
     assert _world(test_host) == before, "a refused request changed something"
     if any(p != "anonymous" for p in refused_personas):
         assert AuditEvent.objects.filter(result="denied").exists(), "refusals are audited"
     if access.target == "vm" and access.permission != ADMIN:
         # A grant on web-01 opens nothing on db-01.
-        other = _url(route, chosen, vm=DB_01_UUID)
+        other = _url(route, chosen, vm=DB_01_UUID, method=method)
         for persona in crowd:
             if persona.startswith("user-"):
-                assert _refused(_ask(crowd[persona], other)), f"{persona} reached db-01 at {other}"
+                assert _refused(_ask(crowd[persona], other, method)), f"{persona} reached db-01 at {other}"
     for persona in crowd:
         if persona in refused_personas:
             continue
-        response = _ask(crowd[persona], url)
-        assert not _refused(response), f"{persona} was refused {url}: {response.status_code}"
+        response = _ask(crowd[persona], url, method)
+        assert not _refused(response), f"{persona} was refused {method or ''} {url}: {response.status_code}"
         assert response.status_code < 500, f"{persona} got {response.status_code} at {url}"
 
 
@@ -219,26 +232,26 @@ def _names_a_host(route: Route) -> bool:
     return any(arg == "host" or (arg == "name" and route.name.startswith("hosts:")) for arg, _ in route.arguments)
 
 
-HOST_CASES = [case for case in CASES if _names_a_host(case[0])]
+HOST_CASES = [(case, name) for case, name in zip(CASES, CASE_IDS, strict=True) if _names_a_host(case[0])]
 
 
-@pytest.mark.parametrize(("route", "chosen", "access"), HOST_CASES,
-                         ids=[f"{r.name}{' ' + c if c else ''}" for r, c, _ in HOST_CASES])
+@pytest.mark.parametrize(("route", "chosen", "access", "method"), [c for c, _ in HOST_CASES],
+                         ids=[name for _, name in HOST_CASES])
 def test_an_unknown_host_answers_non_admins_as_a_known_one_does(crowd: dict[str, Client], test_host: Host,
                                                                 route: Route, chosen: str | None,
-                                                                access: Access) -> None:
+                                                                access: Access, method: str | None) -> None:
     """Users cannot tell host names apart: a host that does not exist is refused (403) like one they may not
     use; admins hear 404."""
-    unknown = _url(route, chosen).replace("/testhost/", "/no-such-host/")
+    unknown = _url(route, chosen, method=method).replace("/testhost/", "/no-such-host/")
     for persona, client in crowd.items():
         if persona == "anonymous":
             continue
-        response = _ask(client, unknown)
+        response = _ask(client, unknown, method)
         expected = 404 if persona == "admin" else 403
         assert response.status_code == expected, f"{persona} got {response.status_code} at {unknown}"
 
 
 def test_the_table_covers_each_kind_of_access() -> None:
-    kinds = {access.permission for _, _, access in CASES}
+    kinds = {access.permission for _, _, access, _ in CASES}
     assert {ADMIN, LOGIN, OWNER, PUBLIC} <= kinds
     assert set(GRANTS) <= kinds, "every VM grant guards some route"

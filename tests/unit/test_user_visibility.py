@@ -28,7 +28,8 @@ JOB_ID = 4343
 GONE = "gone"  # a host that refuses connections
 
 # Every route a user with grants can open: anybody logged in, the owner of a job, a grant on a VM.
-OPEN_TO_USERS = [(r, c, a) for r, c, a in CASES if a.permission not in (ADMIN, PUBLIC)]
+# (Of an API route declaring its methods, its reads: GET.)
+OPEN_TO_USERS = [(r, c, a) for r, c, a, m in CASES if a.permission not in (ADMIN, PUBLIC) and m in (None, "GET")]
 
 
 def _id(case: tuple[Route, str | None, Access]) -> str:
