@@ -8,7 +8,7 @@ from django.http import HttpResponseBase
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from api import hosts, networks, pages, people, storage, views, vm_config, vm_life
+from api import flavors, hosts, migration, networks, pages, people, storage, views, vm_config, vm_life
 from api.base import declared
 from webkvm.operations import ACCESS_ATTRIBUTE, PUBLIC, page
 
@@ -29,8 +29,8 @@ urlpatterns = [
     path("jobs/", declared(views.JobList), name="jobs"),
     path("jobs/<int:job_id>/", declared(views.JobDetail), name="job"),
     # Each resource module lists its own routes.
-    *vm_config.urlpatterns, *vm_life.urlpatterns, *storage.urlpatterns, *networks.urlpatterns,
-    *hosts.urlpatterns, *people.urlpatterns,
+    *vm_config.urlpatterns, *vm_life.urlpatterns, *migration.urlpatterns, *storage.urlpatterns,
+    *networks.urlpatterns, *flavors.urlpatterns, *hosts.urlpatterns, *people.urlpatterns,
     path("schema/", _public(SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[])),
          name="schema"),
     # The split view serves Swagger UI's start-up script as a file of its own: the CSP allows no inline script.
