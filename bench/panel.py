@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# URL names (and kwargs) of the two pages each scenario requests. "hosts" is the host list and
-# host overview, used to prove the harness while the instance pages were being written.
-PAGE_SETS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
-    "instances": {"fleet": ("instances:list", {}), "host": ("instances:host", {"host": "bench-1"})},
-    "hosts": {"fleet": ("hosts:list", {}), "host": ("hosts:detail", {"name": "bench-1"})},
+# URL names (kwargs, query) of the two pages each scenario requests. "hosts" is the host list and
+# host overview, used to prove the harness while the instance pages were being written; "api" the
+# API's VM list (every host, then one host's VMs: the same reads as the fleet page).
+PAGE_SETS: dict[str, dict[str, tuple[str, dict[str, str], str]]] = {
+    "instances": {"fleet": ("instances:list", {}, ""), "host": ("instances:host", {"host": "bench-1"}, "")},
+    "hosts": {"fleet": ("hosts:list", {}, ""), "host": ("hosts:detail", {"name": "bench-1"}, "")},
+    "api": {"fleet": ("api:vms", {}, "?limit=1000"), "host": ("api:vms", {}, "?host=bench-1&limit=1000")},
 }
 # Same libvirt calls, next to nothing to render: splits a slow page into fetching and rendering.
-NO_MATCH_QUERY = {"instances": "?q=no-such-vm-in-the-bench", "hosts": ""}
+NO_MATCH_QUERY = {"instances": "?q=no-such-vm-in-the-bench", "hosts": "", "api": "&q=no-such-vm-in-the-bench"}
 WARM_BUDGET_S = 20.0  # a page that loops per VM could take minutes: stop warm requests after this
 
 
@@ -78,8 +80,8 @@ class Panel:
     def url(self, page: str) -> str:
         from django.urls import reverse
 
-        name, kwargs = self.pages[page]
-        return reverse(name, kwargs=kwargs)
+        name, kwargs, query = self.pages[page]
+        return reverse(name, kwargs=kwargs) + query
 
     def set_hosts(self, ports: list[int]) -> None:
         """Exactly bench-1..bench-len(ports), each reached through its own forwarder port."""
