@@ -28,7 +28,7 @@ from instances.lookup import VMRef, vm_or_404
 from jobs.models import Job
 from webkvm import permissions
 from webkvm.models import VMPermission
-from webkvm.operations import ACCESS_ATTRIBUTE, ADMIN, Access, Operation, Outcome, choice
+from webkvm.operations import ACCESS_ATTRIBUTE, ADMIN, VM_GRANTS, Access, Operation, Outcome, choice
 
 
 class ApiView(APIView):
@@ -52,7 +52,8 @@ class ApiView(APIView):
         if access is None:
             raise MethodNotAllowed(request.method or "")
         access = choice(access, kwargs)
-        if "vm" in kwargs and "host" in kwargs and access.target == "vm":
+        # A route naming a VM finds it after the check (admins' operations too: vm_route does the same).
+        if "vm" in kwargs and "host" in kwargs and access.permission in (ADMIN, *VM_GRANTS):
             needed = access.permission
             if needed == ADMIN:
                 permissions.require_admin(request, object_name=str(kwargs["vm"]))
@@ -74,7 +75,7 @@ def declared(view: type[ApiView]) -> Callable[..., HttpResponseBase]:
 
 # --- input: the pages' own forms ------------------------------------------------------------------------
 
-def data_of(request: Request, form: type[forms.Form] | None = None) -> dict[str, Any]:
+def data_of(request: Request, form: type[forms.BaseForm] | None = None) -> dict[str, Any]:
     """The JSON body as a form's data (a JSON object; anything else is a 400). With the form's class, a field
     the caller left out takes the page's initial value (the choice the page preselects), so callers send
     only what they mean to set."""
@@ -83,10 +84,16 @@ def data_of(request: Request, form: type[forms.Form] | None = None) -> dict[str,
         raise ValidationError({"non_field_errors": ["The body must be a JSON object."]})
     filled = dict(data)
     if form is not None:
-        for name, field in form.base_fields.items():
+        for name, field in fields_of(form).items():
             if name not in filled and field.initial is not None and not callable(field.initial):
                 filled[name] = field.initial
     return filled
+
+
+def fields_of(form: type[forms.BaseForm]) -> dict[str, forms.Field]:
+    """The declared fields of a form class (Form and ModelForm alike: their metaclass sets base_fields)."""
+    fields: dict[str, forms.Field] = form.base_fields  # type: ignore[attr-defined]
+    return fields
 
 
 def valid(form: forms.BaseForm) -> dict[str, Any]:
@@ -118,13 +125,23 @@ def answer(outcome: Outcome[Any], form: forms.BaseForm | None = None, *, message
     bad input the host judged (a taken name): 400 with the form's field errors; a failure: raised for
     api/errors.py to answer with its code (vm_busy, invalid_state, host_unavailable, not_done...)."""
     if outcome.ok:
-        body = {"message": message or outcome_words(outcome), **(data or {})}
+        body = {"message": message or outcome.message or outcome_words(outcome), **(data or {})}
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
     if outcome.field_problem and form is not None and form.errors:
         raise ValidationError(field_errors(form))
     if outcome.exception is not None:
         raise outcome.exception
     raise ValidationError({"non_field_errors": [outcome.error]})
+
+
+def said(outcome: Outcome[Any], words: Callable[[Any], str] | str | None = None) -> str:
+    """The page's message of an operation that worked: "<the VM's name>: <what was done>" (by default the
+    virt layer's own words, the value of a device change)."""
+    if not outcome.ok:
+        return ""  # answer() raises the failure
+    value = outcome.value
+    text = words(value) if callable(words) else words if words is not None else str(value)
+    return f"{outcome.name}: {text}"
 
 
 def outcome_words(outcome: Outcome[Any]) -> str:
@@ -155,6 +172,8 @@ def _field(field: forms.Field) -> serializers.Field:
         return serializers.IntegerField(**common)
     if isinstance(field, forms.MultipleChoiceField):
         return serializers.ListField(child=serializers.CharField(), **common)
+    if isinstance(field, forms.ModelChoiceField | forms.ModelMultipleChoiceField):
+        return serializers.CharField(**common)  # rows of the database: listing them would query at import
     if isinstance(field, forms.ChoiceField):
         static = [str(value) for value, _ in list(field.choices) if value not in ("", None)]  # type: ignore[arg-type]
         if static:
@@ -166,13 +185,13 @@ def _field(field: forms.Field) -> serializers.Field:
 _SCHEMAS: dict[str, type[serializers.Serializer]] = {}
 
 
-def form_schema(form: type[forms.Form], name: str, **fields: serializers.Field) -> type[serializers.Serializer]:
+def form_schema(form: type[forms.BaseForm], name: str, **fields: serializers.Field) -> type[serializers.Serializer]:
     """A serializer describing `form`'s fields (for the schema only; the form validates). Choices set from
     the host at run time are described as strings. `fields` adds or replaces fields."""
     if name in _SCHEMAS:
         return _SCHEMAS[name]
     described: dict[str, Any] = {}
-    for field_name, field in form.base_fields.items():
+    for field_name, field in fields_of(form).items():
         described[field_name] = _field(field)
     described.update(fields)
     schema = type(name, (serializers.Serializer,), described)

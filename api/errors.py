@@ -22,6 +22,7 @@ CODES = {
     status.HTTP_404_NOT_FOUND: "not_found",
     status.HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
     status.HTTP_409_CONFLICT: "conflict",
+    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: "too_large",
     status.HTTP_429_TOO_MANY_REQUESTS: "throttled",
 }
 
@@ -47,6 +48,14 @@ def _code(exc: exceptions.APIException, status_code: int) -> str:
     if isinstance(codes, str) and codes not in ("error", "invalid", "permission_denied", "not_found"):
         return codes
     return CODES.get(status_code, codes if isinstance(codes, str) else "error")
+
+
+class TooLarge(exceptions.APIException):
+    """413: a body the panel will not read (a definition larger than it keeps)."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
 
 
 class Unavailable(exceptions.APIException):

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpResponseBase
-from django.urls import path
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.urls import Resolver404, path, re_path, resolve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from api import flavors, hosts, migration, networks, pages, people, storage, views, vm_config, vm_life
 from api.base import declared
 from webkvm.operations import ACCESS_ATTRIBUTE, PUBLIC, page
+
+
+def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Any other address under /api/v1/: the API's own 404, in JSON like its other errors."""
+    message = f"There is no API resource at {request.path}."
+    if not request.path.endswith("/"):
+        try:
+            if resolve(request.path + "/").url_name != "not-found":
+                message += f" Did you mean {request.path}/ (API addresses end in a slash)?"
+        except Resolver404:
+            pass
+    return JsonResponse({"code": "not_found", "message": message}, status=404)
 
 
 def _public(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
@@ -36,6 +48,7 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script as a file of its own: the CSP allows no inline script.
     path("docs/", _public(SpectacularSwaggerSplitView.as_view(url_name="api:schema", authentication_classes=[],
                                                               permission_classes=[])), name="docs"),
+    re_path(r"^(?P<rest>.*)$", _public(not_found), name="not-found"),  # last: what nothing above matched
 ]
 
 token_patterns = (

@@ -16,18 +16,21 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from api import hosts as host_api
+from api import vm_life
 from api.base import ApiView, answer
 from api.errors import Conflict
+from hosts import operations as host_ops
 from hosts.models import Host
 from instances import operations as ops
 from instances.fleet import Filters, FleetRow, gather
-from instances.views.actions import run_action
+from instances.views.actions import action_words, run_action
 from jobs.models import Job, JobState
 from jobs.views import _job_or_403, as_json
 from virt import lifecycle
 from webkvm import permissions
 from webkvm.models import VMPermission
-from webkvm.operations import ADMIN, LOGIN, OWNER, page
+from webkvm.operations import ADMIN, LOGIN, OWNER, by_method, page
 
 # --- hosts --------------------------------------------------------------------------------------------
 
@@ -40,7 +43,8 @@ class HostOut(serializers.Serializer):
 
 
 class HostList(ApiView):
-    access = page(ADMIN)
+    pagination_class = LimitOffsetPagination  # the schema describes the pages
+    access = by_method(GET=page(ADMIN), POST=host_ops.CREATE)
 
     @extend_schema(responses=HostOut(many=True), operation_id="hosts_list", summary="Hosts (admins)")
     def get(self, request: Request) -> Response:
@@ -48,6 +52,12 @@ class HostList(ApiView):
         paginator = LimitOffsetPagination()
         chosen = paginator.paginate_queryset(hosts, request, view=self) or []
         return paginator.get_paginated_response([_host(h) for h in chosen])
+
+    @extend_schema(summary="Add a host over any transport (ssh: its host keys are shown first, then accepted)",
+                   operation_id="host_create", request=host_api.HostIn,
+                   responses={201: host_api.HostRecordOut, 400: host_api.KeysToConfirm})
+    def post(self, request: Request) -> Response:
+        return host_api.create(request)
 
 
 def _host(host: Host) -> dict[str, Any]:
@@ -119,7 +129,7 @@ class VMList(ApiView):
 
 
 class VMDetail(ApiView):
-    access = page(VMPermission.VIEW.value, "vm")
+    access = by_method(GET=page(VMPermission.VIEW.value, "vm"), DELETE=ops.DELETE_VM)
 
     @extend_schema(summary="One VM", responses=VMOut, operation_id="vm_detail")
     def get(self, request: Request, host: str, vm: Any) -> Response:
@@ -132,6 +142,11 @@ class VMDetail(ApiView):
             if unreachable.pk == ref.host.pk:
                 raise Conflict(f"{unreachable.name} is {words}", code="host_unavailable")
         return Response({"code": "not_found", "message": "No such VM on this host."}, status=404)
+
+    @extend_schema(summary="Delete the VM, with the volumes named (query parameters; the others are kept)",
+                   parameters=vm_life.DELETE_PARAMETERS, responses={200: vm_life.DeletedVM}, operation_id="vm_delete")
+    def delete(self, request: Request, host: str, vm: Any) -> Response:
+        return vm_life.delete_vm(request, self.ref)
 
 
 class ActionResult(serializers.Serializer):
@@ -148,12 +163,12 @@ class VMAction(ApiView):
                    parameters=[OpenApiParameter("action", str, OpenApiParameter.PATH,
                                                 enum=sorted(lifecycle.ACTIONS))])
     def post(self, request: Request, host: str, vm: Any, action: str) -> Response:
-        chosen = ops.ACTIONS[action]  # the check (ApiView.initial) answered 404 for an unknown action
         outcome = run_action(request, self.ref, action, quiet=True)
         if not outcome.ok or outcome.value is None:
             return answer(outcome)
         state = outcome.value[1]
-        return Response({"action": action, "state": state, "message": f"{chosen.label}: done; it is {state}."})
+        words = action_words(lifecycle.ACTIONS[action])(outcome.value)
+        return Response({"action": action, "state": state, "message": f"{outcome.name}: {words}"})
 
 
 # --- jobs ---------------------------------------------------------------------------------------------
@@ -174,6 +189,7 @@ class JobOut(serializers.Serializer):
 
 
 class JobList(ApiView):
+    pagination_class = LimitOffsetPagination  # the schema describes the pages
     access = page(LOGIN)
 
     @extend_schema(summary="Jobs (admins: every job; others: their own)", responses=JobOut(many=True),

@@ -10,12 +10,17 @@ class ConsoleTicket(models.Model):
     """A single-use, short-lived permission to open one VM's console.
 
     Only the sha256 of the random ticket is stored, so a database dump opens no console.
-    The ticket is bound to the user, the login session it was minted in, the host and the VM.
+    The ticket is bound to the user, the host, the VM and what it was minted through: the login session
+    (session_hash) or, for an API caller, the API token (api_token; session_hash is then empty).
     """
 
     token_hash = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_tickets")
-    session_hash = models.CharField(max_length=64, help_text="sha256 of the login session's key.")
+    session_hash = models.CharField(max_length=64, blank=True,
+                                    help_text="sha256 of the login session's key (empty for a token's ticket).")
+    # Minted through an API token: only a handshake presenting that token (Authorization: Bearer) opens it.
+    api_token = models.ForeignKey("api.ApiToken", on_delete=models.CASCADE, null=True, blank=True,
+                                  related_name="console_tickets")
     host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="console_tickets")
     vm_uuid = models.UUIDField()
     # A VNC ticket cannot open the serial console and the other way round.

@@ -21,7 +21,7 @@ from websockify.websocketproxy import LibProxyServer, ProxyRequestHandler
 from console import rfb
 from console.session import ConsoleSession, open_session, parse_ws_path, session_cookie
 from console.target import TargetStream
-from console.tickets import Refused, from_protocols
+from console.tickets import Refused, bearer, from_protocols
 
 CLOSE_REFUSED, CLOSE_ENDED = 4403, 4000
 BROWSER_OPENING_SECONDS = 30.0
@@ -51,7 +51,8 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websock
                 ticket=from_protocols(self.headers.get("Sec-WebSocket-Protocol", "").split(",")),
                 host_name=route[0], vm_uuid=route[1],
                 session_key=session_cookie(self.headers.get("Cookie", "")), origin=self.headers.get("Origin", ""),
-                host_header=self.headers.get("Host", ""), remote_addr=self.client_address[0])
+                host_header=self.headers.get("Host", ""), remote_addr=self.client_address[0],
+                presented=bearer(self.headers.get("Authorization", "")))
         except Refused as exc:  # told to the page in the close frame, as the panel's consumer does
             raise self.CClose(CLOSE_REFUSED, str(exc)[:120] or "refused") from None
         try:

@@ -4,7 +4,7 @@ Who holds each VM's console is kept by console/serial_holders.py: in this proces
 Redis for every panel process when WEBKVM_REDIS_URL is set.
 
 The checks are the VNC console's (console/session.py, console/tickets.py): Origin, a single-use
-ticket (of the serial kind) bound to user, login session, host and VM, and the console grant.
+ticket (of the serial kind) bound to user, login session (or API token), host and VM, and the console grant.
 The byte stream is libvirt's console stream on the host's existing connection (virt/serial.py),
 so nothing the client sends is used as an address.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import libvirt
 
 from console.serial_holders import Holder, InUse, ProcessSerialSessions, RedisSerialSessions, SerialSessions
-from console.session import access_lost, admit
+from console.session import access_lost, admit, via_of
 from console.tickets import Refused, host_refusal, refuse
 from hosts import services
 from hosts.models import Host
@@ -49,6 +49,8 @@ class SerialSession:
     holder: Holder
     stream: libvirt.virStream
     registry: SerialSessions
+    api_token_id: int | None = None  # opened with an API token (not a login session)
+    via: str = ""  # "through the API, token NAME" for the audit
 
     @property
     def key(self) -> tuple[int, str]:
@@ -56,7 +58,7 @@ class SerialSession:
 
     def lost(self) -> str:
         """Why the session must end now ("" while it may go on): logout, grant withdrawn, VM gone or stopped."""
-        reason, host = access_lost(self.user, self.session_key, self.host, self.vm_uuid)
+        reason, host = access_lost(self.user, self.session_key, self.host, self.vm_uuid, self.api_token_id)
         if host is None:
             return reason
         try:
@@ -71,21 +73,24 @@ class SerialSession:
         self.registry.release(self.key, self.holder)
 
     def record_close(self, reason: str) -> None:
+        detail = f"serial console: {reason or 'closed'}" + (f" ({self.via})" if self.via else "")
         audit.record(None, "console.close", object_type="vm", object_name=self.vm_uuid, host_name=self.host.name,
-                     detail=f"serial console: {reason or 'closed'}", user=self.user, remote_addr=self.remote_addr)
+                     detail=detail, user=self.user, remote_addr=self.remote_addr)
 
 
 def open_session(*, ticket: str, host_name: str, vm_uuid: str, session_key: str, origin: str, host_header: str,
                  remote_addr: str | None, take_over: bool, kick: Callable[[str], None], channel: str = "",
-                 registry: SerialSessions | None = None) -> SerialSession:
+                 registry: SerialSessions | None = None, presented: str = "") -> SerialSession:
     """Every check, then the console stream; Refused or InUse (both audited) on any failure.
 
     `kick` and `channel` are how the new session is told to close when taken over (in this process,
     or from another through the channel layer); `registry` defaults to this process's `sessions`."""
     spent = admit(ticket=ticket, host_name=host_name, vm_uuid=vm_uuid, session_key=session_key, origin=origin,
-                  host_header=host_header, remote_addr=remote_addr, kind=KIND)
+                  host_header=host_header, remote_addr=remote_addr, kind=KIND, presented=presented)
     vm = str(spent.vm_uuid)
-    where: dict[str, Any] = {"host_name": host_name, "vm_uuid": vm, "remote_addr": remote_addr, "user": spent.user}
+    via = via_of(spent)
+    where: dict[str, Any] = {"host_name": host_name, "vm_uuid": vm, "remote_addr": remote_addr, "user": spent.user,
+                             "via": via}
     holder = Holder(spent.user.get_username(), kick, channel=channel)
     key = (spent.host.pk, vm)
     held = sessions if registry is None else registry
@@ -115,11 +120,12 @@ def open_session(*, ticket: str, host_name: str, vm_uuid: str, session_key: str,
         taken_from = previous.describe().replace("in use by ", "") if previous else "any other client of the host"
         try:
             audit.record(None, "console.takeover", object_type="vm", object_name=vm, host_name=host_name,
-                         detail=f"serial console taken over from {taken_from}", user=spent.user,
-                         remote_addr=remote_addr)
+                         detail=f"serial console taken over from {taken_from}" + (f" ({via})" if via else ""),
+                         user=spent.user, remote_addr=remote_addr)
         except BaseException:
             abort_quietly(stream)
             held.release(key, holder)
             raise
     return SerialSession(user=spent.user, host=spent.host, vm_uuid=vm, session_key=session_key,
-                         remote_addr=remote_addr, holder=holder, stream=stream, registry=held)
+                         remote_addr=remote_addr, holder=holder, stream=stream, registry=held,
+                         api_token_id=spent.api_token_id, via=via)

@@ -13,14 +13,14 @@ from urllib.parse import parse_qs
 from django.conf import settings
 
 from console.session import session_cookie
-from console.tickets import SELECTED_PROTOCOL, from_protocols
+from console.tickets import SELECTED_PROTOCOL, bearer, from_protocols
 from webkvm.blocking import blocking
 
 
 def open_arguments(scope: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """open_session's keyword arguments from the WebSocket request, and its query (for further switches).
     Only the ticket (a subprotocol, never the URL: tickets stay out of access logs), the URL's host and VM,
-    the session cookie and the request's own headers are read."""
+    the session cookie, an API client's `Authorization: Bearer` token and the request's own headers are read."""
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     route = scope["url_route"]["kwargs"]
@@ -28,7 +28,8 @@ def open_arguments(scope: dict[str, Any]) -> tuple[dict[str, Any], dict[str, lis
     ticket = from_protocols(list(scope.get("subprotocols") or []))
     return {"ticket": ticket, "host_name": str(route["host"]), "vm_uuid": str(route["vm"]),
             "session_key": session_cookie(headers.get("cookie", "")), "origin": headers.get("origin", ""),
-            "host_header": headers.get("host", ""), "remote_addr": client[0]}, query
+            "host_header": headers.get("host", ""), "remote_addr": client[0],
+            "presented": bearer(headers.get("authorization", ""))}, query
 
 
 def selected_protocol(scope: dict[str, Any]) -> str | None:

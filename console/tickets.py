@@ -2,7 +2,9 @@
 
 A ticket is 32 random bytes shown once to the browser; the database keeps only its sha256.
 It is valid for TICKET_SECONDS, spent by one atomic UPDATE (so two connections racing for
-the same ticket cannot both win) and bound to user, login session, host and VM.
+the same ticket cannot both win) and bound to user, host, VM and what it was minted through: the login
+session, or the API token of an API caller (whose WebSocket handshake then sends `Authorization: Bearer
+TOKEN`, the same token, instead of a session cookie).
 Every ticket minted, used or refused leaves an audit record; spent and expired tickets are
 deleted at the next mint, so the table holds only the last minute's.
 
@@ -25,6 +27,7 @@ from django.contrib import auth
 from django.http import HttpRequest
 from django.utils import timezone
 
+from api.models import ApiToken
 from console.models import ConsoleTicket
 from hosts.models import Host
 from virt.errors import HOST_UNAVAILABLE, VirtError, hidden_words
@@ -75,19 +78,44 @@ def prune() -> int:
     return ConsoleTicket.objects.filter(expires__lt=timezone.now() - timedelta(seconds=TICKET_SECONDS)).delete()[0]
 
 
+def api_token_of(request: Any) -> ApiToken | None:
+    """The API token the request came with (the API's DRF request sets `auth`), None for a session."""
+    token = getattr(request, "auth", None)
+    return token if isinstance(token, ApiToken) else None
+
+
+def through(token: ApiToken) -> str:
+    """How the audit names a token's console: the API's own words (api/auth.py via)."""
+    return f"through the API, token {token.name}"
+
+
+def bearer(header: str) -> str:
+    """The token text of an `Authorization: Bearer TOKEN` header ("" for none or another scheme)."""
+    parts = header.split()
+    return parts[1] if len(parts) == 2 and parts[0].lower() == "bearer" else ""
+
+
 def mint(request: HttpRequest, host: Host, vm_uuid: str, kind: str = "vnc") -> str:
     """A new ticket for the requesting user; raises PermissionDenied (audited) without the console grant.
 
-    `kind` ("vnc" or "serial") is the only console the ticket opens."""
+    `kind` ("vnc" or "serial") is the only console the ticket opens. A ticket asked for with an API token is
+    bound to that token; any other to the login session."""
     permissions.require(request, "console", host=host, vm_uuid=vm_uuid)
-    session_key = request.session.session_key
-    if not session_key:  # a logged-in user always has one; be explicit rather than bind to ""
-        raise Refused("no login session")
+    api_token = api_token_of(request)
+    if api_token is not None:
+        if api_token.read_only:  # the API refuses the POST already; opening a console is not a read
+            raise Refused("a read-only API token opens no console")
+        binding: dict[str, Any] = {"api_token": api_token, "session_hash": ""}
+    else:
+        session_key = request.session.session_key
+        if not session_key:  # a logged-in user always has one; be explicit rather than bind to ""
+            raise Refused("no login session")
+        binding = {"session_hash": digest(session_key)}
     token = secrets.token_urlsafe(32)
     prune()  # every mint cleans up, so the table stays as small as the last minute's use: no cron needed
     ConsoleTicket.objects.create(
-        token_hash=digest(token), user=cast(Any, request.user), session_hash=digest(session_key), host=host,
-        vm_uuid=vm_uuid, expires=timezone.now() + timedelta(seconds=TICKET_SECONDS), kind=kind,
+        token_hash=digest(token), user=cast(Any, request.user), host=host, vm_uuid=vm_uuid,
+        expires=timezone.now() + timedelta(seconds=TICKET_SECONDS), kind=kind, **binding,
     )
     audit.record(request, "console.ticket", object_type="vm", object_name=vm_uuid, host_name=host.name,
                  detail=f"{kind}, valid {TICKET_SECONDS} s, single use")
@@ -112,17 +140,67 @@ def host_refusal(reason: str, exc: VirtError) -> Refused:
 
 
 def refuse(reason: str | Refused, *, host_name: str, vm_uuid: str, remote_addr: str | None,
-           user: Any = None) -> Refused:
-    """Audit a refusal (with the host's words, if any) and return what the client is told."""
+           user: Any = None, via: str = "") -> Refused:
+    """Audit a refusal (with the host's words, if any) and return what the client is told.
+
+    `via` ("through the API, token NAME" for a token's ticket) goes to the audit record only."""
     refusal = reason if isinstance(reason, Refused) else Refused(reason)
+    detail = f"{refusal} ({via})" if via else str(refusal)
     audit.record(None, "console.refused", object_type="vm", object_name=vm_uuid, host_name=host_name,
-                 result=AuditResult.DENIED, detail=str(refusal), user=user, remote_addr=remote_addr)
+                 result=AuditResult.DENIED, detail=detail, user=user, remote_addr=remote_addr)
     return Refused(refusal.told(user))
 
 
+def usable_token(api_token_id: int, presented: str = "") -> tuple[ApiToken | None, str]:
+    """The API token `api_token_id` while it may open a console (not revoked, expired or read-only, its user
+    active), or None and why not. With `presented` (the handshake's bearer text), that must be this token."""
+    if presented:
+        token = ApiToken.find(presented)
+        if token is None or token.pk != api_token_id:
+            return None, "console ticket belongs to another API token"
+    else:
+        token = ApiToken.objects.select_related("user").filter(pk=api_token_id).first()
+        if token is None:
+            return None, "the API token was deleted"
+    if token.revoked is not None:
+        return None, "the API token was revoked"
+    if token.expired:
+        return None, "the API token has expired"
+    if token.read_only:
+        return None, "a read-only API token opens no console"
+    if not token.user.is_active:
+        return None, "the API token's user is disabled"
+    return token, ""
+
+
+def _holder(ticket: ConsoleTicket, session_key: str, presented: str) -> tuple[Any, str]:
+    """The user holding `ticket` at the handshake, or None and why not.
+
+    A token's ticket needs `Authorization: Bearer` with that very token (a session cookie counts for
+    nothing); a session's ticket needs its session cookie and no bearer header, so a bearer header always
+    means a token's ticket (console/session.py relaxes the Origin rule on that alone)."""
+    if ticket.api_token_id is not None:
+        if not presented:
+            return None, "console ticket was made for an API token: send it as Authorization: Bearer"
+        api_token, why = usable_token(ticket.api_token_id, presented)
+        if api_token is None:
+            return None, why
+        api_token.touch()  # a use of the token, as an API request is
+        return api_token.user, ""
+    if presented:
+        return None, "console ticket belongs to a login session, not an API token"
+    if digest(session_key or "") != ticket.session_hash:
+        return None, "console ticket belongs to another login session"
+    user = session_user(session_key)
+    if user is None or user.pk != ticket.user_id:
+        return None, "not logged in as the user the console ticket was made for"
+    return user, ""
+
+
 def consume(token: str, *, host_name: str, vm_uuid: str, session_key: str, remote_addr: str | None,
-            kind: str = "vnc") -> ConsoleTicket:
-    """Spend `token` for the console of `vm_uuid` on `host_name`, asked by the holder of `session_key`.
+            kind: str = "vnc", presented: str = "") -> ConsoleTicket:
+    """Spend `token` for the console of `vm_uuid` on `host_name`, asked by the holder of `session_key` or
+    of the API token `presented` (the handshake's `Authorization: Bearer` text).
 
     Returns the ticket (with user and host) or raises Refused, audited either way. A ticket is
     spent by any attempt, even a refused one: a leaked ticket is worth one try at most."""
@@ -137,10 +215,12 @@ def consume(token: str, *, host_name: str, vm_uuid: str, session_key: str, remot
     now = timezone.now()
     spent = ConsoleTicket.objects.filter(token_hash=token_hash, used_at__isnull=True, expires__gt=now).update(
         used_at=now)
-    ticket = ConsoleTicket.objects.select_related("user", "host").filter(token_hash=token_hash).first()
+    ticket = ConsoleTicket.objects.select_related("user", "host", "api_token").filter(token_hash=token_hash).first()
     if ticket is None:
         raise refuse("unknown console ticket", **where)
     where["user"] = ticket.user
+    via = through(ticket.api_token) if ticket.api_token is not None else ""
+    where["via"] = via
     if not spent:
         # The UPDATE above missed: either somebody spent it already, or its 30 s are over.
         raise refuse("console ticket already used" if ticket.used_at else "console ticket expired", **where)
@@ -148,14 +228,13 @@ def consume(token: str, *, host_name: str, vm_uuid: str, session_key: str, remot
         raise refuse(f"console ticket is for the {ticket.get_kind_display()} console, not the {kind} one", **where)
     if ticket.host.name != host_name or str(ticket.vm_uuid) != vm_uuid:
         raise refuse(f"console ticket is for another VM ({ticket.vm_uuid} on {ticket.host.name})", **where)
-    if digest(session_key or "") != ticket.session_hash:
-        raise refuse("console ticket belongs to another login session", **where)
-    user = session_user(session_key)
+    user, why = _holder(ticket, session_key, presented)
     if user is None or user.pk != ticket.user_id:
-        raise refuse("not logged in as the user the console ticket was made for", **where)
+        raise refuse(why or "not the user the console ticket was made for", **where)
     if not permissions.can(user, "console", host=ticket.host, vm_uuid=vm_uuid):
         raise refuse("no console permission on this VM", **where)
+    detail = "ticket used" if kind == "vnc" else f"{kind} ticket used"
     audit.record(None, "console.open", object_type="vm", object_name=vm_uuid, host_name=host_name,
-                 detail="ticket used" if kind == "vnc" else f"{kind} ticket used", user=user, remote_addr=remote_addr)
+                 detail=f"{detail} ({via})" if via else detail, user=user, remote_addr=remote_addr)
     ticket.user = user
     return ticket

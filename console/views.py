@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -43,17 +45,28 @@ def console_page(request: HttpRequest, ref: VMRef) -> HttpResponse:
     })
 
 
+WS_PATHS = {"vnc": "/console/ws/{host}/{vm}/", "serial": "/console/serial/ws/{host}/{vm}/"}
+
+
+def grant(request: HttpRequest, ref: VMRef, kind: str = "vnc") -> dict[str, Any]:
+    """A one-time ticket for the VM's `kind` console ("vnc" or "serial") and where its WebSocket is: what the
+    console pages ask for before each connection, and the API's console ticket. Raises tickets.Refused."""
+    token = tickets.mint(request, ref.host, ref.uuid, kind=kind)
+    return {"ticket": token, "expires_in": tickets.TICKET_SECONDS, "protocols": tickets.protocols(token),
+            "ws_path": WS_PATHS[kind].format(host=ref.host.name, vm=ref.uuid)}
+
+
+def _ticket_answer(request: HttpRequest, ref: VMRef, kind: str) -> JsonResponse:
+    try:
+        return JsonResponse(grant(request, ref, kind))
+    except tickets.Refused as exc:
+        return JsonResponse({"error": str(exc)}, status=403)
+
+
 @require_POST
 @vm_route(page(CONSOLE))
 def ticket(request: HttpRequest, ref: VMRef) -> JsonResponse:
-    try:
-        token = tickets.mint(request, ref.host, ref.uuid)
-    except tickets.Refused as exc:
-        return JsonResponse({"error": str(exc)}, status=403)
-    return JsonResponse({
-        "ticket": token, "expires_in": tickets.TICKET_SECONDS, "protocols": tickets.protocols(token),
-        "ws_path": f"/console/ws/{ref.host.name}/{ref.uuid}/",
-    })
+    return _ticket_answer(request, ref, "vnc")
 
 
 @require_GET
@@ -73,11 +86,4 @@ def serial_page(request: HttpRequest, ref: VMRef) -> HttpResponse:
 @require_POST
 @vm_route(page(CONSOLE))
 def serial_ticket(request: HttpRequest, ref: VMRef) -> JsonResponse:
-    try:
-        token = tickets.mint(request, ref.host, ref.uuid, kind="serial")
-    except tickets.Refused as exc:
-        return JsonResponse({"error": str(exc)}, status=403)
-    return JsonResponse({
-        "ticket": token, "expires_in": tickets.TICKET_SECONDS, "protocols": tickets.protocols(token),
-        "ws_path": f"/console/serial/ws/{ref.host.name}/{ref.uuid}/",
-    })
+    return _ticket_answer(request, ref, "serial")

@@ -17,7 +17,7 @@ from hosts.models import Host
 from virt.capabilities import HostOffer, host_offer
 from virt.errors import VirtError
 from webkvm.models import SharedKind, SharedResource
-from webkvm.operations import perform, route
+from webkvm.operations import Outcome, perform, route
 from webkvm.views_base import host_unavailable
 
 TEMPLATE = "hosts/share.html"
@@ -69,19 +69,38 @@ def share(request: HttpRequest, name: str) -> HttpResponse:
     form = ShareForm(host, offer, request.POST)
     if not form.is_valid():
         return _page(request, host, form)
-    kind, thing = SharedKind(form.cleaned_data["kind"]), form.cleaned_data["name"]
-    outcome = perform(request, ops.SHARE, host=host, name=f"{kind.value} {thing}",
-                      work=lambda: SharedResource.objects.create(host=host, kind=kind, name=thing),
-                      done=f"{thing} is open to users of {host.name} as {kind.label}.")
+    outcome = open_to_users(request, host, form)
     return redirect("hosts:detail", name=host.name) if outcome.ok else _page(request, host, form)
+
+
+def open_to_users(request: HttpRequest, host: Host, form: ShareForm, *,
+                  quiet: bool = False) -> Outcome[SharedResource]:
+    """host.share of a valid form (page and API)."""
+    kind, thing = SharedKind(form.cleaned_data["kind"]), form.cleaned_data["name"]
+    return perform(request, ops.SHARE, host=host, name=f"{kind.value} {thing}",
+                   work=lambda: SharedResource.objects.create(host=host, kind=kind, name=thing),
+                   done=lambda opened: opened_words(host, opened), quiet=quiet)
+
+
+def opened_words(host: Host, opened: SharedResource) -> str:
+    return f"{opened.name} is open to users of {host.name} as {SharedKind(opened.kind).label}."
+
+
+def close_to_users(request: HttpRequest, host: Host, opened: SharedResource, *, quiet: bool = False) -> Outcome[Any]:
+    """host.unshare (page and API): what users already attached stays."""
+    kind = SharedKind(opened.kind)
+    return perform(request, ops.UNSHARE, host=host, name=f"{kind.value} {opened.name}", work=opened.delete,
+                   done=closed_words(host, opened), quiet=quiet)
+
+
+def closed_words(host: Host, opened: SharedResource) -> str:
+    return (f"{opened.name} ({SharedKind(opened.kind).label}) is closed to users of {host.name}; "
+            "what they attached stays.")
 
 
 @require_POST
 @route(ops.UNSHARE)
 def unshare(request: HttpRequest, name: str, pk: int) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
-    opened = get_object_or_404(SharedResource, pk=pk, host=host)
-    kind = SharedKind(opened.kind)
-    perform(request, ops.UNSHARE, host=host, name=f"{kind.value} {opened.name}", work=opened.delete,
-            done=f"{opened.name} ({kind.label}) is closed to users of {host.name}; what they attached stays.")
+    close_to_users(request, host, get_object_or_404(SharedResource, pk=pk, host=host))
     return redirect("hosts:detail", name=host.name)

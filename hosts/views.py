@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib import messages
@@ -20,7 +22,7 @@ from virt.hostinfo import HostSummary, host_summary
 from virt.reads import HOST_SUMMARY, HOST_USAGE
 from virt.ssh import HostKey, keyscan
 from virt.uri import Transport
-from webkvm.operations import ADMIN, page, perform, route
+from webkvm.operations import ADMIN, Outcome, page, perform, route
 
 PIN_SALT = "hosts.pin-ssh-keys"
 
@@ -64,13 +66,36 @@ def _connected(summary: HostSummary) -> str:
             f"{summary.domains_total} VMs.")
 
 
+def connection_test(request: HttpRequest, host: Host, *, quiet: bool = False) -> Outcome[HostSummary]:
+    """host.test: ask the host for its summary (the page and the API)."""
+    return perform(request, ops.TEST, host=host, name=host.name, work=lambda: services.call(host, host_summary),
+                   done=lambda summary: tested_words(host, summary), detail=_connected, quiet=quiet)
+
+
+def tested_words(host: Host, summary: HostSummary) -> str:
+    return f"{host.name}: {_connected(summary)}"
+
+
 @require_POST
 @route(ops.TEST)
 def host_test(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
-    perform(request, ops.TEST, host=host, name=host.name, work=lambda: services.call(host, host_summary),
-            done=lambda summary: f"{host.name}: {_connected(summary)}", detail=_connected)
+    connection_test(request, host)
     return redirect("hosts:detail", name=host.name)
+
+
+def nothing_to_confirm(host: Host) -> str:
+    return f"{host.name}: nothing to confirm, it answers as its recorded machine."
+
+
+def confirm_machine(request: HttpRequest, host: Host, *, quiet: bool = False) -> Outcome[str]:
+    """host.confirm_machine, for a host holding an unconfirmed machine (the caller checks it has one)."""
+    return perform(request, ops.CONFIRM_MACHINE, host=host, name=host.name, work=lambda: machine.confirm(host),
+                   done=lambda words: confirmed_words(host, words), quiet=quiet)
+
+
+def confirmed_words(host: Host, words: str) -> str:
+    return f"{host.name}: {words}."
 
 
 @require_POST
@@ -79,10 +104,9 @@ def host_confirm_machine(request: HttpRequest, name: str) -> HttpResponse:
     """Lift the suspension of a host's grants after it answered as another machine (hosts/machine.py)."""
     host = get_object_or_404(Host, name=name)
     if not host.unconfirmed_uuid:
-        messages.info(request, f"{host.name}: nothing to confirm, it answers as its recorded machine.")
+        messages.info(request, nothing_to_confirm(host))
     else:
-        perform(request, ops.CONFIRM_MACHINE, host=host, name=host.name, work=lambda: machine.confirm(host),
-                done=lambda words: f"{host.name}: {words}.")
+        confirm_machine(request, host)
     return redirect("hosts:detail", name=host.name)
 
 
@@ -102,53 +126,88 @@ def _needs_keys(form: HostForm, host: Host | None, rescan: bool) -> bool:
         return False
     if host is None or not host.ssh_host_keys or rescan:
         return True
-    return bool(host.transport != Transport.SSH or host.hostname != data["hostname"] or host.port != data["port"])
+    # The stored values, as the form found them: validation has already written the new ones on `host`.
+    stored = form.initial
+    return bool(stored.get("transport") != Transport.SSH or stored.get("hostname") != data["hostname"]
+                or stored.get("port") != data["port"])
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """What the ssh host keys need before a host is saved: nothing (`pinned` None: keep those pinned, or the
+    transport needs none), keys to pin with the save, or keys the admin must compare first (`token` set)."""
+
+    pinned: list[HostKey] | None = None
+    scanned: list[HostKey] = field(default_factory=list)
+    token: str = ""  # signed: the scanned keys, which the admin's next request accepts
+    changed: bool = False  # none of the scanned keys is one of those pinned: the host's keys changed
+
+    @property
+    def to_confirm(self) -> bool:
+        return bool(self.token)
+
+
+def check_keys(form: HostForm, host: Host | None, asked: Mapping[str, Any]) -> KeyCheck | None:
+    """The ssh host keys a valid form needs (page and API); `asked` holds rescan_host_key, host_keys_token and
+    accept_host_key. None: ssh-keyscan failed, said on the form's hostname field."""
+    data = form.cleaned_data
+    if not _needs_keys(form, host, bool(asked.get("rescan_host_key"))):
+        return KeyCheck()
+    token = str(asked.get("host_keys_token") or "")
+    if token and asked.get("accept_host_key"):
+        keys = _pinned_keys_from_token(token, data["hostname"], data["port"])
+        if keys is not None:
+            return KeyCheck(pinned=keys)
+    try:
+        scanned = keyscan(data["hostname"], data["port"])
+    except VirtError as exc:
+        form.add_error("hostname", str(exc))
+        return None
+    pinned = {k.fingerprint for k in host.pinned_keys} if host and host.ssh_host_keys else set()
+    return KeyCheck(scanned=scanned, changed=bool(pinned) and not pinned & {k.fingerprint for k in scanned},
+                    token=signing.dumps({"hostname": data["hostname"], "port": data["port"],
+                                         "keys": [k.line() for k in scanned]}, salt=PIN_SALT))
+
+
+def save_host(request: HttpRequest, host: Host | None, form: HostForm, keys: list[HostKey] | None, *,
+              quiet: bool = False) -> Outcome[Host]:
+    """host.create (`host` None) or host.update of a valid form, pinning `keys` when given (page and API)."""
+    op = ops.CREATE if host is None else ops.UPDATE
+    detail = form.instance.display_uri()
+    if keys is not None:
+        detail += "; pinned ssh host key " + ", ".join(k.fingerprint for k in keys)
+
+    def save() -> Host:
+        with transaction.atomic():
+            saved: Host = form.save(commit=False)
+            if keys is not None:
+                saved.ssh_host_keys = "".join(k.line() + "\n" for k in keys)
+            saved.save()
+        services.sync_known_hosts()
+        services.registry.forget(str(saved.pk))
+        return saved
+
+    # form.instance carries the new name already: the audit record names the host as saved.
+    return perform(request, op, host=form.instance, name=form.instance.name, work=save,
+                   done=saved_words(form.instance), detail=detail, quiet=quiet)
+
+
+def saved_words(host: Host) -> str:
+    return f"Host {host.name} saved."
 
 
 def _edit(request: HttpRequest, host: Host | None) -> HttpResponse:
     form = HostForm(request.POST or None, instance=host)
     context: dict[str, Any] = {"form": form, "host": host}
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        rescan = bool(request.POST.get("rescan_host_key"))
-        keys: list[HostKey] | None = None
-        if _needs_keys(form, host, rescan):
-            token = request.POST.get("host_keys_token", "")
-            if token and request.POST.get("accept_host_key"):
-                keys = _pinned_keys_from_token(token, data["hostname"], data["port"])
-            if keys is None:
-                try:
-                    scanned = keyscan(data["hostname"], data["port"])
-                except VirtError as exc:
-                    form.add_error("hostname", str(exc))
-                    return render(request, "hosts/form.html", context)
-                pinned = {k.fingerprint for k in host.pinned_keys} if host and host.ssh_host_keys else set()
-                context.update({
-                    "scanned_keys": scanned,
-                    "key_changed": bool(pinned) and not pinned & {k.fingerprint for k in scanned},
-                    "host_keys_token": signing.dumps(
-                        {"hostname": data["hostname"], "port": data["port"], "keys": [k.line() for k in scanned]},
-                        salt=PIN_SALT),
-                })
-                return render(request, "hosts/form.html", context)
-        op = ops.CREATE if host is None else ops.UPDATE
-        detail = form.instance.display_uri()
-        if keys is not None:
-            detail += "; pinned ssh host key " + ", ".join(k.fingerprint for k in keys)
-
-        def save() -> Host:
-            with transaction.atomic():
-                saved: Host = form.save(commit=False)
-                if keys is not None:
-                    saved.ssh_host_keys = "".join(k.line() + "\n" for k in keys)
-                saved.save()
-            services.sync_known_hosts()
-            services.registry.forget(str(saved.pk))
-            return saved
-
-        # form.instance carries the new name already: the audit record names the host as saved.
-        outcome = perform(request, op, host=form.instance, name=form.instance.name, work=save,
-                          done=f"Host {form.instance.name} saved.", detail=detail)
+        check = check_keys(form, host, request.POST)
+        if check is None:
+            return render(request, "hosts/form.html", context)
+        if check.to_confirm:
+            context.update({"scanned_keys": check.scanned, "key_changed": check.changed,
+                            "host_keys_token": check.token})
+            return render(request, "hosts/form.html", context)
+        outcome = save_host(request, host, form, check.pinned)
         if outcome.ok:
             return redirect("hosts:detail", name=outcome.name)
     return render(request, "hosts/form.html", context)
@@ -166,18 +225,28 @@ def host_edit(request: HttpRequest, name: str) -> HttpResponse:
     return _edit(request, get_object_or_404(Host, name=name))
 
 
+def remove_host(request: HttpRequest, host: Host, *, quiet: bool = False) -> Outcome[None]:
+    """host.delete: the panel forgets the host (page and API); nothing on the hypervisor changes."""
+    name = host.name
+
+    def remove() -> None:
+        services.registry.forget(str(host.pk))
+        host.delete()
+        services.sync_known_hosts()
+
+    return perform(request, ops.DELETE, host=host, name=name, work=remove, done=removed_words(name), quiet=quiet)
+
+
+def removed_words(name: str) -> str:
+    return f"Host {name} removed from the panel (nothing on the hypervisor was changed)."
+
+
 @require_http_methods(["GET", "POST"])
 @route(ops.DELETE)
 def host_delete(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     if request.method == "POST":
-        def remove() -> None:
-            services.registry.forget(str(host.pk))
-            host.delete()
-            services.sync_known_hosts()
-
-        perform(request, ops.DELETE, host=host, name=name, work=remove,
-                done=f"Host {name} removed from the panel (nothing on the hypervisor was changed).")
+        remove_host(request, host)
         return redirect("hosts:list")
     return render(request, "hosts/delete.html", {"host": host, "grants": host.vm_grants.count()})
 

@@ -133,13 +133,13 @@ CREATE = register(Kind(ops.CREATE.job, "Create VM", _create, unit="bytes", link=
 
 
 def start_create(request: HttpRequest, host: Host, spec: NewVM, start: bool,
-                 form: forms.Form | None = None) -> Job | None:
+                 form: forms.Form | None = None, *, quiet: bool = False) -> Job | None:
     """Start the creation of `spec` (its UUID and new volume's name chosen, see module doc). None when it
-    could not start: the refusal is audited and said on the form."""
+    could not start: the refusal is audited and said on the form (`quiet`: raised, for the API)."""
     disk = spec.disk
     size = f"{disk.size_mib} MiB allocated now" if isinstance(disk, NewVolume) else \
         f"{disk.pool}/{disk.volume}" if disk else "no disk"
     job: Job | None = start_job(request, ops.CREATE, host=host, name=spec.name,
                                 params={"spec": spec_params(spec), "start": start, "uuid": spec.uuid},
-                                summary=f"create {spec.name} ({size})", form=form)
+                                summary=f"create {spec.name} ({size})", form=form, quiet=quiet)
     return job

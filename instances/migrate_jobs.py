@@ -226,18 +226,21 @@ MIGRATE = register(Kind("vm.migrate", "Migrate VM", _migrate, cancellable=True, 
                         link_text="Open the VM", interrupted=_migrate_interrupted, never_ran=_unlock))
 
 
-def start_one(request: HttpRequest, op: Operation, plan: Planned, form: forms.Form) -> Job | None:
+def start_one(request: HttpRequest, op: Operation, plan: Planned, form: forms.Form, *,
+              quiet: bool = False) -> Job | None:
     """Take the VM's locks, then start its job, which holds them from then on; None when refused (the
-    refusal is audited and said on the form)."""
+    refusal is audited and said on the form; `quiet`: raised, for the API to answer)."""
     try:
         locks = take_locks(plan.source, plan.target, plan.vm_uuid)
     except VirtError as exc:  # Busy: another action on this VM runs
         refused(request, op, host=plan.source, name=plan.vm_name, reason=str(exc))
+        if quiet:
+            raise
         form.add_error(None, f"{op.label}: not started: {exc}")
         return None
     try:
         job: Job | None = start_job(request, op, host=plan.source, name=plan.vm_name, params=plan.params(locks),
-                                    summary=plan.summary, form=form)
+                                    summary=plan.summary, form=form, quiet=quiet)
     except BaseException:
         release_locks(plan.vm_uuid, locks)
         raise
@@ -320,19 +323,20 @@ MIGRATE_MANY = register(Kind("vm.migrate-many", "Migrate VMs", _steps, cancellab
 
 
 def start_steps(request: HttpRequest, op: Operation, host: Host, name: str, plans: list[Planned], summary: str,
-                form: forms.Form) -> Job | None:
+                form: forms.Form, *, quiet: bool = False) -> Job | None:
     """Start the parent job `op` and make its vm.migrate steps, each taking its VM's locks when its turn
-    comes; None when refused (audited and said on the form)."""
+    comes; None when refused (audited and said on the form; `quiet`: raised, for the API to answer)."""
     user = request.user if request.user.is_authenticated else None
     with transaction.atomic():  # the parent begins only once its steps are written
         parent: Job | None = start_job(request, op, host=host, name=name, params={"count": len(plans)},
-                                       summary=summary, form=form)
+                                       summary=summary, form=form, quiet=quiet)
         if parent is None:
             return None
+        asked = runner.origin(request)  # each step's audit record says how it was asked too
         Job.objects.bulk_create([
             Job(kind=MIGRATE.name, host=plan.source, target_type="vm", target_name=plan.vm_name[:255],
-                summary=plan.summary[:255], params=plan.params([]), owner=user, remote_addr=parent.remote_addr,
-                parent=parent)
+                summary=plan.summary[:255], params={**plan.params([]), **asked}, owner=user,
+                remote_addr=parent.remote_addr, parent=parent)
             for plan in plans])
     return parent
 

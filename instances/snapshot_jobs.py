@@ -118,12 +118,13 @@ SNAPSHOT = register(Kind(ops.SNAPSHOT_CREATE.job, "Take snapshot with memory", _
 
 
 def start_snapshot(request: HttpRequest, host: Host, vm_uuid: str, vm_name: str, name: str, description: str,
-                   lock: str) -> Job | None:
+                   lock: str, *, quiet: bool = False) -> Job | None:
     """Start the snapshot of a running VM whose lock the request holds (`lock`: its token, handed to the job).
-    None when it could not start: the refusal is audited and said, and the lock is still the caller's."""
+    None when it could not start: the refusal is audited and said (`quiet`: raised), and the lock is still the
+    caller's."""
     job: Job | None = start_job(
         request, ops.SNAPSHOT_CREATE, host=host, name=vm_name,
         params={"host_key": str(host.pk), "vm": vm_uuid.lower(), "vm_name": vm_name, "lock": lock, "name": name,
                 "description": description},
-        summary=f"snapshot {name} of {vm_name} with its memory")
+        summary=f"snapshot {name} of {vm_name} with its memory", quiet=quiet)
     return job

@@ -132,10 +132,20 @@ def _admit(kind: Kind, host: Host | None, target: Target) -> None:
             raise Busy(f"{host.name} already runs {busy} {kind.lane or kind.label} jobs; wait for one to end.")
 
 
+VIA = "via"  # the params key of how the request came in ("through the API, token NAME"), for the audit record
+
+
+def origin(request: HttpRequest) -> dict[str, str]:
+    """Params to add to a job a request starts, so that its audit record says how it was asked (the API)."""
+    via = getattr(request, "webkvm_via", "")
+    return {VIA: via} if via else {}
+
+
 def start(request: HttpRequest, kind: str, host: Host | None, target: Target, params: dict[str, Any],
           summary: str = "") -> Job:
     """Create the job and hand it to a worker. Raises Busy (a limit) or VirtError (no job queue)."""
     declared = KINDS[kind]
+    params = {**params, **origin(request)}
     user = request.user if request.user.is_authenticated else None
     with _admitting(host):
         _admit(declared, host, target)
@@ -280,6 +290,8 @@ def finish(job_id: int, from_states: tuple[str, ...], state: str, result: str, f
         # An interrupted job's end is when it was found, not when its worker died: no duration for it.
         seconds = f" ({job.seconds} s)" if job.seconds is not None and state != JobState.INTERRUPTED else ""
         words = f"{job.summary or job.kind}: {result or state}{seconds}"
+        if via := (job.params or {}).get(VIA):
+            words = f"{words} ({via})"
         took = int(job.seconds * 1000) if job.seconds is not None and state != JobState.INTERRUPTED else None
         try:
             with transaction.atomic():

@@ -115,7 +115,13 @@ def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _job_or_403(request, job_id)
     try:
-        messages.info(request, runner.request_cancel(job, request.user.get_username()))
+        messages.info(request, cancel(request, job))
     except Busy as exc:
         messages.error(request, str(exc))
     return redirect(job)
+
+
+def cancel(request: HttpRequest, job: Job) -> str:
+    """Cancel: a queued job at once, a running one of a cancellable kind at its next step; what happened in
+    words (an ended job is left as it is). Raises Busy for a running job that cannot be stopped."""
+    return runner.request_cancel(job, request.user.get_username())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import libvirt
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -17,9 +18,16 @@ from networks import operations as ops
 from networks.forms import FixedHostForm, NetworkForm
 from virt.errors import NotFound, VirtError
 from virt.interfaces import host_interfaces
-from virt.networks import NetworkInputError, NetworkSpec, create_network, host_networks, network_detail
+from virt.networks import (
+    HostNetworks,
+    NetworkInputError,
+    NetworkSpec,
+    create_network,
+    host_networks,
+    network_detail,
+)
 from virt.reads import NETWORKS
-from webkvm.operations import ADMIN, host_or_404, page, refused, route
+from webkvm.operations import ADMIN, Outcome, host_or_404, page, refused, route
 from webkvm.views_base import host_page, on_host_checked
 
 # Reading every VM's XML (who uses a network) can outlast one call's deadline.
@@ -84,17 +92,46 @@ def _describe(spec: NetworkSpec, start: bool, autostart: bool) -> str:
     return "; ".join(parts)
 
 
+def host_facts(request: HttpRequest, target: Host, asked_name: str) -> HostNetworks:
+    """What a new network must not clash with on `target` (the form checks against it). When the host
+    cannot be asked, a POST is audited as refused (nothing was asked of libvirt) and the failure raised."""
+    try:
+        facts: HostNetworks = services.call(target, host_networks, DETAIL_TIMEOUT)
+    except VirtError as exc:
+        if request.method == "POST":
+            refused(request, ops.CREATE, host=target, name=asked_name[:128],
+                    reason=f"{target.name} could not be asked about its networks: {exc}")
+        raise
+    return facts
+
+
+def create_network_from(request: HttpRequest, target: Host, form: NetworkForm, *,
+                        quiet: bool = False) -> Outcome[str]:
+    """network.create of a valid form (the page and the API): one audit record; the host's late refusal
+    of the input becomes field errors on the form. Its value: the words said."""
+    spec = form.to_spec()
+    start, autostart = bool(form.cleaned_data.get("start")), bool(form.cleaned_data.get("autostart"))
+    done = f"Network {spec.name} created on {target.name}{' and started' if start else ''}."
+
+    def create(conn: libvirt.virConnect) -> str:
+        create_network(conn, spec, start=start, autostart=autostart)
+        return done
+
+    # The host may have changed since the form was checked: its refusal is a field error too.
+    return on_host_checked(
+        request, ops.CREATE, target, spec.name, create, form=form, rejects=NetworkInputError,
+        place=lambda problem: form.field_for(problem, spec.mode), done=done,
+        detail=_describe(spec, start, autostart), quiet=quiet)
+
+
 @require_http_methods(["GET", "POST"])
 @route(ops.CREATE)
 def create(request: HttpRequest, host: str) -> HttpResponse:
     target = host_or_404(host)
     context: dict[str, Any] = {"host": target}
     try:
-        facts = services.call(target, host_networks, DETAIL_TIMEOUT)
+        facts = host_facts(request, target, request.POST.get("name", ""))
     except VirtError as exc:
-        if request.method == "POST":
-            refused(request, ops.CREATE, host=target, name=request.POST.get("name", "")[:128],
-                    reason=f"{target.name} could not be asked about its networks: {exc}")
         context["error"] = f"{target.name} could not be asked about its networks: {exc}"
         return render(request, "networks/create.html", context, status=503)
     form = NetworkForm(facts, request.POST if request.method == "POST" else None)
@@ -103,15 +140,6 @@ def create(request: HttpRequest, host: str) -> HttpResponse:
         return render(request, "networks/create.html", context)
     if not form.is_valid():  # nothing was asked of libvirt
         return render(request, "networks/create.html", context)
-    spec = form.to_spec()
-    start, autostart = bool(form.cleaned_data.get("start")), bool(form.cleaned_data.get("autostart"))
-    # The host may have changed since the form was checked: its refusal is a field error too.
-    outcome = on_host_checked(
-        request, ops.CREATE, target, spec.name,
-        lambda conn: create_network(conn, spec, start=start, autostart=autostart),
-        form=form, rejects=NetworkInputError, place=lambda problem: form.field_for(problem, spec.mode),
-        done=f"Network {spec.name} created on {target.name}{' and started' if start else ''}.",
-        detail=_describe(spec, start, autostart))
-    if not outcome.ok:
+    if not create_network_from(request, target, form).ok:
         return render(request, "networks/create.html", context)
-    return redirect("networks:detail", target.name, spec.name)
+    return redirect("networks:detail", target.name, form.to_spec().name)

@@ -3,11 +3,16 @@
 Django's ASGI handler reads a whole request body (into memory, then a temporary file) before
 any view runs, so a multi-GiB ISO would pass through the disk of the panel's machine first; and
 it sends a streamed response in 64 KiB pieces, each a trip through the event loop. This wrapper
-takes the two transfer URLs out of Django's handler, runs the same checks Django would (session
+takes the transfer URLs out of Django's handler, runs the same checks Django would (session
 login, CSRF, the admin check) and moves the data in chunks of a few MiB, reading the next chunk
 while the current one is sent: memory stays at a few chunks whatever the volume's size. Every
 other request goes to Django unchanged; the views in storage/views/transfer.py serve the same
 URLs under WSGI.
+
+The API's volume content URL (api/storage.py: PUT uploads, GET downloads) goes through this same
+path: there the API's own authentication applies (a token, or the session with CSRF; read-only
+tokens may not upload; the API's rate limits), answers are the API's JSON, and the audit records say
+"through the API, token NAME". Under WSGI the API's view serves that URL with the same functions.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import importlib
 import io
 import logging
+import math
 import queue
 import threading
 from collections.abc import Awaitable, Callable
@@ -31,9 +37,9 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, ResolverMatch, resolve
 
 from storage.transfers import (
     CHUNK,
@@ -42,9 +48,13 @@ from storage.transfers import (
     UploadSession,
     download_headers,
     error_response,
+    interrupted,
     open_download,
     open_upload,
     refusal,
+    through_api,
+    upload_name,
+    uploaded,
 )
 from virt.errors import VirtError
 from virt.streams import Download
@@ -57,7 +67,10 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[..., Awaitable[None]]  # Django's handler types its arguments a little differently
-ROUTES = {("PUT", "storage:volume_upload"): "upload", ("GET", "storage:volume_download"): "download"}
+# One streaming path, two URLs: the pages' and the API's (/api/v1/pools/H/P/volumes/V/content).
+ROUTES = {("PUT", "storage:volume_upload"): "upload", ("GET", "storage:volume_download"): "download",
+          ("PUT", "api:volume-content"): "upload", ("GET", "api:volume-content"): "download"}
+API_ROUTES = {"api:volume-content"}
 QUEUED_CHUNKS = 2  # chunks waiting for the hypervisor; with the one being sent, bounds an upload's memory
 SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                     (b"referrer-policy", b"same-origin"), (b"content-security-policy", POLICY.encode())]
@@ -94,8 +107,7 @@ def _unused(_request: HttpRequest) -> HttpResponse:
     raise AssertionError("only the request phase of these middlewares is used")
 
 
-def route(scope: Scope) -> tuple[str, dict[str, Any]] | None:
-    """("upload" or "download", URL kwargs) for the transfer URLs, None for everything else."""
+def _match(scope: Scope) -> tuple[str, ResolverMatch] | None:
     if scope.get("type") != "http" or scope.get("method") not in ("PUT", "GET"):
         return None
     try:
@@ -103,15 +115,29 @@ def route(scope: Scope) -> tuple[str, dict[str, Any]] | None:
     except Resolver404:
         return None
     kind = ROUTES.get((scope["method"], match.view_name))
-    return (kind, dict(match.kwargs)) if kind else None
+    return (kind, match) if kind else None
+
+
+def route(scope: Scope) -> tuple[str, dict[str, Any]] | None:
+    """("upload" or "download", URL kwargs) for the transfer URLs (the pages' and the API's), None for
+    everything else."""
+    found = _match(scope)
+    return (found[0], dict(found[1].kwargs)) if found else None
 
 
 def authorise(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | None:
-    """What SessionMiddleware, AuthenticationMiddleware, LoginRequiredMiddleware, CsrfViewMiddleware
-    and the view's declared access (webkvm.operations.route) do for a normal request (CSRF applies to
-    the PUT); a response means refused. First, as Django's CommonMiddleware: a Host header not in
+    """What Django's middlewares (or, on the API's URL, REST framework's authentication, permissions and
+    throttles) and the view's declared access (webkvm.operations.route, api.base.ApiView) do for a normal
+    request; a response means refused. First, as Django's CommonMiddleware: a Host header not in
     ALLOWED_HOSTS raises DisallowedHost (400)."""
     request.get_host()
+    refused = _api_caller(request) if through_api(request) else _page_caller(request)
+    return refused if refused is not None else _permitted(request, kwargs)
+
+
+def _page_caller(request: ASGIRequest) -> HttpResponse | None:
+    """SessionMiddleware, AuthenticationMiddleware, LoginRequiredMiddleware and CsrfViewMiddleware (CSRF
+    applies to the PUT)."""
     SessionMiddleware(_unused).process_request(request)
     user = get_user(request)
     request.user = user
@@ -119,16 +145,76 @@ def authorise(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | No
         return redirect_to_login(request.get_full_path())
     csrf = CsrfViewMiddleware(_unused)
     csrf.process_request(request)
-    from storage.views import transfer  # views load after the app registry
-
-    view = transfer.volume_upload if request.method == "PUT" else transfer.volume_download
-    refused = csrf.process_view(request, view, (), kwargs)
+    assert request.resolver_match is not None
+    refused = csrf.process_view(request, request.resolver_match.func, (), {})
     if refused is not None:
         if "application/json" in request.headers.get("Accept", ""):
             return refusal(request, 403, "The request failed its CSRF check: reload the page and try again.")
         return refused  # Django's own page, which says why
-    access = access_of(view)
-    # Admin, or anybody logged in; anything else (no declaration, a VM grant) is not served here.
+    return None
+
+
+def _api_caller(request: ASGIRequest) -> HttpResponse | None:
+    """The API's own authentication (api/auth.py): a personal token (`Authorization: Bearer ...`), else the
+    session with its CSRF token; then read-only tokens are refused a PUT and the API's rate limits apply.
+    All before a byte of the body is read; the audit records say "through the API, token NAME"."""
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from api.auth import ReadOnlyTokens, TokenAuthentication, via
+
+    try:
+        found = TokenAuthentication().authenticate(request)  # it reads the Authorization header only
+    except AuthenticationFailed as exc:
+        return _unauthenticated(request, str(exc.detail), str(exc.get_codes()))
+    if found is not None:
+        request.user, request.auth = found  # type: ignore[attr-defined]  # as REST framework sets them
+    else:
+        SessionMiddleware(_unused).process_request(request)
+        request.user, request.auth = get_user(request), None  # type: ignore[attr-defined]
+        if not request.user.is_authenticated:
+            return _unauthenticated(request, "Authentication credentials were not provided.", "not_authenticated")
+        csrf = CsrfViewMiddleware(_unused)
+        csrf.process_request(request)
+        if csrf.process_view(request, None, (), {}) is not None:  # type: ignore[arg-type]  # as REST framework does
+            return refusal(request, 403, "CSRF Failed: send the X-CSRFToken header (or use a token).",
+                           code="csrf_failed")
+    if not ReadOnlyTokens().has_permission(request, None):
+        return refusal(request, 403, ReadOnlyTokens.message, code=ReadOnlyTokens.code)
+    request.webkvm_via = via(request)  # type: ignore[attr-defined]  # audit.record reads it
+    return _throttled(request)
+
+
+def _unauthenticated(request: ASGIRequest, message: str, code: str) -> HttpResponse:
+    response = refusal(request, 401, message, code=code)
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _throttled(request: ASGIRequest) -> HttpResponse | None:
+    """The API's rate limits (REST framework's throttles, counted where the API counts them)."""
+    from rest_framework.request import Request
+    from rest_framework.settings import api_settings
+
+    asked = Request(request)
+    asked.user, asked.auth = request.user, getattr(request, "auth", None)
+    for kind in api_settings.DEFAULT_THROTTLE_CLASSES:
+        throttle = kind()
+        if not throttle.allow_request(asked, None):
+            wait = throttle.wait()
+            response = refusal(request, 429, "Too many requests: try again later.", code="throttled")
+            if wait is not None:
+                response["Retry-After"] = str(math.ceil(wait))
+            return response
+    return None
+
+
+def _permitted(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | None:
+    """The route's declared access (per method on the API's URL): admin, or anybody logged in; anything
+    else (no declaration, a VM grant) is not served here."""
+    assert request.resolver_match is not None
+    access = access_of(request.resolver_match.func)
+    if access is not None and access.methods:
+        access = access.of_method(request.method or "")
     permission = choice(access, kwargs).permission if access is not None else ""
     if permission == LOGIN:
         return None
@@ -278,8 +364,8 @@ async def pump(receive: Receive, session: UploadSession) -> None:
 
 
 async def upload(request: ASGIRequest, receive: Receive, kwargs: dict[str, Any]) -> HttpResponse:
-    outcome = await sync_to_async(_checked)(request, kwargs,
-                                             lambda: open_upload(request, kwargs["host"], kwargs["pool"]))
+    outcome = await sync_to_async(_checked)(request, kwargs, lambda: open_upload(
+        request, kwargs["host"], kwargs["pool"], upload_name(request, kwargs)))
     if isinstance(outcome, HttpResponse):
         return outcome
     session: UploadSession = outcome
@@ -290,14 +376,14 @@ async def upload(request: ASGIRequest, receive: Receive, kwargs: dict[str, Any])
         left = await sync_to_async(session.abort, thread_sensitive=False)()
         await sync_to_async(session.audit)(request, f"{exc}{' ' + left if left else ''}")
         if isinstance(exc, VirtError):
-            return error_response(exc)
+            return error_response(request, exc)
         # The browser may still be listening (it sent more or less than it announced).
-        return JsonResponse({"error": f"Upload interrupted: {exc}. Nothing was kept.{left}"}, status=400)
+        return interrupted(request, exc, left)
     except BaseException:  # cancelled (server shutting down): still leave no half volume
         await asyncio.shield(sync_to_async(session.abort, thread_sensitive=False)())
         raise
     await sync_to_async(session.audit)(request)
-    return JsonResponse(result, status=201)
+    return uploaded(request, session, result)
 
 
 # --- download --------------------------------------------------------------------------------
@@ -357,12 +443,15 @@ class StreamedTransfers:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = route(scope)
+        found = _match(scope)
         if found is None:
             await self.app(scope, receive, send)
             return
-        kind, kwargs = found
+        kind, match = found
+        kwargs = dict(match.kwargs)
         request = ASGIRequest(scope, io.BytesIO())
+        request.resolver_match = match
+        request.webkvm_api = match.view_name in API_ROUTES  # type: ignore[attr-defined]  # answers in the API's JSON
         async with ThreadSensitiveContext():  # this request's Django work shares one thread, as in Django
             try:
                 if kind == "upload":

@@ -20,8 +20,10 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.http import content_disposition_header
 
+from api.errors import from_host
 from hosts import services
 from hosts.models import Host
 from storage import operations as ops
@@ -45,12 +47,25 @@ class Interrupted(Exception):
 
 PAGES = {403: "403.html", 404: "404.html"}  # the panel's error pages
 CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 502: "host_failed"}
+# The API's codes for the same statuses (api/errors.py); a failure of the host has its own (from_host).
+API_CODES = {400: "invalid", 401: "not_authenticated", 403: "permission_denied", 404: "not_found",
+             409: "conflict", 411: "invalid", 429: "throttled", 502: "not_done", 503: "host_unavailable"}
 
 
-def refusal(request: HttpRequest, status: int, message: str) -> HttpResponse:
+def through_api(request: HttpRequest) -> bool:
+    """Whether the transfer came through the API's URL (/api/v1/.../content): its answers are the API's
+    JSON ({code, message, fields}). The ASGI path marks the request; under WSGI the API view has set
+    `webkvm_via` (api/base.py)."""
+    return bool(getattr(request, "webkvm_api", False) or getattr(request, "webkvm_via", ""))
+
+
+def refusal(request: HttpRequest, status: int, message: str, code: str = "") -> HttpResponse:
     """A transfer that cannot go ahead, answered as any page of the panel would be: JSON
-    ({"code", "message"}) for a client that asks for it (Accept: application/json), the panel's
-    error page for a browser, the words alone where the panel has no page for the status."""
+    ({"code", "message"}) for a client that asks for it (Accept: application/json) and for API callers
+    (with the API's codes), the panel's error page for a browser, the words alone where the panel has no
+    page for the status."""
+    if through_api(request):
+        return JsonResponse({"code": code or API_CODES.get(status, "error"), "message": message}, status=status)
     if "application/json" in request.headers.get("Accept", ""):
         return JsonResponse({"code": CODES.get(status, str(status)), "message": message}, status=status)
     if status in PAGES:
@@ -58,14 +73,38 @@ def refusal(request: HttpRequest, status: int, message: str) -> HttpResponse:
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
-def errors_response(errors: dict[str, list[str]], status: int = 400) -> JsonResponse:
+def failure(request: HttpRequest, status: int, message: str, code: str) -> JsonResponse:
+    """A transfer that failed: the page's script reads {"error"}, API callers {"code", "message"}."""
+    if through_api(request):
+        return JsonResponse({"code": code, "message": message}, status=status)
+    return JsonResponse({"error": message}, status=status)
+
+
+def errors_response(request: HttpRequest, errors: dict[str, list[str]], status: int = 400) -> JsonResponse:
+    """Field errors: {"errors"} for the page's script, the API's {"code": "invalid", "message", "fields"}."""
+    if through_api(request):
+        return JsonResponse({"code": "invalid", "message": "Some fields are not valid.", "fields": errors},
+                            status=status)
     return JsonResponse({"errors": errors}, status=status)
 
 
-def error_response(exc: VirtError) -> JsonResponse:
+def error_response(request: HttpRequest, exc: VirtError, said: str = "") -> JsonResponse:
+    """A failure of the host (`said` before its words): input it refused is a field error; for API callers
+    the status and code of api/errors.py (host_unavailable, invalid_state, not_done...) in the words a
+    page shows this user."""
     if isinstance(exc, StorageInputError):
-        return errors_response({p.field: [p.message] for p in exc.problems})
-    return JsonResponse({"error": str(exc)}, status=503 if isinstance(exc, Unreachable) else 502)
+        return errors_response(request, {p.field: [p.message] for p in exc.problems})
+    if through_api(request):
+        answer = from_host(exc, getattr(request, "user", None))
+        codes = answer.get_codes()
+        return failure(request, answer.status_code, said + str(answer.detail),
+                       codes if isinstance(codes, str) else "not_done")
+    return failure(request, 503 if isinstance(exc, Unreachable) else 502, said + str(exc), "")
+
+
+def interrupted(request: HttpRequest, exc: Exception, left: str) -> JsonResponse:
+    """An upload that ended short (or long): what was written is gone (or `left` says what is not)."""
+    return failure(request, 400, f"Upload interrupted: {exc}. Nothing was kept.{left}", "upload_interrupted")
 
 
 def check(request: HttpRequest, host: Host, pool: str,
@@ -74,12 +113,12 @@ def check(request: HttpRequest, host: Host, pool: str,
     try:
         detail = services.call(host, lambda conn: pool_detail(conn, pool))
     except VirtError as exc:
-        return None, error_response(exc)
+        return None, error_response(request, exc)
     if not detail.pool.active:
-        return None, JsonResponse({"error": f"Pool {pool} is not active: start it first."}, status=409)
+        return None, failure(request, 409, f"Pool {pool} is not active: start it first.", "invalid_state")
     form = UploadForm(detail, data)
     if not form.is_valid():
-        return None, errors_response({k: [str(m) for m in v] for k, v in form.errors.items()})
+        return None, errors_response(request, {k: [str(m) for m in v] for k, v in form.errors.items()})
     return detail, None
 
 
@@ -136,16 +175,21 @@ class UploadSession:
                      duration_ms=int((time.monotonic() - self.started) * 1000))
 
 
-def open_upload(request: HttpRequest, host_name: str, pool: str) -> UploadSession | JsonResponse:
-    """Check a PUT (name in the query, size from Content-Length) and open its stream.
+def upload_name(request: HttpRequest, kwargs: dict[str, Any]) -> str:
+    """The new volume's name: the API's URL names it, the page's PUT has it in the query."""
+    return str(kwargs["volume"]) if "volume" in kwargs else request.GET.get("name", "")
+
+
+def open_upload(request: HttpRequest, host_name: str, pool: str, name: str) -> UploadSession | JsonResponse:
+    """Check a PUT (size from Content-Length) and open its stream.
 
     Login, CSRF and the admin check come first, from the caller."""
     host = get_object_or_404(Host, name=host_name)
     length = request.META.get("CONTENT_LENGTH") or ""
-    name = request.GET.get("name", "")
     if not length.isdigit():
         refused(request, ops.VOLUME_UPLOAD, host=host, name=f"{pool}/{name}"[:255], reason="no Content-Length")
-        return errors_response({"file": ["Send the file with its Content-Length (no chunked encoding)."]}, 411)
+        return errors_response(request, {"file": ["Send the file with its Content-Length (no chunked encoding)."]},
+                               411)
     _detail, refusal = check(request, host, pool, {"name": name, "size": length})
     if refusal is not None:
         refused(request, ops.VOLUME_UPLOAD, host=host, name=f"{pool}/{name}"[:255],
@@ -156,8 +200,19 @@ def open_upload(request: HttpRequest, host_name: str, pool: str) -> UploadSessio
         session.begin()
     except VirtError as exc:
         session.audit(request, str(exc))
-        return error_response(exc)
+        return error_response(request, exc)
     return session
+
+
+def uploaded(request: HttpRequest, session: UploadSession, result: dict[str, Any]) -> JsonResponse:
+    """201: the volume is written. API callers also get a message and the new volume's URL."""
+    if not through_api(request):
+        return JsonResponse(result, status=201)
+    url = reverse("api:volume", args=[session.host.name, session.pool, session.name])
+    response = JsonResponse({"message": f"Volume {result['volume']} uploaded: {result['bytes']} bytes.", **result},
+                            status=201)
+    response["Location"] = request.build_absolute_uri(url)
+    return response
 
 
 def open_download(request: HttpRequest, host_name: str, pool: str, volume: str) -> tuple[Host, Download] | HttpResponse:
@@ -168,7 +223,10 @@ def open_download(request: HttpRequest, host_name: str, pool: str, volume: str) 
                       work=lambda: services.call(host, lambda conn: Download.begin(conn, pool, volume), BEGIN_TIMEOUT),
                       done=lambda download: f"{download.length} bytes", quiet=True)
     if outcome.value is None:
-        return refusal(request, 502, f"{host.name} did not start the download: {outcome.error}")
+        said = f"{host.name} did not start the download: "
+        if through_api(request) and outcome.exception is not None:
+            return error_response(request, outcome.exception, said)
+        return refusal(request, 502, said + outcome.error)
     return host, outcome.value
 
 

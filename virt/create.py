@@ -25,7 +25,7 @@ from virt.capabilities import ARCH, BIOS, CPU_DEFAULT, UEFI
 from virt.delete import undefine
 from virt.errors import InvalidInput, InvalidState, VirtError, translate
 from virt.sharing import volume_users
-from virt.volumes import remove_partial
+from virt.volumes import VOLUME_FORMATS, remove_partial
 from virt.xml.codecs import iec
 from virt.xml.domain import Console, Disk, Domain, Graphics, Interface, Serial
 from virt.xml.storage import StorageVolume
@@ -39,7 +39,7 @@ MIB = 1 << 20
 MIN_MEMORY_MIB = 16
 MAX_MEMORY_MIB = 16 << 20  # 16 TiB: anything above is a typo, whatever the host has
 MAX_VCPUS = 4096
-DISK_FORMATS = ("qcow2", "raw")
+DISK_FORMATS = VOLUME_FORMATS  # a VM's new disk is a volume: the same formats
 DISK_BUSES = ("virtio", "sata")  # virtio where the guest has the driver, else SATA (every installer knows AHCI)
 NIC_MODELS = ("virtio", "e1000e", "e1000", "rtl8139")
 CPU_MODES = ("host-passthrough", "host-model", "maximum", CPU_DEFAULT)

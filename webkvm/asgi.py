@@ -22,8 +22,10 @@ except ConfigError as exc:
     sys.exit(f"webkvm: configuration error: {exc}")
 
 # Consoles (/console/ws/...) and live updates (/live/ws/) are WebSockets on the panel's own origin; each
-# consumer checks Origin, session and permission itself, so no Channels origin or auth middleware is needed.
+# consumer checks Origin, session (or, for a console ticket made through the API, its token) and permission
+# itself, so no Channels origin or auth middleware is needed.
 # Request bodies are capped right in front of Django (webkvm/body_limit.py); the streamed transfers are
-# taken out before the cap, since the upload checks login, CSRF and admin before it reads a byte.
+# taken out before the cap, since the upload checks login and CSRF (or the API token) and admin before it reads
+# a byte.
 application = ProtocolTypeRouter({"http": StreamedTransfers(BodyLimit(django_application)),
                                   "websocket": websocket_application()})

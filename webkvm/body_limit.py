@@ -3,12 +3,12 @@
 Under ASGI, Django's handler reads a whole body into a temporary file before any middleware, login or CSRF
 check runs, so without a cap anybody could fill the panel's disk (`curl -T /dev/zero .../login/`). This
 wrapper sits right in front of Django's handler: a request without a logged-in session or a valid API token
-may send
-ANONYMOUS_BODY_BYTES (a login form is a few hundred bytes), one with a session WEBKVM_MAX_BODY_BYTES. A
+may send ANONYMOUS_BODY_BYTES (a login form is a few hundred bytes), one with either WEBKVM_MAX_BODY_BYTES. A
 declared Content-Length over the limit is answered 413 before a byte is read; a body without one (chunked)
 is counted as it comes and cut at the limit, so Django never holds more than the limit. The session is only
-looked up for a body larger than the anonymous limit. The streamed volume upload (storage/asgi.py) is taken
-out before this wrapper: it checks session, CSRF and admin before it reads a byte, and streams into libvirt.
+looked up for a body larger than the anonymous limit. The streamed volume uploads (storage/asgi.py: the page's
+URL and the API's volume content URL) are taken out before this wrapper: they check session and CSRF, or the
+API token, and admin before they read a byte, and stream into libvirt.
 """
 
 from __future__ import annotations

@@ -226,6 +226,7 @@ class Outcome(Generic[T]):
     error: str = ""  # in words; empty when it worked
     field_problem: bool = False  # bad input the host judged: nothing changed, nothing audited
     exception: VirtError | None = None  # what failed, for callers that tell failures apart
+    message: str = ""  # what the user was (or, quiet, would have been) told when it worked
 
     @property
     def ok(self) -> bool:
@@ -277,7 +278,7 @@ def perform(request: HttpRequest, op: Operation, *, host: Host | None, name: str
     record(AuditResult.OK, _words(detail, value) if detail else message, object_name)
     if not quiet:
         messages.success(request, message)
-    return Outcome(object_name, value)
+    return Outcome(object_name, value, message=message)
 
 
 def on_vm(request: HttpRequest, op: Operation, ref: Any, fn: Callable[[libvirt.virDomain], T], *,
@@ -307,7 +308,7 @@ def on_vm(request: HttpRequest, op: Operation, ref: Any, fn: Callable[[libvirt.v
     outcome = perform(request, op, host=ref.host, name=ref.uuid, work=work, done=said(done), detail=audited,
                       form=form, quiet=quiet, audited_name=lambda pair: pair[0], asked=asked)
     value = outcome.value[1] if outcome.value is not None else None
-    return Outcome(outcome.name, value, outcome.error, outcome.field_problem, outcome.exception)
+    return Outcome(outcome.name, value, outcome.error, outcome.field_problem, outcome.exception, outcome.message)
 
 
 def on_host(request: HttpRequest, op: Operation, host: Host, name: str, fn: Callable[[libvirt.virConnect], T], *,

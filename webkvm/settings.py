@@ -240,6 +240,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "api.errors.handle",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "SCHEMA_COERCE_PATH_PK": False,  # the schema names {pk} as the URL does (not {id})
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "webkvm API",
@@ -252,4 +253,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1/",
+    # One name per choice set the forms share (a volume's format is a new disk's), one per field named kind.
+    "ENUM_NAME_OVERRIDES": {"VolumeFormatEnum": "virt.volumes.VOLUME_FORMATS",
+                            "SharedKindEnum": "webkvm.models.SharedKind"},
 }

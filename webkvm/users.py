@@ -18,16 +18,29 @@ from hosts.models import Host
 from virt.errors import NotFound, VirtError
 from webkvm import user_operations as ops
 from webkvm.models import VMGrant
-from webkvm.operations import ADMIN, Outcome, page, perform, route
+from webkvm.operations import ADMIN, Operation, Outcome, page, perform, route
 
 User = get_user_model()
 
 
 class UserFlagsForm(forms.ModelForm[Any]):
+    """What an admin may change of an account (the user's page, PATCH in the API); `editor` is the admin
+    making the change, who may not take away their own admin rights."""
+
     class Meta:
         model = User
         fields = ["is_active", "is_superuser", "email"]
         labels = {"is_superuser": "Administrator (full access to every host and VM)"}
+
+    def __init__(self, *args: Any, editor: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.editor = editor
+
+    def clean_is_superuser(self) -> bool:
+        admin = bool(self.cleaned_data.get("is_superuser"))
+        if not admin and self.instance.pk is not None and self.instance.pk == self.editor.pk:
+            raise forms.ValidationError("You cannot take away your own admin rights.")
+        return admin
 
 
 ALLOWED = ("can_console", "can_power", "can_change", "can_delete")  # a grant's switches; view comes with each
@@ -89,6 +102,15 @@ class GrantForm(GrantPermissionsForm):
         return data
 
 
+class UserGrantForm(GrantForm):
+    """The grant form with its user named in the data rather than in the URL, and its host by name (the API,
+    where hosts have no other key); the same fields, rules and VM lookup otherwise."""
+
+    user = forms.ModelChoiceField(queryset=User.objects.order_by("username"))
+    host = forms.ModelChoiceField(queryset=Host.objects.order_by("name"), to_field_name="name")
+    field_order = ["user", "host", "vm", *ALLOWED]
+
+
 def vm_lists(hosts: list[Host]) -> tuple[dict[int, list[str]], dict[str, str]]:
     """Each host's VM names for the grant form's picker, from the read the VM list shares (a host that fails
     costs only its own list): ({host pk: names}, {host name: why its list is missing})."""
@@ -104,8 +126,45 @@ def vm_lists(hosts: list[Host]) -> tuple[dict[int, list[str]], dict[str, str]]:
     return lists, missing
 
 
+# --- the operations, after validation: one way each for the pages and the API ----------------------------
+
+# What each operation says when it worked: the page's message and the API's answer.
+DONE = {ops.USER_CREATE: "User {user} created.", ops.USER_UPDATE: "{user} updated.",
+        ops.USER_SET_PASSWORD: "Password of {user} changed.", ops.GRANT_SET: "{user} may now use {vm} on {host}.",
+        ops.GRANT_REVOKE: "Grant removed."}
+
+
+def done_words(op: Operation, **names: object) -> str:
+    return DONE[op].format(**names)
+
+
+def create_user(request: HttpRequest, form: UserCreationForm[Any], *, quiet: bool = False) -> Outcome[Any]:
+    name = form.cleaned_data["username"]
+    return perform(request, ops.USER_CREATE, host=None, name=name, work=form.save,
+                   done=done_words(ops.USER_CREATE, user=name), quiet=quiet)
+
+
+def update_user(request: HttpRequest, target: Any, form: UserFlagsForm, *, quiet: bool = False) -> Outcome[Any]:
+    name = target.get_username()
+    return perform(request, ops.USER_UPDATE, host=None, name=name, work=form.save,
+                   done=done_words(ops.USER_UPDATE, user=name), quiet=quiet,
+                   detail=lambda saved: f"active={saved.is_active} admin={saved.is_superuser}")
+
+
+def set_password(request: HttpRequest, target: Any, form: SetPasswordForm[Any], *,
+                 quiet: bool = False) -> Outcome[Any]:
+    name = target.get_username()
+    return perform(request, ops.USER_SET_PASSWORD, host=None, name=name, work=form.save,
+                   done=done_words(ops.USER_SET_PASSWORD, user=name), quiet=quiet)
+
+
+def revoke_grant(request: HttpRequest, grant: VMGrant, *, quiet: bool = False) -> Outcome[Any]:
+    return perform(request, ops.GRANT_REVOKE, host=grant.host, name=grant.vm_name, work=grant.delete,
+                   done=done_words(ops.GRANT_REVOKE), detail=f"user={grant.user.get_username()}", quiet=quiet)
+
+
 def give_grant(request: HttpRequest, target: Any, host: Host, vm_uuid: str, vm_name: str,
-               allowed: dict[str, bool]) -> Outcome[VMGrant]:
+               allowed: dict[str, bool], *, quiet: bool = False) -> Outcome[VMGrant]:
     """The one way a grant is made or changed (the user's page, a VM's "Share…"): one per user and VM, one
     audit record."""
     name = target.get_username()
@@ -116,7 +175,7 @@ def give_grant(request: HttpRequest, target: Any, host: Host, vm_uuid: str, vm_n
         return grant
 
     return perform(request, ops.GRANT_SET, host=host, name=vm_name, work=work,
-                   done=f"{name} may now use {vm_name} on {host}.", detail=f"user={name}")
+                   done=done_words(ops.GRANT_SET, user=name, vm=vm_name, host=host), detail=f"user={name}", quiet=quiet)
 
 
 @require_GET
@@ -130,9 +189,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
 def user_create(request: HttpRequest) -> HttpResponse:
     form: UserCreationForm[Any] = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        name = form.cleaned_data["username"]
-        outcome = perform(request, ops.USER_CREATE, host=None, name=name, work=form.save,
-                          done=f"User {name} created.")
+        outcome = create_user(request, form)
         if outcome.value is not None:
             return redirect("users:detail", pk=outcome.value.pk)
     return render(request, "users/create.html", {"form": form})
@@ -142,21 +199,16 @@ def user_create(request: HttpRequest) -> HttpResponse:
 @route(page(ADMIN))  # each form posts one of user.update, user.set_password, grant.set (all admin)
 def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
     target = get_object_or_404(User, pk=pk)
-    flags = UserFlagsForm(request.POST if request.POST.get("form") == "flags" else None, instance=target)
+    flags = UserFlagsForm(request.POST if request.POST.get("form") == "flags" else None, instance=target,
+                          editor=request.user)
     password = SetPasswordForm(target, request.POST if request.POST.get("form") == "password" else None)
     grant = GrantForm(request.POST if request.POST.get("form") == "grant" else None)
     if request.method == "POST":
-        name = target.get_username()
         if flags.is_bound and flags.is_valid():
-            if target == request.user and not flags.cleaned_data["is_superuser"]:
-                flags.add_error("is_superuser", "You cannot take away your own admin rights.")
-            else:
-                perform(request, ops.USER_UPDATE, host=None, name=name, work=flags.save, done=f"{name} updated.",
-                        detail=lambda saved: f"active={saved.is_active} admin={saved.is_superuser}")
-                return redirect("users:detail", pk=pk)
+            update_user(request, target, flags)
+            return redirect("users:detail", pk=pk)
         elif password.is_bound and password.is_valid():
-            perform(request, ops.USER_SET_PASSWORD, host=None, name=name, work=password.save,
-                    done=f"Password of {name} changed.")
+            set_password(request, target, password)
             return redirect("users:detail", pk=pk)
         elif grant.is_bound and grant.is_valid():
             data = grant.cleaned_data
@@ -175,7 +227,5 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @route(ops.GRANT_REVOKE)
 def grant_delete(request: HttpRequest, pk: int, grant_id: int) -> HttpResponse:
-    grant = get_object_or_404(VMGrant, pk=grant_id, user_id=pk)
-    perform(request, ops.GRANT_REVOKE, host=grant.host, name=grant.vm_name, work=grant.delete,
-            done="Grant removed.", detail=f"user={grant.user.get_username()}")
+    revoke_grant(request, get_object_or_404(VMGrant, pk=grant_id, user_id=pk))
     return redirect("users:detail", pk=pk)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
@@ -32,21 +33,54 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home.html", fleet_context(request, Filters.from_query(request.GET), None))
 
 
+class AuditFilters(forms.Form):
+    """The audit log's filters, on the page and in the API (GET /api/v1/audit/)."""
+
+    user = forms.CharField(required=False, help_text="exactly this user name")
+    action = forms.CharField(required=False, help_text="actions starting with this, e.g. vm. or vm.start")
+    result = forms.ChoiceField(required=False, choices=[("", "any"), *AuditResult.choices])
+    host = forms.CharField(required=False, help_text="exactly this host name")
+    object = forms.CharField(required=False, help_text="exactly this object name")
+    q = forms.CharField(required=False, help_text="part of the object's name, the host's name or the detail")
+    since = forms.DateTimeField(required=False, help_text="from this time on (ISO 8601)")
+    until = forms.DateTimeField(required=False, help_text="up to this time (ISO 8601)")
+
+
+def audit_events(filters: AuditFilters) -> QuerySet[AuditEvent]:
+    """The events the filters choose, newest first; a filter that is not valid chooses nothing away (the page
+    ignores it; the API refuses it before asking)."""
+    chosen: dict[str, Any] = getattr(filters, "cleaned_data", {})  # is_valid() keeps only valid fields
+
+    def text(key: str) -> str:
+        return str(chosen.get(key) or "").strip()[:100]
+
+    events = AuditEvent.objects.all()
+    if user := text("user"):
+        events = events.filter(username=user)
+    if action := text("action"):
+        events = events.filter(action__startswith=action)
+    if result := text("result"):
+        events = events.filter(result=result)
+    if host := text("host"):
+        events = events.filter(host_name=host)
+    if name := text("object"):
+        events = events.filter(object_name=name)
+    if q := text("q"):
+        events = events.filter(Q(object_name__icontains=q) | Q(host_name__icontains=q) | Q(detail__icontains=q))
+    if chosen.get("since"):
+        events = events.filter(time__gte=chosen["since"])
+    if chosen.get("until"):
+        events = events.filter(time__lte=chosen["until"])
+    return events
+
+
 @require_GET
 @route(page(ADMIN))
 def audit_log(request: HttpRequest) -> HttpResponse:
-    events = AuditEvent.objects.all()
+    form = AuditFilters(request.GET)
+    form.is_valid()  # the page leaves out what is not valid
     filters = {key: request.GET.get(key, "").strip()[:100] for key in ("user", "action", "result", "q")}
-    if filters["user"]:
-        events = events.filter(username=filters["user"])
-    if filters["action"]:
-        events = events.filter(action__startswith=filters["action"])
-    if filters["result"] in AuditResult.values:
-        events = events.filter(result=filters["result"])
-    if filters["q"]:
-        q = filters["q"]
-        events = events.filter(Q(object_name__icontains=q) | Q(host_name__icontains=q) | Q(detail__icontains=q))
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    page = Paginator(audit_events(form), 50).get_page(request.GET.get("page"))
     return render(request, "audit/list.html", {"page": page, "filters": filters, "results": AuditResult.values})
 
 

@@ -43,12 +43,14 @@ def host_page(request: HttpRequest, host_name: str, template: str, key: str,
 def on_host_checked(request: HttpRequest, op: Operation, host: Host, name: str,
                     fn: Callable[[libvirt.virConnect], T], *, form: forms.Form, rejects: type[InvalidInput],
                     done: str | Callable[[T], str], place: Callable[[Any], str | None] | None = None,
-                    detail: str | Callable[[T], str] = "", audit_refusal: bool = True) -> Outcome[T]:
+                    detail: str | Callable[[T], str] = "", audit_refusal: bool = True,
+                    quiet: bool = False) -> Outcome[T]:
     """on_host() (webkvm/operations.py) for a change whose input the host may still refuse before it
     changes anything: `rejects` (an InvalidInput carrying `problems`, each with a field and a message).
     Each problem becomes an error of the form field `place` names (by default its own field if the form
     has it; None: the form as a whole), and the refusal is audited once (`refused`) unless
-    `audit_refusal` is false. Anything else goes as in on_host()."""
+    `audit_refusal` is false; `quiet` leaves the success message to the caller (the API). Anything else
+    goes as in on_host()."""
     rejected: list[InvalidInput] = []
     where = place or (lambda problem: problem.field if problem.field in form.fields else None)
 
@@ -63,7 +65,8 @@ def on_host_checked(request: HttpRequest, op: Operation, host: Host, name: str,
             # perform() puts the first on its field, the others follow below
             raise FieldProblem(where(problems[0]) or "", problems[0].message) from None
 
-    outcome = perform(request, op, host=host, name=name, work=work, done=done, detail=detail, form=form)
+    outcome = perform(request, op, host=host, name=name, work=work, done=done, detail=detail, form=form,
+                      quiet=quiet)
     if outcome.field_problem and rejected:
         for problem in getattr(rejected[0], "problems", [])[1:]:
             field = where(problem)

@@ -46,7 +46,8 @@ def _run(dom: libvirt.virDomain, action: str) -> tuple[int, str]:
     return code, state_name(code)
 
 
-def _done(action: lifecycle.Action) -> Callable[[tuple[int, str]], str]:
+def action_words(action: lifecycle.Action) -> Callable[[tuple[int, str]], str]:
+    """What an action did, given the state it left (code, name): the page's message and the API's."""
     def said(state: tuple[int, str]) -> str:
         if action.name != "shutdown":
             return f"{action.label.lower()}: done; it is {state[1]}."
@@ -62,7 +63,7 @@ def run_action(request: HttpRequest, ref: VMRef, name: str, *, quiet: bool = Fal
     """The lifecycle action `name` as its declared operation (lock, audit, words), then the state it left the VM
     in recorded (code, name): the VM page, the bulk page's callers and the API run actions through here."""
     outcome = on_vm(request, ops.ACTIONS[name], ref, lambda dom: _run(dom, name),
-                    done=_done(lifecycle.ACTIONS[name]), quiet=quiet)
+                    done=action_words(lifecycle.ACTIONS[name]), quiet=quiet)
     if outcome.ok and outcome.value is not None:
         code, state = outcome.value
         state_since.record(ref.host, ref.uuid, state, shutdown_asked=name == "shutdown" and code in lifecycle.ACTIVE)
@@ -93,15 +94,19 @@ def action(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
 def rename(request: HttpRequest, ref: VMRef) -> HttpResponse:
     if request.method == "GET":  # the form is on the VM's page
         return _back(request, ref)
-    new_name = request.POST.get("name", "").strip()
+    rename_vm(request, ref, request.POST.get("name", "").strip())
+    return _back(request, ref)
 
+
+def rename_vm(request: HttpRequest, ref: VMRef, new_name: str, *, quiet: bool = False) -> Outcome[str]:
+    """Rename the VM (the virt layer judges the name): the page's and the API's one way."""
     def run(dom: libvirt.virDomain) -> str:
         old = str(dom.name())
         lifecycle.rename(dom, new_name)
         return old
 
-    on_vm(request, ops.RENAME, ref, run, done=f"renamed to {new_name}.", detail=lambda old: f"{old} → {new_name}")
-    return _back(request, ref)
+    return on_vm(request, ops.RENAME, ref, run, done=f"renamed to {new_name}.",
+                 detail=lambda old: f"{old} → {new_name}", quiet=quiet)
 
 
 @require_http_methods(["GET", "POST"])
@@ -109,7 +114,12 @@ def rename(request: HttpRequest, ref: VMRef) -> HttpResponse:
 def describe(request: HttpRequest, ref: VMRef) -> HttpResponse:
     if request.method == "GET":  # the form is on the VM's page
         return _back(request, ref)
-    title, description = request.POST.get("title", ""), request.POST.get("description", "")
-    on_vm(request, ops.DESCRIBE, ref, lambda dom: lifecycle.describe(dom, title, description),
-          done="title and description saved.")
+    describe_vm(request, ref, request.POST.get("title", ""), request.POST.get("description", ""))
     return _back(request, ref)
+
+
+def describe_vm(request: HttpRequest, ref: VMRef, title: str, description: str, *,
+                quiet: bool = False) -> Outcome[None]:
+    """Set the title and description (the virt layer judges them): the page's and the API's one way."""
+    return on_vm(request, ops.DESCRIBE, ref, lambda dom: lifecycle.describe(dom, title, description),
+                 done="title and description saved.", quiet=quiet)

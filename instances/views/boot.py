@@ -13,7 +13,7 @@ from instances import operations as ops
 from instances.lookup import VMRef
 from virt.boot import BootReport, BootSettings, read_settings, update
 from virt.errors import VirtError
-from webkvm.operations import on_vm, told, vm_route
+from webkvm.operations import Outcome, on_vm, told, vm_route
 
 
 class BootForm(forms.Form):
@@ -55,7 +55,7 @@ class BootForm(forms.Form):
         return [key for _number, key in sorted(chosen)]
 
 
-def _summary(report: BootReport) -> str:
+def summary(report: BootReport) -> str:
     if not report.changed_definition and not report.autostart_changed:
         return "nothing changed."
     parts = []
@@ -75,13 +75,16 @@ def boot_settings(request: HttpRequest, ref: VMRef) -> HttpResponse:
         return render(request, "instances/config/boot.html", {"ref": ref, "error": told(request.user, exc)},
                       status=503)
     form = BootForm(settings, request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid():
-        order, bootmenu, autostart = form.order(), form.cleaned_data["bootmenu"], form.cleaned_data["autostart"]
-        asked = (f"boot order {', '.join(order)}; boot menu {'on' if bootmenu else 'off'}; "
-                 f"autostart {'on' if autostart else 'off'}")
-        outcome = on_vm(request, ops.BOOT, ref, lambda dom: update(dom, order, bootmenu, autostart), done=_summary,
-                        detail=asked, form=form)
-        if outcome.ok:
-            return redirect("instances:boot", ref.host.name, ref.uuid)
+    if request.method == "POST" and form.is_valid() and apply(request, ref, form).ok:
+        return redirect("instances:boot", ref.host.name, ref.uuid)
     return render(request, "instances/config/boot.html", {"ref": ref, "name": name, "settings": settings,
                                                           "form": form})
+
+
+def apply(request: HttpRequest, ref: VMRef, form: BootForm, *, quiet: bool = False) -> Outcome[BootReport]:
+    """Save the order, menu and autostart a valid form asks for (the page's and the API's one way)."""
+    order, bootmenu, autostart = form.order(), form.cleaned_data["bootmenu"], form.cleaned_data["autostart"]
+    asked = (f"boot order {', '.join(order)}; boot menu {'on' if bootmenu else 'off'}; "
+             f"autostart {'on' if autostart else 'off'}")
+    return on_vm(request, ops.BOOT, ref, lambda dom: update(dom, order, bootmenu, autostart), done=summary,
+                 detail=asked, form=form, quiet=quiet)

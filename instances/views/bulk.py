@@ -76,9 +76,14 @@ class Item:
 
 def selected(request: HttpRequest) -> list[tuple[Host, str]]:
     """The VMs ticked on the list ("host/uuid"), of hosts the panel knows, each once."""
+    return ticked(request.POST.getlist("vm"))
+
+
+def ticked(keys: list[str]) -> list[tuple[Host, str]]:
+    """VMs named "host/uuid" (the list's checkboxes, an API caller's list), of hosts the panel knows, each once."""
     hosts = {h.name: h for h in Host.objects.all()}
     chosen: list[tuple[Host, str]] = []
-    for key in dict.fromkeys(request.POST.getlist("vm")[:MAX_SELECTED]):
+    for key in dict.fromkeys(keys[:MAX_SELECTED]):
         name, _, raw = key.partition("/")
         try:
             vm_uuid = str(uuid.UUID(raw))

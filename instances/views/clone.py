@@ -76,12 +76,19 @@ def clone_start(request: HttpRequest, ref: VMRef) -> HttpResponse:
     context = {"ref": ref, "info": info, "form": form}
     if request.method != "POST" or not form.is_valid():
         return render(request, "instances/config/clone.html", context)
+    job = start_clone(request, ref, form, info.name)
+    return redirect(job) if job is not None else render(request, "instances/config/clone.html", context)
+
+
+def start_clone(request: HttpRequest, ref: VMRef, form: CloneForm, vm_name: str, *, quiet: bool = False) -> Job | None:
+    """Start the clone a valid form names. The job writes the audit record of a clone that started; one that
+    did not start is audited here and said on the form (None), or raised when `quiet` (for the API)."""
     new_name = form.cleaned_data["name"]
     try:
-        job = _start(request, ref, new_name)
+        return _start(request, ref, new_name)
     except VirtError as exc:
-        # The job writes the audit record of a clone that started; one that did not start is audited here.
-        refused(request, ops.CLONE, host=ref.host, name=info.name, reason=f"uuid {ref.uuid} -> {new_name}: {exc}")
+        refused(request, ops.CLONE, host=ref.host, name=vm_name, reason=f"uuid {ref.uuid} -> {new_name}: {exc}")
+        if quiet:
+            raise
         form.add_error(None, f"The clone was not started: {exc}")
-        return render(request, "instances/config/clone.html", context)
-    return redirect(job)
+        return None

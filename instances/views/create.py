@@ -27,13 +27,14 @@ from instances import create_jobs
 from instances import operations as ops
 from instances.forms_create import CreateVMForm
 from instances.models import Flavor
+from jobs.models import Job
 from virt.capabilities import HostOffer, host_offer
 from virt.create import NewVM, NewVolume, PoolVolume, create_vm, volume_name
 from virt.devices import FieldProblem
 from virt.errors import NotFound, VirtError
 from virt.osinfo import catalogue
 from virt.sharing import VolumeInUse, volume_users
-from webkvm.operations import host_or_404, perform, refused, route
+from webkvm.operations import Outcome, host_or_404, perform, refused, route
 
 REFRESH = "refresh"  # a submit button that re-reads the choices (another host, every machine type) and creates nothing
 BOOLEANS = ("start", "all_machines", "disk_allocate")
@@ -104,36 +105,36 @@ def _named(spec: NewVM, offer: HostOffer) -> NewVM:
     return dataclasses.replace(spec, disk=disk, uuid=spec.uuid or str(uuid.uuid4()))
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.CREATE)
-def create(request: HttpRequest) -> HttpResponse:
-    flavor = _flavor(request.GET.get("flavor"))
-    host = _host(request)
-    if host is None:
-        return render(request, "instances/create.html", {"no_hosts": True})
-    flavors = list(Flavor.objects.all())
-    context: dict[str, Any] = {"host": host, "flavor": flavor, "flavors": flavors}
+def create_form(offer: HostOffer, data: Any = None, *, initial: dict[str, Any] | None = None,
+                flavors: list[Flavor] | None = None) -> CreateVMForm:
+    """The create form of a host's offer, as the page and the API build it."""
+    return CreateVMForm(offer, data, initial=initial, catalogue=catalogue(),
+                        hosts=Host.objects.order_by("name").values_list("name", flat=True),
+                        flavors=list(Flavor.objects.all()) if flavors is None else flavors)
+
+
+def offer_of(request: HttpRequest, host: Host, creating: str | None = None) -> HostOffer:
+    """What `host` offers. When asked to create a VM (`creating`: its name), a failure to ask is audited as a
+    refused creation; raised either way."""
     try:
         offer: HostOffer = services.call(host, host_offer)
     except VirtError as exc:
-        if request.method == "POST" and REFRESH not in request.POST:
-            refused(request, ops.CREATE, host=host, name=request.POST.get("name", ""),
+        if creating is not None:
+            refused(request, ops.CREATE, host=host, name=creating,
                     reason=f"{host.name} could not be asked what it offers: {exc}")
-        context["error"] = f"{host.name} could not be asked what it offers: {exc}"
-        context["hosts"] = list(Host.objects.order_by("name").values_list("name", flat=True))
-        return render(request, "instances/create.html", context, status=503)
-    posted = request.method == "POST" and REFRESH not in request.POST
-    form = CreateVMForm(offer, request.POST if posted else None, initial=_initial(request, host, flavor),
-                        catalogue=catalogue(), hosts=Host.objects.order_by("name").values_list("name", flat=True),
-                        flavors=flavors)
-    context["form"] = form
-    if not posted or not form.is_valid():
-        return render(request, "instances/create.html", context)
+        raise
+    return offer
+
+
+def run_create(request: HttpRequest, host: Host, form: CreateVMForm, *, quiet: bool = False
+               ) -> Outcome[str] | Job | None:
+    """Create the VM a valid form describes: a job when its new disk is allocated in full up front (None when
+    it did not start: said on the form, or raised when `quiet`), else in the request (the Outcome: its value is
+    the new VM's UUID; a failure is also said on the form). One audit record (vm.create) either way."""
     spec = form.to_spec()
     start = bool(form.cleaned_data.get("start"))
     if form.allocates():
-        job = create_jobs.start_create(request, host, _named(spec, offer), start, form=form)
-        return redirect(job) if job is not None else render(request, "instances/create.html", context)
+        return create_jobs.start_create(request, host, _named(spec, form.offer), start, form=form, quiet=quiet)
 
     def work() -> str:
         try:
@@ -149,8 +150,36 @@ def create(request: HttpRequest) -> HttpResponse:
         form.add_error("existing_volume", outcome.error)
     elif not outcome.ok:
         form.add_error(None, f"{host.name} did not create the VM: {outcome.error}")
-    if not outcome.ok or outcome.value is None:
+    elif not quiet:
+        messages.success(request, f"VM {spec.name} created on {host.name}"
+                                  f"{' and started: its console is one click away (Console)' if start else ''}.")
+    return outcome
+
+
+@require_http_methods(["GET", "POST"])
+@route(ops.CREATE)
+def create(request: HttpRequest) -> HttpResponse:
+    flavor = _flavor(request.GET.get("flavor"))
+    host = _host(request)
+    if host is None:
+        return render(request, "instances/create.html", {"no_hosts": True})
+    flavors = list(Flavor.objects.all())
+    context: dict[str, Any] = {"host": host, "flavor": flavor, "flavors": flavors}
+    posted = request.method == "POST" and REFRESH not in request.POST
+    try:
+        offer = offer_of(request, host, request.POST.get("name", "") if posted else None)
+    except VirtError as exc:
+        context["error"] = f"{host.name} could not be asked what it offers: {exc}"
+        context["hosts"] = list(Host.objects.order_by("name").values_list("name", flat=True))
+        return render(request, "instances/create.html", context, status=503)
+    form = create_form(offer, request.POST if posted else None, initial=_initial(request, host, flavor),
+                       flavors=flavors)
+    context["form"] = form
+    if not posted or not form.is_valid():
         return render(request, "instances/create.html", context)
-    messages.success(request, f"VM {spec.name} created on {host.name}"
-                              f"{' and started: its console is one click away (Console)' if start else ''}.")
-    return redirect("instances:detail", host.name, outcome.value)
+    result = run_create(request, host, form)
+    if isinstance(result, Job):
+        return redirect(result)
+    if result is None or not result.ok or result.value is None:
+        return render(request, "instances/create.html", context)
+    return redirect("instances:detail", host.name, result.value)

@@ -17,7 +17,7 @@ from virt.delete import DeletePlan, DeleteReport, VolumeChoiceError, delete_plan
 from virt.devices import FieldProblem
 from virt.errors import VirtError
 from webkvm.models import VMGrant
-from webkvm.operations import on_vm, refused, told, vm_route
+from webkvm.operations import Outcome, on_vm, refused, told, vm_route
 from webkvm.permissions import is_admin
 
 
@@ -39,7 +39,7 @@ def _page(request: HttpRequest, ref: VMRef, plan: DeletePlan, volume_error: str 
         "force_off": force_off, "admin": is_admin(request.user)})
 
 
-def _report_text(report: DeleteReport) -> str:
+def report_text(report: DeleteReport) -> str:
     text = f"VM {report.name} deleted"
     if report.deleted:
         text += f" with its volumes {', '.join(report.deleted)}"
@@ -62,13 +62,13 @@ def forget(ref: VMRef) -> None:
     DomainDefinition.objects.filter(host=ref.host, vm_uuid=ref.uuid).delete()
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.DELETE_VM)
-def delete(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    if request.method != "POST":
-        return _confirmation(request, ref)
-    keys = request.POST.getlist("volume")
-    force_off = request.POST.get("force_off") == "1"
+def delete_vm_and_volumes(request: HttpRequest, ref: VMRef, keys: Collection[str], *, force_off: bool = False,
+                          quiet: bool = False) -> Outcome[DeleteReport]:
+    """Undefine the VM and delete the chosen volumes (`keys`, from its delete plan); then forget it.
+
+    A refused choice of volumes changes nothing: it is audited as refused and answered as a field problem
+    (its `exception` the VolumeChoiceError, which carries the plan; `error` the words this user may read).
+    Unless `quiet`, the outcome is said as messages (a refused choice is the page's to show)."""
     choice: list[VolumeChoiceError] = []
 
     def run(dom: libvirt.virDomain) -> DeleteReport:
@@ -78,20 +78,37 @@ def delete(request: HttpRequest, ref: VMRef) -> HttpResponse:
             choice.append(exc)
             raise FieldProblem("volume", str(exc)) from None
 
-    # The page says the outcome itself: the volume field's error, or what was deleted and what was not.
-    outcome = on_vm(request, ops.DELETE_VM, ref, run, done=_report_text, detail=_detail, quiet=True)
+    # Said here rather than by on_vm: what was deleted and what was not, or why nothing was.
+    outcome = on_vm(request, ops.DELETE_VM, ref, run, done=report_text, detail=_detail, quiet=True)
     if choice:
         refusal = choice[0]
         refused(request, ops.DELETE_VM, host=ref.host, name=refusal.plan.name, reason=f"uuid {ref.uuid}; {refusal}")
         said = str(refusal) if is_admin(request.user) else refusal.plain
-        return _page(request, ref, refusal.plan, said, keys, force_off)
+        return Outcome(refusal.plan.name, error=said, field_problem=True, exception=refusal)
     if not outcome.ok or outcome.value is None:
-        why = told(request.user, outcome.exception) if outcome.exception else outcome.error
-        messages.error(request, f"The VM was not deleted: {why}")
-        return redirect("instances:delete", ref.host.name, ref.uuid)
+        if not quiet:
+            why = told(request.user, outcome.exception) if outcome.exception else outcome.error
+            messages.error(request, f"The VM was not deleted: {why}")
+        return outcome
     report = outcome.value
     forget(ref)
-    messages.success(request, _report_text(report))
-    for vol, why in report.failed:
-        messages.error(request, f"Volume {vol} could not be deleted: {why}")
+    if not quiet:
+        messages.success(request, report_text(report))
+        for vol, why in report.failed:
+            messages.error(request, f"Volume {vol} could not be deleted: {why}")
+    return outcome
+
+
+@require_http_methods(["GET", "POST"])
+@vm_route(ops.DELETE_VM)
+def delete(request: HttpRequest, ref: VMRef) -> HttpResponse:
+    if request.method != "POST":
+        return _confirmation(request, ref)
+    keys = request.POST.getlist("volume")
+    force_off = request.POST.get("force_off") == "1"
+    outcome = delete_vm_and_volumes(request, ref, keys, force_off=force_off)
+    if isinstance(outcome.exception, VolumeChoiceError):
+        return _page(request, ref, outcome.exception.plan, outcome.error, keys, force_off)
+    if not outcome.ok:
+        return redirect("instances:delete", ref.host.name, ref.uuid)
     return redirect("instances:host", ref.host.name)

@@ -206,19 +206,27 @@ def cdrom_insert(request: HttpRequest, ref: VMRef) -> HttpResponse:
     target, form = _target(request), IsoForm(offer, request.POST)
     if not row_form_valid(request, form, "iso", "ISO image"):
         return _back(ref)
+    insert(request, ref, target, form)
+    return _back(ref)
+
+
+def insert(request: HttpRequest, ref: VMRef, target: str, form: IsoForm, *, quiet: bool = False) -> Outcome[str]:
+    """Insert the ISO a valid form names into the drive `target` (the page's and the API's one way)."""
     iso = form.chosen()
     assert iso is not None
-    on_vm(request, ops.CDROM_INSERT, ref, lambda dom: disks.insert_media(dom, target, iso), done=as_said,
-          detail=asked(f"insert {iso.pool}/{iso.volume} in {target}"))
-    return _back(ref)
+    return on_vm(request, ops.CDROM_INSERT, ref, lambda dom: disks.insert_media(dom, target, iso), done=as_said,
+                 detail=asked(f"insert {iso.pool}/{iso.volume} in {target}"), quiet=quiet)
+
+
+def eject(request: HttpRequest, ref: VMRef, target: str, *, quiet: bool = False) -> Outcome[str]:
+    return on_vm(request, ops.CDROM_EJECT, ref, lambda dom: disks.eject_media(dom, target), done=as_said,
+                 detail=asked(f"eject {target}"), quiet=quiet)
 
 
 @require_POST
 @vm_route(ops.CDROM_EJECT)
 def cdrom_eject(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    target = _target(request)
-    on_vm(request, ops.CDROM_EJECT, ref, lambda dom: disks.eject_media(dom, target), done=as_said,
-          detail=asked(f"eject {target}"))
+    eject(request, ref, _target(request))
     return _back(ref)
 
 
@@ -231,17 +239,25 @@ def cdrom_add(request: HttpRequest, ref: VMRef) -> HttpResponse:
     form = IsoForm(offer, request.POST, optional=True, auto_id="cdrom_%s")
     if not form.is_valid():
         return _page(request, ref, add_cdrom=form)
+    outcome = add_cdrom(request, ref, form)
+    return _back(ref) if outcome.ok else _page(request, ref, add_cdrom=form)
+
+
+def add_cdrom(request: HttpRequest, ref: VMRef, form: IsoForm, *, quiet: bool = False) -> Outcome[str]:
+    """Add a CD-ROM drive, with the ISO a valid form names or empty (the page's and the API's one way)."""
     iso = form.chosen()
     what = f"add a CD-ROM drive{f' with {iso.pool}/{iso.volume}' if iso else ''}"
-    outcome = on_vm(request, ops.CDROM_ADD, ref, lambda dom: disks.add_cdrom(dom, iso), done=as_said,
-                    detail=asked(what), form=form)
-    return _back(ref) if outcome.ok else _page(request, ref, add_cdrom=form)
+    return on_vm(request, ops.CDROM_ADD, ref, lambda dom: disks.add_cdrom(dom, iso), done=as_said,
+                 detail=asked(what), form=form, quiet=quiet)
+
+
+def remove_cdrom(request: HttpRequest, ref: VMRef, target: str, *, quiet: bool = False) -> Outcome[str]:
+    return on_vm(request, ops.CDROM_REMOVE, ref, lambda dom: disks.remove_cdrom(dom, target), done=as_said,
+                 detail=asked(f"remove CD-ROM drive {target}"), quiet=quiet)
 
 
 @require_POST
 @vm_route(ops.CDROM_REMOVE)
 def cdrom_remove(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    target = _target(request)
-    on_vm(request, ops.CDROM_REMOVE, ref, lambda dom: disks.remove_cdrom(dom, target), done=as_said,
-          detail=asked(f"remove CD-ROM drive {target}"))
+    remove_cdrom(request, ref, _target(request))
     return _back(ref)

@@ -21,9 +21,10 @@ from instances import operations as ops
 from instances.host_rows import host_rows
 from instances.migrate_jobs import Planned
 from instances.views.migrate import MigrateForm, options_for
+from jobs.models import Job
 from virt import migrate
 from virt.domains import DomainRow
-from virt.errors import VirtError, host_words
+from virt.errors import InvalidState, Unreachable, VirtError, host_words
 from webkvm.operations import host_or_404, refused, route
 
 SPREAD = "__spread__"
@@ -60,6 +61,33 @@ def _plan(rows: list[DomainRow], choice: str, targets: list[Host]) -> tuple[dict
     return migrate.spread([(row.uuid.lower(), row.max_memory_kib * 1024) for row in rows], free), down
 
 
+def evacuate_host(request: HttpRequest, source: Host, form: EvacuateForm, *, quiet: bool = False,
+                  rows: list[DomainRow] | None = None) -> Job | None:
+    """Plan where each VM goes, then start one job whose steps migrate them one after another; None when
+    refused (nothing to move, no target answered: audited and said on the form; `quiet`: raised, for the
+    API to answer). `rows`: the host's VMs as the caller already read them."""
+    rows = rows if rows is not None else host_rows(source).rows
+    others = list(Host.objects.exclude(pk=source.pk))
+    choice = form.cleaned_data["target"]
+    targets = others if choice == SPREAD else [h for h in others if h.name == choice]
+    chosen = [r for r in rows if r.active] + ([r for r in rows if not r.active]
+                                              if form.cleaned_data.get("include_shut_off") else [])
+    plan, down = _plan(chosen, choice, targets)
+    if not chosen or not plan:
+        reason = "Nothing to move." if not chosen else "No target host answered: " + ", ".join(down)
+        refused(request, ops.EVACUATE, host=source, name=source.name, reason=reason)
+        if quiet:
+            raise InvalidState(reason) if not chosen else Unreachable(reason)
+        form.add_error(None, reason)
+        return None
+    by_name = {h.name: h for h in targets}
+    options = form.options()
+    plans = [Planned(source, by_name[plan[row.uuid.lower()]], row.uuid, row.name, options_for(options, row.active),
+                     row.active) for row in chosen]
+    return migrate_jobs.start_steps(request, ops.EVACUATE, source, source.name, plans,
+                                    f"evacuation of {source.name}: {len(plans)} VM(s)", form, quiet=quiet)
+
+
 @require_http_methods(["GET", "POST"])
 @route(ops.EVACUATE)
 def evacuate(request: HttpRequest, host: str) -> HttpResponse:
@@ -77,21 +105,7 @@ def evacuate(request: HttpRequest, host: str) -> HttpResponse:
     context.update(form=form, running=running, shut_off=shut_off, others=others)
     if request.method != "POST" or not form.is_valid():
         return render(request, "instances/evacuate.html", context)
-    choice = form.cleaned_data["target"]
-    targets = others if choice == SPREAD else [h for h in others if h.name == choice]
-    chosen = running + (shut_off if form.cleaned_data.get("include_shut_off") else [])
-    plan, down = _plan(chosen, choice, targets)
-    if not chosen or not plan:
-        reason = "Nothing to move." if not chosen else "No target host answered: " + ", ".join(down)
-        refused(request, ops.EVACUATE, host=source, name=source.name, reason=reason)
-        form.add_error(None, reason)
-        return render(request, "instances/evacuate.html", context)
-    by_name = {h.name: h for h in targets}
-    options = form.options()
-    plans = [Planned(source, by_name[plan[row.uuid.lower()]], row.uuid, row.name, options_for(options, row.active),
-                     row.active) for row in chosen]
-    job = migrate_jobs.start_steps(request, ops.EVACUATE, source, source.name, plans,
-                                   f"evacuation of {source.name}: {len(plans)} VM(s)", form)
+    job = evacuate_host(request, source, form, rows=rows)
     if job is None:
         return render(request, "instances/evacuate.html", context)
     return redirect(job)

@@ -30,7 +30,7 @@ from virt.graphics import (
     validate_listen,
     validate_password,
 )
-from webkvm.operations import on_vm, told, vm_route
+from webkvm.operations import Outcome, on_vm, told, vm_route
 from webkvm.permissions import is_admin
 
 KEEP, SET, CLEAR = "keep", "set", "clear"
@@ -92,7 +92,7 @@ def _describe(change: VncChange, report: VncReport) -> str:
             + where_applied(report.live, report.next_boot))
 
 
-def _summary(report: VncReport, running: bool) -> str:
+def summary(report: VncReport, running: bool) -> str:
     if not running:
         return "VNC settings saved; they apply when the VM starts."
     parts = ["VNC settings saved."]
@@ -113,14 +113,20 @@ def vnc_settings(request: HttpRequest, ref: VMRef) -> HttpResponse:
                       status=503)
     form = VncForm(settings, is_admin(request.user), request.POST if request.method == "POST" and settings.present
                    else None)
-    if request.method == "POST" and settings.present and form.is_valid():
-        change = form.change()
-        outcome = on_vm(request, ops.VNC, ref, lambda dom: update(dom, change),
-                        done=lambda report: _summary(report, settings.running),
-                        detail=lambda report: _describe(change, report), form=form)
-        if outcome.ok:
-            for warning in outcome.value.warnings if outcome.value else []:
-                messages.warning(request, warning)
-            return redirect("instances:vnc", ref.host.name, ref.uuid)
+    if request.method == "POST" and settings.present and form.is_valid() and apply(request, ref, form).ok:
+        return redirect("instances:vnc", ref.host.name, ref.uuid)
     return render(request, "instances/config/graphics.html", {"ref": ref, "name": name, "settings": settings,
                                                               "form": form})
+
+
+def apply(request: HttpRequest, ref: VMRef, form: VncForm, *, quiet: bool = False) -> Outcome[VncReport]:
+    """Save what a valid form asks for (the page's and the API's one way); its warnings (an exposed screen)
+    follow the message unless `quiet` (the API answers them)."""
+    change, running = form.change(), form.settings.running
+    outcome = on_vm(request, ops.VNC, ref, lambda dom: update(dom, change),
+                    done=lambda report: summary(report, running),
+                    detail=lambda report: _describe(change, report), form=form, quiet=quiet)
+    if outcome.ok and outcome.value is not None and not quiet:
+        for warning in outcome.value.warnings:
+            messages.warning(request, warning)
+    return outcome

@@ -5,6 +5,7 @@ on the fleet view. Starting answers with the job's page: the work runs as a dura
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -21,9 +22,10 @@ from instances.host_rows import host_rows
 from instances.lookup import VMRef
 from instances.migrate_jobs import Planned
 from instances.views.bulk import selected
+from jobs.models import Job
 from virt.domains import DomainRow
-from virt.errors import InvalidInput, Unreachable, VirtError
-from virt.migrate_checks import Finding, Options, judge, source_facts, target_facts, unreachable
+from virt.errors import InvalidInput, InvalidState, Unreachable, VirtError
+from virt.migrate_checks import Finding, Options, VMFacts, judge, source_facts, target_facts, unreachable
 from virt.uri import validate_hostname
 from webkvm.operations import refused, route, vm_route
 
@@ -91,7 +93,8 @@ def options_for(options: Options, live: bool) -> Options:
 # ---------------------------------------------------------------- one VM
 
 
-def _targets(source: Host) -> list[str]:
+def targets_of(source: Host) -> list[str]:
+    """The hosts a VM of `source` may move to: every other host."""
     return list(Host.objects.exclude(pk=source.pk).values_list("name", flat=True))
 
 
@@ -109,6 +112,57 @@ def _check(ref: VMRef, target: Host, options: Options) -> list[Finding]:
     return judge(vm, tgt, ref.host.name, target.name, options, peer_uri)
 
 
+@dataclass
+class Checked:
+    """A migration the request checked: its target, the pre-flight findings (the page shows them) and the job
+    once it started."""
+
+    target: Host
+    findings: list[Finding]
+    job: Job | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        return [f.problem for f in self.findings if f.blocking]
+
+
+class Blocked(InvalidState):
+    """The pre-flight checks refused the migration: nothing started (an API caller hears 409)."""
+
+
+def check(request: HttpRequest, ref: VMRef, form: MigrateForm, vm: VMFacts, *, starting: bool) -> Checked | None:
+    """The valid form's target and pre-flight findings (nothing changes); None with a field error for copying
+    the storage of a shut-off VM, refused and audited when `starting`. VirtError: the VM's host failed."""
+    target = get_object_or_404(Host, name=form.cleaned_data["target"])
+    options = form.options()
+    if options.copy_storage and not vm.active:
+        form.add_error("copy_storage", "Storage is copied during a live migration: start the VM, or untick this.")
+        if starting:
+            refused(request, ops.MIGRATE, host=ref.host, name=vm.name, reason="copy storage of a shut-off VM")
+        return None
+    return Checked(target, _check(ref, target, options))
+
+
+def migrate_one(request: HttpRequest, ref: VMRef, form: MigrateForm, *, quiet: bool = False,
+                vm: VMFacts | None = None) -> Checked | None:
+    """Check again, then start the job (`Checked.job`); None when the form got an error. A refusal (pre-flight
+    problems, a busy VM) is audited; `quiet`: raised (Blocked, Busy...) for the API to answer. `vm`: the
+    facts the caller already read."""
+    vm = vm if vm is not None else ref.call(source_facts, CHECK_TIMEOUT)
+    checked = check(request, ref, form, vm, starting=True)
+    if checked is None:
+        return None
+    if problems := checked.problems:
+        reason = f"to {checked.target.name}: pre-flight: {' / '.join(problems)}"
+        refused(request, ops.MIGRATE, host=ref.host, name=vm.name, reason=reason)
+        if quiet:
+            raise Blocked(f"{ops.MIGRATE.label}: not started: {reason}")
+        return checked
+    plan = Planned(ref.host, checked.target, ref.uuid, vm.name, form.options(), vm.active)
+    checked.job = migrate_jobs.start_one(request, ops.MIGRATE, plan, form, quiet=quiet)
+    return checked
+
+
 @require_http_methods(["GET", "POST"])
 @vm_route(ops.MIGRATE)
 def migrate_vm(request: HttpRequest, ref: VMRef) -> HttpResponse:
@@ -120,37 +174,53 @@ def migrate_vm(request: HttpRequest, ref: VMRef) -> HttpResponse:
         context["error"] = str(exc)
         return render(request, "instances/migrate.html", context, status=503)
     bound = request.POST if request.method == "POST" else (request.GET if "target" in request.GET else None)
-    form = context["form"] = MigrateForm(_targets(ref.host), bound)
+    form = context["form"] = MigrateForm(targets_of(ref.host), bound)
     if bound is None or not form.is_valid():
         return render(request, "instances/migrate.html", context)
-    target = get_object_or_404(Host, name=form.cleaned_data["target"])
-    options = form.options()
-    if options.copy_storage and not vm.active:
-        form.add_error("copy_storage", "Storage is copied during a live migration: start the VM, or untick this.")
-        if request.method == "POST":
-            refused(request, ops.MIGRATE, host=ref.host, name=vm.name, reason="copy storage of a shut-off VM")
-        return render(request, "instances/migrate.html", context)
     try:
-        findings = _check(ref, target, options)
+        if request.method == "GET":
+            checked = check(request, ref, form, vm, starting=False)
+        else:
+            checked = migrate_one(request, ref, form, vm=vm)
     except VirtError as exc:
         context["error"] = str(exc)
         return render(request, "instances/migrate.html", context, status=503)
-    problems = [f.problem for f in findings if f.blocking]
-    context.update(target=target, findings=findings, checked=True, blocked=bool(problems))
-    if request.method == "GET":
+    if checked is None:
         return render(request, "instances/migrate.html", context)
-    if problems:
-        refused(request, ops.MIGRATE, host=ref.host, name=vm.name,
-                reason=f"to {target.name}: pre-flight: {' / '.join(problems)}")
+    context.update(target=checked.target, findings=checked.findings, checked=True, blocked=bool(checked.problems))
+    if checked.job is None:
         return render(request, "instances/migrate.html", context)
-    job = migrate_jobs.start_one(request, ops.MIGRATE, Planned(ref.host, target, ref.uuid, vm.name, options,
-                                                               vm.active), form)
-    if job is None:
-        return render(request, "instances/migrate.html", context)
-    return redirect(job)
+    return redirect(checked.job)
 
 
 # ---------------------------------------------------------------- several VMs from the fleet view
+
+
+Ticked = list[tuple[Host, str, DomainRow | None]]  # a ticked VM's host, UUID and row (None: not found)
+
+
+def with_rows(chosen: list[tuple[Host, str]]) -> Ticked:
+    """The ticked VMs with their rows from each host's shared read (one per host)."""
+    rows: dict[tuple[int, str], DomainRow] = {}
+    for outcome in services.each({h.pk: h for h, _ in chosen}.values(), host_rows):
+        for row in outcome.value.rows if outcome.value else []:
+            rows[(outcome.host.pk, row.uuid.lower())] = row
+    return [(host, vm_uuid, rows.get((host.pk, vm_uuid))) for host, vm_uuid in chosen]
+
+
+def migrate_selected(request: HttpRequest, vms: Ticked, form: MigrateForm, *, quiet: bool = False) -> Job | None:
+    """Start one job whose steps migrate the VMs (those not on the target already) one after another; None
+    when refused (said on the form; `quiet`: a refusal by the job queue is raised)."""
+    target = get_object_or_404(Host, name=form.cleaned_data["target"])
+    options = form.options()
+    plans = [Planned(host, target, vm_uuid, row.name if row else vm_uuid,
+                     options_for(options, row is None or row.active), row is None or row.active)
+             for host, vm_uuid, row in vms if host.pk != target.pk]  # those already there stay
+    if not plans:
+        form.add_error("target", "Every ticked VM is already on this host.")
+        return None
+    return migrate_jobs.start_steps(request, ops.MIGRATE_MANY, target, target.name, plans,
+                                    f"migration of {len(plans)} VM(s) to {target.name}", form, quiet=quiet)
 
 
 @require_POST
@@ -162,26 +232,13 @@ def migrate_many(request: HttpRequest) -> HttpResponse:
     if not chosen:
         messages.error(request, "Tick the VMs to migrate first.")
         return redirect("instances:list")
-    rows: dict[tuple[int, str], DomainRow] = {}
-    for outcome in services.each({h.pk: h for h, _ in chosen}.values(), host_rows):
-        for row in outcome.value.rows if outcome.value else []:
-            rows[(outcome.host.pk, row.uuid.lower())] = row
-    vms = [(host, vm_uuid, rows.get((host.pk, vm_uuid))) for host, vm_uuid in chosen]
+    vms = with_rows(chosen)
     form = MigrateForm(list(Host.objects.values_list("name", flat=True)),
                        request.POST if request.POST.get("go") else None)
     context = {"vms": vms, "form": form}
     if not request.POST.get("go") or not form.is_valid():
         return render(request, "instances/migrate_many.html", context)
-    target = get_object_or_404(Host, name=form.cleaned_data["target"])
-    options = form.options()
-    plans = [Planned(host, target, vm_uuid, row.name if row else vm_uuid,
-                     options_for(options, row is None or row.active), row is None or row.active)
-             for host, vm_uuid, row in vms if host.pk != target.pk]  # those already there stay
-    if not plans:
-        form.add_error("target", "Every ticked VM is already on this host.")
-        return render(request, "instances/migrate_many.html", context)
-    job = migrate_jobs.start_steps(request, ops.MIGRATE_MANY, target, target.name, plans,
-                                   f"migration of {len(plans)} VM(s) to {target.name}", form)
+    job = migrate_selected(request, vms, form)
     if job is None:
         return render(request, "instances/migrate_many.html", context)
     return redirect(job)

@@ -25,7 +25,7 @@ from instances.views.config_common import (
 from virt import nics
 from virt.capabilities import HostOffer
 from virt.create import NIC_MODELS
-from webkvm.operations import on_vm, page, vm_route
+from webkvm.operations import Outcome, on_vm, page, vm_route
 from webkvm.permissions import is_admin
 
 MAC_MAX = 32
@@ -110,19 +110,39 @@ def nic_add(request: HttpRequest, ref: VMRef) -> HttpResponse:
     form = AddNicForm(offer, is_admin(request.user), request.POST)
     if not form.is_valid():
         return _page(request, ref, add=form)
+    outcome = add(request, ref, form)
+    return _back(ref) if outcome.ok else _page(request, ref, add=form)
+
+
+def add(request: HttpRequest, ref: VMRef, form: AddNicForm, *, quiet: bool = False) -> Outcome[str]:
+    """Add the NIC a valid form asks for (the page's and the API's one way)."""
     spec = form.spec()
     what = f"add {spec.model} NIC on {spec.kind} {spec.source}, MAC {spec.mac or 'generated'}"
-    outcome = on_vm(request, ops.NIC_ADD, ref, lambda dom: nics.add_nic(dom, spec), done=as_said, detail=asked(what),
-                    form=form)
-    return _back(ref) if outcome.ok else _page(request, ref, add=form)
+    return on_vm(request, ops.NIC_ADD, ref, lambda dom: nics.add_nic(dom, spec), done=as_said, detail=asked(what),
+                 form=form, quiet=quiet)
+
+
+def remove(request: HttpRequest, ref: VMRef, mac: str, *, quiet: bool = False) -> Outcome[str]:
+    return on_vm(request, ops.NIC_REMOVE, ref, lambda dom: nics.remove_nic(dom, mac), done=as_said,
+                 detail=asked(f"remove NIC {mac}"), quiet=quiet)
+
+
+def move(request: HttpRequest, ref: VMRef, mac: str, form: ChangeSourceForm, *, quiet: bool = False) -> Outcome[str]:
+    """Move the NIC `mac` to the network or bridge a valid form names."""
+    kind, name = form.cleaned_data["source"]
+    return on_vm(request, ops.NIC_SOURCE, ref, lambda dom: nics.change_source(dom, mac, kind, name), done=as_said,
+                 detail=asked(f"move NIC {mac} to {kind} {name}"), quiet=quiet)
+
+
+def link(request: HttpRequest, ref: VMRef, mac: str, up: bool, *, quiet: bool = False) -> Outcome[str]:
+    return on_vm(request, ops.NIC_LINK, ref, lambda dom: nics.set_link_state(dom, mac, up), done=as_said,
+                 detail=asked(f"link of NIC {mac} {'up' if up else 'down'}"), quiet=quiet)
 
 
 @require_POST
 @vm_route(ops.NIC_REMOVE)
 def nic_remove(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    mac = _mac(request)
-    on_vm(request, ops.NIC_REMOVE, ref, lambda dom: nics.remove_nic(dom, mac), done=as_said,
-          detail=asked(f"remove NIC {mac}"))
+    remove(request, ref, _mac(request))
     return _back(ref)
 
 
@@ -135,9 +155,7 @@ def nic_source(request: HttpRequest, ref: VMRef) -> HttpResponse:
     mac, form = _mac(request), ChangeSourceForm(offer, request.POST)
     if not row_form_valid(request, form, "source", "Network or bridge"):
         return _back(ref)
-    kind, name = form.cleaned_data["source"]
-    on_vm(request, ops.NIC_SOURCE, ref, lambda dom: nics.change_source(dom, mac, kind, name), done=as_said,
-          detail=asked(f"move NIC {mac} to {kind} {name}"))
+    move(request, ref, mac, form)
     return _back(ref)
 
 
@@ -148,6 +166,5 @@ def nic_link(request: HttpRequest, ref: VMRef) -> HttpResponse:
     if state not in ("up", "down"):
         messages.error(request, "Link state: up or down.")
         return _back(ref)
-    on_vm(request, ops.NIC_LINK, ref, lambda dom: nics.set_link_state(dom, mac, state == "up"), done=as_said,
-          detail=asked(f"link of NIC {mac} {state}"))
+    link(request, ref, mac, state == "up")
     return _back(ref)

@@ -16,7 +16,7 @@ from virt.create import MIN_MEMORY_MIB
 from virt.errors import VirtError
 from virt.resize import ResizeReport, ResizeState, Sizing, read_state
 from virt.resize import resize as resize_vm
-from webkvm.operations import on_vm, told, vm_route
+from webkvm.operations import Outcome, on_vm, told, vm_route
 from webkvm.permissions import is_admin
 
 
@@ -76,7 +76,7 @@ def _describe(old: Sizing, new: Sizing, report: ResizeReport) -> str:
     return text + where_applied(report.live, report.next_boot) + said
 
 
-def _summary(report: ResizeReport, admin: bool) -> str:
+def summary(report: ResizeReport, admin: bool) -> str:
     if not report.running:
         return "saved; the new sizes apply when the VM starts."
     parts = ["saved."]
@@ -98,12 +98,15 @@ def resize(request: HttpRequest, ref: VMRef) -> HttpResponse:
         return render(request, "instances/config/resize.html", {"ref": ref, "error": told(request.user, exc)},
                       status=503)
     form = ResizeForm(state, request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid():
-        wanted = form.sizing()
-        admin = is_admin(request.user)
-        outcome = on_vm(request, ops.RESIZE, ref, lambda dom: resize_vm(dom, wanted),
-                        done=lambda report: _summary(report, admin),
-                        detail=lambda report: _describe(state.config, wanted, report), form=form)
-        if outcome.ok:
-            return redirect("instances:resize", ref.host.name, ref.uuid)
+    if request.method == "POST" and form.is_valid() and apply(request, ref, form).ok:
+        return redirect("instances:resize", ref.host.name, ref.uuid)
     return render(request, "instances/config/resize.html", {"ref": ref, "state": state, "form": form})
+
+
+def apply(request: HttpRequest, ref: VMRef, form: ResizeForm, *, quiet: bool = False) -> Outcome[ResizeReport]:
+    """Resize to what a valid form asks for (the page's and the API's one way)."""
+    wanted, current = form.sizing(), form.state.config
+    admin = is_admin(request.user)
+    return on_vm(request, ops.RESIZE, ref, lambda dom: resize_vm(dom, wanted),
+                 done=lambda report: summary(report, admin),
+                 detail=lambda report: _describe(current, wanted, report), form=form, quiet=quiet)

@@ -24,9 +24,9 @@ from instances import snapshot_jobs
 from instances.lookup import VMRef
 from jobs.models import ACTIVE, Job
 from virt import snapshots
-from virt.errors import InvalidInput, VirtError
+from virt.errors import InvalidInput, InvalidState, VirtError
 from virt.xml.domain import Domain
-from webkvm.operations import Operation, on_vm, page, refused, told, vm_route
+from webkvm.operations import Outcome, on_vm, page, refused, told, vm_route
 from webkvm.permissions import can, is_admin
 
 
@@ -92,10 +92,19 @@ def snapshot_list(request: HttpRequest, ref: VMRef) -> HttpResponse:
     return _page(request, ref)
 
 
-def _refuse(request: HttpRequest, op: Operation, ref: VMRef, vm_name: str, reason: str, said: str) -> HttpResponse:
-    refused(request, op, host=ref.host, name=vm_name, reason=f"uuid {ref.uuid}: {reason}")
-    messages.error(request, said)
-    return _to_list(ref)
+def vm_for_snapshot(request: HttpRequest, ref: VMRef) -> dict[str, Any]:
+    """The VM's name, state, snapshots and blockers, for the form; a failure to read it is audited as a refused
+    snapshot and raised."""
+    try:
+        found: dict[str, Any] = ref.call(_overview)
+    except VirtError as exc:
+        refused(request, ops.SNAPSHOT_CREATE, host=ref.host, name=ref.uuid, reason=f"uuid {ref.uuid}: {exc}")
+        raise
+    return found
+
+
+def taken_words(info: snapshots.SnapshotInfo) -> str:
+    return f"snapshot {info.name} taken{' with its memory' if info.with_memory else ''}."
 
 
 @require_http_methods(["GET", "POST"])
@@ -103,44 +112,70 @@ def _refuse(request: HttpRequest, op: Operation, ref: VMRef, vm_name: str, reaso
 def snapshot_create(request: HttpRequest, ref: VMRef) -> HttpResponse:
     if request.method != "POST":  # a reload after a refused form: the form is on the list
         return _to_list(ref)
-    op = ops.SNAPSHOT_CREATE
     try:
-        vm: dict[str, Any] = ref.call(_overview)
+        vm = vm_for_snapshot(request, ref)
     except VirtError as exc:
-        return _refuse(request, op, ref, ref.uuid, str(exc), f"{op.label}: not done: {told(request.user, exc)}")
+        messages.error(request, f"{ops.SNAPSHOT_CREATE.label}: not done: {told(request.user, exc)}")
+        return _to_list(ref)
     form = SnapshotForm({s.name for s in vm["snapshots"]}, request.POST)
     if not form.is_valid():
         return _page(request, ref, form)
+    try:
+        taken = take_snapshot(request, ref, vm, form)
+    except VirtError as exc:  # refused before libvirt was asked: audited by take_snapshot
+        messages.error(request, refusal_words(request, vm["name"], exc))
+        return _to_list(ref)
+    return redirect(taken) if isinstance(taken, Job) else _to_list(ref)
+
+
+def refusal_words(request: HttpRequest, vm_name: str, exc: VirtError) -> str:
+    if isinstance(exc, Unsnapshottable):
+        return f"No snapshot was taken: {exc}"
+    return f"{vm_name}: {ops.SNAPSHOT_CREATE.label}: not started: {told(request.user, exc)}"
+
+
+class Unsnapshottable(InvalidState):
+    """The panel's own rule refuses the snapshot (a raw disk, a passthrough device...) before libvirt is asked."""
+
+
+def take_snapshot(request: HttpRequest, ref: VMRef, vm: dict[str, Any], form: SnapshotForm, *,
+                  quiet: bool = False) -> Outcome[snapshots.SnapshotInfo] | Job | None:
+    """Take the snapshot a valid form describes of the VM read by vm_for_snapshot: a running VM's (its memory
+    too) as a job holding the VM's lock; a shut-off VM's in the request (the Outcome; said unless `quiet`).
+    A refusal before libvirt is asked (the panel's rule, a busy VM, no job queue) is audited and raised;
+    None when start_job refused and said it (not `quiet`)."""
+    op = ops.SNAPSHOT_CREATE
     name, description = form.cleaned_data["name"], form.cleaned_data["description"]
     if vm["blockers"]:  # the panel's own rule, checked before libvirt is asked
         reason = f"{vm['name']} cannot be snapshotted: " + " ".join(vm["blockers"])
-        return _refuse(request, op, ref, vm["name"], reason, f"No snapshot was taken: {reason}")
+        refused(request, op, host=ref.host, name=vm["name"], reason=f"uuid {ref.uuid}: {reason}")
+        raise Unsnapshottable(reason)
     if vm["running"]:
-        return _start_with_memory(request, ref, vm["name"], name, description)
-    on_vm(request, op, ref, lambda dom: snapshots.create(dom, name, description),
-          done=lambda info: f"snapshot {info.name} taken{' with its memory' if info.with_memory else ''}.",
-          detail=lambda info: f"snapshot {info.name} ({'with' if info.with_memory else 'without'} memory)")
-    return _to_list(ref)
+        return _start_with_memory(request, ref, vm["name"], name, description, quiet=quiet)
+    return on_vm(request, op, ref, lambda dom: snapshots.create(dom, name, description), done=taken_words,
+                 detail=lambda info: f"snapshot {info.name} ({'with' if info.with_memory else 'without'} memory)",
+                 quiet=quiet)
 
 
-def _start_with_memory(request: HttpRequest, ref: VMRef, vm_name: str, name: str, description: str) -> HttpResponse:
+def _start_with_memory(request: HttpRequest, ref: VMRef, vm_name: str, name: str, description: str, *,
+                       quiet: bool) -> Job | None:
     """Take the VM's lock (a second change meanwhile is "busy") and hand it to the snapshot job."""
     op = ops.SNAPSHOT_CREATE
     key = str(ref.host.pk)
     try:
         token = services.vm_locks.acquire(key, ref.uuid)
     except VirtError as exc:
-        return _refuse(request, op, ref, vm_name, str(exc),
-                       f"{vm_name}: {op.label}: not started: {told(request.user, exc)}")
+        refused(request, op, host=ref.host, name=vm_name, reason=f"uuid {ref.uuid}: {exc}")
+        raise
     try:
-        job = snapshot_jobs.start_snapshot(request, ref.host, ref.uuid, vm_name, name, description, token)
+        job = snapshot_jobs.start_snapshot(request, ref.host, ref.uuid, vm_name, name, description, token,
+                                           quiet=quiet)
     except BaseException:
         services.vm_locks.release_token(key, ref.uuid, token)
         raise
     if job is None:  # refused (a limit, or no job queue): audited and said by start_job
         services.vm_locks.release_token(key, ref.uuid, token)
-        return _to_list(ref)
-    return redirect(job)
+    return job
 
 
 CONFIRM = {
@@ -162,13 +197,20 @@ def _act(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
     if request.method != "POST" or request.POST.get("confirm") != "yes":
         return render(request, "instances/config/snapshots_confirm.html",
                       {"ref": ref, "snapshot": name, "action": action, "sentence": CONFIRM[action]})
-    if action == "revert":
-        on_vm(request, ops.SNAPSHOT_REVERT, ref, lambda dom: snapshots.revert(dom, name).state,
-              done=f"back to snapshot {name}.", detail=lambda state: f"reverted to snapshot {name} ({state})")
-    else:
-        on_vm(request, ops.SNAPSHOT_DELETE, ref, lambda dom: snapshots.delete(dom, name),
-              done=f"snapshot {name} deleted.", detail=f"deleted snapshot {name}")
+    (revert_snapshot if action == "revert" else delete_snapshot)(request, ref, name)
     return _to_list(ref)
+
+
+def revert_snapshot(request: HttpRequest, ref: VMRef, name: str, *, quiet: bool = False) -> Outcome[str]:
+    """Back to snapshot `name`; the Outcome's value is the VM's state afterwards."""
+    return on_vm(request, ops.SNAPSHOT_REVERT, ref, lambda dom: snapshots.revert(dom, name).state,
+                 done=f"back to snapshot {name}.", detail=lambda state: f"reverted to snapshot {name} ({state})",
+                 quiet=quiet)
+
+
+def delete_snapshot(request: HttpRequest, ref: VMRef, name: str, *, quiet: bool = False) -> Outcome[str]:
+    return on_vm(request, ops.SNAPSHOT_DELETE, ref, lambda dom: snapshots.delete(dom, name),
+                 done=f"snapshot {name} deleted.", detail=f"deleted snapshot {name}", quiet=quiet)
 
 
 @require_http_methods(["GET", "POST"])

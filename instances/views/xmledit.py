@@ -20,6 +20,7 @@ from typing import Any
 import libvirt
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -55,7 +56,7 @@ def _rows(diff: str) -> list[tuple[str, str]]:
             for line in diff.splitlines()]
 
 
-def _pending(snap: Snapshot) -> str:
+def pending_diff(snap: Snapshot) -> str:
     if snap.live is None:
         return ""
     return xmledit.masked_diff(snap.live, snap.xml, "running now", "at the next boot")
@@ -68,11 +69,11 @@ def _editor(request: HttpRequest, ref: VMRef, snap: Snapshot, *, text: str | Non
     lines = shown.split("\n")
     context: dict[str, Any] = {
         "ref": ref, "snap": snap, "text": shown,
-        "base": base or xmledit.fingerprint(snap.xml, _key()),
+        "base": base or version(snap),
         "original": original or xmledit.mask(snap.xml),
         "error": error, "error_line": line,
         "error_excerpt": lines[line - 1] if line and 0 < line <= len(lines) else "",
-        "stale": stale is not None, "stale_rows": _rows(stale or ""), "pending_rows": _rows(_pending(snap)),
+        "stale": stale is not None, "stale_rows": _rows(stale or ""), "pending_rows": _rows(pending_diff(snap)),
         "mask": xmledit.MASK,
         "history_count": DomainDefinition.objects.filter(host=ref.host, vm_uuid=ref.uuid).count(),
     }
@@ -152,17 +153,144 @@ def _accepted(entry: DomainDefinition, defined: _Defined) -> tuple[DomainDefinit
     return entry, defined.after
 
 
-def _saved(request: HttpRequest, ref: VMRef, entry: DomainDefinition | None, after: Snapshot,
-           page_name: str, restored: DomainDefinition | None = None) -> HttpResponse:
+@dataclasses.dataclass(frozen=True)
+class Saved:
+    """What a save or a rollback came to: the page renders it, the API answers it."""
+
+    snap: Snapshot | None  # the definition it was checked against (stale: libvirt's current one); None: unread
+    message: str = ""  # what was done, in words (it worked, or nothing needed doing)
+    problem: str = ""  # why nothing was saved, in words
+    status: int = 200  # 400 rejected, 409 stale, 413 too large, 503 libvirt did not answer
+    line: int | None = None  # in the submitted text, when the problem has one
+    stale: bool = False
+    failure: VirtError | None = None  # libvirt's own failure (no answer, busy), for the API's error codes
+    after: Snapshot | None = None  # the definition now, when it worked
+    entry: DomainDefinition | None = None  # the history entry of a define that changed something
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+
+STALE_EDIT = "The definition changed since it was opened: nothing was saved."
+STALE_PAGE = ("The definition changed since this page was opened: nothing was rolled back. Look at the history "
+              "again before choosing.")
+
+
+def version(snap: Snapshot) -> str:
+    """The version of a definition that an edit or a rollback starts from (the editor's `base`); keyed (_key)."""
+    return xmledit.fingerprint(snap.xml, _key())
+
+
+def _done_words(entry: DomainDefinition | None, after: Snapshot, restored: DomainDefinition | None) -> str:
     """The one message of a define that worked (a rollback names the version it brought back)."""
     if entry is None:
-        messages.info(request, "libvirt's definition is unchanged.")
-    else:
-        note = " The VM is running: the new definition applies at its next boot." if after.active else ""
-        done = ("definition saved" if restored is None else
-                f"Rolled back to the version of {when(restored.time)} (from before change #{restored.pk})")
-        messages.success(request, f"{after.name}: {done}; the previous one is kept in the history.{note}")
-    return redirect(page_name, ref.host.name, ref.uuid)
+        return "libvirt's definition is unchanged."
+    note = " The VM is running: the new definition applies at its next boot." if after.active else ""
+    done = ("definition saved" if restored is None else
+            f"Rolled back to the version of {when(restored.time)} (from before change #{restored.pk})")
+    return f"{after.name}: {done}; the previous one is kept in the history.{note}"
+
+
+def _worked(request: HttpRequest, snap: Snapshot, entry: DomainDefinition | None, after: Snapshot, *,
+            quiet: bool, restored: DomainDefinition | None = None) -> Saved:
+    words = _done_words(entry, after, restored)
+    if not quiet:
+        (messages.info if entry is None else messages.success)(request, words)
+    return Saved(snap, message=words, after=after, entry=entry)
+
+
+def _unchanged(request: HttpRequest, snap: Snapshot, words: str, *, quiet: bool) -> Saved:
+    if not quiet:
+        messages.info(request, words)
+    return Saved(snap, message=words, after=snap)
+
+
+def _too_large_words() -> str:
+    return f"The definition is larger than {iec(xmledit.MAX_DOCUMENT_BYTES)}: nothing was saved."
+
+
+def refuse_too_large(request: HttpRequest, ref: VMRef, what: str) -> Saved:
+    """Audit a body or document over the limit, refused before anything read it."""
+    _refused(request, ops.XML_EDIT, ref, "", f"{what}, over the limit")
+    return Saved(None, problem=_too_large_words(), status=413)
+
+
+def save(request: HttpRequest, ref: VMRef, text: str, base: str, *, quiet: bool = False) -> Saved:
+    """Save the edited definition `text`, opened at the version `base`: the page's and the API's one way,
+    checked in the order the module's docstring gives, every refusal audited; a message unless `quiet`."""
+    size = len(text.encode("utf-8"))
+    if size > xmledit.MAX_DOCUMENT_BYTES:  # before any parsing
+        return refuse_too_large(request, ref, f"document of {size} bytes")
+    rejected: DocumentRejected | None = None
+    try:
+        xmledit.check_document(text, ref.uuid)  # the name needs libvirt; checked again in prepare()
+    except DocumentRejected as exc:
+        rejected = exc
+    try:
+        snap = ref.call(xmledit.snapshot)
+    except VirtError as exc:
+        _refused(request, ops.XML_EDIT, ref, "", f"the definition could not be read: {exc}")
+        return Saved(None, problem=str(exc), status=503, failure=exc)
+    if rejected is None and not hmac.compare_digest(base, version(snap)):
+        _refused(request, ops.XML_EDIT, ref, snap.name, "stale edit (the definition changed since it was opened)")
+        return Saved(snap, problem=STALE_EDIT, status=409, stale=True)
+    try:
+        if rejected is not None:
+            raise rejected
+        document, lines = xmledit.prepare(text, snap)
+    except DocumentRejected as exc:
+        _refused(request, ops.XML_EDIT, ref, snap.name, str(exc))
+        return Saved(snap, problem=str(exc), status=400, line=exc.line)
+    if text.strip() == xmledit.mask(snap.xml).strip():
+        return _unchanged(request, snap, "Nothing changed: the definition was not touched.", quiet=quiet)
+    try:
+        entry, after = _define(request, ops.XML_EDIT, ref, snap, document, lines, "edit")
+    except StaleDefinition as exc:
+        return Saved(dataclasses.replace(snap, xml=exc.current), problem=STALE_EDIT, status=409, stale=True)
+    except DefineRefused as exc:
+        return Saved(snap, problem=f"libvirt refused the definition: {exc}", status=400, line=exc.line)
+    except VirtError as exc:
+        return Saved(snap, problem=str(exc), status=503, failure=exc)
+    return _worked(request, snap, entry, after, quiet=quiet)
+
+
+def rollback(request: HttpRequest, ref: VMRef, stored: DomainDefinition, base: str, *,
+             quiet: bool = False) -> Saved:
+    """Bring back the stored definition, from the version `base` of the current one: the page's and the
+    API's one way, every refusal audited; a message unless `quiet`."""
+    reason = f"rollback to the definition before change #{stored.pk}"
+    try:
+        snap = ref.call(xmledit.snapshot)
+    except VirtError as exc:
+        _refused(request, ops.XML_ROLLBACK, ref, "", f"{reason}: the definition could not be read: {exc}")
+        return Saved(None, problem=str(exc), status=503, failure=exc)
+    if not hmac.compare_digest(base, version(snap)):
+        _refused(request, ops.XML_ROLLBACK, ref, snap.name, f"{reason}: stale page")
+        return Saved(snap, problem=STALE_PAGE, status=409, stale=True)
+    try:
+        root = xmledit.check_document(stored.xml, snap.uuid, snap.name)
+    except DocumentRejected as exc:
+        _refused(request, ops.XML_ROLLBACK, ref, snap.name, f"{reason}: {exc}")
+        return Saved(snap, problem=f"That definition cannot be restored: {exc}", status=400)
+    if xmledit.without_secrets(stored.xml) == xmledit.without_secrets(snap.xml):
+        return _unchanged(request, snap, "That is already the current definition: nothing changed.", quiet=quiet)
+    # What was stored, with the VM's current passwords: a rollback never brings an old one back.
+    xmledit.carry_secrets(root, snap.xml)
+    try:
+        entry, after = _define(request, ops.XML_ROLLBACK, ref, snap, etree.tostring(root, encoding="unicode"), None,
+                               reason)
+    except StaleDefinition:
+        return Saved(snap, problem="The definition changed meanwhile: nothing was rolled back.", status=409,
+                     stale=True)
+    except DefineRefused as exc:
+        return Saved(snap, problem=f"libvirt refused the stored definition: {exc}", status=400)
+    except VirtError as exc:  # busy, or no answer (then whether it was rolled back is unknown)
+        return Saved(snap, problem=str(exc), status=503, failure=exc)
+    return _worked(request, snap, entry, after, quiet=quiet, restored=stored)
+
+
+# ---- the pages ------------------------------------------------------------------------------------
 
 
 @csrf_exempt  # the body size is checked first; _save() is CSRF-protected
@@ -175,7 +303,7 @@ def xml_edit(request: HttpRequest, ref: VMRef) -> HttpResponse:
         except ValueError:
             length = MAX_BODY_BYTES + 1
         if length > MAX_BODY_BYTES:
-            return _too_large(request, ref, f"request body of {length} bytes")
+            return _too_large(refuse_too_large(request, ref, f"request body of {length} bytes"))
         return _save(request, ref)
     try:
         snap = ref.call(xmledit.snapshot)
@@ -184,77 +312,53 @@ def xml_edit(request: HttpRequest, ref: VMRef) -> HttpResponse:
     return _editor(request, ref, snap)
 
 
-def _too_large(request: HttpRequest, ref: VMRef, what: str) -> HttpResponse:
-    _refused(request, ops.XML_EDIT, ref, "", f"{what}, over the limit")
-    limit = iec(xmledit.MAX_DOCUMENT_BYTES)
-    return HttpResponse(f"The definition is larger than {limit}: nothing was saved.\n", status=413,
-                        content_type="text/plain; charset=utf-8")
+def _too_large(saved: Saved) -> HttpResponse:
+    return HttpResponse(saved.problem + "\n", status=413, content_type="text/plain; charset=utf-8")
 
 
 @csrf_protect
 def _save(request: HttpRequest, ref: VMRef) -> HttpResponse:
     text = xmledit.normalise(request.POST.get("xml", ""))
-    if len(text.encode("utf-8")) > xmledit.MAX_DOCUMENT_BYTES:  # before any parsing
-        return _too_large(request, ref, f"document of {len(text.encode('utf-8'))} bytes")
     base = request.POST.get("base", "")[:128]
     original = xmledit.normalise(request.POST.get("original", ""))
-    rejected: DocumentRejected | None = None
-    try:
-        xmledit.check_document(text, ref.uuid)  # the name needs libvirt; checked again in prepare()
-    except DocumentRejected as exc:
-        rejected = exc
-    try:
-        snap = ref.call(xmledit.snapshot)
-    except VirtError as exc:
-        _refused(request, ops.XML_EDIT, ref, "", f"the definition could not be read: {exc}")
-        return _unreachable(request, ref, exc, "instances/config/xml_edit.html")
-
-    def again(error: str, line: int | None, status: int) -> HttpResponse:
-        """The editor with the submitted text kept, and what was wrong with it."""
-        return _editor(request, ref, snap, text=text, base=base, original=original, error=error, line=line,
-                       status=status)
-
-    if rejected is None and not hmac.compare_digest(base, xmledit.fingerprint(snap.xml, _key())):
-        _refused(request, ops.XML_EDIT, ref, snap.name, "stale edit (the definition changed since it was opened)")
-        return _editor(request, ref, snap, text=text,
-                       stale=xmledit.masked_diff(original, snap.xml, "when you opened the editor", "now"),
-                       status=409)
-    try:
-        if rejected is not None:
-            raise rejected
-        document, lines = xmledit.prepare(text, snap)
-    except DocumentRejected as exc:
-        _refused(request, ops.XML_EDIT, ref, snap.name, str(exc))
-        return again(str(exc), exc.line, 400)
-    if text.strip() == xmledit.mask(snap.xml).strip():
-        messages.info(request, "Nothing changed: the definition was not touched.")
+    saved = save(request, ref, text, base)
+    if saved.ok:
         return redirect("instances:xml_edit", ref.host.name, ref.uuid)
-    try:
-        entry, after = _define(request, ops.XML_EDIT, ref, snap, document, lines, "edit")
-    except StaleDefinition as exc:
-        return _editor(request, ref, dataclasses.replace(snap, xml=exc.current), text=text,
-                       stale=xmledit.masked_diff(original, exc.current, "when you opened the editor", "now"),
-                       status=409)
-    except DefineRefused as exc:
-        return again(f"libvirt refused the definition: {exc}", exc.line, 400)
-    except VirtError as exc:
-        return again(str(exc), None, 503)
-    return _saved(request, ref, entry, after, "instances:xml_edit")
+    if saved.status == 413:
+        return _too_large(saved)
+    if saved.snap is None:
+        assert saved.failure is not None
+        return _unreachable(request, ref, saved.failure, "instances/config/xml_edit.html")
+    if saved.stale:
+        return _editor(request, ref, saved.snap, text=text, status=409,
+                       stale=xmledit.masked_diff(original, saved.snap.xml, "when you opened the editor", "now"))
+    # The editor with the submitted text kept, and what was wrong with it.
+    return _editor(request, ref, saved.snap, text=text, base=base, original=original, error=saved.problem,
+                   line=saved.line, status=saved.status)
+
+
+def history_entries(ref: VMRef) -> QuerySet[DomainDefinition]:
+    """A VM's stored definitions, newest first, without their XML (which never leaves the panel)."""
+    return DomainDefinition.objects.filter(host=ref.host, vm_uuid=ref.uuid).defer("xml")
+
+
+def entry_rows(entry: DomainDefinition) -> list[tuple[str, str]]:
+    return _rows(xmledit.mask(entry.diff))
 
 
 def _history(request: HttpRequest, ref: VMRef, *, error: str = "", status: int = 200) -> HttpResponse:
     context: dict[str, Any] = {"ref": ref, "error": error}
     try:
         snap = ref.call(xmledit.snapshot)
-        context.update(snap=snap, base=xmledit.fingerprint(snap.xml, _key()))
+        context.update(snap=snap, base=version(snap))
     except VirtError as exc:
         context["unreachable"] = str(exc)
         status = max(status, 503)
     # Only what the page shows: the stored XML never reaches a template.
     context["entries"] = [
         {"pk": e.pk, "time": e.time, "username": e.username, "reason": e.reason, "vm_name": e.vm_name,
-         "rows": _rows(xmledit.mask(e.diff))}
-        for e in DomainDefinition.objects.filter(host=ref.host, vm_uuid=ref.uuid).defer("xml")
+         "rows": entry_rows(e)}
+        for e in history_entries(ref)
     ]
     return render(request, "instances/config/xml_history.html", context, status=status)
 
@@ -269,33 +373,7 @@ def xml_history(request: HttpRequest, ref: VMRef) -> HttpResponse:
 @vm_route(ops.XML_ROLLBACK)
 def xml_rollback(request: HttpRequest, ref: VMRef, pk: int) -> HttpResponse:
     stored = get_object_or_404(DomainDefinition, pk=pk, host=ref.host, vm_uuid=ref.uuid)
-    reason = f"rollback to the definition before change #{stored.pk}"
-    try:
-        snap = ref.call(xmledit.snapshot)
-    except VirtError as exc:
-        _refused(request, ops.XML_ROLLBACK, ref, "", f"{reason}: the definition could not be read: {exc}")
-        return _history(request, ref, error=str(exc), status=503)
-    if not hmac.compare_digest(request.POST.get("base", "")[:128], xmledit.fingerprint(snap.xml, _key())):
-        _refused(request, ops.XML_ROLLBACK, ref, snap.name, f"{reason}: stale page")
-        return _history(request, ref, status=409, error="The definition changed since this page was opened: "
-                        "nothing was rolled back. Look at the history again before choosing.")
-    try:
-        root = xmledit.check_document(stored.xml, snap.uuid, snap.name)
-    except DocumentRejected as exc:
-        _refused(request, ops.XML_ROLLBACK, ref, snap.name, f"{reason}: {exc}")
-        return _history(request, ref, error=f"That definition cannot be restored: {exc}", status=400)
-    if xmledit.without_secrets(stored.xml) == xmledit.without_secrets(snap.xml):
-        messages.info(request, "That is already the current definition: nothing changed.")
+    saved = rollback(request, ref, stored, request.POST.get("base", "")[:128])
+    if saved.ok:
         return redirect("instances:xml_history", ref.host.name, ref.uuid)
-    # What was stored, with the VM's current passwords: a rollback never brings an old one back.
-    xmledit.carry_secrets(root, snap.xml)
-    try:
-        entry, after = _define(request, ops.XML_ROLLBACK, ref, snap, etree.tostring(root, encoding="unicode"), None,
-                               reason)
-    except StaleDefinition:
-        return _history(request, ref, status=409, error="The definition changed meanwhile: nothing was rolled back.")
-    except DefineRefused as exc:
-        return _history(request, ref, error=f"libvirt refused the stored definition: {exc}", status=400)
-    except VirtError as exc:  # busy, or no answer (then whether it was rolled back is unknown)
-        return _history(request, ref, error=str(exc), status=503)
-    return _saved(request, ref, entry, after, "instances:xml_history", restored=stored)
+    return _history(request, ref, error=saved.problem, status=saved.status)

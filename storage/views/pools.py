@@ -26,7 +26,7 @@ from virt.storage import (
 )
 from virt.storage_rules import StorageInputError
 from virt.volumes import PoolDetail, pool_detail
-from webkvm.operations import ADMIN, host_or_404, on_host, page, refused, route
+from webkvm.operations import ADMIN, Outcome, host_or_404, on_host, page, refused, route
 from webkvm.views_base import host_page, host_unavailable, on_host_checked
 
 
@@ -58,6 +58,17 @@ def pool_types(request: HttpRequest, host: str) -> HttpResponse:
     return render(request, "storage/pool_types.html", context)
 
 
+def secrets_for(host: Host, kind: str) -> tuple[list[tuple[str, str]], str]:
+    """The host's Ceph secrets an RBD pool may use (none for other kinds), and why not when it cannot say:
+    the form then offers none (a key still works)."""
+    if kind != "rbd":
+        return [], ""
+    try:
+        return services.call(host, ceph_secrets), ""
+    except VirtError as exc:
+        return [], str(exc)
+
+
 def _create_detail(form: PoolForm) -> str:
     spec, data = form.spec, form.cleaned_data
     assert spec is not None
@@ -83,13 +94,10 @@ def pool_new(request: HttpRequest, host: str, kind: str) -> HttpResponse:
     found = host_or_404(host)
     if kind not in POOL_TYPES:
         raise Http404("No such pool type.")
-    secrets: list[tuple[str, str]] = []
     context: dict[str, Any] = {"host": found, "kind": kind, "kind_label": POOL_TYPES[kind]}
-    if kind == "rbd":
-        try:
-            secrets = services.call(found, ceph_secrets)
-        except VirtError as exc:
-            context["error"] = str(exc)
+    secrets, error = secrets_for(found, kind)
+    if error:
+        context["error"] = error
     roots = settings.WEBKVM_POOL_ROOTS
     form = PoolForm(kind, roots, secrets, request.POST if request.method == "POST" else None)
     context.update({"form": form, "roots": roots})
@@ -99,20 +107,27 @@ def pool_new(request: HttpRequest, host: str, kind: str) -> HttpResponse:
         refused(request, ops.POOL_CREATE, host=found, name=request.POST.get("name", "")[:128],
                 reason=form.errors.as_text())
         return render(request, "storage/pool_form.html", context)
-    spec, data = form.spec, form.cleaned_data
-    assert spec is not None
-    outcome = on_host_checked(
-        request, ops.POOL_CREATE, found, spec.name,
-        lambda conn: define_pool(conn, spec, roots, build=bool(data.get("build")), start=bool(data.get("start")),
-                                 autostart=bool(data.get("autostart")), ceph_key=form.key),
-        form=form, rejects=StorageInputError,
-        done=f"Pool {spec.name} created on {found.name}.", detail=_create_detail(form))
+    outcome = create_pool(request, found, form)
     if not outcome.ok:
         return render(request, "storage/pool_form.html", context)
-    return redirect("storage:pool", found.name, spec.name)
+    return redirect("storage:pool", found.name, outcome.name)
 
 
-def _detail_or_404(host: Host, pool: str, *, thorough: bool = False) -> PoolDetail:
+def create_pool(request: HttpRequest, host: Host, form: PoolForm, *, quiet: bool = False) -> Outcome[str]:
+    """Define (and build, start, autostart as asked) the pool of a valid form: the page's and the API's run."""
+    spec, data = form.spec, form.cleaned_data
+    assert spec is not None
+    return on_host_checked(
+        request, ops.POOL_CREATE, host, spec.name,
+        lambda conn: define_pool(conn, spec, form.roots, build=bool(data.get("build")),
+                                 start=bool(data.get("start")), autostart=bool(data.get("autostart")),
+                                 ceph_key=form.key),
+        form=form, rejects=StorageInputError,
+        done=f"Pool {spec.name} created on {host.name}.", detail=_create_detail(form), quiet=quiet)
+
+
+def detail_or_404(host: Host, pool: str, *, thorough: bool = False) -> PoolDetail:
+    """The pool with its volumes (the page's one read), or 404."""
     try:
         return services.call(host, lambda conn: pool_detail(conn, pool, thorough=thorough), LIST_TIMEOUT)
     except NotFound:
@@ -125,7 +140,7 @@ def pool_page(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "pool_name": pool}
     try:
-        context["detail"] = _detail_or_404(found, pool)
+        context["detail"] = detail_or_404(found, pool)
     except VirtError as exc:
         context["error"] = str(exc)
         return render(request, "storage/pool_detail.html", context, status=503)
@@ -136,9 +151,15 @@ def pool_page(request: HttpRequest, host: str, pool: str) -> HttpResponse:
 @route(ops.POOL_ACTION)
 def pool_action_view(request: HttpRequest, host: str, pool: str, action: str) -> HttpResponse:
     found = host_or_404(host)
-    on_host(request, ops.POOL_ACTIONS[action], found, pool, lambda conn: pool_action(conn, pool, action),
-            done=lambda said: said)
+    run_pool_action(request, found, pool, action)
     return redirect("storage:pool", found.name, pool)
+
+
+def run_pool_action(request: HttpRequest, host: Host, pool: str, action: str, *,
+                    quiet: bool = False) -> Outcome[str]:
+    """One lifecycle action (virt.storage.ACTIONS) through its declared operation."""
+    return on_host(request, ops.POOL_ACTIONS[action], host, pool, lambda conn: pool_action(conn, pool, action),
+                   done=lambda said: said, quiet=quiet)
 
 
 @require_http_methods(["GET", "POST"])
@@ -147,7 +168,7 @@ def pool_delete(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "pool_name": pool}
     try:
-        detail = _detail_or_404(found, pool, thorough=True)
+        detail = detail_or_404(found, pool, thorough=True)
     except VirtError as exc:
         return host_unavailable(request, ops.POOL_DELETE, "storage/pool_delete.html", context, pool, exc)
     form = PoolDeleteForm(detail, request.POST if request.method == "POST" else None)
@@ -157,11 +178,18 @@ def pool_delete(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     if not form.is_valid():
         refused(request, ops.POOL_DELETE, host=found, name=pool, reason=form.errors.as_text())
         return render(request, "storage/pool_delete.html", context)
-    delete_storage = bool(form.cleaned_data.get("delete_storage"))
-    users = f"; in use by {', '.join(detail.users)} (confirmed)" if detail.users else ""
-    outcome = on_host(request, ops.POOL_DELETE, found, pool,
-                      lambda conn: delete_pool(conn, pool, delete_storage=delete_storage),
-                      done=lambda report: report.words(), detail=lambda report: report.words() + users, form=form)
+    outcome = remove_pool(request, found, pool, form)
     if not outcome.ok:
         return render(request, "storage/pool_delete.html", context)
     return redirect("storage:pools", found.name)
+
+
+def remove_pool(request: HttpRequest, host: Host, pool: str, form: PoolDeleteForm, *,
+                quiet: bool = False) -> Outcome[Any]:
+    """Delete the pool of a valid form: its definition, and its storage when the form asks for that."""
+    delete_storage = bool(form.cleaned_data.get("delete_storage"))
+    users = f"; in use by {', '.join(form.users)} (confirmed)" if form.users else ""
+    return on_host(request, ops.POOL_DELETE, host, pool,
+                   lambda conn: delete_pool(conn, pool, delete_storage=delete_storage),
+                   done=lambda report: report.words(), detail=lambda report: report.words() + users, form=form,
+                   quiet=quiet)

@@ -21,11 +21,15 @@ from storage import operations as ops
 from storage.transfers import (
     CHUNK,
     Interrupted,
+    UploadSession,
     check,
     download_headers,
     error_response,
+    interrupted,
     open_download,
     open_upload,
+    upload_name,
+    uploaded,
 )
 from virt.errors import VirtError
 from virt.streams import Download
@@ -47,9 +51,15 @@ def upload_check(request: HttpRequest, host: str, pool: str) -> JsonResponse:
 @require_http_methods(["PUT"])
 @route(ops.VOLUME_UPLOAD)
 def volume_upload(request: HttpRequest, host: str, pool: str) -> HttpResponse:
-    session = open_upload(request, host, pool)
+    session = open_upload(request, host, pool, upload_name(request, {}))
     if isinstance(session, HttpResponse):
         return session
+    return receive_upload(request, session)
+
+
+def receive_upload(request: HttpRequest, session: UploadSession) -> HttpResponse:
+    """Read the body (WSGI) in chunks into the open upload; the page's PUT and the API's under WSGI. Anything
+    short of the whole body deletes the volume again."""
     try:
         remaining = session.size
         while remaining:
@@ -63,10 +73,10 @@ def volume_upload(request: HttpRequest, host: str, pool: str) -> HttpResponse:
         left = session.abort()
         session.audit(request, f"{exc}{' ' + left if left else ''}")
         if isinstance(exc, VirtError):
-            return error_response(exc)
-        return JsonResponse({"error": f"Upload interrupted: {exc}. Nothing was kept.{left}"}, status=400)
+            return error_response(request, exc)
+        return interrupted(request, exc, left)
     session.audit(request)
-    return JsonResponse(result, status=201)
+    return uploaded(request, session, result)
 
 
 def _download_sync(download: Download) -> Iterator[bytes]:
@@ -90,6 +100,11 @@ async def _download_async(download: Download) -> AsyncIterator[bytes]:
 @route(ops.VOLUME_DOWNLOAD)
 def volume_download(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
     """Under ASGI a GET is served by storage.asgi; this serves WSGI (and HEAD under ASGI)."""
+    return download_response(request, host, pool, volume)
+
+
+def download_response(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
+    """The volume streamed with its Content-Length (or why not); the page's and the API's under WSGI."""
     outcome = open_download(request, host, pool, volume)
     if isinstance(outcome, HttpResponse):
         return outcome

@@ -11,17 +11,20 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from hosts.models import Host
+from jobs.models import Job
 from storage import operations as ops
 from storage.forms import CloneForm, ResizeForm, VolumeForm
-from storage.views.pools import _detail_or_404
+from storage.views.pools import detail_or_404
 from virt.errors import VirtError
 from virt.storage_rules import StorageInputError
 from virt.volumes import PoolDetail, VolumeInfo, create_volume, delete_volume, resize_volume
-from webkvm.operations import Operation, host_or_404, on_host, refused, route, start_job
+from webkvm.operations import Operation, Outcome, host_or_404, on_host, refused, route, start_job
 from webkvm.views_base import host_unavailable, on_host_checked
 
 
-def _volume_or_404(detail: PoolDetail, name: str) -> VolumeInfo:
+def volume_or_404(detail: PoolDetail, name: str) -> VolumeInfo:
+    """The pool's volume of that name (from the page's one read of the pool), or 404."""
     found = detail.volume(name)
     if found is None:
         raise Http404("No such volume in this pool.")
@@ -35,31 +38,44 @@ def volume_new(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     context: dict[str, Any] = {"host": found, "pool_name": pool, "title": "New volume"}
     name = request.POST.get("name", "")[:128]
     try:
-        detail = _detail_or_404(found, pool)
+        detail = detail_or_404(found, pool)
     except VirtError as exc:
         return host_unavailable(request, ops.VOLUME_CREATE, "storage/volume_form.html", context, f"{pool}/{name}",
                                 exc)
-    form = VolumeForm(detail, request.POST if request.method == "POST" else None)
+    form = volume_form(detail, request.POST if request.method == "POST" else None)
     context.update({"detail": detail, "form": form})
     if request.method != "POST":
         return render(request, "storage/volume_form.html", context)
-    if not detail.pool.creates_volumes or not detail.pool.active:
-        form.add_error(None, f"Pool {pool} cannot make volumes now ({detail.pool.state}, type {detail.pool.type}).")
     if not form.is_valid():
         refused(request, ops.VOLUME_CREATE, host=found, name=f"{pool}/{name}", reason=form.errors.as_text())
         return render(request, "storage/volume_form.html", context)
-    spec = form.spec
-    assert spec is not None
-    words = (f"{spec.format if detail.pool.file_based else 'raw'}, {spec.capacity} bytes"
-             f"{', preallocated' if spec.preallocate else ''}{f', backing {spec.backing}' if spec.backing else ''}")
-    outcome = on_host_checked(
-        request, ops.VOLUME_CREATE, found, f"{pool}/{spec.name}", lambda conn: create_volume(conn, pool, spec),
-        form=form, rejects=StorageInputError, done=f"Volume {spec.name} created.", detail=words,
-        place=lambda problem: "size" if problem.field == "capacity" else
-        (problem.field if problem.field in form.fields else None))
+    outcome = create_volume_in(request, found, form)
     if not outcome.ok:
         return render(request, "storage/volume_form.html", context)
     return redirect("storage:pool", found.name, pool)
+
+
+def volume_form(detail: PoolDetail, data: Any) -> VolumeForm:
+    """The new-volume form; with data, a pool that cannot make volumes now is its error."""
+    form = VolumeForm(detail, data)
+    pool = detail.pool
+    if data is not None and (not pool.creates_volumes or not pool.active):
+        form.add_error(None, f"Pool {pool.name} cannot make volumes now ({pool.state}, type {pool.type}).")
+    return form
+
+
+def create_volume_in(request: HttpRequest, host: Host, form: VolumeForm, *, quiet: bool = False) -> Outcome[str]:
+    """Make the volume of a valid form in its pool: the page's and the API's run."""
+    spec, pool = form.spec, form.detail.pool
+    assert spec is not None
+    words = (f"{spec.format if pool.file_based else 'raw'}, {spec.capacity} bytes"
+             f"{', preallocated' if spec.preallocate else ''}{f', backing {spec.backing}' if spec.backing else ''}")
+    return on_host_checked(
+        request, ops.VOLUME_CREATE, host, f"{pool.name}/{spec.name}",
+        lambda conn: create_volume(conn, pool.name, spec),
+        form=form, rejects=StorageInputError, done=f"Volume {spec.name} created.", detail=words, quiet=quiet,
+        place=lambda problem: "size" if problem.field == "capacity" else
+        (problem.field if problem.field in form.fields else None))
 
 
 @require_http_methods(["GET", "POST"])
@@ -68,11 +84,11 @@ def volume_clone(request: HttpRequest, host: str, pool: str, volume: str) -> Htt
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume, "title": f"Clone {volume}"}
     try:
-        detail = _detail_or_404(found, pool)
+        detail = detail_or_404(found, pool)
     except VirtError as exc:
         return host_unavailable(request, ops.VOLUME_CLONE, "storage/volume_form.html", context, f"{pool}/{volume}",
                                 exc)
-    source = _volume_or_404(detail, volume)
+    source = volume_or_404(detail, volume)
     form = CloneForm(detail, source, request.POST if request.method == "POST" else None)
     context.update({"detail": detail, "form": form})
     if request.method != "POST":
@@ -80,17 +96,25 @@ def volume_clone(request: HttpRequest, host: str, pool: str, volume: str) -> Htt
     if not form.is_valid():
         refused(request, ops.VOLUME_CLONE, host=found, name=f"{pool}/{volume}", reason=form.errors.as_text())
         return render(request, "storage/volume_form.html", context)
-    new_name, fmt = form.cleaned_data["name"], form.cleaned_data.get("format", "")
-    # qcow2 copies grow as they are written, so their allocation shows progress; raw files are
-    # allocated in full at once, and there only the end can be seen.
-    measurable = (fmt or "raw") == "qcow2" and detail.pool.file_based
-    job = start_job(request, ops.VOLUME_CLONE, host=found, name=f"{pool}/{new_name}",
-                    params={"pool": pool, "source": volume, "name": new_name, "format": fmt,
-                            "total": source.allocation if measurable else 0},
-                    summary=f"copy of {pool}/{volume} ({fmt or 'raw'})", form=form)
+    job = start_clone(request, found, form)
     if job is None:
         return render(request, "storage/volume_form.html", context)
     return redirect(job)
+
+
+def start_clone(request: HttpRequest, host: Host, form: CloneForm, *, quiet: bool = False) -> Job | None:
+    """Start the copy a valid form asks for, as a job (None: refused, said on the form; quiet: raised)."""
+    pool, source = form.detail.pool, form.source
+    new_name, fmt = form.cleaned_data["name"], form.cleaned_data.get("format", "")
+    # qcow2 copies grow as they are written, so their allocation shows progress; raw files are
+    # allocated in full at once, and there only the end can be seen.
+    measurable = (fmt or "raw") == "qcow2" and pool.file_based
+    job: Job | None = start_job(
+        request, ops.VOLUME_CLONE, host=host, name=f"{pool.name}/{new_name}",
+        params={"pool": pool.name, "source": source.name, "name": new_name, "format": fmt,
+                "total": source.allocation if measurable else 0},
+        summary=f"copy of {pool.name}/{source.name} ({fmt or 'raw'})", form=form, quiet=quiet)
+    return job
 
 
 @require_http_methods(["GET", "POST"])
@@ -99,11 +123,11 @@ def volume_resize(request: HttpRequest, host: str, pool: str, volume: str) -> Ht
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume, "title": f"Grow {volume}"}
     try:
-        detail = _detail_or_404(found, pool)
+        detail = detail_or_404(found, pool)
     except VirtError as exc:
         return host_unavailable(request, ops.VOLUME_RESIZE, "storage/volume_form.html", context, f"{pool}/{volume}",
                                 exc)
-    vol = _volume_or_404(detail, volume)
+    vol = volume_or_404(detail, volume)
     form = ResizeForm(detail.pool, vol, request.POST if request.method == "POST" else None)
     context.update({"detail": detail, "form": form, "volume": vol})
     if request.method != "POST":
@@ -111,11 +135,7 @@ def volume_resize(request: HttpRequest, host: str, pool: str, volume: str) -> Ht
     if not form.is_valid():
         refused(request, ops.VOLUME_RESIZE, host=found, name=f"{pool}/{volume}", reason=form.errors.as_text())
         return render(request, "storage/volume_form.html", context)
-    size: int = form.cleaned_data["size"]
-    outcome = on_host_checked(
-        request, ops.VOLUME_RESIZE, found, f"{pool}/{volume}", lambda conn: resize_volume(conn, pool, volume, size),
-        form=form, rejects=StorageInputError, place=lambda _problem: "size",
-        done=f"Volume {volume} grown to {size} bytes.", detail=lambda old: f"from {old} to {size} bytes")
+    outcome = grow_volume(request, found, form)
     if not outcome.ok:
         return render(request, "storage/volume_form.html", context)
     return redirect("storage:pool", found.name, pool)
@@ -128,11 +148,11 @@ def _confirm(request: HttpRequest, host: str, pool: str, volume: str, action: st
     found = host_or_404(host)
     context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume, "action": action}
     try:
-        detail = _detail_or_404(found, pool, thorough=True)
+        detail = detail_or_404(found, pool, thorough=True)
     except VirtError as exc:
         return context, host_unavailable(request, op, "storage/volume_confirm.html", context, f"{pool}/{volume}",
                                          exc)
-    context.update({"detail": detail, "volume": _volume_or_404(detail, volume)})
+    context.update({"detail": detail, "volume": volume_or_404(detail, volume)})
     return context, None
 
 
@@ -145,9 +165,14 @@ def volume_delete(request: HttpRequest, host: str, pool: str, volume: str) -> Ht
     if request.method != "POST":
         return render(request, "storage/volume_confirm.html", context)
     found = context["host"]
-    on_host(request, ops.VOLUME_DELETE, found, f"{pool}/{volume}", lambda conn: delete_volume(conn, pool, volume),
-            done=f"Volume {volume} deleted.")
+    remove_volume(request, found, pool, volume)
     return redirect("storage:pool", found.name, pool)
+
+
+def remove_volume(request: HttpRequest, host: Host, pool: str, volume: str, *, quiet: bool = False) -> Outcome[None]:
+    """Delete a volume (refused by the virt layer while a VM or another volume uses it)."""
+    return on_host(request, ops.VOLUME_DELETE, host, f"{pool}/{volume}",
+                   lambda conn: delete_volume(conn, pool, volume), done=f"Volume {volume} deleted.", quiet=quiet)
 
 
 @require_http_methods(["GET", "POST"])
@@ -159,8 +184,24 @@ def volume_wipe(request: HttpRequest, host: str, pool: str, volume: str) -> Http
     if request.method != "POST":
         return render(request, "storage/volume_confirm.html", context)
     found = context["host"]
-    job = start_job(request, ops.VOLUME_WIPE, host=found, name=f"{pool}/{volume}",
-                    params={"pool": pool, "name": volume}, summary=f"overwrite {pool}/{volume} with zeros")
+    job = start_wipe(request, found, pool, volume)
     if job is None:
         return redirect("storage:pool", found.name, pool)
     return redirect(job)
+
+
+def grow_volume(request: HttpRequest, host: Host, form: ResizeForm, *, quiet: bool = False) -> Outcome[int]:
+    """Grow the volume of a valid form to its size (volumes only grow)."""
+    pool, volume, size = form.pool.name, form.volume.name, int(form.cleaned_data["size"])
+    return on_host_checked(
+        request, ops.VOLUME_RESIZE, host, f"{pool}/{volume}", lambda conn: resize_volume(conn, pool, volume, size),
+        form=form, rejects=StorageInputError, place=lambda _problem: "size", quiet=quiet,
+        done=f"Volume {volume} grown to {size} bytes.", detail=lambda old: f"from {old} to {size} bytes")
+
+
+def start_wipe(request: HttpRequest, host: Host, pool: str, volume: str, *, quiet: bool = False) -> Job | None:
+    """Start overwriting a volume with zeros, as a job (None: refused, said in a message; quiet: raised)."""
+    job: Job | None = start_job(request, ops.VOLUME_WIPE, host=host, name=f"{pool}/{volume}",
+                                params={"pool": pool, "name": volume},
+                                summary=f"overwrite {pool}/{volume} with zeros", quiet=quiet)
+    return job

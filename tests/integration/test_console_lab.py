@@ -351,3 +351,42 @@ def test_a_failed_console_over_ssh_leaves_no_ssh_process(admin_client, lab: dict
         assert not refused.exists() and not AuditEvent.objects.filter(action="console.open").exists()
     else:
         assert sum(refused.values_list("repeats", flat=True)) == 3
+
+
+# ---- a console opened through the API: the ticket bound to a token, the WebSocket sending it -------------
+
+def test_a_token_minted_ticket_and_the_bearer_header_reach_a_real_vm(admin_user, lab: dict[str, Any], lab_domain,
+                                                                     panel_server) -> None:
+    """A non-browser client as the API answer tells it: the ticket from POST .../console/ticket/ with a token,
+    then the WebSocket on the live panel with `Authorization: Bearer` (the same token), no Origin, no cookie.
+    The same ticket with another token is refused first, before qemu sees a byte."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect as ws_connect
+
+    from api.models import ApiToken
+    from tests.unit.test_api_access import TokenClient
+
+    dom = lab_domain()
+    host = Host.objects.create(name="lab-local", transport="local", path="system")
+    text = ApiToken.make(admin_user, "lab-cli")[1]
+    other = ApiToken.make(admin_user, "lab-other")[1]
+
+    def first_bytes(bearer: str) -> tuple[bytes | None, str]:
+        answer = TokenClient(text).post(f"/api/v1/vms/{host.name}/{dom.UUIDString()}/console/ticket/")
+        assert answer.status_code == 200, answer.content
+        body = answer.json()
+        url = panel_server.replace("http", "ws", 1) + body["ws_path"]
+        with ws_connect(url, additional_headers={"Authorization": f"Bearer {bearer}"},
+                        subprotocols=body["protocols"], open_timeout=15) as ws:
+            try:
+                return ws.recv(timeout=20), ""
+            except ConnectionClosed as exc:
+                return None, exc.rcvd.reason if exc.rcvd else ""
+
+    data, reason = first_bytes(other)
+    assert data is None and "another API token" in reason
+    data, _ = first_bytes(text)
+    assert isinstance(data, bytes) and data.startswith(b"RFB 003.00"), data
+    wait_for_close(host)
+    opened = AuditEvent.objects.get(action="console.open", host_name=host.name)
+    assert opened.detail == "ticket used (through the API, token lab-cli)"

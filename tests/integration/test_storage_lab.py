@@ -300,3 +300,45 @@ def test_types_the_host_lacks_are_not_offered_and_a_failed_rbd_leaves_no_secret(
     assert "Nothing was left behind" in response.content.decode()
     assert virsh("secret-list") == secrets_before
     assert pool_name not in virsh("pool-list", "--all")
+
+
+def test_upload_and_download_through_the_api_with_a_token(admin_user: Any, lab: dict[str, Any], pool_dir: Path,
+                                                          pool_name: str) -> None:
+    """The API's content URL streams through the same ASGI path: an upload cut short leaves nothing and is
+    resumed by sending it again from the first byte; the download gives the same bytes with Content-Length;
+    a read-only token's upload is refused before a byte is read; each record names the token."""
+    from api.models import ApiToken
+    from tests.unit.test_api_access import TokenClient
+    from tests.unit.test_body_limit import Counted
+
+    host = Host.objects.create(name="lab-local", transport="local", path="system")
+    text = ApiToken.make(admin_user, "lab-token")[1]
+    api = TokenClient(text)
+    made = api.post(f"/api/v1/pools/{host.name}/", {"kind": "dir", "name": pool_name, "target_path": str(pool_dir)})
+    assert made.status_code == 201, made.content
+    auth = [(b"host", b"testserver"), (b"authorization", f"Bearer {text}".encode())]
+    url = f"/api/v1/pools/{host.name}/{pool_name}/volumes/blob.iso/content"
+    data = os.urandom(3 * MIB + 12345)
+    length = [(b"content-length", str(len(data)).encode())]
+    asgi("PUT", url, [*auth, *length], body_of(data, stop_after=MIB))
+    assert vol_names(pool_name) == set() and list(pool_dir.iterdir()) == []
+    status, headers, content = asgi("PUT", url, [*auth, *length], body_of(data))
+    assert status == 201, content
+    assert headers[b"location"].endswith(f"/api/v1/pools/{host.name}/{pool_name}/volumes/blob.iso/".encode())
+    assert hashlib.sha256((pool_dir / "blob.iso").read_bytes()).digest() == hashlib.sha256(data).digest()
+    status, headers, body = asgi("GET", url, auth)
+    assert status == 200 and headers[b"content-length"] == str(len(data)).encode() and body == data
+    reader = ApiToken.make(admin_user, "lab-reader", read_only=True)[1]
+    counted = Counted(data)
+    other = url.replace("blob.iso", "other.iso")
+    status, _h, content = asgi("PUT", other, [(b"host", b"testserver"), (b"authorization", f"Bearer {reader}".encode()),
+                                              *length], counted.messages())
+    assert status == 403 and b"read_only_token" in content and counted.read == 0
+    assert vol_names(pool_name) == {"blob.iso"}
+    records = AuditEvent.objects.filter(action__in=["volume.upload", "volume.download"]).order_by("id")
+    assert [(e.action, e.result) for e in records] == [("volume.upload", "failed"), ("volume.upload", "ok"),
+                                                       ("volume.download", "ok")]
+    assert all(e.detail.endswith("(through the API, token lab-token)") for e in records)
+    gone = api.call("DELETE", f"/api/v1/pools/{host.name}/{pool_name}/?delete_storage=true")
+    assert gone.status_code == 200, gone.content
+    assert pool_name not in virsh("pool-list", "--all") and not pool_dir.exists()

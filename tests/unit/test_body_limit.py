@@ -65,7 +65,7 @@ CASES = [
     Case("logged-in over the limit, declared", "admin", "POST", "/logout/", LIMIT + 1, True, 413, 0),
     Case("logged-in over the limit, streamed", "admin", "POST", "/logout/", 4 * MIB, False, 413, LIMIT + PIECE),
     Case("API token: a body over the anonymous limit reaches the API", "token", "POST", "/api/v1/hosts/",
-         ANONYMOUS_BODY_BYTES * 2, True, 405, LIMIT),
+         ANONYMOUS_BODY_BYTES * 2, True, 400, LIMIT),
     Case("API token over the limit, declared", "token", "POST", "/api/v1/hosts/", LIMIT + 1, True, 413, 0),
     Case("revoked API token: the anonymous limit", "revoked-token", "POST", "/api/v1/hosts/",
          ANONYMOUS_BODY_BYTES * 2, True, 413, 0),

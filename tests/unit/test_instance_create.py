@@ -376,8 +376,11 @@ def test_flavor_crud_is_audited(admin_client: Client) -> None:
         "flavor.create", "flavor.update", "flavor.delete"]
 
 
-@pytest.mark.parametrize("change", [{"name": "<b>x</b>"}, {"vcpus": "0"}, {"memory_mib": "0"},
-                                    {"memory_mib": str(10**12)}, {"disk_gib": "0"}, {"name": ""}])
+BAD_FLAVORS = [{"name": "<b>x</b>"}, {"vcpus": "0"}, {"memory_mib": "0"}, {"memory_mib": str(10**12)},
+               {"disk_gib": "0"}, {"name": ""}]
+
+
+@pytest.mark.parametrize("change", BAD_FLAVORS)
 def test_bad_flavors_are_field_errors(admin_client: Client, change: dict[str, str]) -> None:
     form = {"name": "m1.tiny", "vcpus": "1", "memory_mib": "512", "disk_gib": "1", **change}
     response = admin_client.post(reverse("instances:flavor_create"), form)

@@ -300,14 +300,17 @@ def test_fixed_address_added_and_removed_through_the_page(admin_client: Client, 
     assert "Remove fixed address: not done: Network lan has no fixed address 192.168.150.5." in gone.content.decode()
 
 
-@pytest.mark.parametrize(("data", "field"), [
+BAD_FIXED = [
     ({"mac": "52:54:00:00:01:01", "ip": "192.168.150.9"}, "mac"),  # duplicate MAC
     ({"mac": "52:54:00:00:01", "ip": "192.168.150.9"}, "mac"),
     ({"mac": "52:54:00:00:01:0b", "ip": "192.168.151.9"}, "ip"),
     ({"mac": "52:54:00:00:01:0b", "ip": "192.168.150.5"}, "ip"),  # taken
     ({"mac": "52:54:00:00:01:0b", "ip": ""}, "ip"),
     ({"mac": "52:54:00:00:01:0b", "ip": "192.168.150.9", "name": "-bad-"}, "name"),
-])
+]
+
+
+@pytest.mark.parametrize(("data", "field"), BAD_FIXED)
 def test_bad_fixed_address_is_a_field_error(data: dict[str, str], field: str, admin_client: Client,
                                             net_host: Host) -> None:
     before = xml_of(net_host, "lan").to_xml()

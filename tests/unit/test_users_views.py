@@ -39,11 +39,15 @@ def test_the_grant_form_lists_the_hosts_vms_with_the_only_host_chosen(admin_clie
     assert re.search(rf'<input[^>]*name="vm"[^>]*list="vms-{test_host.pk}"', html)
 
 
-@pytest.mark.parametrize(("vm", "error"), [
+# The grant form's VMs that do not exist, and its words for them (the API sends them too: test_api_people.py).
+UNKNOWN_VMS = [
     ("no-such-vm", "There is no VM named “no-such-vm” on testhost."),
     ("99999999-9999-4999-8999-999999999999", "There is no VM with the UUID 99999999-9999-4999-8999-999999999999 on "
                                               "testhost."),
-])
+]
+
+
+@pytest.mark.parametrize(("vm", "error"), UNKNOWN_VMS)
 def test_an_unknown_vm_is_a_field_error_in_words(admin_client: Client, outsider, test_host: Host, vm: str,
                                                  error: str) -> None:
     url = reverse("users:detail", args=[outsider.pk])

@@ -142,7 +142,7 @@ def test_resize_a_shut_off_vm(admin_client: Client, test_host: Host) -> None:
     assert "the new sizes apply when the VM starts" in html
 
 
-@pytest.mark.parametrize(("field", "data"), [
+BAD_RESIZE = [
     ("vcpus", {"vcpus": "3", "max_vcpus": "2"}),
     ("vcpus", {"vcpus": "0"}),
     ("vcpus", {"vcpus": "two"}),
@@ -152,7 +152,10 @@ def test_resize_a_shut_off_vm(admin_client: Client, test_host: Host) -> None:
     ("max_memory_mib", {"max_memory_mib": str(10**9)}),
     ("max_memory_mib", {"max_memory_mib": "-5"}),
     ("max_memory_mib", {"max_memory_mib": ""}),
-])
+]
+
+
+@pytest.mark.parametrize(("field", "data"), BAD_RESIZE)
 def test_resize_bad_input_changes_nothing(admin_client: Client, test_host: Host, field: str,
                                           data: dict[str, str]) -> None:
     before = config_xml(test_host, WEB_01_UUID), live_xml(test_host, WEB_01_UUID)
@@ -195,13 +198,16 @@ def test_boot_on_a_running_vm_waits_for_the_next_boot(admin_client: Client, test
     assert 'id="pending"' in admin_client.get(url).content.decode()
 
 
-@pytest.mark.parametrize(("field", "data"), [
+BAD_BOOT = [
     ("__all__", {}),
     ("order_disk-vda", {"order_disk-vda": "1", "order_disk-hdc": "1"}),
     ("order_disk-vda", {"order_disk-vda": "first"}),
     ("order_disk-vda", {"order_disk-vda": "0"}),
     ("order_disk-vda", {"order_disk-vda": "99"}),
-])
+]
+
+
+@pytest.mark.parametrize(("field", "data"), BAD_BOOT)
 def test_boot_bad_input_changes_nothing(admin_client: Client, test_host: Host, field: str,
                                         data: dict[str, str]) -> None:
     vm = define_vm(test_host, "bootbad")
@@ -251,7 +257,7 @@ def test_vnc_on_every_address_is_warned_about(admin_client: Client, test_host: H
     assert 'id="exposed-warning"' in admin_client.get(url).content.decode()
 
 
-@pytest.mark.parametrize(("field", "data"), [
+BAD_VNC = [
     ("listen", {"listen": "evil.example.org"}),
     ("listen", {"listen": "127.0.0.1; rm -rf /"}),
     ("listen", {"listen": "<b>x</b>"}),
@@ -262,7 +268,10 @@ def test_vnc_on_every_address_is_warned_about(admin_client: Client, test_host: H
     ("password", {"password_action": "set", "password": "pässwd"}),
     ("keymap", {"keymap": "../../etc"}),
     ("password_action", {"password_action": "leak"}),
-])
+]
+
+
+@pytest.mark.parametrize(("field", "data"), BAD_VNC)
 def test_vnc_bad_input_changes_nothing(admin_client: Client, test_host: Host, field: str,
                                        data: dict[str, str]) -> None:
     before = config_xml(test_host, WEB_01_UUID)
