@@ -37,7 +37,7 @@ lint: $(STAMPS)/venv
 	$(PY) manage.py makemigrations --check --dry-run -v0
 
 test: setup lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) lab/labctl.py up
