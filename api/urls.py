@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.urls import Resolver404, path, re_path, resolve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from api import flavors, hosts, migration, networks, pages, people, storage, views, vm_config, vm_life
+from api import flavors, hosts, images, migration, networks, pages, people, quotas, storage, views, vm_config, vm_life
 from api.base import declared
 from webkvm.operations import ACCESS_ATTRIBUTE, PUBLIC, page
 
@@ -42,7 +42,8 @@ urlpatterns = [
     path("jobs/<int:job_id>/", declared(views.JobDetail), name="job"),
     # Each resource module lists its own routes.
     *vm_config.urlpatterns, *vm_life.urlpatterns, *migration.urlpatterns, *storage.urlpatterns,
-    *networks.urlpatterns, *flavors.urlpatterns, *hosts.urlpatterns, *people.urlpatterns,
+    *networks.urlpatterns, *flavors.urlpatterns, *hosts.urlpatterns, *people.urlpatterns, *images.urlpatterns,
+    *quotas.urlpatterns,
     path("schema/", _public(SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[])),
          name="schema"),
     # The split view serves Swagger UI's start-up script as a file of its own: the CSP allows no inline script.

@@ -17,15 +17,18 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import Accepted, ApiView, Done, accepted, answer, data_of, declared, form_schema, valid
+from api.base import Accepted, ApiView, Done, accepted, answer, data_of, declared, field_errors, form_schema, valid
 from api.errors import Conflict
 from console import tickets
 from console import views as console_pages
 from instances import operations as ops
+from instances import quotas
 from instances.forms_create import CUSTOM, CreateVMForm
+from instances.forms_image import ImageCreateForm
 from instances.lookup import VMRef
 from instances.views import clone as clone_pages
 from instances.views import create as create_pages
+from instances.views import create_image as image_pages
 from instances.views import delete as delete_pages
 from instances.views import snapshots as snapshot_pages
 from jobs import views as job_pages
@@ -59,7 +62,7 @@ class CreatingVM(Accepted):
     vm_url = serializers.URLField(help_text="the new VM's API URL, once the job is done")
 
 
-def as_the_page_posts(form: CreateVMForm) -> dict[str, Any]:
+def as_the_page_posts(form: forms.Form) -> dict[str, Any]:
     """What the page's form posts when left as shown: each field's initial value; a list's first choice when
     it has none (a browser sends that one); nothing for an unticked box."""
     values: dict[str, Any] = {}
@@ -123,6 +126,67 @@ class CreateVM(ApiView):
                           data={"uuid": result.value, "name": name, "url": url}, created=True)
         response["Location"] = url
         return response
+
+
+# --- create from a cloud image ------------------------------------------------------------------------
+
+IMAGE_DESCRIPTION = (
+    "The image page's fields; a field left out takes the value the page shows (the first image, the first flavor, "
+    "the first network, DHCP, a full copy). Sizes given (`vcpus`, `memory`) without `size` mean `size: custom`. "
+    "`image` is the image's id (GET /api/v1/images/...). At least one of `ssh_keys` (one public key per line) and "
+    "`password` (stored only hashed in the seed) is needed. Always a job: 202 with the UUID the VM will have.")
+
+
+def _image_body(request: Request) -> dict[str, Any]:
+    body = data_of(request)
+    if "size" not in body and any(name in body for name in ("vcpus", "memory")):
+        body["size"] = CUSTOM
+    return body
+
+
+def _create_from_image(request: Request, target: Any, body: dict[str, Any], op: Any, own: bool) -> Response:
+    offer = image_pages.offer_of(target)
+    shown = image_pages.image_form(request, target, offer, own=own)
+    form = image_pages.image_form(request, target, offer, {**as_the_page_posts(shown), **body}, own=own)
+    valid(form)
+    job = image_pages.run_create_image(request, target, form, op, quiet=True)
+    if job is None:
+        raise ValidationError(field_errors(form))
+    response = accepted(job, request)
+    response.data.update(uuid=job.params["uuid"], vm_url=vm_url(request, target.name, job.params["uuid"]))
+    return response
+
+
+class CreateVMFromImage(ApiView):
+    access = by_method(POST=ops.CREATE_FROM_IMAGE)
+
+    @extend_schema(summary="Create a VM from a cloud image with cloud-init (admins): a job",
+                   operation_id="vm_create_from_image", description=IMAGE_DESCRIPTION,
+                   request=form_schema(ImageCreateForm, "CreateVMFromImage"), responses={202: CreatingVM})
+    def post(self, request: Request, host: str) -> Response:
+        return _create_from_image(request, host_or_404(host), _image_body(request), ops.CREATE_FROM_IMAGE, False)
+
+
+class CreateOwnVM(ApiView):
+    access = by_method(POST=ops.CREATE_OWN)
+
+    @extend_schema(summary="Create your own VM from a cloud image, within your quota: a job",
+                   operation_id="vm_create_own", description=IMAGE_DESCRIPTION + " `host`: a host your quota "
+                   "allows (default: the first). Over quota: 400 with what is left ('2 of 4 vCPUs left'), nothing "
+                   "made. You become the VM's owner with every grant on it.",
+                   request=form_schema(ImageCreateForm, "CreateOwnVM", host=serializers.CharField(required=False)),
+                   responses={202: CreatingVM})
+    def post(self, request: Request) -> Response:
+        if quotas.limits_for(request.user) is None:
+            raise ValidationError({"non_field_errors": [quotas.left(request.user)]})
+        body = _image_body(request)
+        hosts = list(quotas.allowed(request.user).hosts.order_by("name"))
+        asked = str(body.pop("host", "") or "")
+        target = next((h for h in hosts if h.name == asked or not asked), None)
+        if target is None:
+            raise ValidationError({"host": ["Not a host your quota allows." if asked else
+                                            "Your quota allows no host yet."]})
+        return _create_from_image(request, target, body, ops.CREATE_OWN, True)
 
 
 # --- delete (the handler of api.views.VMDetail) -----------------------------------------------------------
@@ -370,6 +434,8 @@ class JobCancel(ApiView):
 VM = "vms/<str:host>/<uuid:vm>/"
 urlpatterns: list[Any] = [
     path("vms/<str:host>/", declared(CreateVM), name="vm-create"),
+    path("vms/<str:host>/from-image/", declared(CreateVMFromImage), name="vm-create-from-image"),
+    path("self-service/vms/", declared(CreateOwnVM), name="vm-create-own"),
     path(VM + "delete-plan/", declared(VMDeletePlan), name="vm-delete-plan"),
     path(VM + "clone/", declared(CloneVM), name="vm-clone"),
     path(VM + "snapshots/", declared(Snapshots), name="vm-snapshots"),

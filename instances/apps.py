@@ -6,4 +6,4 @@ class InstancesConfig(AppConfig):
 
     def ready(self) -> None:
         # Declare the VM job kinds (clone, creation, a running VM's snapshot, migration), in job workers too.
-        from instances import clone_jobs, create_jobs, migrate_jobs, snapshot_jobs  # noqa: F401
+        from instances import clone_jobs, create_jobs, image_jobs, migrate_jobs, snapshot_jobs  # noqa: F401

@@ -89,3 +89,78 @@ class VMState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vm_uuid}@{self.host_id} {self.state} since {self.since} ({self.source})"
+
+
+# --- self-service quotas (instances/quotas.py) ------------------------------------------------------------
+
+MAX_QUOTA_VMS = 10_000
+MAX_QUOTA_VCPUS = 100_000
+MAX_QUOTA_MEMORY_MIB = 1 << 30  # 1 PiB in MiB
+MAX_QUOTA_DISK_GIB = 1 << 24  # 16 PiB in GiB
+
+
+class Quota(models.Model):
+    """What one user, or each member of one group, may create through self-service: how many VMs and how many
+    vCPUs, MiB of memory and GiB of disk in all (0: none), and on which hosts, from which images and flavors,
+    with which of the pools and networks admins opened to users. A user's own quota wins over their groups';
+    without one, each limit is the largest of their groups' and the choices are what any of them allows
+    (instances/quotas.limits_for). A group's quota is not shared: each member may use all of it."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="quota")
+    group = models.OneToOneField("auth.Group", null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="quota")
+    max_vms = models.PositiveIntegerField("VMs", default=0, validators=[MaxValueValidator(MAX_QUOTA_VMS)])
+    max_vcpus = models.PositiveIntegerField("vCPUs in all", default=0,
+                                            validators=[MaxValueValidator(MAX_QUOTA_VCPUS)])
+    max_memory_mib = models.PositiveIntegerField("memory in all (MiB)", default=0,
+                                                 validators=[MaxValueValidator(MAX_QUOTA_MEMORY_MIB)])
+    max_disk_gib = models.PositiveIntegerField("disk in all (GiB)", default=0,
+                                               validators=[MaxValueValidator(MAX_QUOTA_DISK_GIB)])
+    hosts = models.ManyToManyField("hosts.Host", blank=True, related_name="quotas",
+                                   help_text="Hosts their VMs may be made on.")
+    images = models.ManyToManyField("storage.CloudImage", blank=True, related_name="quotas",
+                                    help_text="Images they may make VMs from.")
+    flavors = models.ManyToManyField(Flavor, blank=True, related_name="quotas",
+                                     help_text="Flavors they may choose.")
+    shared = models.ManyToManyField("webkvm.SharedResource", blank=True, related_name="quotas",
+                                    verbose_name="pools and networks",
+                                    help_text="Of what admins opened to users: the pools and networks they may use.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(
+            condition=models.Q(user__isnull=False, group__isnull=True) | models.Q(user__isnull=True,
+                                                                                 group__isnull=False),
+            name="quota_user_xor_group")]
+        ordering = ["group__name", "user__username"]
+
+    def __str__(self) -> str:
+        return f"quota of {self.owner_words}"
+
+    @property
+    def owner_words(self) -> str:
+        return f"user {self.user.get_username()}" if self.user is not None else f"group {self.group}"
+
+
+class OwnedVM(models.Model):
+    """A VM a user made through self-service: theirs (they hold every grant on it), counted against their quota.
+    Reserved (no vm_uuid yet) before the VM is made, confirmed once it is defined; the row goes when the VM is
+    deleted through the panel, or when its host's VM list no longer has it (instances/quotas.reconcile)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owned_vms")
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="owned_vms")
+    vm_uuid = models.UUIDField(null=True, blank=True)
+    name = models.CharField(max_length=200)
+    vcpus = models.PositiveIntegerField()
+    memory_mib = models.PositiveBigIntegerField()
+    disk_bytes = models.PositiveBigIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+    confirmed = models.DateTimeField(null=True, blank=True, help_text="When the VM was defined.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "vm_uuid"], name="ownedvm_host_vm")]
+        ordering = ["user__username", "created", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.host_id} of {self.user_id}"

@@ -55,6 +55,12 @@ SNAPSHOT_DELETE = _vm("snapshot.delete", "Delete snapshot", CHANGE, timeout=300.
 # The VM's life.
 # A creation that allocates its whole disk up front runs as a job of the same name (instances/create_jobs.py).
 CREATE = declare(Operation("vm.create", "Create VM", "vm", ADMIN, timeout=120.0, job="vm.create"))
+# A VM made from a cloud image (its copy, the cloud-init seed, definition, start) is always a job
+# (instances/image_jobs.py): by an admin, or by a user within their quota (the view checks and reserves it).
+CREATE_FROM_IMAGE = declare(Operation("vm.create-from-image", "Create VM from image", "vm", ADMIN, timeout=120.0,
+                                      job="vm.create-from-image"))
+CREATE_OWN = declare(Operation("vm.create-own", "Create my VM from an image", "vm", LOGIN, timeout=120.0,
+                               job="vm.create-own"))
 DELETE_VM = _vm("delete", "Delete", DELETE, timeout=300.0)
 CLONE = _vm("clone", "Clone", ADMIN, job="vm.clone")
 MIGRATE = _vm("migrate", "Migrate", ADMIN, job="vm.migrate")

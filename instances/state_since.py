@@ -137,6 +137,9 @@ def apply(host: Host, snapshot: object) -> None:
         if snapshot.states_applied:
             return
         known = observe(host, ((r.uuid, r.name, r.state) for r in snapshot.rows), complete=True)
+        from instances import quotas  # a self-service VM deleted outside the panel frees its owner's quota
+
+        quotas.reconcile(host, known, snapshot.read_at)
         snapshot.rows = [replace(row, state_since=known[row.uuid.lower()].at,
                                  state_since_at_least=known[row.uuid.lower()].at_least)
                          for row in snapshot.rows]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from instances.views import actions, bulk, create, delete, detail, flavors, fleet
+from instances.views import actions, bulk, create, create_image, delete, detail, flavors, fleet, quotas
 from instances.views.boot import boot_settings
 from instances.views.clone import clone_start
 from instances.views.disks import (
@@ -37,11 +37,20 @@ urlpatterns = [
     path("<slug:host>/<uuid:vm>/share/", share, name="share"),
     # Create, delete and flavors: instances/views/create.py, delete.py, flavors.py.
     path("new/", create.create, name="create"),  # ?host=NAME&flavor=ID
+    # From a cloud image with cloud-init (instances/views/create_image.py): an admin's, and a user's within a quota.
+    path("new/image/<slug:host>/", create_image.create_image, name="create_image"),
+    path("new-from-image/", create_image.create_own, name="create_own"),  # ?host=NAME
     path("flavors/", flavors.flavor_list, name="flavors"),
     path("flavors/new/", flavors.flavor_create, name="flavor_create"),
     path("flavors/<int:pk>/edit/", flavors.flavor_edit, name="flavor_edit"),
     path("flavors/<int:pk>/delete/", flavors.flavor_delete, name="flavor_delete"),
     path("<slug:host>/<uuid:vm>/delete/", delete.delete, name="delete"),
+    # Self-service quotas (admins) and a user's own: instances/views/quotas.py.
+    path("quotas/", quotas.quota_list, name="quotas"),
+    path("quotas/new/", quotas.quota_create, name="quota_create"),
+    path("quotas/<int:pk>/edit/", quotas.quota_edit, name="quota_edit"),
+    path("quotas/<int:pk>/delete/", quotas.quota_delete, name="quota_delete"),
+    path("quota/", quotas.my_quota, name="my_quota"),
     # Disks, CD-ROM drives and NICs: instances/views/disks.py, nics.py.
     path("<slug:host>/<uuid:vm>/disks/", disk_page, name="disks"),
     path("<slug:host>/<uuid:vm>/disks/attach/", disk_attach, name="disk_attach"),

@@ -9,9 +9,14 @@ from typing import Any
 
 from django import forms
 
+from storage.images import ImageFields, family_and_version
+from storage.models import FIRMWARE_CHOICES, IMAGE_NAME_RE, IMAGE_NAME_RULE
+from virt.cloudinit import check_user
+from virt.devices import FieldProblem
 from virt.storage import DISK_LABELS, POOL_TYPES, PoolSpec, PoolSummary
 from virt.storage_rules import Problem, check_name, decode_ceph_key, parse_host_port, parse_size
 from virt.volumes import VOLUME_FORMATS, NewVolumeSpec, PoolDetail, VolumeInfo, space_problem
+from virt.xml.codecs import iec
 
 _SPLIT = re.compile(r"[\s,]+")
 
@@ -301,3 +306,104 @@ class PoolDeleteForm(forms.Form):
 
 def pool_type_or_none(kind: str) -> str | None:
     return kind if kind in POOL_TYPES else None
+
+
+# --- the image library (storage/images.py) ----------------------------------------------------------
+
+class LibraryForm(forms.Form):
+    library = forms.BooleanField(required=False, label="This pool is an image library",
+                                 help_text="Cloud images are imported from its volumes.")
+    linked_clones = forms.BooleanField(
+        required=False, label="Linked clones allowed",
+        help_text="A VM made from a qcow2 image of this library gets a small qcow2 overlay with the image as its "
+                  "backing file instead of a full copy: made at once, but the image must then stay (it cannot be "
+                  "deleted while such a VM exists). Only for qcow2 images, and only when the VM's disk goes into "
+                  "this same pool; raw images, and disks in other pools, are always full copies.")
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if data.get("linked_clones") and not data.get("library"):
+            self.add_error("linked_clones", "Only an image library has linked clones: tick the box above too.")
+        return data
+
+
+class ImageForm(forms.Form):
+    """What an admin says about a cloud image: the edit page's form, and the import form's base."""
+
+    name = forms.CharField(max_length=64, help_text="Shown on the create form, e.g. debian-12.")
+    os = forms.ChoiceField(label="Operating system", required=False,
+                           help_text="From the osinfo catalogue: fills family and version when they are empty.")
+    os_family = forms.CharField(label="OS family", max_length=64, required=False, help_text="e.g. debian, ubuntu.")
+    os_version = forms.CharField(label="OS version", max_length=64, required=False, help_text="e.g. 12, 24.04.")
+    default_user = forms.CharField(max_length=32, required=False,
+                                   help_text="The login cloud-init creates unless the VM names another, e.g. debian.")
+    min_disk = SizeField(label="Minimum disk size", required=False,
+                         help_text="At least the image's own disk size (its virtual size, read on import); "
+                                   "empty: that size.")
+    firmware = forms.ChoiceField(choices=FIRMWARE_CHOICES, initial="bios",
+                                 help_text="What the image boots with: UEFI images need a UEFI VM.")
+
+    def __init__(self, *args: Any, os_choices: list[Any] | None = None, os_entries: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.os_entries = os_entries or {}
+        field = self.fields["os"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = os_choices or [("", "not in the list: type family and version")]
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"].strip()
+        if not re.fullmatch(IMAGE_NAME_RE, name):
+            raise forms.ValidationError(IMAGE_NAME_RULE)
+        return name
+
+    def clean_default_user(self) -> str:
+        text: str = self.cleaned_data.get("default_user", "").strip()
+        if not text:
+            return ""
+        try:
+            return check_user(text)
+        except FieldProblem as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        entry = self.os_entries.get(data.get("os") or "")
+        for name in ("os_family", "os_version"):
+            value = str(data.get(name) or "")
+            if re.search(r"[\x00-\x1f\x7f<>]", value):
+                self.add_error(name, "Use letters, digits and punctuation, without < or >.")
+        if entry is not None:
+            family, version = family_and_version(entry)
+            data["os_family"] = data.get("os_family") or family
+            data["os_version"] = data.get("os_version") or version
+        return data
+
+    def fields_value(self) -> ImageFields:
+        """The cleaned data as storage.images.ImageFields."""
+        data = self.cleaned_data
+        return ImageFields(name=data["name"], os_id=data.get("os") or "", os_family=data.get("os_family") or "",
+                           os_version=data.get("os_version") or "", default_user=data.get("default_user") or "",
+                           min_disk_bytes=int(data.get("min_disk") or 0), firmware=data.get("firmware") or "bios")
+
+
+class ImageImportForm(ImageForm):
+    """Import a volume of a library pool: its format and virtual size are read through libvirt on submit."""
+
+    volume = forms.ChoiceField(help_text="Upload the image into this pool first (the pool's page); its format "
+                                         "and size are read by libvirt from the file, not from its name.")
+    field_order = ["volume", "name", "os", "os_family", "os_version", "default_user", "min_disk", "firmware"]
+
+    def __init__(self, volumes: Iterable[VolumeInfo], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["volume"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "choose a volume"),
+                         *((v.name, f"{v.name} ({v.format or v.type}, {iec(v.capacity)})") for v in volumes)]
+
+
+class ImageDeleteForm(forms.Form):
+    delete_volume = forms.BooleanField(
+        required=False, label="Also delete the volume",
+        help_text="Deletes the image file from the pool (refused while a VM or a linked clone uses it). "
+                  "Without this, only the library's record goes and the volume stays.")

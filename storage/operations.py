@@ -38,3 +38,11 @@ VOLUME_RESIZE = _volume("resize", "Grow volume")
 VOLUME_DELETE = _volume("delete", "Delete volume", confirm="The volume and its data are deleted.")
 VOLUME_UPLOAD = _volume("upload", "Upload volume")  # streamed: storage/transfers.py writes its one record
 VOLUME_DOWNLOAD = _volume("download", "Download volume")
+
+# The image library (storage/images.py): the panel's own records of which pools hold cloud images and what each
+# image is; import reads the volume through libvirt, delete may also delete the volume (confirmed).
+LIBRARY_SET = declare(Operation("library.set", "Set image library", "pool", ADMIN, timeout=ACTION_TIMEOUT))
+IMAGE_IMPORT = declare(Operation("image.import", "Import image", "image", ADMIN, timeout=ACTION_TIMEOUT))
+IMAGE_UPDATE = declare(Operation("image.update", "Edit image", "image", ADMIN))
+IMAGE_DELETE = declare(Operation("image.delete", "Delete image", "image", ADMIN, timeout=ACTION_TIMEOUT,
+                                 confirm="The image is removed from the library; VMs made from it keep their disks."))

@@ -1,10 +1,16 @@
 from django.urls import path
 
-from storage.views import pools, transfer, volumes
+from storage.views import images, pools, transfer, volumes
 
 app_name = "storage"
 urlpatterns = [
     path("", pools.index, name="index"),
+    # The image library: before "<slug:host>/", which would take "images" for a host's name.
+    path("images/", images.image_list, name="images"),
+    path("images/library/<slug:host>/<str:pool>/", images.library_edit, name="image_library"),
+    path("images/import/<slug:host>/<str:pool>/", images.image_import, name="image_import"),
+    path("images/<int:pk>/edit/", images.image_edit, name="image_edit"),
+    path("images/<int:pk>/delete/", images.image_delete, name="image_delete"),
     path("<slug:host>/", pools.pools, name="pools"),
     path("<slug:host>/new/", pools.pool_types, name="pool_types"),
     path("<slug:host>/new/<slug:kind>/", pools.pool_new, name="pool_new"),

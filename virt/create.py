@@ -20,7 +20,7 @@ from typing import Any
 
 import libvirt
 
-from virt import names
+from virt import image_meta, names
 from virt.capabilities import ARCH, BIOS, CPU_DEFAULT, UEFI
 from virt.delete import undefine
 from virt.errors import InvalidInput, InvalidState, VirtError, translate
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Letters, digits, dot, dash, underscore: safe in URLs, file names and libvirt alike.
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9._-]*$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}$")
 MIB = 1 << 20
 MIN_MEMORY_MIB = 16
@@ -74,6 +75,7 @@ class NIC:
     network: str = ""  # a libvirt virtual network, or
     bridge: str = ""  # a host bridge
     model: str = "virtio"
+    mac: str = ""  # empty: libvirt chooses one (a VM made from an image names it: its seed's network-config matches it)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class NewVM:
         for nic in self.nics:
             if bool(nic.network) == bool(nic.bridge) or nic.model not in NIC_MODELS:
                 found.append("network interface: one network or one bridge, and a known model")
+            if nic.mac and not _MAC_RE.match(nic.mac):
+                found.append("network interface: a MAC such as 52:54:00:12:34:56")
         return found
 
 
@@ -197,7 +201,10 @@ def _targets(spec: NewVM, has_iso: bool) -> tuple[str, str]:
     return "sda", ("sdb" if has_iso and cdrom == "sda" else cdrom)
 
 
-def build_domain_xml(spec: NewVM, boot: DiskSource | None, iso: DiskSource | None = None) -> str:
+def build_domain_xml(spec: NewVM, boot: DiskSource | None, iso: DiskSource | None = None, *,
+                     seed: DiskSource | None = None, meta: image_meta.ImageMeta | None = None) -> str:
+    """The definition of a new VM. A VM made from a cloud image (virt/image_create.py) also gets its cloud-init
+    seed as a read-only CD-ROM that is never booted from, and the panel's metadata (virt/image_meta.py)."""
     dom = Domain.new(type=spec.domain_type, name=spec.name)
     if spec.uuid:
         dom.uuid = spec.uuid
@@ -220,11 +227,19 @@ def build_domain_xml(spec: NewVM, boot: DiskSource | None, iso: DiskSource | Non
         dom.disks.add(_disk(boot, device="disk", target=disk_target, bus=spec.disk_bus))
     if iso is not None:
         dom.disks.add(_disk(iso, device="cdrom", target=cdrom_target, bus=cdrom_bus(spec.machine)))
+    if seed is not None:
+        target = cdrom_target if iso is None else dom.free_target_dev(cdrom_target[:2])
+        dom.disks.add(_disk(seed, device="cdrom", target=target, bus=cdrom_bus(spec.machine)))
     for nic in spec.nics:
         if nic.network:
-            dom.interfaces.add(Interface.new(type="network", source_network=nic.network, model=nic.model))
+            interface = Interface.new(type="network", source_network=nic.network, model=nic.model)
         else:
-            dom.interfaces.add(Interface.new(type="bridge", source_bridge=nic.bridge, model=nic.model))
+            interface = Interface.new(type="bridge", source_bridge=nic.bridge, model=nic.model)
+        if nic.mac:
+            interface.mac = nic.mac
+        dom.interfaces.add(interface)
+    if meta is not None:
+        image_meta.add_to(dom.element, meta)
     dom.graphics.add(Graphics.new(type="vnc", autoport=True, listen=VNC_LISTEN))
     dom.serials.add(Serial.new(type="pty", target_port=0))
     dom.consoles.add(Console.new(type="pty", target_type="serial", target_port=0))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import libvirt
 
+from virt import image_meta
 from virt.errors import InvalidInput, InvalidState, translate
 from virt.sharing import other_users, vm_words
 from virt.volusage import disk_usage
@@ -113,6 +114,7 @@ class DeletePlan:
     name: str
     running: bool
     volumes: tuple[VMVolume, ...]
+    seed: str = ""  # the key of the cloud-init seed of a VM made from an image: it goes with the VM
 
     @property
     def deletable(self) -> list[VMVolume]:
@@ -120,11 +122,16 @@ class DeletePlan:
 
     @property
     def kept(self) -> list[VMVolume]:
-        return [vol for vol in self.volumes if not vol.deletable]
+        return [vol for vol in self.volumes if not vol.deletable and vol.key != self.seed]
+
+    @property
+    def seed_volume(self) -> VMVolume | None:
+        return next((vol for vol in self.volumes if self.seed and vol.key == self.seed), None)
 
 
 def delete_plan(dom: libvirt.virDomain) -> DeletePlan:
-    return DeletePlan(str(dom.name()), bool(dom.isActive()), tuple(vm_volumes(dom)))
+    volumes = tuple(vm_volumes(dom))
+    return DeletePlan(str(dom.name()), bool(dom.isActive()), volumes, _seed(dom, volumes))
 
 
 class VolumeChoiceError(InvalidInput):
@@ -170,6 +177,8 @@ def delete_vm(dom: libvirt.virDomain, volume_keys: Iterable[str] = (), *, force_
     plan = delete_plan(dom)
     name = plan.name
     volumes = _check_choice(plan, set(volume_keys))
+    if plan.seed_volume is not None and plan.seed_volume not in volumes:
+        volumes.append(plan.seed_volume)
     report = DeleteReport(name)
     persistent = bool(dom.isPersistent())
     if dom.isActive():
@@ -187,3 +196,13 @@ def delete_vm(dom: libvirt.virDomain, volume_keys: Iterable[str] = (), *, force_
         except libvirt.libvirtError as exc:
             report.failed.append((vol.label, str(translate(exc))))
     return report
+
+
+def _seed(dom: libvirt.virDomain, volumes: tuple[VMVolume, ...]) -> str:
+    """The key of the cloud-init seed of a VM made from an image (its metadata names it, virt/image_meta.py): it
+    goes with the VM whatever volumes were chosen, unless another VM uses it too."""
+    meta = image_meta.of_domain(dom)
+    if meta is None or not meta.seed_volume:
+        return ""
+    return next((vol.key for vol in volumes if vol.device == "cdrom" and vol.pool == meta.seed_pool
+                 and vol.name == meta.seed_volume and vol.key and not vol.shared_with), "")

@@ -111,7 +111,9 @@ OPERATIONS: dict[str, Operation] = {}
 def declare(op: Operation) -> Operation:
     if op.name in OPERATIONS and OPERATIONS[op.name] != op:
         raise ValueError(f"operation {op.name} is declared twice")
-    if op.permission not in (ADMIN, *VM_GRANTS):
+    # LOGIN: an operation anybody logged in may ask for, whose view itself checks what they may do (creating a
+    # VM within one's quota, instances/views/create_image.py: no quota, nothing made).
+    if op.permission not in (ADMIN, LOGIN, *VM_GRANTS):
         raise ValueError(f"operation {op.name}: unknown permission {op.permission}")
     OPERATIONS[op.name] = op
     return op

@@ -11,3 +11,6 @@ USER_SET_PASSWORD = declare(Operation("user.set_password", "Set password", "user
 # A grant's audit record names the VM it opens (object type vm), as the audit log always has.
 GRANT_SET = declare(Operation("grant.set", "Grant access", "vm", ADMIN))
 GRANT_REVOKE = declare(Operation("grant.revoke", "Revoke access", "vm", ADMIN))
+# Self-service quotas (instances/quotas.py): create or edit one, delete one.
+QUOTA_SET = declare(Operation("quota.set", "Set quota", "quota", ADMIN))
+QUOTA_DELETE = declare(Operation("quota.delete", "Delete quota", "quota", ADMIN))

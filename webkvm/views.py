@@ -25,12 +25,15 @@ def home(request: HttpRequest) -> HttpResponse:
     actions their grants allow, bulk actions), or a word on how to get access while they have none."""
     if is_admin(request.user):
         return redirect("hosts:list")
-    from instances.fleet import Filters  # instances imports webkvm
+    from instances import quotas  # instances imports webkvm
+    from instances.fleet import Filters
     from instances.views.fleet import fleet_context
 
+    # A user with a quota may make VMs themselves: their page says so, with what is left.
+    mine = {"quota_left": quotas.left(request.user)} if quotas.limits_for(request.user) else {}
     if not VMGrant.objects.filter(user_id=request.user.pk or 0).exists():
-        return render(request, "home.html", {"nothing": True})
-    return render(request, "home.html", fleet_context(request, Filters.from_query(request.GET), None))
+        return render(request, "home.html", {"nothing": True, **mine})
+    return render(request, "home.html", {**fleet_context(request, Filters.from_query(request.GET), None), **mine})
 
 
 class AuditFilters(forms.Form):

@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
+from instances import quotas
 from instances.lookup import VMRef
 from instances.models import DomainDefinition
 from virt.delete import DeletePlan, DeleteReport, VolumeChoiceError, delete_plan, delete_vm
@@ -35,8 +36,8 @@ def _page(request: HttpRequest, ref: VMRef, plan: DeletePlan, volume_error: str 
     """The confirmation page; after a refused choice of volumes, its field error and the ticks kept."""
     return render(request, "instances/delete.html", {
         "host": ref.host, "vm_uuid": ref.uuid, "name": plan.name, "running": plan.running,
-        "deletable": plan.deletable, "kept": plan.kept, "volume_error": volume_error, "chosen": set(chosen),
-        "force_off": force_off, "admin": is_admin(request.user)})
+        "deletable": plan.deletable, "kept": plan.kept, "seed": plan.seed_volume, "volume_error": volume_error,
+        "chosen": set(chosen), "force_off": force_off, "admin": is_admin(request.user)})
 
 
 def report_text(report: DeleteReport) -> str:
@@ -57,8 +58,10 @@ def _detail(report: DeleteReport) -> str:
 
 def forget(ref: VMRef) -> None:
     """What the panel keeps of a deleted VM goes with it. Grants name the VM by UUID: one left behind would
-    point at nothing (or at a reused UUID). Its XML history goes too: nobody can roll back a VM that is gone."""
+    point at nothing (or at a reused UUID). Its XML history goes too: nobody can roll back a VM that is gone.
+    What it took of its owner's quota is free again (instances/quotas.py)."""
     VMGrant.objects.filter(host=ref.host, vm_uuid=ref.uuid).delete()
+    quotas.forget_vm(ref.host, ref.uuid)
     DomainDefinition.objects.filter(host=ref.host, vm_uuid=ref.uuid).delete()
 
 

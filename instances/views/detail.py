@@ -13,8 +13,8 @@ from hosts import services
 from instances import operations as ops
 from instances import state_since
 from instances.lookup import VMRef
-from virt import lifecycle
-from virt.domains import domain_detail
+from virt import image_meta, lifecycle
+from virt.domains import DomainDetail, domain_detail
 from virt.errors import VirtError, host_words
 from virt.reads import vm_sample
 from webkvm.operations import page, told, vm_route
@@ -87,7 +87,7 @@ def shutdown_pending(since: state_since.Since, active: bool) -> ShutdownPending 
 @vm_route(page(ops.VIEW))
 def detail(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
-        info = ref.call(domain_detail)
+        info, image = ref.call(lambda dom: (domain_detail(dom), image_meta.of_domain(dom)))
     except VirtError as exc:
         words = told(request.user, exc, host_words(exc))
         return render(request, "instances/detail.html", {"ref": ref, "error": words}, status=503)
@@ -100,8 +100,18 @@ def detail(request: HttpRequest, ref: VMRef) -> HttpResponse:
     return render(request, "instances/detail.html", {
         "ref": ref, "vm": info, "actions": actions, "menu": menu(actions), "allowed": allowed, "since": since,
         "shutdown": pending, "force_off": lifecycle.ACTIONS["destroy"] if allowed["power"] else None,
-        "force_off_after": FORCE_OFF_AFTER_SECONDS,
+        "force_off_after": FORCE_OFF_AFTER_SECONDS, "image": image, "ssh": ssh_commands(info, image),
     })
+
+
+def ssh_commands(info: DomainDetail, image: image_meta.ImageMeta | None) -> list[str]:
+    """`ssh USER@IP` for each address of a VM made from a cloud image (the login cloud-init made), IPv4 first."""
+    if image is None or not image.user:
+        return []
+    found = [addr.partition("/")[0] for nic in info.nics for addr in nic.addresses]
+    found.sort(key=lambda ip: ":" in ip)
+    return [f"ssh {image.user}@{ip}" for ip in dict.fromkeys(found)
+            if not ip.startswith("fe80:")]
 
 
 @require_GET

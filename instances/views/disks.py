@@ -11,6 +11,7 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
 
 from instances import operations as ops
+from instances import quotas
 from instances.lookup import VMRef
 from instances.views.config_common import (
     VMDevices,
@@ -181,8 +182,18 @@ def disk_attach(request: HttpRequest, ref: VMRef) -> HttpResponse:
 def attach(request: HttpRequest, ref: VMRef, form: AttachDiskForm, *, quiet: bool = False) -> Outcome[str]:
     """Attach what a valid form asks for (the page's and the API's one way)."""
     spec, bus, cache = form.spec(), form.cleaned_data["bus"], form.cleaned_data["cache"]
-    return on_vm(request, ops.DISK_ATTACH, ref, lambda dom: disks.attach_disk(dom, spec, bus=bus, cache=cache),
-                 done=as_said, detail=asked(form.describe()), form=form, quiet=quiet)
+    try:  # a new volume of a VM made through self-service counts against its owner's quota
+        undo = quotas.grow(request.user, ref.host, ref.uuid,
+                           add_disk_bytes=spec.size_bytes if isinstance(spec, disks.NewVolume) else 0)
+    except quotas.QuotaExceeded as exc:
+        form.add_error("size", str(exc))
+        return Outcome(ref.uuid, error=str(exc), field_problem=True, exception=exc)
+    outcome = on_vm(request, ops.DISK_ATTACH, ref,
+                    lambda dom: disks.attach_disk(dom, spec, bus=bus, cache=cache),
+                    done=as_said, detail=asked(form.describe()), form=form, quiet=quiet)
+    if not outcome.ok:
+        undo()
+    return outcome
 
 
 def detach(request: HttpRequest, ref: VMRef, target: str, *, quiet: bool = False) -> Outcome[str]:

@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
+from instances import quotas
 from instances.lookup import VMRef
 from instances.views.config_common import where_applied, words
 from virt.create import MIN_MEMORY_MIB
@@ -107,6 +108,15 @@ def apply(request: HttpRequest, ref: VMRef, form: ResizeForm, *, quiet: bool = F
     """Resize to what a valid form asks for (the page's and the API's one way)."""
     wanted, current = form.sizing(), form.state.config
     admin = is_admin(request.user)
-    return on_vm(request, ops.RESIZE, ref, lambda dom: resize_vm(dom, wanted),
-                 done=lambda report: summary(report, admin),
-                 detail=lambda report: _describe(current, wanted, report), form=form, quiet=quiet)
+    try:  # a VM made through self-service grows only within its owner's quota (its maxima count)
+        undo = quotas.grow(request.user, ref.host, ref.uuid, vcpus=wanted.max_vcpus,
+                           memory_mib=-(-wanted.max_memory_kib // 1024))
+    except quotas.QuotaExceeded as exc:
+        form.add_error(None, str(exc))
+        return Outcome(ref.uuid, error=str(exc), field_problem=True, exception=exc)
+    outcome = on_vm(request, ops.RESIZE, ref, lambda dom: resize_vm(dom, wanted),
+                    done=lambda report: summary(report, admin),
+                    detail=lambda report: _describe(current, wanted, report), form=form, quiet=quiet)
+    if not outcome.ok:
+        undo()
+    return outcome

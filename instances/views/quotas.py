@@ -1,0 +1,102 @@
+"""Quotas: admins give users (or groups) limits for self-service and see usage against them; each user
+sees their own (instances/quotas.py has the rules)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from instances import quotas
+from instances.forms_quota import QuotaForm
+from instances.models import OwnedVM, Quota
+from webkvm.operations import ADMIN, LOGIN, Outcome, page, perform, route
+from webkvm.user_operations import QUOTA_DELETE, QUOTA_SET
+
+MEMBERS_SHOWN = 50  # members of a group quota listed with their usage
+
+
+def describe(quota: Quota) -> str:
+    """The quota in words, for the audit record: its limits and choices."""
+    def names(rows: Any) -> str:
+        return ", ".join(str(r) for r in rows) or "none"
+
+    return (f"{quota.max_vms} VMs, {quota.max_vcpus} vCPUs, {quota.max_memory_mib} MiB memory, "
+            f"{quota.max_disk_gib} GiB disk; hosts: {names(h.name for h in quota.hosts.all())}; "
+            f"images: {names(quota.images.all())}; flavors: {names(f.name for f in quota.flavors.all())}; "
+            f"pools and networks: {names(quota.shared.all())}")
+
+
+def save_quota(request: HttpRequest, form: QuotaForm, *, quiet: bool = False) -> Outcome[Quota]:
+    """quota.set of a valid form (the pages and the API): one audit record with the quota in words."""
+    owner = form.cleaned_data.get("user") or form.cleaned_data.get("group")
+    return perform(request, QUOTA_SET, host=None, name=str(owner), work=form.save,
+                   done=lambda saved: f"Quota of {saved.owner_words} saved.", detail=describe,
+                   audited_name=lambda saved: saved.owner_words, quiet=quiet)
+
+
+def delete_quota(request: HttpRequest, quota: Quota, *, quiet: bool = False) -> Outcome[Any]:
+    """quota.delete (the pages and the API). The VMs already made stay, and stay their owners'."""
+    words = quota.owner_words
+    return perform(request, QUOTA_DELETE, host=None, name=words, work=quota.delete,
+                   done=f"Quota of {words} deleted.", quiet=quiet)
+
+
+def members_usage(quota: Quota) -> list[quotas.UserUsage]:
+    """Usage against their limits of the users a quota row concerns: its user, or its group's members."""
+    users = [quota.user] if quota.user is not None else list(
+        get_user_model().objects.filter(groups=quota.group, is_active=True).order_by("username")[:MEMBERS_SHOWN])
+    return quotas.usage_of(users)
+
+
+@require_GET
+@route(page(ADMIN))
+def quota_list(request: HttpRequest) -> HttpResponse:
+    rows = [(q, members_usage(q)) for q in Quota.objects.select_related("user", "group")]
+    return render(request, "instances/quotas.html", {"rows": rows})
+
+
+def _edit(request: HttpRequest, quota: Quota | None) -> HttpResponse:
+    form = QuotaForm(request.POST if request.method == "POST" else None, instance=quota)
+    if request.method == "POST" and form.is_valid() and save_quota(request, form).ok:
+        return redirect("instances:quotas")
+    return render(request, "instances/quotas_form.html", {"form": form, "quota": quota})
+
+
+@require_http_methods(["GET", "POST"])
+@route(QUOTA_SET)
+def quota_create(request: HttpRequest) -> HttpResponse:
+    return _edit(request, None)
+
+
+@require_http_methods(["GET", "POST"])
+@route(QUOTA_SET)
+def quota_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    return _edit(request, get_object_or_404(Quota, pk=pk))
+
+
+@require_http_methods(["GET", "POST"])
+@route(QUOTA_DELETE)
+def quota_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    quota = get_object_or_404(Quota, pk=pk)
+    if request.method != "POST":
+        return render(request, "instances/quotas_delete.html", {"quota": quota})
+    delete_quota(request, quota)
+    return redirect("instances:quotas")
+
+
+@require_GET
+@route(page(LOGIN))
+def my_quota(request: HttpRequest) -> HttpResponse:
+    """The user's own limits, usage, what is left and what they may choose from; their self-service VMs."""
+    me: Any = request.user
+    limits = quotas.limits_for(me)
+    context: dict[str, Any] = {"limits": limits, "left": quotas.left(request.user)}
+    if limits is not None:
+        used = quotas.usage(request.user)
+        context.update(used=quotas.usage_words(limits, used), allowed=quotas.allowed(request.user),
+                       owned=OwnedVM.objects.filter(user=me).select_related("host"))
+    return render(request, "instances/quotas_mine.html", context)
