@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -60,7 +61,7 @@ def _create(handle: Handle) -> str:
         raise VirtError("The job's host was removed from the panel.")
     owned = _owned(p)
     try:
-        new_uuid, spec = _run(handle, host, p)
+        new_uuid, spec, phases = _run(handle, host, p)
     except BaseException:
         if owned is not None:
             quotas.release(owned)
@@ -72,22 +73,29 @@ def _create(handle: Handle) -> str:
     kind = "a linked clone of" if spec.linked else "a copy of"
     return (f"{spec.name} created (uuid {new_uuid}) and started: its disk {spec.disk_pool}/{spec.disk_volume} is "
             f"{kind} {spec.image_name or spec.image.volume}, its cloud-init seed {spec.disk_pool}/{spec.seed_volume}."
-            f"{f' Log in as {spec.user}.' if spec.user else ''}")
+            f"{f' Log in as {spec.user}.' if spec.user else ''} {phases}")
 
 
-def _run(handle: Handle, host: Host, p: dict[str, Any]) -> tuple[str, ImageVM]:
+def _timed(told: list[tuple[str, float]], ended: float) -> str:
+    """Each phase with how long it took: a phase shorter than the page's refresh is seen here."""
+    spans = [f"{phase} {max(until - began, 0):.1f} s" for (phase, began), (_, until)
+             in zip(told, [*told[1:], ("", ended)], strict=True)]
+    return f"Phases: {', '.join(spans)}." if spans else ""
+
+
+def _run(handle: Handle, host: Host, p: dict[str, Any]) -> tuple[str, ImageVM, str]:
     try:
         spec, seed = spec_from_params(p["spec"]), base64.b64decode(p["seed"])
     except (KeyError, TypeError, ValueError) as exc:  # a stored value that no longer fits
         raise VirtError(f"The job's parameters are not usable: {exc}") from None
     # What the copy will write: the image's allocation (a linked clone writes nothing now).
     total = 0 if spec.linked else services.call(host, lambda conn: image_size(conn, spec.image)[1], MEASURE_TIMEOUT)
-    told: list[str] = []
+    told: list[tuple[str, float]] = []  # each phase the libvirt call entered, and when
     lock = threading.Lock()
 
     def step(phase: str) -> None:
         with lock:
-            told.append(phase)
+            told.append((phase, time.monotonic()))
 
     handle.progress(0, total, COPYING)
     pending = services.connection(host).submit(lambda conn: create_from_image(conn, spec, seed, step), JOB_TIMEOUT)
@@ -96,20 +104,20 @@ def _run(handle: Handle, host: Host, p: dict[str, Any]) -> tuple[str, ImageVM]:
     finally:
         services.connection(host).reads.invalidate()  # the next page shows the new VM (or its absence)
         with lock:
-            last = told[-1] if told else ""
+            last = told[-1][0] if told else ""
         if last and last != handle.job.phase:  # a failure says the phase it failed in
             handle.progress(phase=last)
     handle.progress(done=total, phase="done")
-    return new_uuid, spec
+    return new_uuid, spec, _timed(told, time.monotonic())
 
 
-def _measure(handle: Handle, host: Host, spec: ImageVM, told: list[str], lock: threading.Lock, total: int
-             ) -> Callable[[], int | None]:
+def _measure(handle: Handle, host: Host, spec: ImageVM, told: list[tuple[str, float]], lock: threading.Lock,
+             total: int) -> Callable[[], int | None]:
     """The phase the libvirt call last told and, while copying, the new disk's allocation so far."""
 
     def measure() -> int | None:
         with lock:
-            phase = told[-1] if told else ""
+            phase = told[-1][0] if told else ""
         if phase and phase != handle.job.phase:
             handle.progress(phase=phase)
         if spec.linked or phase not in ("", COPYING):

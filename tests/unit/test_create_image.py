@@ -6,6 +6,7 @@ replaced here by a plain volume of the seed's size; tests/integration/test_creat
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import libvirt
@@ -148,6 +149,9 @@ def test_the_admin_page_makes_the_vm_through_a_job(admin_client: Client, test_ho
     assert job.kind == "vm.create-from-image" and job.params["seed"]
     [job] = run_jobs()
     assert job.state == JobState.DONE, job.result
+    # Every phase is in the result with its time, even those shorter than the job page's refresh.
+    assert re.search(r"Phases: copying image [\d.]+ s, uploading seed [\d.]+ s, defining [\d.]+ s, "
+                     r"starting [\d.]+ s\.", job.result), job.result
     assert "seed" not in job.params  # its hash goes with the job's end
     files = cloudinit.read_seed(fake_upload[0])
     assert "instance-id: " + job.params["uuid"] in files["meta-data"]
