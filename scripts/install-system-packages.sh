@@ -7,6 +7,9 @@ pkg-config gcc python3-venv python3-dev nodejs npm util-linux procps openssl ngi
 postgresql osinfo-db"
 # For the tests' installer ISO (tests/installer_iso.py): Debian's own installer, made bootable by grub-mkrescue.
 PACKAGES="$PACKAGES debian-installer-12-netboot-amd64 grub-pc-bin grub-common xorriso mtools"
+# For the tests' cloud image (tests/cloud_image.py): Debian 12 from Debian's packages by mmdebstrap, its ext4
+# filled by mkfs.ext4 -d, GRUB's boot sector and core image from grub-pc-bin, qcow2 by qemu-img.
+PACKAGES="$PACKAGES mmdebstrap e2fsprogs"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
