@@ -27,7 +27,7 @@ from virt.errors import InvalidInput, InvalidState, VirtError, translate
 from virt.sharing import volume_users
 from virt.volumes import VOLUME_FORMATS, remove_partial
 from virt.xml.codecs import iec
-from virt.xml.domain import Console, Disk, Domain, Graphics, Interface, Serial
+from virt.xml.domain import Channel, Console, Disk, Domain, Graphics, Interface, Serial
 from virt.xml.storage import StorageVolume
 
 log = logging.getLogger(__name__)
@@ -203,8 +203,9 @@ def _targets(spec: NewVM, has_iso: bool) -> tuple[str, str]:
 
 def build_domain_xml(spec: NewVM, boot: DiskSource | None, iso: DiskSource | None = None, *,
                      seed: DiskSource | None = None, meta: image_meta.ImageMeta | None = None) -> str:
-    """The definition of a new VM. A VM made from a cloud image (virt/image_create.py) also gets its cloud-init
-    seed as a read-only CD-ROM that is never booted from, and the panel's metadata (virt/image_meta.py)."""
+    """The definition of a new VM, with a channel for the QEMU guest agent. A VM made from a cloud image
+    (virt/image_create.py) also gets its cloud-init seed as a read-only CD-ROM that is never booted from, and
+    the panel's metadata (virt/image_meta.py)."""
     dom = Domain.new(type=spec.domain_type, name=spec.name)
     if spec.uuid:
         dom.uuid = spec.uuid
@@ -243,6 +244,8 @@ def build_domain_xml(spec: NewVM, boot: DiskSource | None, iso: DiskSource | Non
     dom.graphics.add(Graphics.new(type="vnc", autoport=True, listen=VNC_LISTEN))
     dom.serials.add(Serial.new(type="pty", target_port=0))
     dom.consoles.add(Console.new(type="pty", target_type="serial", target_port=0))
+    # The QEMU guest agent's port: a guest running qemu-guest-agent tells libvirt its addresses (virt/domains.py).
+    dom.channels.add(Channel.guest_agent())
     return dom.to_xml()
 
 

@@ -7,8 +7,10 @@ managed-save for every VM of a host, whatever their number (3 round trips).
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,17 +223,86 @@ def _optional(call: Any, *args: Any) -> Any:
         return None
 
 
-def _addresses(dom: libvirt.virDomain) -> dict[str, list[str]]:
-    """IP addresses per MAC from the DHCP leases, then the host's ARP table (no guest agent needed)."""
-    found: dict[str, list[str]] = {}
-    for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP):
-        for iface in (_optional(dom.interfaceAddresses, source) or {}).values():
+# Where libvirt learns a VM's addresses, in the order the panel asks: dnsmasq's DHCP leases, the QEMU guest
+# agent (a static address, too), the host's ARP table.
+LEASE, AGENT, ARP = (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+                     libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP)
+# How long the page waits for the guest agent. libvirt's own agent timeout blocks by default (only its
+# guest-sync gives up, after 5 s), and agentSetResponseTimeout would change it for every agent command of the
+# VM, for every client, until the VM stops; so the question runs in a thread of its own that the page stops
+# waiting for, and a VM gets no second question while one is unanswered.
+AGENT_WAIT_SECONDS = 1.0
+_agent_asking: set[tuple[int, str]] = set()
+_agent_lock = threading.Lock()
+_AddressAnswer = dict[str, dict[str, Any]]  # libvirt's answer: {guest's name: {"hwaddr": ..., "addrs": [...]}}
+
+
+def _agent_ready(xml: Domain) -> bool:
+    """The VM has the guest agent's channel, and (when libvirt says so) the agent has opened it.
+
+    A running qemu VM's live XML says state='connected' or 'disconnected'; an agent that is not connected
+    would fail at once anyway, so it is not asked."""
+    channel = xml.guest_agent
+    return channel is not None and channel.target_state in (None, "connected")
+
+
+def _ask_agent(dom: libvirt.virDomain, wait: float = AGENT_WAIT_SECONDS) -> _AddressAnswer | None:
+    """The guest agent's addresses, or None when it fails or has not answered within `wait` seconds."""
+    key = (id(dom.connect()), dom.UUIDString())  # both kept in the objects: no round trip
+    with _agent_lock:
+        if key in _agent_asking:
+            return None  # the last question hangs still: the agent is stuck or the guest is very busy
+        _agent_asking.add(key)
+    answer: list[_AddressAnswer | None] = []
+    done = threading.Event()
+
+    def ask() -> None:
+        try:
+            answer.append(_optional(dom.interfaceAddresses, AGENT))
+        finally:
+            with _agent_lock:
+                _agent_asking.discard(key)
+            done.set()
+
+    threading.Thread(target=ask, name=f"guest-agent-{key[1]}", daemon=True).start()
+    return answer[0] if done.wait(wait) and answer else None
+
+
+def fetch_addresses(dom: libvirt.virDomain, agent: bool) -> list[_AddressAnswer]:
+    """libvirt's answers, in order: DHCP leases, the guest agent (only if `agent`), the ARP table."""
+    answers = [_optional(dom.interfaceAddresses, LEASE)]
+    if agent:
+        answers.append(_ask_agent(dom))
+    answers.append(_optional(dom.interfaceAddresses, ARP))
+    return [answer for answer in answers if answer]
+
+
+def _shown(addr: str) -> bool:
+    """Loopback and link-local addresses (which the guest agent reports) say nothing about reaching the VM."""
+    try:
+        ip = ipaddress.ip_address(addr.split("%")[0])
+    except ValueError:
+        return False
+    return not (ip.is_loopback or ip.is_link_local or ip.is_unspecified)
+
+
+def merge_addresses(answers: Iterable[_AddressAnswer]) -> dict[str, list[str]]:
+    """Addresses ("192.0.2.5/24") per MAC (lower case), first answer first, each address once per MAC: as the
+    first source said it (the ARP table knows no prefix and says /0; a lease or the agent knows it)."""
+    found: dict[str, dict[str, str]] = {}
+    for answer in answers:
+        for iface in answer.values():
             mac = (iface.get("hwaddr") or "").lower()
             for addr in iface.get("addrs") or []:
-                text = f"{addr['addr']}/{addr['prefix']}"
-                if text not in found.setdefault(mac, []):
-                    found[mac].append(text)
-    return found
+                ip = str(addr.get("addr", ""))
+                if _shown(ip):
+                    found.setdefault(mac, {}).setdefault(ip, f"{ip}/{addr.get('prefix', 0)}")
+    return {mac: list(texts.values()) for mac, texts in found.items()}
+
+
+def _addresses(dom: libvirt.virDomain, agent: bool = False) -> dict[str, list[str]]:
+    """IP addresses per MAC from the DHCP leases, the guest agent (if `agent`), then the host's ARP table."""
+    return merge_addresses(fetch_addresses(dom, agent))
 
 
 def _firmware(xml: Domain) -> str:
@@ -248,7 +319,8 @@ def domain_detail(dom: libvirt.virDomain) -> DomainDetail:
     state_code = int(state_code)
     info = dom.info()
     running = state_code not in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED)
-    addresses = _addresses(dom) if running else {}
+    agent = state_code == libvirt.VIR_DOMAIN_RUNNING and _agent_ready(xml)
+    addresses = _addresses(dom, agent) if running else {}
     disks = []
     for disk in xml.disks:
         size = _optional(dom.blockInfo, disk.target_dev) if disk.target_dev and disk.source_path else None

@@ -2,8 +2,10 @@
 library and import the Debian 12 cloud image (tests/cloud_image.py) through the ssh transport, the create job
 builds the seed in the panel and streams it to the host; libvirt (virsh, over the local socket) has the seed
 volume, whose cidata content read back over ssh is the panel's; the guest boots under full emulation on a NAT
-network of the test's own and a login with the key reads the host name and the grown disk; the page's delete
-takes the seed. (The browser's run of the same on the local transport is tests/browser/test_cloud_image_e2e.py.)
+network of the test's own with a static address from the seed, a login with the key reads the host name, the
+grown disk and the address, and the VM page shows `ssh USER@ADDRESS` learnt from the QEMU guest agent (no DHCP
+lease); the page's delete takes the seed. (The browser's run of the same on the local transport, with DHCP, is
+tests/browser/test_cloud_image_e2e.py.)
 """
 
 from __future__ import annotations
@@ -42,13 +44,13 @@ LOGIN_BOUND = 240  # seconds from the job's start to the ssh login under full em
 
 
 @pytest.fixture
-def nat_net(lab_conn: libvirt.virConnect) -> Iterator[str]:
-    """A NAT network with DHCP (10.213.x.0/24) of the test's own, removed afterwards."""
+def nat_net(lab_conn: libvirt.virConnect) -> Iterator[tuple[str, int]]:
+    """A NAT network with DHCP (10.213.x.100-200) of the test's own, removed afterwards: its name and x."""
     name, x = f"test-net-{uuid.uuid4().hex[:8]}", free_subnet(lab_conn)
     try:
         networks.create_network(lab_conn, NetworkSpec(name, "nat", ipv4=Addressing(
             f"10.213.{x}.1/24", f"10.213.{x}.100", f"10.213.{x}.200")), start=True)
-        yield name
+        yield name, x
     finally:
         with contextlib.suppress(Exception):
             networks.stop(lab_conn, name)
@@ -71,20 +73,10 @@ def ssh_login(key: Path, target: str, command: str, deadline: float) -> subproce
     return login
 
 
-def lease_of(dom: libvirt.virDomain, deadline: float) -> str:
-    while time.monotonic() < deadline:
-        with contextlib.suppress(libvirt.libvirtError):
-            for iface in dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE).values():
-                for addr in iface.get("addrs") or []:
-                    if addr["type"] == libvirt.VIR_IP_ADDR_TYPE_IPV4:
-                        return str(addr["addr"])
-        time.sleep(1)
-    raise AssertionError("libvirt learnt no DHCP lease")
-
-
 def test_create_from_image_on_a_qemu_ssh_host(lab: dict[str, Any], panel_key_authorized: None,
                                               lab_conn: libvirt.virConnect, test_pool: libvirt.virStoragePool,
-                                              nat_net: str, made_vms: list[str], cloud_image: Path,  # noqa: F811
+                                              nat_net: tuple[str, int], made_vms: list[str],
+                                              cloud_image: Path,  # noqa: F811
                                               admin_client: Client, tmp_path: Path) -> None:
     need(shutil.which("ssh") is not None and shutil.which("ssh-keygen") is not None, "openssh-client is missing")
     host = local_or_ssh("ssh", lab)
@@ -109,11 +101,14 @@ def test_create_from_image_on_a_qemu_ssh_host(lab: dict[str, Any], panel_key_aut
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     name = f"test-{uuid.uuid4().hex[:8]}"
     made_vms.append(name)
+    net, x = nat_net
+    address = f"10.213.{x}.50"
     answer = admin_client.post(reverse("instances:create_image", args=[host.name]), {
         "name": name, "image": str(image.pk), "size": "custom", "vcpus": "2", "memory": "1G", "disk_size": "3G",
-        "disk_pool": pool, "disk_kind": "linked", "network": f"network:{nat_net}", "virt_type": "qemu",
+        "disk_pool": pool, "disk_kind": "linked", "network": f"network:{net}", "virt_type": "qemu",
         "hostname": "remote-guest", "user": "tester", "ssh_keys": key.with_suffix(".pub").read_text(),
-        "network_mode": "dhcp"})
+        # A static address (outside the DHCP range): no lease, so the page learns it from the guest agent.
+        "network_mode": "static", "address": f"{address}/24", "gateway": f"10.213.{x}.1", "dns": f"10.213.{x}.1"})
     assert answer.status_code == 302, answer.context and answer.context["form"].errors
     job = Job.objects.get(kind__contains="image")
     started = time.monotonic()
@@ -148,14 +143,21 @@ def test_create_from_image_on_a_qemu_ssh_host(lab: dict[str, Any], panel_key_aut
     assert user_data["hostname"] == "remote-guest"
     assert key.with_suffix(".pub").read_text().strip() in files["user-data"]
 
-    # The guest boots with it and takes the key.
+    # The guest boots with it, takes the key and the static network-config (rendered for systemd-networkd).
     deadline = started + LOGIN_BOUND
-    address = lease_of(dom, deadline)
-    login = ssh_login(key, f"tester@{address}", "hostname; df -B1 --output=size / | tail -1", deadline)
+    login = ssh_login(key, f"tester@{address}", "hostname; df -B1 --output=size / | tail -1; ip -4 -o addr",
+                      deadline)
     print(f"qemu+ssh: ssh login {time.monotonic() - started:.1f} s after the job started")
     assert login is not None and login.returncode == 0, login and login.stderr
-    got_hostname, size = login.stdout.split()
+    got_hostname, size, *addresses = login.stdout.split("\n")
     assert got_hostname == "remote-guest" and DISK_BYTES * 0.9 < int(size) <= DISK_BYTES
+    assert f"inet {address}/24" in "\n".join(addresses)
+    # The VM page (over ssh) shows the address from the QEMU guest agent and the ssh command.
+    page_deadline = time.monotonic() + 30
+    detail = reverse("instances:detail", args=[host.name, dom.UUIDString()])
+    while f"ssh tester@{address}" not in admin_client.get(detail).content.decode():
+        assert time.monotonic() < page_deadline, "the VM page never showed the agent's address"
+        time.sleep(1)
 
     # The page's delete (over ssh) takes the seed with the VM.
     answer = admin_client.post(reverse("instances:delete", args=[host.name, dom.UUIDString()]), {"force_off": "1"})

@@ -223,8 +223,8 @@ def test_the_vm_page_shows_the_ssh_command_and_delete_takes_the_seed(admin_clien
     from virt import domains
 
     real = domains._addresses
-    monkeypatch.setattr(domains, "_addresses", lambda dom: {
-        mac: ["192.168.150.23/24", "fe80::1/64"] for mac in real(dom) or _macs(dom)})
+    monkeypatch.setattr(domains, "_addresses", lambda dom, *args: {
+        mac: ["192.168.150.23/24", "fe80::1/64"] for mac in real(dom, *args) or _macs(dom)})
     page = admin_client.get(reverse("instances:detail", args=["testhost", vm_uuid])).content.decode()
     assert 'value="ssh debian@192.168.150.23"' in page and "fe80" not in page.split('id="image-login"')[1]
     confirm = admin_client.get(reverse("instances:delete", args=["testhost", vm_uuid])).content.decode()

@@ -102,6 +102,8 @@ def test_domain_xml_is_built_from_typed_objects() -> None:
     vnc = dom.graphics[0]
     assert (vnc.type, vnc.listen, vnc.autoport) == ("vnc", "127.0.0.1", True)
     assert [s.type for s in dom.serials] == ["pty"] and dom.consoles[0].target_type == "serial"
+    agent = dom.guest_agent  # the QEMU guest agent's port; libvirt picks the socket path
+    assert agent is not None and (agent.type, agent.target_type, agent.source_path) == ("unix", "virtio", None)
 
 
 def test_spec_refuses_junk_even_without_the_form() -> None:

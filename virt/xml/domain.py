@@ -116,6 +116,24 @@ class Console(CharDevice):
     tag = "console"
 
 
+GUEST_AGENT = "org.qemu.guest_agent.0"  # the virtio-serial port name qemu-guest-agent opens in the guest
+
+
+class Channel(XMLObject):
+    """A host-guest channel: the QEMU guest agent's is `Channel.guest_agent()` (libvirt picks its socket path)."""
+
+    tag = "channel"
+    type = Attr("./@type")  # unix, pty, spicevmc, qemu-vdagent
+    source_path = Attr("./source/@path")
+    target_type = Attr("./target/@type")  # virtio, guestfwd
+    target_name = Attr("./target/@name")
+    target_state = Attr("./target/@state")  # connected, disconnected: only in a running VM's live XML
+
+    @classmethod
+    def guest_agent(cls) -> Channel:
+        return cls.new(type="unix", target_type="virtio", target_name=GUEST_AGENT)
+
+
 class BootDevice(XMLObject):
     tag = "boot"
     dev = Attr("./@dev")  # hd, cdrom, network, fd
@@ -175,6 +193,12 @@ class Domain(XMLObject):
     graphics = Children(Graphics, "./devices/graphics")
     serials = Children(Serial, "./devices/serial")
     consoles = Children(Console, "./devices/console")
+    channels = Children(Channel, "./devices/channel")
+
+    @property
+    def guest_agent(self) -> Channel | None:
+        """The QEMU guest agent's channel, if the VM has one."""
+        return next((c for c in self.channels if c.target_type == "virtio" and c.target_name == GUEST_AGENT), None)
 
     def free_target_dev(self, prefix: str = "vd", taken: Iterable[str | None] = ()) -> str:
         """First unused disk target name with this prefix: vda, vdb, ... vdz, vdaa, ...

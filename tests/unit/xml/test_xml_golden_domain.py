@@ -11,6 +11,7 @@ from virt.xml import (
     Interface,
     Serial,
 )
+from virt.xml.domain import Channel
 
 CASES = Cases()
 case = CASES.case
@@ -156,6 +157,7 @@ def new_domain() -> Domain:
     dom.graphics.add(Graphics.new(type="vnc", autoport=True, listen="127.0.0.1"))
     dom.serials.add(Serial.new(type="pty", target_port=0))
     dom.consoles.add(Console.new(type="pty", target_type="serial", target_port=0))
+    dom.channels.add(Channel.guest_agent())  # as virt/create.py's VMs have: libvirt picks the socket path
     return dom
 
 
