@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import gc
 import grp
 import json
 import os
@@ -655,12 +656,21 @@ def _clean_iptables() -> None:
 
 
 def freeze(state_dir: StateDir = None) -> None:
-    """SIGSTOP the main libvirtd: connections stay open, nothing answers."""
-    os.kill(_require(state_path(state_dir), "libvirtd"), signal.SIGSTOP)
+    """SIGSTOP the main libvirtd: connections stay open, nothing answers.
+
+    The calling process's garbage is collected first, and collection paused until thaw(): a libvirt object
+    (a network, a domain) left by earlier code and freed while the daemon is stopped can drop the last
+    reference to its connection, whose close then waits for the frozen daemon forever (no keepalive), in
+    whatever thread the collector happened to run."""
+    pid = _require(state_path(state_dir), "libvirtd")
+    gc.collect()
+    gc.disable()
+    os.kill(pid, signal.SIGSTOP)
 
 
 def thaw(state_dir: StateDir = None) -> None:
     os.kill(_require(state_path(state_dir), "libvirtd"), signal.SIGCONT)
+    gc.enable()
 
 
 def _require(st: Path, daemon: str) -> int:
