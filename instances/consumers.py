@@ -27,6 +27,8 @@ from virt.errors import brief_words
 from webkvm.blocking import blocking
 
 CLOSE_REFUSED = 4403
+ASK_AGAIN_SECONDS = 2.0  # a page without its first rows asks the host's watchers again this often
+ASK_ATTEMPTS = 30
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,12 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
     allowed: dict[int, set[str] | None]
     host_names: dict[int, str]
     recheck: asyncio.Task[None] | None = None
+    unanswered: set[int]  # hosts whose watcher has not yet sent this page their rows
+    asking: set[asyncio.Task[None]]
 
     async def connect(self) -> None:
         self.allowed, self.host_names = {}, {}
+        self.unanswered, self.asking = set(), set()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope["headers"]}
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         page = Scope.parse(query)
@@ -109,8 +114,21 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
             await live.want(pk)
         self.allowed, self.host_names = allowed, names
         for pk in added:  # the host's watcher answers with the rows its next changes are relative to
-            await self.channel_layer.group_send(live.watch_group(pk), {
-                "type": "snapshot.request", "reply_to": self.channel_name})
+            self.unanswered.add(pk)
+            self.asking.add(asyncio.create_task(self._ask_for_rows(pk)))
+
+    async def _ask_for_rows(self, pk: int) -> None:
+        """Ask the host's watchers for the rows until one answers: the lease holder may be another process's
+        watcher that joined the host's group only after the first request was sent, and never saw it."""
+        try:
+            for _ in range(ASK_ATTEMPTS):
+                if pk not in self.unanswered or pk not in self.allowed:
+                    return
+                await self.channel_layer.group_send(live.watch_group(pk), {
+                    "type": "snapshot.request", "reply_to": self.channel_name})
+                await asyncio.sleep(ASK_AGAIN_SECONDS)
+        finally:
+            self.asking.discard(asyncio.current_task())
 
     async def _recheck(self) -> None:
         while True:
@@ -122,6 +140,8 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
             await self._follow(allowed, names)
 
     async def disconnect(self, code: int) -> None:
+        for task in list(self.asking):
+            task.cancel()
         if self.recheck is not None:
             self.recheck.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -136,6 +156,10 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
         pk = int(event["host_pk"])
         if pk not in self.allowed:
             return
+        if event["full"]:
+            if pk not in self.unanswered:
+                return  # a second answer to a repeated request: the page already has the rows
+            self.unanswered.discard(pk)
         uuids = self.allowed[pk]
         name = event["host"]
         words = event["words"] if uuids is None else brief_words(event["words"])  # admins see all of a host

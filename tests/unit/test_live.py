@@ -197,3 +197,29 @@ def test_users_hear_that_a_host_is_unreachable_but_not_its_error_text(admin_clie
         rows = client.get(reverse("instances:rows")).json()["unreachable"]
         page = client.get(reverse("instances:list")).content.decode()
         assert ("refused" in rows["gone"]) is expect_reason and ("refused" in page) is expect_reason, rows
+
+
+def test_a_page_whose_request_for_rows_was_missed_asks_again(admin_client, test_host, monkeypatch) -> None:
+    """The lease holder may be a watcher that joined the host's group after the page asked (another process,
+    started at the same moment): the page asks again until it has its rows, and takes them once."""
+    from instances import consumers
+    monkeypatch.setattr(consumers, "ASK_AGAIN_SECONDS", 0.2)
+    missed: list[str] = []
+    hear = live.Watcher._requests
+
+    async def deaf_at_first(self: live.Watcher, layer: Any, inbox: str) -> None:
+        if not missed:  # the first request reaches no watcher
+            missed.append((await layer.receive(inbox))["reply_to"])
+        await hear(self, layer, inbox)
+
+    monkeypatch.setattr(live.Watcher, "_requests", deaf_at_first)
+
+    async def run() -> list[dict[str, Any]]:
+        page = await _open("scope=fleet", cookie_of(admin_client))
+        frames = await _frames(page, 2.0)
+        await page.disconnect()
+        return frames
+
+    frames = async_to_sync(run)()
+    assert missed and [f["full"] for f in frames] == [True], frames
+    assert f"testhost/{WEB_01_UUID}" in frames[0]["vms"]
