@@ -15,6 +15,7 @@ run: setup
 	exec $(PY) manage.py serve --bind $(WEBKVM_BIND)
 
 setup: system $(STAMPS)/venv $(STAMPS)/npm
+	$(PY) manage.py compilemessages -v0 --ignore=.venv --ignore=node_modules
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py collectstatic --noinput -v0
 

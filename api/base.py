@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from django import forms
 from django.http import Http404, HttpResponseBase
 from django.urls import reverse
+from django.utils import translation
 from rest_framework import serializers, status
 from rest_framework.exceptions import MethodNotAllowed, ValidationError
 from rest_framework.request import Request
@@ -26,7 +27,7 @@ from rest_framework.views import APIView
 from api.auth import via
 from instances.lookup import VMRef, vm_or_404
 from jobs.models import Job
-from webkvm import permissions
+from webkvm import languages, permissions
 from webkvm.models import VMPermission
 from webkvm.operations import ACCESS_ATTRIBUTE, ADMIN, VM_GRANTS, Access, Operation, Outcome, choice
 
@@ -44,6 +45,8 @@ class ApiView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication, read-only tokens, throttles
         request._request.webkvm_via = via(request)  # audit.record reads it (webkvm/audit.py)
+        if request.auth is not None and "HTTP_ACCEPT_LANGUAGE" not in request.META:
+            translation.activate(languages.of_user(request.user))  # a token's user, known only now
         self.check(request, kwargs)
 
     def check(self, request: Request, kwargs: Mapping[str, Any]) -> None:

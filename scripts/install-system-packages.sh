@@ -4,7 +4,7 @@ set -eu
 PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 qemu-utils
 dnsmasq-base iptables iproute2 openssh-server openssh-client sasl2-bin libsasl2-modules chromium chromium-driver
 pkg-config gcc python3-venv python3-dev nodejs npm util-linux procps openssl nginx redis-server
-postgresql osinfo-db"
+postgresql osinfo-db gettext"
 # For the tests' installer ISO (tests/installer_iso.py): Debian's own installer, made bootable by grub-mkrescue.
 PACKAGES="$PACKAGES debian-installer-12-netboot-amd64 grub-pc-bin grub-common xorriso mtools"
 # For the tests' cloud image (tests/cloud_image.py): Debian 12 from Debian's packages by mmdebstrap, its ext4

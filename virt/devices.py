@@ -29,8 +29,8 @@ class FieldProblem(InvalidInput):
 
     Nothing was changed; `field` names the form field the message belongs to."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, message: str, /, **params: object) -> None:
+        super().__init__(message, **params)
         self.field = field
 
 

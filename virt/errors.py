@@ -5,13 +5,79 @@ from __future__ import annotations
 import libvirt
 
 
-class VirtError(Exception):
+def gettext_noop(text: str) -> str:
+    """Marks a message of our own for translation where it reaches a user (webkvm/i18n.said): the virt layer
+    never imports Django, and `manage.py makemessages` finds the call by this name."""
+    return text
+
+
+class Said:
+    """A message of the panel's own: an English template with named parameters ("{name} is not running."),
+    the template marked with gettext_noop. str() is the English sentence; the edge of the panel translates
+    the template and fills in the parameters (webkvm/i18n.said). The template is the message's stable code.
+    Parameters stay as they are: names, numbers, and libvirt's or ssh's own words."""
+
+    template: str
+    params: dict[str, object]
+
+    def _say(self, message: str, params: dict[str, object]) -> str:
+        self.template, self.params = message, params
+        return message.format(**params) if params else message
+
+
+class Term(str):
+    """A word of ours used as a parameter of a message ("VM" in "{what} name: ..."): translated with it.
+    Mark it too: Term(gettext_noop("VM"))."""
+
+    __slots__ = ()
+
+
+class Message(Said):
+    """A message that is not an error (a job's phase, how a host's part of a page is doing): str() is English;
+    as_dict() travels through the database or the channel layer, and webkvm.i18n.said() shows it translated."""
+
+    def __init__(self, message: str, /, **params: object) -> None:
+        self.text = self._say(message, params)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and (self.template, self.params) == (other.template, other.params)
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"template": self.template, "params": {k: str(v) if isinstance(v, Said) else v
+                                                       for k, v in self.params.items()},
+                "terms": sorted(k for k, v in self.params.items() if isinstance(v, Term))}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Message:
+        params = dict(data.get("params") or {})  # type: ignore[call-overload]
+        for name in data.get("terms") or []:  # type: ignore[attr-defined]
+            params[name] = Term(params[name])
+        return cls(str(data.get("template", "")), **params)
+
+
+class VirtError(Said, Exception):
     """Base of every error raised by the virt layer; str() is a message for the page.
 
     `from_host`: the message carries the host's own words (libvirt's, ssh's), which only admins read;
     errors the panel words itself ("db-01 has no disk vdz.") are for everybody."""
 
     from_host = False
+
+    def __init__(self, message: str = "", /, **params: object) -> None:
+        super().__init__(self._say(message, params))
+
+
+class BadValue(Said, ValueError):
+    """Input that breaks one of our rules (a name, a size, a MAC): a form shows it on the field."""
+
+    def __init__(self, message: str, /, **params: object) -> None:
+        super().__init__(self._say(message, params))
 
 
 class NotFound(VirtError):

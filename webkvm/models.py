@@ -98,3 +98,14 @@ class SharedResource(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.name}@{self.host}"
+
+
+class UserLanguage(models.Model):
+    """The language a user chose in their menu: it follows them to every browser and log-in."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="language_choice")
+    language = models.CharField(max_length=16)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.language}"

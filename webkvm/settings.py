@@ -51,9 +51,11 @@ MIDDLEWARE = [
     "webkvm.static_files.StaticFilesMiddleware",
     "webkvm.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",  # Accept-Language or the language cookie, before login
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "webkvm.languages.UserLanguageMiddleware",  # a logged-in user's own choice wins
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -85,6 +87,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "webkvm.languages.context",
             ],
             # Sizes and instants, the same in every template: iec, kib, when (webkvm/templatetags/formats.py).
             "builtins": ["webkvm.templatetags.formats"],
@@ -153,7 +157,17 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
-LANGUAGE_CODE = "en-us"
+# English and Simplified Chinese: from the browser's Accept-Language until a user picks one in their menu,
+# which is stored with the user (webkvm/languages.py). The glossary of terms is docs/glossary-zh.md.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+# One catalog per part of the code (its own folder), the project's last: `manage.py makemessages` files a
+# string under the first path whose parent folder holds it, so the project's catch-all comes last.
+LOCALE_PATHS = [BASE_DIR / part / "locale" for part in
+                ("api", "console", "hosts", "instances", "jobs", "networks", "storage", "virt")] + [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_NAME = "webkvm_language"
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_HTTPONLY = True
 TIME_ZONE = config.env_time_zone("WEBKVM_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

@@ -3,9 +3,10 @@ from collections.abc import Callable
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponseBase
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 
 from api.urls import token_patterns
-from webkvm import users, views
+from webkvm import languages, users, views
 from webkvm.operations import LOGIN, PUBLIC, Access, page, route
 
 
@@ -29,6 +30,9 @@ urlpatterns = [
     path("login/", _declared(page(PUBLIC), auth_views.LoginView.as_view(redirect_authenticated_user=True)),
          name="login"),
     path("logout/", _declared(page(LOGIN), auth_views.LogoutView.as_view()), name="logout"),
+    path("language/", languages.choose, name="language"),
+    # The front-end's strings in the page's language (gettext() in static/js), from the djangojs catalogs.
+    path("jsi18n/", _declared(page(PUBLIC), JavaScriptCatalog.as_view()), name="javascript-catalog"),
     path("hosts/", include("hosts.urls")),
     path("instances/", include("instances.urls")),
     path("storage/", include("storage.urls")),

@@ -1,0 +1,98 @@
+"""The language of each page: the browser's (Accept-Language, by Django's LocaleMiddleware) until a user picks
+one in their menu; then theirs, stored with the user and copied into the session at log-in, so it survives
+logout and log-in and never reaches another user's pages (no shared cookie carries it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.signals import user_logged_in
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.urls import reverse
+from django.utils import translation
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from webkvm.models import UserLanguage
+from webkvm.operations import LOGIN, page, route
+
+SESSION_KEY = "webkvm_language"
+CODES = {code for code, _ in settings.LANGUAGES}
+# <html lang> and Content-Language take BCP 47 tags: Django's code "zh-hans" is written "zh-Hans".
+HTML_TAGS = {"zh-hans": "zh-Hans"}
+
+
+def stored(user: Any) -> str:
+    """The language `user` chose, or "" when they never chose one."""
+    choice = UserLanguage.objects.filter(user_id=user.pk).values_list("language", flat=True).first()
+    return choice if choice in CODES else ""
+
+
+def of_user(user: Any, fallback: str = settings.LANGUAGE_CODE) -> str:
+    """The language to speak to `user` where no request says it (a WebSocket frame, an e-mail)."""
+    return stored(user) or fallback
+
+
+def html_tag(code: str | None = None) -> str:
+    code = code or translation.get_language() or settings.LANGUAGE_CODE
+    return HTML_TAGS.get(code, code)
+
+
+def activate_for(request: HttpRequest, user: Any) -> None:
+    """Speak `user`'s chosen language for the rest of this request (also for the API's token users, who are
+    known only once the API view authenticated them)."""
+    session = getattr(request, "session", None)
+    code = session.get(SESSION_KEY) if session is not None else None
+    if code is None:
+        code = stored(user)
+        if session is not None:
+            session[SESSION_KEY] = code
+    if code in CODES:
+        translation.activate(code)
+        request.LANGUAGE_CODE = code
+
+
+class UserLanguageMiddleware:
+    """After authentication: a logged-in user's chosen language replaces the browser's."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            activate_for(request, user)
+        response: HttpResponseBase = self.get_response(request)
+        return response
+
+
+@receiver(user_logged_in)
+def _copy_choice_into_session(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    if request is not None and hasattr(request, "session"):
+        request.session[SESSION_KEY] = stored(user)
+
+
+def context(request: HttpRequest) -> dict[str, Any]:
+    """For every template: the <html lang> tag and the choices of the user menu."""
+    current = translation.get_language() or settings.LANGUAGE_CODE
+    return {"html_lang": html_tag(current),
+            "language_choices": [{"code": code, "name": name, "current": code == current}
+                                 for code, name in settings.LANGUAGES]}
+
+
+@route(page(LOGIN))
+@require_POST
+def choose(request: HttpRequest) -> HttpResponse:
+    """The user menu's language choice: stored with the user, in force from the next page on."""
+    code = request.POST.get("language", "")
+    if code in CODES:
+        UserLanguage.objects.update_or_create(user=request.user, defaults={"language": code})
+        request.session[SESSION_KEY] = code
+        translation.activate(code)
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        back = reverse("home")
+    return HttpResponseRedirect(back)
