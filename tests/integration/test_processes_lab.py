@@ -88,7 +88,13 @@ class Browser:
         return re.findall(r'class="msg [^"]*" role="status">([^<]*)<', page)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# Several machines behind a load balancer share PostgreSQL: every test runs on it. Several processes of one
+# machine may share the embedded SQLite file: the lock and a job followed from the other process run on it too.
+ON_BOTH = pytest.mark.parametrize("two_panels", ["sqlite", "postgresql"], indirect=True)
+ON_POSTGRESQL = pytest.mark.parametrize("two_panels", ["postgresql"], indirect=True)
+
+
+@pytest.fixture
 def two_panels(request: pytest.FixtureRequest, lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Two `manage.py serve` (2 panel workers, 1 job worker each) on one database (the embedded SQLite file,
     or a private PostgreSQL) and one private Redis, as two machines behind a load balancer."""
@@ -147,6 +153,7 @@ def _two_panels(lab: dict[str, Any], database: str) -> Iterator[dict[str, Any]]:
         subprocess.run(["rm", "-rf", str(data)], check=False)
 
 
+@ON_BOTH
 def test_two_processes_one_vm_one_action_at_a_time(two_panels: dict[str, Any], lab_domain) -> None:
     dom = lab_domain()
     a, b = (Browser(port, key) for port, key in zip(two_panels["ports"], two_panels["sessions"], strict=True))
@@ -171,6 +178,7 @@ def test_two_processes_one_vm_one_action_at_a_time(two_panels: dict[str, Any], l
     assert any("still running" in w for w in said), said
 
 
+@ON_POSTGRESQL
 def test_a_virsh_change_reaches_pages_on_both_processes_through_one_watcher(two_panels: dict[str, Any],
                                                                            lab_domain) -> None:
     from websockets.asyncio.client import connect
@@ -247,6 +255,7 @@ def _clone_on(a: Browser, pool: str, source: str, name: str) -> str:
     return location
 
 
+@ON_BOTH
 def test_a_job_started_on_one_machine_is_followed_on_the_other(two_panels: dict[str, Any], test_pool) -> None:
     a, b = (Browser(port, key) for port, key in zip(two_panels["ports"], two_panels["sessions"], strict=True))
     test_pool.createXML("<volume><name>src.img</name><capacity unit='MiB'>64</capacity>"
@@ -267,6 +276,7 @@ def test_a_job_started_on_one_machine_is_followed_on_the_other(two_panels: dict[
     assert json.loads(a.request("GET", job.rstrip("/") + ".json")[2]) == state  # one truth on both
 
 
+@ON_POSTGRESQL
 def test_a_job_worker_killed_mid_copy_ends_the_job_truthfully_on_every_machine(two_panels: dict[str, Any],
                                                                                test_pool) -> None:
     a, b = (Browser(port, key) for port, key in zip(two_panels["ports"], two_panels["sessions"], strict=True))
@@ -295,6 +305,7 @@ def test_a_job_worker_killed_mid_copy_ends_the_job_truthfully_on_every_machine(t
     assert test_pool.listVolumes() == ["src.img"] and sorted(p.name for p in path.iterdir()) == ["src.img"]
 
 
+@ON_POSTGRESQL
 def test_a_job_worker_killed_mid_migration_leaves_the_vm_on_exactly_one_host(two_panels: dict[str, Any],
                                                                              lab: dict[str, Any], lab2: dict[str, Any],
                                                                              lab_domain) -> None:
