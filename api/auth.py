@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
@@ -21,20 +23,20 @@ class TokenAuthentication(authentication.BaseAuthentication):
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
         if len(header) != 2:
-            raise exceptions.AuthenticationFailed("The Authorization header is 'Bearer TOKEN'.", code="bad_token")
+            raise exceptions.AuthenticationFailed(_("The Authorization header is 'Bearer TOKEN'."), code="bad_token")
         try:
             text = header[1].decode()
         except UnicodeError:
-            raise exceptions.AuthenticationFailed("This token is not valid.", code="bad_token") from None
+            raise exceptions.AuthenticationFailed(_("This token is not valid."), code="bad_token") from None
         token = ApiToken.find(text)
         if token is None:
-            raise exceptions.AuthenticationFailed("This token is not valid.", code="bad_token")
+            raise exceptions.AuthenticationFailed(_("This token is not valid."), code="bad_token")
         if token.revoked is not None:
-            raise exceptions.AuthenticationFailed("This token was revoked.", code="token_revoked")
+            raise exceptions.AuthenticationFailed(_("This token was revoked."), code="token_revoked")
         if token.expired:
-            raise exceptions.AuthenticationFailed("This token has expired.", code="token_expired")
+            raise exceptions.AuthenticationFailed(_("This token has expired."), code="token_expired")
         if not token.user.is_active:
-            raise exceptions.AuthenticationFailed("This token's user is disabled.", code="user_inactive")
+            raise exceptions.AuthenticationFailed(_("This token's user is disabled."), code="user_inactive")
         token.touch()
         return token.user, token
 
@@ -61,7 +63,7 @@ def via(request: Request) -> str:
 
 
 class ReadOnlyTokens(permissions.BasePermission):
-    message = "This token is read-only: it may only read."
+    message = gettext_lazy("This token is read-only: it may only read.")
     code = "read_only_token"
 
     def has_permission(self, request: Request, view: Any) -> bool:

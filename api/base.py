@@ -18,6 +18,7 @@ from django import forms
 from django.http import Http404, HttpResponseBase
 from django.urls import reverse
 from django.utils import translation
+from django.utils.translation import gettext as _
 from rest_framework import serializers, status
 from rest_framework.exceptions import MethodNotAllowed, ValidationError
 from rest_framework.request import Request
@@ -42,11 +43,18 @@ class ApiView(APIView):
     def declared_access(cls) -> Access:
         return cls.access.access if isinstance(cls.access, Operation) else cls.access
 
+    def perform_authentication(self, request: Request) -> None:
+        super().perform_authentication(request)
+        # A token's user is known only now: answer in their language (the read-only and throttle refusals
+        # that follow too), unless the request's Accept-Language asks for one.
+        if request.auth is not None and "HTTP_ACCEPT_LANGUAGE" not in request.META:
+            code = languages.of_user(request.user)
+            translation.activate(code)
+            request._request.LANGUAGE_CODE = code
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication, read-only tokens, throttles
         request._request.webkvm_via = via(request)  # audit.record reads it (webkvm/audit.py)
-        if request.auth is not None and "HTTP_ACCEPT_LANGUAGE" not in request.META:
-            translation.activate(languages.of_user(request.user))  # a token's user, known only now
         self.check(request, kwargs)
 
     def check(self, request: Request, kwargs: Mapping[str, Any]) -> None:
@@ -84,7 +92,7 @@ def data_of(request: Request, form: type[forms.BaseForm] | None = None) -> dict[
     only what they mean to set."""
     data = request.data
     if not isinstance(data, Mapping):
-        raise ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+        raise ValidationError({"non_field_errors": [_("The body must be a JSON object.")]})
     filled = dict(data)
     if form is not None:
         for name, field in fields_of(form).items():
@@ -144,7 +152,7 @@ def said(outcome: Outcome[Any], words: Callable[[Any], str] | str | None = None)
         return ""  # answer() raises the failure
     value = outcome.value
     text = words(value) if callable(words) else words if words is not None else str(value)
-    return f"{outcome.name}: {text}"
+    return _("%(name)s: %(done)s") % {"name": outcome.name, "done": text}
 
 
 def outcome_words(outcome: Outcome[Any]) -> str:
@@ -153,14 +161,14 @@ def outcome_words(outcome: Outcome[Any]) -> str:
         return value
     if isinstance(value, tuple) and value and isinstance(value[-1], str):
         return value[-1]
-    return "Done."
+    return _("Done.")
 
 
 def accepted(job: Job | None, request: Request) -> Response:
     """The answer of a long operation: 202 with the job's API URL (follow it until it is no longer active).
     `job` is None only when start_job(..., quiet=False) refused; API callers pass quiet=True."""
     if job is None:
-        raise Http404("The job did not start.")
+        raise Http404(_("The job did not start."))
     url = request.build_absolute_uri(reverse("api:job", args=[job.pk]))
     return Response({"job": job.pk, "url": url}, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
 
@@ -168,7 +176,8 @@ def accepted(job: Job | None, request: Request) -> Response:
 # --- the schema: a form described as a request body -----------------------------------------------------
 
 def _field(field: forms.Field) -> serializers.Field:
-    common: dict[str, Any] = {"required": field.required, "help_text": str(field.help_text or field.label or "")}
+    # Kept lazy: the schema is written in the language of whoever asks for it.
+    common: dict[str, Any] = {"required": field.required, "help_text": field.help_text or field.label or ""}
     if isinstance(field, forms.BooleanField):
         return serializers.BooleanField(required=False, help_text=common["help_text"])
     if isinstance(field, forms.IntegerField):

@@ -8,6 +8,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -31,7 +33,7 @@ class Conflict(exceptions.APIException):
     """409: the VM is busy with another operation, a stale edit, a state that does not allow the action."""
 
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "The object is busy or in a state that does not allow this."
+    default_detail = gettext_lazy("The object is busy or in a state that does not allow this.")
     default_code = "conflict"
 
 
@@ -54,7 +56,7 @@ class TooLarge(exceptions.APIException):
     """413: a body the panel will not read (a definition larger than it keeps)."""
 
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
+    default_detail = gettext_lazy("The request body is too large.")
     default_code = "too_large"
 
 
@@ -62,13 +64,13 @@ class Unavailable(exceptions.APIException):
     """503: the host cannot be reached (or asked) now."""
 
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "The host is unavailable."
+    default_detail = gettext_lazy("The host is unavailable.")
     default_code = "host_unavailable"
 
 
 def from_host(exc: VirtError, user: Any) -> exceptions.APIException:
     """A failure of the virt layer as an API error with a stable code; the words are those a page shows
-    this user (webkvm.operations.told: the host's own text only for admins)."""
+    this user in their language (webkvm.operations.told: the host's own text only for admins)."""
     from webkvm.operations import told  # webkvm.operations imports hosts, which is loaded after this module
 
     words = told(user, exc)
@@ -92,16 +94,16 @@ def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
         request = context.get("request")
         exc = from_host(exc, getattr(request, "user", None))
     if isinstance(exc, Http404):
-        exc = exceptions.NotFound(str(exc) or "Not found.")
+        exc = exceptions.NotFound(str(exc) or _("Not found."))
     elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied("You may not do this.")
+        exc = exceptions.PermissionDenied(_("You may not do this."))
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
     body: dict[str, Any]
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        body = {"code": "invalid", "message": "Some fields are not valid.",
+        body = {"code": "invalid", "message": _("Some fields are not valid."),
                 "fields": {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in fields.items()}}
     else:
         code = _code(exc, response.status_code)

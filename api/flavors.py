@@ -11,6 +11,7 @@ from django import forms
 from django.forms.models import model_to_dict
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
@@ -61,7 +62,7 @@ def _save(request: Request, op: Operation, form: FlavorForm, created: bool = Fal
     valid(form)
     outcome = pages.save_flavor(request, op, form, quiet=True)
     saved = outcome.value
-    return answer(outcome, form, message=f"Flavor {saved.name} saved." if saved else "",
+    return answer(outcome, form, message=_("Flavor %(name)s saved.") % {"name": saved.name} if saved else "",
                   data=_flavor(request, saved) if saved else None, created=created)
 
 
@@ -105,7 +106,8 @@ class FlavorDetail(ApiView):
     def delete(self, request: Request, pk: int) -> Response:
         flavor = get_object_or_404(Flavor, pk=pk)
         name = flavor.name
-        return answer(pages.delete_flavor(request, flavor, quiet=True), message=f"Flavor {name} deleted.")
+        return answer(pages.delete_flavor(request, flavor, quiet=True),
+                      message=_("Flavor %(name)s deleted.") % {"name": name})
 
 
 urlpatterns: list[Any] = [

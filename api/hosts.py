@@ -15,6 +15,7 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
@@ -28,12 +29,12 @@ from hosts import views as pages
 from hosts.forms import HostForm
 from hosts.models import Host
 from virt.capabilities import HostOffer, host_offer
-from virt.errors import VirtError, host_words
+from virt.errors import VirtError
 from virt.hostinfo import HostSummary
 from virt.reads import HOST_SUMMARY, HOST_USAGE
 from webkvm import permissions
 from webkvm.models import SharedKind, SharedResource
-from webkvm.operations import ADMIN, by_method, host_or_404, page, refused, told
+from webkvm.operations import ADMIN, by_method, host_or_404, host_trouble, page, refused, told
 
 # --- the host record (never a credential) ---------------------------------------------------------------
 
@@ -105,8 +106,8 @@ def _key_step(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _keys_to_confirm(check: pages.KeyCheck) -> Response:
     """The ssh host's keys, for the caller to compare and accept: nothing is saved until it sends them back."""
-    words = ("Compare these ssh host keys with the host's own, then send the same request again with "
-             "host_keys_token and accept_host_key true.")
+    words = _("Compare these ssh host keys with the host's own, then send the same request again with "
+              "host_keys_token and accept_host_key true.")
     return Response({"code": "invalid", "message": words, "fields": {"accept_host_key": [words]},
                      "ssh_host_keys": [{"type": k.key_type, "fingerprint": k.fingerprint} for k in check.scanned],
                      "key_changed": check.changed, "host_keys_token": check.token},
@@ -178,7 +179,7 @@ def _live(request: Request, host: Host) -> dict[str, Any]:
     try:
         summary = services.read(host, HOST_SUMMARY)
     except VirtError as exc:
-        reason = told(request.user, exc, host_words(exc))
+        reason = told(request.user, exc, host_trouble(exc))
         return {"status": {"state": services.status(host).state.value, "reachable": False, "reason": reason},
                 "summary": None, "usage": None}
     usage = None

@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 from django.urls import path
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -110,10 +111,10 @@ class MigrateMany(ApiView):
         data = data_of(request, migrate_page.MigrateForm)
         keys = data.pop("vms", None)
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise ValidationError({"vms": ['A list of VMs, each "host/uuid".']})
+            raise ValidationError({"vms": [_('A list of VMs, each "host/uuid".')]})
         chosen = ticked(keys)
         if not chosen:
-            raise ValidationError({"vms": ["Name the VMs to migrate first (host/uuid of VMs of known hosts)."]})
+            raise ValidationError({"vms": [_("Name the VMs to migrate first (host/uuid of VMs of known hosts).")]})
         form = migrate_page.MigrateForm(list(Host.objects.values_list("name", flat=True)),
                                         {**data, "target": target.name})
         valid(form)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
@@ -222,8 +223,8 @@ def _confirmed(request: Request, target: Host, name: str, action: str) -> Respon
                                                  quiet=True)
     if isinstance(outcome.exception, pages.NotConfirmed):
         named = ", ".join(f"{u.name} ({u.uuid})" for u in users)
-        raise Conflict(f"Network {name} is used by {named}: send acknowledge with their UUIDs to confirm.",
-                       code="not_confirmed")
+        raise Conflict(_("Network %(name)s is used by %(vms)s: send acknowledge with their UUIDs to confirm.")
+                       % {"name": name, "vms": named}, code="not_confirmed")
     return answer(outcome)
 
 
@@ -254,7 +255,8 @@ class DhcpHost(ApiView):
         if isinstance(outcome.exception, pages.NoFixedAddress):
             raise NotFound(outcome.error)
         removed = outcome.value
-        return answer(outcome, message=f"Network {name}: fixed address {removed.label()} removed." if removed else "")
+        return answer(outcome, message=_("Network %(name)s: fixed address %(address)s removed.")
+                      % {"name": name, "address": removed.label()} if removed else "")
 
 
 NET = "networks/<str:host>/<str:name>/"

@@ -11,6 +11,8 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from api.models import ApiToken
@@ -23,10 +25,11 @@ REVOKE = page(OWNER)  # the token's user or an admin
 
 
 class TokenForm(forms.Form):
-    name = forms.CharField(max_length=100, help_text="What it is for, e.g. 'ansible on ops-01'.")
-    days = forms.IntegerField(min_value=1, max_value=3650, required=False, label="Expires after (days)",
-                              help_text="Empty: it never expires (revoke it when done).")
-    read_only = forms.BooleanField(required=False, label="Read-only (GET only)")
+    name = forms.CharField(max_length=100, label=gettext_lazy("Name"),
+                           help_text=gettext_lazy("What it is for, e.g. 'nightly backup script'."))
+    days = forms.IntegerField(min_value=1, max_value=3650, required=False, label=gettext_lazy("Expires after (days)"),
+                              help_text=gettext_lazy("Empty: it never expires (revoke it when done)."))
+    read_only = forms.BooleanField(required=False, label=gettext_lazy("Read-only (GET only)"))
 
     def clean_name(self) -> str:
         return str(self.cleaned_data["name"]).strip()
@@ -62,13 +65,13 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     if token is None or (token.user_id != request.user.pk and not permissions.is_admin(request.user)):
         permissions.require_admin(request, object_name=f"token {pk}")  # 403, audited (admins: fall through)
     if token is None:
-        messages.error(request, "No such token.")
+        messages.error(request, _("No such token."))
         return redirect("api-tokens:list")
     if token.revoked is None:
         ApiToken.objects.filter(pk=token.pk).update(revoked=timezone.now())
         audit.record(request, "api.token.revoke", object_type="token", object_name=token.name,
                      detail=f"prefix {token.prefix}; user {token.user.get_username()}", result=AuditResult.OK)
-        messages.success(request, f"Token {token.name} revoked.")
+        messages.success(request, _("Token %(name)s revoked.") % {"name": token.name})
     return redirect("api-tokens:list")
 
 

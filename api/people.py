@@ -15,6 +15,7 @@ from django.db.models import Q, QuerySet
 from django.forms.models import model_to_dict
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -123,8 +124,8 @@ def _changes(request: Request, target: Any) -> dict[str, Any]:
     offered = list(user_pages.UserFlagsForm.base_fields)
     body = data_of(request)
     if unknown := sorted(set(body) - set(offered)):
-        raise ValidationError({name: [f"This cannot be changed here; these can: {', '.join(offered)}."]
-                               for name in unknown})
+        raise ValidationError({name: [_("This cannot be changed here; these can: %(fields)s.")
+                                      % {"fields": ", ".join(offered)}] for name in unknown})
     return {**model_to_dict(target, fields=offered), **body}
 
 

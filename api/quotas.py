@@ -10,6 +10,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
@@ -21,6 +22,7 @@ from instances import quotas
 from instances.forms_quota import QuotaForm
 from instances.models import Quota
 from instances.views import quotas as pages
+from webkvm.i18n import said
 from webkvm.operations import ADMIN, LOGIN, by_method, page
 from webkvm.permissions import is_admin
 from webkvm.user_operations import QUOTA_DELETE, QUOTA_SET
@@ -84,7 +86,7 @@ def _usage(entry: quotas.UserUsage) -> dict[str, Any]:
                        "source": limits.source},
             "usage": {"vms": used.vms, "vcpus": used.vcpus, "memory_mib": used.memory_mib,
                       "disk_bytes": used.disk_bytes},
-            "words": entry.words, "left": quotas.left_words(limits, used)}
+            "words": said(entry.words), "left": said(quotas.left_words(limits, used))}
 
 
 def _quota(request: Request, quota: Quota) -> dict[str, Any]:
@@ -153,8 +155,9 @@ class QuotaDetail(ApiView):
                    operation_id="quota_delete", responses={200: Done})
     def delete(self, request: Request, pk: int) -> Response:
         quota = get_object_or_404(Quota, pk=pk)
-        words = quota.owner_words
-        return answer(pages.delete_quota(request, quota, quiet=True), message=f"Quota of {words} deleted.")
+        words = quota.owner_label
+        return answer(pages.delete_quota(request, quota, quiet=True),
+                      message=_("Quota of %(owner)s deleted.") % {"owner": words})
 
 
 class UsageView(ApiView):
@@ -171,7 +174,7 @@ class UsageView(ApiView):
                 results[0]["allowed"] = _allowed(request.user)
             else:
                 results = [{"user": request.user.get_username(), "limits": None, "usage": None,
-                            "words": "", "left": quotas.left(request.user)}]
+                            "words": "", "left": said(quotas.left(request.user))}]
             return Response({"results": results})
         users = get_user_model().objects.filter(is_active=True, is_superuser=False).order_by("username")
         if name := request.query_params.get("user"):

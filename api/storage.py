@@ -14,6 +14,7 @@ from django import forms
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -178,7 +179,7 @@ class PoolList(ApiView):
         data = data_of(request, PoolForm)
         kind = str(data.pop("kind", "") or "")
         if kind not in POOL_TYPES:
-            raise ValidationError({"kind": [f"One of: {', '.join(sorted(POOL_TYPES))}."]})
+            raise ValidationError({"kind": [_("One of: %(choices)s.") % {"choices": ", ".join(sorted(POOL_TYPES))}]})
         roots = settings.WEBKVM_POOL_ROOTS
         secrets, _why_none = pool_pages.secrets_for(found, kind)
         form = PoolForm(kind, roots, secrets, _with_initial(PoolForm(kind, roots, secrets), data))

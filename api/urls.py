@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.urls import Resolver404, path, re_path, resolve
+from django.utils.translation import gettext as _
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from api import flavors, hosts, images, migration, networks, pages, people, quotas, storage, views, vm_config, vm_life
@@ -15,11 +16,11 @@ from webkvm.operations import ACCESS_ATTRIBUTE, PUBLIC, page
 
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Any other address under /api/v1/: the API's own 404, in JSON like its other errors."""
-    message = f"There is no API resource at {request.path}."
+    message = _("There is no API resource at %(path)s.") % {"path": request.path}
     if not request.path.endswith("/"):
         try:
             if resolve(request.path + "/").url_name != "not-found":
-                message += f" Did you mean {request.path}/ (API addresses end in a slash)?"
+                message += " " + _("Did you mean %(path)s/ (API addresses end in a slash)?") % {"path": request.path}
         except Resolver404:
             pass
     return JsonResponse({"code": "not_found", "message": message}, status=404)

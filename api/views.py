@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
@@ -18,7 +19,7 @@ from rest_framework.response import Response
 
 from api import hosts as host_api
 from api import vm_life
-from api.base import ApiView, answer
+from api.base import ApiView, answer, said
 from api.errors import Conflict
 from hosts import operations as host_ops
 from hosts.models import Host
@@ -140,8 +141,9 @@ class VMDetail(ApiView):
                 return Response(_vm(request, item, permissions.grants_by_vm(request.user)))
         for unreachable, words in fleet.unreachable:
             if unreachable.pk == ref.host.pk:
-                raise Conflict(f"{unreachable.name} is {words}", code="host_unavailable")
-        return Response({"code": "not_found", "message": "No such VM on this host."}, status=404)
+                raise Conflict(_("%(host)s is %(words)s") % {"host": unreachable.name, "words": words},
+                               code="host_unavailable")
+        return Response({"code": "not_found", "message": _("No such VM on this host.")}, status=404)
 
     @extend_schema(summary="Delete the VM, with the volumes named (query parameters; the others are kept)",
                    parameters=vm_life.DELETE_PARAMETERS, responses={200: vm_life.DeletedVM}, operation_id="vm_delete")
@@ -168,7 +170,7 @@ class VMAction(ApiView):
             return answer(outcome)
         state = outcome.value[1]
         words = action_words(lifecycle.ACTIONS[action])(outcome.value)
-        return Response({"action": action, "state": state, "message": f"{outcome.name}: {words}"})
+        return Response({"action": action, "state": state, "message": said(outcome, words)})
 
 
 # --- jobs ---------------------------------------------------------------------------------------------

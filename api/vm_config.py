@@ -13,6 +13,7 @@ from typing import Any
 
 from django import forms
 from django.urls import path
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
@@ -58,7 +59,7 @@ def _with_current(form: forms.BaseForm, data: dict[str, Any], *, skip: tuple[str
 def _text(data: dict[str, Any], name: str) -> str:
     value = data.get(name, "")
     if not isinstance(value, str):
-        raise ValidationError({name: ["Give it as text."]})
+        raise ValidationError({name: [_("Give it as text.")]})
     return value
 
 
@@ -220,7 +221,7 @@ class NicLink(ApiView):
     def put(self, request: Request, host: str, vm: Any, mac: str) -> Response:
         up = data_of(request).get("up")
         if not isinstance(up, bool):
-            raise ValidationError({"up": ["Link state: up (true) or down (false)."]})
+            raise ValidationError({"up": [_("Link state: up (true) or down (false).")]})
         outcome = nic_pages.link(request, self.ref, mac[:nic_pages.MAC_MAX], up, quiet=True)
         return answer(outcome, message=said(outcome))
 
@@ -343,7 +344,7 @@ class Vnc(ApiView):
     def put(self, request: Request, host: str, vm: Any) -> Response:
         settings, admin = self.ref.call(read_vnc), is_admin(request.user)
         if not settings.present:
-            raise Conflict("This VM has no VNC display.", code="invalid_state")
+            raise Conflict(_("This VM has no VNC display."), code="invalid_state")
         # Only the fields this caller has are filled in: a user who sends a listen address or a password
         # gets the page's own refusal.
         form = vnc_pages.VncForm(settings, admin, _with_current(vnc_pages.VncForm(settings, admin), data_of(request)))
@@ -366,7 +367,7 @@ class Name(ApiView):
     def put(self, request: Request, host: str, vm: Any) -> Response:
         new_name = _text(data_of(request), "name").strip()
         outcome = actions.rename_vm(request, self.ref, new_name, quiet=True)
-        return _answer_fields(request, outcome, f"renamed to {new_name}.", lambda _: "name")
+        return _answer_fields(request, outcome, _("renamed to %(name)s.") % {"name": new_name}, lambda words: "name")
 
 
 class DescriptionIn(serializers.Serializer):
@@ -509,7 +510,7 @@ class XmlRollback(ApiView):
         body = valid(RollbackIn(data_of(request)))
         stored = xml_pages.history_entries(ref).defer(None).filter(pk=body["history_id"]).first()
         if stored is None:
-            raise ValidationError({"history_id": ["No such entry in this VM's history."]})
+            raise ValidationError({"history_id": [_("No such entry in this VM's history.")]})
         return _saved_answer(xml_pages.rollback(request, ref, stored, body["version"], quiet=True),
                              "non_field_errors")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from django import forms
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -17,7 +18,19 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import Accepted, ApiView, Done, accepted, answer, data_of, declared, field_errors, form_schema, valid
+from api.base import (
+    Accepted,
+    ApiView,
+    Done,
+    accepted,
+    answer,
+    data_of,
+    declared,
+    field_errors,
+    form_schema,
+    said,
+    valid,
+)
 from api.errors import Conflict
 from console import tickets
 from console import views as console_pages
@@ -37,6 +50,7 @@ from virt import snapshots
 from virt.clone import preview
 from virt.delete import VolumeChoiceError, delete_plan
 from virt.errors import Busy
+from webkvm.i18n import said as said_
 from webkvm.models import VMPermission
 from webkvm.operations import OWNER, by_method, host_or_404, page
 
@@ -110,7 +124,7 @@ class CreateVM(ApiView):
         form = create_pages.create_form(offer, {**as_the_page_posts(shown), **body}, initial={"host": target.name})
         valid(form)
         if form.cleaned_data.get("host") not in ("", target.name):
-            raise ValidationError({"host": [f"The host is the one the URL names: {target.name}."]})
+            raise ValidationError({"host": [_("The host is the one the URL names: %(host)s.") % {"host": target.name}]})
         result = create_pages.run_create(request, target, form, quiet=True)
         if isinstance(result, Job) or result is None:
             response = accepted(result, request)
@@ -122,7 +136,10 @@ class CreateVM(ApiView):
             return answer(result, form)
         name, start = form.cleaned_data["name"], bool(form.cleaned_data.get("start"))
         url = vm_url(request, target.name, result.value)
-        response = answer(result, form, message=f"VM {name} created on {target.name}{' and started' if start else ''}.",
+        names = {"name": name, "host": target.name}
+        created = (_("VM %(name)s created on %(host)s and started.") if start else
+                   _("VM %(name)s created on %(host)s.")) % names
+        response = answer(result, form, message=created,
                           data={"uuid": result.value, "name": name, "url": url}, created=True)
         response["Location"] = url
         return response
@@ -178,14 +195,14 @@ class CreateOwnVM(ApiView):
                    responses={202: CreatingVM})
     def post(self, request: Request) -> Response:
         if quotas.limits_for(request.user) is None:
-            raise ValidationError({"non_field_errors": [quotas.left(request.user)]})
+            raise ValidationError({"non_field_errors": [said_(quotas.left(request.user))]})
         body = _image_body(request)
         hosts = list(quotas.allowed(request.user).hosts.order_by("name"))
         asked = str(body.pop("host", "") or "")
         target = next((h for h in hosts if h.name == asked or not asked), None)
         if target is None:
-            raise ValidationError({"host": ["Not a host your quota allows." if asked else
-                                            "Your quota allows no host yet."]})
+            raise ValidationError({"host": [_("Not a host your quota allows.") if asked else
+                                            _("Your quota allows no host yet.")]})
         return _create_from_image(request, target, body, ops.CREATE_OWN, True)
 
 
@@ -317,13 +334,13 @@ class Snapshots(ApiView):
         if not taken.ok or taken.value is None:
             return answer(taken, form)
         info = taken.value
-        return answer(taken, form, message=f"{taken.name}: {snapshot_pages.taken_words(info)}", data=_snapshot(info),
+        return answer(taken, form, message=said(taken, snapshot_pages.taken_words(info)), data=_snapshot(info),
                       created=True)
 
 
 def _snapshot_name(name: str) -> str:
     if len(name) > SNAPSHOT_NAME_MAX:
-        raise NotFound("No such snapshot.")
+        raise NotFound(_("No such snapshot."))
     return name
 
 
@@ -334,7 +351,7 @@ class Snapshot(ApiView):
                    responses={200: Done})
     def delete(self, request: Request, host: str, vm: Any, name: str) -> Response:
         outcome = snapshot_pages.delete_snapshot(request, self.ref, _snapshot_name(name), quiet=True)
-        return answer(outcome, message=f"{outcome.name}: snapshot {name} deleted.")
+        return answer(outcome, message=_("%(vm)s: snapshot %(name)s deleted.") % {"vm": outcome.name, "name": name})
 
 
 class RevertedVM(serializers.Serializer):
@@ -349,7 +366,8 @@ class SnapshotRevert(ApiView):
                    operation_id="vm_snapshot_revert", responses={200: RevertedVM})
     def post(self, request: Request, host: str, vm: Any, name: str) -> Response:
         outcome = snapshot_pages.revert_snapshot(request, self.ref, _snapshot_name(name), quiet=True)
-        return answer(outcome, message=f"{outcome.name}: back to snapshot {name}.", data={"state": outcome.value})
+        return answer(outcome, message=_("%(vm)s: back to snapshot %(name)s.") % {"vm": outcome.name, "name": name},
+                      data={"state": outcome.value})
 
 
 # --- the console ticket -------------------------------------------------------------------------------
@@ -387,11 +405,12 @@ class ConsoleTicket(ApiView):
     def post(self, request: Request, host: str, vm: Any) -> Response:
         kind = data_of(request).get("console", "vnc")
         if kind not in console_pages.WS_PATHS:
-            raise ValidationError({"console": [f"One of: {', '.join(sorted(console_pages.WS_PATHS))}."]})
+            choices = ", ".join(sorted(console_pages.WS_PATHS))
+            raise ValidationError({"console": [_("One of: %(choices)s.") % {"choices": choices}]})
         try:
             granted = console_pages.grant(request, self.ref, kind)
         except tickets.Refused as exc:  # a read-only token, or a session without a key: nothing to bind to
-            raise PermissionDenied(str(exc), code="console_refused") from None
+            raise PermissionDenied(said_(exc), code="console_refused") from None
         scheme = "wss" if request.is_secure() else "ws"
         by_token = tickets.api_token_of(request) is not None
         return Response({**granted, "ws_url": f"{scheme}://{request.get_host()}{granted['ws_path']}",
@@ -420,11 +439,12 @@ class JobCancel(ApiView):
     def post(self, request: Request, job_id: int) -> Response:
         job = job_pages._job_or_403(request, job_id)
         if not job.active:
-            raise Conflict(f"The job has already ended ({job.state}).", code="invalid_state")
+            raise Conflict(_("The job has already ended (%(state)s).") % {"state": job.get_state_display()},
+                           code="invalid_state")
         try:
             words = job_pages.cancel(request, job)
         except Busy as exc:
-            raise Conflict(str(exc), code="invalid_state") from None
+            raise Conflict(said_(exc), code="invalid_state") from None
         job.refresh_from_db()
         url = request.build_absolute_uri(reverse("api:job", args=[job.pk]))
         return Response({"message": words, "job": job.pk, "state": job.state, "url": url},

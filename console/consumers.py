@@ -17,9 +17,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console import rfb
 from console.session import ConsoleSession, open_session
-from console.sockets import cancel_others, open_arguments, selected_protocol, watch
+from console.sockets import cancel_others, close_words, language_of, open_arguments, selected_protocol, watch
 from console.target import TargetStream
 from console.tickets import Refused
+from virt.errors import Text, gettext_noop
 from webkvm.blocking import blocking
 
 CLOSE_REFUSED = 4403  # private-use close codes: the page shows the reason that comes with them
@@ -34,6 +35,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
     tasks: list[asyncio.Task[None]]
     opening: rfb.NoAuthOpening | None = None
     close_reason = ""
+    language = ""  # the user's (console.sockets.language_of): the close reasons are said in it
 
     async def connect(self) -> None:
         self.tasks = []
@@ -42,9 +44,11 @@ class ConsoleConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
             self.session, self.stream = await blocking(open_session)(**arguments)
         except Refused as exc:
             # Accept only to say why: the close reason is all the page can read of a refusal.
+            language = await blocking(language_of)(self.scope)
             await self.accept(subprotocol=selected_protocol(self.scope))
-            await self.close(code=CLOSE_REFUSED, reason=str(exc)[:120])
+            await self.close(code=CLOSE_REFUSED, reason=close_words(exc, language))
             return
+        self.language = await blocking(language_of)(self.scope, self.session.user)
         try:
             reader, self.writer = await asyncio.open_connection(sock=self.stream.sock, limit=CHUNK)
             await self.accept(subprotocol=selected_protocol(self.scope))
@@ -66,7 +70,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
             try:
                 reply, rest = self.opening.feed(bytes_data)
             except rfb.RfbError as exc:
-                await self._end(str(exc))
+                await self._end(rfb.words(exc))
                 return
             if reply:
                 await self.send(bytes_data=reply)
@@ -83,16 +87,18 @@ class ConsoleConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
         while data := await reader.read(CHUNK):
             sent_any = True
             await self.send(bytes_data=data)
-        reason = "the VNC server closed the connection"
+        reason = Text(gettext_noop("the VNC server closed the connection"))
         if not sent_any and self.stream is not None and self.stream.process is not None:
             said = await sync_to_async(self.stream.ssh_error, thread_sensitive=False)()
-            reason = f"ssh tunnel to the host failed: {said}" if said else reason
+            if said:
+                reason = Text(gettext_noop("ssh tunnel to the host failed: {said}"), said=said)
         await self._end(reason)
 
     async def _end(self, reason: str) -> None:
+        """Close with `reason` (a Text: said in the user's language; the audit keeps the English)."""
         if not self.close_reason:
-            self.close_reason = reason
-            await self.close(code=CLOSE_ENDED, reason=reason[:120])
+            self.close_reason = str(reason)
+            await self.close(code=CLOSE_ENDED, reason=close_words(reason, self.language or "en"))
 
     async def disconnect(self, code: int) -> None:
         await cancel_others(self.tasks)

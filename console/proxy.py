@@ -20,8 +20,10 @@ from websockify.websocketproxy import LibProxyServer, ProxyRequestHandler
 
 from console import rfb
 from console.session import ConsoleSession, open_session, parse_ws_path, session_cookie
+from console.sockets import close_words, language_from
 from console.target import TargetStream
 from console.tickets import Refused, bearer, from_protocols
+from virt.errors import Text, gettext_noop
 
 CLOSE_REFUSED, CLOSE_ENDED = 4403, 4000
 BROWSER_OPENING_SECONDS = 30.0
@@ -31,6 +33,7 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websock
     console: ConsoleSession | None = None
     stream: TargetStream | None = None
     end_reason = ""
+    language = "en"  # the user's (console.sockets.language_from): the close reasons are said in it
 
     def handle_upgrade(self) -> None:
         """Only the handshake here (websockify answers the `binary` subprotocol the browser offers first, never
@@ -54,7 +57,9 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websock
                 host_header=self.headers.get("Host", ""), remote_addr=self.client_address[0],
                 presented=bearer(self.headers.get("Authorization", "")))
         except Refused as exc:  # told to the page in the close frame, as the panel's consumer does
-            raise self.CClose(CLOSE_REFUSED, str(exc)[:120] or "refused") from None
+            language = language_from(self.headers.get("Cookie", ""), self.headers.get("Accept-Language", ""))
+            raise self.CClose(CLOSE_REFUSED, close_words(exc, language) or "refused") from None
+        self.language = language_from("", self.headers.get("Accept-Language", ""), self.console.user)
         try:
             if self.stream.authenticated:
                 self._open_for_browser(self.stream.sock)
@@ -83,7 +88,7 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websock
                     reply, rest = opening.feed(buf)
                 except rfb.RfbError as exc:
                     self.end_reason = str(exc)
-                    raise self.CClose(CLOSE_ENDED, self.end_reason[:120]) from None
+                    raise self.CClose(CLOSE_ENDED, close_words(rfb.words(exc), self.language)) from None
                 if reply:
                     self._send([reply])
                 if rest is not None:
@@ -91,8 +96,9 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websock
                     return
             if closed:
                 raise self.CClose(closed["code"], closed["reason"])
-        self.end_reason = "the browser did not finish the RFB opening"
-        raise self.CClose(CLOSE_ENDED, self.end_reason)
+        unfinished = Text(gettext_noop("the browser did not finish the RFB opening"))
+        self.end_reason = str(unfinished)
+        raise self.CClose(CLOSE_ENDED, close_words(unfinished, self.language))
 
     def _send(self, bufs: list[bytes]) -> None:
         pending = self.send_frames(bufs)
@@ -105,8 +111,8 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]  # websock
         assert self.console is not None
         reason = self.console.lost()
         if reason:
-            self.end_reason = reason
-            raise self.CClose(CLOSE_ENDED, reason[:120])
+            self.end_reason = str(reason)
+            raise self.CClose(CLOSE_ENDED, close_words(reason, self.language))
         super().send_ping(data)
 
     def finish(self) -> None:

@@ -17,8 +17,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console.serial_holders import InUse, SerialSessions
 from console.serial_session import SerialSession, open_session
-from console.sockets import cancel_others, open_arguments, selected_protocol, watch
+from console.sockets import cancel_others, close_words, language_of, open_arguments, selected_protocol, watch
 from console.tickets import Refused
+from virt.errors import Message, Text
 from virt.serial import SerialPipe, abort_quietly
 from webkvm.blocking import blocking
 
@@ -35,6 +36,7 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     loop: asyncio.AbstractEventLoop
     tasks: list[asyncio.Task[None]]
     close_reason = ""
+    language = ""  # the user's (console.sockets.language_of): the close reasons are said in it
     accepted = False
     kicked = ""  # set (from any thread) when another viewer takes the console over
     registry: SerialSessions | None = None  # None: this process's (console.serial_session.sessions)
@@ -49,9 +51,12 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
                 channel=getattr(self, "channel_name", ""), registry=self.registry)
         except Refused as exc:
             # Accept only to say why: the close reason is all the page can read of a refusal.
+            language = await blocking(language_of)(self.scope)
             await self.accept(subprotocol=selected_protocol(self.scope))
-            await self.close(code=CLOSE_IN_USE if isinstance(exc, InUse) else CLOSE_REFUSED, reason=str(exc)[:120])
+            await self.close(code=CLOSE_IN_USE if isinstance(exc, InUse) else CLOSE_REFUSED,
+                             reason=close_words(exc, language))
             return
+        self.language = await blocking(language_of)(self.scope, self.session.user)
         self.pipe = SerialPipe(self.session.stream, on_data=self._deliver_from_thread, on_end=self._ended_from_thread,
                                name=self.session.vm_uuid[:8])
         try:
@@ -102,7 +107,9 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         """Another viewer, in this process or another, took the console over (a channel layer message).
         Handled after connect() returned: Channels dispatches one message at a time."""
         if self.session is not None and message.get("token") == self.session.holder.token:
-            self._kick(str(message.get("reason") or "taken over"))
+            said = message.get("said")
+            self._kick(Text.of(Message.from_dict(said)) if isinstance(said, dict)
+                       else str(message.get("reason") or "taken over"))
 
     def _end_soon(self, reason: str, code: int) -> None:
         # Before the handshake is answered, connect() itself looks at `kicked`.
@@ -112,10 +119,10 @@ class SerialConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     async def _end(self, reason: str, code: int = CLOSE_ENDED) -> None:
         if self.close_reason:
             return
-        self.close_reason = reason
+        self.close_reason = str(reason)  # the audit's, in English; the page reads it in its user's language
         if self.pipe is not None:
             self.pipe.close()
-        await self.close(code=code, reason=reason[:120])
+        await self.close(code=code, reason=close_words(reason, self.language or "en"))
 
     async def disconnect(self, code: int) -> None:
         if not self.close_reason:

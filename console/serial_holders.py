@@ -28,12 +28,14 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from console.tickets import Refused
+from virt.errors import Message, Text, gettext_noop
 from webkvm.formats import when
 
 log = logging.getLogger(__name__)
 
 Key = tuple[int, str]  # (host pk, VM UUID)
 KICK = "serial.kick"  # channel layer message type; SerialConsumer.serial_kick handles it
+TAKEN_OVER = gettext_noop("taken over by {user}")
 
 
 class InUse(Refused):
@@ -58,8 +60,8 @@ class Holder:
     channel: str = ""  # the holder consumer's Channels channel_name (how another process reaches it)
     token: str = field(default_factory=_token)  # this session's, in its Redis record
 
-    def describe(self) -> str:
-        return f"in use by {self.username} since {when(self.since)}"
+    def describe(self) -> Text:
+        return Text(gettext_noop("in use by {user} since {since}"), user=self.username, since=when(self.since))
 
 
 class SerialSessions(Protocol):
@@ -92,7 +94,7 @@ class ProcessSerialSessions:
                 raise InUse(current.describe())
             self._held[key] = holder
         if current is not None:
-            current.kick(f"taken over by {holder.username}")
+            current.kick(Text(TAKEN_OVER, user=holder.username))
         return current
 
     def release(self, key: Key, holder: Holder) -> None:
@@ -157,7 +159,7 @@ class RedisSerialSessions:
                 self._renewer = threading.Thread(target=self._renew, name="serial-console-renewer", daemon=True)
                 self._renewer.start()
         if current is not None:
-            current.kick(f"taken over by {holder.username}")
+            current.kick(Text(TAKEN_OVER, user=holder.username))
         return current
 
     def release(self, key: Key, holder: Holder) -> None:
@@ -194,7 +196,10 @@ class RedisSerialSessions:
         if not channel or layer is None:
             return  # its process's renewal finds the record gone and tells it
         try:
-            async_to_sync(layer.send)(channel, {"type": KICK, "reason": reason, "token": token})
+            message: dict[str, object] = {"type": KICK, "reason": str(reason), "token": token}
+            if isinstance(reason, Text):  # the receiver says it in its user's language
+                message["said"] = Message.of(reason).as_dict()
+            async_to_sync(layer.send)(channel, message)
         except Exception as exc:  # channel full, Redis away: the renewal is the fallback, as above
             log.warning("serial console: could not tell %s to close: %s", channel, exc)
 
@@ -219,4 +224,4 @@ class RedisSerialSessions:
             if current is None:
                 return
             del self._mine[name]
-        holder.kick(f"taken over by {current.username}")
+        holder.kick(Text(TAKEN_OVER, user=current.username))

@@ -19,10 +19,10 @@ import libvirt
 
 from console.serial_holders import Holder, InUse, ProcessSerialSessions, RedisSerialSessions, SerialSessions
 from console.session import access_lost, admit, via_of
-from console.tickets import Refused, host_refusal, refuse
+from console.tickets import VM_GONE, Refused, host_refusal, refuse
 from hosts import services
 from hosts.models import Host
-from virt.errors import NotFound, VirtError
+from virt.errors import NotFound, Text, VirtError, gettext_noop
 from virt.serial import ConsoleBusy, abort_quietly, open_console
 from webkvm import audit
 
@@ -56,7 +56,7 @@ class SerialSession:
     def key(self) -> tuple[int, str]:
         return (self.host.pk, self.vm_uuid)
 
-    def lost(self) -> str:
+    def lost(self) -> str:  # a Text, or "" while it may go on
         """Why the session must end now ("" while it may go on): logout, grant withdrawn, VM gone or stopped."""
         reason, host = access_lost(self.user, self.session_key, self.host, self.vm_uuid, self.api_token_id)
         if host is None:
@@ -64,10 +64,10 @@ class SerialSession:
         try:
             active = services.call(host, lambda conn: bool(conn.lookupByUUIDString(self.vm_uuid).isActive()))
         except NotFound:
-            return "the VM no longer exists on this host"
+            return Text(VM_GONE)
         except VirtError as exc:
-            return host_refusal(f"host {host.name} does not answer", exc).told(self.user)
-        return "" if active else "the VM is not running any more"
+            return host_refusal(Text(gettext_noop("host {host} does not answer"), host=host.name), exc).told(self.user)
+        return "" if active else Text(gettext_noop("the VM is not running any more"))
 
     def release(self) -> None:
         self.registry.release(self.key, self.holder)
@@ -97,22 +97,23 @@ def open_session(*, ticket: str, host_name: str, vm_uuid: str, session_key: str,
     try:
         previous = held.claim(key, holder, take_over=take_over)
     except InUse as exc:
-        refuse(f"serial console {exc}", **where)
+        refuse(Refused(gettext_noop("serial console {reason}"), reason=exc.text), **where)
         raise
     except Refused as exc:
-        raise refuse(f"serial console: {exc}", **where) from None
+        raise refuse(Refused(gettext_noop("serial console: {reason}"), reason=exc.text), **where) from None
     try:
         stream = services.call(spent.host, lambda conn: open_console(conn.lookupByUUIDString(vm), force=take_over))
     except ConsoleBusy:
         held.release(key, holder)
-        refuse("serial console in use by another client of the host", **where)
-        raise InUse("in use by another client of the host (virsh console or another panel process)") from None
+        refuse(gettext_noop("serial console in use by another client of the host"), **where)
+        raise InUse(gettext_noop("in use by another client of the host (virsh console or another panel process)")) \
+            from None
     except NotFound:
         held.release(key, holder)
-        raise refuse("the VM no longer exists on this host", **where) from None
+        raise refuse(VM_GONE, **where) from None
     except VirtError as exc:
         held.release(key, holder)
-        raise refuse(host_refusal("serial console", exc), **where) from None
+        raise refuse(host_refusal(gettext_noop("serial console"), exc), **where) from None
     except BaseException:
         held.release(key, holder)
         raise

@@ -20,6 +20,7 @@ from console import target as targets
 from console.models import ConsoleTicket
 from console.tickets import Refused, consume, refuse, session_user, through, usable_token
 from hosts.models import Host
+from virt.errors import Text, gettext_noop
 from webkvm import audit, permissions
 
 WS_PATH_PREFIX = "/console/ws/"
@@ -51,8 +52,8 @@ def admit(*, ticket: str, host_name: str, vm_uuid: str, session_key: str, origin
     # send must still be the panel's own. A bearer header opens only a ticket minted through that very
     # token (tickets.consume), never a session's, so a missing Origin never lets a cookie in.
     if not (presented and not origin) and not origin_allowed(origin, host_header):
-        raise refuse(f"foreign origin {origin[:100]!r}", host_name=host_name, vm_uuid=vm_uuid,
-                     remote_addr=remote_addr)
+        raise refuse(Refused(gettext_noop("foreign origin {origin}"), origin=repr(origin[:100])), host_name=host_name,
+                     vm_uuid=vm_uuid, remote_addr=remote_addr)
     return consume(ticket, host_name=host_name, vm_uuid=vm_uuid, session_key=session_key, remote_addr=remote_addr,
                    kind=kind, presented=presented)
 
@@ -70,17 +71,17 @@ def access_lost(user: Any, session_key: str, host: Host, vm_uuid: str,
     if api_token_id is not None:
         api_token, why = usable_token(api_token_id)
         if api_token is None or api_token.user.pk != user.pk:
-            return why or "the API token changed hands", None
+            return why or Text(gettext_noop("the API token changed hands")), None
         now = api_token.user
     else:
         now = session_user(session_key)
         if now is None or now.pk != user.pk:
-            return "you were logged out", None
+            return Text(gettext_noop("you were logged out")), None
     current = Host.objects.filter(pk=host.pk).first()
     if current is None:
-        return "the host was removed from the panel", None
+        return Text(gettext_noop("the host was removed from the panel")), None
     if not permissions.can(now, "console", host=current, vm_uuid=vm_uuid):
-        return "your console permission on this VM was withdrawn", None
+        return Text(gettext_noop("your console permission on this VM was withdrawn")), None
     return "", current
 
 
@@ -105,7 +106,7 @@ class ConsoleSession:
         except Refused as exc:
             return exc.told(self.user)
         if display.port != self.target.port:  # the port may now belong to another VM
-            return "the VM's display moved"
+            return Text(gettext_noop("the VM's display moved"))
         return ""
 
     def record_close(self, reason: str) -> None:

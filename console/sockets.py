@@ -11,10 +11,18 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
+from django.utils import translation
+from django.utils.translation import trans_real
 
 from console.session import session_cookie
-from console.tickets import SELECTED_PROTOCOL, bearer, from_protocols
+from console.tickets import SELECTED_PROTOCOL, bearer, from_protocols, session_user
+from virt.errors import Said
+from webkvm import languages
 from webkvm.blocking import blocking
+from webkvm.i18n import said
+
+MAX_REASON_BYTES = 123  # a WebSocket close frame's reason, in UTF-8 (RFC 6455 5.5.1)
+MAX_REASON_CHARACTERS = 120
 
 
 def open_arguments(scope: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
@@ -30,6 +38,41 @@ def open_arguments(scope: dict[str, Any]) -> tuple[dict[str, Any], dict[str, lis
             "session_key": session_cookie(headers.get("cookie", "")), "origin": headers.get("origin", ""),
             "host_header": headers.get("host", ""), "remote_addr": client[0],
             "presented": bearer(headers.get("authorization", ""))}, query
+
+
+def language_of(scope: dict[str, Any], user: Any = None) -> str:
+    """The language a console speaks to its user (a WebSocket has no request to carry it): the one `user` (or
+    the user of the request's login session) chose, else the browser's (Accept-Language), else the panel's.
+    Blocking: it reads the database."""
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+    return language_from(headers.get("cookie", ""), headers.get("accept-language", ""), user)
+
+
+def language_from(cookie: str, accept_language: str, user: Any = None) -> str:
+    """language_of() from a request's Cookie and Accept-Language headers (the standalone proxy's)."""
+    if user is None:
+        user = session_user(session_cookie(cookie))
+    chosen = languages.stored(user) if user is not None else ""
+    if chosen:
+        return chosen
+    for code, _quality in trans_real.parse_accept_lang_header(accept_language):
+        if code == "*":
+            break
+        try:
+            return translation.get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return str(settings.LANGUAGE_CODE)
+
+
+def close_words(reason: BaseException | Said | str, language: str) -> str:
+    """Why a console closes, as its page shows it: in `language`, and short enough for a close frame."""
+    with translation.override(language):
+        text = said(reason) if isinstance(reason, (BaseException, Said)) else str(reason)
+    text = text[:MAX_REASON_CHARACTERS]
+    while len(text.encode()) > MAX_REASON_BYTES:
+        text = text[:-1]
+    return text
 
 
 def selected_protocol(scope: dict[str, Any]) -> str | None:

@@ -24,7 +24,7 @@ from console.tickets import Refused, host_refusal
 from hosts import services
 from hosts.models import Host
 from virt.console import ANY_ADDRESSES, NoDisplay, VncDisplay, vnc_display
-from virt.errors import NotFound, VirtError
+from virt.errors import NotFound, Text, VirtError, gettext_noop
 from virt.xml.domain import Domain
 
 CONNECT_TIMEOUT = 5.0
@@ -57,11 +57,11 @@ def current_display(host: Host, vm_uuid: str) -> VncDisplay:
     try:
         return services.call(host, lambda conn: vnc_display(conn.lookupByUUIDString(vm_uuid)))
     except NotFound:
-        raise Refused("the VM no longer exists on this host") from None
+        raise Refused(gettext_noop("the VM no longer exists on this host")) from None
     except NoDisplay as exc:
-        raise Refused(str(exc)) from None
+        raise Refused(Text.of(exc)) from None
     except VirtError as exc:
-        raise host_refusal(f"host {host.name} does not answer", exc) from None
+        raise host_refusal(Text(gettext_noop("host {host} does not answer"), host=host.name), exc) from None
 
 
 def vnc_password(host: Host, vm_uuid: str) -> str | None:
@@ -72,9 +72,9 @@ def vnc_password(host: Host, vm_uuid: str) -> str | None:
     try:
         return services.call(host, read)
     except NotFound:
-        raise Refused("the VM no longer exists on this host") from None
+        raise Refused(gettext_noop("the VM no longer exists on this host")) from None
     except VirtError as exc:
-        raise host_refusal(f"host {host.name} does not answer", exc) from None
+        raise host_refusal(Text(gettext_noop("host {host} does not answer"), host=host.name), exc) from None
 
 
 def _on_this_machine(address: str) -> bool:
@@ -105,14 +105,16 @@ def _own_address(host: Host, display: VncDisplay) -> str:
     if display.listen in ANY_ADDRESSES:
         return host.hostname.strip("[]")
     if display.on_loopback:
-        raise Refused(f"{display.vm_name}'s VNC display listens on {display.listen} of host {host.name}, "
-                      f"which the panel cannot reach over {host.transport}: add the host over ssh to use "
-                      "its consoles (the panel then tunnels to the host's loopback).")
+        raise Refused(gettext_noop("{vm}'s VNC display listens on {listen} of host {host}, which the panel cannot "
+                                   "reach over {transport}: add the host over ssh to use its consoles (the panel "
+                                   "then tunnels to the host's loopback)."),
+                      vm=display.vm_name, listen=display.listen, host=host.name, transport=host.transport)
     own = _on_this_machine(display.listen) if _is_local(host) else display.listen in _host_addresses(host)
     if not own:
-        raise Refused(f"{display.vm_name}'s VNC display listens on {display.listen}, which is not an address of "
-                      f"host {host.name}: the console connects only to the VM's own host (an admin can set the "
-                      "display's listen address to 127.0.0.1 or 0.0.0.0)")
+        raise Refused(gettext_noop("{vm}'s VNC display listens on {listen}, which is not an address of host "
+                                   "{host}: the console connects only to the VM's own host (an admin can set the "
+                                   "display's listen address to 127.0.0.1 or 0.0.0.0)"),
+                      vm=display.vm_name, listen=display.listen, host=host.name)
     return display.listen
 
 
@@ -186,8 +188,8 @@ def connect(host: Host, target: Target) -> TargetStream:
         except OSError as exc:
             if sock is not None:
                 sock.close()
-            raise Refused(f"cannot reach the VNC server of {target.display.vm_name} at {target.describe()}: "
-                          f"{exc.strerror or exc}") from None
+            raise Refused(gettext_noop("cannot reach the VNC server of {vm} at {where}: {error}"),
+                          vm=target.display.vm_name, where=target.describe(), error=str(exc.strerror or exc)) from None
         return TargetStream(sock)
     ours, theirs = socket.socketpair()
     try:
@@ -195,7 +197,7 @@ def connect(host: Host, target: Target) -> TargetStream:
                                    stderr=subprocess.PIPE, close_fds=True, start_new_session=True)
     except (OSError, VirtError, ValueError) as exc:
         ours.close()
-        raise Refused(f"cannot start ssh to {host.name}", str(exc)) from None
+        raise Refused(Text(gettext_noop("cannot start ssh to {host}"), host=host.name), str(exc)) from None
     finally:
         theirs.close()
     return TargetStream(ours, process)
@@ -215,8 +217,9 @@ def open_stream(host: Host, target: Target) -> TargetStream:
         finally:
             stream.close()
         if said:
-            raise Refused(f"{target.display.vm_name}: ssh tunnel to the host failed", said) from None
-        raise Refused(f"{target.display.vm_name}: {exc}") from None
+            raise Refused(Text(gettext_noop("{vm}: ssh tunnel to the host failed"), vm=target.display.vm_name),
+                          said) from None
+        raise Refused(gettext_noop("{vm}: {error}"), vm=target.display.vm_name, error=rfb.words(exc)) from None
     except BaseException:
         stream.close()  # whatever went wrong, the socket and the ssh process go with it
         raise

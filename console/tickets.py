@@ -30,7 +30,7 @@ from django.utils import timezone
 from api.models import ApiToken
 from console.models import ConsoleTicket
 from hosts.models import Host
-from virt.errors import HOST_UNAVAILABLE, VirtError, hidden_words
+from virt.errors import HOST_UNAVAILABLE, Said, Text, VirtError, gettext_noop, hidden_words
 from webkvm import audit, permissions
 from webkvm.models import AuditResult
 
@@ -39,23 +39,38 @@ MAX_TICKET_LENGTH = 100  # token_urlsafe(32) is 43 characters; anything much lon
 # A ticket (URL-safe base64: letters, digits, - and _) is a valid subprotocol token after this prefix.
 TICKET_PROTOCOL = "webkvm.ticket."
 SELECTED_PROTOCOL = "binary"  # what the server answers; noVNC and the serial page offer it
+VM_GONE = gettext_noop("the VM no longer exists on this host")
+# A ticket for the other console, in words (each sentence whole, for its translation).
+OTHER_KIND = {("vnc", "serial"): gettext_noop("console ticket is for the VNC console, not the serial one"),
+              ("serial", "vnc"): gettext_noop("console ticket is for the serial console, not the vnc one")}
 
 
-class Refused(Exception):
+class Refused(Said, Exception):
     """The console is refused. The message is shown to the user, so it names no secret.
 
+    `reason` is a message of ours (a virt.errors.Text, or a template marked with gettext_noop and its
+    `params`): str() is English (the audit record), webkvm.i18n.said() shows it in the reader's language.
     `host_said`: the host's own words (libvirt's, ssh's) behind the refusal, apart from the panel's:
     refuse() keeps them in the audit record and shows them to admins only."""
 
-    def __init__(self, reason: str, host_said: str = "", hidden_as: str = HOST_UNAVAILABLE) -> None:
-        super().__init__(f"{reason}: {host_said}" if host_said else reason)
-        self.reason, self.host_said, self.hidden_as = reason, host_said, hidden_as
+    def __init__(self, reason: str, host_said: str = "", hidden_as: str = HOST_UNAVAILABLE, /,
+                 **params: object) -> None:
+        self.reason = Text.of(reason) if isinstance(reason, Said) else Text(reason, **params)
+        self.host_said, self.hidden_as = host_said, hidden_as
+        self.text = self._words(host_said)
+        self.template, self.params = self.text.template, self.text.params
+        super().__init__(str(self.text))
 
-    def told(self, user: Any) -> str:
+    def _words(self, host_said: str | Text) -> Text:
+        if not host_said:
+            return self.reason
+        return Text(gettext_noop("{reason}: {host_said}"), reason=self.reason, host_said=host_said)
+
+    def told(self, user: Any) -> Text:
         """What `user` reads of it: all of it for admins, the panel's words for everybody else."""
         if not self.host_said or permissions.is_admin(user):
-            return str(self)
-        return f"{self.reason}: {self.hidden_as}"
+            return self.text
+        return self._words(Text.of(self.hidden_as))
 
 
 def digest(value: str) -> str:
@@ -104,12 +119,12 @@ def mint(request: HttpRequest, host: Host, vm_uuid: str, kind: str = "vnc") -> s
     api_token = api_token_of(request)
     if api_token is not None:
         if api_token.read_only:  # the API refuses the POST already; opening a console is not a read
-            raise Refused("a read-only API token opens no console")
+            raise Refused(gettext_noop("a read-only API token opens no console"))
         binding: dict[str, Any] = {"api_token": api_token, "session_hash": ""}
     else:
         session_key = request.session.session_key
         if not session_key:  # a logged-in user always has one; be explicit rather than bind to ""
-            raise Refused("no login session")
+            raise Refused(gettext_noop("no login session"))
         binding = {"session_hash": digest(session_key)}
     token = secrets.token_urlsafe(32)
     prune()  # every mint cleans up, so the table stays as small as the last minute's use: no cron needed
@@ -133,9 +148,11 @@ def session_user(session_key: str) -> Any:
 
 
 def host_refusal(reason: str, exc: VirtError) -> Refused:
-    """A refusal for a failure the host reported: its words reach admins only (webkvm.operations.told)."""
+    """A refusal for a failure the host reported: its words reach admins only (webkvm.operations.told).
+    `reason` is a message of ours (a Text, or a template of gettext_noop without parameters)."""
     if not exc.from_host:
-        return Refused(f"{reason}: {exc}")
+        return Refused(gettext_noop("{reason}: {error}"),
+                       reason=Text.of(reason) if isinstance(reason, Said) else Text(reason), error=Text.of(exc))
     return Refused(reason, str(exc), hidden_words(exc))
 
 
@@ -157,19 +174,19 @@ def usable_token(api_token_id: int, presented: str = "") -> tuple[ApiToken | Non
     if presented:
         token = ApiToken.find(presented)
         if token is None or token.pk != api_token_id:
-            return None, "console ticket belongs to another API token"
+            return None, Text(gettext_noop("console ticket belongs to another API token"))
     else:
         token = ApiToken.objects.select_related("user").filter(pk=api_token_id).first()
         if token is None:
-            return None, "the API token was deleted"
+            return None, Text(gettext_noop("the API token was deleted"))
     if token.revoked is not None:
-        return None, "the API token was revoked"
+        return None, Text(gettext_noop("the API token was revoked"))
     if token.expired:
-        return None, "the API token has expired"
+        return None, Text(gettext_noop("the API token has expired"))
     if token.read_only:
-        return None, "a read-only API token opens no console"
+        return None, Text(gettext_noop("a read-only API token opens no console"))
     if not token.user.is_active:
-        return None, "the API token's user is disabled"
+        return None, Text(gettext_noop("the API token's user is disabled"))
     return token, ""
 
 
@@ -181,19 +198,20 @@ def _holder(ticket: ConsoleTicket, session_key: str, presented: str) -> tuple[An
     means a token's ticket (console/session.py relaxes the Origin rule on that alone)."""
     if ticket.api_token_id is not None:
         if not presented:
-            return None, "console ticket was made for an API token: send it as Authorization: Bearer"
+            return None, Text(gettext_noop("console ticket was made for an API token: send it as "
+                                           "Authorization: Bearer"))
         api_token, why = usable_token(ticket.api_token_id, presented)
         if api_token is None:
             return None, why
         api_token.touch()  # a use of the token, as an API request is
         return api_token.user, ""
     if presented:
-        return None, "console ticket belongs to a login session, not an API token"
+        return None, Text(gettext_noop("console ticket belongs to a login session, not an API token"))
     if digest(session_key or "") != ticket.session_hash:
-        return None, "console ticket belongs to another login session"
+        return None, Text(gettext_noop("console ticket belongs to another login session"))
     user = session_user(session_key)
     if user is None or user.pk != ticket.user_id:
-        return None, "not logged in as the user the console ticket was made for"
+        return None, Text(gettext_noop("not logged in as the user the console ticket was made for"))
     return user, ""
 
 
@@ -206,33 +224,37 @@ def consume(token: str, *, host_name: str, vm_uuid: str, session_key: str, remot
     spent by any attempt, even a refused one: a leaked ticket is worth one try at most."""
     where: dict[str, Any] = {"host_name": host_name, "vm_uuid": vm_uuid, "remote_addr": remote_addr}
     if not token or len(token) > MAX_TICKET_LENGTH:
-        raise refuse("no console ticket", **where)
+        raise refuse(gettext_noop("no console ticket"), **where)
     try:
         vm_uuid = str(uuid.UUID(vm_uuid))
     except ValueError:
-        raise refuse("not a VM UUID", **where) from None
+        raise refuse(gettext_noop("not a VM UUID"), **where) from None
     token_hash = digest(token)
     now = timezone.now()
     spent = ConsoleTicket.objects.filter(token_hash=token_hash, used_at__isnull=True, expires__gt=now).update(
         used_at=now)
     ticket = ConsoleTicket.objects.select_related("user", "host", "api_token").filter(token_hash=token_hash).first()
     if ticket is None:
-        raise refuse("unknown console ticket", **where)
+        raise refuse(gettext_noop("unknown console ticket"), **where)
     where["user"] = ticket.user
     via = through(ticket.api_token) if ticket.api_token is not None else ""
     where["via"] = via
     if not spent:
         # The UPDATE above missed: either somebody spent it already, or its 30 s are over.
-        raise refuse("console ticket already used" if ticket.used_at else "console ticket expired", **where)
+        raise refuse(gettext_noop("console ticket already used") if ticket.used_at
+                     else gettext_noop("console ticket expired"), **where)
     if ticket.kind != kind:
-        raise refuse(f"console ticket is for the {ticket.get_kind_display()} console, not the {kind} one", **where)
+        raise refuse(OTHER_KIND.get((ticket.kind, kind)) or Refused(
+            gettext_noop("console ticket is for the {ticket} console, not the {asked} one"),
+            ticket=ticket.get_kind_display(), asked=kind), **where)
     if ticket.host.name != host_name or str(ticket.vm_uuid) != vm_uuid:
-        raise refuse(f"console ticket is for another VM ({ticket.vm_uuid} on {ticket.host.name})", **where)
+        raise refuse(Refused(gettext_noop("console ticket is for another VM ({uuid} on {host})"),
+                             uuid=str(ticket.vm_uuid), host=ticket.host.name), **where)
     user, why = _holder(ticket, session_key, presented)
     if user is None or user.pk != ticket.user_id:
-        raise refuse(why or "not the user the console ticket was made for", **where)
+        raise refuse(why or gettext_noop("not the user the console ticket was made for"), **where)
     if not permissions.can(user, "console", host=ticket.host, vm_uuid=vm_uuid):
-        raise refuse("no console permission on this VM", **where)
+        raise refuse(gettext_noop("no console permission on this VM"), **where)
     detail = "ticket used" if kind == "vnc" else f"{kind} ticket used"
     audit.record(None, "console.open", object_type="vm", object_name=vm_uuid, host_name=host_name,
                  detail=f"{detail} ({via})" if via else detail, user=user, remote_addr=remote_addr)

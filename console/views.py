@@ -14,6 +14,7 @@ from instances.lookup import VMRef
 from virt import lifecycle
 from virt.domains import domain_detail
 from virt.errors import VirtError
+from webkvm.i18n import said
 from webkvm.middleware import POLICY
 from webkvm.models import VMPermission
 from webkvm.operations import page, told, vm_route
@@ -34,7 +35,8 @@ def console_page(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         info = ref.call(domain_detail)
     except VirtError as exc:
-        return render(request, "console/console.html", {**context, "error": told(request.user, exc)}, status=503)
+        return render(request, "console/console.html", {**context, "error": told(request.user, exc)},
+                      status=503)
     allowed = {p: can(request.user, p, host=ref.host, vm_uuid=ref.uuid) for p in ("power", "change")}
     # Power actions beside the screen; autostart and the like stay on the detail page.
     actions = [a for a in lifecycle.available(info.state_code, info.managed_save)
@@ -60,7 +62,7 @@ def _ticket_answer(request: HttpRequest, ref: VMRef, kind: str) -> JsonResponse:
     try:
         return JsonResponse(grant(request, ref, kind))
     except tickets.Refused as exc:
-        return JsonResponse({"error": str(exc)}, status=403)
+        return JsonResponse({"error": said(exc)}, status=403)
 
 
 @require_POST

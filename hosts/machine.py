@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from hosts.models import Host
+from virt.errors import Message, gettext_noop
 
 log = logging.getLogger("webkvm.hosts")
 
@@ -35,9 +36,11 @@ def observe(host: Host, seen: str | None) -> None:
         host.refresh_from_db(fields=["hypervisor_uuid", "unconfirmed_uuid"])
 
 
-def confirm(host: Host) -> str:
-    """An admin's word that the host is now the machine it answers as; returns what changed, in words."""
+def confirm(host: Host) -> Message:
+    """An admin's word that the host is now the machine it answers as; returns what changed, in words
+    (English as str(), in the reader's language with webkvm.i18n.said)."""
     before, after = host.hypervisor_uuid, host.unconfirmed_uuid
     Host.objects.filter(pk=host.pk).update(hypervisor_uuid=after, unconfirmed_uuid="")
     host.hypervisor_uuid, host.unconfirmed_uuid = after, ""
-    return f"machine confirmed: host UUID {before} -> {after}; the host's grants count again"
+    return Message(gettext_noop("machine confirmed: host UUID {before} -> {after}; the host's grants count again"),
+                   before=before, after=after)

@@ -8,12 +8,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from virt import uri
 from virt.errors import InvalidInput
 from virt.ssh import HostKey, SshIdentity
 from virt.uri import ConnectionSpec, Transport
 from webkvm import credentials
+from webkvm.i18n import said
 
 HOST_NAME_RE = r"^[a-z0-9](?:[a-z0-9-]{0,62})$"
 _FILE_FIELDS = {"transport", "path", "tls_pkipath"}
@@ -27,26 +30,27 @@ def file_problems(transport: str, path: str, tls_pkipath: str, *, present: bool 
     problems: dict[str, str] = {}
     if transport == Transport.TEST:
         if not settings.WEBKVM_TEST_DRIVER:
-            problems["transport"] = ("libvirt's test driver is a demo and test aid, turned off here "
-                                     "(WEBKVM_TEST_DRIVER=true turns it on).")
+            problems["transport"] = _("libvirt's test driver is a demo and test aid, turned off here "
+                                      "(WEBKVM_TEST_DRIVER=true turns it on).")
             return problems
         try:
             uri.validate_world(path, settings.WEBKVM_TEST_WORLDS, present=present)
         except InvalidInput as exc:
-            problems["path"] = str(exc)
+            problems["path"] = said(exc)
     if transport == Transport.TLS and tls_pkipath:
         try:
             uri.validate_pki_dir(tls_pkipath, settings.WEBKVM_PKI_ROOTS, present=present)
         except InvalidInput as exc:
-            problems["tls_pkipath"] = str(exc)
+            problems["tls_pkipath"] = said(exc)
     return problems
 
 
 class Host(models.Model):
     name = models.CharField(
         max_length=63, unique=True,
-        validators=[RegexValidator(HOST_NAME_RE, "Use lower-case letters, digits and hyphens (a short label).")],
-        help_text="A short label used in the panel and its URLs, e.g. kvm-01.",
+        validators=[RegexValidator(HOST_NAME_RE,
+                                   gettext_lazy("Use lower-case letters, digits and hyphens (a short label)."))],
+        help_text=gettext_lazy("A short label used in the panel and its URLs, e.g. kvm-01."),
     )
     transport = models.CharField(max_length=8, choices=[(t.value, t.value) for t in Transport])
     hostname = models.CharField(max_length=253, blank=True)

@@ -4,6 +4,8 @@ on the hypervisor); test asks the host."""
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_noop
+
 from webkvm.operations import ADMIN, Operation, declare
 
 
@@ -11,12 +13,13 @@ def _host(name: str, label: str, confirm: str = "") -> Operation:
     return declare(Operation(f"host.{name}", label, "host", ADMIN, confirm=confirm))
 
 
-CREATE = _host("create", "Add host")
-UPDATE = _host("update", "Edit host")
-DELETE = _host("delete", "Remove host", confirm="The host leaves the panel; nothing on the hypervisor changes.")
-TEST = _host("test", "Test connection")
+CREATE = _host("create", gettext_noop("Add host"))
+UPDATE = _host("update", gettext_noop("Edit host"))
+DELETE = _host("delete", gettext_noop("Remove host"),
+               confirm=gettext_noop("The host leaves the panel; nothing on the hypervisor changes."))
+TEST = _host("test", gettext_noop("Test connection"))
 # The host answers as another machine than the one recorded (hosts/machine.py): an admin says it is right.
-CONFIRM_MACHINE = _host("confirm_machine", "Confirm the new machine")
+CONFIRM_MACHINE = _host("confirm_machine", gettext_noop("Confirm the new machine"))
 # What users who are not admins may use of a host (webkvm.models.SharedResource): panel records only.
-SHARE = _host("share", "Open to users")
-UNSHARE = _host("unshare", "Close to users")
+SHARE = _host("share", gettext_noop("Open to users"))
+UNSHARE = _host("unshare", gettext_noop("Close to users"))

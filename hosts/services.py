@@ -9,15 +9,17 @@ from typing import Any, Generic, TypeVar
 
 import libvirt
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from hosts import machine
 from hosts.models import Host
 from virt.connections import HostConnection, HostStatus, Registry
-from virt.errors import HostBusy, Unreachable, VirtError
+from virt.errors import HostBusy, Said, Unreachable, VirtError, said_as
 from virt.locks import VMLocks
 from virt.reads import Read
 from virt.ssh import SshIdentity, write_known_hosts
 from webkvm import redis_store
+from webkvm.i18n import said
 from webkvm.shared_locks import RedisVMLocks
 
 T = TypeVar("T")
@@ -34,7 +36,7 @@ def _checked_connection(host: Host) -> HostConnection:
     try:
         return connection(host)
     except ValueError as exc:  # a stored value that no longer validates
-        raise VirtError(str(exc)) from None
+        raise said_as(VirtError, exc if isinstance(exc, Said) else str(exc)) from None
 
 
 def _observed(host: Host, conn: HostConnection) -> None:
@@ -126,6 +128,7 @@ class Outcome(Generic[T]):
     error: str = ""
     unreachable: bool = False
     busy: bool = False
+    exception: BaseException | None = None  # what failed: its words are said in the reader's language
 
     @property
     def ok(self) -> bool:
@@ -133,14 +136,19 @@ class Outcome(Generic[T]):
 
     @property
     def words(self) -> str:
-        """"busy: 3 calls queued", "unreachable: connection refused" or "error: ..."."""
+        """"busy: 3 calls queued", "unreachable: connection refused" or "error: ...", in the active language
+        (the outcome may come from another thread: it is worded when read)."""
+        reason = said(self.exception) if self.exception is not None else self.error
         if self.busy:
-            return self.error
-        return f"unreachable: {self.error}" if self.unreachable else f"error: {self.error}"
+            return reason
+        if self.unreachable:
+            return _("unreachable: %(reason)s") % {"reason": reason}
+        return _("error: %(reason)s") % {"reason": reason}
 
     @classmethod
     def failed(cls, host: Host, exc: BaseException) -> Outcome[T]:
-        return cls(host, error=str(exc), unreachable=isinstance(exc, Unreachable), busy=isinstance(exc, HostBusy))
+        return cls(host, error=str(exc), unreachable=isinstance(exc, Unreachable), busy=isinstance(exc, HostBusy),
+                   exception=exc)
 
 
 def call_many(hosts: Iterable[Host], fn: Callable[[libvirt.virConnect], T],

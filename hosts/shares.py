@@ -9,6 +9,8 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from hosts import operations as ops
@@ -24,8 +26,8 @@ TEMPLATE = "hosts/share.html"
 
 
 class ShareForm(forms.Form):
-    kind = forms.ChoiceField(label="Open", choices=SharedKind.choices, initial=SharedKind.NETWORK)
-    name = forms.CharField(label="Named", max_length=255)  # as the host names it
+    kind = forms.ChoiceField(label=gettext_lazy("Open"), choices=SharedKind.choices, initial=SharedKind.NETWORK)
+    name = forms.CharField(label=gettext_lazy("Named"), max_length=255)  # as the host names it
 
     def __init__(self, host: Host, offer: HostOffer | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -41,9 +43,10 @@ class ShareForm(forms.Form):
                SharedKind.POOL: pools, SharedKind.ISO_LIBRARY: pools}[SharedKind(kind)]
         label = SharedKind(kind).label
         if name not in has:
-            self.add_error("name", f"{self.host.name} has no {label} named {name}.")
+            self.add_error("name", _("%(host)s has no %(kind)s named %(name)s.")
+                           % {"host": self.host.name, "kind": label, "name": name})
         elif SharedResource.objects.filter(host=self.host, kind=kind, name=name).exists():
-            self.add_error("name", f"{name} is already open to users as {label}.")
+            self.add_error("name", _("%(name)s is already open to users as %(kind)s.") % {"name": name, "kind": label})
         return data
 
 
@@ -79,23 +82,29 @@ def open_to_users(request: HttpRequest, host: Host, form: ShareForm, *,
     kind, thing = SharedKind(form.cleaned_data["kind"]), form.cleaned_data["name"]
     return perform(request, ops.SHARE, host=host, name=f"{kind.value} {thing}",
                    work=lambda: SharedResource.objects.create(host=host, kind=kind, name=thing),
-                   done=lambda opened: opened_words(host, opened), quiet=quiet)
+                   done=lambda opened: opened_words(host, opened),
+                   detail=lambda opened: (f"{opened.name} is open to users of {host.name} as "
+                                          f"{SharedKind(opened.kind).label}."),
+                   quiet=quiet)
 
 
 def opened_words(host: Host, opened: SharedResource) -> str:
-    return f"{opened.name} is open to users of {host.name} as {SharedKind(opened.kind).label}."
+    return _("%(name)s is open to users of %(host)s as %(kind)s.") % {
+        "name": opened.name, "host": host.name, "kind": SharedKind(opened.kind).label}
 
 
 def close_to_users(request: HttpRequest, host: Host, opened: SharedResource, *, quiet: bool = False) -> Outcome[Any]:
     """host.unshare (page and API): what users already attached stays."""
     kind = SharedKind(opened.kind)
     return perform(request, ops.UNSHARE, host=host, name=f"{kind.value} {opened.name}", work=opened.delete,
-                   done=closed_words(host, opened), quiet=quiet)
+                   done=closed_words(host, opened),
+                   detail=(f"{opened.name} ({kind.label}) is closed to users of {host.name}; "
+                           "what they attached stays."), quiet=quiet)
 
 
 def closed_words(host: Host, opened: SharedResource) -> str:
-    return (f"{opened.name} ({SharedKind(opened.kind).label}) is closed to users of {host.name}; "
-            "what they attached stays.")
+    return _("%(name)s (%(kind)s) is closed to users of %(host)s; what they attached stays.") % {
+        "name": opened.name, "kind": SharedKind(opened.kind).label, "host": host.name}
 
 
 @require_POST

@@ -11,18 +11,20 @@ from django.core import signing
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from hosts import machine, services, shares
 from hosts import operations as ops
 from hosts.forms import HostForm
 from hosts.models import Host
-from virt.errors import VirtError, host_words
+from virt.errors import Said, VirtError
 from virt.hostinfo import HostSummary, host_summary
 from virt.reads import HOST_SUMMARY, HOST_USAGE
 from virt.ssh import HostKey, keyscan
 from virt.uri import Transport
-from webkvm.operations import ADMIN, Outcome, page, perform, route
+from webkvm.i18n import said
+from webkvm.operations import ADMIN, Outcome, host_trouble, page, perform, route
 
 PIN_SALT = "hosts.pin-ssh-keys"
 
@@ -43,7 +45,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     try:
         summary = services.read(host, HOST_SUMMARY)
     except VirtError as exc:
-        error = host_words(exc)
+        error = host_trouble(exc)
     return render(request, "hosts/detail.html", {
         "host": host, "summary": summary, "error": error, "status": services.status(host),
         "shared": shares.listed(host), "share_form": shares.ShareForm(host),
@@ -57,13 +59,16 @@ def host_usage(request: HttpRequest, name: str) -> JsonResponse:
     try:
         sample = services.read(host, HOST_USAGE)
     except VirtError as exc:
-        return JsonResponse({"error": str(exc)}, status=503)
+        return JsonResponse({"error": said(exc)}, status=503)
     return JsonResponse(sample.as_dict())
 
 
-def _connected(summary: HostSummary) -> str:
-    return (f"connected to {summary.hypervisor} on {summary.hostname}, libvirt {summary.libvirt_version}, "
-            f"{summary.domains_total} VMs.")
+_CONNECTED = "connected to {hypervisor} on {hostname}, libvirt {version}, {vms} VMs."
+
+
+def _connected(summary: HostSummary, template: str = _CONNECTED) -> str:
+    return template.format(hypervisor=summary.hypervisor, hostname=summary.hostname,
+                           version=summary.libvirt_version, vms=summary.domains_total)
 
 
 def connection_test(request: HttpRequest, host: Host, *, quiet: bool = False) -> Outcome[HostSummary]:
@@ -73,7 +78,9 @@ def connection_test(request: HttpRequest, host: Host, *, quiet: bool = False) ->
 
 
 def tested_words(host: Host, summary: HostSummary) -> str:
-    return f"{host.name}: {_connected(summary)}"
+    return _("{host}: connected to {hypervisor} on {hostname}, libvirt {version}, {vms} VMs.").format(
+        host=host.name, hypervisor=summary.hypervisor, hostname=summary.hostname, version=summary.libvirt_version,
+        vms=summary.domains_total)
 
 
 @require_POST
@@ -85,17 +92,18 @@ def host_test(request: HttpRequest, name: str) -> HttpResponse:
 
 
 def nothing_to_confirm(host: Host) -> str:
-    return f"{host.name}: nothing to confirm, it answers as its recorded machine."
+    return _("%(host)s: nothing to confirm, it answers as its recorded machine.") % {"host": host.name}
 
 
-def confirm_machine(request: HttpRequest, host: Host, *, quiet: bool = False) -> Outcome[str]:
+def confirm_machine(request: HttpRequest, host: Host, *, quiet: bool = False) -> Outcome[Said]:
     """host.confirm_machine, for a host holding an unconfirmed machine (the caller checks it has one)."""
     return perform(request, ops.CONFIRM_MACHINE, host=host, name=host.name, work=lambda: machine.confirm(host),
-                   done=lambda words: confirmed_words(host, words), quiet=quiet)
+                   done=lambda words: confirmed_words(host, words), detail=lambda words: f"{host.name}: {words}.",
+                   quiet=quiet)
 
 
-def confirmed_words(host: Host, words: str) -> str:
-    return f"{host.name}: {words}."
+def confirmed_words(host: Host, words: Said | str) -> str:
+    return _("%(host)s: %(words)s.") % {"host": host.name, "words": said(words)}
 
 
 @require_POST
@@ -161,7 +169,7 @@ def check_keys(form: HostForm, host: Host | None, asked: Mapping[str, Any]) -> K
     try:
         scanned = keyscan(data["hostname"], data["port"])
     except VirtError as exc:
-        form.add_error("hostname", str(exc))
+        form.add_error("hostname", said(exc))
         return None
     pinned = {k.fingerprint for k in host.pinned_keys} if host and host.ssh_host_keys else set()
     return KeyCheck(scanned=scanned, changed=bool(pinned) and not pinned & {k.fingerprint for k in scanned},
@@ -193,7 +201,7 @@ def save_host(request: HttpRequest, host: Host | None, form: HostForm, keys: lis
 
 
 def saved_words(host: Host) -> str:
-    return f"Host {host.name} saved."
+    return _("Host %(host)s saved.") % {"host": host.name}
 
 
 def _edit(request: HttpRequest, host: Host | None) -> HttpResponse:
@@ -234,11 +242,15 @@ def remove_host(request: HttpRequest, host: Host, *, quiet: bool = False) -> Out
         host.delete()
         services.sync_known_hosts()
 
-    return perform(request, ops.DELETE, host=host, name=name, work=remove, done=removed_words(name), quiet=quiet)
+    return perform(request, ops.DELETE, host=host, name=name, work=remove, done=removed_words(name),
+                   detail=REMOVED.format(name=name), quiet=quiet)
+
+
+REMOVED = "Host {name} removed from the panel (nothing on the hypervisor was changed)."
 
 
 def removed_words(name: str) -> str:
-    return f"Host {name} removed from the panel (nothing on the hypervisor was changed)."
+    return _("Host {name} removed from the panel (nothing on the hypervisor was changed).").format(name=name)
 
 
 @require_http_methods(["GET", "POST"])

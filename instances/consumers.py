@@ -4,7 +4,9 @@ Logged-in users only, from the panel's own origin, with the permission check eve
 a user receives rows only for VMs they may see, filtered here from the host's shared watcher
 (instances/live.py) and re-checked every few seconds (logout, grant withdrawn, grant added).
 Messages: {"vms": {"HOST/UUID": row}, "added": [...], "removed": [...], "unreachable": {HOST: words},
-"full": bool}, one per host; the first of each host is "full" (all its rows this user may see).
+"busy": [HOST], "full": bool}, one per host; the first of each host is "full" (all its rows this user may see).
+Keys, states and codes stay English (scripts compare them); what is shown (a host's words, each row's
+`state_label`) is in the user's language (webkvm/languages.py), learnt at connect and at each re-check.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import translation
 
 from console.session import origin_allowed, session_cookie
 from console.tickets import session_user
 from instances import live
 from instances.fleet import Visibility, visible
-from virt.errors import brief_words
+from instances.templatetags.vm import state_label
+from virt.errors import HOST_BUSY, HOST_UNAVAILABLE, Text
+from webkvm import languages
 from webkvm.blocking import blocking
+from webkvm.i18n import said, said_dict
 
 CLOSE_REFUSED = 4403
 ASK_AGAIN_SECONDS = 2.0  # a page without its first rows asks the host's watchers again this often
@@ -75,6 +81,26 @@ def _check(session_key: str, scope: Scope) -> tuple[Any, dict[int, set[str] | No
     return user, allowed, {h.pk: h.name for h in seen.hosts if h.pk in allowed}
 
 
+# A host's words as an older watcher may send them (plain English): the panel's own part is translated here.
+_PREFIXES = {"unreachable: ": "unreachable: {error}", "error: ": "error: {error}"}
+
+
+def host_words_shown(words: object, *, busy: bool, admin: bool) -> str:
+    """A host's words in the active language: all of them for admins (the host's own text as it said it),
+    only "host busy" or "host unavailable" for anybody else; "" while the host answers."""
+    if not words:
+        return ""
+    if not admin:
+        return said(HOST_BUSY if busy or (isinstance(words, str) and words.startswith("busy")) else HOST_UNAVAILABLE)
+    if isinstance(words, dict):
+        return said_dict(words)
+    text = str(words)
+    for prefix, template in _PREFIXES.items():
+        if text.startswith(prefix):
+            return said(Text(template, error=text.removeprefix(prefix)))
+    return said(Text(text))
+
+
 class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types
     scope_of_page: Scope
     session_key = ""
@@ -83,6 +109,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
     recheck: asyncio.Task[None] | None = None
     unanswered: set[int]  # hosts whose watcher has not yet sent this page their rows
     asking: set[asyncio.Task[None]]
+    language = settings.LANGUAGE_CODE  # the user's (webkvm/languages.py): what this socket's words are said in
 
     async def connect(self) -> None:
         self.allowed, self.host_names = {}, {}
@@ -99,6 +126,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
         if user is None:
             await self.close(code=CLOSE_REFUSED)
             return
+        self.language = await blocking(languages.of_user)(user)
         await self.accept()
         await self._follow(allowed, names)
         self.recheck = asyncio.create_task(self._recheck())
@@ -137,6 +165,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
             if user is None:
                 await self.close(code=CLOSE_REFUSED)
                 return
+            self.language = await blocking(languages.of_user)(user)  # a language chosen meanwhile
             await self._follow(allowed, names)
 
     async def disconnect(self, code: int) -> None:
@@ -162,18 +191,22 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
             self.unanswered.discard(pk)
         uuids = self.allowed[pk]
         name = event["host"]
-        words = event["words"] if uuids is None else brief_words(event["words"])  # admins see all of a host
+        busy = bool(event.get("busy"))
 
         def mine(uuid: str) -> bool:
             return uuids is None or uuid in uuids
 
-        message = {
-            "full": event["full"],
-            "vms": {f"{name}/{row['uuid']}": row for uuid, row in event["rows"].items() if mine(uuid)},
-            "added": [f"{name}/{uuid}" for uuid in event["added"] if mine(uuid)],
-            "removed": [f"{name}/{uuid}" for uuid in event["removed"] if mine(uuid)],
-            "unreachable": {name: words},
-        }
+        with translation.override(self.language):  # this user's words, whoever else watches the host
+            words = host_words_shown(event["words"], busy=busy, admin=uuids is None)  # admins see all of a host
+            message = {
+                "full": event["full"],
+                "vms": {f"{name}/{row['uuid']}": {**row, "state_label": state_label(row.get("state", ""))}
+                        for uuid, row in event["rows"].items() if mine(uuid)},
+                "added": [f"{name}/{uuid}" for uuid in event["added"] if mine(uuid)],
+                "removed": [f"{name}/{uuid}" for uuid in event["removed"] if mine(uuid)],
+                "unreachable": {name: words},
+                "busy": [name] if words and busy else [],
+            }
         words_only = event["full"] or not (event["rows"] or event["added"] or event["removed"])
         # Nothing at all about VMs this user may not see: not even that something changed.
         if message["vms"] or message["added"] or message["removed"] or words_only:

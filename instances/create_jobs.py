@@ -23,6 +23,7 @@ from hosts.models import Host
 from instances import operations as ops
 from jobs.models import Job, JobState
 from jobs.runner import Handle, Kind, StillBusy, register
+from jobs.words import Words, ours
 from virt.create import (
     ALLOCATING,
     DEFINING,
@@ -36,7 +37,7 @@ from virt.create import (
     spec_params,
     tidy_unfinished,
 )
-from virt.errors import Unreachable, VirtError
+from virt.errors import Message, Unreachable, VirtError, gettext_noop, joined
 from virt.volumes import allocation_of
 from webkvm.operations import start_job
 
@@ -44,12 +45,15 @@ JOB_TIMEOUT = 24 * 3600.0  # the deadline of the libvirt call: as long as writin
 MEASURE_TIMEOUT = 10.0
 TIDY_TIMEOUT = 60.0
 BEGUN = (ALLOCATING, MAKING_DISK, DEFINING, STARTING)  # phases once the volume is being made
+# The phases virt/create.py tells (shown translated by jobs.words.ours), for the catalogs.
+PHASE_WORDS = (gettext_noop("allocating disk"), gettext_noop("making disk"), gettext_noop("defining"),
+               gettext_noop("starting"))
 
 
-def _create(handle: Handle) -> str:
+def _create(handle: Handle) -> Words:
     host, p = handle.host, handle.params
     if host is None:
-        raise VirtError("The job's host was removed from the panel.")
+        raise VirtError(gettext_noop("The job's host was removed from the panel."))
     spec, start = spec_from_params(p["spec"]), bool(p["start"])
     disk = spec.disk
     total = disk.size_mib * MIB if isinstance(disk, NewVolume) else 0
@@ -63,18 +67,22 @@ def _create(handle: Handle) -> str:
 
     # Said before the call begins: from here on, a volume of the chosen name may be this job's (see BEGUN).
     first = (ALLOCATING if disk.allocate else MAKING_DISK) if isinstance(disk, NewVolume) else DEFINING
-    handle.progress(0, total, first)
+    handle.progress(0, total, ours(first))
     try:
         pending = services.connection(host).submit(
             lambda conn: str(create_vm(conn, spec, start=start, step=step).UUIDString()), JOB_TIMEOUT)
     except ValueError as exc:  # a stored value that no longer validates
-        raise VirtError(str(exc)) from None
+        raise VirtError("{error}", error=exc) from None  # its own words (a BadValue of ours, translated)
     try:
         new_uuid = handle.follow(pending.future, _measure(handle, host, spec, told, lock), every=1.0)
     finally:
         services.connection(host).reads.invalidate()  # the next page shows the new VM (or its absence)
-    handle.progress(done=total, phase="done")
-    return f"{spec.name} created (uuid {new_uuid}){' and started' if start else ''}; {_disk_words(spec)}."
+    handle.progress(done=total, phase=Message(gettext_noop("done")))
+    if start:
+        return Message(gettext_noop("{name} created (uuid {uuid}) and started; {disk}."), name=spec.name,
+                       uuid=new_uuid, disk=_disk_words(spec))
+    return Message(gettext_noop("{name} created (uuid {uuid}); {disk}."), name=spec.name, uuid=new_uuid,
+                   disk=_disk_words(spec))
 
 
 def _measure(handle: Handle, host: Host, spec: NewVM, told: list[str], lock: threading.Lock
@@ -86,7 +94,7 @@ def _measure(handle: Handle, host: Host, spec: NewVM, told: list[str], lock: thr
         with lock:
             phase = told[-1] if told else ""
         if phase and phase != handle.job.phase:
-            handle.progress(phase=phase)
+            handle.progress(phase=ours(phase))
         if not isinstance(disk, NewVolume) or phase not in (ALLOCATING, MAKING_DISK):
             return None
         found = services.call(host, lambda conn: allocation_of(conn, disk.pool, disk.name), MEASURE_TIMEOUT)
@@ -95,32 +103,38 @@ def _measure(handle: Handle, host: Host, spec: NewVM, told: list[str], lock: thr
     return measure
 
 
-def _disk_words(spec: NewVM) -> str:
+def _disk_words(spec: NewVM) -> Message:
     disk = spec.disk
     if isinstance(disk, NewVolume):
-        allocated = ", allocated in full" if disk.allocate else ""
-        return f"boot disk: new {disk.format} volume {disk.pool}/{disk.name} of {disk.size_mib} MiB{allocated}"
-    return f"boot disk: volume {disk.pool}/{disk.volume}" if disk else "no disk"
+        if disk.allocate:
+            return Message(gettext_noop("boot disk: new {format} volume {pool}/{name} of {size} MiB, allocated in "
+                                        "full"), format=disk.format, pool=disk.pool, name=disk.name, size=disk.size_mib)
+        return Message(gettext_noop("boot disk: new {format} volume {pool}/{name} of {size} MiB"), format=disk.format,
+                       pool=disk.pool, name=disk.name, size=disk.size_mib)
+    if disk:
+        return Message(gettext_noop("boot disk: volume {pool}/{volume}"), pool=disk.pool, volume=disk.volume)
+    return Message(gettext_noop("no disk"))
 
 
-def _create_interrupted(job: Job) -> str:
+def _create_interrupted(job: Job) -> Words:
     """The worker died: keep (and say) a VM that was defined; remove a half-made volume without a VM."""
     if job.started is None or job.host is None:
-        return "It made nothing."
+        return Message(gettext_noop("It made nothing."))
     host, spec = job.host, spec_from_params(job.params["spec"])
     try:
         left = services.change(host, lambda conn: tidy_unfinished(conn, spec, volume_made=job.phase in BEGUN),
                                TIDY_TIMEOUT)
     except Unreachable as exc:
-        raise StillBusy(f"{host.name} does not answer ({exc}); what the creation left is looked at once it does."
-                        ) from None
+        raise StillBusy(Message(gettext_noop("{host} does not answer ({error}); what the creation left is looked at "
+                                             "once it does."), host=host.name, error=exc)) from None
     except VirtError as exc:
-        return f"What the creation left could not be looked at: {exc}"
+        return Message(gettext_noop("What the creation left could not be looked at: {error}"), error=exc)
     if left.building:
-        raise StillBusy(f"libvirt is still writing the new volume of {spec.name}; it is removed once it has finished.")
+        raise StillBusy(Message(gettext_noop("libvirt is still writing the new volume of {name}; it is removed once "
+                                             "it has finished."), name=spec.name))
     if left.defined:
         Job.objects.filter(pk=job.pk).update(params={**job.params, "defined": True})  # the link leads to it
-    return " ".join(left.words)
+    return joined(left.words, " ") if left.words else ""
 
 
 def _new_vm_page(job: Job) -> str | None:
@@ -128,8 +142,8 @@ def _new_vm_page(job: Job) -> str | None:
     return reverse("instances:detail", args=[job.host.name, job.params["uuid"]]) if job.host and made else None
 
 
-CREATE = register(Kind(ops.CREATE.job, "Create VM", _create, unit="bytes", link=_new_vm_page, link_text="Open the VM",
-                       interrupted=_create_interrupted))
+CREATE = register(Kind(ops.CREATE.job, gettext_noop("Create VM"), _create, unit="bytes", link=_new_vm_page,
+                       link_text=gettext_noop("Open the VM"), interrupted=_create_interrupted))
 
 
 def start_create(request: HttpRequest, host: Host, spec: NewVM, start: bool,
@@ -137,9 +151,10 @@ def start_create(request: HttpRequest, host: Host, spec: NewVM, start: bool,
     """Start the creation of `spec` (its UUID and new volume's name chosen, see module doc). None when it
     could not start: the refusal is audited and said on the form (`quiet`: raised, for the API)."""
     disk = spec.disk
-    size = f"{disk.size_mib} MiB allocated now" if isinstance(disk, NewVolume) else \
-        f"{disk.pool}/{disk.volume}" if disk else "no disk"
+    size: Words = Message(gettext_noop("{size} MiB allocated now"), size=disk.size_mib) \
+        if isinstance(disk, NewVolume) else f"{disk.pool}/{disk.volume}" if disk else Message(gettext_noop("no disk"))
     job: Job | None = start_job(request, ops.CREATE, host=host, name=spec.name,
                                 params={"spec": spec_params(spec), "start": start, "uuid": spec.uuid},
-                                summary=f"create {spec.name} ({size})", form=form, quiet=quiet)
+                                summary=Message(gettext_noop("create {name} ({disk})"), name=spec.name, disk=size),
+                                form=form, quiet=quiet)
     return job

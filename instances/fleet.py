@@ -14,7 +14,8 @@ from hosts.models import Host
 from instances import state_since
 from instances.host_rows import HostRows, RowVariant, host_rows, meter
 from virt.domains import STATES, DomainRow
-from virt.errors import brief_words
+from virt.errors import HOST_BUSY, HOST_UNAVAILABLE
+from webkvm.i18n import said
 from webkvm.models import VMGrant, VMPermission
 from webkvm.permissions import grants_by_vm
 
@@ -94,7 +95,9 @@ class Filters:
 @dataclass
 class Fleet:
     rows: list[FleetRow] = field(default_factory=list)
-    unreachable: list[tuple[Host, str]] = field(default_factory=list)  # (host, "busy: ..." / "unreachable: ...")
+    # (host, "busy: ..." / "unreachable: ..."), in the reader's language; `busy`: the ids of those only busy
+    unreachable: list[tuple[Host, str]] = field(default_factory=list)
+    busy: set[int] = field(default_factory=set)
     hosts: list[Host] = field(default_factory=list)
     total: int = 0
     selectable: bool = False  # the user may act on some VM: the table has a select column
@@ -163,7 +166,10 @@ def gather(user: Any, filters: Filters) -> Fleet:
     for outcome in services.each(queried, host_rows):
         host = outcome.host
         if not outcome.ok or outcome.value is None:
-            fleet.unreachable.append((host, outcome.words if granted is None else brief_words(outcome.words)))
+            brief = HOST_BUSY if outcome.busy else HOST_UNAVAILABLE  # never the host's own words
+            fleet.unreachable.append((host, outcome.words if granted is None else said(brief)))
+            if outcome.busy:
+                fleet.busy.add(host.pk)
             if seen.grants is not None:
                 fleet.waiting[host.pk] = _granted_names(user, host)
             continue

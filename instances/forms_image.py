@@ -18,8 +18,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from django import forms
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 
-from instances.forms_create import CUSTOM, VIRT_LABELS, SizeChoice, _gib
+from instances.forms_create import CUSTOM, VIRT_LABELS, NamesSelect, SizeChoice, _gib, with_data
 from instances.models import Flavor
 from virt import cloudinit, names
 from virt.capabilities import CPU_DEFAULT, HostOffer
@@ -28,6 +31,7 @@ from virt.devices import FieldProblem
 from virt.image_create import ImageVM
 from virt.storage_rules import parse_size
 from virt.xml.codecs import iec
+from webkvm.i18n import said
 
 COPY, LINKED = "copy", "linked"
 DHCP, STATIC = "dhcp", "static"
@@ -36,45 +40,56 @@ CLOUD_INIT_FIELDS = ("hostname", "user", "ssh_keys", "password", "user_data", "n
 
 
 class ImageCreateForm(forms.Form):
-    name = forms.CharField(max_length=63, help_text="Letters, digits, '.', '-' and '_'.")
-    image = forms.ChoiceField(label="Image")
-    size = forms.ChoiceField(label="Size", widget=SizeChoice)
-    vcpus = forms.IntegerField(label="vCPUs", min_value=1, required=False)
-    memory = forms.CharField(label="Memory", max_length=20, required=False, help_text="Such as 2G or 512M.")
-    disk_size = forms.CharField(label="Disk", max_length=20, required=False,
-                                help_text="Such as 20G; at least the image's size (empty: the flavor's disk, or the "
-                                          "image's minimum). The guest grows its file system to fill it.")
-    disk_pool = forms.ChoiceField(label="Pool for the disk")
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=63,
+                           help_text=gettext_lazy("Letters, digits, '.', '-' and '_'."))
+    image = forms.ChoiceField(label=gettext_lazy("Image"), widget=NamesSelect)
+    size = forms.ChoiceField(label=gettext_lazy("Size"), widget=SizeChoice)
+    vcpus = forms.IntegerField(label=gettext_lazy("vCPUs"), min_value=1, required=False)
+    memory = forms.CharField(label=gettext_lazy("Memory"), max_length=20, required=False,
+                             help_text=gettext_lazy("Such as 2G or 512M."))
+    disk_size = forms.CharField(label=gettext_lazy("Disk"), max_length=20, required=False,
+                                help_text=gettext_lazy("Such as 20G; at least the image's size (empty: the flavor's "
+                                                       "disk, or the image's minimum). The guest grows its file "
+                                                       "system to fill it."))
+    disk_pool = forms.ChoiceField(label=gettext_lazy("Pool for the disk"))
     disk_kind = forms.ChoiceField(
-        label="Disk", widget=forms.RadioSelect, initial=COPY,
-        choices=[(COPY, "a full copy of the image"),
-                 (LINKED, "a linked clone (instant; the image stays its backing file; only in the image's pool, "
-                          "when its library allows it)")])
-    network = forms.ChoiceField(label="Network", required=False)
-    virt_type = forms.ChoiceField(label="Virtualization", widget=forms.RadioSelect, required=False,
-                                  help_text="Choose full emulation where KVM cannot boot the image (it stops at "
-                                            "'Welcome to GRUB!').")
+        label=gettext_lazy("Disk"), widget=forms.RadioSelect, initial=COPY,
+        choices=[(COPY, gettext_lazy("a full copy of the image")),
+                 (LINKED, gettext_lazy("a linked clone (instant; the image stays its backing file; only in the "
+                                       "image's pool, when its library allows it)"))])
+    network = forms.ChoiceField(label=gettext_lazy("Network"), required=False)
+    virt_type = forms.ChoiceField(label=gettext_lazy("Virtualization"), widget=forms.RadioSelect, required=False,
+                                  help_text=with_data(gettext_noop("Choose full emulation where KVM cannot boot the "
+                                                                   "image (it stops at {message})."),
+                                                      message="'Welcome to GRUB!'"))
     # cloud-init
-    hostname = forms.CharField(label="Host name", max_length=253, required=False,
-                               help_text="Empty: the VM's name.")
-    user = forms.CharField(label="User name", max_length=32, required=False,
-                           help_text="The login cloud-init creates (with sudo). Empty: the image's default user.")
-    ssh_keys = forms.CharField(label="SSH public keys", required=False,
+    hostname = forms.CharField(label=gettext_lazy("Host name"), max_length=253, required=False,
+                               help_text=gettext_lazy("Empty: the VM's name."))
+    user = forms.CharField(label=gettext_lazy("User name"), max_length=32, required=False,
+                           help_text=with_data(gettext_noop("The login {cloud_init} creates (with {sudo}). Empty: "
+                                                            "the image's default user."),
+                                               cloud_init="cloud-init", sudo="sudo"))
+    ssh_keys = forms.CharField(label=gettext_lazy("SSH public keys"), required=False,
                                widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
-                               help_text="One OpenSSH public key per line (ssh-ed25519 AAAA... you@laptop).")
-    password = forms.CharField(label="Password", required=False, max_length=cloudinit.PASSWORD_MAX,
+                               help_text=with_data(gettext_noop("One {openssh} public key per line ({example})."),
+                                                   openssh="OpenSSH", example="ssh-ed25519 AAAA... you@laptop"))
+    password = forms.CharField(label=gettext_lazy("Password"), required=False, max_length=cloudinit.PASSWORD_MAX,
                                strip=False, widget=forms.PasswordInput(render_value=False),
-                               help_text="Optional. Stored only as a hash in the seed; never shown again.")
-    user_data = forms.CharField(label="Extra user-data", required=False,
+                               help_text=gettext_lazy("Optional. Stored only as a hash in the seed; never shown "
+                                                      "again."))
+    user_data = forms.CharField(label=gettext_lazy("Extra user-data"), required=False,
                                 widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
-                                help_text="Optional #cloud-config YAML (packages, runcmd...), at most "
-                                          f"{iec(cloudinit.USER_DATA_MAX)}.")
-    network_mode = forms.ChoiceField(label="Address", widget=forms.RadioSelect, initial=DHCP,
-                                     choices=[(DHCP, "DHCP"), (STATIC, "a fixed address")])
-    address = forms.CharField(label="Address/prefix", max_length=64, required=False,
-                              help_text="Such as 192.0.2.10/24.")
-    gateway = forms.CharField(label="Gateway", max_length=64, required=False)
-    dns = forms.CharField(label="DNS servers", max_length=200, required=False, help_text="Up to 3, by address.")
+                                help_text=with_data(gettext_noop("Optional {cloud_config} YAML ({keys}...), at most "
+                                                                 "{size}."),
+                                                    cloud_config="#cloud-config", keys="packages, runcmd",
+                                                    size=iec(cloudinit.USER_DATA_MAX)))
+    network_mode = forms.ChoiceField(label=gettext_lazy("Address"), widget=forms.RadioSelect, initial=DHCP,
+                                     choices=[(DHCP, "DHCP"), (STATIC, gettext_lazy("a fixed address"))])
+    address = forms.CharField(label=gettext_lazy("Address/prefix"), max_length=64, required=False,
+                              help_text=gettext_lazy("Such as 192.0.2.10/24."))
+    gateway = forms.CharField(label=gettext_lazy("Gateway"), max_length=64, required=False)
+    dns = forms.CharField(label=gettext_lazy("DNS servers"), max_length=200, required=False,
+                          help_text=gettext_lazy("Up to 3, by address."))
 
     def __init__(self, offer: HostOffer, data: Any = None, *, images: Iterable[Any], flavors: Iterable[Flavor] = (),
                  **kwargs: Any) -> None:
@@ -83,19 +98,22 @@ class ImageCreateForm(forms.Form):
         self.images = {str(image.pk): image for image in images}
         self.flavors = {str(f.pk): f for f in flavors}
         self._choices("image", [(pk, _image_label(image)) for pk, image in self.images.items()]
-                      or [("", "no image: an admin imports them under Storage")])
+                      or [("", _("no image: an admin imports them under Storage"))])
         size_widget = self.fields["size"].widget
         assert isinstance(size_widget, SizeChoice)
         size_widget.sizes = {f"flavor:{pk}": (f.vcpus, _gib(f.memory_mib), f"{f.disk_gib}G")
                              for pk, f in self.flavors.items()}
-        self._choices("size", [*((f"flavor:{pk}", f"flavor {f}") for pk, f in self.flavors.items()),
-                               (CUSTOM, "custom: the sizes below")])
+        self._choices("size", [*((f"flavor:{pk}", _("flavor {flavor}").format(flavor=f.label))
+                                 for pk, f in self.flavors.items()),
+                               (CUSTOM, _("custom: the sizes below"))])
         self.fields["vcpus"].widget.attrs["max"] = offer.max_vcpus
-        self.fields["memory"].help_text = f"Such as 2G or 512M; this host has {iec(offer.memory_mib * MIB)}."
-        self._choices("disk_pool", [(p.name, f"{p.name} ({iec(p.available_bytes)} free)")
-                                    for p in offer.active_pools] or [("", "no pool you may use")])
-        self._choices("network", [("", "none"), *((f"network:{n}", f"network {n}") for n in offer.networks),
-                                  *((f"bridge:{b}", f"host bridge {b}") for b in offer.bridges)])
+        self.fields["memory"].help_text = _("Such as 2G or 512M; this host has {size}.").format(
+            size=iec(offer.memory_mib * MIB))
+        self._choices("disk_pool", [(p.name, _("{pool} ({size} free)").format(pool=p.name, size=iec(p.available_bytes)))
+                                    for p in offer.active_pools] or [("", _("no pool you may use"))])
+        self._choices("network", [("", _("none")),
+                                  *((f"network:{n}", _("network {name}").format(name=n)) for n in offer.networks),
+                                  *((f"bridge:{b}", _("host bridge {name}").format(name=b)) for b in offer.bridges)])
         self._choices("virt_type", [(t, VIRT_LABELS.get(t, t)) for t in offer.domain_types or (offer.domain_type,)])
         first_network = self.fields["network"].choices[1][0] if len(self.fields["network"].choices) > 1 else ""  # type: ignore[attr-defined]
         for name, value in (("size", f"flavor:{next(iter(self.flavors))}" if self.flavors else CUSTOM),
@@ -111,10 +129,11 @@ class ImageCreateForm(forms.Form):
         field.choices = choices
 
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
-        groups = [("What", ["name", "image"]), ("Size", ["size", "vcpus", "memory", "disk_size"]),
-                  ("Where", ["disk_pool", "disk_kind", "network", "virt_type"]),
-                  ("Cloud-init", ["hostname", "user", "ssh_keys", "password", "user_data"]),
-                  ("Network settings in the guest", ["network_mode", "address", "gateway", "dns"])]
+        groups = [(_("What"), ["name", "image"]), (_("Size"), ["size", "vcpus", "memory", "disk_size"]),
+                  (_("Where"), ["disk_pool", "disk_kind", "network", "virt_type"]),
+                  (format_html('<span translate="no">{}</span>', "cloud-init"),
+                   ["hostname", "user", "ssh_keys", "password", "user_data"]),
+                  (_("Network settings in the guest"), ["network_mode", "address", "gateway", "dns"])]
         return [(title, [self[name] for name in group]) for title, group in groups]
 
     # ---- checks -------------------------------------------------------------------------------------
@@ -124,14 +143,14 @@ class ImageCreateForm(forms.Form):
         if not names.NAME_RE.match(name):
             raise forms.ValidationError(names.RULE)
         if name in self.offer.domain_names:
-            raise forms.ValidationError("A VM with this name already exists on this host.")
+            raise forms.ValidationError(_("A VM with this name already exists on this host."))
         return name
 
     def chosen_image(self) -> Any:
         return self.images[self.cleaned_data["image"]]
 
     def _problem(self, exc: FieldProblem) -> None:
-        self.add_error(exc.field if exc.field in self.fields else None, str(exc))
+        self.add_error(exc.field if exc.field in self.fields else None, said(exc))
 
     def _sizes(self, data: dict[str, Any]) -> tuple[int | None, int | None, int | None, str]:
         """vCPUs, memory MiB and the flavor's disk bytes (None: not given), and the field their errors belong to."""
@@ -140,12 +159,13 @@ class ImageCreateForm(forms.Form):
             flavor = self.flavors[size.removeprefix("flavor:")]
             return flavor.vcpus, flavor.memory_mib, flavor.disk_gib << 30, "size"
         if data.get("vcpus") is None and "vcpus" not in self.errors:
-            self.add_error("vcpus", "Give the number of vCPUs.")
+            self.add_error("vcpus", _("Give the number of vCPUs."))
         memory = None
         try:
             memory = parse_size((data.get("memory") or "").strip()) // MIB
         except ValueError:
-            self.add_error("memory", f"Give the memory such as 2G or 512M, at most {iec(self.offer.memory_mib * MIB)}.")
+            self.add_error("memory", _("Give the memory such as 2G or 512M, at most {size}.").format(
+                size=iec(self.offer.memory_mib * MIB)))
         return data.get("vcpus"), memory, None, ""
 
     def clean(self) -> dict[str, Any]:
@@ -154,10 +174,10 @@ class ImageCreateForm(forms.Form):
         if "size" in data:
             vcpus, memory, flavor_disk, where = self._sizes(data)
             if vcpus is not None and vcpus > offer.max_vcpus:
-                self.add_error(where or "vcpus", f"At most {offer.max_vcpus} vCPUs on this host.")
+                self.add_error(where or "vcpus", _("At most {count} vCPUs on this host.").format(count=offer.max_vcpus))
             if memory is not None and not MIN_MEMORY_MIB <= memory <= offer.memory_mib:
-                self.add_error(where or "memory", f"Memory: between {MIN_MEMORY_MIB} MiB and "
-                                                  f"{iec(offer.memory_mib * MIB)} (what this host has).")
+                self.add_error(where or "memory", _("Memory: between {least} MiB and {most} (what this host has).")
+                               .format(least=MIN_MEMORY_MIB, most=iec(offer.memory_mib * MIB)))
             self.effective = (vcpus, memory)
         else:
             flavor_disk = None
@@ -175,12 +195,13 @@ class ImageCreateForm(forms.Form):
             try:
                 disk = parse_size(data["disk_size"].strip())
             except ValueError as exc:
-                self.add_error("disk_size", str(exc))
+                self.add_error("disk_size", said(exc))
                 return
         else:
             disk = max(flavor_disk or 0, least)
         if disk < least:
-            self.add_error("disk_size", f"The disk must hold the image {image.name}: at least {iec(least)}.")
+            self.add_error("disk_size", _("The disk must hold the image {image}: at least {size}.").format(
+                image=image.name, size=iec(least)))
             return
         self.disk_bytes = disk
         pool = self.offer.pool(data.get("disk_pool") or "")
@@ -188,18 +209,20 @@ class ImageCreateForm(forms.Form):
             return  # the choice field said so
         linked = data.get("disk_kind") == LINKED
         if linked and not image.linked_clones:
-            self.add_error("disk_kind", f"The library of {image.name} makes full copies only (or the image is not "
-                                        "qcow2): choose a full copy.")
+            self.add_error("disk_kind", _("The library of {image} makes full copies only (or the image is not "
+                                          "qcow2): choose a full copy.").format(image=image.name))
         elif linked and pool.name != image.pool:
-            self.add_error("disk_pool", f"A linked clone lives in the image's own pool, {image.pool}.")
+            self.add_error("disk_pool", _("A linked clone lives in the image's own pool, {pool}.").format(
+                pool=image.pool))
         elif not linked and int(image.virtual_bytes) > pool.available_bytes:
-            self.add_error("disk_pool", f"Pool {pool.name} has only {iec(pool.available_bytes)} free; the copy of "
-                                        f"{image.name} can take {iec(int(image.virtual_bytes))}.")
+            self.add_error("disk_pool", _("Pool {pool} has only {free} free; the copy of {image} can take {size}.")
+                           .format(pool=pool.name, free=iec(pool.available_bytes), image=image.name,
+                                   size=iec(int(image.virtual_bytes))))
 
     def _check_firmware(self, image: Any) -> None:
         if image.firmware not in self.offer.firmwares:
-            self.add_error("image", f"{image.name} boots with {image.firmware.upper()}, which this host does not "
-                                    "offer.")
+            self.add_error("image", _("{image} boots with {firmware}, which this host does not offer.").format(
+                image=image.name, firmware=image.firmware.upper()))
 
     def _check_cloud_init(self, data: dict[str, Any], image: Any) -> None:
         name = data.get("name") or ""
@@ -207,7 +230,8 @@ class ImageCreateForm(forms.Form):
             data["hostname"] = cloudinit.check_hostname(data.get("hostname") or name)
         except FieldProblem as exc:
             if not data.get("hostname") and name:
-                exc = FieldProblem("hostname", f"The VM's name is no host name ({exc}): give one.")
+                exc = FieldProblem("hostname", gettext_noop("The VM's name is no host name ({problem}): give one."),
+                                   problem=exc)
             self._problem(exc)
         default_user = getattr(image, "default_user", "") if image is not None else ""
         for name_, check in (("user", lambda: cloudinit.check_user(data.get("user") or default_user)),
@@ -231,7 +255,7 @@ class ImageCreateForm(forms.Form):
         data["static"] = None
         if data.get("network_mode") == STATIC:
             if not data.get("network"):
-                self.add_error("network", "A fixed address needs a network interface.")
+                self.add_error("network", _("A fixed address needs a network interface."))
             try:
                 data["static"] = cloudinit.static_network(data.get("address") or "", data.get("gateway") or "",
                                                           data.get("dns") or "")

@@ -15,14 +15,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils import translation
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hosts import services
 from hosts.models import Host
 from instances.models import StateSince
 from instances.state_since import Since
-from instances.templatetags.vm import state_badge
+from instances.templatetags.vm import state_badge, state_label
 from virt import lifecycle
 from virt.domains import STATE_NAMES, ActivityMeter, DomainRow, list_domains
 from virt.events import DOMAIN
@@ -36,9 +39,9 @@ meter = ActivityMeter()
 
 # The power actions a row offers (the VM page has them all), each the VM page's own action and operation;
 # which of them the VM's state allows comes from virt/lifecycle.py.
-ROW_ACTIONS = {"start": "Start", "restore": "Restore", "resume": "Resume", "shutdown": "Shut down",
-               "destroy": "Force off"}
-STATE_CODES = {name: code for code, name in STATE_NAMES.items()}
+ROW_ACTIONS = {"start": gettext_lazy("Start"), "restore": gettext_lazy("Restore"), "resume": gettext_lazy("Resume"),
+               "shutdown": gettext_lazy("Shut down"), "destroy": gettext_lazy("Force off")}
+STATE_CODES: dict[str, int] = {str(name): code for code, name in STATE_NAMES.items()}
 
 
 def row_actions(row: DomainRow) -> list[str]:
@@ -64,7 +67,7 @@ class HostRows:
     host_key: str
     rows: list[DomainRow]
     read_at: float = field(default_factory=time.time)
-    _html: dict[tuple[str, RowVariant], SafeString] = field(default_factory=dict)
+    _html: dict[tuple[str, RowVariant, str], SafeString] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Each row's state start, from the store every process shares (instances/state_since.apply), once per read.
     states_applied: bool = False
@@ -78,8 +81,8 @@ class HostRows:
                                    "actions": row_actions(row)} for row in self.rows}
 
     def html(self, host_name: str, row: DomainRow, variant: RowVariant, prefix: str, console_prefix: str) -> SafeString:
-        """The row's <tr>, built once per read and variant (prefixes are the same for every request)."""
-        key = (row.uuid, variant)
+        """The row's <tr>, built once per read, variant and language (prefixes are the same for every request)."""
+        key = (row.uuid, variant, translation.get_language() or "")
         cached = self._html.get(key)
         if cached is None:
             cached = render_row(host_name, row, variant, prefix, console_prefix)
@@ -114,11 +117,12 @@ def render_row(host_name: str, row: DomainRow, variant: RowVariant, prefix: str,
     parts.append(">")
     if variant.select:
         parts.append(format_html('<td class="select"><input type="checkbox" name="vm" value="{}" form="bulk" '
-                                 'aria-label="select {}"></td>', vm_key, row.name) if variant.selectable
+                                 'aria-label="{}"></td>', vm_key, _("select {name}").format(name=row.name))
+                     if variant.selectable
                      else '<td class="select"></td>')
     parts.append(format_html('<td><a href="{}">{}</a>', url, row.name))
     if row.managed_save:
-        parts.append(' <span class="badge">saved</span>')
+        parts.append(format_html(' <span class="badge">{}</span>', _("saved")))
     parts.append("</td>")
     if variant.host_column:
         parts.append(format_html('<td><a href="{}host/{}/">{}</a></td>', prefix, host_name, host_name))
@@ -127,12 +131,13 @@ def render_row(host_name: str, row: DomainRow, variant: RowVariant, prefix: str,
         '<td data-col="state"><span class="badge {}">{}</span></td><td data-col="since">{}</td>'
         '<td data-col="vcpus">{}</td><td data-col="memory">{}</td><td data-col="cpu">{}</td>'
         '<td data-col="autostart">{}</td>',
-        state_badge(row.state), row.state, since_words(row), row.vcpus, kib(row.memory_kib), cpu,
-        "yes" if row.autostart else "no"))
+        state_badge(row.state), state_label(row.state), since_words(row), row.vcpus, kib(row.memory_kib), cpu,
+        _("yes") if row.autostart else _("no")))
     parts.append('<td data-col="actions" class="row-actions">')
     if console_url and row.active:
-        parts.append(format_html('<a class="button" data-act="console" href="{}" title="Console">{}'
-                                 '<span class="label">Console</span></a>', console_url, row_icon("console")))
+        parts.append(format_html('<a class="button" data-act="console" href="{}" title="{}">{}'
+                                 '<span class="label">{}</span></a>', console_url, _("Console"), row_icon("console"),
+                                 _("Console")))
     if variant.power:
         parts.extend(action_button(url, name, row.name) for name in row_actions(row))
     parts.append("</td></tr>")
@@ -149,11 +154,12 @@ def action_button(url: str, name: str, vm_name: str) -> SafeString:
     """One power button of a row: the VM page's action. One that can lose data (force off) is confirmed: in
     a dialog (static/js/confirm.js), else on the server's confirmation page, which the post leads to."""
     confirm = lifecycle.ACTIONS[name].confirm
-    extra = format_html(' class="danger" data-confirm="{}" data-confirm-title="{} {}?"', confirm, ROW_ACTIONS[name],
-                        vm_name) if confirm else ""
+    label = str(ROW_ACTIONS[name])
+    extra = format_html(' class="danger" data-confirm="{}" data-confirm-title="{}"', _(confirm),
+                        _("{action} {name}?").format(action=label, name=vm_name)) if confirm else ""
     return format_html('<button type="submit" form="row-action" formaction="{}action/{}/" data-act="{}" title="{}"{}>'
-                       '{}<span class="label">{}</span></button>', url, name, name, ROW_ACTIONS[name], extra,
-                       row_icon(name), ROW_ACTIONS[name])
+                       '{}<span class="label">{}</span></button>', url, name, name, label, extra,
+                       row_icon(name), label)
 
 
 def row_icon(name: str) -> SafeString:

@@ -30,8 +30,9 @@ from instances import quotas
 from instances.models import OwnedVM
 from jobs.models import Job, JobState
 from jobs.runner import Handle, Kind, StillBusy, register
+from jobs.words import Words, ours
 from virt import cloudinit
-from virt.errors import Unreachable, VirtError
+from virt.errors import Message, Text, Unreachable, VirtError, gettext_noop, joined
 from virt.image_create import COPYING, PHASES, ImageVM, create_from_image, image_size, spec_from_params, spec_params
 from virt.sharing import volume_users
 from virt.volumes import allocation_of, remove_partial
@@ -41,6 +42,9 @@ from webkvm.operations import Operation, start_job
 JOB_TIMEOUT = 24 * 3600.0  # the deadline of the libvirt call: as long as copying the image takes
 MEASURE_TIMEOUT = 10.0
 TIDY_TIMEOUT = 60.0
+# The phases virt/image_create.py tells (shown translated by jobs.words.ours), for the catalogs.
+PHASE_WORDS = (gettext_noop("copying image"), gettext_noop("uploading seed"), gettext_noop("defining"),
+               gettext_noop("starting"))
 
 
 def _owned(params: dict[str, Any]) -> OwnedVM | None:
@@ -55,10 +59,10 @@ def _forget_seed(job: Job) -> None:
         Job.objects.filter(pk=job.pk).update(params=params)
 
 
-def _create(handle: Handle) -> str:
+def _create(handle: Handle) -> Words:
     host, p = handle.host, handle.params
     if host is None:
-        raise VirtError("The job's host was removed from the panel.")
+        raise VirtError(gettext_noop("The job's host was removed from the panel."))
     owned = _owned(p)
     try:
         new_uuid, spec, phases = _run(handle, host, p)
@@ -70,24 +74,29 @@ def _create(handle: Handle) -> str:
         _forget_seed(handle.job)
     if owned is not None:
         quotas.confirm(owned, new_uuid, spec.name)
-    kind = "a linked clone of" if spec.linked else "a copy of"
-    return (f"{spec.name} created (uuid {new_uuid}) and started: its disk {spec.disk_pool}/{spec.disk_volume} is "
-            f"{kind} {spec.image_name or spec.image.volume}, its cloud-init seed {spec.disk_pool}/{spec.seed_volume}."
-            f"{f' Log in as {spec.user}.' if spec.user else ''} {phases}")
+    template = (gettext_noop("{name} created (uuid {uuid}) and started: its disk {disk} is a linked clone of {image}, "
+                             "its cloud-init seed {seed}.") if spec.linked else
+                gettext_noop("{name} created (uuid {uuid}) and started: its disk {disk} is a copy of {image}, its "
+                             "cloud-init seed {seed}."))
+    made = Message(template, name=spec.name, uuid=new_uuid, disk=f"{spec.disk_pool}/{spec.disk_volume}",
+                   image=spec.image_name or spec.image.volume, seed=f"{spec.disk_pool}/{spec.seed_volume}")
+    if spec.user:
+        made = Message(gettext_noop("{made} Log in as {user}."), made=made, user=spec.user)
+    return Message(gettext_noop("{first} {then}"), first=made, then=phases)
 
 
-def _timed(told: list[tuple[str, float]], ended: float) -> str:
+def _timed(told: list[tuple[str, float]], ended: float) -> Words:
     """Each phase with how long it took: a phase shorter than the page's refresh is seen here."""
-    spans = [f"{phase} {max(until - began, 0):.1f} s" for (phase, began), (_, until)
-             in zip(told, [*told[1:], ("", ended)], strict=True)]
-    return f"Phases: {', '.join(spans)}." if spans else ""
+    spans = [Text("{phase} {seconds} s", phase=ours(phase), seconds=f"{max(until - began, 0):.1f}")
+             for (phase, began), (_, until) in zip(told, [*told[1:], ("", ended)], strict=True)]
+    return Message(gettext_noop("Phases: {phases}."), phases=joined(spans, ", ")) if spans else ""
 
 
-def _run(handle: Handle, host: Host, p: dict[str, Any]) -> tuple[str, ImageVM, str]:
+def _run(handle: Handle, host: Host, p: dict[str, Any]) -> tuple[str, ImageVM, Words]:
     try:
         spec, seed = spec_from_params(p["spec"]), base64.b64decode(p["seed"])
     except (KeyError, TypeError, ValueError) as exc:  # a stored value that no longer fits
-        raise VirtError(f"The job's parameters are not usable: {exc}") from None
+        raise VirtError(gettext_noop("The job's parameters are not usable: {error}"), error=exc) from None
     # What the copy will write: the image's allocation (a linked clone writes nothing now).
     total = 0 if spec.linked else services.call(host, lambda conn: image_size(conn, spec.image)[1], MEASURE_TIMEOUT)
     told: list[tuple[str, float]] = []  # each phase the libvirt call entered, and when
@@ -97,7 +106,7 @@ def _run(handle: Handle, host: Host, p: dict[str, Any]) -> tuple[str, ImageVM, s
         with lock:
             told.append((phase, time.monotonic()))
 
-    handle.progress(0, total, COPYING)
+    handle.progress(0, total, ours(COPYING))
     pending = services.connection(host).submit(lambda conn: create_from_image(conn, spec, seed, step), JOB_TIMEOUT)
     try:
         new_uuid: str = handle.follow(pending.future, _measure(handle, host, spec, told, lock, total), every=1.0)
@@ -106,8 +115,8 @@ def _run(handle: Handle, host: Host, p: dict[str, Any]) -> tuple[str, ImageVM, s
         with lock:
             last = told[-1][0] if told else ""
         if last and last != handle.job.phase:  # a failure says the phase it failed in
-            handle.progress(phase=last)
-    handle.progress(done=total, phase="done")
+            handle.progress(phase=ours(last))
+    handle.progress(done=total, phase=Message(gettext_noop("done")))
     return new_uuid, spec, _timed(told, time.monotonic())
 
 
@@ -119,7 +128,7 @@ def _measure(handle: Handle, host: Host, spec: ImageVM, told: list[tuple[str, fl
         with lock:
             phase = told[-1][0] if told else ""
         if phase and phase != handle.job.phase:
-            handle.progress(phase=phase)
+            handle.progress(phase=ours(phase))
         if spec.linked or phase not in ("", COPYING):
             return None
         found = services.call(host, lambda conn: allocation_of(conn, spec.disk_pool, spec.disk_volume),
@@ -129,7 +138,7 @@ def _measure(handle: Handle, host: Host, spec: ImageVM, told: list[tuple[str, fl
     return measure
 
 
-def _interrupted(job: Job) -> str:
+def _interrupted(job: Job) -> Words:
     """The worker died: a VM that was defined is kept (and becomes its creator's); otherwise the disk and the
     seed it made are removed (unless a VM uses them) and the quota reservation is given back."""
     _forget_seed(job)
@@ -137,15 +146,15 @@ def _interrupted(job: Job) -> str:
     if job.started is None or job.host is None:
         if owned is not None:
             quotas.release(owned)
-        return "It made nothing."
+        return Message(gettext_noop("It made nothing."))
     host, spec = job.host, spec_from_params(job.params["spec"])
     try:
         words, defined = services.change(host, lambda conn: _tidy(conn, spec, job.phase in PHASES), TIDY_TIMEOUT)
     except Unreachable as exc:
-        raise StillBusy(f"{host.name} does not answer ({exc}); what the creation left is looked at once it does."
-                        ) from None
+        raise StillBusy(Message(gettext_noop("{host} does not answer ({error}); what the creation left is looked at "
+                                             "once it does."), host=host.name, error=exc)) from None
     except VirtError as exc:
-        return f"What the creation left could not be looked at: {exc}"
+        return Message(gettext_noop("What the creation left could not be looked at: {error}"), error=exc)
     if defined:
         Job.objects.filter(pk=job.pk).update(params={**job.params, "defined": True})  # the link leads to it
         if owned is not None:
@@ -155,7 +164,7 @@ def _interrupted(job: Job) -> str:
     return words
 
 
-def _tidy(conn: Any, spec: ImageVM, begun: bool) -> tuple[str, bool]:
+def _tidy(conn: Any, spec: ImageVM, begun: bool) -> tuple[Words, bool]:
     import libvirt
 
     try:
@@ -164,10 +173,11 @@ def _tidy(conn: Any, spec: ImageVM, begun: bool) -> tuple[str, bool]:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
             raise
     else:
-        return f"{dom.name()} was defined (uuid {spec.uuid}); it is kept.", True
+        return Message(gettext_noop("{name} was defined (uuid {uuid}); it is kept."), name=dom.name(),
+                       uuid=spec.uuid), True
     if not begun:
-        return "It made nothing.", False
-    words = []
+        return Message(gettext_noop("It made nothing.")), False
+    words: list[Text] = []
     for volume in (spec.seed_volume, spec.disk_volume):
         try:
             if volume_users(conn, spec.disk_pool, volume):
@@ -176,14 +186,16 @@ def _tidy(conn: Any, spec: ImageVM, begun: bool) -> tuple[str, bool]:
             continue
         if volume == spec.seed_volume:
             if cloudinit.remove_seed(conn, spec.disk_pool, volume):
-                words.append(f"Removed the seed {spec.disk_pool}/{volume}.")
+                words.append(Text(gettext_noop("Removed the seed {volume}."), volume=f"{spec.disk_pool}/{volume}"))
             continue
         outcome = remove_partial(conn, spec.disk_pool, volume)
         if outcome == "building":
-            raise StillBusy(f"libvirt is still copying the image for {spec.name}; it is removed once it has finished.")
+            raise StillBusy(Message(gettext_noop("libvirt is still copying the image for {name}; it is removed once "
+                                                 "it has finished."), name=spec.name))
         if outcome == "removed":
-            words.append(f"Removed the half-made disk {spec.disk_pool}/{volume}.")
-    return " ".join(words) or "It made nothing.", False
+            words.append(Text(gettext_noop("Removed the half-made disk {volume}."),
+                              volume=f"{spec.disk_pool}/{volume}"))
+    return (joined(words, " ") if words else Message(gettext_noop("It made nothing."))), False
 
 
 def _never_ran(job: Job) -> None:
@@ -199,7 +211,8 @@ def _new_vm_page(job: Job) -> str | None:
 
 
 def _kind(op: Operation) -> Kind:
-    return register(Kind(op.job, op.label, _create, unit="bytes", link=_new_vm_page, link_text="Open the VM",
+    return register(Kind(op.job, op.label, _create, unit="bytes", link=_new_vm_page,
+                         link_text=gettext_noop("Open the VM"),
                          interrupted=_interrupted, never_ran=_never_ran))
 
 
@@ -213,9 +226,10 @@ def start_create(request: HttpRequest, op: Operation, host: Host, spec: ImageVM,
     refusal is audited and said on the form (`quiet`: raised, for the API); a reservation is released then."""
     params = {"spec": spec_params(spec), "seed": base64.b64encode(seed).decode(), "uuid": spec.uuid,
               "owned": owned.pk if owned is not None else None}
-    kind = "linked clone" if spec.linked else "copy"
-    summary = (f"create {spec.name} from {spec.image_name or spec.image.volume} ({kind}, "
-               f"{iec(spec.disk_bytes)} disk in {spec.disk_pool})")
+    template = (gettext_noop("create {name} from {image} (linked clone, {size} disk in {pool})") if spec.linked else
+                gettext_noop("create {name} from {image} (copy, {size} disk in {pool})"))
+    summary = Message(template, name=spec.name, image=spec.image_name or spec.image.volume, size=iec(spec.disk_bytes),
+                      pool=spec.disk_pool)
     try:
         job: Job | None = start_job(request, op, host=host, name=spec.name, params=params, summary=summary,
                                     form=form, quiet=quiet)

@@ -26,7 +26,7 @@ from hosts import services
 from hosts.models import Host
 from instances import state_since
 from instances.host_rows import HostRows, host_rows
-from virt.errors import VirtError, host_words
+from virt.errors import HostBusy, Said, VirtError, host_words
 from virt.events import CONNECTION, DOMAIN, HostEvent
 from webkvm.blocking import blocking
 from webkvm.leases import leases
@@ -86,7 +86,8 @@ class Watcher:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     published: dict[str, dict[str, Any]] | None = None  # the rows viewers hold now, by UUID
-    words: str = ""
+    words: str = ""  # how the host's read failed (a virt.errors.Text: each viewer reads it in their language)
+    busy: bool = False  # the failure is only that the host is busy
     replies: list[str] = field(default_factory=list)  # channels of new viewers waiting for the rows
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # listening for new viewers' requests
 
@@ -159,7 +160,7 @@ class Watcher:
         except VirtError as exc:
             words = host_words(exc)
             if words != self.words:
-                self.words = words
+                self.words, self.busy = words, isinstance(exc, HostBusy)
                 await layer.group_send(group_name(host.pk), self._message(host, words=words))
             return
         current = snapshot.dicts
@@ -185,8 +186,11 @@ class Watcher:
 
     def _message(self, host: Host, *, rows: dict[str, Any] | None = None, added: list[str] | None = None,
                  removed: list[str] | None = None, words: str = "", full: bool = False) -> dict[str, Any]:
-        return {"type": "host.rows", "host": host.name, "host_pk": host.pk, "words": words, "full": full,
-                "rows": rows or {}, "added": added or [], "removed": removed or []}
+        """The words travel as data (Said.as_dict), so that each viewer's socket says them in its user's language
+        (instances/consumers.py); `busy` tells a busy host from one that is down without reading them."""
+        return {"type": "host.rows", "host": host.name, "host_pk": host.pk,
+                "words": words.as_dict() if isinstance(words, Said) else words, "busy": bool(words) and self.busy,
+                "full": full, "rows": rows or {}, "added": added or [], "removed": removed or []}
 
 
 watchers: dict[int, Watcher] = {}

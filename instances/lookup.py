@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import libvirt
 from django.http import Http404, HttpRequest
+from django.utils.translation import gettext as _
 
 from hosts import services
 from hosts.models import Host
@@ -30,7 +31,7 @@ class VMRef:
         try:
             return services.call(self.host, lambda conn: fn(conn.lookupByUUIDString(self.uuid)), timeout)
         except NotFound:
-            raise Http404("No such VM on this host.") from None
+            raise Http404(_("No such VM on this host.")) from None
 
     def call_locked(self, fn: Callable[[libvirt.virDomain], T], timeout: float | None = None) -> T:
         """Like call(), serialised per VM: raises virt.errors.Busy when another action runs."""
@@ -38,7 +39,7 @@ class VMRef:
             return services.call_locked(self.host, self.uuid, lambda conn: fn(conn.lookupByUUIDString(self.uuid)),
                                         timeout)
         except NotFound:
-            raise Http404("No such VM on this host.") from None
+            raise Http404(_("No such VM on this host.")) from None
 
 
 def vm_or_404(request: HttpRequest, host_name: str, vm_uuid: uuid.UUID | str, permission: str) -> VMRef:

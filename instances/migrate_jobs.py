@@ -26,6 +26,7 @@ from django import forms
 from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.translation import gettext
 
 from hosts import services
 from hosts.models import Host
@@ -33,11 +34,13 @@ from jobs import runner
 from jobs.models import Job, JobState
 from jobs.reconcile import Completed
 from jobs.runner import Cancelled, Handle, Kind, StillBusy, register
-from virt.errors import InvalidInput, Unreachable, VirtError
+from jobs.words import Words, loaded, ours, stored
+from virt.errors import InvalidInput, Message, Said, Term, Text, Unreachable, VirtError, gettext_noop, joined
 from virt.migrate import Migration, Progress, Report, located, migrating
 from virt.migrate_checks import Endpoint, Options
+from webkvm.i18n import said
 from webkvm.models import VMGrant
-from webkvm.operations import Operation, refused, start_job
+from webkvm.operations import Operation, label_of, refused, start_job
 
 CALL_TIMEOUT = 30.0  # the reconciliation's questions to a host
 RESULT_WORDS = 300  # of each child's result in its parent's
@@ -55,9 +58,9 @@ class Planned:
     live: bool  # running when the request saw it
 
     @property
-    def summary(self) -> str:
-        return (f"migration of {self.vm_name} from {self.source.name} to {self.target.name} "
-                f"({self.options.describe(self.live)})")
+    def summary(self) -> Message:
+        return Message(gettext_noop("migration of {vm} from {source} to {target} ({how})"), vm=self.vm_name,
+                       source=self.source.name, target=self.target.name, how=ours(self.options.describe(self.live)))
 
     def params(self, locks: list[list[str]]) -> dict[str, Any]:
         return {"vm": self.vm_uuid.lower(), "name": self.vm_name, "target": self.target.pk,
@@ -68,7 +71,7 @@ def endpoint(host: Host) -> Endpoint:
     try:
         return Endpoint(host.name, host.spec())
     except ValueError as exc:  # a stored value that no longer validates
-        raise InvalidInput(f"{host.name}: {exc}") from None
+        raise InvalidInput("{host}: {error}", host=host.name, error=exc) from None
 
 
 # --- the VM's lock on both hosts -------------------------------------------------------------------
@@ -135,9 +138,9 @@ def _stop_asked(job: Job) -> bool:
 
 def _report(handle: Handle, progress: Progress, phase: str) -> None:
     if progress.total:
-        handle.progress(progress.done, progress.total, phase)
+        handle.progress(progress.done, progress.total, ours(phase))
     else:
-        handle.progress(phase=phase)
+        handle.progress(phase=ours(phase))
 
 
 def _remember(handle: Handle, **values: Any) -> None:
@@ -145,19 +148,46 @@ def _remember(handle: Handle, **values: Any) -> None:
     Job.objects.filter(pk=handle.job.pk).update(params=handle.params)
 
 
-def _words(migration: Migration, report: Report) -> str:
-    parts = [report.message, *report.notes]
-    problems = [f"{f.problem} {f.advice}".strip() for f in migration.findings if f.blocking]
+def _words(migration: Migration, report: Report) -> Text:
+    parts = [Text.of(report.message), *(Text.of(note) for note in report.notes)]
+    problems = [Text("{problem} {advice}", problem=f.problem, advice=f.advice) if f.advice else Text.of(f.problem)
+                for f in migration.findings if f.blocking]
     if problems:
-        parts.append("Pre-flight: " + " / ".join(problems))
-    return " ".join(parts)
+        parts.append(Text(gettext_noop("Pre-flight: {problems}"), problems=joined(problems, " / ")))
+    return joined(parts, " ")
+
+
+# What a cancelled migration's report says of where the VM stays, as the job's last phase: its sentence without
+# its full stop (virt/migrate.py words them), kept here for the catalogs.
+UNSTOPPED = (gettext_noop("{vm} stays on {host}"),
+             gettext_noop("{vm} is still {state} on {host} with its definition intact"),
+             gettext_noop("{vm} is still {state} on {host} with its definition changed"),
+             gettext_noop("{vm} runs on {host}"),
+             gettext_noop("{vm} is not running on {source} or {target}: check both hosts"))
+
+
+def _unstopped(words: object) -> Words:
+    if isinstance(words, Said) and words.template.endswith("."):
+        return Message(words.template[:-1], **words.params)
+    return str(words).rstrip(".")
+
+
+def _where_it_stays(message: object) -> Words:
+    """"web-01 stays on kvm-01" of "Cancelled before it started: web-01 stays on kvm-01." (or "Cancelled. ...")."""
+    if isinstance(message, Said):
+        if message.template == "Cancelled. {state}" and "state" in message.params:
+            return _unstopped(message.params["state"])
+        if message.template.startswith("Cancelled before it started: "):
+            return _unstopped(Message(message.template.removeprefix("Cancelled before it started: "),
+                                      **message.params))
+    return str(message).removeprefix("Cancelled. ").removeprefix("Cancelled before it started: ").rstrip(".")
 
 
 def _migrate(handle: Handle) -> str:
     p = handle.params
     source, target = handle.host, Host.objects.filter(pk=p["target"]).first()
     if source is None or target is None:
-        raise VirtError("A host of this migration was removed from the panel.")
+        raise VirtError(gettext_noop("A host of this migration was removed from the panel."))
     vm = p["vm"]
     locks = _hold_locks(handle, source, target)
     try:
@@ -173,15 +203,24 @@ def _migrate(handle: Handle) -> str:
         if report.outcome == "done":
             return _words(migration, report)
         if report.outcome == "cancelled" and migration.stop_requested:
-            stays = report.message.removeprefix("Cancelled. ").removeprefix("Cancelled before it started: ")
-            handle.progress(phase=stays.rstrip("."))
+            handle.progress(phase=_where_it_stays(report.message))
             raise Cancelled
-        raise VirtError(_words(migration, report))
+        words = _words(migration, report)
+        raise VirtError(words.template, **words.params)
     finally:
         release_locks(vm, locks)
 
 
-def _migrate_interrupted(job: Job) -> str:
+# Where the reconciliation finds a VM (virt.migrate.located), in words.
+PLACES = {"running": Term(gettext_noop("running")), "paused": Term(gettext_noop("paused")),
+          "shut off": Term(gettext_noop("shut off")), "absent": Term(gettext_noop("absent"))}
+
+
+def _place(state: str) -> Words:
+    return PLACES.get(str(state), str(state))
+
+
+def _migrate_interrupted(job: Job) -> Words:
     """The worker died: once libvirt's job on the source has ended, say where the VM is, and unlock it."""
     p = job.params
     vm, name = p["vm"], p.get("name") or p["vm"]
@@ -191,30 +230,35 @@ def _migrate_interrupted(job: Job) -> str:
         return ""
     if source is None or target is None:
         _unlock(job)
-        return f"A host of this migration was removed from the panel: check where {name} is."
+        return Message(gettext_noop("A host of this migration was removed from the panel: check where {name} is."),
+                       name=name)
     try:
         if services.call(source, lambda conn: migrating(conn, vm), CALL_TIMEOUT):
-            raise StillBusy(f"libvirt on {source.name} is still migrating {name}; the job ends once it has "
-                            "finished.")
+            raise StillBusy(Message(gettext_noop("libvirt on {host} is still migrating {name}; the job ends once it "
+                                                 "has finished."), host=source.name, name=name))
         on_source = services.call(source, lambda conn: located(conn, vm, resume=True), CALL_TIMEOUT)
         on_target = services.call(target, lambda conn: located(conn, vm), CALL_TIMEOUT)
     except Unreachable as exc:
-        raise StillBusy(f"A host of this migration does not answer ({exc}); where {name} is is checked once it "
-                        "does.") from None
+        raise StillBusy(Message(gettext_noop("A host of this migration does not answer ({error}); where {name} is is "
+                                             "checked once it does."), error=exc, name=name)) from None
     except VirtError as exc:
         _unlock(job)
-        return f"Where {name} is could not be checked: {exc}"
+        return Message(gettext_noop("Where {name} is could not be checked: {error}"), name=name, error=exc)
     _unlock(job)
     keep = bool(p.get("options", {}).get("keep_source"))
     moved = on_target in ("running", "paused") or (on_target == "shut off" and (on_source == "absent" or keep))
     if moved and on_source not in ("running", "paused"):
         follow_grants(source, target, vm, keep)
         Job.objects.filter(pk=job.pk).update(params={**p, "where": target.name})
-        raise Completed(f"{name} is {on_target} on {target.name}.")
+        raise Completed(Message(gettext_noop("{name} is {state} on {host}."), name=name, state=_place(on_target),
+                                host=target.name))
     if on_target == "absent":
-        return f"{name} is {on_source} on {source.name}; nothing was moved."
-    return (f"{name} is {on_source} on {source.name} and {on_target} on {target.name}: check both hosts and "
-            "remove the copy you do not want.")
+        return Message(gettext_noop("{name} is {state} on {host}; nothing was moved."), name=name,
+                       state=_place(on_source), host=source.name)
+    return Message(gettext_noop("{name} is {source_state} on {source} and {target_state} on {target}: check both "
+                                "hosts and remove the copy you do not want."), name=name,
+                   source_state=_place(on_source), source=source.name, target_state=_place(on_target),
+                   target=target.name)
 
 
 def _vm_page(job: Job) -> str | None:
@@ -222,8 +266,9 @@ def _vm_page(job: Job) -> str | None:
     return reverse("instances:detail", args=[where, job.params["vm"]]) if where else None
 
 
-MIGRATE = register(Kind("vm.migrate", "Migrate VM", _migrate, cancellable=True, unit="bytes", link=_vm_page,
-                        link_text="Open the VM", interrupted=_migrate_interrupted, never_ran=_unlock))
+MIGRATE = register(Kind("vm.migrate", gettext_noop("Migrate VM"), _migrate, cancellable=True, unit="bytes",
+                        link=_vm_page, link_text=gettext_noop("Open the VM"), interrupted=_migrate_interrupted,
+                        never_ran=_unlock))
 
 
 def start_one(request: HttpRequest, op: Operation, plan: Planned, form: forms.Form, *,
@@ -236,7 +281,8 @@ def start_one(request: HttpRequest, op: Operation, plan: Planned, form: forms.Fo
         refused(request, op, host=plan.source, name=plan.vm_name, reason=str(exc))
         if quiet:
             raise
-        form.add_error(None, f"{op.label}: not started: {exc}")
+        form.add_error(None, gettext("%(action)s: not started: %(reason)s") % {"action": label_of(op),
+                                                                               "reason": said(exc)})
         return None
     try:
         job: Job | None = start_job(request, op, host=plan.source, name=plan.vm_name, params=plan.params(locks),
@@ -252,77 +298,105 @@ def start_one(request: HttpRequest, op: Operation, plan: Planned, form: forms.Fo
 # --- several VMs: a parent job and its steps ------------------------------------------------------------
 
 
-def _tally(children: list[Job]) -> str:
+# The steps' states in the tally of a parent job ("2 done, 1 not begun").
+TALLY: dict[str, str] = {
+    JobState.QUEUED: gettext_noop("{count} not begun"), JobState.RUNNING: gettext_noop("{count} running"),
+    JobState.DONE: gettext_noop("{count} done"), JobState.FAILED: gettext_noop("{count} failed"),
+    JobState.CANCELLED: gettext_noop("{count} cancelled"), JobState.INTERRUPTED: gettext_noop("{count} interrupted")}
+# A step's state where its parent says why it was not moved ("web-01 (failed: ...)").
+STATES: dict[str, Term] = {
+    JobState.QUEUED: Term(gettext_noop("queued")), JobState.RUNNING: Term(gettext_noop("running")),
+    JobState.FAILED: Term(gettext_noop("failed")), JobState.CANCELLED: Term(gettext_noop("cancelled")),
+    JobState.INTERRUPTED: Term(gettext_noop("interrupted"))}
+
+
+def _tally(children: list[Job]) -> Words:
     counts: dict[str, int] = {}
     for child in children:
         counts[child.state] = counts.get(child.state, 0) + 1
-    return ", ".join(f"{n} {'not begun' if state == JobState.QUEUED else state}" for state, n in sorted(counts.items()))
+    parts = [Text(TALLY[state], count=n) if state in TALLY else Text("{count} {state}", count=n, state=state)
+             for state, n in sorted(counts.items())]
+    return joined(parts, ", ") if parts else ""
 
 
-def _not_moved(children: list[Job]) -> str:
-    words = [f"{child.target_name} ({child.state}: {child.result[:RESULT_WORDS]})".replace(": )", ")")
-             for child in children if child.state != JobState.DONE]
-    return "; ".join(words)
+def _not_moved(children: list[Job]) -> Text:
+    words = []
+    for child in children:
+        if child.state == JobState.DONE:
+            continue
+        kept = (child.words or {}).get("result")
+        result = loaded(kept) if kept is not None and len(child.result) <= RESULT_WORDS else child.result[:RESULT_WORDS]
+        state = STATES.get(child.state, child.state)
+        if result:
+            words.append(Text("{name} ({state}: {result})", name=child.target_name, state=state, result=result))
+        else:
+            words.append(Text("{name} ({state})", name=child.target_name, state=state))
+    return joined(words, "; ") if words else Text("")
 
 
-def _cancel_waiting(parent: Job, state: str, words: str) -> None:
+def _cancel_waiting(parent: Job, state: str, words: Words) -> None:
     for child in Job.objects.filter(parent=parent, state=JobState.QUEUED):
         runner.finish(child.pk, (JobState.QUEUED,), state, words)
 
 
-def _steps(handle: Handle) -> str:
+def _steps(handle: Handle) -> Words:
     parent = handle.job
     children = list(Job.objects.filter(parent=parent).order_by("pk"))
     total = len(children)
     for index, child in enumerate(children):
         if handle.cancel_requested():
             break
-        handle.progress(index, total, f"{index + 1} of {total}: {child.target_name}")
+        handle.progress(index, total, Message(gettext_noop("{number} of {total}: {name}"), number=index + 1,
+                                              total=total, name=child.target_name))
         runner.execute(child.pk)  # runs it here, unless it was cancelled meanwhile
     stopped = handle.cancel_requested()
     if stopped:
-        _cancel_waiting(parent, JobState.CANCELLED, f"Cancelled with its parent job {parent.pk} before its turn: "
-                                                    "nothing was moved.")
+        _cancel_waiting(parent, JobState.CANCELLED, Message(gettext_noop(
+            "Cancelled with its parent job {job} before its turn: nothing was moved."), job=parent.pk))
     children = list(Job.objects.filter(parent=parent).order_by("pk"))
     moved = [c for c in children if c.state == JobState.DONE]
     handle.progress(done=len(moved), phase=_tally(children))  # done: moved, of all
     if len(moved) == total:
-        return f"All {total} VM(s) moved: " + ", ".join(c.target_name for c in moved) + "."
+        return Message(gettext_noop("All {total} VM(s) moved: {names}."), total=total,
+                       names=", ".join(c.target_name for c in moved))
     if stopped:
         raise Cancelled
-    raise VirtError(f"{len(moved)} of {total} VM(s) moved. Not moved: {_not_moved(children)}.")
+    raise VirtError(gettext_noop("{moved} of {total} VM(s) moved. Not moved: {names}."), moved=len(moved), total=total,
+                    names=_not_moved(children))
 
 
-def _steps_interrupted(job: Job) -> str:
+def _steps_interrupted(job: Job) -> Words:
     """The parent's worker died: its running step is reconciled first (libvirt may still migrate it); the
     steps not begun are ended without being run."""
     running = [c.target_name for c in Job.objects.filter(parent=job, state=JobState.RUNNING)]
     if running:
-        raise StillBusy(f"Waiting until the migration of {', '.join(running)} has been ended.")
-    _cancel_waiting(job, JobState.INTERRUPTED, f"Interrupted: its parent job {job.pk} ended before its turn; "
-                                               "nothing was moved.")
+        raise StillBusy(Message(gettext_noop("Waiting until the migration of {names} has been ended."),
+                                names=", ".join(running)))
+    _cancel_waiting(job, JobState.INTERRUPTED, Message(gettext_noop(
+        "Interrupted: its parent job {job} ended before its turn; nothing was moved."), job=job.pk))
     children = list(Job.objects.filter(parent=job))
-    return f"Its migrations: {_tally(children)}." if children else ""
+    return Message(gettext_noop("Its migrations: {tally}."), tally=_tally(children)) if children else ""
 
 
 def _cancel_steps(job: Job) -> None:
     """Cancelled before it began: so are its steps."""
-    _cancel_waiting(job, JobState.CANCELLED, f"Cancelled with its parent job {job.pk} before it began: nothing "
-                                             "was moved.")
+    _cancel_waiting(job, JobState.CANCELLED, Message(gettext_noop(
+        "Cancelled with its parent job {job} before it began: nothing was moved."), job=job.pk))
 
 
 def _host_page(job: Job) -> str | None:
     return reverse("instances:host", args=[job.host.name]) if job.host else None
 
 
-EVACUATE = register(Kind("host.evacuate", "Evacuate host", _steps, cancellable=True, link=_host_page,
-                         link_text="Show the host's VMs", interrupted=_steps_interrupted, never_ran=_cancel_steps))
-MIGRATE_MANY = register(Kind("vm.migrate-many", "Migrate VMs", _steps, cancellable=True, link=_host_page,
-                             link_text="Show the target's VMs", interrupted=_steps_interrupted,
+EVACUATE = register(Kind("host.evacuate", gettext_noop("Evacuate host"), _steps, cancellable=True, link=_host_page,
+                         link_text=gettext_noop("Show the host's VMs"), interrupted=_steps_interrupted,
+                         never_ran=_cancel_steps))
+MIGRATE_MANY = register(Kind("vm.migrate-many", gettext_noop("Migrate VMs"), _steps, cancellable=True, link=_host_page,
+                             link_text=gettext_noop("Show the target's VMs"), interrupted=_steps_interrupted,
                              never_ran=_cancel_steps))
 
 
-def start_steps(request: HttpRequest, op: Operation, host: Host, name: str, plans: list[Planned], summary: str,
+def start_steps(request: HttpRequest, op: Operation, host: Host, name: str, plans: list[Planned], summary: Words,
                 form: forms.Form, *, quiet: bool = False) -> Job | None:
     """Start the parent job `op` and make its vm.migrate steps, each taking its VM's locks when its turn
     comes; None when refused (audited and said on the form; `quiet`: raised, for the API to answer)."""
@@ -335,7 +409,8 @@ def start_steps(request: HttpRequest, op: Operation, host: Host, name: str, plan
         asked = runner.origin(request)  # each step's audit record says how it was asked too
         Job.objects.bulk_create([
             Job(kind=MIGRATE.name, host=plan.source, target_type="vm", target_name=plan.vm_name[:255],
-                summary=plan.summary[:255], params={**plan.params([]), **asked}, owner=user,
+                summary=str(plan.summary)[:255], words={"summary": stored(plan.summary)},
+                params={**plan.params([]), **asked}, owner=user,
                 remote_addr=parent.remote_addr, parent=parent)
             for plan in plans])
     return parent

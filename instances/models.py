@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from virt.create import MAX_MEMORY_MIB, MAX_VCPUS, MIN_MEMORY_MIB
 from virt.xmledit import without_secrets
@@ -18,13 +20,13 @@ class Flavor(models.Model):
     name = models.CharField(
         max_length=40, unique=True,
         validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$",
-                                   "Use letters, digits, '.', '-' and '_', e.g. m1.small.")],
+                                   _("Use letters, digits, '.', '-' and '_', e.g. m1.small."))],
     )
-    vcpus = models.PositiveIntegerField("vCPUs", validators=[MinValueValidator(1), MaxValueValidator(MAX_VCPUS)])
+    vcpus = models.PositiveIntegerField(_("vCPUs"), validators=[MinValueValidator(1), MaxValueValidator(MAX_VCPUS)])
     memory_mib = models.PositiveIntegerField(
-        "memory (MiB)", validators=[MinValueValidator(MIN_MEMORY_MIB), MaxValueValidator(MAX_MEMORY_MIB)])
+        _("memory (MiB)"), validators=[MinValueValidator(MIN_MEMORY_MIB), MaxValueValidator(MAX_MEMORY_MIB)])
     disk_gib = models.PositiveIntegerField(
-        "disk (GiB)", validators=[MinValueValidator(1), MaxValueValidator(MAX_DISK_GIB)])
+        _("disk (GiB)"), validators=[MinValueValidator(1), MaxValueValidator(MAX_DISK_GIB)])
     description = models.CharField(max_length=200, blank=True)
 
     class Meta:
@@ -32,6 +34,12 @@ class Flavor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.vcpus} vCPU, {self.memory_mib} MiB, {self.disk_gib} GiB)"
+
+    @property
+    def label(self) -> str:
+        """str() in the active language, for choices and pages (str() stays English for the audit log)."""
+        return gettext("{name} ({vcpus} vCPU, {memory} MiB, {disk} GiB)").format(
+            name=self.name, vcpus=self.vcpus, memory=self.memory_mib, disk=self.disk_gib)
 
 
 class DomainDefinition(models.Model):
@@ -44,13 +52,13 @@ class DomainDefinition(models.Model):
 
     host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="domain_definitions")
     vm_uuid = models.UUIDField()
-    vm_name = models.CharField(max_length=200, blank=True, help_text="Name at the time, for display.")
+    vm_name = models.CharField(max_length=200, blank=True, help_text=_("Name at the time, for display."))
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     username = models.CharField(max_length=150, blank=True)
     time = models.DateTimeField(auto_now_add=True)
     reason = models.CharField(max_length=200)
-    xml = models.TextField(help_text="The definition before this change, as libvirt gave it.")
-    diff = models.TextField(blank=True, help_text="Unified diff from that definition to the new one, masked.")
+    xml = models.TextField(help_text=_("The definition before this change, as libvirt gave it."))
+    diff = models.TextField(blank=True, help_text=_("Unified diff from that definition to the new one, masked."))
 
     class Meta:
         ordering = ["-time", "-id"]
@@ -67,9 +75,9 @@ class DomainDefinition(models.Model):
 class StateSince(models.TextChoices):
     """How the panel knows when a VM's state began."""
 
-    PANEL = "panel", "the panel changed it or saw it change"
-    PROCESS = "process", "the start of its qemu process (a host on the panel's own machine)"
-    FIRST_SEEN = "first-seen", "not known: the panel first saw it in this state then"
+    PANEL = "panel", _("the panel changed it or saw it change")
+    PROCESS = "process", _("the start of its qemu process (a host on the panel's own machine)")
+    FIRST_SEEN = "first-seen", _("not known: the panel first saw it in this state then")
 
 
 class VMState(models.Model):
@@ -79,10 +87,10 @@ class VMState(models.Model):
     host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="vm_states")
     vm_uuid = models.UUIDField()
     state = models.CharField(max_length=32)
-    since = models.FloatField(help_text="Epoch seconds: when the state began, or when first seen in it.")
+    since = models.FloatField(help_text=_("Epoch seconds: when the state began, or when first seen in it."))
     source = models.CharField(max_length=16, choices=StateSince.choices)
     shutdown_asked = models.FloatField(null=True, blank=True,
-                                       help_text="Epoch seconds: when the panel last asked the guest to shut down.")
+                                       help_text=_("Epoch seconds: when the panel last asked the guest to shut down."))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["host", "vm_uuid"], name="vmstate_host_vm")]
@@ -110,22 +118,22 @@ class Quota(models.Model):
                                 related_name="quota")
     group = models.OneToOneField("auth.Group", null=True, blank=True, on_delete=models.CASCADE,
                                  related_name="quota")
-    max_vms = models.PositiveIntegerField("VMs", default=0, validators=[MaxValueValidator(MAX_QUOTA_VMS)])
-    max_vcpus = models.PositiveIntegerField("vCPUs in all", default=0,
+    max_vms = models.PositiveIntegerField(_("VMs"), default=0, validators=[MaxValueValidator(MAX_QUOTA_VMS)])
+    max_vcpus = models.PositiveIntegerField(_("vCPUs in all"), default=0,
                                             validators=[MaxValueValidator(MAX_QUOTA_VCPUS)])
-    max_memory_mib = models.PositiveIntegerField("memory in all (MiB)", default=0,
+    max_memory_mib = models.PositiveIntegerField(_("memory in all (MiB)"), default=0,
                                                  validators=[MaxValueValidator(MAX_QUOTA_MEMORY_MIB)])
-    max_disk_gib = models.PositiveIntegerField("disk in all (GiB)", default=0,
+    max_disk_gib = models.PositiveIntegerField(_("disk in all (GiB)"), default=0,
                                                validators=[MaxValueValidator(MAX_QUOTA_DISK_GIB)])
     hosts = models.ManyToManyField("hosts.Host", blank=True, related_name="quotas",
-                                   help_text="Hosts their VMs may be made on.")
+                                   help_text=_("Hosts their VMs may be made on."))
     images = models.ManyToManyField("storage.CloudImage", blank=True, related_name="quotas",
-                                    help_text="Images they may make VMs from.")
+                                    help_text=_("Images they may make VMs from."))
     flavors = models.ManyToManyField(Flavor, blank=True, related_name="quotas",
-                                     help_text="Flavors they may choose.")
+                                     help_text=_("Flavors they may choose."))
     shared = models.ManyToManyField("webkvm.SharedResource", blank=True, related_name="quotas",
-                                    verbose_name="pools and networks",
-                                    help_text="Of what admins opened to users: the pools and networks they may use.")
+                                    verbose_name=_("pools and networks"),
+                                    help_text=_("Of what admins opened to users: the pools and networks they may use."))
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -142,6 +150,13 @@ class Quota(models.Model):
     def owner_words(self) -> str:
         return f"user {self.user.get_username()}" if self.user is not None else f"group {self.group}"
 
+    @property
+    def owner_label(self) -> str:
+        """owner_words in the active language (owner_words stays English for the audit log)."""
+        if self.user is not None:
+            return gettext("user {name}").format(name=self.user.get_username())
+        return gettext("group {name}").format(name=self.group)
+
 
 class OwnedVM(models.Model):
     """A VM a user made through self-service: theirs (they hold every grant on it), counted against their quota.
@@ -156,7 +171,7 @@ class OwnedVM(models.Model):
     memory_mib = models.PositiveBigIntegerField()
     disk_bytes = models.PositiveBigIntegerField()
     created = models.DateTimeField(auto_now_add=True)
-    confirmed = models.DateTimeField(null=True, blank=True, help_text="When the VM was defined.")
+    confirmed = models.DateTimeField(null=True, blank=True, help_text=_("When the VM was defined."))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["host", "vm_uuid"], name="ownedvm_host_vm")]

@@ -26,11 +26,15 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from hosts.models import Host
 from instances.models import Flavor, OwnedVM, Quota
 from virt.devices import FieldProblem
+from virt.errors import Text, joined
 from webkvm import permissions
+from webkvm.i18n import said
 from webkvm.models import SharedKind, SharedResource, VMGrant
 
 GIB = 1024**3
@@ -44,10 +48,11 @@ NETWORK_KINDS = (SharedKind.NETWORK, SharedKind.BRIDGE)
 
 
 class QuotaExceeded(FieldProblem):
-    """A creation the quota does not allow; nothing was reserved. str(): every problem, in words."""
+    """A creation the quota does not allow; nothing was reserved. str(): every problem, in words (English;
+    webkvm.i18n.said says them in the reader's language)."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("", "Over quota: " + "; ".join(problems) + ".")
+    def __init__(self, problems: list[Text]) -> None:
+        super().__init__("", gettext_noop("Over quota: {problems}."), problems=joined(problems))
         self.problems = problems
 
 
@@ -59,6 +64,20 @@ class Limits:
     max_disk_gib: int
     source: str  # "your own quota", "the quota of group devs", "the quotas of groups a, b"
     quota_ids: tuple[int, ...]
+    groups: tuple[str, ...] = ()  # the groups whose quotas give the limits (none: the user's own quota)
+
+    @property
+    def own(self) -> bool:
+        return not self.groups
+
+    @property
+    def source_label(self) -> str:
+        """`source` in the active language."""
+        if not self.groups:
+            return _("your own quota")
+        if len(self.groups) == 1:
+            return _("the quota of group {name}").format(name=self.groups[0])
+        return _("the quotas of groups {names}").format(names=", ".join(self.groups))
 
     @property
     def max_disk_bytes(self) -> int:
@@ -107,7 +126,8 @@ def _limits(quotas: list[Quota]) -> Limits | None:
         source = "the quotas of groups " + ", ".join(sorted(str(q.group) for q in quotas))
     return Limits(max(q.max_vms for q in quotas), max(q.max_vcpus for q in quotas),
                   max(q.max_memory_mib for q in quotas), max(q.max_disk_gib for q in quotas), source,
-                  tuple(sorted(q.pk for q in quotas)))
+                  tuple(sorted(q.pk for q in quotas)),
+                  () if quotas[0].user_id is not None else tuple(sorted(str(q.group) for q in quotas)))
 
 
 def limits_for(user: Any) -> Limits | None:
@@ -126,11 +146,14 @@ def _gib(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0")
 
 
-def usage_words(limits: Limits, used: Usage) -> str:
-    """'3 of 4 VMs, 6 of 8 vCPUs, 4096 of 8192 MiB memory, 30 of 100 GiB disk' (used of limit)."""
-    return (f"{used.vms} of {limits.max_vms} VMs, {used.vcpus} of {limits.max_vcpus} vCPUs, "
-            f"{used.memory_mib} of {limits.max_memory_mib} MiB memory, "
-            f"{_gib(used.disk_gib)} of {limits.max_disk_gib} GiB disk")
+def usage_words(limits: Limits, used: Usage) -> Text:
+    """'3 of 4 VMs, 6 of 8 vCPUs, 4096 of 8192 MiB memory, 30 of 100 GiB disk' (used of limit): a Text, which
+    webkvm.i18n.said shows in the reader's language."""
+    return Text(gettext_noop("{vms} of {max_vms} VMs, {vcpus} of {max_vcpus} vCPUs, {memory} of {max_memory} MiB "
+                             "memory, {disk} of {max_disk} GiB disk"),
+                vms=used.vms, max_vms=limits.max_vms, vcpus=used.vcpus, max_vcpus=limits.max_vcpus,
+                memory=used.memory_mib, max_memory=limits.max_memory_mib, disk=_gib(used.disk_gib),
+                max_disk=limits.max_disk_gib)
 
 
 def _left(limits: Limits, used: Usage) -> tuple[int, int, int, int]:
@@ -138,35 +161,43 @@ def _left(limits: Limits, used: Usage) -> tuple[int, int, int, int]:
             max(0, limits.max_memory_mib - used.memory_mib), max(0, limits.max_disk_bytes - used.disk_bytes))
 
 
-def left_words(limits: Limits, used: Usage) -> str:
+def left_words(limits: Limits, used: Usage) -> Text:
     vms, vcpus, memory, disk = _left(limits, used)
-    return (f"{vms} of {limits.max_vms} VMs, {vcpus} of {limits.max_vcpus} vCPUs, "
-            f"{memory} of {limits.max_memory_mib} MiB memory, {_gib(disk / GIB)} of {limits.max_disk_gib} GiB disk "
-            "left")
+    return Text(gettext_noop("{vms} of {max_vms} VMs, {vcpus} of {max_vcpus} vCPUs, {memory} of {max_memory} MiB "
+                             "memory, {disk} of {max_disk} GiB disk left"),
+                vms=vms, max_vms=limits.max_vms, vcpus=vcpus, max_vcpus=limits.max_vcpus, memory=memory,
+                max_memory=limits.max_memory_mib, disk=_gib(disk / GIB), max_disk=limits.max_disk_gib)
 
 
-def left(user: Any) -> str:
-    """What the user may still create, in words ('1 of 4 VMs, 2 of 8 vCPUs, ... left')."""
+NO_QUOTA = Text(gettext_noop("You have no quota: ask an administrator for one to create VMs yourself."))
+
+
+def left(user: Any) -> Text:
+    """What the user may still create, in words ('1 of 4 VMs, 2 of 8 vCPUs, ... left'): a Text (said() shows it
+    in the reader's language)."""
     limits = limits_for(user)
     if limits is None:
-        return "You have no quota: ask an administrator for one to create VMs yourself."
+        return NO_QUOTA
     return left_words(limits, usage(user))
 
 
-def problems(limits: Limits, used: Usage, *, vcpus: int, memory_mib: int, disk_bytes: int) -> list[str]:
+def problems(limits: Limits, used: Usage, *, vcpus: int, memory_mib: int, disk_bytes: int) -> list[Text]:
     """Each limit one more VM of that size would exceed, in words ('2 of 4 vCPUs left'); [] when it fits."""
     vms_left, vcpus_left, memory_left, disk_left = _left(limits, used)
     found = []
     if vms_left < 1:
-        found.append(f"{vms_left} of {limits.max_vms} VMs left")
+        found.append(Text(gettext_noop("{left} of {most} VMs left"), left=vms_left, most=limits.max_vms))
     if vcpus > vcpus_left:
-        found.append(f"{vcpus_left} of {limits.max_vcpus} vCPUs left, {vcpus} asked")
+        found.append(Text(gettext_noop("{left} of {most} vCPUs left, {asked} asked"), left=vcpus_left,
+                          most=limits.max_vcpus, asked=vcpus))
     if memory_mib > memory_left:
-        found.append(f"{memory_left} of {limits.max_memory_mib} MiB memory left, {memory_mib} MiB asked")
+        found.append(Text(gettext_noop("{left} of {most} MiB memory left, {asked} MiB asked"), left=memory_left,
+                          most=limits.max_memory_mib, asked=memory_mib))
     if disk_bytes > disk_left:
         asked = math.ceil(disk_bytes * 10 / GIB) / 10  # rounded up: never "10 GiB asked" of 10 GiB left
-        found.append(f"{_gib(math.floor(disk_left * 10 / GIB) / 10)} of {limits.max_disk_gib} GiB disk left, "
-                     f"{_gib(asked)} GiB asked")
+        found.append(Text(gettext_noop("{left} of {most} GiB disk left, {asked} GiB asked"),
+                          left=_gib(math.floor(disk_left * 10 / GIB) / 10), most=limits.max_disk_gib,
+                          asked=_gib(asked)))
     return found
 
 
@@ -232,10 +263,10 @@ def reserve(user: Any, host: Host, name: str, vcpus: int, memory_mib: int, disk_
         # Read again under the lock: an admin may have changed the rows meanwhile.
         limits = _limits([q for q in quotas if q.user_id is not None] or quotas)
         if limits is None:
-            raise QuotaExceeded(["you have no quota: ask an administrator for one"])
+            raise QuotaExceeded([Text(gettext_noop("you have no quota: ask an administrator for one"))])
         refused = []
         if not Host.objects.filter(pk=host.pk, quotas__in=limits.quota_ids).exists():
-            refused.append(f"host {host.name} is not one you may use")
+            refused.append(Text(gettext_noop("host {name} is not one you may use"), name=host.name))
         refused += problems(limits, usage(user), vcpus=vcpus, memory_mib=memory_mib, disk_bytes=disk_bytes)
         if refused:
             raise QuotaExceeded(refused)
@@ -262,7 +293,8 @@ def grow(user: Any, host: Host, vm_uuid: str | uuid.UUID, *, vcpus: int | None =
                           .order_by("pk"))
             limits = _limits([q for q in quotas if q.user_id is not None] or quotas)
             if limits is None:
-                raise QuotaExceeded([f"{owned.user.get_username()} has no quota any more"])
+                raise QuotaExceeded([Text(gettext_noop("{name} has no quota any more"),
+                                          name=owned.user.get_username())])
             # One more VM is not asked for: count this one out of the VM limit.
             refused = [words for words in problems(limits, usage(owned.user), vcpus=more[0], memory_mib=more[1],
                                                    disk_bytes=more[2]) if not words.endswith(" VMs left")]
@@ -322,8 +354,13 @@ class UserUsage:
     used: Usage
 
     @property
-    def words(self) -> str:
+    def words(self) -> Text:
         return usage_words(self.limits, self.used)
+
+    @property
+    def shown(self) -> str:
+        """words in the active language."""
+        return said(self.words)
 
 
 def usage_of(users: Collection[Any]) -> list[UserUsage]:

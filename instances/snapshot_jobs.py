@@ -22,29 +22,30 @@ from instances import operations as ops
 from jobs.models import Job
 from jobs.reconcile import Completed
 from jobs.runner import Handle, Kind, StillBusy, register
+from jobs.words import Words
 from virt import snapshots
-from virt.errors import NotFound, Unreachable, VirtError
+from virt.errors import Message, NotFound, Text, Unreachable, VirtError, gettext_noop
 from webkvm.operations import start_job
 
-WRITING = "writing memory and disks"
+WRITING = Text(gettext_noop("writing memory and disks"))  # the phase: equal to its English
 JOB_TIMEOUT = 6 * 3600.0  # the deadline of the libvirt call: a VM with a lot of memory on slow disks
 MEASURE_TIMEOUT = 10.0  # asking how far libvirt is: a short call, in a slot of the host's connection
 TIDY_TIMEOUT = 60.0
 
 
-def _snapshot(handle: Handle) -> str:
+def _snapshot(handle: Handle) -> Words:
     host, p = handle.host, handle.params
     key, vm, token, name, description = p["host_key"], p["vm"], p["lock"], p["name"], p["description"]
     try:
         if host is None:
-            raise VirtError("The job's host was removed from the panel.")
+            raise VirtError(gettext_noop("The job's host was removed from the panel."))
         services.vm_locks.adopt(key, vm, token)  # Busy if it lapsed and somebody else took the VM meanwhile
         handle.progress(phase=WRITING)
         try:
             pending = services.connection(host).submit(
                 lambda conn: snapshots.create(conn.lookupByUUIDString(vm), name, description), JOB_TIMEOUT)
         except ValueError as exc:  # a stored value that no longer validates
-            raise VirtError(str(exc)) from None
+            raise VirtError("{error}", error=exc) from None  # its own words (a BadValue of ours, translated)
         info = handle.follow(pending.future, _measure(handle, host, vm), every=2.0)
     finally:
         services.vm_locks.release_token(key, vm, token)
@@ -53,8 +54,11 @@ def _snapshot(handle: Handle) -> str:
                 services.connection(host).reads.invalidate()  # the next page shows the new snapshot
             except ValueError:
                 pass
-    memory = "with its memory" if info.with_memory else "of its disks (it was shut off meanwhile)"
-    return f"Snapshot {info.name} of {p['vm_name']} taken {memory} (uuid {vm})."
+    if info.with_memory:
+        return Message(gettext_noop("Snapshot {name} of {vm} taken with its memory (uuid {uuid})."), name=info.name,
+                       vm=p["vm_name"], uuid=vm)
+    return Message(gettext_noop("Snapshot {name} of {vm} taken of its disks (it was shut off meanwhile) "
+                                "(uuid {uuid})."), name=info.name, vm=p["vm_name"], uuid=vm)
 
 
 def _measure(handle: Handle, host: Host, vm: str) -> Callable[[], int | None]:
@@ -74,7 +78,7 @@ def _measure(handle: Handle, host: Host, vm: str) -> Callable[[], int | None]:
     return measure
 
 
-def _snapshot_interrupted(job: Job) -> str:
+def _snapshot_interrupted(job: Job) -> Words:
     """The worker died while libvirt wrote: ask libvirt whether the snapshot exists (then the job is done
     after all), whether it still works on the VM (then ask again later), or neither (interrupted)."""
     p = job.params
@@ -87,20 +91,23 @@ def _snapshot_interrupted(job: Job) -> str:
                               TIDY_TIMEOUT)
     except NotFound:
         _unlock(job)
-        return f"The VM {p['vm_name']} is gone."
+        return Message(gettext_noop("The VM {vm} is gone."), vm=p["vm_name"])
     except Unreachable as exc:
-        raise StillBusy(f"{host.name} does not answer ({exc}); whether snapshot {name} was taken is asked again "
-                        "once it does.") from None
+        raise StillBusy(Message(gettext_noop("{host} does not answer ({error}); whether snapshot {name} was taken is "
+                                             "asked again once it does."), host=host.name, error=exc, name=name)
+                        ) from None
     except VirtError as exc:
         _unlock(job)
-        return f"Whether snapshot {name} was taken could not be asked: {exc}"
+        return Message(gettext_noop("Whether snapshot {name} was taken could not be asked: {error}"), name=name,
+                       error=exc)
     if found == snapshots.BUSY:
-        raise StillBusy(f"libvirt is still working on {p['vm_name']}; whether snapshot {name} was taken is asked "
-                        "again once it has finished.")
+        raise StillBusy(Message(gettext_noop("libvirt is still working on {vm}; whether snapshot {name} was taken is "
+                                             "asked again once it has finished."), vm=p["vm_name"], name=name))
     _unlock(job)
     if found == snapshots.EXISTS:  # taken after all: the job ends done
-        raise Completed(f"snapshot {name} of {p['vm_name']} was taken (uuid {vm}).")
-    return f"Snapshot {name} was not taken."
+        raise Completed(Message(gettext_noop("snapshot {name} of {vm} was taken (uuid {uuid})."), name=name,
+                                vm=p["vm_name"], uuid=vm))
+    return Message(gettext_noop("Snapshot {name} was not taken."), name=name)
 
 
 def _unlock(job: Job) -> None:
@@ -112,9 +119,9 @@ def _snapshots_page(job: Job) -> str | None:
     return reverse("instances:snapshots", args=[job.host.name, job.params["vm"]]) if job.host else None
 
 
-SNAPSHOT = register(Kind(ops.SNAPSHOT_CREATE.job, "Take snapshot with memory", _snapshot, unit="bytes",
-                         link=_snapshots_page, link_text="Show the snapshots", interrupted=_snapshot_interrupted,
-                         never_ran=_unlock))
+SNAPSHOT = register(Kind(ops.SNAPSHOT_CREATE.job, gettext_noop("Take snapshot with memory"), _snapshot, unit="bytes",
+                         link=_snapshots_page, link_text=gettext_noop("Show the snapshots"),
+                         interrupted=_snapshot_interrupted, never_ran=_unlock))
 
 
 def start_snapshot(request: HttpRequest, host: Host, vm_uuid: str, vm_name: str, name: str, description: str,
@@ -126,5 +133,5 @@ def start_snapshot(request: HttpRequest, host: Host, vm_uuid: str, vm_name: str,
         request, ops.SNAPSHOT_CREATE, host=host, name=vm_name,
         params={"host_key": str(host.pk), "vm": vm_uuid.lower(), "vm_name": vm_name, "lock": lock, "name": name,
                 "description": description},
-        summary=f"snapshot {name} of {vm_name} with its memory", quiet=quiet)
+        summary=Message(gettext_noop("snapshot {name} of {vm} with its memory"), name=name, vm=vm_name), quiet=quiet)
     return job

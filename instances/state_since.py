@@ -14,8 +14,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from django.utils.translation import gettext as _
+
 from hosts.models import Host
 from instances.models import StateSince, VMState
+from instances.templatetags.vm import duration
 from virt import process_start
 from virt.uri import Transport
 
@@ -36,20 +39,22 @@ class Since:
         return self.source == StateSince.FIRST_SEEN
 
     def words(self, now: float | None = None) -> str:
-        """'3 min', 'at least 2 h' (first seen in this state then), or 'unknown'."""
+        """'3 min', 'at least 2 h' (first seen in this state then), or 'unknown', in the active language."""
         if self.at is None:
-            return "unknown"
+            return _("unknown")
         seconds = max(0, int((time.time() if now is None else now) - self.at))
         if self.at_least:
-            return f"at least {_duration(seconds)}" if seconds >= AT_LEAST_FROM_SECONDS else "unknown"
-        return "less than a minute" if seconds < 60 else _duration(seconds)
+            if seconds < AT_LEAST_FROM_SECONDS:
+                return _("unknown")
+            return _("at least {duration}").format(duration=_duration(seconds))
+        return _("less than a minute") if seconds < 60 else _duration(seconds)
 
     @property
     def hint(self) -> str:
         if self.source == StateSince.PROCESS:
-            return "estimated from the start of its qemu process"
+            return _("estimated from the start of its qemu process")
         if self.at_least:
-            return "the panel first saw it in this state then; it began earlier"
+            return _("the panel first saw it in this state then; it began earlier")
         return ""
 
 
@@ -59,10 +64,7 @@ def row_words(at: float | None, at_least: bool) -> str:
 
 
 def _duration(seconds: int) -> str:
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
-        if seconds >= size:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} s"
+    return duration(seconds)
 
 
 def _estimate(host: Host, name: str, uuid: str, state: str, now: float) -> tuple[float, str]:

@@ -3,7 +3,10 @@ its worker announces (jobs/push.py); closed when the job has ended. Logged-in us
 origin only, who may see the job; anything else is refused before a byte of it is sent.
 
 The socket also reads the row every RECHECK_SECONDS: a push can be lost (Redis restarting), and the panel
-alone (no Redis, jobs in its own threads) has no channel layer that reaches across threads' event loops."""
+alone (no Redis, jobs in its own threads) has no channel layer that reaches across threads' event loops.
+
+Each socket speaks its viewer's language (the one their pages speak): the job's words are translated for
+them as they are read, never in the worker that wrote them."""
 
 from __future__ import annotations
 
@@ -13,11 +16,16 @@ import json
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.http import HttpRequest
+from django.http.cookie import parse_cookie
+from django.utils import translation
 
 from console.session import origin_allowed, session_cookie
 from console.tickets import session_user
 from jobs import push
 from jobs.models import Job
+from webkvm import languages
 from webkvm.blocking import blocking
 
 CLOSE_REFUSED = 4403
@@ -25,19 +33,35 @@ CLOSE_ENDED = 4000  # the job has ended: nothing more will come
 RECHECK_SECONDS = 2.0
 
 
-def _status(session_key: str, job_id: int) -> dict[str, Any] | None:
+def _status(session_key: str, job_id: int, language: str = settings.LANGUAGE_CODE) -> dict[str, Any] | None:
+    """The job's JSON for the session's user, in `language`; None when they may not see it."""
     from jobs.views import as_json
 
     user = session_user(session_key)
     job = Job.objects.select_related("host", "owner").filter(pk=job_id).first()
     if job is None or not push.may_see(user, job):
         return None
-    return as_json(job, user)
+    with translation.override(language):
+        return as_json(job, user)
+
+
+def language_of(session_key: str, headers: dict[str, str]) -> str:
+    """The language the viewer's pages speak: their own choice (webkvm/languages.py), else their browser's
+    (the language cookie, Accept-Language), as Django's LocaleMiddleware tells it for a page."""
+    user = session_user(session_key)
+    chosen = languages.stored(user) if user is not None else ""
+    if chosen:
+        return chosen
+    request = HttpRequest()
+    request.COOKIES = parse_cookie(headers.get("cookie", ""))
+    request.META["HTTP_ACCEPT_LANGUAGE"] = headers.get("accept-language", "")
+    return translation.get_language_from_request(request)
 
 
 class JobConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types
     job_id = 0
     session_key = ""
+    language = settings.LANGUAGE_CODE
     last: dict[str, Any] | None = None
     recheck: asyncio.Task[None] | None = None
 
@@ -48,7 +72,8 @@ class JobConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has
         if not origin_allowed(headers.get("origin", ""), headers.get("host", "")):
             await self.close(code=CLOSE_REFUSED)
             return
-        status = await blocking(_status)(self.session_key, self.job_id)
+        self.language = await blocking(language_of)(self.session_key, headers)
+        status = await blocking(_status)(self.session_key, self.job_id, self.language)
         if status is None:
             await self.close(code=CLOSE_REFUSED)
             return
@@ -66,7 +91,7 @@ class JobConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has
             await self._read_and_send()
 
     async def _read_and_send(self) -> None:
-        status = await blocking(_status)(self.session_key, self.job_id)
+        status = await blocking(_status)(self.session_key, self.job_id, self.language)
         if status is None:  # logged out meanwhile
             await self.close(code=CLOSE_REFUSED)
             return

@@ -7,19 +7,26 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
+
+from jobs.words import shown
 
 
 class JobState(models.TextChoices):
-    QUEUED = "queued", "queued"
-    RUNNING = "running", "running"
-    DONE = "done", "done"
-    FAILED = "failed", "failed"
-    CANCELLED = "cancelled", "cancelled"
-    INTERRUPTED = "interrupted", "interrupted"
+    QUEUED = "queued", pgettext_lazy("job state", "queued")
+    RUNNING = "running", pgettext_lazy("job state", "running")
+    DONE = "done", pgettext_lazy("job state", "done")
+    FAILED = "failed", pgettext_lazy("job state", "failed")
+    CANCELLED = "cancelled", pgettext_lazy("job state", "cancelled")
+    INTERRUPTED = "interrupted", pgettext_lazy("job state", "interrupted")
 
 
 ACTIVE = (JobState.QUEUED, JobState.RUNNING)
+
+# What a job works on, in words (Job.target_type).
+TARGET_TYPES = {"vm": _("vm"), "volume": _("volume"), "pool": _("pool"), "network": _("network"), "host": _("host")}
 
 
 class Job(models.Model):
@@ -45,6 +52,9 @@ class Job(models.Model):
     # What anybody but an admin reads instead of `result` when that holds the host's own words (libvirt's,
     # ssh's): only admins and the audit record get those (webkvm.operations.told).
     result_for_users = models.TextField(blank=True)
+    # The same (summary, phase, result, result_for_users) as messages of ours (jobs/words.py): each reader sees
+    # them in their language; the text fields above keep the English (the audit record, the logs).
+    words = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
@@ -69,6 +79,48 @@ class Job(models.Model):
         from webkvm.permissions import is_admin
 
         return self.result if is_admin(user) or not self.result_for_users else self.result_for_users
+
+    def _said(self, field: str) -> str:
+        return shown((self.words or {}).get(field), getattr(self, field))
+
+    @property
+    def state_label(self) -> str:
+        """The state in the reader's language."""
+        return str(self.get_state_display())
+
+    @property
+    def target_label(self) -> str:
+        """The kind of its target in the reader's language ("volume")."""
+        return str(TARGET_TYPES.get(self.target_type, self.target_type))
+
+    @property
+    def kind_label(self) -> str:
+        """The kind's name in the reader's language ("Clone volume")."""
+        from jobs.runner import kind_of  # the runner imports this module
+
+        kind = kind_of(self)
+        return gettext(kind.label) if kind is not None else self.kind
+
+    @property
+    def shown_summary(self) -> str:
+        """What it does, in the reader's language; a job written before its words were kept shows its English
+        to English readers and its kind's name to the others."""
+        if (self.words or {}).get("summary") is not None:
+            return self._said("summary")
+        english = (translation.get_language() or "en").split("-")[0] == "en"
+        return self.summary if english and self.summary else self.kind_label
+
+    @property
+    def shown_phase(self) -> str:
+        return self._said("phase")
+
+    def shown_result_for(self, user: Any) -> str:
+        """result_for(user) in the reader's language."""
+        from webkvm.permissions import is_admin
+
+        if is_admin(user) or not self.result_for_users:
+            return self._said("result")
+        return self._said("result_for_users")
 
     @property
     def active(self) -> bool:

@@ -20,6 +20,8 @@ from rq.job import JobStatus
 
 from jobs import liveness, runner
 from jobs.models import ACTIVE, Job, JobState
+from jobs.words import Words, stored
+from virt.errors import Message, gettext_noop
 from webkvm import redis_store
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,14 @@ WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 class Completed(Exception):
     """Raised by a kind's `interrupted` hook when the work turned out done all the same (libvirt finished
-    a migration whose worker died): the job ends done, with these words."""
+    a migration whose worker died): the job ends done, with these words (a Message of ours, or text)."""
+
+    def __init__(self, words: Words) -> None:
+        super().__init__(words)
+        self.words = words
+
+    def __str__(self) -> str:
+        return str(self.words)
 
 
 def reconcile() -> int:
@@ -52,22 +61,22 @@ def reconcile() -> int:
     return ended
 
 
-def _gone(job: Job) -> str | None:
+def _gone(job: Job) -> Message | None:
     """Why the job's worker is gone (and the job now claimed for tidying up), or None while it lives."""
     if job.state == JobState.RUNNING:
-        why: str | None = "the worker running it stopped"
+        why: Message | None = Message(gettext_noop("the worker running it stopped"))
     elif job.parent_id is not None:  # a step its parent job runs when its turn comes
         alive = Job.objects.filter(pk=job.parent_id, state__in=ACTIVE).exists()
-        why = None if alive else "its parent job ended before its turn"
+        why = None if alive else Message(gettext_noop("its parent job ended before its turn"))
     elif redis_store.client() is None:
         alive = job.pk in runner.running_here or timezone.now() - job.created < QUEUE_GRACE
-        why = None if alive else "the panel stopped before it began"
+        why = None if alive else Message(gettext_noop("the panel stopped before it began"))
     else:
         why = _lost_in_queue(job)
     return why if why is not None and liveness.claim(job.pk, OWNER) else None
 
 
-def _lost_in_queue(job: Job) -> str | None:
+def _lost_in_queue(job: Job) -> Message | None:
     shared = redis_store.client()
     assert shared is not None
     try:
@@ -75,7 +84,7 @@ def _lost_in_queue(job: Job) -> str | None:
     except NoSuchJobError:
         if timezone.now() - job.created < QUEUE_GRACE:
             return None
-        return "the job queue lost it before a worker took it"
+        return Message(gettext_noop("the job queue lost it before a worker took it"))
     status = queued.get_status(refresh=False)
     if status in WAITING:
         return None
@@ -83,19 +92,25 @@ def _lost_in_queue(job: Job) -> str | None:
         key = rq.Worker.redis_worker_namespace_prefix + (queued.worker_name or "")
         if queued.worker_name and rq.Worker.find_by_key(key, connection=shared) is not None:
             return None
-        return "the worker that took it stopped"
-    return f"the job queue reports it {status}"
+        return Message(gettext_noop("the worker that took it stopped"))
+    return Message(gettext_noop("the job queue reports it {status}"), status=str(status))
 
 
-def _end(job: Job, why: str) -> bool:
+def _end(job: Job, why: Message) -> bool:
     kind = runner.kind_of(job)
     done = runner.progress_words(job)
     try:
         tidied = kind.interrupted(job) if kind is not None and kind.interrupted is not None else ""
     except runner.StillBusy as exc:
-        Job.objects.filter(pk=job.pk, state__in=ACTIVE).update(result=str(exc))
+        # Said on the job's page while it waits; the job's phase and state stay as the worker left them.
+        current = Job.objects.filter(pk=job.pk).values_list("words", flat=True).first() or {}
+        Job.objects.filter(pk=job.pk, state__in=ACTIVE).update(
+            result=str(exc)[:4000], words={**current, "result": stored(exc.words)})
         return False
     except Completed as exc:
-        return runner.finish(job.pk, ACTIVE, JobState.DONE, f"Done, found after {why}: {exc}")
-    words = f"Interrupted: {why}{f' ({done})' if done else ''}." + (f" {tidied}" if tidied else "")
+        return runner.finish(job.pk, ACTIVE, JobState.DONE,
+                             Message(gettext_noop("Done, found after {why}: {what}"), why=why, what=exc.words))
+    first = (Message(gettext_noop("Interrupted: {why} ({done})."), why=why, done=done) if done
+             else Message(gettext_noop("Interrupted: {why}."), why=why))
+    words = Message(gettext_noop("{first} {then}"), first=first, then=tidied) if tidied else first
     return runner.finish(job.pk, ACTIVE, JobState.INTERRUPTED, words)

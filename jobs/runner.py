@@ -29,11 +29,13 @@ import rq
 from django.db import connections, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from hosts.models import Host
 from jobs import liveness, push
 from jobs.models import ACTIVE, Job, JobState
-from virt.errors import Busy, VirtError, hidden_words
+from jobs.words import Words, loaded, ours, stored
+from virt.errors import Busy, Message, Said, Term, VirtError, gettext_noop, hidden_words
 from virt.xml.codecs import iec
 from webkvm import audit, redis_store
 from webkvm.models import AuditResult
@@ -58,23 +60,32 @@ class Target:
 @dataclass(frozen=True)
 class Kind:
     name: str  # e.g. volume.clone; also the audit action
-    label: str  # e.g. "Clone volume"
-    work: Callable[[Handle], str]  # returns what was done, in words; raises VirtError with the reason
+    label: str  # e.g. "Clone volume", marked with gettext_noop: shown translated (Job.kind_label)
+    # Returns what was done, in words (a Message of ours, or text); raises VirtError with the reason.
+    work: Callable[[Handle], Words]
     cancellable: bool = False  # may stop while it runs (the work calls check_cancel between steps)
     unit: str = ""  # "bytes" when done/total are bytes
     lane: str = ""  # kinds of one lane share the per-host limit
     per_host: int = 0  # at most this many active jobs of the lane per host; 0: no limit
     timeout: int = 24 * 3600  # seconds before the job worker gives up on it
     link: Callable[[Job], str | None] | None = None  # the page of what the job made or changed
-    link_text: str = ""  # the words of that link; "Show <target type>s" unless told
+    link_text: str = ""  # the words of that link (gettext_noop); "Show <target type>s" unless told
     # Tidies up after a worker that died; returns words for the result, or raises StillBusy to try later.
-    interrupted: Callable[[Job], str] | None = None
+    interrupted: Callable[[Job], Words] | None = None
     # Lets go of what the starting request took for the job (e.g. a VM's lock) when it is cancelled unrun.
     never_ran: Callable[[Job], None] | None = None
 
 
 class StillBusy(Exception):
-    """An interrupted job cannot be tidied up yet (e.g. libvirt still writes its copy); try again later."""
+    """An interrupted job cannot be tidied up yet (e.g. libvirt still writes its copy); try again later.
+    Its argument says why, as a Message of ours (or text)."""
+
+    def __init__(self, words: Words) -> None:
+        super().__init__(words)
+        self.words = words
+
+    def __str__(self) -> str:
+        return str(self.words)
 
 
 KINDS: dict[str, Kind] = {}
@@ -109,9 +120,9 @@ def _admitting(host: Host | None) -> Iterator[None]:
     try:
         acquired = lock.acquire()
     except redis.RedisError as exc:
-        raise VirtError(f"The job queue did not answer: {exc}") from None
+        raise VirtError(gettext_noop("The job queue did not answer: {error}"), error=str(exc)) from None
     if not acquired:
-        raise Busy("Another job is being started on this host; try again in a moment.")
+        raise Busy(gettext_noop("Another job is being started on this host; try again in a moment."))
     try:
         yield
     finally:
@@ -121,15 +132,32 @@ def _admitting(host: Host | None) -> Iterator[None]:
             pass  # lapsed (its 30 s are far beyond the few queries it guards), or Redis went away
 
 
+# "Vm web-01 is already being worked on.": one sentence per kind of target, to be translated whole.
+_WORKED_ON = {
+    "vm": gettext_noop("Vm {name} is already being worked on."),
+    "volume": gettext_noop("Volume {name} is already being worked on."),
+    "pool": gettext_noop("Pool {name} is already being worked on."),
+    "network": gettext_noop("Network {name} is already being worked on."),
+    "host": gettext_noop("Host {name} is already being worked on."),
+}
+# The lanes' names in "testhost already runs 2 storage jobs".
+_LANES = {"storage": Term(gettext_noop("storage"))}
+
+
 def _admit(kind: Kind, host: Host | None, target: Target) -> None:
     active = Job.objects.filter(state__in=ACTIVE, host=host)
     if active.filter(target_type=target.type, target_name=target.name).exists():
-        raise Busy(f"{target.type.capitalize()} {target.name} is already being worked on.")
+        if target.type in _WORKED_ON:
+            raise Busy(_WORKED_ON[target.type], name=target.name)
+        raise Busy(gettext_noop("{what} {name} is already being worked on."), what=target.type.capitalize(),
+                   name=target.name)
     if kind.per_host and host is not None:
         lane = [k.name for k in KINDS.values() if k.lane == kind.lane]
         busy = active.filter(kind__in=lane).count()
         if busy >= kind.per_host:
-            raise Busy(f"{host.name} already runs {busy} {kind.lane or kind.label} jobs; wait for one to end.")
+            what = _LANES.get(kind.lane) or Term(kind.lane or kind.label)
+            raise Busy(gettext_noop("{host} already runs {count} {what} jobs; wait for one to end."), host=host.name,
+                       count=busy, what=what)
 
 
 VIA = "via"  # the params key of how the request came in ("through the API, token NAME"), for the audit record
@@ -142,15 +170,17 @@ def origin(request: HttpRequest) -> dict[str, str]:
 
 
 def start(request: HttpRequest, kind: str, host: Host | None, target: Target, params: dict[str, Any],
-          summary: str = "") -> Job:
-    """Create the job and hand it to a worker. Raises Busy (a limit) or VirtError (no job queue)."""
+          summary: Words = "") -> Job:
+    """Create the job and hand it to a worker. Raises Busy (a limit) or VirtError (no job queue).
+    `summary`: what it does, a Message of ours (shown in each reader's language) or text."""
     declared = KINDS[kind]
     params = {**params, **origin(request)}
     user = request.user if request.user.is_authenticated else None
     with _admitting(host):
         _admit(declared, host, target)
         job = Job.objects.create(kind=kind, host=host, target_type=target.type, target_name=target.name[:255],
-                                 summary=summary[:255], params=params, owner=user,
+                                 summary=str(summary)[:255], words=_summary_words(summary), params=params,
+                                 owner=user,
                                  remote_addr=request.META.get("REMOTE_ADDR"), rq_id=uuid.uuid4().hex)
     shared = redis_store.client()
     if shared is None:
@@ -163,8 +193,14 @@ def start(request: HttpRequest, kind: str, host: Host | None, target: Target, pa
             execute, job.pk, job_id=job.rq_id, job_timeout=declared.timeout, result_ttl=3600, failure_ttl=86400)
     except redis.RedisError as exc:  # never started: no job to show; the caller audits the refusal
         Job.objects.filter(pk=job.pk).delete()
-        raise VirtError(f"The job queue did not answer: {exc}") from None
+        raise VirtError(gettext_noop("The job queue did not answer: {error}"), error=str(exc)) from None
     return job
+
+
+def _summary_words(summary: Words) -> dict[str, Any]:
+    """Only a summary of ours is kept as a message: a job with a plain one shows its kind's name to readers
+    of another language than English (Job.shown_summary)."""
+    return {"summary": stored(summary)} if isinstance(summary, Said) else {}
 
 
 def _in_thread(job_id: int) -> None:
@@ -186,14 +222,17 @@ class Handle:
         self.host = job.host
         self.params: dict[str, Any] = job.params
 
-    def progress(self, done: int | None = None, total: int | None = None, phase: str | None = None) -> None:
+    def progress(self, done: int | None = None, total: int | None = None, phase: Words | None = None) -> None:
+        """How far it is; `phase`: what it does now, a Message of ours (Message(gettext_noop("copying {volume}"),
+        volume=...)) shown in each reader's language, or text (libvirt's own words) shown as it is."""
         fields: dict[str, Any] = {}
         if done is not None:
             fields["done"] = self.job.done = done
         if total is not None:
             fields["total"] = self.job.total = total
         if phase is not None:
-            fields["phase"] = self.job.phase = phase[:255]
+            fields["phase"] = self.job.phase = str(phase)[:255]
+            fields["words"] = self.job.words = {**(self.job.words or {}), "phase": stored(phase)}
         if fields and Job.objects.filter(pk=self.job.pk, state=JobState.RUNNING).update(**fields):
             _announce(self.job.pk)
 
@@ -227,14 +266,20 @@ def _worker_name() -> str:
     return f"panel thread {threading.get_native_id()} of pid {os.getpid()} on {socket.gethostname()}"
 
 
-def progress_words(job: Job) -> str:
+def progress_words(job: Job) -> Words:
     """What was done: "400 MiB of 1.0 GiB done, copying", or "" before it started."""
     if job.started is None:
         return ""
     kind = kind_of(job)
     size: Callable[[int], str] = iec if kind is not None and kind.unit == "bytes" else str
-    amount = f"{size(job.done)} of {size(job.total)} done" if job.total else ""
-    return ", ".join(part for part in (amount, job.phase) if part)
+    kept = (job.words or {}).get("phase")
+    phase = loaded(kept) if kept is not None and job.phase else job.phase
+    if not job.total:
+        return phase
+    if not job.phase:
+        return Message(gettext_noop("{done} of {total} done"), done=size(job.done), total=size(job.total))
+    return Message(gettext_noop("{done} of {total} done, {phase}"), done=size(job.done), total=size(job.total),
+                   phase=phase)
 
 
 def execute(job_id: int) -> None:
@@ -252,21 +297,29 @@ def execute(job_id: int) -> None:
         kind = kind_of(job)
         try:
             if kind is None:
-                raise VirtError(f"This panel does not know jobs of kind {job.kind}.")
+                raise VirtError(gettext_noop("This panel does not know jobs of kind {kind}."), kind=job.kind)
             result = kind.work(Handle(job))
         except Cancelled:
             job.refresh_from_db()
             done = progress_words(job)
-            finish(job_id, ACTIVE, JobState.CANCELLED, f"Cancelled on request{f' ({done})' if done else ''}.")
+            finish(job_id, ACTIVE, JobState.CANCELLED,
+                   Message(gettext_noop("Cancelled on request ({done})."), done=done) if done
+                   else Message(gettext_noop("Cancelled on request.")))
         except VirtError as exc:
-            finish(job_id, ACTIVE, JobState.FAILED, str(exc), for_users=hidden_words(exc) if exc.from_host else "")
+            finish(job_id, ACTIVE, JobState.FAILED, exc, for_users=_hidden(exc) if exc.from_host else "")
         except Exception as exc:
             log.exception("job %s (%s) failed", job_id, job.kind)
-            finish(job_id, ACTIVE, JobState.FAILED, f"unexpected error: {exc}", for_users="unexpected error")
+            finish(job_id, ACTIVE, JobState.FAILED, Message(gettext_noop("unexpected error: {error}"), error=str(exc)),
+                   for_users=Message(gettext_noop("unexpected error")))
         else:
             finish(job_id, ACTIVE, JobState.DONE, result)
     finally:
         heartbeat.stop()
+
+
+def _hidden(exc: VirtError) -> Words:
+    """What stands for the host's own words where only admins may read them."""
+    return ours(hidden_words(exc))
 
 
 def _announce(job_id: int) -> None:
@@ -277,14 +330,24 @@ def _announce(job_id: int) -> None:
 # --- ending ---------------------------------------------------------------------------------------
 
 
-def finish(job_id: int, from_states: tuple[str, ...], state: str, result: str, for_users: str = "") -> bool:
+def finish(job_id: int, from_states: tuple[str, ...], state: str, result: Words, for_users: Words = "") -> bool:
     """Move the job from one of `from_states` to its final `state` and audit it; once only (False when
     it had already left those states: reconciled, cancelled, or ended by another process). `for_users`
-    stands for `result` where it holds the host's own words (Job.result_for_users)."""
+    stands for `result` where it holds the host's own words (Job.result_for_users). Both are messages of
+    ours (shown in each reader's language) or text; the audit record keeps their English."""
     now = timezone.now()
     with transaction.atomic():  # the end and its audit record are seen together
+        kept = Job.objects.select_for_update().filter(pk=job_id, state__in=from_states).values_list(
+            "words", flat=True).first()
+        if kept is None:
+            return False
+        said = {key: value for key, value in (kept or {}).items() if key not in ("result", "result_for_users")}
+        said["result"] = stored(result)
+        if for_users:
+            said["result_for_users"] = stored(for_users)
+        result, for_users = str(result), str(for_users)
         if not Job.objects.filter(pk=job_id, state__in=from_states).update(
-                state=state, result=result[:4000], result_for_users=for_users[:4000], finished=now):
+                state=state, result=result[:4000], result_for_users=for_users[:4000], finished=now, words=said):
             return False
         job = Job.objects.select_related("host", "owner").get(pk=job_id)
         # An interrupted job's end is when it was found, not when its worker died: no duration for it.
@@ -308,17 +371,19 @@ def finish(job_id: int, from_states: tuple[str, ...], state: str, result: str, f
 
 
 def request_cancel(job: Job, who: str) -> str:
-    """Stop a queued job at once, or ask a running one of a cancellable kind to stop; words for the user."""
+    """Stop a queued job at once, or ask a running one of a cancellable kind to stop; words for the user, in
+    the active language. Raises Busy for a running job that cannot be stopped."""
     kind = kind_of(job)
     if job.state == JobState.QUEUED and finish(job.pk, (JobState.QUEUED,), JobState.CANCELLED,
-                                               f"Cancelled by {who} before it started."):
+                                               Message(gettext_noop("Cancelled by {user} before it started."),
+                                                       user=who)):
         if kind is not None and kind.never_ran is not None:
             kind.never_ran(job)
-        return "Cancelled before it started."
+        return _("Cancelled before it started.")
     if job.state == JobState.RUNNING and kind is not None and kind.cancellable:
         Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(cancel_requested=True)
         _announce(job.pk)
-        return "Asked to stop; it stops at its next step."
+        return _("Asked to stop; it stops at its next step.")
     if job.active:
-        raise Busy("This job cannot be stopped once it runs.")
-    return f"The job has already ended ({job.state})."
+        raise Busy(gettext_noop("This job cannot be stopped once it runs."))
+    return _("The job has already ended ({state}).").format(state=job.state_label)

@@ -14,6 +14,8 @@ from typing import Any
 import libvirt
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_http_methods, require_POST
 
 from hosts import services
@@ -23,18 +25,21 @@ from networks.forms import FixedHostForm
 from networks.views import DETAIL_TIMEOUT, render_detail
 from virt import networks
 from virt.errors import InvalidInput, NotFound, VirtError
+from webkvm.i18n import said
 from webkvm.operations import Outcome, host_or_404, on_host, refused, route
 from webkvm.views_base import on_host_checked
 
 # action -> (what it does to a network, the message when done)
 SIMPLE: dict[str, tuple[Callable[[libvirt.virConnect, str], None], str]] = {
-    "start": (networks.start, "started"),
-    "autostart": (lambda conn, name: networks.set_autostart(conn, name, True), "starts when the host boots"),
-    "no-autostart": (lambda conn, name: networks.set_autostart(conn, name, False), "no longer starts at boot"),
+    "start": (networks.start, gettext_noop("Network %(name)s started.")),
+    "autostart": (lambda conn, name: networks.set_autostart(conn, name, True),
+                  gettext_noop("Network %(name)s starts when the host boots.")),
+    "no-autostart": (lambda conn, name: networks.set_autostart(conn, name, False),
+                     gettext_noop("Network %(name)s no longer starts at boot.")),
 }
 CONFIRMED: dict[str, tuple[Callable[[libvirt.virConnect, str], None], str]] = {
-    "stop": (networks.stop, "stopped"),
-    "delete": (networks.delete, "deleted"),
+    "stop": (networks.stop, gettext_noop("Network %(name)s stopped.")),
+    "delete": (networks.delete, gettext_noop("Network %(name)s deleted.")),
 }
 
 
@@ -58,9 +63,10 @@ def _saying(fn: Callable[[libvirt.virConnect, str], None], name: str,
 def simple_action(request: HttpRequest, target: Host, name: str, action: str, *,
                   quiet: bool = False) -> Outcome[str]:
     """start, autostart or no-autostart (the page and the API): one audit record."""
-    fn, said = SIMPLE[action]
-    done = f"Network {name} {said}."
-    return on_host(request, ops.SIMPLE[action], target, name, _saying(fn, name, done), done=done, quiet=quiet)
+    fn, words = SIMPLE[action]
+    done = _(words) % {"name": name}
+    return on_host(request, ops.SIMPLE[action], target, name, _saying(fn, name, done), done=done,
+                   detail=words % {"name": name}, quiet=quiet)
 
 
 @require_POST
@@ -100,14 +106,14 @@ def stop_or_delete(request: HttpRequest, target: Host, name: str, action: str,
     network now (users_key); otherwise refused (audited) with a NotConfirmed outcome and nothing done."""
     op = ops.CONFIRMED[action]
     if users and acknowledged != users_key(users):
-        words = ("Tick the box naming the VMs that use this network to confirm." if not acknowledged else
-                 "The VMs using this network changed since the page was shown: check the list again.")
+        words = (_("Tick the box naming the VMs that use this network to confirm.") if not acknowledged else
+                 _("The VMs using this network changed since the page was shown: check the list again."))
         used_by = ", ".join(u.name for u in users)
         refused(request, op, host=target, name=name, reason=f"not confirmed: used by {used_by}")
         return Outcome(name, error=words, exception=NotConfirmed(words))
-    fn, said = CONFIRMED[action]
-    done = f"Network {name} {said}."
-    detail = f"used by {', '.join(u.name for u in users)} (confirmed)" if users else ""
+    fn, words = CONFIRMED[action]
+    done = _(words) % {"name": name}
+    detail = f"used by {', '.join(u.name for u in users)} (confirmed)" if users else words % {"name": name}
     return on_host(request, op, target, name, _saying(fn, name, done), done=done, detail=detail, quiet=quiet)
 
 
@@ -119,11 +125,12 @@ def confirmed(request: HttpRequest, host: str, name: str, action: str) -> HttpRe
     try:
         info, users = network_and_users(request, target, name, action)
     except NotFound:
-        raise Http404("No such network on this host.") from None
+        raise Http404(_("No such network on this host.")) from None
     except VirtError as exc:
-        context["error"] = str(exc)
+        context["error"] = said(exc)
         return render(request, "networks/confirm.html", context, status=503)
-    context.update({"info": info, "users": users, "users_key": users_key(users)})
+    context.update({"info": info, "users": users, "users_key": users_key(users),
+                    "user_names": ", ".join(u.name for u in users)})
     if request.method != "POST" or request.POST.get("confirm") != "yes":
         return render(request, "networks/confirm.html", context)
     outcome = stop_or_delete(request, target, name, action, users, request.POST.get("acknowledge", ""))
@@ -140,7 +147,7 @@ def add_fixed(request: HttpRequest, target: Host, name: str, form: FixedHostForm
     """network.host-add of a valid form (the page and the API). Refused by the host before libvirt was
     asked (a taken MAC or address): a field error, nothing changed, nothing audited."""
     fixed = form.to_host()
-    done = f"Network {name}: fixed address {fixed.label()} added."
+    done = _("Network %(name)s: fixed address %(address)s added.") % {"name": name, "address": fixed.label()}
 
     def add(conn: libvirt.virConnect, network: str) -> None:
         networks.add_fixed_host(conn, network, fixed)
@@ -171,10 +178,11 @@ def remove_fixed(request: HttpRequest, target: Host, name: str, ip: str, *,
             return networks.remove_fixed_host(conn, name, ip)
         except NotFound as exc:
             networks.network_info(conn, name)  # the network itself gone: NotFound, a 404
-            raise NoFixedAddress(str(exc)) from None  # only the address is not there: said in words
+            raise NoFixedAddress(exc.template, **exc.params) from None  # only the address is not there: said in words
 
     return on_host(request, ops.HOST_REMOVE, target, name, remove,
-                   done=lambda removed: f"Network {name}: fixed address {removed.label()} removed.",
+                   done=lambda removed: _("Network %(name)s: fixed address %(address)s removed.") % {
+                       "name": name, "address": removed.label()},
                    detail=lambda removed: removed.label(), quiet=quiet)
 
 

@@ -11,7 +11,10 @@ import ipaddress
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from networks.templatetags.network_words import link_state
 from virt.networks import (
     MAC_RE,
     MACVTAP_MODES,
@@ -25,20 +28,21 @@ from virt.networks import (
     spec_problems,
 )
 from virt.subnets import free_ipv4
+from webkvm.i18n import said
 
 MODE_CHOICES = [
-    ("nat", "NAT: guests reach out through the host's address"),
-    ("route", "Routed: guests' subnet routed through the host, no NAT"),
-    ("open", "Open: routed, and libvirt adds no firewall rules"),
-    ("isolated", "Isolated: guests and host only"),
-    ("bridge", "Bridged: guests join a host bridge's LAN"),
-    ("macvtap", "macvtap: guests share a host NIC directly"),
+    ("nat", gettext_lazy("NAT: guests reach out through the host's address")),
+    ("route", gettext_lazy("Routed: guests' subnet routed through the host, no NAT")),
+    ("open", gettext_lazy("Open: routed, and libvirt adds no firewall rules")),
+    ("isolated", gettext_lazy("Isolated: guests and host only")),
+    ("bridge", gettext_lazy("Bridged: guests join a host bridge's LAN")),
+    ("macvtap", gettext_lazy("macvtap: guests share a host NIC directly")),
 ]
 MACVTAP_CHOICES = [
-    ("bridge", "bridge: guests see each other and the LAN (not the host)"),
-    ("private", "private: guests see only the LAN"),
-    ("vepa", "vepa: all traffic goes through the external switch"),
-    ("passthrough", "passthrough: one guest owns the NIC"),
+    ("bridge", gettext_lazy("bridge: guests see each other and the LAN (not the host)")),
+    ("private", gettext_lazy("private: guests see only the LAN")),
+    ("vepa", gettext_lazy("vepa: all traffic goes through the external switch")),
+    ("passthrough", gettext_lazy("passthrough: one guest owns the NIC")),
 ]
 assert [c for c, _ in MACVTAP_CHOICES] == list(MACVTAP_MODES)
 
@@ -61,44 +65,48 @@ def parse_hosts(text: str) -> tuple[list[FixedHost], list[str]]:
                 if not name:
                     name = token
                     continue
-                errors.append(f"Line {number}: {token!r} is neither a MAC address nor an IP address.")
+                errors.append(_("Line %(number)s: %(token)s is neither a MAC address nor an IP address.")
+                              % {"number": number, "token": repr(token)})
                 break
             else:
                 if ip:
-                    errors.append(f"Line {number}: one IP address per line.")
+                    errors.append(_("Line %(number)s: one IP address per line.") % {"number": number})
                     break
                 ip = token
         else:
             if not ip:
-                errors.append(f"Line {number}: no IP address (write 'MAC IP [name]' or 'IP name').")
+                errors.append(_("Line %(number)s: no IP address (write 'MAC IP [name]' or 'IP name').")
+                              % {"number": number})
             else:
                 hosts.append(FixedHost(ip=ip, mac=mac, name=name))
     return hosts, errors
 
 
 class NetworkForm(forms.Form):
-    name = forms.CharField(max_length=50, help_text="Letters, digits, '.', '-' and '_'.")
-    mode = forms.ChoiceField(label="Type", choices=MODE_CHOICES, initial="nat")
-    bridge_name = forms.CharField(label="Bridge name", required=False, max_length=15,
-                                  help_text="The bridge libvirt makes for this network; blank: virbrN.")
-    forward_dev = forms.CharField(label="Outgoing interface", required=False)
-    host_bridge = forms.CharField(label="Host bridge", required=False)
-    nic = forms.CharField(label="Host NIC", required=False)
-    macvtap_mode = forms.ChoiceField(label="macvtap mode", choices=MACVTAP_CHOICES, initial="bridge")
-    ipv4_address = forms.CharField(label="IPv4 address/prefix", required=False,
-                                   help_text="The host's address on the network, e.g. 10.213.1.1/24.")
-    ipv4_dhcp_start = forms.CharField(label="IPv4 DHCP range from", required=False)
-    ipv4_dhcp_end = forms.CharField(label="IPv4 DHCP range to", required=False)
-    ipv6_address = forms.CharField(label="IPv6 address/prefix", required=False,
-                                   help_text="Optional, e.g. fd00:213:1::1/64.")
-    ipv6_dhcp_start = forms.CharField(label="IPv6 DHCP range from", required=False)
-    ipv6_dhcp_end = forms.CharField(label="IPv6 DHCP range to", required=False)
-    hosts = forms.CharField(label="Fixed addresses", required=False, widget=forms.Textarea(attrs={"rows": 4}),
-                            help_text="One per line: 'MAC IP [name]' for IPv4, 'IP name' for IPv6.")
-    domain = forms.CharField(label="DNS domain", required=False, max_length=253,
-                             help_text="Guests' names resolve as NAME.DOMAIN on this network.")
-    autostart = forms.BooleanField(label="Start when the host boots", required=False)
-    start = forms.BooleanField(label="Start it now", required=False, initial=True)
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=50,
+                           help_text=gettext_lazy("Letters, digits, '.', '-' and '_'."))
+    mode = forms.ChoiceField(label=gettext_lazy("Type"), choices=MODE_CHOICES, initial="nat")
+    bridge_name = forms.CharField(label=gettext_lazy("Bridge name"), required=False, max_length=15,
+                                  help_text=gettext_lazy("The bridge libvirt makes for this network; blank: virbrN."))
+    forward_dev = forms.CharField(label=gettext_lazy("Outgoing interface"), required=False)
+    host_bridge = forms.CharField(label=gettext_lazy("Host bridge"), required=False)
+    nic = forms.CharField(label=gettext_lazy("Host NIC"), required=False)
+    macvtap_mode = forms.ChoiceField(label=gettext_lazy("macvtap mode"), choices=MACVTAP_CHOICES, initial="bridge")
+    ipv4_address = forms.CharField(label=gettext_lazy("IPv4 address/prefix"), required=False,
+                                   help_text=gettext_lazy("The host's address on the network, e.g. 10.213.1.1/24."))
+    ipv4_dhcp_start = forms.CharField(label=gettext_lazy("IPv4 DHCP range from"), required=False)
+    ipv4_dhcp_end = forms.CharField(label=gettext_lazy("IPv4 DHCP range to"), required=False)
+    ipv6_address = forms.CharField(label=gettext_lazy("IPv6 address/prefix"), required=False,
+                                   help_text=gettext_lazy("Optional, e.g. fd00:213:1::1/64."))
+    ipv6_dhcp_start = forms.CharField(label=gettext_lazy("IPv6 DHCP range from"), required=False)
+    ipv6_dhcp_end = forms.CharField(label=gettext_lazy("IPv6 DHCP range to"), required=False)
+    hosts = forms.CharField(label=gettext_lazy("Fixed addresses"), required=False,
+                            widget=forms.Textarea(attrs={"rows": 4}),
+                            help_text=gettext_lazy("One per line: 'MAC IP [name]' for IPv4, 'IP name' for IPv6."))
+    domain = forms.CharField(label=gettext_lazy("DNS domain"), required=False, max_length=253,
+                             help_text=gettext_lazy("Guests' names resolve as NAME.DOMAIN on this network."))
+    autostart = forms.BooleanField(label=gettext_lazy("Start when the host boots"), required=False)
+    start = forms.BooleanField(label=gettext_lazy("Start it now"), required=False, initial=True)
 
     def __init__(self, facts: HostNetworks, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -109,19 +117,20 @@ class NetworkForm(forms.Form):
         # A select of what the host reports; free text only when it reports nothing.
         if bridges:
             self.fields["host_bridge"] = forms.ChoiceField(
-                label="Host bridge", required=False,
+                label=gettext_lazy("Host bridge"), required=False,
                 choices=[("", "-"), *((b.name, _describe(b.name, b.mac, b.state)) for b in bridges)])
         else:
-            self.fields["host_bridge"].help_text = "This host reports no bridges: type the bridge's name."
+            self.fields["host_bridge"].help_text = _("This host reports no bridges: type the bridge's name.")
         if nics:
             choices = [(n.name, _describe(n.name, n.mac, n.state)) for n in nics]
-            self.fields["nic"] = forms.ChoiceField(label="Host NIC", required=False, choices=[("", "-"), *choices])
+            self.fields["nic"] = forms.ChoiceField(label=gettext_lazy("Host NIC"), required=False,
+                                                   choices=[("", "-"), *choices])
             self.fields["forward_dev"] = forms.ChoiceField(
-                label="Outgoing interface", required=False,
-                choices=[("", "any (the host's routes decide)"), *choices])
+                label=gettext_lazy("Outgoing interface"), required=False,
+                choices=[("", _("any (the host's routes decide)")), *choices])
         else:
-            self.fields["nic"].help_text = "This host reports no NICs: type the interface's name."
-            self.fields["forward_dev"].help_text = "Optional; blank lets the host's routes decide."
+            self.fields["nic"].help_text = _("This host reports no NICs: type the interface's name.")
+            self.fields["forward_dev"].help_text = _("Optional; blank lets the host's routes decide.")
         self._hosts: list[FixedHost] = []
         if not self.is_bound:  # a free subnet to start from: one the host does not use yet
             free = free_ipv4(facts)
@@ -129,22 +138,22 @@ class NetworkForm(forms.Form):
                 self.initial.setdefault("ipv4_address", free.address)
                 self.initial.setdefault("ipv4_dhcp_start", free.dhcp_start)
                 self.initial.setdefault("ipv4_dhcp_end", free.dhcp_end)
-                self.fields["ipv4_address"].help_text = ("A private subnet none of this host's networks and "
-                                                         "interfaces uses; the host's address on it is .1.")
+                self.fields["ipv4_address"].help_text = _("A private subnet none of this host's networks and "
+                                                          "interfaces uses; the host's address on it is .1.")
 
     def sections(self) -> list[tuple[str, str, list[forms.BoundField]]]:
         """(title, modes it applies to, fields) for the template, in page order."""
         return [
-            ("Network", "", [self["name"], self["mode"]]),
-            ("Host bridge", "bridge", [self["host_bridge"]]),
-            ("Host NIC", "macvtap", [self["nic"], self["macvtap_mode"]]),
-            ("Bridge and forwarding", "nat route open isolated", [self["bridge_name"], self["forward_dev"]]),
+            (_("Network"), "", [self["name"], self["mode"]]),
+            (_("Host bridge"), "bridge", [self["host_bridge"]]),
+            (_("Host NIC"), "macvtap", [self["nic"], self["macvtap_mode"]]),
+            (_("Bridge and forwarding"), "nat route open isolated", [self["bridge_name"], self["forward_dev"]]),
             ("IPv4", "nat route open isolated", [self["ipv4_address"], self["ipv4_dhcp_start"],
                                                  self["ipv4_dhcp_end"]]),
             ("IPv6", "nat route open isolated", [self["ipv6_address"], self["ipv6_dhcp_start"],
                                                  self["ipv6_dhcp_end"]]),
-            ("Fixed addresses and DNS", "nat route open isolated", [self["hosts"], self["domain"]]),
-            ("Start", "", [self["autostart"], self["start"]]),
+            (_("Fixed addresses and DNS"), "nat route open isolated", [self["hosts"], self["domain"]]),
+            (_("Start"), "", [self["autostart"], self["start"]]),
         ]
 
     def clean_hosts(self) -> str:
@@ -159,7 +168,7 @@ class NetworkForm(forms.Form):
         start, end = (data.get(f"{family}_dhcp_start") or "").strip(), (data.get(f"{family}_dhcp_end") or "").strip()
         if not address:
             if start or end:
-                self.add_error(f"{family}_address", "Give the subnet the DHCP range belongs to.")
+                self.add_error(f"{family}_address", _("Give the subnet the DHCP range belongs to."))
             return None
         return Addressing(address, start, end)
 
@@ -193,7 +202,7 @@ class NetworkForm(forms.Form):
             name = self.field_for(problem, mode)
             if (name, problem.message) not in seen:
                 seen.add((name, problem.message))
-                self.add_error(name, problem.message)
+                self.add_error(name, said(problem.message))
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or {}
@@ -207,13 +216,16 @@ class NetworkForm(forms.Form):
 
 
 def _describe(name: str, mac: str, state: str) -> str:
-    return f"{name} ({', '.join(part for part in (mac, state) if part)})" if mac or state else name
+    """A host bridge or NIC as its choice reads: name (MAC, link state in the reader's language)."""
+    return f"{name} ({', '.join(part for part in (mac, link_state(state)) if part)})" if mac or state else name
 
 
 class FixedHostForm(forms.Form):
-    mac = forms.CharField(label="MAC", required=False, max_length=17, help_text="IPv4 only, e.g. 52:54:00:12:34:56.")
-    ip = forms.CharField(label="IP address", max_length=45)
-    name = forms.CharField(label="Host name", required=False, max_length=63, help_text="Required for IPv6.")
+    mac = forms.CharField(label="MAC", required=False, max_length=17,
+                          help_text=gettext_lazy("IPv4 only, e.g. 52:54:00:12:34:56."))
+    ip = forms.CharField(label=gettext_lazy("IP address"), max_length=45)
+    name = forms.CharField(label=gettext_lazy("Host name"), required=False, max_length=63,
+                           help_text=gettext_lazy("Required for IPv6."))
 
     def to_host(self) -> FixedHost:
         data = self.cleaned_data

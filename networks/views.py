@@ -10,6 +10,7 @@ from typing import Any
 import libvirt
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from hosts import services
@@ -27,6 +28,7 @@ from virt.networks import (
     network_detail,
 )
 from virt.reads import NETWORKS
+from webkvm.i18n import said
 from webkvm.operations import ADMIN, Outcome, host_or_404, page, refused, route
 from webkvm.views_base import host_page, on_host_checked
 
@@ -59,9 +61,9 @@ def render_detail(request: HttpRequest, target: Host, name: str, host_form: Fixe
     try:
         context["detail"] = services.call(target, lambda conn: network_detail(conn, name), DETAIL_TIMEOUT)
     except NotFound:
-        raise Http404("No such network on this host.") from None
+        raise Http404(_("No such network on this host.")) from None
     except VirtError as exc:
-        context["error"] = str(exc)
+        context["error"] = said(exc)
         return render(request, "networks/detail.html", context, status=503)
     return render(request, "networks/detail.html", context, status=status)
 
@@ -111,7 +113,10 @@ def create_network_from(request: HttpRequest, target: Host, form: NetworkForm, *
     of the input becomes field errors on the form. Its value: the words said."""
     spec = form.to_spec()
     start, autostart = bool(form.cleaned_data.get("start")), bool(form.cleaned_data.get("autostart"))
-    done = f"Network {spec.name} created on {target.name}{' and started' if start else ''}."
+    if start:
+        done = _("Network %(name)s created on %(host)s and started.") % {"name": spec.name, "host": target.name}
+    else:
+        done = _("Network %(name)s created on %(host)s.") % {"name": spec.name, "host": target.name}
 
     def create(conn: libvirt.virConnect) -> str:
         create_network(conn, spec, start=start, autostart=autostart)
@@ -132,7 +137,8 @@ def create(request: HttpRequest, host: str) -> HttpResponse:
     try:
         facts = host_facts(request, target, request.POST.get("name", ""))
     except VirtError as exc:
-        context["error"] = f"{target.name} could not be asked about its networks: {exc}"
+        context["error"] = _("%(host)s could not be asked about its networks: %(reason)s") % {
+            "host": target.name, "reason": said(exc)}
         return render(request, "networks/create.html", context, status=503)
     form = NetworkForm(facts, request.POST if request.method == "POST" else None)
     context.update({"form": form, "facts": facts})

@@ -10,6 +10,8 @@ PACKAGES="$PACKAGES debian-installer-12-netboot-amd64 grub-pc-bin grub-common xo
 # For the tests' cloud image (tests/cloud_image.py): Debian 12 from Debian's packages by mmdebstrap, its ext4
 # filled by mkfs.ext4 -d, GRUB's boot sector and core image from grub-pc-bin, qcow2 by qemu-img.
 PACKAGES="$PACKAGES mmdebstrap e2fsprogs"
+# A Chinese font, so Chromium draws the zh-Hans pages (tests/browser/test_chinese_screens.py) with real glyphs.
+PACKAGES="$PACKAGES fonts-wqy-microhei"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -40,6 +40,9 @@ from django.db import close_old_connections
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import Resolver404, ResolverMatch, resolve
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from storage.transfers import (
     CHUNK,
@@ -58,6 +61,7 @@ from storage.transfers import (
 )
 from virt.errors import VirtError
 from virt.streams import Download
+from webkvm.languages import activate_for
 from webkvm.middleware import POLICY
 from webkvm.operations import ADMIN, LOGIN, access_of, choice
 from webkvm.permissions import require_admin
@@ -135,12 +139,26 @@ def authorise(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | No
     return refused if refused is not None else _permitted(request, kwargs)
 
 
+def _speak(request: ASGIRequest) -> None:
+    """LocaleMiddleware: the answers' words in the browser's language (Accept-Language), until the user is known."""
+    translation.activate(translation.get_language_from_request(request))
+    request.LANGUAGE_CODE = translation.get_language()
+
+
+def _speak_to_user(request: ASGIRequest) -> None:
+    """webkvm.languages.UserLanguageMiddleware: a logged-in user's own choice of language wins."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        activate_for(request, user)
+
+
 def _page_caller(request: ASGIRequest) -> HttpResponse | None:
     """SessionMiddleware, AuthenticationMiddleware, LoginRequiredMiddleware and CsrfViewMiddleware (CSRF
     applies to the PUT)."""
     SessionMiddleware(_unused).process_request(request)
     user = get_user(request)
     request.user = user
+    _speak_to_user(request)
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     csrf = CsrfViewMiddleware(_unused)
@@ -149,7 +167,7 @@ def _page_caller(request: ASGIRequest) -> HttpResponse | None:
     refused = csrf.process_view(request, request.resolver_match.func, (), {})
     if refused is not None:
         if "application/json" in request.headers.get("Accept", ""):
-            return refusal(request, 403, "The request failed its CSRF check: reload the page and try again.")
+            return refusal(request, 403, _("The request failed its CSRF check: reload the page and try again."))
         return refused  # Django's own page, which says why
     return None
 
@@ -171,15 +189,17 @@ def _api_caller(request: ASGIRequest) -> HttpResponse | None:
     else:
         SessionMiddleware(_unused).process_request(request)
         request.user, request.auth = get_user(request), None  # type: ignore[attr-defined]
+    _speak_to_user(request)
+    if found is None:
         if not request.user.is_authenticated:
-            return _unauthenticated(request, "Authentication credentials were not provided.", "not_authenticated")
+            return _unauthenticated(request, _("Authentication credentials were not provided."), "not_authenticated")
         csrf = CsrfViewMiddleware(_unused)
         csrf.process_request(request)
         if csrf.process_view(request, None, (), {}) is not None:  # type: ignore[arg-type]  # as REST framework does
-            return refusal(request, 403, "CSRF Failed: send the X-CSRFToken header (or use a token).",
+            return refusal(request, 403, _("CSRF Failed: send the X-CSRFToken header (or use a token)."),
                            code="csrf_failed")
     if not ReadOnlyTokens().has_permission(request, None):
-        return refusal(request, 403, ReadOnlyTokens.message, code=ReadOnlyTokens.code)
+        return refusal(request, 403, str(ReadOnlyTokens.message), code=ReadOnlyTokens.code)
     request.webkvm_via = via(request)  # type: ignore[attr-defined]  # audit.record reads it
     return _throttled(request)
 
@@ -201,7 +221,7 @@ def _throttled(request: ASGIRequest) -> HttpResponse | None:
         throttle = kind()
         if not throttle.allow_request(asked, None):
             wait = throttle.wait()
-            response = refusal(request, 429, "Too many requests: try again later.", code="throttled")
+            response = refusal(request, 429, _("Too many requests: try again later."), code="throttled")
             if wait is not None:
                 response["Retry-After"] = str(math.ceil(wait))
             return response
@@ -223,19 +243,20 @@ def _permitted(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | N
             raise PermissionDenied
         require_admin(request, object_name=request.path)
     except PermissionDenied:
-        return refusal(request, 403, "You are not allowed to do that.")
+        return refusal(request, 403, _("You are not allowed to do that."))
     return None
 
 
 def _checked(request: ASGIRequest, kwargs: dict[str, Any], then: Callable[[], Any]) -> Any:
     close_old_connections()
+    _speak(request)
     try:
         refused = authorise(request, kwargs)
         return refused if refused is not None else then()
     except SuspiciousOperation as exc:  # e.g. a Host header not in ALLOWED_HOSTS
-        return refusal(request, 400, f"Bad request: {exc}")
+        return refusal(request, 400, _("Bad request: %(reason)s") % {"reason": exc})
     except Http404 as exc:
-        return refusal(request, 404, str(exc) or "There is nothing at this address.")
+        return refusal(request, 404, str(exc) or _("There is nothing at this address."))
 
 
 async def respond(send: Send, response: HttpResponse) -> None:
@@ -308,7 +329,7 @@ class Sender:
             await self.room.acquire()
         if self.done.done():
             self.done.result()  # the thread failed: its error wins
-            raise Interrupted("the upload ended early")
+            raise Interrupted(gettext_noop("the upload ended early"))
         self.handed += 1
         self.items.put(parts)
 
@@ -336,14 +357,15 @@ async def pump(receive: Receive, session: UploadSession) -> None:
             try:  # a client that stays connected but sends nothing must not hold the stream and volume
                 message = await asyncio.wait_for(receive(), stall)
             except TimeoutError:
-                raise Interrupted(f"nothing arrived for {stall:g} s after {received} of {session.size} bytes"
-                                  ) from None
+                raise Interrupted(gettext_noop("nothing arrived for {seconds} s after {received} of {size} bytes"),
+                                  seconds=f"{stall:g}", received=received, size=session.size) from None
             if message["type"] == "http.disconnect":
-                raise Interrupted(f"the browser went away after {received} of {session.size} bytes")
+                raise Interrupted(gettext_noop("the browser went away after {received} of {size} bytes"),
+                                  received=received, size=session.size)
             body = message.get("body", b"")
             received += len(body)
             if received > session.size:
-                raise Interrupted(f"more than the announced {session.size} bytes")
+                raise Interrupted(gettext_noop("more than the announced {size} bytes"), size=session.size)
             if body:
                 parts.append(body)
                 pending += len(body)
@@ -355,10 +377,12 @@ async def pump(receive: Receive, session: UploadSession) -> None:
             if not more:
                 break
         if received != session.size:
-            raise Interrupted(f"the body ended after {received} of {session.size} bytes")
+            raise Interrupted(gettext_noop("the body ended after {received} of {size} bytes"), received=received,
+                              size=session.size)
         await sender.finish()
     except TimeoutError:
-        raise Interrupted(f"the hypervisor took more than {CHUNK_TIMEOUT:g} s for one chunk") from None
+        raise Interrupted(gettext_noop("the hypervisor took more than {seconds} s for one chunk"),
+                          seconds=f"{CHUNK_TIMEOUT:g}") from None
     finally:
         sender.stop()
 
@@ -459,4 +483,5 @@ class StreamedTransfers:
                 else:
                     await download(request, receive, send, kwargs)
             finally:
+                translation.deactivate()  # the language this request spoke (_speak) stays with it
                 await sync_to_async(close_old_connections)()

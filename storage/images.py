@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from hosts import services
 from hosts.models import Host
 from instances import quotas
 from storage.models import CloudImage, ImageLibrary
 from virt.devices import FieldProblem
-from virt.errors import NotFound
+from virt.errors import NotFound, Text
 from virt.images import VolumeFacts, check_min_disk, image_facts
 from virt.osinfo import Catalogue, OsEntry
 from virt.volumes import delete_volume
@@ -64,8 +66,8 @@ def os_choices(catalogue: Catalogue, offered: list[OsEntry]) -> list[Any]:
     """The select's choices: "none" first, then the current entries grouped by vendor."""
     groups: dict[str, list[tuple[str, str]]] = {}
     for entry in offered:
-        groups.setdefault(entry.vendor or "Other", []).append((entry.id, entry.name))
-    return [("", "not in the list: type family and version"), *((vendor, items) for vendor, items in groups.items())]
+        groups.setdefault(entry.vendor or _("Other"), []).append((entry.id, entry.name))
+    return [("", _("not in the list: type family and version")), *((vendor, items) for vendor, items in groups.items())]
 
 
 # --- changes ----------------------------------------------------------------------------------------
@@ -83,26 +85,31 @@ class ImageFields:
     firmware: str = "bios"
 
 
-def set_library(host: Host, pool: str, *, library: bool, linked_clones: bool) -> str:
+def set_library(host: Host, pool: str, *, library: bool, linked_clones: bool) -> Text:
     """Mark `pool` of `host` as an image library (with or without linked clones), or unmark it (refused while
-    images are recorded in it). Returns what was done, in words."""
+    images are recorded in it). Returns what was done, in words (English; webkvm.i18n.said: the user's)."""
     found = library_of(host, pool)
     if not library:
         if found is None:
-            return f"Pool {pool} is not an image library."
+            return Text(gettext_noop("Pool {pool} is not an image library."), pool=pool)
         kept = CloudImage.objects.filter(host=host, pool=pool).count()
+        if kept == 1:
+            raise FieldProblem("library", gettext_noop("Pool {pool} holds 1 image: delete it first."), pool=pool)
         if kept:
-            raise FieldProblem("library", f"Pool {pool} holds {kept} image{'s' if kept != 1 else ''}: delete "
-                                          f"{'them' if kept != 1 else 'it'} first.")
+            raise FieldProblem("library", gettext_noop("Pool {pool} holds {count} images: delete them first."),
+                               pool=pool, count=kept)
         found.delete()
-        return f"Pool {pool} is no longer an image library."
-    words = "with linked clones" if linked_clones else "full copies only"
+        return Text(gettext_noop("Pool {pool} is no longer an image library."), pool=pool)
     if found is None:
         ImageLibrary.objects.create(host=host, pool=pool, linked_clones=linked_clones)
-        return f"Pool {pool} is now an image library ({words})."
+        if linked_clones:
+            return Text(gettext_noop("Pool {pool} is now an image library (with linked clones)."), pool=pool)
+        return Text(gettext_noop("Pool {pool} is now an image library (full copies only)."), pool=pool)
     found.linked_clones = linked_clones
     found.save(update_fields=["linked_clones"])
-    return f"Image library {pool}: {words}."
+    if linked_clones:
+        return Text(gettext_noop("Image library {pool}: with linked clones."), pool=pool)
+    return Text(gettext_noop("Image library {pool}: full copies only."), pool=pool)
 
 
 def inspect(host: Host, pool: str, volume: str) -> VolumeFacts:
@@ -116,10 +123,11 @@ def import_image(host: Host, pool: str, volume: str, fields: ImageFields, *, use
     libvirt. Raises FieldProblem (nothing stored) for a pool that is no library, a volume already imported,
     a taken name, an unfit volume or a minimum disk below its virtual size."""
     if library_of(host, pool) is None:
-        raise FieldProblem("", f"Pool {pool} is not an image library.")
+        raise FieldProblem("", gettext_noop("Pool {pool} is not an image library."), pool=pool)
     already = CloudImage.objects.filter(host=host, pool=pool, volume=volume).first()
     if already is not None:
-        raise FieldProblem("volume", f"Volume {volume} is already the image {already.name}.")
+        raise FieldProblem("volume", gettext_noop("Volume {volume} is already the image {image}."), volume=volume,
+                           image=already.name)
     _free_name(host, fields.name)
     facts = inspect(host, pool, volume)
     min_disk = check_min_disk(fields.min_disk_bytes or facts.virtual_bytes, facts.virtual_bytes)
@@ -131,8 +139,8 @@ def import_image(host: Host, pool: str, volume: str, fields: ImageFields, *, use
                 min_disk_bytes=min_disk, firmware=fields.firmware, format=facts.format,
                 virtual_bytes=facts.virtual_bytes, created_by=user if getattr(user, "pk", None) else None)
     except IntegrityError:  # another admin imported the same name or volume meanwhile
-        raise FieldProblem("name", f"{host.name} already has an image named {fields.name} (or this volume "
-                                   "was imported meanwhile).") from None
+        raise FieldProblem("name", gettext_noop("{host} already has an image named {name} (or this volume was "
+                                                "imported meanwhile)."), host=host.name, name=fields.name) from None
 
 
 def _free_name(host: Host, name: str, *, but: CloudImage | None = None) -> None:
@@ -140,7 +148,8 @@ def _free_name(host: Host, name: str, *, but: CloudImage | None = None) -> None:
     if but is not None:
         taken = taken.exclude(pk=but.pk)
     if taken.exists():
-        raise FieldProblem("name", f"{host.name} already has an image named {name}.")
+        raise FieldProblem("name", gettext_noop("{host} already has an image named {name}."), host=host.name,
+                           name=name)
 
 
 def update_image(image: CloudImage, fields: ImageFields) -> CloudImage:
@@ -154,20 +163,22 @@ def update_image(image: CloudImage, fields: ImageFields) -> CloudImage:
         with transaction.atomic():
             image.save()
     except IntegrityError:
-        raise FieldProblem("name", f"{image.host.name} already has an image named {fields.name}.") from None
+        raise FieldProblem("name", gettext_noop("{host} already has an image named {name}."), host=image.host.name,
+                           name=fields.name) from None
     return image
 
 
-def delete_image(image: CloudImage, *, delete_volume_too: bool = False) -> str:
+def delete_image(image: CloudImage, *, delete_volume_too: bool = False) -> Text:
     """Remove the image from the library; with `delete_volume_too`, its volume first (libvirt refuses while a
-    VM or a linked clone uses it: then nothing is removed)."""
-    where, words = f"{image.pool}/{image.volume}", ""
+    VM or a linked clone uses it: then nothing is removed). Returns what was done, in words."""
+    where = f"{image.pool}/{image.volume}"
+    words = gettext_noop("Image {name} deleted; its volume {where} stays.")
     if delete_volume_too:
         try:
             services.change(image.host, lambda conn: delete_volume(conn, image.pool, image.volume), INSPECT_TIMEOUT)
-            words = f" with its volume {where}"
+            words = gettext_noop("Image {name} deleted with its volume {where}.")
         except NotFound:
-            words = f"; its volume {where} was already gone"
+            words = gettext_noop("Image {name} deleted; its volume {where} was already gone.")
     name = image.name
     image.delete()
-    return f"Image {name} deleted{words or f'; its volume {where} stays'}."
+    return Text(words, name=name, where=where)

@@ -9,12 +9,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from virt.capabilities import BIOS, UEFI
 from virt.create import PoolVolume
 
 IMAGE_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-IMAGE_NAME_RULE = "Use letters, digits, '.', '-' and '_' (at most 64, starting with a letter or digit), e.g. debian-12."
+IMAGE_NAME_RULE = _("Use letters, digits, '.', '-' and '_' (at most 64, starting with a letter or digit), "
+                    "e.g. debian-12.")
 FIRMWARE_CHOICES = [(BIOS, "BIOS"), (UEFI, "UEFI")]
 
 
@@ -30,7 +32,7 @@ class ImageLibrary(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["host", "pool"], name="one_library_per_pool")]
         ordering = ["host__name", "pool"]
-        verbose_name_plural = "image libraries"
+        verbose_name_plural = _("image libraries")
 
     def __str__(self) -> str:
         return f"{self.pool}@{self.host}"
@@ -43,12 +45,12 @@ class CloudImage(models.Model):
     pool = models.CharField(max_length=255)
     volume = models.CharField(max_length=255)
     name = models.CharField(max_length=64, validators=[RegexValidator(IMAGE_NAME_RE, IMAGE_NAME_RULE)])
-    os_id = models.CharField("osinfo id", max_length=255, blank=True,
-                             help_text="The libosinfo entry (virt/osinfo.py), e.g. http://debian.org/debian/12.")
-    os_family = models.CharField("OS family", max_length=64, blank=True)
-    os_version = models.CharField("OS version", max_length=64, blank=True)
+    os_id = models.CharField(_("osinfo id"), max_length=255, blank=True,
+                             help_text=_("The libosinfo entry (virt/osinfo.py), e.g. http://debian.org/debian/12."))
+    os_family = models.CharField(_("OS family"), max_length=64, blank=True)
+    os_version = models.CharField(_("OS version"), max_length=64, blank=True)
     default_user = models.CharField(max_length=32, blank=True)
-    min_disk_bytes = models.BigIntegerField("minimum disk (bytes)")
+    min_disk_bytes = models.BigIntegerField(_("minimum disk (bytes)"))
     firmware = models.CharField(max_length=8, choices=FIRMWARE_CHOICES, default=BIOS)
     format = models.CharField(max_length=16)  # qcow2 or raw, as libvirt read it on import
     virtual_bytes = models.BigIntegerField()  # the disk size the image holds, as libvirt read it on import

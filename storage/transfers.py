@@ -22,17 +22,20 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import content_disposition_header
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from api.errors import from_host
 from hosts import services
 from hosts.models import Host
 from storage import operations as ops
 from storage.forms import UploadForm
-from virt.errors import Unreachable, VirtError
+from virt.errors import Said, Text, Unreachable, VirtError
 from virt.storage_rules import StorageInputError
 from virt.streams import Download, Upload
 from virt.volumes import PoolDetail, pool_detail
 from webkvm import audit
+from webkvm.i18n import said
 from webkvm.models import AuditResult
 from webkvm.operations import perform, refused
 
@@ -41,8 +44,12 @@ BEGIN_TIMEOUT = 30.0
 CHUNK_TIMEOUT = 60.0  # a hypervisor that takes longer for one chunk is treated as gone
 
 
-class Interrupted(Exception):
-    """The browser went away, or sent less than it announced."""
+class Interrupted(Said, Exception):
+    """The browser went away, or sent less than it announced: an English template with named parameters
+    (marked with gettext_noop), shown in the user's language by webkvm.i18n.said; str() is English."""
+
+    def __init__(self, message: str, /, **params: object) -> None:
+        super().__init__(self._say(message, params))
 
 
 PAGES = {403: "403.html", 404: "404.html"}  # the panel's error pages
@@ -83,28 +90,29 @@ def failure(request: HttpRequest, status: int, message: str, code: str) -> JsonR
 def errors_response(request: HttpRequest, errors: dict[str, list[str]], status: int = 400) -> JsonResponse:
     """Field errors: {"errors"} for the page's script, the API's {"code": "invalid", "message", "fields"}."""
     if through_api(request):
-        return JsonResponse({"code": "invalid", "message": "Some fields are not valid.", "fields": errors},
+        return JsonResponse({"code": "invalid", "message": _("Some fields are not valid."), "fields": errors},
                             status=status)
     return JsonResponse({"errors": errors}, status=status)
 
 
-def error_response(request: HttpRequest, exc: VirtError, said: str = "") -> JsonResponse:
-    """A failure of the host (`said` before its words): input it refused is a field error; for API callers
+def error_response(request: HttpRequest, exc: VirtError, before: str = "") -> JsonResponse:
+    """A failure of the host (`before` its words): input it refused is a field error; for API callers
     the status and code of api/errors.py (host_unavailable, invalid_state, not_done...) in the words a
     page shows this user."""
     if isinstance(exc, StorageInputError):
-        return errors_response(request, {p.field: [p.message] for p in exc.problems})
+        return errors_response(request, {p.field: [said(p.message)] for p in exc.problems})
     if through_api(request):
         answer = from_host(exc, getattr(request, "user", None))
         codes = answer.get_codes()
-        return failure(request, answer.status_code, said + str(answer.detail),
+        return failure(request, answer.status_code, before + str(answer.detail),
                        codes if isinstance(codes, str) else "not_done")
-    return failure(request, 503 if isinstance(exc, Unreachable) else 502, said + str(exc), "")
+    return failure(request, 503 if isinstance(exc, Unreachable) else 502, before + said(exc), "")
 
 
 def interrupted(request: HttpRequest, exc: Exception, left: str) -> JsonResponse:
     """An upload that ended short (or long): what was written is gone (or `left` says what is not)."""
-    return failure(request, 400, f"Upload interrupted: {exc}. Nothing was kept.{left}", "upload_interrupted")
+    message = _("Upload interrupted: %(reason)s. Nothing was kept.") % {"reason": said(exc)}
+    return failure(request, 400, f"{message} {said(left)}" if left else message, "upload_interrupted")
 
 
 def check(request: HttpRequest, host: Host, pool: str,
@@ -115,7 +123,8 @@ def check(request: HttpRequest, host: Host, pool: str,
     except VirtError as exc:
         return None, error_response(request, exc)
     if not detail.pool.active:
-        return None, failure(request, 409, f"Pool {pool} is not active: start it first.", "invalid_state")
+        return None, failure(request, 409, _("Pool %(pool)s is not active: start it first.") % {"pool": pool},
+                             "invalid_state")
     form = UploadForm(detail, data)
     if not form.is_valid():
         return None, errors_response(request, {k: [str(m) for m in v] for k, v in form.errors.items()})
@@ -161,7 +170,8 @@ class UploadSession:
         try:
             return services.change(self.host, lambda _conn: upload.abort(), BEGIN_TIMEOUT)
         except VirtError as exc:
-            return f"The partial volume {self.name} could not be deleted ({exc}): delete it by hand."
+            return Text(gettext_noop("The partial volume {name} could not be deleted ({error}): delete it by hand."),
+                        name=self.name, error=Text.of(exc))
 
     def audit(self, request: HttpRequest, error: str = "") -> None:
         """The upload's one audit record, when it has ended (received in full, or not)."""
@@ -188,7 +198,7 @@ def open_upload(request: HttpRequest, host_name: str, pool: str, name: str) -> U
     length = request.META.get("CONTENT_LENGTH") or ""
     if not length.isdigit():
         refused(request, ops.VOLUME_UPLOAD, host=host, name=f"{pool}/{name}"[:255], reason="no Content-Length")
-        return errors_response(request, {"file": ["Send the file with its Content-Length (no chunked encoding)."]},
+        return errors_response(request, {"file": [_("Send the file with its Content-Length (no chunked encoding).")]},
                                411)
     _detail, refusal = check(request, host, pool, {"name": name, "size": length})
     if refusal is not None:
@@ -209,8 +219,8 @@ def uploaded(request: HttpRequest, session: UploadSession, result: dict[str, Any
     if not through_api(request):
         return JsonResponse(result, status=201)
     url = reverse("api:volume", args=[session.host.name, session.pool, session.name])
-    response = JsonResponse({"message": f"Volume {result['volume']} uploaded: {result['bytes']} bytes.", **result},
-                            status=201)
+    message = _("Volume %(name)s uploaded: %(size)s bytes.") % {"name": result["volume"], "size": result["bytes"]}
+    response = JsonResponse({"message": message, **result}, status=201)
     response["Location"] = request.build_absolute_uri(url)
     return response
 
@@ -223,10 +233,10 @@ def open_download(request: HttpRequest, host_name: str, pool: str, volume: str) 
                       work=lambda: services.call(host, lambda conn: Download.begin(conn, pool, volume), BEGIN_TIMEOUT),
                       done=lambda download: f"{download.length} bytes", quiet=True)
     if outcome.value is None:
-        said = f"{host.name} did not start the download: "
+        before = _("%(host)s did not start the download: ") % {"host": host.name}
         if through_api(request) and outcome.exception is not None:
-            return error_response(request, outcome.exception, said)
-        return refusal(request, 502, said + outcome.error)
+            return error_response(request, outcome.exception, before)
+        return refusal(request, 502, before + (said(outcome.exception) if outcome.exception else outcome.error))
     return host, outcome.value
 
 

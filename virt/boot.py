@@ -15,13 +15,15 @@ from dataclasses import dataclass
 
 import libvirt
 
-from virt.errors import InvalidInput, InvalidState
+from virt.errors import InvalidInput, InvalidState, Term, Text, gettext_noop
 from virt.xml.domain import Disk, Domain, Interface
 
 SECURE_CONFIG = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
 BOOT_TYPES = ("hd", "cdrom", "network", "fd")
 # Which <os><boot dev=...> type each kind of device answers to.
 _TYPE_OF_DISK = {"disk": "hd", "lun": "hd", "cdrom": "cdrom", "floppy": "fd"}
+_KIND_WORDS = {"disk": Term(gettext_noop("disk")), "lun": Term(gettext_noop("lun")),
+               "cdrom": Term(gettext_noop("cdrom")), "floppy": Term(gettext_noop("floppy"))}
 _KEY = re.compile(r"^(disk-[a-z0-9]{1,16}|nic-[0-9a-f]{12})$")
 
 
@@ -64,12 +66,16 @@ def _devices(dom: Domain) -> list[tuple[str, str, str, Disk | Interface]]:
         key = disk_key(disk)
         if key and (disk.device or "disk") in _TYPE_OF_DISK:
             kind = disk.device or "disk"
-            found.append((key, kind, f"{disk.target_dev} ({kind}, {disk.source_path or 'empty'})", disk))
+            label = (Text(gettext_noop("{target} ({kind}, {source})"), target=disk.target_dev, source=disk.source_path,
+                          kind=_KIND_WORDS.get(kind, kind)) if disk.source_path
+                     else Text(gettext_noop("{target} ({kind}, empty)"), target=disk.target_dev,
+                               kind=_KIND_WORDS.get(kind, kind)))
+            found.append((key, kind, label, disk))
     for nic in dom.interfaces:
         key = nic_key(nic)
         if key:
             source = nic.source_network or nic.source_bridge or nic.type or ""
-            found.append((key, "network", f"NIC {nic.mac} ({source})", nic))
+            found.append((key, "network", Text(gettext_noop("NIC {mac} ({source})"), mac=nic.mac, source=source), nic))
     return found
 
 
@@ -118,7 +124,7 @@ def set_device_order(dom: Domain, keys: Sequence[str]) -> None:
     devices = {key: dev for key, _kind, _label, dev in _devices(dom)}
     unknown = [key for key in keys if key not in devices]
     if unknown or len(set(keys)) != len(keys):
-        raise InvalidInput("The boot order names a device the VM does not have, or one device twice.")
+        raise InvalidInput(gettext_noop("The boot order names a device the VM does not have, or one device twice."))
     ours = [dev.element for dev in devices.values()]
     taken = {int(order) for boot in dom.element.iterfind("./devices/*/boot")
              if not any(boot.getparent() is el for el in ours) and (order := boot.get("order", "")).isdigit()}
@@ -136,7 +142,8 @@ def set_device_order(dom: Domain, keys: Sequence[str]) -> None:
 def set_type_order(dom: Domain, types: Sequence[str]) -> None:
     """The older form: <os><boot dev=.../> by device type; per-device orders are removed."""
     if not types or any(t not in BOOT_TYPES for t in types) or len(set(types)) != len(types):
-        raise InvalidInput(f"Boot device types are {', '.join(BOOT_TYPES)}, each at most once.")
+        raise InvalidInput(gettext_noop("Boot device types are {types}, each at most once."),
+                           types=", ".join(BOOT_TYPES))
     for _key, _kind, _label, dev in _devices(dom):
         dev.boot_order = None
     dom.os.boot_devices = list(types)
@@ -158,9 +165,9 @@ class BootReport:
 def update(dom: libvirt.virDomain, order: Sequence[str], bootmenu: bool, autostart: bool) -> BootReport:
     """Write boot order and menu into the persistent definition; set autostart (takes effect at once)."""
     if not order:
-        raise InvalidInput("Choose at least one device to boot from.")
+        raise InvalidInput(gettext_noop("Choose at least one device to boot from."))
     if not dom.isPersistent():
-        raise InvalidState(f"{dom.name()} is transient: it has no saved definition to change.")
+        raise InvalidState(gettext_noop("{name} is transient: it has no saved definition to change."), name=dom.name())
     config = Domain.from_xml(dom.XMLDesc(SECURE_CONFIG))
     before = config.to_xml()
     set_device_order(config, order)

@@ -20,7 +20,7 @@ import libvirt
 from virt import names as name_rules
 from virt.create import volume_name
 from virt.domains import state_name
-from virt.errors import InvalidInput, InvalidState, VirtError, translate
+from virt.errors import InvalidInput, InvalidState, Text, VirtError, and_joined, gettext_noop, translate
 from virt.lifecycle import OFF
 from virt.macs import fresh_macs, host_macs
 from virt.volumes import remove_partial as remove_partial_volume
@@ -97,11 +97,12 @@ def _refusal(dom: libvirt.virDomain) -> VirtError | None:
     name = str(dom.name())
     code = int(dom.state()[0])
     if code not in OFF:
-        return InvalidState(f"{name} is {state_name(code)}: shut it off before cloning it "
-                            "(the disks of a running VM change while they are copied).")
+        return InvalidState(gettext_noop("{name} is {state}: shut it off before cloning it "
+                                         "(the disks of a running VM change while they are copied)."),
+                            name=name, state=state_name(code))
     if dom.hasManagedSaveImage(0):
-        return InvalidState(f"{name} has a saved memory state: its disks belong to that state. Restore and shut "
-                            "it down, or discard the saved state, before cloning it.")
+        return InvalidState(gettext_noop("{name} has a saved memory state: its disks belong to that state. Restore "
+                                         "and shut it down, or discard the saved state, before cloning it."), name=name)
     return None
 
 
@@ -128,11 +129,12 @@ def preview(dom: libvirt.virDomain) -> ClonePreview:
             continue
         vol = _volume_of(conn, disk)
         if vol is None:
-            refusal = refusal or InvalidInput(f"Disk {disk.target_dev} ({disk.source_path}) is not a volume of a "
-                                              "storage pool: the panel copies pool volumes only.")
+            refusal = refusal or InvalidInput(gettext_noop("Disk {target} ({path}) is not a volume of a storage pool: "
+                                                           "the panel copies pool volumes only."),
+                                              target=disk.target_dev, path=disk.source_path)
             continue
         copies.append(f"{disk.target_dev}: {vol.storagePoolLookupByVolume().name()}/{vol.name()}")
-    return ClonePreview(name=str(dom.name()), refusal=str(refusal or ""), copies=copies, shared=shared,
+    return ClonePreview(name=str(dom.name()), refusal=Text.of(refusal) if refusal else "", copies=copies, shared=shared,
                         taken_names=frozenset(str(d.name()) for d in conn.listAllDomains(0)))
 
 
@@ -145,7 +147,7 @@ def plan_clone(dom: libvirt.virDomain, new_name: str) -> ClonePlan:
         raise refusal
     conn = dom.connect()
     if new_name in {str(d.name()) for d in conn.listAllDomains(0)}:
-        raise InvalidInput(f"A VM named {new_name} already exists on this host.")
+        raise InvalidInput(gettext_noop("A VM named {name} already exists on this host."), name=new_name)
     xml = dom.XMLDesc(SECURE_CONFIG)
     source = Domain.from_xml(xml)
     disks: list[DiskCopy] = []
@@ -158,11 +160,13 @@ def plan_clone(dom: libvirt.virDomain, new_name: str) -> ClonePlan:
             continue
         vol = _volume_of(conn, disk)
         if vol is None:
-            raise InvalidInput(f"Disk {disk.target_dev} ({disk.source_path}) is not a volume of a storage pool: "
-                               "the panel copies pool volumes only.")
+            raise InvalidInput(gettext_noop("Disk {target} ({path}) is not a volume of a storage pool: "
+                                            "the panel copies pool volumes only."),
+                               target=disk.target_dev, path=disk.source_path)
         pool = vol.storagePoolLookupByVolume()
         if not pool.isActive():
-            raise InvalidState(f"Storage pool {pool.name()} of disk {disk.target_dev} is not active.")
+            raise InvalidState(gettext_noop("Storage pool {pool} of disk {target} is not active."), pool=pool.name(),
+                               target=disk.target_dev)
         desc = StorageVolume.from_xml(vol.XMLDesc(0))
         fmt = desc.format or "raw"
         names = taken.setdefault(str(pool.name()), set(pool.listVolumes()))
@@ -255,11 +259,11 @@ def run_clone(plan: ClonePlan, runner: Runner[Any], report: Report) -> str:
     try:
         sources: dict[str, NewSource] = {}
         for disk in plan.disks:
-            phase = f"copying disk {disk.target}"
+            phase = Text(gettext_noop("copying disk {target}"), target=disk.target)
             report(done(), total, phase)
             sources[disk.target] = _copy(runner, disk, functools.partial(_report_now, report, done, total, phase))
             made.append(disk)
-        report(total, total, "defining the clone")
+        report(total, total, Text(gettext_noop("defining the clone")))
         xml = clone_domain_xml(Domain.from_xml(plan.source_xml), plan.new_name, sources, plan.macs).to_xml()
         uuid: str = runner(lambda conn: str(conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE).UUIDString()),
                            CALL_TIMEOUT)
@@ -269,8 +273,11 @@ def run_clone(plan: ClonePlan, runner: Runner[Any], report: Report) -> str:
         if not isinstance(error, VirtError):
             log.exception("clone of %s failed", plan.source_name)
         left = _remove(runner, made)
-        raise VirtError(f"The clone failed: {error}" + (f" Could not remove {left}: please remove it by hand."
-                                                       if left else "")) from None
+        if left:
+            raise VirtError(gettext_noop("The clone failed: {error} Could not remove {left}: please remove it by "
+                                         "hand."),
+                            error=error, left=and_joined(left)) from None
+        raise VirtError(gettext_noop("The clone failed: {error}"), error=error) from None
 
 
 def _report_now(report: Report, done: Callable[[], int], total: int, phase: str) -> None:
@@ -319,14 +326,15 @@ def _poll(runner: Runner[Any], disk: DiskCopy) -> None:
         return  # the new volume shows up in its pool only part of the time while it is built
 
 
-def _remove(runner: Runner[Any], made: list[DiskCopy]) -> str:
-    left = []
+def _remove(runner: Runner[Any], made: list[DiskCopy]) -> list[Text]:
+    left: list[Text] = []
     for disk in made:
         try:
             runner(_deleter(disk), CALL_TIMEOUT)
         except (VirtError, libvirt.libvirtError) as exc:
-            left.append(f"volume {disk.pool}/{disk.new_volume} ({exc})")
-    return " and ".join(left)
+            left.append(Text(gettext_noop("volume {pool}/{volume} ({error})"), pool=disk.pool, volume=disk.new_volume,
+                             error=exc))
+    return left
 
 
 def _deleter(disk: DiskCopy) -> Callable[[libvirt.virConnect], None]:
@@ -369,10 +377,11 @@ def remove_leftovers(conn: libvirt.virConnect, new_name: str, disks: list[DiskCo
         uses = any(d.source_path in ours or f"{d.source_pool}/{d.source_volume}" in ours for d in defined.disks)
         if uses:
             if dom.isActive():
-                found.kept = f"{new_name} is running: it and its disks were left as they are."
+                found.kept = Text(gettext_noop("{name} is running: it and its disks were left as they are."),
+                                  name=new_name)
                 return found
             dom.undefine()
-            found.removed.append(f"the definition of {new_name}")
+            found.removed.append(Text(gettext_noop("the definition of {name}"), name=new_name))
     for disk in disks:
         outcome = remove_partial_volume(conn, disk.pool, disk.new_volume)
         if outcome == "removed":

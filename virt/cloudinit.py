@@ -37,7 +37,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from virt.devices import FieldProblem
-from virt.errors import Unreachable, translate
+from virt.errors import BadValue, Term, Text, Unreachable, gettext_noop, translate
 from virt.shacrypt import ITOA64, sha512_crypt
 from virt.storage import lookup
 from virt.streams import SEND_BYTES, Upload
@@ -54,19 +54,21 @@ SUDO_ALL = "ALL=(ALL) NOPASSWD:ALL"
 
 # The keys of the panel's own #cloud-config; the admin's user-data may not set them, for these reasons.
 PANEL_KEYS = {
-    "users": "the panel creates the user from the User field, and a users list here would replace that user "
-             "and its ssh keys",
-    "ssh_authorized_keys": "ssh keys come from the SSH keys field and belong to the panel's user",
-    "chpasswd": "passwords come from the Password field, stored hashed; chpasswd could set, expire or print them",
-    "password": "passwords come from the Password field, stored hashed",
-    "ssh_pwauth": "password log-in over ssh is turned on exactly when a password is given",
-    "hostname": "the host name comes from the Host name field",
-    "fqdn": "the host name comes from the Host name field",
-    "preserve_hostname": "the host name comes from the Host name field",
-    "prefer_fqdn_over_hostname": "the host name comes from the Host name field",
-    "manage_etc_hosts": "the panel has cloud-init write /etc/hosts for the host name",
-    "growpart": "the panel grows the root partition to the disk size chosen",
-    "resize_rootfs": "the panel grows the root file system to the disk size chosen",
+    "users": gettext_noop("the panel creates the user from the User field, and a users list here would replace that "
+                          "user "
+             "and its ssh keys"),
+    "ssh_authorized_keys": gettext_noop("ssh keys come from the SSH keys field and belong to the panel's user"),
+    "chpasswd": gettext_noop("passwords come from the Password field, stored hashed; chpasswd could set, expire or "
+                             "print them"),
+    "password": gettext_noop("passwords come from the Password field, stored hashed"),
+    "ssh_pwauth": gettext_noop("password log-in over ssh is turned on exactly when a password is given"),
+    "hostname": gettext_noop("the host name comes from the Host name field"),
+    "fqdn": gettext_noop("the host name comes from the Host name field"),
+    "preserve_hostname": gettext_noop("the host name comes from the Host name field"),
+    "prefer_fqdn_over_hostname": gettext_noop("the host name comes from the Host name field"),
+    "manage_etc_hosts": gettext_noop("the panel has cloud-init write /etc/hosts for the host name"),
+    "growpart": gettext_noop("the panel grows the root partition to the disk size chosen"),
+    "resize_rootfs": gettext_noop("the panel grows the root file system to the disk size chosen"),
 }
 
 # The key types accepted, each with its curve (ECDSA) or "".
@@ -119,29 +121,34 @@ def check_hostname(text: str) -> str:
     """An RFC 1123 host name, lower-cased: labels of 1-63 letters, digits and inner hyphens, 253 in all."""
     name = text.strip()
     if not name:
-        raise FieldProblem("hostname", "Give a host name.")
+        raise FieldProblem("hostname", gettext_noop("Give a host name."))
     if not name.isascii():
-        raise FieldProblem("hostname", "Use only the letters a-z, digits, '-' and '.' in the host name "
-                                       "(no accented or other non-ASCII letters).")
+        raise FieldProblem("hostname", gettext_noop("Use only the letters a-z, digits, '-' and '.' in the host name "
+                                                    "(no accented or other non-ASCII letters)."))
     name = name.lower()
     if len(name) > 253:
-        raise FieldProblem("hostname", f"A host name has at most 253 characters; this one has {len(name)}.")
+        raise FieldProblem("hostname", gettext_noop("A host name has at most 253 characters; this one has {count}."),
+                           count=len(name))
     for label in name.split("."):
         if not label:
-            raise FieldProblem("hostname", "The host name has an empty part: no leading, trailing or double dots.")
+            raise FieldProblem("hostname", gettext_noop("The host name has an empty part: no leading, trailing or "
+                                                        "double dots."))
         if len(label) > 63:
-            raise FieldProblem("hostname", f"Each dot-separated part of a host name has at most 63 characters; "
-                                           f"{label[:20]}... has {len(label)}.")
+            raise FieldProblem("hostname", gettext_noop("Each dot-separated part of a host name has at most 63 "
+                                                        "characters; {part}... has {count}."), part=label[:20],
+                               count=len(label))
         if not _LABEL_RE.fullmatch(label):
             bad = sorted({c for c in label if not (c.isalnum() or c == "-")})
             if bad:
-                raise FieldProblem("hostname", f"A host name cannot contain {' '.join(repr(c) for c in bad)}: "
-                                               "use letters a-z, digits, '-' and '.'.")
-            raise FieldProblem("hostname", f"The part {label!r} of the host name starts or ends with '-': "
-                                           "a hyphen may only stand between letters or digits.")
+                raise FieldProblem("hostname", gettext_noop("A host name cannot contain {characters}: use letters a-z, "
+                                                            "digits, '-' and '.'."),
+                                   characters=" ".join(repr(c) for c in bad))
+            raise FieldProblem("hostname", gettext_noop("The part {part} of the host name starts or ends with '-': "
+                                                        "a hyphen may only stand between letters or digits."),
+                               part=repr(label))
     if name.rsplit(".", 1)[-1].isdigit():
-        raise FieldProblem("hostname", "The last part of a host name cannot be all digits (it would read as an "
-                                       "IP address).")
+        raise FieldProblem("hostname", gettext_noop("The last part of a host name cannot be all digits (it would read "
+                                                    "as an IP address)."))
     return name
 
 
@@ -149,12 +156,13 @@ def check_user(text: str) -> str:
     """The login the panel creates: a new account, never one the image already has (root, daemon, ...)."""
     name = text.strip()
     if not name:
-        raise FieldProblem("user", "Give a user name.")
+        raise FieldProblem("user", gettext_noop("Give a user name."))
     if not _USER_RE.fullmatch(name):
-        raise FieldProblem("user", "A user name is 1 to 32 of lowercase letters, digits, '_' and '-', "
-                                   "starting with a letter or '_'.")
+        raise FieldProblem("user", gettext_noop("A user name is 1 to 32 of lowercase letters, digits, '_' and '-', "
+                                                "starting with a letter or '_'."))
     if name in _SYSTEM_USERS:
-        raise FieldProblem("user", f"{name} is an account or group the system already has: choose another name.")
+        raise FieldProblem("user", gettext_noop("{name} is an account or group the system already has: choose another "
+                                                "name."), name=name)
     return name
 
 
@@ -169,9 +177,10 @@ def parse_ssh_keys(text: str) -> tuple[str, ...]:
     lines = [(n, line.strip()) for n, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1)]
     lines = [(n, line) for n, line in lines if line and not line.startswith("#")]
     if len(lines) > MAX_KEYS:
-        raise FieldProblem("ssh_keys", f"At most {MAX_KEYS} keys; there are {len(lines)}.")
+        raise FieldProblem("ssh_keys", gettext_noop("At most {limit} keys; there are {count}."), limit=MAX_KEYS,
+                           count=len(lines))
     for number, line in lines:
-        key = _parse_key(line, f"Line {number}")
+        key = _parse_key(line, Text(gettext_noop("Line {number}"), number=number))
         if key not in keys:
             keys.append(key)
     return tuple(keys)
@@ -179,29 +188,34 @@ def parse_ssh_keys(text: str) -> tuple[str, ...]:
 
 def _parse_key(line: str, where: str) -> str:
     if len(line) > MAX_KEY_LINE:
-        raise FieldProblem("ssh_keys", f"{where}: too long for a public key ({len(line)} characters).")
+        raise FieldProblem("ssh_keys", gettext_noop("{where}: too long for a public key ({count} characters)."),
+                           where=where, count=len(line))
     parts = line.split(None, 2)
     kind = parts[0]
     if kind not in KEY_TYPES:
         if "=" in kind or "," in kind or kind in {"restrict", "no-pty", "cert-authority", "no-port-forwarding"}:
-            raise FieldProblem("ssh_keys", f"{where}: options before the key ({kind[:40]}) are not accepted: "
-                                           "paste the bare public key, starting with its type.")
-        raise FieldProblem("ssh_keys", f"{where}: unknown key type {kind[:40]!r}; use one of "
-                                       f"{', '.join(KEY_TYPES)}.")
+            raise FieldProblem("ssh_keys", gettext_noop("{where}: options before the key ({options}) are not accepted: "
+                                                        "paste the bare public key, starting with its type."),
+                               where=where, options=kind[:40])
+        raise FieldProblem("ssh_keys", gettext_noop("{where}: unknown key type {kind}; use one of {types}."),
+                           where=where, kind=repr(kind[:40]), types=", ".join(KEY_TYPES))
     if len(parts) < 2:
-        raise FieldProblem("ssh_keys", f"{where}: the key's base64 part is missing after {kind}.")
+        raise FieldProblem("ssh_keys", gettext_noop("{where}: the key's base64 part is missing after {kind}."),
+                           where=where, kind=kind)
     try:
         blob = base64.b64decode(parts[1], validate=True)
     except (binascii.Error, ValueError):
-        raise FieldProblem("ssh_keys", f"{where}: the key's second part is not valid base64 "
-                                       "(was it cut or wrapped when copied?).") from None
+        raise FieldProblem("ssh_keys", gettext_noop("{where}: the key's second part is not valid base64 "
+                                                    "(was it cut or wrapped when copied?)."), where=where) from None
     try:
         _check_blob(kind, blob)
     except (ValueError, struct.error, IndexError) as exc:
-        raise FieldProblem("ssh_keys", f"{where}: {exc}") from None
+        raise FieldProblem("ssh_keys", gettext_noop("{where}: {error}"), where=where,
+                           error=exc if isinstance(exc, BadValue) else str(exc)) from None
     comment = parts[2] if len(parts) > 2 else ""
     if any(unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"} for c in comment):
-        raise FieldProblem("ssh_keys", f"{where}: the key's comment contains control characters.")
+        raise FieldProblem("ssh_keys", gettext_noop("{where}: the key's comment contains control characters."),
+                           where=where)
     return f"{kind} {parts[1]}" + (f" {comment}" if comment else "")
 
 
@@ -213,11 +227,11 @@ class _Reader:
 
     def string(self) -> bytes:
         if self.pos + 4 > len(self.blob):
-            raise ValueError("the key data is cut short.")
+            raise BadValue(gettext_noop("the key data is cut short."))
         (size,) = struct.unpack(">I", self.blob[self.pos:self.pos + 4])
         self.pos += 4
         if self.pos + size > len(self.blob):
-            raise ValueError("the key data is cut short.")
+            raise BadValue(gettext_noop("the key data is cut short."))
         self.pos += size
         return self.blob[self.pos - size:self.pos]
 
@@ -226,7 +240,7 @@ class _Reader:
 
     def end(self) -> None:
         if self.pos != len(self.blob):
-            raise ValueError("the key data goes on after the key.")
+            raise BadValue(gettext_noop("the key data goes on after the key."))
 
 
 def _check_blob(kind: str, blob: bytes) -> None:
@@ -234,35 +248,36 @@ def _check_blob(kind: str, blob: bytes) -> None:
     inner = reader.string()
     if inner != kind.encode():
         shown = inner[:40].decode("ascii", "replace")
-        raise ValueError(f"the line says {kind} but the key data is of type {shown!r}.")
+        raise BadValue(gettext_noop("the line says {kind} but the key data is of type {shown}."), kind=kind,
+                       shown=repr(shown))
     if kind == "ssh-rsa":
         e, n = reader.mpint(), reader.mpint()
         if n.bit_length() < MIN_RSA_BITS:
-            raise ValueError(f"an RSA key of {n.bit_length()} bits is too weak: use at least {MIN_RSA_BITS} bits "
-                             "(or an ed25519 key).")
+            raise BadValue(gettext_noop("an RSA key of {bits} bits is too weak: use at least {least} bits "
+                                        "(or an ed25519 key)."), bits=n.bit_length(), least=MIN_RSA_BITS)
         if n.bit_length() > MAX_RSA_BITS:
-            raise ValueError(f"an RSA key of more than {MAX_RSA_BITS} bits is not accepted.")
+            raise BadValue(gettext_noop("an RSA key of more than {most} bits is not accepted."), most=MAX_RSA_BITS)
         rsa.RSAPublicNumbers(e, n).public_key()  # ValueError for a nonsensical exponent
     elif kind in {"ssh-ed25519", "sk-ssh-ed25519@openssh.com"}:
         point = reader.string()
         if len(point) != 32:
-            raise ValueError("an ed25519 key has 32 bytes.")
+            raise BadValue(gettext_noop("an ed25519 key has 32 bytes."))
         ed25519.Ed25519PublicKey.from_public_bytes(point)
     else:
         curve = KEY_TYPES[kind]
         if reader.string() != curve.encode():
-            raise ValueError(f"the key data names another curve than {curve}.")
+            raise BadValue(gettext_noop("the key data names another curve than {curve}."), curve=curve)
         ec.EllipticCurvePublicKey.from_encoded_point(CURVES[curve], reader.string())  # ValueError: not on it
     if kind.startswith("sk-") and not reader.string().startswith(b"ssh:"):
-        raise ValueError("a security-key key's application should start with 'ssh:'.")
+        raise BadValue(gettext_noop("a security-key key's application should start with 'ssh:'."))
     reader.end()
 
 
 def check_login(ssh_keys: tuple[str, ...], password_hash: str) -> None:
     """At least one way in: without a key and a password nobody could log in to the new VM."""
     if not ssh_keys and not password_hash:
-        raise FieldProblem("ssh_keys", "Give at least one ssh public key, or a password: otherwise nobody can "
-                                       "log in to the new VM.")
+        raise FieldProblem("ssh_keys", gettext_noop("Give at least one ssh public key, or a password: otherwise nobody "
+                                                    "can log in to the new VM."))
 
 
 def check_user_data(text: str) -> str:
@@ -274,25 +289,29 @@ def check_user_data(text: str) -> str:
         return ""
     size = len(text.encode())
     if size > USER_DATA_MAX:
-        raise FieldProblem("user_data", f"User-data has at most {iec(USER_DATA_MAX)}; this has {iec(size)}.")
+        raise FieldProblem("user_data", gettext_noop("User-data has at most {limit}; this has {size}."),
+                           limit=iec(USER_DATA_MAX), size=iec(size))
     if text.split("\n", 1)[0].rstrip() != "#cloud-config":
-        raise FieldProblem("user_data", "User-data must start with the line #cloud-config (other formats, "
-                                        "such as scripts, are not accepted).")
+        raise FieldProblem("user_data", gettext_noop("User-data must start with the line #cloud-config (other formats, "
+                                                     "such as scripts, are not accepted)."))
     _check_events(text)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise FieldProblem("user_data", f"User-data is not valid YAML: {_yaml_words(exc)}") from None
+        raise FieldProblem("user_data", gettext_noop("User-data is not valid YAML: {error}"),
+                           error=_yaml_words(exc)) from None
     if doc is None:
         return text
     if not isinstance(doc, dict):
-        raise FieldProblem("user_data", "User-data must be a YAML mapping (key: value lines), "
-                                        f"not a {type(doc).__name__}.")
+        raise FieldProblem("user_data", gettext_noop("User-data must be a YAML mapping (key: value lines), "
+                                                     "not a {kind}."), kind=type(doc).__name__)
     for key in doc:
         if not isinstance(key, str):
-            raise FieldProblem("user_data", f"User-data's top-level keys must be words, not {key!r}.")
+            raise FieldProblem("user_data", gettext_noop("User-data's top-level keys must be words, not {key}."),
+                               key=repr(key))
         if key in PANEL_KEYS:
-            raise FieldProblem("user_data", f"User-data cannot set {key}: {PANEL_KEYS[key]}.")
+            raise FieldProblem("user_data", gettext_noop("User-data cannot set {key}: {why}."), key=key,
+                               why=Term(PANEL_KEYS[key]))
     return text
 
 
@@ -303,28 +322,30 @@ def _check_events(text: str) -> None:
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise FieldProblem("user_data", f"User-data cannot use YAML anchors or aliases (&, *): "
-                                                f"{_mark(event)}write the values out.")
+                mark = event.start_mark
+                if mark is not None:
+                    raise FieldProblem("user_data", gettext_noop("User-data cannot use YAML anchors or aliases (&, *): "
+                                                                 "line {line}, write the values out."),
+                                       line=mark.line + 1)
+                raise FieldProblem("user_data", gettext_noop("User-data cannot use YAML anchors or aliases (&, *): "
+                                                             "write the values out."))
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > USER_DATA_DEPTH:
-                    raise FieldProblem("user_data", f"User-data is nested more than {USER_DATA_DEPTH} levels "
-                                                    "deep.")
+                    raise FieldProblem("user_data", gettext_noop("User-data is nested more than {depth} levels deep."),
+                                       depth=USER_DATA_DEPTH)
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.YAMLError as exc:
-        raise FieldProblem("user_data", f"User-data is not valid YAML: {_yaml_words(exc)}") from None
-
-
-def _mark(event: yaml.Event) -> str:
-    mark = event.start_mark
-    return f"line {mark.line + 1}, " if mark is not None else ""
+        raise FieldProblem("user_data", gettext_noop("User-data is not valid YAML: {error}"),
+                           error=_yaml_words(exc)) from None
 
 
 def _yaml_words(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        return f"{exc.problem or exc.context or 'error'} (line {exc.problem_mark.line + 1})."
-    return str(exc).splitlines()[0]
+        return Text(gettext_noop("{problem} (line {line})."), problem=exc.problem or exc.context or "error",
+                    line=exc.problem_mark.line + 1)
+    return Text.of(str(exc).splitlines()[0])
 
 
 def static_network(address: str, gateway: str = "", dns: str = "") -> StaticNetwork:
@@ -332,35 +353,42 @@ def static_network(address: str, gateway: str = "", dns: str = "") -> StaticNetw
     try:
         iface = ipaddress.ip_interface(address.strip())
     except ValueError:
-        raise FieldProblem("address", "Give the address with its prefix length, such as 192.0.2.10/24.") from None
+        raise FieldProblem("address",
+                           gettext_noop("Give the address with its prefix length, such as 192.0.2.10/24.")) from None
     if "/" not in address:
-        raise FieldProblem("address", f"Give the prefix length too, such as {iface.ip}/24.")
+        raise FieldProblem("address", gettext_noop("Give the prefix length too, such as {ip}/24."), ip=str(iface.ip))
     ip, net = iface.ip, iface.network
     if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_link_local or ip.is_reserved:
-        raise FieldProblem("address", f"{ip} cannot be a VM's address (loopback, multicast, link-local or "
-                                      "reserved).")
+        raise FieldProblem("address", gettext_noop("{ip} cannot be a VM's address (loopback, multicast, link-local or "
+                                                   "reserved)."), ip=str(ip))
     if net.num_addresses > 2 and ip in {net.network_address, net.broadcast_address} and ip.version == 4:
-        what = "address" if ip == net.network_address else "broadcast address"
-        raise FieldProblem("address", f"{ip} is the network's own {what} in {net}: choose a host address.")
+        if ip == net.network_address:
+            raise FieldProblem("address", gettext_noop("{ip} is the network's own address in {net}: choose a host "
+                                                       "address."), ip=str(ip), net=str(net))
+        raise FieldProblem("address", gettext_noop("{ip} is the network's own broadcast address in {net}: choose a "
+                                                   "host "
+                                                   "address."), ip=str(ip), net=str(net))
     gw = ""
     if gateway.strip():
         try:
             gw_ip = ipaddress.ip_address(gateway.strip())
         except ValueError:
-            raise FieldProblem("gateway", "The gateway is an IP address, such as 192.0.2.1.") from None
+            raise FieldProblem("gateway", gettext_noop("The gateway is an IP address, such as 192.0.2.1.")) from None
         if gw_ip.version != ip.version or gw_ip not in net:
-            raise FieldProblem("gateway", f"The gateway must be in the address's network {net}.")
+            raise FieldProblem("gateway", gettext_noop("The gateway must be in the address's network {net}."),
+                               net=str(net))
         if gw_ip == ip:
-            raise FieldProblem("gateway", "The gateway cannot be the VM's own address.")
+            raise FieldProblem("gateway", gettext_noop("The gateway cannot be the VM's own address."))
         gw = str(gw_ip)
     servers: list[str] = []
     for word in dns.replace(",", " ").split():
         try:
             servers.append(str(ipaddress.ip_address(word)))
         except ValueError:
-            raise FieldProblem("dns", f"{word[:40]!r} is not an IP address: list DNS servers by address.") from None
+            raise FieldProblem("dns", gettext_noop("{word} is not an IP address: list DNS servers by address."),
+                               word=repr(word[:40])) from None
     if len(servers) > 3:
-        raise FieldProblem("dns", "At most 3 DNS servers.")
+        raise FieldProblem("dns", gettext_noop("At most 3 DNS servers."))
     return StaticNetwork(str(iface), gw, tuple(servers))
 
 
@@ -372,10 +400,11 @@ HASH_ROUNDS = 50_000  # about 45 ms here in pure Python; glibc's default of 5000
 def hash_password(text: str, *, salt: str = "", rounds: int | None = HASH_ROUNDS) -> str:
     """The password as a SHA-512 crypt hash ("$6$rounds=50000$salt$..."; virt.shacrypt), 8-128 characters."""
     if not PASSWORD_MIN <= len(text) <= PASSWORD_MAX:
-        raise FieldProblem("password", f"A password has {PASSWORD_MIN} to {PASSWORD_MAX} characters; this one has "
-                                       f"{len(text)}.")
+        raise FieldProblem("password", gettext_noop("A password has {least} to {most} characters; this one has "
+                                                    "{count}."), least=PASSWORD_MIN, most=PASSWORD_MAX, count=len(text))
     if any(unicodedata.category(c) == "Cc" for c in text):
-        raise FieldProblem("password", "A password cannot contain control characters (such as a line break).")
+        raise FieldProblem("password", gettext_noop("A password cannot contain control characters (such as a line "
+                                                    "break)."))
     salt = salt or "".join(secrets.choice(ITOA64) for _ in range(16))
     return sha512_crypt(text.encode(), salt, rounds)
 
@@ -503,7 +532,8 @@ def upload_seed(conn: libvirt.virConnect, pool_name: str, volume_name: str, data
     try:
         for start in range(0, len(data), SEND_BYTES):
             if time.monotonic() > deadline:
-                raise Unreachable(f"no answer within {timeout:g} s while uploading the seed")
+                raise Unreachable(gettext_noop("no answer within {seconds} s while uploading the seed"),
+                                  seconds=f"{timeout:g}")
             upload.send(data[start:start + SEND_BYTES])
         upload.finish()
     except BaseException as exc:

@@ -22,7 +22,17 @@ from typing import Any, Generic, TypeVar, cast
 
 import libvirt
 
-from virt.errors import HostBusy, Unreachable, VirtError, explain_connect_failure, libvirt_message, translate
+from virt.errors import (
+    HostBusy,
+    Text,
+    Unreachable,
+    VirtError,
+    explain_connect_failure,
+    gettext_noop,
+    libvirt_message,
+    said_as,
+    translate,
+)
 from virt.events import CONNECTION, DOMAIN, HostEvent, Listener
 from virt.events import deregister as deregister_events
 from virt.events import register as register_events
@@ -50,6 +60,9 @@ class HostState(enum.StrEnum):
     UP = "up"
     DEGRADED = "degraded"
     DOWN = "down"
+
+
+NOT_CONTACTED = Text(gettext_noop("not contacted yet"))
 
 
 @dataclass(frozen=True)
@@ -168,7 +181,7 @@ class HostConnection:
         self._conn: libvirt.virConnect | None = None
         self._events: list[tuple[str, int]] = []
         self._listeners: list[Listener] = []
-        self._status = HostStatus(HostState.UNKNOWN, "not contacted yet", time.time())
+        self._status = HostStatus(HostState.UNKNOWN, NOT_CONTACTED, time.time())
         self._queued = 0
         self._running: set[Ticket] = set()
         self._last_answer = 0.0  # monotonic time the host last answered anything
@@ -196,12 +209,12 @@ class HostConnection:
         ticket = Ticket(budget)
         with self._lock:
             if self._closed:
-                raise Unreachable(f"{self.name}: connection closed")
+                raise Unreachable(gettext_noop("{host}: connection closed"), host=self.name)
             stuck = self._stuck_reason(time.monotonic())
             if stuck:
-                raise Unreachable(stuck)
+                raise said_as(Unreachable, stuck)
             if self._conn is None and time.monotonic() < self._retry_at:
-                raise Unreachable(self._status.reason or "not connected")
+                raise said_as(Unreachable, self._status.reason or Text(gettext_noop("not connected")))
             self._queued += 1
         lane = self._long_lane if budget > LONG_CALL_SECONDS else self._executor
         try:
@@ -209,7 +222,7 @@ class HostConnection:
         except RuntimeError:
             with self._lock:
                 self._queued -= 1
-            raise Unreachable(f"{self.name}: connection closed") from None
+            raise Unreachable(gettext_noop("{host}: connection closed"), host=self.name) from None
 
     def wait(self, pending: Pending[T]) -> T:
         """The call's answer, waiting at most until its deadline."""
@@ -237,18 +250,19 @@ class HostConnection:
                 # Past its own deadline. Unreachable, unless the host answers a probe at once: then this
                 # call is only slow (a VM's job lock, a loaded daemon) and the host is busy, not down.
                 if self._probe().wait(PROBE_SECONDS):
-                    raise HostBusy(f"busy: the host answers, but not this call within {ticket.timeout:g} s") from None
-                reason = f"no answer within {ticket.timeout:g} s"
+                    raise HostBusy(gettext_noop("busy: the host answers, but not this call within {seconds} s"),
+                                   seconds=f"{ticket.timeout:g}") from None
+                reason = Text(gettext_noop("no answer within {seconds} s"), seconds=f"{ticket.timeout:g}")
                 self._set_status(HostState.DEGRADED, reason)
-                raise Unreachable(reason) from None
+                raise said_as(Unreachable, reason) from None
         with self._lock:
             queued = self._queued
             stuck = self._stuck_reason(time.monotonic())
         if stuck:
-            raise Unreachable(stuck) from None
+            raise said_as(Unreachable, stuck) from None
         if started is None or ticket.cancelled:
-            raise HostBusy(f"busy: {queued + 1} calls queued") from None
-        raise HostBusy(f"busy: {queued} calls queued, this one taken up late") from None
+            raise HostBusy(gettext_noop("busy: {count} calls queued"), count=queued + 1) from None
+        raise HostBusy(gettext_noop("busy: {count} calls queued, this one taken up late"), count=queued) from None
 
     def call(self, fn: Call[T], timeout: float | None = None) -> T:
         return self.wait(self.submit(fn, timeout))
@@ -278,16 +292,16 @@ class HostConnection:
             with self._lock:
                 stuck = self._stuck_reason(time.monotonic())
             if stuck:
-                raise Unreachable(stuck)
+                raise said_as(Unreachable, stuck)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise HostBusy(f"busy: {self._queued} calls queued")
+                raise HostBusy(gettext_noop("busy: {count} calls queued"), count=self._queued)
             try:
                 return future.result(min(left, SHARER_CHECK_SECONDS))
             except FutureTimeout:
                 continue
             except CancelledError:
-                raise HostBusy(f"busy: {self._queued} calls queued") from None
+                raise HostBusy(gettext_noop("busy: {count} calls queued"), count=self._queued) from None
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` for every change event of this host (from libvirt's event thread); returns
@@ -322,7 +336,8 @@ class HostConnection:
         for ticket in self._running:
             late = ticket.overdue(now)
             if late > 0 and self._last_answer < now - late:
-                return f"not responding: no answer for {now - (ticket.started or now):.1f} s"
+                return Text(gettext_noop("not responding: no answer for {seconds} s"),
+                            seconds=f"{now - (ticket.started or now):.1f}")
         return ""
 
     def _probe(self) -> threading.Event:
@@ -368,7 +383,7 @@ class HostConnection:
             except libvirt.libvirtError as exc:
                 error = translate(exc)
                 if isinstance(error, Unreachable) or not self._alive(conn):
-                    self._drop(conn, str(error))
+                    self._drop(conn, Text.of(error))
                 else:
                     self._answered()  # an error is an answer: the host is there
                 raise error from None
@@ -388,7 +403,7 @@ class HostConnection:
             except libvirt.libvirtError as exc:
                 reason = explain_connect_failure(libvirt_message(exc))
                 self._opened_failed(reason)
-                raise Unreachable(reason) from None
+                raise said_as(Unreachable, reason) from None
             self._watch(conn)
             self.host_uuid = _identity(conn)
             with self._lock:
@@ -432,10 +447,10 @@ class HostConnection:
 
     def _on_close(self, conn: libvirt.virConnect, reason: int, _opaque: object) -> None:
         words = {
-            libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "connection error",
-            libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "connection closed by the host",
-            libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "keepalive timed out",
-        }.get(reason, "connection closed")
+            libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: Text(gettext_noop("connection error")),
+            libvirt.VIR_CONNECT_CLOSE_REASON_EOF: Text(gettext_noop("connection closed by the host")),
+            libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: Text(gettext_noop("keepalive timed out")),
+        }.get(reason, Text(gettext_noop("connection closed")))
         self._drop(conn, words)
 
     def _drop(self, conn: libvirt.virConnect, reason: str) -> None:
@@ -521,7 +536,7 @@ class Registry:
     def status(self, key: str) -> HostStatus:
         with self._lock:
             current = self._hosts.get(key)
-        return current.status if current else HostStatus(HostState.UNKNOWN, "not contacted yet")
+        return current.status if current else HostStatus(HostState.UNKNOWN, NOT_CONTACTED)
 
     def forget(self, key: str) -> None:
         with self._lock:

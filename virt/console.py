@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import libvirt
 
+from virt.errors import Said, gettext_noop
 from virt.xml.domain import Domain
 
 ANY_ADDRESSES = ("", "0.0.0.0", "::")  # noqa: S104  (we read it, never bind: all addresses include loopback)
@@ -30,30 +31,36 @@ class VncDisplay:
         return "127.0.0.1" if self.listen in ANY_ADDRESSES else self.listen
 
 
-class NoDisplay(Exception):
-    """The VM has no VNC display the console can use; str() says why, in a sysadmin's words."""
+class NoDisplay(Said, Exception):
+    """The VM has no VNC display the console can use; str() says why, in a sysadmin's words (a template of
+    ours with its parameters: webkvm.i18n.said shows it translated)."""
+
+    def __init__(self, message: str, /, **params: object) -> None:
+        super().__init__(self._say(message, params))
 
 
 def vnc_display(dom: libvirt.virDomain) -> VncDisplay:
     """The VM's VNC display as the hypervisor runs it now, or NoDisplay."""
     name = str(dom.name())
     if not dom.isActive():
-        raise NoDisplay(f"{name} is not running: start it to see its screen.")
+        raise NoDisplay(gettext_noop("{name} is not running: start it to see its screen."), name=name)
     # SECURE: without it libvirt hides the passwd attribute, and a password-protected display
     # would look open.
     xml = Domain.from_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE))
     vnc = next((g for g in xml.graphics if g.type == "vnc"), None)
     if vnc is None:
-        raise NoDisplay(f"{name} has no VNC display (the console needs <graphics type='vnc'>).")
+        raise NoDisplay(gettext_noop("{name} has no VNC display (the console needs <graphics type='vnc'>)."), name=name)
     if vnc.port is None or vnc.port <= 0:
-        raise NoDisplay(f"{name} has a VNC display without a TCP port (a unix socket or none): "
-                        "the console supports TCP displays only.")
+        raise NoDisplay(gettext_noop("{name} has a VNC display without a TCP port (a unix socket or none): "
+                                     "the console supports TCP displays only."), name=name)
     if vnc.port > 65535:
-        raise NoDisplay(f"{name} reports VNC port {vnc.port}, which is not a TCP port.")
+        raise NoDisplay(gettext_noop("{name} reports VNC port {port}, which is not a TCP port."), name=name,
+                        port=vnc.port)
     listen = (vnc.listen or "").strip()
     if listen not in ANY_ADDRESSES:
         try:
             listen = str(ipaddress.ip_address(listen.strip("[]")))
         except ValueError:
-            raise NoDisplay(f"{name}'s VNC display listens on {listen!r}, which is not an IP address.") from None
+            raise NoDisplay(gettext_noop("{name}'s VNC display listens on {listen}, which is not an IP address."),
+                            name=name, listen=repr(listen)) from None
     return VncDisplay(vm_name=name, port=vnc.port, listen=listen, has_password=bool(vnc.passwd))

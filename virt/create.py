@@ -23,7 +23,19 @@ import libvirt
 from virt import image_meta, names
 from virt.capabilities import ARCH, BIOS, CPU_DEFAULT, UEFI
 from virt.delete import undefine
-from virt.errors import InvalidInput, InvalidState, VirtError, translate
+from virt.errors import (
+    InvalidInput,
+    InvalidState,
+    Term,
+    Text,
+    VirtError,
+    and_joined,
+    gettext_noop,
+    joined,
+    reworded,
+    said_as,
+    translate,
+)
 from virt.sharing import volume_users
 from virt.volumes import VOLUME_FORMATS, remove_partial
 from virt.xml.codecs import iec
@@ -50,7 +62,8 @@ _QEMU_FORMATS = {"raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vpc", "vhdx"}
 
 
 # What create_vm is doing, for a caller that shows it (step=).
-ALLOCATING, MAKING_DISK, DEFINING, STARTING = "allocating disk", "making disk", "defining", "starting"
+ALLOCATING, MAKING_DISK, DEFINING, STARTING = (Text(gettext_noop("allocating disk")), Text(gettext_noop("making disk")),
+                                               Text(gettext_noop("defining")), Text(gettext_noop("starting")))
 
 
 @dataclass(frozen=True)
@@ -96,35 +109,36 @@ class NewVM:
 
     def problems(self) -> list[str]:
         """Checks that hold on any host (the form checks the host's own limits first)."""
-        found = []
+        found: list[str] = []
         if not names.NAME_RE.match(self.name):
-            found.append(f"name: {names.RULE}")
+            found.append(Text(gettext_noop("name: {rule}"), rule=Term(names.RULE)))
         if not 1 <= self.vcpus <= MAX_VCPUS:
-            found.append(f"vCPUs: between 1 and {MAX_VCPUS}")
+            found.append(Text(gettext_noop("vCPUs: between 1 and {most}"), most=MAX_VCPUS))
         if not MIN_MEMORY_MIB <= self.memory_mib <= MAX_MEMORY_MIB:
-            found.append(f"memory: between {MIN_MEMORY_MIB} MiB and {MAX_MEMORY_MIB} MiB")
+            found.append(Text(gettext_noop("memory: between {least} MiB and {most} MiB"), least=MIN_MEMORY_MIB,
+                              most=MAX_MEMORY_MIB))
         if self.firmware not in (BIOS, UEFI):
-            found.append("firmware: bios or efi")
+            found.append(Text(gettext_noop("firmware: bios or efi")))
         if self.cpu_mode not in CPU_MODES:
-            found.append("CPU mode: unknown")
+            found.append(Text(gettext_noop("CPU mode: unknown")))
         if not _TOKEN_RE.match(self.machine) or not _TOKEN_RE.match(self.domain_type):
-            found.append("machine or domain type: unexpected characters")
+            found.append(Text(gettext_noop("machine or domain type: unexpected characters")))
         if self.disk_bus not in DISK_BUSES:
-            found.append(f"disk bus: one of {', '.join(DISK_BUSES)}")
+            found.append(Text(gettext_noop("disk bus: one of {buses}"), buses=", ".join(DISK_BUSES)))
         if isinstance(self.disk, NewVolume):
             if self.disk.format not in DISK_FORMATS:
-                found.append("disk format: qcow2 or raw")
+                found.append(Text(gettext_noop("disk format: qcow2 or raw")))
             if self.disk.size_mib < 1:
-                found.append("disk size: at least 1 MiB")
+                found.append(Text(gettext_noop("disk size: at least 1 MiB")))
             if self.disk.name and not _VOLUME_RE.match(self.disk.name):
-                found.append("volume name: letters, digits, '.', '-' and '_'")
+                found.append(Text(gettext_noop("volume name: letters, digits, '.', '-' and '_'")))
         if self.uuid and not _is_uuid(self.uuid):
-            found.append("uuid: not a UUID")
+            found.append(Text(gettext_noop("uuid: not a UUID")))
         for nic in self.nics:
             if bool(nic.network) == bool(nic.bridge) or nic.model not in NIC_MODELS:
-                found.append("network interface: one network or one bridge, and a known model")
+                found.append(Text(gettext_noop("network interface: one network or one bridge, and a known model")))
             if nic.mac and not _MAC_RE.match(nic.mac):
-                found.append("network interface: a MAC such as 52:54:00:12:34:56")
+                found.append(Text(gettext_noop("network interface: a MAC such as 52:54:00:12:34:56")))
         return found
 
 
@@ -262,13 +276,15 @@ def volume_name(taken: set[str], vm_name: str, fmt: str) -> str:
 def _create_volume(conn: libvirt.virConnect, vm_name: str, spec: NewVolume) -> libvirt.virStorageVol:
     pool = conn.storagePoolLookupByName(spec.pool)
     if not pool.isActive():
-        raise InvalidState(f"Storage pool {spec.pool} is not active.")
+        raise InvalidState(gettext_noop("Storage pool {pool} is not active."), pool=spec.pool)
     available = int(pool.info()[3])
     if spec.size_mib * MIB > available:
-        raise InvalidInput(f"Storage pool {spec.pool} has only {iec(available)} free.")
+        raise InvalidInput(gettext_noop("Storage pool {pool} has only {size} free."), pool=spec.pool,
+                           size=iec(available))
     taken = set(pool.listVolumes())
     if spec.name and spec.name in taken:
-        raise InvalidInput(f"Storage pool {spec.pool} already has a volume named {spec.name}.")
+        raise InvalidInput(gettext_noop("Storage pool {pool} already has a volume named {name}."), pool=spec.pool,
+                           name=spec.name)
     name = spec.name or volume_name(taken, vm_name, spec.format)
     capacity = spec.size_mib * MIB
     xml = StorageVolume.new(name=name, capacity=capacity, allocation=capacity if spec.allocate else 0,
@@ -276,9 +292,9 @@ def _create_volume(conn: libvirt.virConnect, vm_name: str, spec: NewVolume) -> l
     return pool.createXML(xml, 0)
 
 
-def _undo(dom: libvirt.virDomain | None, volume: libvirt.virStorageVol | None) -> str:
+def _undo(dom: libvirt.virDomain | None, volume: libvirt.virStorageVol | None) -> list[Text]:
     """Remove what a failed create made; returns what could not be removed, in words."""
-    left = []
+    left: list[Text] = []
     if dom is not None:
         try:
             if dom.isActive():
@@ -286,24 +302,24 @@ def _undo(dom: libvirt.virDomain | None, volume: libvirt.virStorageVol | None) -
             undefine(dom)
         except libvirt.libvirtError as exc:
             log.warning("rollback: could not undefine %s: %s", dom.name(), exc)
-            left.append(f"the definition of {dom.name()} ({translate(exc)})")
+            left.append(Text(gettext_noop("the definition of {name} ({error})"), name=dom.name(), error=translate(exc)))
     if volume is not None:
         try:
             volume.delete(0)
         except libvirt.libvirtError as exc:
             log.warning("rollback: could not delete volume %s: %s", volume.name(), exc)
-            left.append(f"the volume {volume.name()} ({translate(exc)})")
-    return f" Could not remove {' and '.join(left)}: please remove it by hand." if left else ""
+            left.append(Text(gettext_noop("the volume {name} ({error})"), name=volume.name(), error=translate(exc)))
+    return left
 
 
-def _no_domain(lookup: Callable[[], libvirt.virDomain], taken: str) -> None:
+def _no_domain(lookup: Callable[[], libvirt.virDomain], taken: Text) -> None:
     try:
         lookup()
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
             raise
         return
-    raise InvalidInput(taken)
+    raise said_as(InvalidInput, taken)
 
 
 def create_vm(conn: libvirt.virConnect, spec: NewVM, *, start: bool = False,
@@ -315,10 +331,12 @@ def create_vm(conn: libvirt.virConnect, spec: NewVM, *, start: bool = False,
     """
     problems = spec.problems()
     if problems:
-        raise InvalidInput("; ".join(problems))
-    _no_domain(lambda: conn.lookupByName(spec.name), f"A VM named {spec.name} already exists on this host.")
+        raise InvalidInput("{problems}", problems=joined(problems))
+    _no_domain(lambda: conn.lookupByName(spec.name),
+               Text(gettext_noop("A VM named {name} already exists on this host."), name=spec.name))
     if spec.uuid:
-        _no_domain(lambda: conn.lookupByUUIDString(spec.uuid), f"A VM with the UUID {spec.uuid} already exists.")
+        _no_domain(lambda: conn.lookupByUUIDString(spec.uuid),
+                   Text(gettext_noop("A VM with the UUID {uuid} already exists."), uuid=spec.uuid))
     tell = step or (lambda _phase: None)
     volume: libvirt.virStorageVol | None = None
     dom: libvirt.virDomain | None = None
@@ -339,16 +357,23 @@ def create_vm(conn: libvirt.virConnect, spec: NewVM, *, start: bool = False,
         return dom
     except libvirt.libvirtError as exc:
         error = translate(exc)
-        raise type(error)(_with_leftovers(error, _undo(dom, volume))) from None
+        raise with_leftovers(error, _undo(dom, volume)) from None
     except BaseException as exc:
         left = _undo(dom, volume)
         if left and isinstance(exc, VirtError):
-            raise type(exc)(_with_leftovers(exc, left)) from None
+            raise with_leftovers(exc, left) from None
         raise
 
 
-def _with_leftovers(error: Exception, left: str) -> str:
-    return f"{str(error).rstrip('.')}.{left}" if left else str(error)
+def with_leftovers(error: VirtError, left: list[Text]) -> VirtError:
+    """`error`, saying what a failed creation could not remove (nothing more when `left` is empty)."""
+    if not left:
+        return error
+    if str(error).endswith("."):
+        return reworded(error, gettext_noop("{error} Could not remove {what}: please remove it by hand."), error=error,
+                        what=and_joined(left))
+    return reworded(error, gettext_noop("{error}. Could not remove {what}: please remove it by hand."), error=error,
+                    what=and_joined(left))
 
 
 @dataclass
@@ -372,28 +397,34 @@ def tidy_unfinished(conn: libvirt.virConnect, spec: NewVM, *, volume_made: bool)
             raise
     else:
         found.defined = True
-        found.words.append(f"{dom.name()} was defined (uuid {spec.uuid}){' and runs' if dom.isActive() else ''}; "
-                           "it is kept.")
+        if dom.isActive():
+            found.words.append(Text(gettext_noop("{name} was defined (uuid {uuid}) and runs; it is kept."),
+                                    name=dom.name(), uuid=spec.uuid))
+        else:
+            found.words.append(Text(gettext_noop("{name} was defined (uuid {uuid}); it is kept."), name=dom.name(),
+                                    uuid=spec.uuid))
         return found
     disk = spec.disk
     if not isinstance(disk, NewVolume) or not disk.name or not volume_made:
-        found.words.append("It made nothing.")
+        found.words.append(Text(gettext_noop("It made nothing.")))
         return found
     try:
         users = volume_users(conn, disk.pool, disk.name)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() not in (libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_NO_STORAGE_POOL):
             raise
-        found.words.append("It made nothing.")
+        found.words.append(Text(gettext_noop("It made nothing.")))
         return found
     if users:
-        found.words.append(f"The volume {disk.pool}/{disk.name} is kept: {', '.join(users)} uses it.")
+        found.words.append(Text(gettext_noop("The volume {pool}/{volume} is kept: {users} uses it."), pool=disk.pool,
+                                volume=disk.name, users=", ".join(users)))
         return found
     outcome = remove_partial(conn, disk.pool, disk.name)
     if outcome == "building":
         found.building = True
     elif outcome == "removed":
-        found.words.append(f"Removed the half-made volume {disk.pool}/{disk.name}.")
+        found.words.append(Text(gettext_noop("Removed the half-made volume {pool}/{volume}."), pool=disk.pool,
+                                volume=disk.name))
     else:
-        found.words.append("It made nothing.")
+        found.words.append(Text(gettext_noop("It made nothing.")))
     return found

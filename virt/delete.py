@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import libvirt
 
 from virt import image_meta
-from virt.errors import InvalidInput, InvalidState, translate
+from virt.errors import InvalidInput, InvalidState, Said, Text, gettext_noop, joined, translate
 from virt.sharing import other_users, vm_words
 from virt.volusage import disk_usage
 from virt.xml.domain import Disk, Domain
@@ -138,24 +138,27 @@ class VolumeChoiceError(InvalidInput):
     """Chosen volumes that may not go with the VM; nothing was changed. Carries the plan it was
     checked against, so the page can be shown again without asking the host twice."""
 
-    def __init__(self, message: str, plan: DeletePlan, plain: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: Said | str, plan: DeletePlan, plain: str = "") -> None:
+        said = Text.of(message)
+        super().__init__(said.template, **said.params)
         self.plan = plan
-        self.plain = plain or message  # the same without other VMs' names, for users who may not see them
+        self.plain = plain or said  # the same without other VMs' names, for users who may not see them
 
 
 def _check_choice(plan: DeletePlan, wanted: set[str]) -> list[VMVolume]:
     shared = [vol for vol in plan.volumes if vol.key in wanted and vol.shared_with]
     if shared:
-        raise VolumeChoiceError("; ".join(f"{vol.label} is also used by {vm_words(vol.shared_with)}"
-                                          for vol in shared)
-                                + ", and a volume another VM uses is never deleted: nothing was deleted "
-                                "(untick it and delete again).", plan,
-                                plain="A chosen volume is also used by another VM, and a volume another VM uses is "
-                                "never deleted: nothing was deleted (untick it and delete again).")
+        users = joined([Text(gettext_noop("{volume} is also used by {users}"), volume=vol.label,
+                             users=vm_words(vol.shared_with)) for vol in shared])
+        raise VolumeChoiceError(Text(gettext_noop("{users}, and a volume another VM uses is never deleted: nothing was "
+                                                  "deleted (untick it and delete again)."), users=users), plan,
+                                plain=Text(gettext_noop("A chosen volume is also used by another VM, and a volume "
+                                                        "another VM uses is never deleted: nothing was deleted (untick "
+                                                        "it and delete again).")))
     volumes = [vol for vol in plan.deletable if vol.key in wanted]
     if wanted - {vol.key for vol in volumes}:
-        raise VolumeChoiceError("Some of the chosen volumes are not disks of this VM; nothing was deleted.", plan)
+        raise VolumeChoiceError(Text(gettext_noop("Some of the chosen volumes are not disks of this VM; nothing was "
+                                                  "deleted.")), plan)
     return volumes
 
 
@@ -183,7 +186,9 @@ def delete_vm(dom: libvirt.virDomain, volume_keys: Iterable[str] = (), *, force_
     persistent = bool(dom.isPersistent())
     if dom.isActive():
         if not force_off:
-            raise InvalidState(f"{name} is running: shut it down first, or choose \"force off and delete\".")
+            raise InvalidState(gettext_noop("{name} is running: shut it down first, or choose \"force off and "
+                                            "delete\"."),
+                               name=name)
         dom.destroy()  # a transient VM is gone after this
         report.forced_off = True
     if persistent:
@@ -194,7 +199,7 @@ def delete_vm(dom: libvirt.virDomain, volume_keys: Iterable[str] = (), *, force_
             conn.storageVolLookupByKey(vol.key).delete(0)
             report.deleted.append(vol.label)
         except libvirt.libvirtError as exc:
-            report.failed.append((vol.label, str(translate(exc))))
+            report.failed.append((vol.label, Text.of(translate(exc))))
     return report
 
 

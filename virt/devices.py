@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import libvirt
 
-from virt.errors import InvalidInput, reworded, translate
+from virt.errors import InvalidInput, Said, Term, gettext_noop, reworded, translate
 from virt.xml.base import XMLObject
 from virt.xml.domain import Domain
 
@@ -32,6 +32,13 @@ class FieldProblem(InvalidInput):
     def __init__(self, field: str, message: str, /, **params: object) -> None:
         super().__init__(message, **params)
         self.field = field
+
+    @classmethod
+    def of(cls, field: str, error: BaseException | Said | str) -> FieldProblem:
+        """A rule's message (a BadValue, another error of ours) shown on `field`."""
+        if isinstance(error, Said):
+            return cls(field, error.template, **error.params)
+        return cls(field, "{message}", message=str(error))
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,8 @@ class Definitions:
     def placement(self, in_live: bool, in_saved: bool) -> str:
         """Where a device is, in words for the page."""
         if self.live is None or self.saved is None or (in_live and in_saved):
-            return "attached"
-        return "added at next boot" if in_saved else "removed at next boot"
+            return Term(gettext_noop("attached"))
+        return Term(gettext_noop("added at next boot")) if in_saved else Term(gettext_noop("removed at next boot"))
 
 
 def definitions(dom: libvirt.virDomain) -> Definitions:
@@ -95,8 +102,8 @@ def update_each(dom: libvirt.virDomain, defs: Definitions, find: Callable[[Domai
         except libvirt.libvirtError as exc:
             error = translate(exc)
             if done[LIVE]:  # the running VM changed, the saved definition did not
-                raise reworded(error, f"The running VM was changed, but its saved definition was not "
-                                      f"(it reverts at the next boot): {error}") from None
+                raise reworded(error, gettext_noop("The running VM was changed, but its saved definition was not "
+                                                   "(it reverts at the next boot): {error}"), error=error) from None
             raise error from None
         done[flag] = True
     return done[LIVE], done[CONFIG]

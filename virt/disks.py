@@ -17,7 +17,7 @@ from virt.capabilities import ISO_SUFFIX
 from virt.create import DISK_FORMATS, MIB, DiskSource, PoolVolume, cdrom_bus, disk_source, volume_name
 from virt.devices import CONFIG, LIVE, Definitions, FieldProblem, definitions, device_xml, still_live, update_each
 from virt.domains import state_name
-from virt.errors import InvalidInput, InvalidState, reworded, translate
+from virt.errors import InvalidInput, InvalidState, Term, Text, gettext_noop, reworded, translate
 from virt.storage_rules import MAX_VOLUME_BYTES, check_name
 from virt.xml.codecs import iec
 from virt.xml.domain import Disk, Domain
@@ -56,9 +56,9 @@ class DiskRow:
 
 def _check_choices(bus: str, cache: str) -> None:
     if bus not in BUSES:
-        raise FieldProblem("bus", f"Bus: one of {', '.join(BUSES)}.")
+        raise FieldProblem("bus", gettext_noop("Bus: one of {buses}."), buses=", ".join(BUSES))
     if cache not in CACHE_MODES:
-        raise FieldProblem("cache", f"Cache mode: one of {', '.join(CACHE_MODES)}.")
+        raise FieldProblem("cache", gettext_noop("Cache mode: one of {modes}."), modes=", ".join(CACHE_MODES))
 
 
 # ---- device XML (pure: golden-tested) -------------------------------------------------------
@@ -138,25 +138,27 @@ def disk_rows(defs: Definitions) -> list[DiskRow]:
 
 def _create_volume(conn: libvirt.virConnect, spec: NewVolume, vm_name: str) -> libvirt.virStorageVol:
     if spec.format not in DISK_FORMATS:
-        raise FieldProblem("format", "Format: qcow2 or raw.")
+        raise FieldProblem("format", gettext_noop("Format: qcow2 or raw."))
     if not 0 < spec.size_bytes <= MAX_VOLUME_BYTES:
-        raise FieldProblem("size", "Size: between 1 MiB and 64 TiB.")
+        raise FieldProblem("size", gettext_noop("Size: between 1 MiB and 64 TiB."))
     size = -(-spec.size_bytes // MIB) * MIB  # whole MiB: what every image format can hold
     pool = conn.storagePoolLookupByName(spec.pool)
     if not pool.isActive():
-        raise FieldProblem("pool", f"Storage pool {spec.pool} is not active.")
+        raise FieldProblem("pool", gettext_noop("Storage pool {pool} is not active."), pool=spec.pool)
     pool.refresh(0)  # files made or removed behind libvirt's back
     taken = set(pool.listVolumes())
     if spec.name:
         check_name(spec.name, "volume name")
         if spec.name in taken:
-            raise FieldProblem("volume_name", f"Pool {spec.pool} already has a volume named {spec.name}.")
+            raise FieldProblem("volume_name", gettext_noop("Pool {pool} already has a volume named {name}."),
+                               pool=spec.pool, name=spec.name)
         name = spec.name
     else:
         name = volume_name(taken, f"{vm_name}-data", spec.format)
     available = int(pool.info()[3])
     if size > available:
-        raise FieldProblem("size", f"Storage pool {spec.pool} has only {iec(available)} free.")
+        raise FieldProblem("size", gettext_noop("Storage pool {pool} has only {size} free."), pool=spec.pool,
+                           size=iec(available))
     xml = StorageVolume.new(name=name, capacity=size, allocation=0, format=spec.format).to_xml()
     return pool.createXML(xml, 0)
 
@@ -173,34 +175,38 @@ def attach_disk(dom: libvirt.virDomain, source: NewVolume | PoolVolume, *, bus: 
     defs = definitions(dom)
     live = defs.running and bus in HOTPLUG_BUSES
     if defs.running and not live and defs.saved is None:
-        raise InvalidState(f"{defs.name} is a transient VM: a {bus} disk cannot be added while it runs, "
-                           "and it has no saved definition for the next boot.")
+        raise InvalidState(gettext_noop("{name} is a transient VM: a {bus} disk cannot be added while it runs, "
+                                        "and it has no saved definition for the next boot."), name=defs.name, bus=bus)
     conn = dom.connect()
     created: libvirt.virStorageVol | None = None
     try:
         if isinstance(source, NewVolume):
             created = _create_volume(conn, source, defs.name)
             src = disk_source(conn, PoolVolume(source.pool, created.name()))
-            label = f"new volume {source.pool}/{created.name()}"
+            label = Text(gettext_noop("new volume {pool}/{volume}"), pool=source.pool, volume=created.name())
         else:
             src = disk_source(conn, source)
             if _uses(defs, src):
-                raise FieldProblem("volume", f"{defs.name} already uses {source.pool}/{source.volume}.")
-            label = f"volume {source.pool}/{source.volume}"
+                raise FieldProblem("volume", gettext_noop("{name} already uses {pool}/{volume}."), name=defs.name,
+                                   pool=source.pool, volume=source.volume)
+            label = Text(gettext_noop("volume {pool}/{volume}"), pool=source.pool, volume=source.volume)
         disk = disk_element(src, target=free_target(defs, bus), bus=bus, cache=cache)
         flags = (LIVE if live else 0) | (CONFIG if defs.saved is not None else 0)
         dom.attachDeviceFlags(disk.to_xml(), flags)
     except libvirt.libvirtError as exc:
         error = translate(exc)
-        raise reworded(error, f"{error}{_remove_new(created)}") from None
+        note = _remove_new(created)
+        if note:
+            raise reworded(error, gettext_noop("{error} {note}"), error=error, note=note) from None
+        raise error from None
     except BaseException:
         _remove_new(created)
         raise
     target = disk.target_dev
     if live or not defs.running:
-        return f"{label} attached as {target} ({bus})."
-    return (f"{label} attached as {target} ({bus}) from the next boot: a {bus} disk cannot be added to a "
-            "running VM.")
+        return Text(gettext_noop("{what} attached as {target} ({bus})."), what=label, target=target, bus=bus)
+    return Text(gettext_noop("{what} attached as {target} ({bus}) from the next boot: a {bus} disk cannot be added to "
+                             "a running VM."), what=label, target=target, bus=bus)
 
 
 def _remove_new(volume: libvirt.virStorageVol | None) -> str:
@@ -210,8 +216,9 @@ def _remove_new(volume: libvirt.virStorageVol | None) -> str:
     try:
         volume.delete(0)
     except libvirt.libvirtError as exc:
-        return f" The new volume {volume.name()} could not be removed ({translate(exc)}): delete it by hand."
-    return " The new volume was removed again."
+        return Text(gettext_noop("The new volume {name} could not be removed ({error}): delete it by hand."),
+                    name=volume.name(), error=translate(exc))
+    return Text(gettext_noop("The new volume was removed again."))
 
 
 def _detach(dom: libvirt.virDomain, defs: Definitions, target: str, device: str, live_ok: bool) -> tuple[bool, bool]:
@@ -220,10 +227,13 @@ def _detach(dom: libvirt.virDomain, defs: Definitions, target: str, device: str,
     in_live = defs.live is not None and find(defs.live) is not None
     in_saved = defs.saved is not None and find(defs.saved) is not None
     if not in_live and not in_saved:
-        raise InvalidInput(f"{defs.name} has no {'CD-ROM drive' if device == 'cdrom' else 'disk'} {target}.")
+        if device == "cdrom":
+            raise InvalidInput(gettext_noop("{name} has no CD-ROM drive {target}."), name=defs.name, target=target)
+        raise InvalidInput(gettext_noop("{name} has no disk {target}."), name=defs.name, target=target)
     live = in_live and live_ok
     if in_live and not live and not in_saved:
-        raise InvalidState(f"{target} can only be removed once {defs.name} is shut off.")
+        raise InvalidState(gettext_noop("{target} can only be removed once {name} is shut off."), target=target,
+                           name=defs.name)
     doc = defs.saved if in_saved else defs.live
     element = find(doc) if doc is not None else None
     assert element is not None
@@ -238,13 +248,14 @@ def detach_disk(dom: libvirt.virDomain, target: str) -> str:
                     if d.target_dev == target and (d.device or "disk") == "disk"), None)
     bus = (current.target_bus or "") if current is not None else ""
     in_live, live = _detach(dom, defs, target, "disk", bus in HOTPLUG_BUSES)
-    kept = " Its volume stays in its pool."
     if in_live and not live:
-        return f"{target} is removed at the next boot: a {bus} disk cannot be removed from a running VM.{kept}"
+        return Text(gettext_noop("{target} is removed at the next boot: a {bus} disk cannot be removed from a running "
+                                 "VM. Its volume stays in its pool."), target=target, bus=bus)
     if live and still_live(dom, _finder(target, "disk")):
-        return (f"{target} is removed from the saved definition; the guest has not released it yet, so the "
-                f"running VM keeps it until the guest lets go or the VM is shut off.{kept}")
-    return f"{target} detached.{kept}"
+        return Text(gettext_noop("{target} is removed from the saved definition; the guest has not released it yet, "
+                                 "so the running VM keeps it until the guest lets go or the VM is shut off. Its volume "
+                                 "stays in its pool."), target=target)
+    return Text(gettext_noop("{target} detached. Its volume stays in its pool."), target=target)
 
 
 # ---- CD-ROM --------------------------------------------------------------------------------
@@ -252,13 +263,13 @@ def detach_disk(dom: libvirt.virDomain, target: str) -> str:
 
 def _iso(conn: libvirt.virConnect, iso: PoolVolume) -> DiskSource:
     if not iso.volume.lower().endswith(ISO_SUFFIX):
-        raise FieldProblem("iso", "Choose an ISO image (a volume whose name ends in .iso).")
+        raise FieldProblem("iso", gettext_noop("Choose an ISO image (a volume whose name ends in .iso)."))
     return disk_source(conn, iso)
 
 
 def _cdrom(defs: Definitions, target: str) -> None:
     if not any(_finder(target, "cdrom")(doc) for doc in (defs.live, defs.saved) if doc is not None):
-        raise InvalidInput(f"{defs.name} has no CD-ROM drive {target}.")
+        raise InvalidInput(gettext_noop("{name} has no CD-ROM drive {target}."), name=defs.name, target=target)
 
 
 def insert_media(dom: libvirt.virDomain, target: str, iso: PoolVolume) -> str:
@@ -272,37 +283,40 @@ def insert_media(dom: libvirt.virDomain, target: str, iso: PoolVolume) -> str:
         disk.driver_type = "raw"
 
     update_each(dom, defs, _finder(target, "cdrom"), insert)
-    return f"{iso.pool}/{iso.volume} inserted in {target}."
+    return Text(gettext_noop("{pool}/{volume} inserted in {target}."), pool=iso.pool, volume=iso.volume, target=target)
 
 
 def eject_media(dom: libvirt.virDomain, target: str) -> str:
     defs = definitions(dom)
     _cdrom(defs, target)
     update_each(dom, defs, _finder(target, "cdrom"), lambda disk: set_source(disk, None))
-    return f"{target} ejected."
+    return Text(gettext_noop("{target} ejected."), target=target)
 
 
 def _shut_off(dom: libvirt.virDomain, defs: Definitions, what: str) -> None:
     if defs.running:
         state = state_name(int(dom.state()[0]))
-        raise InvalidState(f"{defs.name} is {state}: shut it off to {what} (QEMU cannot change CD-ROM drives "
-                           "of a running VM).")
+        raise InvalidState(gettext_noop("{name} is {state}: shut it off to {what} (QEMU cannot change CD-ROM drives "
+                                        "of a running VM)."), name=defs.name, state=state, what=Term(what))
 
 
 def add_cdrom(dom: libvirt.virDomain, iso: PoolVolume | None = None) -> str:
     """Add a CD-ROM drive (optionally with an ISO in it) to a shut-off VM."""
     defs = definitions(dom)
-    _shut_off(dom, defs, "add a CD-ROM drive")
+    _shut_off(dom, defs, gettext_noop("add a CD-ROM drive"))
     bus = cdrom_bus(defs.machine)
     source = _iso(dom.connect(), iso) if iso else None
     drive = cdrom_element(target=free_target(defs, bus), bus=bus, source=source)
     dom.attachDeviceFlags(drive.to_xml(), CONFIG)
-    return f"CD-ROM drive {drive.target_dev} ({bus}) added{f' with {iso.pool}/{iso.volume}' if iso else ''}."
+    if iso:
+        return Text(gettext_noop("CD-ROM drive {target} ({bus}) added with {pool}/{volume}."), target=drive.target_dev,
+                    bus=bus, pool=iso.pool, volume=iso.volume)
+    return Text(gettext_noop("CD-ROM drive {target} ({bus}) added."), target=drive.target_dev, bus=bus)
 
 
 def remove_cdrom(dom: libvirt.virDomain, target: str) -> str:
     defs = definitions(dom)
-    _shut_off(dom, defs, "remove a CD-ROM drive")
+    _shut_off(dom, defs, gettext_noop("remove a CD-ROM drive"))
     _detach(dom, defs, target, "cdrom", live_ok=False)
-    return f"CD-ROM drive {target} removed."
+    return Text(gettext_noop("CD-ROM drive {target} removed."), target=target)
 

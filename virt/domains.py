@@ -16,26 +16,28 @@ from typing import Any
 
 import libvirt
 
+from virt.errors import Term, gettext_noop
 from virt.xml.domain import Domain
 
 # libvirt's state numbers, in the words the panel shows.
 STATE_NAMES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "no state",
-    libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "running",  # blocked on I/O: still running for a sysadmin
-    libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
-    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed",
-    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended (guest)",
+    libvirt.VIR_DOMAIN_NOSTATE: Term(gettext_noop("no state")),
+    libvirt.VIR_DOMAIN_RUNNING: Term(gettext_noop("running")),
+    libvirt.VIR_DOMAIN_BLOCKED: Term(gettext_noop("running")),  # blocked on I/O: still running for a sysadmin
+    libvirt.VIR_DOMAIN_PAUSED: Term(gettext_noop("paused")),
+    libvirt.VIR_DOMAIN_SHUTDOWN: Term(gettext_noop("shutting down")),
+    libvirt.VIR_DOMAIN_SHUTOFF: Term(gettext_noop("shut off")),
+    libvirt.VIR_DOMAIN_CRASHED: Term(gettext_noop("crashed")),
+    libvirt.VIR_DOMAIN_PMSUSPENDED: Term(gettext_noop("suspended (guest)")),
 }
-STATES = ("running", "paused", "shutting down", "shut off", "crashed", "suspended (guest)", "no state")
+STATES = tuple(Term(state) for state in ("running", "paused", "shutting down", "shut off", "crashed",
+                                         "suspended (guest)", "no state"))
 LIST_STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
               | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU)
 
 
 def state_name(code: int) -> str:
-    return STATE_NAMES.get(code, "no state")
+    return STATE_NAMES.get(code, STATE_NAMES[libvirt.VIR_DOMAIN_NOSTATE])
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import libvirt
 
-from virt.errors import InvalidInput, InvalidState, translate
+from virt.errors import InvalidInput, InvalidState, Text, gettext_noop, translate
 from virt.xml.domain import Domain, Graphics
 
 SECURE_CONFIG = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
@@ -26,8 +26,8 @@ MAX_PASSWORD = 8  # the VNC challenge uses the first 8 characters only: longer o
 KEYMAPS = ("ar", "bepo", "cz", "da", "de", "de-ch", "en-gb", "en-us", "es", "et", "fi", "fo", "fr", "fr-be",
            "fr-ca", "fr-ch", "hr", "hu", "is", "it", "ja", "lt", "lv", "mk", "nl", "no", "pl", "pt", "pt-br",
            "ru", "sl", "sv", "th", "tr")
-EXPOSED_WARNING = ("VNC listens on every address of the host: anybody who can reach the host can reach the "
-                   "VM's screen without the panel's console tickets. Prefer 127.0.0.1.")
+EXPOSED_WARNING = Text(gettext_noop("VNC listens on every address of the host: anybody who can reach the host can "
+                                    "reach the VM's screen without the panel's console tickets. Prefer 127.0.0.1."))
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ class VncReport:
 
 def validate_password(value: str) -> str:
     if not 1 <= len(value) <= MAX_PASSWORD:
-        raise InvalidInput(f"A VNC password has 1 to {MAX_PASSWORD} characters.")
+        raise InvalidInput(gettext_noop("A VNC password has 1 to {most} characters."), most=MAX_PASSWORD)
     if any(not " " <= ch <= "~" for ch in value):
-        raise InvalidInput("A VNC password uses printable ASCII characters only.")
+        raise InvalidInput(gettext_noop("A VNC password uses printable ASCII characters only."))
     return value
 
 
@@ -75,12 +75,12 @@ def validate_listen(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
-        raise InvalidInput("Give an IP address such as 127.0.0.1.") from None
+        raise InvalidInput(gettext_noop("Give an IP address such as 127.0.0.1.")) from None
 
 
 def validate_keymap(value: str) -> str:
     if value and value not in KEYMAPS:
-        raise InvalidInput("Unknown keymap.")
+        raise InvalidInput(gettext_noop("Unknown keymap."))
     return value
 
 
@@ -133,11 +133,11 @@ def update(dom: libvirt.virDomain, change: VncChange) -> VncReport:
     listen = validate_listen(change.listen)
     change = VncChange(change.password, change.keymap, listen)
     if not dom.isPersistent():
-        raise InvalidState(f"{dom.name()} is transient: it has no saved definition to change.")
+        raise InvalidState(gettext_noop("{name} is transient: it has no saved definition to change."), name=dom.name())
     config = Domain.from_xml(dom.XMLDesc(SECURE_CONFIG))
     vnc = first_vnc(config)
     if vnc is None:
-        raise InvalidState(f"{dom.name()} has no VNC display.")
+        raise InvalidState(gettext_noop("{name} has no VNC display."), name=dom.name())
     apply_vnc(vnc, change)
     dom.connect().defineXMLFlags(config.to_xml(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
 
@@ -148,7 +148,7 @@ def update(dom: libvirt.virDomain, change: VncChange) -> VncReport:
         return report
     live_vnc = first_vnc(Domain.from_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE)))
     if live_vnc is None:
-        report.next_boot.append("the VNC display")
+        report.next_boot.append(Text(gettext_noop("the VNC display")))
         return report
     if change.password is not None and (live_vnc.passwd or "") != change.password:
         # Send the live element back unchanged but for the password: qemu refuses other changes.
@@ -157,11 +157,11 @@ def update(dom: libvirt.virDomain, change: VncChange) -> VncReport:
         wanted.element.attrib.pop("passwdValidTo", "")
         try:
             dom.updateDeviceFlags(wanted.to_xml(), libvirt.VIR_DOMAIN_AFFECT_LIVE)
-            report.live.append("password")
+            report.live.append(Text(gettext_noop("password")))
         except libvirt.libvirtError as exc:
-            report.next_boot.append(f"password ({translate(exc)})")
+            report.next_boot.append(Text(gettext_noop("password ({error})"), error=translate(exc)))
     if (live_vnc.keymap or "") != change.keymap:
-        report.next_boot.append("keymap")
+        report.next_boot.append(Text(gettext_noop("keymap")))
     if (live_vnc.listen or "") != listen:
-        report.next_boot.append("listen address")
+        report.next_boot.append(Text(gettext_noop("listen address")))
     return report

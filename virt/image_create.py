@@ -27,14 +27,25 @@ from virt.capabilities import ARCH, BIOS, CPU_DEFAULT
 from virt.create import DEFINING, NIC, STARTING, NewVM, PoolVolume, build_domain_xml, disk_source
 from virt.delete import undefine
 from virt.devices import FieldProblem
-from virt.errors import InvalidInput, InvalidState, VirtError, reworded, translate
+from virt.errors import (
+    InvalidInput,
+    InvalidState,
+    Text,
+    VirtError,
+    and_joined,
+    gettext_noop,
+    joined,
+    reworded,
+    said_as,
+    translate,
+)
 from virt.image_meta import ImageMeta
 from virt.xml.codecs import iec
 from virt.xml.storage import StorageVolume
 
 log = logging.getLogger(__name__)
 
-COPYING, UPLOADING_SEED = "copying image", "uploading seed"
+COPYING, UPLOADING_SEED = Text(gettext_noop("copying image")), Text(gettext_noop("uploading seed"))
 PHASES = (COPYING, UPLOADING_SEED, DEFINING, STARTING)
 SEED_SUFFIX = "-seed.iso"
 SEED_TIMEOUT = 120.0  # seconds to upload a seed of about 60 KiB: only a dead host takes that long
@@ -92,15 +103,16 @@ class ImageVM:
     def problems(self) -> list[str]:
         found = self.as_new_vm().problems()
         if not self.uuid:
-            found.append("uuid: chosen by the caller")
+            found.append(Text(gettext_noop("uuid: chosen by the caller")))
         if self.image_format not in IMAGE_FORMATS:
-            found.append(f"image format: {' or '.join(IMAGE_FORMATS)}")
+            found.append(Text(gettext_noop("image format: {first} or {second}"), first=IMAGE_FORMATS[0],
+                              second=IMAGE_FORMATS[1]))
         if self.disk_bytes < 1:
-            found.append("disk size: more than zero")
+            found.append(Text(gettext_noop("disk size: more than zero")))
         if self.linked and self.disk_pool != self.image.pool:
-            found.append("a linked clone lives in the image's own pool")
+            found.append(Text(gettext_noop("a linked clone lives in the image's own pool")))
         if not self.disk_volume or "/" in self.disk_volume or self.disk_volume == self.seed_volume:
-            found.append("disk volume: a name of its own")
+            found.append(Text(gettext_noop("disk volume: a name of its own")))
         return found
 
     def meta(self) -> ImageMeta:
@@ -119,14 +131,14 @@ def spec_from_params(params: dict[str, Any]) -> ImageVM:
 
 # --- on the host -------------------------------------------------------------------------------------------
 
-def _no_domain(lookup: Callable[[], libvirt.virDomain], taken: str) -> None:
+def _no_domain(lookup: Callable[[], libvirt.virDomain], taken: Text) -> None:
     try:
         lookup()
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
             raise
         return
-    raise InvalidInput(taken)
+    raise said_as(InvalidInput, taken)
 
 
 def image_size(conn: libvirt.virConnect, image: PoolVolume) -> tuple[int, int, str]:
@@ -139,9 +151,10 @@ def image_size(conn: libvirt.virConnect, image: PoolVolume) -> tuple[int, int, s
 def _copy(conn: libvirt.virConnect, spec: ImageVM, virtual: int, allocation: int) -> libvirt.virStorageVol:
     pool = conn.storagePoolLookupByName(spec.disk_pool)
     if not pool.isActive():
-        raise InvalidState(f"Storage pool {spec.disk_pool} is not active.")
+        raise InvalidState(gettext_noop("Storage pool {pool} is not active."), pool=spec.disk_pool)
     if spec.disk_volume in set(pool.listVolumes()):
-        raise InvalidInput(f"Storage pool {spec.disk_pool} already has a volume named {spec.disk_volume}.")
+        raise InvalidInput(gettext_noop("Storage pool {pool} already has a volume named {name}."), pool=spec.disk_pool,
+                           name=spec.disk_volume)
     image_pool = conn.storagePoolLookupByName(spec.image.pool)
     image = image_pool.storageVolLookupByName(spec.image.volume)
     if spec.linked:
@@ -150,42 +163,48 @@ def _copy(conn: libvirt.virConnect, spec: ImageVM, virtual: int, allocation: int
         return pool.createXML(xml, 0)
     available = int(pool.info()[3])
     if allocation > available:
-        raise InvalidInput(f"Storage pool {spec.disk_pool} has only {iec(available)} free; the image's copy needs "
-                           f"{iec(allocation)} now (and up to {iec(spec.disk_bytes)} as the guest writes).")
+        raise InvalidInput(gettext_noop("Storage pool {pool} has only {free} free; the image's copy needs {now} now "
+                                        "(and "
+                                        "up to {most} as the guest writes)."), pool=spec.disk_pool,
+                           free=iec(available), now=iec(allocation), most=iec(spec.disk_bytes))
     xml = StorageVolume.new(name=spec.disk_volume, capacity=virtual, format=spec.image_format).to_xml()
     return pool.createXMLFrom(xml, image, 0)
 
 
 def _undo(conn: libvirt.virConnect, spec: ImageVM, dom: libvirt.virDomain | None, seed_made: bool,
-          disk: libvirt.virStorageVol | None) -> str:
+          disk: libvirt.virStorageVol | None) -> Text:
     """Remove what a failed creation made, newest first; returns it in words ("Removed ...; could not remove ...")."""
-    removed: list[str] = []
-    left: list[str] = []
+    removed: list[Text] = []
+    left: list[Text] = []
     if dom is not None:
         try:
             if dom.isActive():
                 dom.destroy()
             undefine(dom)
-            removed.append(f"the definition of {spec.name}")
+            removed.append(Text(gettext_noop("the definition of {name}"), name=spec.name))
         except libvirt.libvirtError as exc:
             log.warning("rollback: could not undefine %s: %s", spec.name, exc)
-            left.append(f"the definition of {spec.name} ({translate(exc)})")
+            left.append(Text(gettext_noop("the definition of {name} ({error})"), name=spec.name, error=translate(exc)))
     if seed_made:
         try:
             cloudinit.remove_seed(conn, spec.disk_pool, spec.seed_volume)
-            removed.append(f"the seed {spec.disk_pool}/{spec.seed_volume}")
+            removed.append(Text(gettext_noop("the seed {pool}/{volume}"), pool=spec.disk_pool, volume=spec.seed_volume))
         except VirtError as exc:
-            left.append(f"the seed {spec.disk_pool}/{spec.seed_volume} ({exc})")
+            left.append(Text(gettext_noop("the seed {pool}/{volume} ({error})"), pool=spec.disk_pool,
+                             volume=spec.seed_volume, error=exc))
     if disk is not None:
         try:
             disk.delete(0)
-            removed.append(f"the disk {spec.disk_pool}/{spec.disk_volume}")
+            removed.append(Text(gettext_noop("the disk {pool}/{volume}"), pool=spec.disk_pool, volume=spec.disk_volume))
         except libvirt.libvirtError as exc:
             log.warning("rollback: could not delete %s: %s", spec.disk_volume, exc)
-            left.append(f"the disk {spec.disk_pool}/{spec.disk_volume} ({translate(exc)})")
-    words = f" Removed what it had made: {', '.join(removed)}." if removed else " Nothing was left behind."
+            left.append(Text(gettext_noop("the disk {pool}/{volume} ({error})"), pool=spec.disk_pool,
+                             volume=spec.disk_volume, error=translate(exc)))
+    words = (Text(gettext_noop("Removed what it had made: {what}."), what=joined(removed, ", ")) if removed
+             else Text(gettext_noop("Nothing was left behind.")))
     if left:
-        words += f" Could not remove {' and '.join(left)}: please remove it by hand."
+        return Text(gettext_noop("{done} Could not remove {what}: please remove it by hand."), done=words,
+                    what=and_joined(left))
     return words
 
 
@@ -198,17 +217,20 @@ def create_from_image(conn: libvirt.virConnect, spec: ImageVM, seed: bytes,
     is a FieldProblem on `disk_size` (nothing made)."""
     problems = spec.problems()
     if problems:
-        raise InvalidInput("; ".join(problems))
+        raise InvalidInput("{problems}", problems=joined(problems))
     tell = step or (lambda _phase: None)
     try:
-        _no_domain(lambda: conn.lookupByName(spec.name), f"A VM named {spec.name} already exists on this host.")
-        _no_domain(lambda: conn.lookupByUUIDString(spec.uuid), f"A VM with the UUID {spec.uuid} already exists.")
+        _no_domain(lambda: conn.lookupByName(spec.name),
+                   Text(gettext_noop("A VM named {name} already exists on this host."), name=spec.name))
+        _no_domain(lambda: conn.lookupByUUIDString(spec.uuid),
+                   Text(gettext_noop("A VM with the UUID {uuid} already exists."), uuid=spec.uuid))
         virtual, allocation, _fmt = image_size(conn, spec.image)
     except libvirt.libvirtError as exc:
         raise translate(exc) from None
     if spec.disk_bytes < virtual:
-        raise FieldProblem("disk_size", f"The disk must hold the image: at least {iec(virtual)} (its virtual "
-                                        f"size); {iec(spec.disk_bytes)} was asked.")
+        raise FieldProblem("disk_size", gettext_noop("The disk must hold the image: at least {least} (its virtual "
+                                                     "size); {asked} was asked."), least=iec(virtual),
+                           asked=iec(spec.disk_bytes))
     dom: libvirt.virDomain | None = None
     disk: libvirt.virStorageVol | None = None
     seed_made = False
@@ -238,12 +260,15 @@ def create_from_image(conn: libvirt.virConnect, spec: ImageVM, seed: bytes,
         raise
 
 
-def _said(error: VirtError, undone: str) -> VirtError:
+def _said(error: VirtError, undone: Text) -> VirtError:
     """The error with what was removed again; kinds whose constructor takes more than words (a FieldProblem, a
     StorageInputError: a taken seed name) become InvalidInput with the same words."""
-    text = f"{str(error).rstrip('.')}.{undone}"
+    if str(error).endswith("."):
+        template, params = gettext_noop("{error} {undone}"), {"error": Text.of(error), "undone": undone}
+    else:
+        template, params = gettext_noop("{error}. {undone}"), {"error": Text.of(error), "undone": undone}
     if type(error).__init__ is VirtError.__init__:  # the plain kinds: NotFound, InvalidState, Unreachable...
-        return reworded(error, text)
-    again = InvalidInput(text)
+        return reworded(error, template, **params)
+    again = InvalidInput(template, **params)
     again.from_host = error.from_host
     return again

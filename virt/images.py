@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import libvirt
 
 from virt.devices import FieldProblem
+from virt.errors import Term, gettext_noop
 from virt.storage import lookup
 from virt.xml.codecs import iec
 from virt.xml.storage import StorageVolume
@@ -52,14 +53,17 @@ def check_image(facts: VolumeFacts, *, field: str = "volume") -> VolumeFacts:
     """Refuse what cannot be an image: a format other than qcow2 or raw, a qcow2 overlay (its backing file
     would have to stay, unseen by the panel), an empty disk. Raises FieldProblem on `field`."""
     if facts.format not in IMAGE_FORMATS:
-        named = facts.format or "unknown"
-        raise FieldProblem(field, f"The volume's format is {named} (as read by libvirt): an image must be "
-                                  f"qcow2 or raw. Convert it (qemu-img convert -O qcow2) and upload it again.")
+        named = facts.format or Term(gettext_noop("unknown"))
+        raise FieldProblem(field, gettext_noop("The volume's format is {format} (as read by libvirt): an image must be "
+                                               "qcow2 or raw. Convert it (qemu-img convert -O qcow2) and upload it "
+                                               "again."), format=named)
     if facts.backing_path:
-        raise FieldProblem(field, f"The volume is a qcow2 overlay on {facts.backing_path}: an image must stand "
-                                  "alone. Flatten it (qemu-img convert) and upload the result.")
+        raise FieldProblem(field, gettext_noop("The volume is a qcow2 overlay on {path}: an image must stand "
+                                               "alone. Flatten it (qemu-img convert) and upload the result."),
+                           path=facts.backing_path)
     if facts.virtual_bytes <= 0:
-        raise FieldProblem(field, "libvirt reports a size of 0 bytes for the volume: it cannot be an image.")
+        raise FieldProblem(field, gettext_noop("libvirt reports a size of 0 bytes for the volume: it cannot be an "
+                                               "image."))
     return facts
 
 
@@ -67,8 +71,9 @@ def check_min_disk(min_disk_bytes: int, virtual_bytes: int, *, field: str = "min
     """The minimum disk of an image: at least the image's virtual size (a VM's disk grows to it, never
     shrinks below it)."""
     if min_disk_bytes < virtual_bytes:
-        raise FieldProblem(field, f"The image's disk is {iec(virtual_bytes)} ({virtual_bytes} bytes): the minimum "
-                                  "disk size cannot be smaller.")
+        raise FieldProblem(field, gettext_noop("The image's disk is {size} ({bytes} bytes): the minimum "
+                                               "disk size cannot be smaller."), size=iec(virtual_bytes),
+                           bytes=virtual_bytes)
     return min_disk_bytes
 
 
@@ -80,5 +85,6 @@ def image_facts(conn: libvirt.virConnect, pool: str, volume: str) -> VolumeFacts
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
             raise  # a missing pool, an inactive one, the host's failure: the connection says it in words
-        raise FieldProblem("volume", f"Pool {pool} has no volume {volume} (any more).") from None
+        raise FieldProblem("volume", gettext_noop("Pool {pool} has no volume {volume} (any more)."), pool=pool,
+                           volume=volume) from None
     return check_image(facts)

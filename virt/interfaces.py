@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import libvirt
 from lxml import etree
 
-from virt.errors import libvirt_message
+from virt.errors import Text, gettext_noop, libvirt_message
 from virt.xml.parser import parse_xml
 
 INTERFACE_API = "interface API"
@@ -154,16 +154,16 @@ def _why(exc: libvirt.libvirtError) -> str:
 
 def host_interfaces(conn: libvirt.virConnect) -> InterfaceReport:
     """The interface API where it works (it knows bridges for sure), node devices otherwise."""
-    problems = []
+    problems: list[str] = []
     try:
         listed = via_interface_api(conn)
         if listed:
             return InterfaceReport(_sorted(listed), INTERFACE_API)
-        problems.append("the interface API lists no interfaces")
+        problems.append(Text(gettext_noop("the interface API lists no interfaces")))
     except libvirt.libvirtError as exc:
-        problems.append(f"interface API unavailable: {_why(exc)}")
+        problems.append(Text(gettext_noop("interface API unavailable: {error}"), error=_why(exc)))
     try:
         return InterfaceReport(_sorted(via_node_devices(conn)), NODE_DEVICES, tuple(problems))
     except libvirt.libvirtError as exc:
-        problems.append(f"node devices unavailable: {_why(exc)}")
+        problems.append(Text(gettext_noop("node devices unavailable: {error}"), error=_why(exc)))
     return InterfaceReport((), "", tuple(problems))

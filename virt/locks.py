@@ -11,9 +11,9 @@ from __future__ import annotations
 import secrets
 import threading
 
-from virt.errors import Busy
+from virt.errors import Busy, gettext_noop
 
-BUSY_MESSAGE = "Another action on this VM is still running; try again in a moment."
+BUSY_MESSAGE = gettext_noop("Another action on this VM is still running; try again in a moment.")
 
 
 class VMLocks:

@@ -20,7 +20,19 @@ from typing import Any
 import libvirt
 
 from virt.connections import open_connection, start_event_loop
-from virt.errors import InvalidInput, Unreachable, VirtError, explain_connect_failure, libvirt_message, translate
+from virt.errors import (
+    InvalidInput,
+    Term,
+    Text,
+    Unreachable,
+    VirtError,
+    explain_connect_failure,
+    gettext_noop,
+    joined,
+    libvirt_message,
+    said_as,
+    translate,
+)
 from virt.migrate_checks import (
     Endpoint,
     Finding,
@@ -119,9 +131,9 @@ def _open(spec: ConnectionSpec, name: str, timeout: float = OPEN_TIMEOUT) -> lib
     thread.join(timeout)
     if thread.is_alive():
         abandoned.set()
-        raise Unreachable(f"no answer within {timeout:g} s")
+        raise Unreachable(gettext_noop("no answer within {seconds} s"), seconds=f"{timeout:g}")
     if "error" in box:
-        raise Unreachable(str(box["error"]))
+        raise said_as(Unreachable, box["error"])
     conn = box["conn"]
     with contextlib.suppress(libvirt.libvirtError):
         conn.setKeepAlive(5, 3)  # a dead peer ends the migration instead of hanging it
@@ -174,32 +186,33 @@ class Migration:
         self.began = time.monotonic()
         src = dst = None
         try:
-            self._say(f"checking {self.source.name} and {self.target.name}")
+            self._say(Text(gettext_noop("checking {source} and {target}"), source=self.source.name,
+                           target=self.target.name))
             src = _open(self.source.spec, self.source.name)
             try:
                 dst = _open(self.target.spec, self.target.name)
             except Unreachable as exc:
-                self.findings = [unreachable(self.target.name, str(exc))]
-                return self._end("refused", "Nothing was moved: the pre-flight checks found a problem.",
-                                 self.source.name)
+                self.findings = [unreachable(self.target.name, Text.of(exc))]
+                return self._end("refused", Text(gettext_noop("Nothing was moved: the pre-flight checks found a "
+                                                              "problem.")), self.source.name)
             dom = src.lookupByUUIDString(self.vm_uuid)
             vm = source_facts(dom)
             self.vm_name, self.live = vm.name, vm.active
             self.findings = judge(vm, target_facts(dst, vm), self.source.name, self.target.name, self.options,
                                   self.target.peer_uri)
             if blocking(self.findings):
-                return self._end("refused", "Nothing was moved: the pre-flight checks found a problem.",
-                                 self.source.name)
+                return self._end("refused", Text(gettext_noop("Nothing was moved: the pre-flight checks found a "
+                                                              "problem.")), self.source.name)
             if self._stopping():
-                return self._end("cancelled", f"Cancelled before it started: {vm.name} stays on {self.source.name}.",
-                                 self.source.name)
+                return self._end("cancelled", Text(gettext_noop("Cancelled before it started: {vm} stays on {host}."),
+                                                   vm=vm.name, host=self.source.name), self.source.name)
             if vm.active:
                 return self._live(src, dst, dom, vm)
             return self._offline(dst, dom, vm)
         except VirtError as exc:
-            return self._end("failed", f"{exc}", self.source.name)
+            return self._end("failed", Text.of(exc), self.source.name)
         except libvirt.libvirtError as exc:
-            return self._end("failed", f"{translate(exc)}", self.source.name)
+            return self._end("failed", Text.of(translate(exc)), self.source.name)
         finally:
             _close(src)
             _close(dst)
@@ -235,15 +248,20 @@ class Migration:
 
     def _phase(self) -> str:
         if self.stop_requested:
-            return "aborting"
-        words = "copying disks and memory" if self.options.copy_storage else "copying memory"
+            return Text(gettext_noop("aborting"))
         rate = self.progress.rate_bps
-        return f"{words} at {iec(rate)}/s" if rate else words
+        if self.options.copy_storage:
+            if rate:
+                return Text(gettext_noop("copying disks and memory at {rate}/s"), rate=iec(rate))
+            return Text(gettext_noop("copying disks and memory"))
+        if rate:
+            return Text(gettext_noop("copying memory at {rate}/s"), rate=iec(rate))
+        return Text(gettext_noop("copying memory"))
 
     def _live(self, src: libvirt.virConnect, dst: libvirt.virConnect, dom: libvirt.virDomain,
               vm: VMFacts) -> Report:
         if self.options.copy_storage:
-            self._say(f"making the disks to copy into on {self.target.name}")
+            self._say(Text(gettext_noop("making the disks to copy into on {host}"), host=self.target.name))
         created = precreate_volumes(dst, vm) if self.options.copy_storage else []
         old_downtime = None
         try:
@@ -290,12 +308,13 @@ class Migration:
                 dom.migrateSetMaxDowntime(int(old_downtime), 0)
         where, state_words = _whereabouts(src, dst, vm, self.source.name, self.target.name)
         if self.stop_requested or error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
-            return self._end("cancelled", f"Cancelled. {state_words}", where)
-        return self._end("failed", f"The migration failed: {translate(error)}. {state_words}", where)
+            return self._end("cancelled", Text(gettext_noop("Cancelled. {state}"), state=state_words), where)
+        return self._end("failed", Text(gettext_noop("The migration failed: {error}. {state}"), error=translate(error),
+                                        state=state_words), where)
 
     def _live_done(self, src: libvirt.virConnect, dst: libvirt.virConnect, vm: VMFacts) -> Report:
         """libvirt says it is done: figures and housekeeping, none of which may turn it into a failure."""
-        notes = []
+        notes: list[str] = []
         try:
             new = dst.lookupByUUIDString(vm.uuid)
             stats = _optional(new.jobStats, libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED) or {}
@@ -303,52 +322,61 @@ class Migration:
             self.progress.downtime_ms = _int(stats.get("downtime"))
             if vm.autostart:
                 new.setAutostart(1)  # migration does not carry the autostart flag
-                notes.append(f"Autostart is on for {vm.name} on {self.target.name}.")
+                notes.append(Text(gettext_noop("Autostart is on for {vm} on {host}."), vm=vm.name,
+                                  host=self.target.name))
         except libvirt.libvirtError as exc:
-            notes.append(f"{self.target.name} did not answer after the migration ({translate(exc)}): check its "
-                         "autostart setting.")
+            notes.append(Text(gettext_noop("{host} did not answer after the migration ({error}): check its "
+                                           "autostart setting."), host=self.target.name, error=translate(exc)))
         self.progress.finished()
         if self.options.keep_source:
-            notes.append(f"{self.source.name} keeps an inactive definition of {vm.name}.")
+            notes.append(Text(gettext_noop("{host} keeps an inactive definition of {vm}."), host=self.source.name,
+                              vm=vm.name))
             if vm.autostart:
                 with contextlib.suppress(libvirt.libvirtError):
                     src.lookupByUUIDString(vm.uuid).setAutostart(0)
-                    notes.append(f"Autostart was turned off on {self.source.name}.")
+                    notes.append(Text(gettext_noop("Autostart was turned off on {host}."), host=self.source.name))
         if self.options.copy_storage:
-            notes += [f"The source copy of disk {d.dev} stays on {self.source.name} at {d.path}: delete it when "
-                      "you no longer need it." for d in vm.disks if d.copied]
-        figures = []
+            notes += [Text(gettext_noop("The source copy of disk {disk} stays on {host} at {path}: delete it when "
+                                        "you no longer need it."), disk=d.dev, host=self.source.name, path=d.path)
+                      for d in vm.disks if d.copied]
+        figures: list[Text] = []
         if self.progress.elapsed_ms is not None:
-            figures.append(f"libvirt job {self.progress.elapsed_ms / 1000:.1f} s")
+            seconds = f"{self.progress.elapsed_ms / 1000:.1f}"
+            figures.append(Text(gettext_noop("libvirt job {seconds} s"), seconds=seconds))
         if self.progress.downtime_ms is not None:
-            figures.append(f"downtime {self.progress.downtime_ms} ms")
-        about = f" ({', '.join(figures)})" if figures else ""
-        self._say("done")
-        return self._end("done", f"{vm.name} now runs on {self.target.name}{about}.", self.target.name, notes)
+            figures.append(Text(gettext_noop("downtime {ms} ms"), ms=self.progress.downtime_ms))
+        self._say(Text(gettext_noop("done")))
+        if figures:
+            about = joined(figures, ", ")
+            return self._end("done", Text(gettext_noop("{vm} now runs on {host} ({figures})."), vm=vm.name,
+                                          host=self.target.name, figures=about), self.target.name, notes)
+        return self._end("done", Text(gettext_noop("{vm} now runs on {host}."), vm=vm.name, host=self.target.name),
+                         self.target.name, notes)
 
     def _offline(self, dst: libvirt.virConnect, dom: libvirt.virDomain, vm: VMFacts) -> Report:
         """A shut-off VM: define it on the target from its full definition, then undefine the source."""
-        self._say(f"defining {vm.name} on {self.target.name}")
+        self._say(Text(gettext_noop("defining {vm} on {host}"), vm=vm.name, host=self.target.name))
         xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
         new = dst.defineXML(xml)
-        notes = []
+        notes: list[str] = []
         if vm.autostart:
             new.setAutostart(1)
-            notes.append(f"Autostart is on for {vm.name} on {self.target.name}.")
+            notes.append(Text(gettext_noop("Autostart is on for {vm} on {host}."), vm=vm.name, host=self.target.name))
         if self.options.keep_source:
-            notes.append(f"{self.source.name} keeps its definition of {vm.name}.")
+            notes.append(Text(gettext_noop("{host} keeps its definition of {vm}."), host=self.source.name, vm=vm.name))
             if vm.autostart:
                 dom.setAutostart(0)
-                notes.append(f"Autostart was turned off on {self.source.name}.")
+                notes.append(Text(gettext_noop("Autostart was turned off on {host}."), host=self.source.name))
         else:
             try:
                 _undefine_keeping_nvram(dom)
             except libvirt.libvirtError as exc:
-                notes.append(f"{self.source.name} could not remove its definition ({translate(exc)}): the VM is "
-                             f"now defined on both hosts; remove it from {self.source.name} by hand.")
-        self._say("done")
-        return self._end("done", f"{vm.name} (shut off) is now defined on {self.target.name}.", self.target.name,
-                         notes)
+                notes.append(Text(gettext_noop("{host} could not remove its definition ({error}): the VM is "
+                                               "now defined on both hosts; remove it from {host} by hand."),
+                                  host=self.source.name, error=translate(exc)))
+        self._say(Text(gettext_noop("done")))
+        return self._end("done", Text(gettext_noop("{vm} (shut off) is now defined on {host}."), vm=vm.name,
+                                      host=self.target.name), self.target.name, notes)
 
 
 def _delete(volumes: list[libvirt.virStorageVol]) -> None:
@@ -377,15 +405,20 @@ def _whereabouts(src: libvirt.virConnect, dst: libvirt.virConnect, vm: VMFacts, 
             dom.resume()
             state = libvirt.VIR_DOMAIN_RUNNING
         if dom.isActive():
-            words = "paused" if state == libvirt.VIR_DOMAIN_PAUSED else "running"
-            kept = "its definition intact" if dom.isPersistent() == vm.persistent else "its definition changed"
-            return source, f"{vm.name} is still {words} on {source} with {kept}."
+            paused = state == libvirt.VIR_DOMAIN_PAUSED
+            words = Term(gettext_noop("paused")) if paused else Term(gettext_noop("running"))
+            if dom.isPersistent() == vm.persistent:
+                return source, Text(gettext_noop("{vm} is still {state} on {host} with its definition intact."),
+                                    vm=vm.name, state=words, host=source)
+            return source, Text(gettext_noop("{vm} is still {state} on {host} with its definition changed."),
+                                vm=vm.name, state=words, host=source)
     except libvirt.libvirtError:
         pass
     with contextlib.suppress(libvirt.libvirtError):
         if dst.lookupByUUIDString(vm.uuid).isActive():
-            return target, f"{vm.name} runs on {target}."
-    return source, f"{vm.name} is not running on {source} or {target}: check both hosts."
+            return target, Text(gettext_noop("{vm} runs on {host}."), vm=vm.name, host=target)
+    return source, Text(gettext_noop("{vm} is not running on {source} or {target}: check both hosts."), vm=vm.name,
+                        source=source, target=target)
 
 
 def precreate_volumes(dst: libvirt.virConnect, vm: VMFacts) -> list[libvirt.virStorageVol]:
@@ -403,7 +436,7 @@ def precreate_volumes(dst: libvirt.virConnect, vm: VMFacts) -> list[libvirt.virS
                                     format=disk.format if disk.format in ("qcow2", "raw") else "raw")
             made.append(pool.createXML(xml.to_xml(), 0))
     except KeyError:
-        raise InvalidInput("the target pool for a disk disappeared after the checks") from None
+        raise InvalidInput(gettext_noop("the target pool for a disk disappeared after the checks")) from None
     except libvirt.libvirtError:
         _delete(made)
         raise

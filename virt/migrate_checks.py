@@ -18,7 +18,7 @@ from typing import Any
 import libvirt
 from lxml import etree
 
-from virt.errors import libvirt_message
+from virt.errors import Text, gettext_noop, joined, libvirt_message
 from virt.uri import ConnectionSpec, Transport, validate_hostname
 from virt.xml.codecs import iec
 from virt.xml.domain import Domain
@@ -47,18 +47,21 @@ class Options:
 
     def describe(self, live: bool) -> str:
         if not live:
-            return "offline" + (", keep definition on source" if self.keep_source else "")
-        words = ["live"]
-        words += [w for on, w in ((self.copy_storage, "copy storage"), (self.peer_to_peer or self.tunnelled,
-                                  "peer-to-peer"), (self.tunnelled, "tunnelled"),
-                                  (self.keep_source, "keep definition on source")) if on]
+            if self.keep_source:
+                return Text(gettext_noop("offline, keep definition on source"))
+            return Text(gettext_noop("offline"))
+        words = [Text(gettext_noop("live"))]
+        words += [w for on, w in ((self.copy_storage, Text(gettext_noop("copy storage"))),
+                                  (self.peer_to_peer or self.tunnelled, Text(gettext_noop("peer-to-peer"))),
+                                  (self.tunnelled, Text(gettext_noop("tunnelled"))),
+                                  (self.keep_source, Text(gettext_noop("keep definition on source")))) if on]
         if self.max_downtime_ms:
-            words.append(f"max downtime {self.max_downtime_ms} ms")
+            words.append(Text(gettext_noop("max downtime {ms} ms"), ms=self.max_downtime_ms))
         if self.bandwidth_mib:
-            words.append(f"bandwidth {self.bandwidth_mib} MiB/s")
+            words.append(Text(gettext_noop("bandwidth {mib} MiB/s"), mib=self.bandwidth_mib))
         if self.migration_address:
-            words.append(f"data to {self.migration_address}")
-        return ", ".join(words)
+            words.append(Text(gettext_noop("data to {address}"), address=self.migration_address))
+        return joined(words, ", ")
 
 
 @dataclass(frozen=True)
@@ -307,9 +310,10 @@ def target_facts(conn: libvirt.virConnect, vm: VMFacts) -> TargetFacts:
 
 
 def unreachable(target: str, reason: str) -> Finding:
-    return Finding("unreachable", f"{target} does not answer: {reason}",
-                   f"Check that libvirtd runs on {target} and that the panel can reach it (Hosts → {target} → "
-                   "Test connection), then check again.")
+    return Finding("unreachable", Text(gettext_noop("{target} does not answer: {reason}"), target=target,
+                                       reason=Text.of(reason)),
+                   Text(gettext_noop("Check that libvirtd runs on {target} and that the panel can reach it (Hosts → "
+                                     "{target} → Test connection), then check again."), target=target))
 
 
 # ---------------------------------------------------------------- pre-flight judgement
@@ -321,28 +325,36 @@ def _judge_storage(vm: VMFacts, tgt: TargetFacts, target: str, opts: Options) ->
     for disk in vm.disks:
         if not disk.path:
             continue
-        what = f"disk {disk.dev or '?'} ({disk.path})"
+        what = Text(gettext_noop("disk {disk} ({path})"), disk=disk.dev or "?", path=disk.path)
         if copy and disk.copied:
             pool_ok = disk.pool in tgt.pools if disk.pool else os.path.dirname(disk.path) in tgt.pools_by_path
             if not pool_ok:
-                where = f"a pool named {disk.pool}" if disk.pool else f"a pool with path {os.path.dirname(disk.path)}"
-                out.append(Finding("pool", f"{what}: {target} has no active {where}, so the copy has nowhere to go.",
-                                   f"Define and start {where} on {target} (copy storage writes the copy at the "
-                                   "same path), or choose shared storage."))
+                where = (Text(gettext_noop("a pool named {pool}"), pool=disk.pool) if disk.pool else
+                         Text(gettext_noop("a pool with path {path}"), path=os.path.dirname(disk.path)))
+                out.append(Finding("pool", Text(gettext_noop("{what}: {target} has no active {where}, so the copy has "
+                                                             "nowhere to go."), what=what, target=target, where=where),
+                                   Text(gettext_noop("Define and start {where} on {target} (copy storage writes the "
+                                                     "copy at the same path), or choose shared storage."),
+                                        where=where, target=target)))
             elif disk.path in tgt.visible:
-                out.append(Finding("storage", f"{what}: {target} already has a volume at this path; copying "
-                                   "would overwrite it.", "If it is shared storage, untick copy storage; "
-                                   f"otherwise remove or rename that volume on {target}."))
+                out.append(Finding("storage", Text(gettext_noop("{what}: {target} already has a volume at this path; "
+                                                                "copying would overwrite it."), what=what,
+                                                   target=target),
+                                   Text(gettext_noop("If it is shared storage, untick copy storage; otherwise remove "
+                                                     "or rename that volume on {target}."), target=target)))
             continue
         if disk.path in tgt.visible:
             continue
         if disk.copied:
-            advice = ("Tick “copy storage” (a full copy into a pool with the same path on the target), or put "
-                      "the disk on storage both hosts share." if vm.active else
-                      "Start the VM and migrate it live with “copy storage”, or put the disk on shared storage.")
+            advice = (Text(gettext_noop("Tick “copy storage” (a full copy into a pool with the same path on the "
+                                        "target), or put the disk on storage both hosts share.")) if vm.active else
+                      Text(gettext_noop("Start the VM and migrate it live with “copy storage”, or put the disk on "
+                                        "shared storage.")))
         else:
-            advice = f"Eject the medium, or make the same file available in a storage pool on {target}."
-        out.append(Finding("storage", f"{what} is on storage {target} cannot see.", advice))
+            advice = Text(gettext_noop("Eject the medium, or make the same file available in a storage pool on "
+                                       "{target}."), target=target)
+        out.append(Finding("storage", Text(gettext_noop("{what} is on storage {target} cannot see."), what=what,
+                                           target=target), advice))
     return out
 
 
@@ -354,70 +366,100 @@ def judge(vm: VMFacts, tgt: TargetFacts, source: str, target: str, opts: Options
     out: list[Finding] = []
     live = vm.active
     if vm.host_uuid and tgt.host_uuid and vm.host_uuid == tgt.host_uuid:
-        out.append(Finding("same-host", f"{source} and {target} are the same hypervisor (host UUID {vm.host_uuid}).",
-                           "Choose another target. If they really are two machines, give each its own "
-                           "host_uuid in libvirtd.conf."))
+        out.append(Finding("same-host", Text(gettext_noop("{source} and {target} are the same hypervisor (host UUID "
+                                                          "{uuid})."), source=source, target=target,
+                                             uuid=vm.host_uuid),
+                           Text(gettext_noop("Choose another target. If they really are two machines, give each its "
+                                             "own host_uuid in libvirtd.conf."))))
     elif not (vm.host_uuid and tgt.host_uuid):
-        out.append(Finding("same-host", "The host UUIDs could not be compared, so the panel cannot tell whether "
-                           f"{source} and {target} are different machines.", blocking=False))
+        out.append(Finding("same-host", Text(gettext_noop("The host UUIDs could not be compared, so the panel cannot "
+                                                          "tell whether {source} and {target} are different "
+                                                          "machines."), source=source, target=target),
+                           blocking=False))
     if vm.managed_save and not live:
-        out.append(Finding("state", f"{vm.name} has a saved memory state on {source}, which does not move.",
-                           "Restore it (start) and migrate it live, or discard the saved state."))
+        out.append(Finding("state", Text(gettext_noop("{vm} has a saved memory state on {source}, which does not "
+                                                      "move."), vm=vm.name, source=source),
+                           Text(gettext_noop("Restore it (start) and migrate it live, or discard the saved state."))))
     if vm.snapshots and (live or not opts.keep_source):
-        out.append(Finding("state", f"{vm.name} has {vm.snapshots} snapshot(s): libvirt does not move snapshots.",
-                           "Delete the snapshots first" + ("." if live else ", or keep the definition on the source.")))
+        out.append(Finding("state", Text(gettext_noop("{vm} has {count} snapshot(s): libvirt does not move "
+                                                      "snapshots."), vm=vm.name, count=vm.snapshots),
+                           Text(gettext_noop("Delete the snapshots first.")) if live else
+                           Text(gettext_noop("Delete the snapshots first, or keep the definition on the source."))))
     if tgt.cpu_problem:
-        out.append(Finding("cpu", f"The VM's CPU does not work on {target}: {tgt.cpu_problem}",
-                           "Choose a target with a compatible CPU, or give the VM a CPU model both hosts offer "
-                           "(shut it down, change the CPU mode, start it)."))
+        out.append(Finding("cpu", Text(gettext_noop("The VM's CPU does not work on {target}: {reason}"), target=target,
+                                       reason=tgt.cpu_problem),
+                           Text(gettext_noop("Choose a target with a compatible CPU, or give the VM a CPU model both "
+                                             "hosts offer (shut it down, change the CPU mode, start it)."))))
     elif tgt.cpu_unknown:
-        out.append(Finding("cpu", f"The CPU could not be compared on {target}: {tgt.cpu_unknown}", blocking=False))
+        out.append(Finding("cpu", Text(gettext_noop("The CPU could not be compared on {target}: {reason}"),
+                                       target=target, reason=tgt.cpu_unknown), blocking=False))
     for name in vm.networks:
         if name not in tgt.networks:
-            out.append(Finding("network", f"Network {name} used by a NIC does not exist on {target}.",
-                               f"Define network {name} on {target} (same name), or move the NIC to a network "
-                               "the target has."))
+            out.append(Finding("network", Text(gettext_noop("Network {name} used by a NIC does not exist on "
+                                                            "{target}."), name=name, target=target),
+                               Text(gettext_noop("Define network {name} on {target} (same name), or move the NIC to a "
+                                                 "network the target has."), name=name, target=target)))
         elif not tgt.networks[name]:
-            out.append(Finding("network", f"Network {name} exists on {target} but is not started.",
-                               f"Start network {name} on {target}.", blocking=live))
+            out.append(Finding("network", Text(gettext_noop("Network {name} exists on {target} but is not started."),
+                                               name=name, target=target),
+                               Text(gettext_noop("Start network {name} on {target}."), name=name, target=target),
+                               blocking=live))
     for name, exists in tgt.bridges.items():
         if exists is False:
-            out.append(Finding("bridge", f"Bridge {name} used by a NIC does not exist on {target}.",
-                               f"Create bridge {name} on {target}, or move the NIC to a network the target has."))
+            out.append(Finding("bridge", Text(gettext_noop("Bridge {name} used by a NIC does not exist on {target}."),
+                                              name=name, target=target),
+                               Text(gettext_noop("Create bridge {name} on {target}, or move the NIC to a network the "
+                                                 "target has."), name=name, target=target)))
         elif exists is None:
-            out.append(Finding("bridge", f"{target} cannot tell whether bridge {name} exists.", blocking=False))
+            out.append(Finding("bridge", Text(gettext_noop("{target} cannot tell whether bridge {name} exists."),
+                                              target=target, name=name), blocking=False))
     out += _judge_storage(vm, tgt, target, opts)
     need = vm.memory_kib * 1024
     if tgt.free_memory is None:
-        out.append(Finding("memory", f"{target} does not report its free memory.", blocking=False))
+        out.append(Finding("memory", Text(gettext_noop("{target} does not report its free memory."), target=target),
+                           blocking=False))
     elif tgt.free_memory < need:
-        out.append(Finding("memory", f"{target} has {iec(tgt.free_memory)} free; the VM needs {iec(need)}.",
-                           f"Free memory on {target} (stop or move other VMs) or choose another target." if live
-                           else f"It would not start there until {target} has that much free.", blocking=live))
+        out.append(Finding("memory", Text(gettext_noop("{target} has {free} free; the VM needs {need}."),
+                                          target=target, free=iec(tgt.free_memory), need=iec(need)),
+                           Text(gettext_noop("Free memory on {target} (stop or move other VMs) or choose another "
+                                             "target."), target=target) if live
+                           else Text(gettext_noop("It would not start there until {target} has that much free."),
+                                     target=target), blocking=live))
     if tgt.same_name_uuid:
-        out.append(Finding("name", f"{target} already has a different VM named {vm.name} (UUID {tgt.same_name_uuid}).",
-                           "Rename one of the two VMs first."))
+        out.append(Finding("name", Text(gettext_noop("{target} already has a different VM named {vm} (UUID {uuid})."),
+                                        target=target, vm=vm.name, uuid=tgt.same_name_uuid),
+                           Text(gettext_noop("Rename one of the two VMs first."))))
     if tgt.same_uuid_active:
-        out.append(Finding("name", f"{vm.name} is already running on {target} (same UUID).",
-                           "Check both hosts: the same VM must not run twice. Stop one copy first."))
+        out.append(Finding("name", Text(gettext_noop("{vm} is already running on {target} (same UUID)."), vm=vm.name,
+                                        target=target),
+                           Text(gettext_noop("Check both hosts: the same VM must not run twice. Stop one copy "
+                                             "first."))))
     elif tgt.same_uuid_active is False:
-        out.append(Finding("name", f"{target} already keeps an inactive definition of {vm.name}; the "
-                           "migration replaces it.", blocking=False))
+        out.append(Finding("name", Text(gettext_noop("{target} already keeps an inactive definition of {vm}; the "
+                                                     "migration replaces it."), target=target, vm=vm.name),
+                           blocking=False))
     if live and (opts.peer_to_peer or opts.tunnelled):
         if peer_uri is None:
-            out.append(Finding("p2p", f"Peer-to-peer: {source}'s libvirtd connects to {target} itself, but the panel "
-                               f"reaches {target} through a local or loopback address, which on {source} means "
-                               f"{source} itself.", f"Untick peer-to-peer, or add {target} to the panel with an "
-                               f"address {source} can reach."))
+            out.append(Finding("p2p", Text(gettext_noop("Peer-to-peer: {source}'s libvirtd connects to {target} "
+                                                        "itself, "
+                                                        "but the panel reaches {target} through a local or loopback "
+                                                        "address, which on {source} means {source} itself."),
+                                           source=source, target=target),
+                               Text(gettext_noop("Untick peer-to-peer, or add {target} to the panel with an address "
+                                                 "{source} can reach."), target=target, source=source)))
         elif peer_uri and not peer_uri.startswith("qemu+tcp://"):
-            out.append(Finding("p2p", f"Peer-to-peer: {source}'s libvirtd opens {peer_uri} with its own credentials "
-                               "(ssh keys or certificates of root on that host), not the panel's.", blocking=False))
+            out.append(Finding("p2p", Text(gettext_noop("Peer-to-peer: {source}'s libvirtd opens {uri} with its own "
+                                                        "credentials (ssh keys or certificates of root on that host), "
+                                                        "not the panel's."), source=source, uri=peer_uri),
+                               blocking=False))
     if not live and vm.nvram:
-        out.append(Finding("nvram", f"The UEFI variables (NVRAM file) stay on {source}; {target} starts with "
-                           "fresh ones unless the file is on shared storage.", blocking=False))
+        out.append(Finding("nvram", Text(gettext_noop("The UEFI variables (NVRAM file) stay on {source}; {target} "
+                                                      "starts with fresh ones unless the file is on shared storage."),
+                                         source=source, target=target), blocking=False))
     if opts.keep_source and vm.autostart:
-        out.append(Finding("autostart", f"Autostart moves to {target} and is turned off on {source}, so the "
-                           "VM cannot start on both hosts.", blocking=False))
+        out.append(Finding("autostart", Text(gettext_noop("Autostart moves to {target} and is turned off on {source}, "
+                                                          "so the VM cannot start on both hosts."),
+                                             target=target, source=source), blocking=False))
     return out
 
 

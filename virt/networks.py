@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import libvirt
 
-from virt.errors import InvalidInput, NotFound, translate
+from virt.errors import InvalidInput, NotFound, Text, gettext_noop, joined, reworded, translate
 from virt.interfaces import InterfaceReport, host_interfaces
 from virt.xml.domain import Domain
 from virt.xml.network import IP, DHCPHost, DHCPRange, ForwardInterface, Network
@@ -83,7 +83,8 @@ class NetworkInputError(InvalidInput):
     """Input refused before libvirt saw it; `problems` say which field and why."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        super().__init__("{problems}", problems=joined([Text(gettext_noop("{field}: {message}"), field=p.field,
+                                                             message=Text.of(p.message)) for p in problems]))
         self.problems = problems
 
 
@@ -241,7 +242,7 @@ def host_networks(conn: libvirt.virConnect) -> HostNetworks:
 
 def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork:
     if not name or "/" in name:
-        raise NotFound("No such network.")
+        raise NotFound(gettext_noop("No such network."))
     return conn.networkLookupByName(name)
 
 
@@ -273,13 +274,13 @@ def network_users(conn: libvirt.virConnect, name: str) -> tuple[NetworkUser, ...
 
 def _leases(net: libvirt.virNetwork, active: bool) -> tuple[tuple[Lease, ...] | None, str]:
     if not active:
-        return None, "The network is not running."
+        return None, Text(gettext_noop("The network is not running."))
     try:
         raw = net.DHCPLeases(None, 0)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
-            return None, "This host's libvirt does not report DHCP leases."
-        return None, f"Leases could not be read: {translate(exc)}"
+            return None, Text(gettext_noop("This host's libvirt does not report DHCP leases."))
+        return None, Text(gettext_noop("Leases could not be read: {error}"), error=translate(exc))
     leases = tuple(
         Lease(mac=str(r.get("mac") or ""), ip=f"{r.get('ipaddr')}/{r.get('prefix')}",
               hostname=str(r.get("hostname") or ""), expires=int(r.get("expirytime") or 0),
@@ -304,23 +305,23 @@ def network_detail(conn: libvirt.virConnect, name: str) -> NetworkDetail:
 
 def name_problem(name: str) -> str:
     if not name:
-        return "Give a name."
+        return Text(gettext_noop("Give a name."))
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "Control characters are not allowed."
+        return Text(gettext_noop("Control characters are not allowed."))
     if "/" in name or ".." in name:
-        return "'/' and '..' are not allowed."
+        return Text(gettext_noop("'/' and '..' are not allowed."))
     if len(name) > 50:
-        return "At most 50 characters."
+        return Text(gettext_noop("At most 50 characters."))
     if not NAME_RE.match(name):
-        return "Use letters, digits, '.', '-' and '_', starting with a letter or digit."
+        return Text(gettext_noop("Use letters, digits, '.', '-' and '_', starting with a letter or digit."))
     return ""
 
 
 def ifname_problem(name: str) -> str:
     if len(name) > 15:
-        return "Interface names have at most 15 characters."
+        return Text(gettext_noop("Interface names have at most 15 characters."))
     if not IFNAME_RE.match(name) or name in (".", ".."):
-        return "Use letters, digits, '.', '-' and '_', starting with a letter or digit."
+        return Text(gettext_noop("Use letters, digits, '.', '-' and '_', starting with a letter or digit."))
     return ""
 
 
@@ -330,10 +331,12 @@ def normal_mac(mac: str) -> str:
 
 def mac_problem(mac: str) -> str:
     if not MAC_RE.match(mac):
-        return f"{mac or '(empty)'} is not a MAC address (six pairs of hex digits joined by ':')."
+        if not mac:
+            return Text(gettext_noop("(empty) is not a MAC address (six pairs of hex digits joined by ':')."))
+        return Text(gettext_noop("{mac} is not a MAC address (six pairs of hex digits joined by ':')."), mac=mac)
     first = int(mac[:2], 16)
     if first & 1 or mac == "00:00:00:00:00:00":
-        return f"{mac} is a multicast or zero address, never a NIC's own."
+        return Text(gettext_noop("{mac} is a multicast or zero address, never a NIC's own."), mac=mac)
     return ""
 
 
@@ -341,23 +344,27 @@ def _iface(value: str, family: int) -> tuple[IPIface | None, str]:
     kind = FIELDS_OF_FAMILY[family]
     example = "10.213.1.1/24" if family == 4 else "fd00:213::1/64"
     if "/" not in value:
-        return None, f"Give the host's address with its prefix length, e.g. {example}."
+        return None, Text(gettext_noop("Give the host's address with its prefix length, e.g. {example}."),
+                          example=example)
     try:
         iface = ipaddress.ip_interface(value)
     except ValueError:
-        return None, f"{value} is not an {kind.upper()} address with a prefix, e.g. {example}."
+        return None, Text(gettext_noop("{value} is not an {kind} address with a prefix, e.g. {example}."), value=value,
+                          kind=kind.upper(), example=example)
     if iface.version != family:
-        return None, f"{value} is not an {kind.upper()} address."
+        return None, Text(gettext_noop("{value} is not an {kind} address."), value=value, kind=kind.upper())
     net = iface.network
     if iface.ip.is_loopback or iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip.is_link_local:
-        return None, f"{iface.ip} is a loopback, multicast, link-local or unspecified address."
+        return None, Text(gettext_noop("{ip} is a loopback, multicast, link-local or unspecified address."),
+                          ip=str(iface.ip))
     if family == 4 and not 8 <= net.prefixlen <= 30:
-        return None, "The IPv4 prefix must be between /8 and /30."
+        return None, Text(gettext_noop("The IPv4 prefix must be between /8 and /30."))
     if family == 6 and not 8 <= net.prefixlen <= 126:
-        return None, "The IPv6 prefix must be between /8 and /126."
+        return None, Text(gettext_noop("The IPv6 prefix must be between /8 and /126."))
     if iface.ip == net.network_address or (family == 4 and iface.ip == net.broadcast_address):
-        return None, (f"{iface.ip} is the subnet's own network or broadcast address: give the host's "
-                      f"address in it, e.g. {next(net.hosts())}/{net.prefixlen}.")
+        return None, Text(gettext_noop("{ip} is the subnet's own network or broadcast address: give the host's "
+                                       "address in it, e.g. {example}."), ip=str(iface.ip),
+                          example=f"{next(net.hosts())}/{net.prefixlen}")
     return iface, ""
 
 
@@ -372,11 +379,11 @@ def _usable(addr: IPAddr, iface: IPIface) -> str:
     """Why addr cannot be handed to a guest on iface's subnet ('' when it can)."""
     net = iface.network
     if addr.version != iface.version or addr not in net:
-        return f"{addr} is outside the subnet {net}."
+        return Text(gettext_noop("{addr} is outside the subnet {net}."), addr=str(addr), net=str(net))
     if addr == net.network_address or (addr.version == 4 and addr == net.broadcast_address):
-        return f"{addr} is the subnet's network or broadcast address."
+        return Text(gettext_noop("{addr} is the subnet's network or broadcast address."), addr=str(addr))
     if addr == iface.ip:
-        return f"{addr} is the host's own address on this network."
+        return Text(gettext_noop("{addr} is the host's own address on this network."), addr=str(addr))
     return ""
 
 
@@ -389,14 +396,14 @@ def _addressing_problems(addressing: Addressing, family: int) -> tuple[IPIface |
     start_raw, end_raw = addressing.dhcp_start.strip(), addressing.dhcp_end.strip()
     if bool(start_raw) != bool(end_raw):
         missing = f"{key}_dhcp_end" if start_raw else f"{key}_dhcp_start"
-        problems.append(Problem(missing, "Give both ends of the DHCP range, or neither."))
+        problems.append(Problem(missing, Text(gettext_noop("Give both ends of the DHCP range, or neither."))))
         return iface, problems
     if not start_raw:
         return iface, problems
     bounds = []
     for part, raw in (("start", start_raw), ("end", end_raw)):
         addr = _addr(raw)
-        why = f"{raw} is not an IP address." if addr is None else _usable(addr, iface)
+        why = Text(gettext_noop("{value} is not an IP address."), value=raw) if addr is None else _usable(addr, iface)
         if why:
             problems.append(Problem(f"{key}_dhcp_{part}", why))
         else:
@@ -405,9 +412,13 @@ def _addressing_problems(addressing: Addressing, family: int) -> tuple[IPIface |
     if len(bounds) == 2:
         start, end = bounds
         if int(start) > int(end):
-            problems.append(Problem(f"{key}_dhcp_end", f"The range ends ({end}) before it starts ({start})."))
+            problems.append(Problem(f"{key}_dhcp_end", Text(gettext_noop("The range ends ({end}) before it starts "
+                                                                         "({start})."),
+                                                            end=str(end), start=str(start))))
         elif int(start) <= int(iface.ip) <= int(end):
-            problems.append(Problem(f"{key}_dhcp_start", f"The range includes the host's own address {iface.ip}."))
+            problems.append(Problem(f"{key}_dhcp_start", Text(gettext_noop("The range includes the host's own "
+                                                                           "address {ip}."),
+                                                              ip=str(iface.ip))))
     return iface, problems
 
 
@@ -418,15 +429,19 @@ def fixed_host_problems(host: FixedHost, subnets: Iterable[IPIface], taken: Iter
     field_name "hosts" (create form, one text field) or "" (fixed host form: mac/ip/name fields).
     """
     def problem(name: str, message: str) -> Problem:
-        return Problem(field_name or name, f"{host.label()}: {message}" if field_name else message)
+        return Problem(field_name or name, Text(gettext_noop("{host}: {message}"), host=host.label(), message=message)
+                       if field_name else message)
 
     problems = []
     addr = _addr(host.ip)
     if addr is None:
-        return [problem("ip", f"{host.ip or '(empty)'} is not an IP address.")]
+        if not host.ip:
+            return [problem("ip", Text(gettext_noop("(empty) is not an IP address.")))]
+        return [problem("ip", Text(gettext_noop("{value} is not an IP address."), value=host.ip))]
     matching = [s for s in subnets if s.version == addr.version]
     if not matching:
-        return [problem("ip", f"the network has no IPv{addr.version} subnet for {addr}.")]
+        return [problem("ip", Text(gettext_noop("the network has no IPv{version} subnet for {addr}."),
+                                   version=addr.version, addr=str(addr)))]
     if all(_usable(addr, s) for s in matching):
         problems.append(problem("ip", _usable(addr, matching[0])))
     if addr.version == 4:
@@ -434,25 +449,31 @@ def fixed_host_problems(host: FixedHost, subnets: Iterable[IPIface], taken: Iter
         if why:
             problems.append(problem("mac", why))
     elif host.mac:
-        problems.append(problem("mac", "IPv6 fixed addresses are given by host name, not MAC (DHCPv6)."))
+        problems.append(problem("mac", Text(gettext_noop("IPv6 fixed addresses are given by host name, not MAC "
+                                                         "(DHCPv6)."))))
     elif not host.name:
-        problems.append(problem("name", "an IPv6 fixed address needs a host name."))
+        problems.append(problem("name", Text(gettext_noop("an IPv6 fixed address needs a host name."))))
     if host.name and not LABEL_RE.match(host.name):
-        problems.append(problem("name", f"{host.name} is not a host name (letters, digits and '-')."))
+        problems.append(problem("name", Text(gettext_noop("{name} is not a host name (letters, digits and '-')."),
+                                             name=host.name)))
     for other in taken:
         if host.mac and other.mac == host.mac:
-            problems.append(problem("mac", f"MAC {host.mac} already has a fixed address ({other.ip})."))
+            problems.append(problem("mac", Text(gettext_noop("MAC {mac} already has a fixed address ({ip})."),
+                                                mac=host.mac, ip=other.ip)))
         other_addr = _addr(other.ip)
         if other_addr is not None and other_addr == addr:
-            problems.append(problem("ip", f"{addr} is already fixed for {other.mac or other.name}."))
+            problems.append(problem("ip", Text(gettext_noop("{addr} is already fixed for {owner}."), addr=str(addr),
+                                               owner=other.mac or other.name)))
         if host.name and other.name == host.name and other_addr is not None and other_addr.version == addr.version:
-            problems.append(problem("name", f"the name {host.name} is already used ({other.ip})."))
+            problems.append(problem("name", Text(gettext_noop("the name {name} is already used ({ip})."),
+                                                 name=host.name, ip=other.ip)))
     return problems
 
 
 def domain_problem(domain: str) -> str:
     if len(domain) > MAX_DOMAIN or not all(LABEL_RE.match(label) for label in domain.split(".")):
-        return "Give a DNS domain such as lab.example (labels of letters, digits and '-', joined by '.')."
+        return Text(gettext_noop("Give a DNS domain such as lab.example (labels of letters, digits and '-', joined "
+                                 "by '.')."))
     return ""
 
 
@@ -462,34 +483,39 @@ def spec_problems(spec: NetworkSpec) -> list[Problem]:
     if why := name_problem(spec.name):
         problems.append(Problem("name", why))
     if spec.mode not in MODES:
-        return [*problems, Problem("mode", "Choose a network type.")]
+        return [*problems, Problem("mode", Text(gettext_noop("Choose a network type.")))]
     if spec.bridge and (why := ifname_problem(spec.bridge)):
         problems.append(Problem("bridge", why))
     if spec.dev and (why := ifname_problem(spec.dev)):
         problems.append(Problem("dev", why))
     if spec.mode in ("bridge", "macvtap"):
-        unused = "has no addresses of its own: the LAN it joins provides them."
+        unused = (Text(gettext_noop("A bridge network has no addresses of its own: the LAN it joins provides them."))
+                  if spec.mode == "bridge" else
+                  Text(gettext_noop("A macvtap network has no addresses of its own: the LAN it joins provides them.")))
         for key, value in (("ipv4_address", spec.ipv4), ("ipv6_address", spec.ipv6), ("hosts", spec.hosts),
                            ("domain", spec.domain)):
             if value:
-                problems.append(Problem(key, f"A {spec.mode} network {unused}"))
+                problems.append(Problem(key, unused))
         if spec.mode == "bridge" and not spec.bridge:
-            problems.append(Problem("bridge", "Choose the host bridge to join."))
+            problems.append(Problem("bridge", Text(gettext_noop("Choose the host bridge to join."))))
         if spec.mode == "bridge" and spec.dev:
-            problems.append(Problem("dev", "A bridged network uses the host bridge, not a NIC."))
+            problems.append(Problem("dev", Text(gettext_noop("A bridged network uses the host bridge, not a NIC."))))
         if spec.mode == "macvtap" and not spec.dev:
-            problems.append(Problem("dev", "Choose the host NIC the guests share."))
+            problems.append(Problem("dev", Text(gettext_noop("Choose the host NIC the guests share."))))
         if spec.mode == "macvtap" and spec.macvtap_mode not in MACVTAP_MODES:
-            problems.append(Problem("macvtap_mode", "Choose bridge, private, vepa or passthrough."))
+            problems.append(Problem("macvtap_mode", Text(gettext_noop("Choose bridge, private, vepa or passthrough."))))
         if spec.mode == "macvtap" and spec.bridge:
-            problems.append(Problem("bridge", "A macvtap network has no bridge."))
+            problems.append(Problem("bridge", Text(gettext_noop("A macvtap network has no bridge."))))
         return problems
     if spec.dev and spec.mode not in ("nat", "route"):
-        problems.append(Problem("dev", "Only NAT and routed networks forward through a chosen NIC."))
+        problems.append(Problem("dev",
+                                Text(gettext_noop("Only NAT and routed networks forward through a chosen NIC."))))
     if spec.mode == "nat" and spec.ipv4 is None:
-        problems.append(Problem("ipv4_address", "A NAT network needs an IPv4 subnet."))
+        problems.append(Problem("ipv4_address", Text(gettext_noop("A NAT network needs an IPv4 subnet."))))
     if spec.mode in ("route", "open") and spec.ipv4 is None and spec.ipv6 is None:
-        problems.append(Problem("ipv4_address", f"A {spec.mode} network needs an IPv4 or IPv6 subnet."))
+        problems.append(Problem("ipv4_address", Text(gettext_noop("A route network needs an IPv4 or IPv6 subnet."))
+                                if spec.mode == "route" else
+                                Text(gettext_noop("A open network needs an IPv4 or IPv6 subnet."))))
     subnets: list[IPIface] = []
     for family, addressing in ((4, spec.ipv4), (6, spec.ipv6)):
         if addressing is not None:
@@ -498,14 +524,15 @@ def spec_problems(spec: NetworkSpec) -> list[Problem]:
             if iface is not None:
                 subnets.append(iface)
     if spec.hosts and not subnets and not any(p.field.endswith("_address") for p in problems):
-        problems.append(Problem("hosts", "Fixed addresses need a subnet."))
+        problems.append(Problem("hosts", Text(gettext_noop("Fixed addresses need a subnet."))))
     elif subnets:
         for index, host in enumerate(spec.hosts):
             problems += fixed_host_problems(host, subnets, spec.hosts[:index])
     if spec.domain and (why := domain_problem(spec.domain)):
         problems.append(Problem("domain", why))
     if spec.domain and not subnets:
-        problems.append(Problem("domain", "A DNS domain needs a subnet (the network's DNS server lives there)."))
+        problems.append(Problem("domain", Text(gettext_noop("A DNS domain needs a subnet (the network's DNS server "
+                                                            "lives there)."))))
     return problems
 
 
@@ -513,22 +540,27 @@ def host_problems(spec: NetworkSpec, host: HostNetworks) -> list[Problem]:
     """Clashes with what the host already has: names, bridges, subnets, interfaces."""
     problems = []
     if host.named(spec.name) is not None:
-        problems.append(Problem("name", f"A network named {spec.name} already exists on this host."))
+        problems.append(Problem("name", Text(gettext_noop("A network named {name} already exists on this host."),
+                                             name=spec.name)))
     known = {i.name for i in host.interfaces.interfaces}
     network_bridges = {n.bridge: n.name for n in host.networks if n.bridge}
     if spec.mode in ROUTED_MODES and spec.bridge:
         if spec.bridge in network_bridges:
-            problems.append(Problem("bridge", f"Network {network_bridges[spec.bridge]} uses {spec.bridge} already."))
+            problems.append(Problem("bridge", Text(gettext_noop("Network {network} uses {bridge} already."),
+                                                   network=network_bridges[spec.bridge], bridge=spec.bridge)))
         elif spec.bridge in known:
-            problems.append(Problem("bridge", f"The host has an interface named {spec.bridge} already."))
+            problems.append(Problem("bridge", Text(gettext_noop("The host has an interface named {bridge} already."),
+                                                   bridge=spec.bridge)))
     if spec.mode == "bridge" and spec.bridge:
         if spec.bridge in network_bridges:
-            problems.append(Problem("bridge", f"{spec.bridge} belongs to network {network_bridges[spec.bridge]}."))
+            problems.append(Problem("bridge", Text(gettext_noop("{bridge} belongs to network {network}."),
+                                                   bridge=spec.bridge, network=network_bridges[spec.bridge])))
         elif host.interfaces.bridges and spec.bridge not in {b.name for b in host.interfaces.bridges}:
-            problems.append(Problem("bridge", f"The host has no bridge named {spec.bridge}."))
+            problems.append(Problem("bridge", Text(gettext_noop("The host has no bridge named {bridge}."),
+                                                   bridge=spec.bridge)))
     nics = {n.name for n in host.interfaces.nics}
     if spec.dev and nics and spec.dev not in nics:
-        problems.append(Problem("dev", f"The host has no NIC named {spec.dev}."))
+        problems.append(Problem("dev", Text(gettext_noop("The host has no NIC named {dev}."), dev=spec.dev)))
     own_nets = host.interfaces.networks()
     for family, addressing in ((4, spec.ipv4), (6, spec.ipv6)):
         key = f"{FIELDS_OF_FAMILY[family]}_address"
@@ -541,10 +573,14 @@ def host_problems(spec: NetworkSpec, host: HostNetworks) -> list[Problem]:
         for other in host.networks:
             for subnet in other.subnets:
                 if subnet.network.version == wanted.version and subnet.network.overlaps(wanted):
-                    problems.append(Problem(key, f"{wanted} overlaps {subnet.network} of network {other.name}."))
+                    problems.append(Problem(key, Text(gettext_noop("{wanted} overlaps {subnet} of network {network}."),
+                                                      wanted=str(wanted), subnet=str(subnet.network),
+                                                      network=other.name)))
         for own in own_nets:
             if own.version == wanted.version and own.overlaps(wanted):
-                problems.append(Problem(key, f"{wanted} overlaps {own}, a subnet the host itself is on."))
+                problems.append(Problem(key, Text(gettext_noop("{wanted} overlaps {own}, a subnet the host itself "
+                                                               "is on."),
+                                                  wanted=str(wanted), own=str(own))))
     return problems
 
 
@@ -616,10 +652,12 @@ def create_network(conn: libvirt.virConnect, spec: NetworkSpec, *, start: bool =
         error = translate(exc)
         try:
             net.undefine()
-            kept = "Nothing was kept."
+            kept = Text(gettext_noop("Nothing was kept."))
         except libvirt.libvirtError as undo:
-            kept = f"Its definition could not be removed ({translate(undo)}): please remove it by hand."
-        raise type(error)(f"{str(error).rstrip('.')}. {kept}") from None
+            kept = Text(gettext_noop("Its definition could not be removed ({error}): please remove it by hand."),
+                        error=translate(undo))
+        raise reworded(error, gettext_noop("{error}. {kept}"), error=Text.of(str(error).rstrip(".")),
+                       kept=kept) from None
 
 
 # --- changing --------------------------------------------------------------------------
@@ -663,7 +701,8 @@ def _ip_index(net: Network, addr: IPAddr) -> int:
         subnet = _subnet(ip)
         if subnet is not None and addr in subnet.network:
             return index
-    raise NetworkInputError([Problem("ip", f"The network has no subnet for {addr}.")])
+    raise NetworkInputError([Problem("ip", Text(gettext_noop("The network has no subnet for {addr}."),
+                                                addr=str(addr)))])
 
 
 def add_fixed_host(conn: libvirt.virConnect, name: str, host: FixedHost) -> None:
@@ -693,4 +732,4 @@ def remove_fixed_host(conn: libvirt.virConnect, name: str, ip: str) -> FixedHost
                 net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
                            index, element.to_xml(pretty=False), _update_flags(net))
                 return FixedHost(ip=element.ip or "", mac=element.mac or "", name=element.name or "")
-    raise NotFound(f"Network {name} has no fixed address {ip}.")
+    raise NotFound(gettext_noop("Network {name} has no fixed address {ip}."), name=name, ip=ip)

@@ -14,11 +14,12 @@ import libvirt
 
 from virt.create import NIC_MODELS
 from virt.devices import CONFIG, LIVE, Definitions, FieldProblem, definitions, device_xml, still_live, update_each
-from virt.errors import InvalidInput
+from virt.errors import BadValue, InvalidInput, Term, Text, gettext_noop, said_as
 from virt.macs import host_macs, random_mac
 from virt.xml.domain import Domain, Interface
 
 SOURCE_KINDS = ("network", "bridge")
+_KIND_WORDS = {"network": Term(gettext_noop("network")), "bridge": Term(gettext_noop("bridge"))}
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 # libvirt network and host interface names: no '/', no spaces, no markup.
 _SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,254}$")
@@ -49,20 +50,22 @@ def normalise_mac(text: str) -> str:
     """'52-54-00-AB-CD-EF' or '52:54:00:ab:cd:ef' -> '52:54:00:ab:cd:ef'; refuses what no NIC can have."""
     mac = text.strip().lower().replace("-", ":")
     if not _MAC_RE.match(mac):
-        raise ValueError("A MAC address is six pairs of hex digits, e.g. 52:54:00:12:34:56.")
+        raise BadValue(gettext_noop("A MAC address is six pairs of hex digits, e.g. 52:54:00:12:34:56."))
     first = int(mac[:2], 16)
     if first & 1:
-        raise ValueError("This is a multicast address: the first byte of a NIC's MAC must be even.")
+        raise BadValue(gettext_noop("This is a multicast address: the first byte of a NIC's MAC must be even."))
     if mac == "00:00:00:00:00:00":
-        raise ValueError("00:00:00:00:00:00 is not a usable MAC address.")
+        raise BadValue(gettext_noop("00:00:00:00:00:00 is not a usable MAC address."))
     return mac
 
 
 def check_source(kind: str, name: str) -> None:
     if kind not in SOURCE_KINDS:
-        raise FieldProblem("source", "Choose a virtual network or a host bridge.")
+        raise FieldProblem("source", gettext_noop("Choose a virtual network or a host bridge."))
     if not _SOURCE_NAME_RE.match(name):
-        raise FieldProblem("source", f"Not a valid {kind} name.")
+        if kind == "network":
+            raise FieldProblem("source", gettext_noop("Not a valid network name."))
+        raise FieldProblem("source", gettext_noop("Not a valid bridge name."))
 
 
 # ---- device XML (pure: golden-tested) -------------------------------------------------------
@@ -107,7 +110,7 @@ def nic_rows(defs: Definitions) -> list[NicRow]:
 def _known(defs: Definitions, mac: str) -> Callable[[Domain], Interface | None]:
     find = _finder(mac)
     if not any(find(doc) for doc in (defs.live, defs.saved) if doc is not None):
-        raise InvalidInput(f"{defs.name} has no network interface with MAC {mac}.")
+        raise InvalidInput(gettext_noop("{name} has no network interface with MAC {mac}."), name=defs.name, mac=mac)
     return find
 
 
@@ -115,7 +118,7 @@ def _mac(text: str) -> str:
     try:
         return normalise_mac(text)
     except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
+        raise said_as(InvalidInput, exc if isinstance(exc, BadValue) else str(exc)) from None
 
 
 # ---- changes -------------------------------------------------------------------------------
@@ -125,21 +128,25 @@ def add_nic(dom: libvirt.virDomain, nic: NewNIC) -> str:
     """Add a NIC: plugged into a running VM at once, and into its saved definition."""
     check_source(nic.kind, nic.source)
     if nic.model not in NIC_MODELS:
-        raise FieldProblem("model", f"Model: one of {', '.join(NIC_MODELS)}.")
+        raise FieldProblem("model", gettext_noop("Model: one of {models}."), models=", ".join(NIC_MODELS))
     defs = definitions(dom)
     taken = host_macs(dom.connect())  # live and saved: a NIC may wait in either for the next boot
     if nic.mac:
         try:
             mac = normalise_mac(nic.mac)
         except ValueError as exc:
-            raise FieldProblem("mac", str(exc)) from None
+            raise FieldProblem.of("mac", exc) from None
         if mac in taken:
-            raise FieldProblem("mac", f"{mac} is already used by a VM on this host.")
+            raise FieldProblem("mac", gettext_noop("{mac} is already used by a VM on this host."), mac=mac)
     else:
         mac = random_mac(taken)
     flags = (LIVE if defs.running else 0) | (CONFIG if defs.saved is not None else 0)
     dom.attachDeviceFlags(nic_element(nic, mac).to_xml(), flags)
-    return f"Network interface {mac} ({nic.model}) on {nic.kind} {nic.source} added."
+    if nic.kind == "network":
+        return Text(gettext_noop("Network interface {mac} ({model}) on network {source} added."), mac=mac,
+                    model=nic.model, source=nic.source)
+    return Text(gettext_noop("Network interface {mac} ({model}) on bridge {source} added."), mac=mac,
+                model=nic.model, source=nic.source)
 
 
 def remove_nic(dom: libvirt.virDomain, mac_text: str) -> str:
@@ -153,9 +160,10 @@ def remove_nic(dom: libvirt.virDomain, mac_text: str) -> str:
     assert element is not None
     dom.detachDeviceFlags(device_xml(element), (LIVE if in_live else 0) | (CONFIG if in_saved else 0))
     if in_live and still_live(dom, find):
-        return (f"Network interface {mac} is removed from the saved definition; the guest has not released it "
-                "yet, so the running VM keeps it until the guest lets go or the VM is shut off.")
-    return f"Network interface {mac} removed."
+        return Text(gettext_noop("Network interface {mac} is removed from the saved definition; the guest has not "
+                                 "released it yet, so the running VM keeps it until the guest lets go or the VM is "
+                                 "shut off."), mac=mac)
+    return Text(gettext_noop("Network interface {mac} removed."), mac=mac)
 
 
 def change_source(dom: libvirt.virDomain, mac_text: str, kind: str, name: str) -> str:
@@ -164,12 +172,17 @@ def change_source(dom: libvirt.virDomain, mac_text: str, kind: str, name: str) -
     check_source(kind, name)
     defs = definitions(dom)
     live, _saved = update_each(dom, defs, _known(defs, mac), lambda iface: iface.set_source(kind, name))
-    when = " (now and from the next boot)" if live and defs.saved is not None else ""
-    return f"Network interface {mac} moved to {kind} {name}{when}."
+    if live and defs.saved is not None:
+        return Text(gettext_noop("Network interface {mac} moved to {kind} {name} (now and from the next boot)."),
+                    mac=mac, kind=_KIND_WORDS.get(kind, kind), name=name)
+    return Text(gettext_noop("Network interface {mac} moved to {kind} {name}."), mac=mac,
+                kind=_KIND_WORDS.get(kind, kind), name=name)
 
 
 def set_link_state(dom: libvirt.virDomain, mac_text: str, up: bool) -> str:
     mac = _mac(mac_text)
     defs = definitions(dom)
     update_each(dom, defs, _known(defs, mac), lambda iface: set_link(iface, up))
-    return f"Link of {mac} is {'up' if up else 'down'}."
+    if up:
+        return Text(gettext_noop("Link of {mac} is up."), mac=mac)
+    return Text(gettext_noop("Link of {mac} is down."), mac=mac)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from virt.errors import Term, gettext_noop
 from virt.xml.parser import XMLInputError, parse_xml
 
 DEFAULT_DB = Path("/usr/share/osinfo")
@@ -81,7 +82,8 @@ class OsEntry:
 
 
 # Generic defaults for an operating system the database does not know: devices every installer drives.
-GENERIC = OsEntry(id=OTHER, name="Another operating system", vendor="")
+OTHER_VENDORS = Term(gettext_noop("Other vendors"))
+GENERIC = OsEntry(id=OTHER, name=Term(gettext_noop("Another operating system")), vendor="")
 
 
 @dataclass
@@ -211,7 +213,7 @@ def resolve(raws: dict[str, _Raw]) -> list[OsEntry]:
         devices = resolver.devices(raw.id)
         cpus, ram, storage = (resolver.resource(raw.id, key) for key in ("n-cpus", "ram", "storage"))
         entries.append(OsEntry(
-            id=raw.id, name=raw.name or raw.short_id or raw.id, vendor=raw.vendor or "Other vendors",
+            id=raw.id, name=raw.name or raw.short_id or raw.id, vendor=raw.vendor or OTHER_VENDORS,
             family=raw.family, short_id=raw.short_id, released=raw.released, eol=raw.eol,
             vcpus=max(1, cpus or GENERIC.vcpus),
             memory_mib=max(64, _ceil_div(ram, MIB)) if ram else GENERIC.memory_mib,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import libvirt
 
 from virt.create import MAX_VCPUS, MIN_MEMORY_MIB
-from virt.errors import InvalidInput, InvalidState, translate
+from virt.errors import InvalidInput, InvalidState, Term, Text, gettext_noop, joined, translate
 from virt.xml.domain import Domain
 from virt.xml.parser import parse_xml
 
@@ -40,13 +40,15 @@ class Sizing:
         """Field name -> why the value cannot be used on this host."""
         found: dict[str, str] = {}
         if not 1 <= self.max_vcpus <= host_max_vcpus:
-            found["max_vcpus"] = f"Between 1 and {host_max_vcpus} on this host."
+            found["max_vcpus"] = Text(gettext_noop("Between 1 and {count} on this host."), count=host_max_vcpus)
         if not 1 <= self.vcpus <= self.max_vcpus:
-            found["vcpus"] = "Between 1 and the maximum."
+            found["vcpus"] = Text(gettext_noop("Between 1 and the maximum."))
         if not MIN_MEMORY_MIB * 1024 <= self.max_memory_kib <= host_memory_mib * 1024:
-            found["max_memory_mib"] = f"Between {MIN_MEMORY_MIB} and {host_memory_mib} MiB on this host."
+            found["max_memory_mib"] = Text(gettext_noop("Between {low} and {high} MiB on this host."),
+                                           low=MIN_MEMORY_MIB,
+                                           high=host_memory_mib)
         if not MIN_MEMORY_MIB * 1024 <= self.memory_kib <= self.max_memory_kib:
-            found["memory_mib"] = f"Between {MIN_MEMORY_MIB} MiB and the maximum."
+            found["memory_mib"] = Text(gettext_noop("Between {low} MiB and the maximum."), low=MIN_MEMORY_MIB)
         return found
 
 
@@ -64,8 +66,8 @@ class ResizeState:
         """What the running VM uses that differs from its saved definition (applies at the next boot)."""
         if self.live is None:
             return []
-        names = {"vcpus": "vCPUs", "max_vcpus": "maximum vCPUs", "memory_kib": "memory",
-                 "max_memory_kib": "maximum memory"}
+        names = {"vcpus": Text(gettext_noop("vCPUs")), "max_vcpus": Text(gettext_noop("maximum vCPUs")),
+                 "memory_kib": Text(gettext_noop("memory")), "max_memory_kib": Text(gettext_noop("maximum memory"))}
         return [label for attr, label in names.items() if getattr(self.live, attr) != getattr(self.config, attr)]
 
 
@@ -130,14 +132,14 @@ def _live_step(label: str, wanted: int, now: int, ceiling: int, apply: Callable[
     if wanted == now:
         return
     if wanted > ceiling:
-        report.next_boot.append(f"{label} (above the maximum the VM started with)")
+        report.next_boot.append(Text(gettext_noop("{what} (above the maximum the VM started with)"), what=label))
         return
     try:
         apply()
         report.live.append(label)
     except libvirt.libvirtError as exc:
-        report.next_boot.append(f"{label} (the running VM did not take it)")
-        report.host_said.append(f"{label}: {translate(exc)}")
+        report.next_boot.append(Text(gettext_noop("{what} (the running VM did not take it)"), what=label))
+        report.host_said.append(Text(gettext_noop("{what}: {error}"), what=label, error=translate(exc)))
 
 
 def resize(dom: libvirt.virDomain, new: Sizing) -> ResizeReport:
@@ -145,21 +147,22 @@ def resize(dom: libvirt.virDomain, new: Sizing) -> ResizeReport:
     state = read_state(dom)
     problems = new.problems(state.host_max_vcpus, state.host_memory_mib)
     if problems:
-        raise InvalidInput("; ".join(problems.values()))
+        raise InvalidInput("{problems}", problems=joined(list(problems.values())))
     if not state.persistent:
-        raise InvalidState(f"{state.name} is transient: it has no saved definition to change.")
+        raise InvalidState(gettext_noop("{name} is transient: it has no saved definition to change."), name=state.name)
     _config_steps(dom, state.config, new)
     report = ResizeReport(running=state.live is not None)
     live = state.live
     if live is None:
         return report
-    _live_step("vCPUs", new.vcpus, live.vcpus, live.max_vcpus,
+    _live_step(Term(gettext_noop("vCPUs")), new.vcpus, live.vcpus, live.max_vcpus,
                lambda: dom.setVcpusFlags(new.vcpus, libvirt.VIR_DOMAIN_AFFECT_LIVE), report)
     # The balloon driver in the guest decides when (and whether) the guest follows.
-    _live_step("memory (handed to the guest's balloon driver)", new.memory_kib, live.memory_kib, live.max_memory_kib,
+    _live_step(Term(gettext_noop("memory (handed to the guest's balloon driver)")), new.memory_kib, live.memory_kib,
+               live.max_memory_kib,
                lambda: dom.setMemoryFlags(new.memory_kib, libvirt.VIR_DOMAIN_AFFECT_LIVE), report)
     if new.max_vcpus != live.max_vcpus:
-        report.next_boot.append("maximum vCPUs")
+        report.next_boot.append(Text(gettext_noop("maximum vCPUs")))
     if new.max_memory_kib != live.max_memory_kib:
-        report.next_boot.append("maximum memory")
+        report.next_boot.append(Text(gettext_noop("maximum memory")))
     return report

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import libvirt
 
-from virt.errors import InvalidState, Unsupported, VirtError, libvirt_message, translate
+from virt.errors import InvalidState, Text, Unsupported, VirtError, gettext_noop, libvirt_message, translate
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def open_console(dom: libvirt.virDomain, *, force: bool) -> libvirt.virStream:
     session off, whoever holds it (virsh console included): only an explicit take over uses it."""
     name = str(dom.name())
     if not dom.isActive():
-        raise InvalidState(f"{name} is not running: start it to use its serial console.")
+        raise InvalidState(gettext_noop("{name} is not running: start it to use its serial console."), name=name)
     stream = dom.connect().newStream(libvirt.VIR_STREAM_NONBLOCK)
     flags = libvirt.VIR_DOMAIN_CONSOLE_FORCE if force else libvirt.VIR_DOMAIN_CONSOLE_SAFE
     try:
@@ -52,9 +52,11 @@ def open_console(dom: libvirt.virDomain, *, force: bool) -> libvirt.virStream:
         abort_quietly(stream)
         message = libvirt_message(exc)
         if BUSY_MESSAGE.lower() in message.lower():
-            raise ConsoleBusy(f"{name}'s serial console is in use by another client of the host") from None
+            raise ConsoleBusy(gettext_noop("{name}'s serial console is in use by another client of the host"),
+                              name=name) from None
         if "cannot find character device" in message:
-            raise Unsupported(f"{name} has no serial console (it needs a <serial> or <console> device).") from None
+            raise Unsupported(gettext_noop("{name} has no serial console (it needs a <serial> or <console> device)."),
+                              name=name) from None
         raise translate(exc) from None
     return stream
 
@@ -148,7 +150,7 @@ class SerialPipe:
             if got == -2:
                 pass  # nothing received yet
             elif not got:
-                return "the VM's serial console closed (the VM stopped)"
+                return Text(gettext_noop("the VM's serial console closed (the VM stopped)"))
             else:
                 moved = True
                 if not self._on_data(got):

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import libvirt
 
-from virt.errors import InvalidInput
+from virt.errors import InvalidInput, Text, gettext_noop
 from virt.volusage import Usage, disk_usage
 
 
@@ -30,15 +30,18 @@ def volume_users(conn: libvirt.virConnect, pool: str, volume: str) -> tuple[str,
     return other_users(disk_usage(conn), pool, volume, [str(path)])
 
 
-def vm_words(names: Iterable[str]) -> str:
+def vm_words(names: Iterable[str]) -> Text:
     listed = list(names)
-    return f"VM{'s' if len(listed) > 1 else ''} {', '.join(listed)}"
+    if len(listed) > 1:
+        return Text(gettext_noop("VMs {names}"), names=", ".join(listed))
+    return Text(gettext_noop("VM {names}"), names=", ".join(listed))
 
 
 class VolumeInUse(InvalidInput):
     """A volume chosen as a writable disk that other VMs already use; nothing was made."""
 
     def __init__(self, pool: str, volume: str, users: tuple[str, ...]) -> None:
-        super().__init__(f"Volume {pool}/{volume} is already used by {vm_words(users)}: a writable disk is never "
-                         "shared between VMs. Choose another volume, or clone this one first.")
+        super().__init__(gettext_noop("Volume {pool}/{volume} is already used by {users}: a writable disk is never "
+                                      "shared between VMs. Choose another volume, or clone this one first."),
+                         pool=pool, volume=volume, users=vm_words(users))
         self.users = users

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import libvirt
 
 from virt import names
-from virt.errors import InvalidInput, Unsupported
+from virt.errors import InvalidInput, Term, Text, Unsupported, gettext_noop, joined
 from virt.xml.domain import Domain, DomainSnapshot
 
 MAX_DESCRIPTION = 1000
@@ -56,16 +56,18 @@ def list_snapshots(dom: libvirt.virDomain) -> list[SnapshotInfo]:
 
 def blockers(dom: Domain, running: bool) -> list[str]:
     """Why libvirt would refuse an internal snapshot of this VM, in words; empty when it can be taken."""
-    found = []
+    found: list[str] = []
     writable = [d for d in dom.disks if (d.device or "disk") in ("disk", "lun") and not d.readonly and d.source_path]
     for disk in writable:
-        fmt = disk.driver_type or "unknown"
+        fmt = disk.driver_type or Term(gettext_noop("unknown"))
         if fmt != SNAPSHOTTABLE_FORMAT:
-            found.append(f"disk {disk.target_dev} ({disk.source_path}) is {fmt}: snapshots are stored inside "
-                         f"qcow2 disks only. Convert it to qcow2 (qemu-img convert) with the VM shut off, "
-                         f"or use a backup of the volume instead.")
+            found.append(Text(gettext_noop("disk {disk} ({path}) is {format}: snapshots are stored inside qcow2 disks "
+                                           "only. Convert it to qcow2 (qemu-img convert) with the VM shut off, or use "
+                                           "a backup of the volume instead."), disk=disk.target_dev,
+                              path=disk.source_path, format=fmt))
     if running and not writable:
-        found.append("a running VM's snapshot keeps its memory inside a qcow2 disk, and this VM has none.")
+        found.append(Text(gettext_noop("a running VM's snapshot keeps its memory inside a qcow2 disk, and this VM has "
+                                       "none.")))
     return found
 
 
@@ -78,9 +80,9 @@ def validate(name: str, description: str) -> tuple[str, str]:
     name, description = name.strip(), description.strip()
     names.check_name(name, "Snapshot")
     if len(description) > MAX_DESCRIPTION:
-        raise InvalidInput(f"The description is limited to {MAX_DESCRIPTION} characters.")
+        raise InvalidInput(gettext_noop("The description is limited to {limit} characters."), limit=MAX_DESCRIPTION)
     if any(ord(ch) < 32 and ch not in "\n\t" for ch in description):
-        raise InvalidInput("The description contains control characters.")
+        raise InvalidInput(gettext_noop("The description contains control characters."))
     return name, description
 
 
@@ -93,9 +95,10 @@ def create(dom: libvirt.virDomain, name: str, description: str = "") -> Snapshot
     running = bool(dom.isActive())
     problems = blockers(Domain.from_xml(dom.XMLDesc(0)), running)
     if problems:
-        raise Unsupported(f"{dom.name()} cannot be snapshotted: " + " ".join(problems))
+        raise Unsupported(gettext_noop("{name} cannot be snapshotted: {problems}"), name=dom.name(),
+                          problems=joined(problems, " "))
     if _exists(dom, name):
-        raise InvalidInput(f"{dom.name()} already has a snapshot named {name}.")
+        raise InvalidInput(gettext_noop("{vm} already has a snapshot named {name}."), vm=dom.name(), name=name)
     snap = dom.snapshotCreateXML(snapshot_xml(name, description), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
     return _info(snap)
 
@@ -141,7 +144,7 @@ def after_interruption(dom: libvirt.virDomain, name: str) -> str:
 
 def _lookup(dom: libvirt.virDomain, name: str) -> libvirt.virDomainSnapshot:
     if not _exists(dom, name):  # a name from a form: never handed to libvirt unchecked
-        raise InvalidInput(f"{dom.name()} has no snapshot named {name!r}.")
+        raise InvalidInput(gettext_noop("{vm} has no snapshot named {name}."), vm=dom.name(), name=repr(name))
     return dom.snapshotLookupByName(name, 0)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from virt.errors import InvalidInput, Unreachable
+from virt.errors import InvalidInput, Unreachable, gettext_noop
 from virt.uri import validate_hostname, validate_port
 
 _KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
@@ -43,11 +43,11 @@ class HostKey:
         if len(fields) >= 3 and fields[1] in _KEY_TYPES:
             fields = fields[1:]
         if len(fields) < 2 or fields[0] not in _KEY_TYPES:
-            raise InvalidInput(f"not an ssh host key: {line[:60]!r}")
+            raise InvalidInput(gettext_noop("not an ssh host key: {line}"), line=repr(line[:60]))
         try:
             base64.b64decode(fields[1], validate=True)
         except ValueError:
-            raise InvalidInput("ssh host key is not valid base64") from None
+            raise InvalidInput(gettext_noop("ssh host key is not valid base64")) from None
         return cls(fields[0], fields[1])
 
 
@@ -63,7 +63,7 @@ def keyscan(hostname: str, port: int | None, timeout: int = 5) -> list[HostKey]:
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 3, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise Unreachable(f"ssh-keyscan failed: {exc}") from None
+        raise Unreachable(gettext_noop("ssh-keyscan failed: {error}"), error=str(exc)) from None
     keys = []
     for line in done.stdout.splitlines():
         if line and not line.startswith("#"):
@@ -72,7 +72,8 @@ def keyscan(hostname: str, port: int | None, timeout: int = 5) -> list[HostKey]:
             except InvalidInput:
                 continue
     if not keys:
-        raise Unreachable(f"no ssh host key received from {host} port {port or 22}: is sshd running there?")
+        raise Unreachable(gettext_noop("no ssh host key received from {host} port {port}: is sshd running there?"),
+                          host=host, port=port or 22)
     return sorted(set(keys), key=lambda key: _KEY_TYPES.index(key.key_type))
 
 

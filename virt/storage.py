@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import libvirt
 
-from virt.errors import InvalidInput, InvalidState, translate
+from virt.errors import InvalidInput, InvalidState, Term, Text, and_joined, gettext_noop, joined, reworded, translate
 from virt.storage_rules import (
     Problem,
     StorageInputError,
@@ -34,12 +34,12 @@ from virt.xml.storage import SourceDevice, SourceHost, StoragePool
 log = logging.getLogger(__name__)
 
 POOL_TYPES = {
-    "dir": "Directory",
-    "logical": "LVM volume group",
-    "netfs": "NFS share",
-    "iscsi": "iSCSI target",
-    "rbd": "Ceph RBD",
-    "disk": "Whole disk (partitions)",
+    "dir": Term(gettext_noop("Directory")),
+    "logical": Term(gettext_noop("LVM volume group")),
+    "netfs": Term(gettext_noop("NFS share")),
+    "iscsi": Term(gettext_noop("iSCSI target")),
+    "rbd": Term(gettext_noop("Ceph RBD")),
+    "disk": Term(gettext_noop("Whole disk (partitions)")),
 }
 # Volumes of these pools are files, so qcow2 and sparse raw files exist; elsewhere volumes are raw
 # block devices (LVs, partitions, RBD images) and iSCSI pools cannot create volumes at all.
@@ -49,11 +49,11 @@ DISK_LABELS = ("gpt", "dos")
 ISCSI_TARGET_PATH = "/dev/disk/by-path"
 ACTIONS = ("build", "start", "stop", "refresh", "autostart", "no-autostart")
 _STATES = {
-    libvirt.VIR_STORAGE_POOL_INACTIVE: "inactive",
-    libvirt.VIR_STORAGE_POOL_BUILDING: "building",
-    libvirt.VIR_STORAGE_POOL_RUNNING: "active",
-    libvirt.VIR_STORAGE_POOL_DEGRADED: "degraded",
-    libvirt.VIR_STORAGE_POOL_INACCESSIBLE: "inaccessible",
+    libvirt.VIR_STORAGE_POOL_INACTIVE: Term(gettext_noop("inactive")),
+    libvirt.VIR_STORAGE_POOL_BUILDING: Term(gettext_noop("building")),
+    libvirt.VIR_STORAGE_POOL_RUNNING: Term(gettext_noop("active")),
+    libvirt.VIR_STORAGE_POOL_DEGRADED: Term(gettext_noop("degraded")),
+    libvirt.VIR_STORAGE_POOL_INACCESSIBLE: Term(gettext_noop("inaccessible")),
 }
 
 
@@ -73,7 +73,7 @@ class PoolSummary:
 
     @property
     def state(self) -> str:
-        return "active" if self.active else "inactive"
+        return _STATES[libvirt.VIR_STORAGE_POOL_RUNNING] if self.active else _STATES[libvirt.VIR_STORAGE_POOL_INACTIVE]
 
     @property
     def file_based(self) -> bool:
@@ -92,9 +92,11 @@ def describe_source(pool: StoragePool) -> str:
     if pool.type == "iscsi":
         return f"{hosts} {devices}"
     if pool.type == "rbd":
-        return f"{pool.source_name or ''} on {hosts}"
+        return Text(gettext_noop("{name} on {hosts}"), name=pool.source_name or "", hosts=hosts)
     if pool.type == "logical":
-        return f"volume group {pool.source_name or ''}" + (f" on {devices}" if devices else "")
+        if devices:
+            return Text(gettext_noop("volume group {name} on {devices}"), name=pool.source_name or "", devices=devices)
+        return Text(gettext_noop("volume group {name}"), name=pool.source_name or "")
     return devices  # dir: the target path says it all
 
 
@@ -188,16 +190,16 @@ class PoolSpec:
             try:
                 rule(*args)
             except ValueError as exc:
-                found.append(Problem(field_name, str(exc)))
+                found.append(Problem.of(field_name, exc))
 
         if self.type not in POOL_TYPES:
-            return [Problem("type", f"Unknown pool type {self.type!r}.")]
+            return [Problem("type", Text(gettext_noop("Unknown pool type {type}."), type=repr(self.type)))]
         check("name", check_name, self.name, "pool name")
         if self.type in ("dir", "netfs"):
             check("target_path", check_pool_path, self.target_path, list(roots))
         needs_host = self.type in ("netfs", "iscsi", "rbd")
         if needs_host and not self.hosts:
-            found.append(Problem("hosts", "Give the server's host name or address."))
+            found.append(Problem("hosts", Text(gettext_noop("Give the server's host name or address."))))
         for host, port in self.hosts:
             check("hosts", check_host, host)
             check("hosts", check_port, port)
@@ -207,11 +209,13 @@ class PoolSpec:
             what = "volume group" if self.type == "logical" else "Ceph pool"
             check("source_name", check_name, self.source_name, what)
         if self.type == "disk" and len(self.devices) != 1:
-            found.append(Problem("devices", "Give the one disk this pool partitions, e.g. /dev/sdb."))
+            found.append(Problem("devices",
+                                 Text(gettext_noop("Give the one disk this pool partitions, e.g. /dev/sdb."))))
         for device in self.devices:
             check("devices", check_device, device)
         if self.type == "disk" and self.source_format not in DISK_LABELS:
-            found.append(Problem("source_format", f"Partition table: {' or '.join(DISK_LABELS)}."))
+            found.append(Problem("source_format", Text(gettext_noop("Partition table: {first} or {second}."),
+                                                           first=DISK_LABELS[0], second=DISK_LABELS[1])))
         if self.type == "iscsi":
             check("iqn", check_iqn, self.iqn)
             if self.initiator_iqn:
@@ -269,43 +273,45 @@ def define_pool(conn: libvirt.virConnect, spec: PoolSpec, roots: Iterable[str], 
     """
     problems = spec.problems(roots)
     if spec.type == "rbd" and not spec.secret_uuid and ceph_key is None:
-        problems.append(Problem("ceph_key", "Give the Ceph key, or choose an existing secret."))
+        problems.append(Problem("ceph_key", Text(gettext_noop("Give the Ceph key, or choose an existing secret."))))
     if problems:
         raise StorageInputError(problems)
     try:
         lookup(conn, spec.name)
-        raise StorageInputError([Problem("name", f"A pool named {spec.name} already exists on this host.")])
+        raise StorageInputError([Problem("name", Text(gettext_noop("A pool named {name} already exists on this host."),
+                                                         name=spec.name))])
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
             raise
     secret: libvirt.virSecret | None = None
     pool: libvirt.virStoragePool | None = None
-    step = "define the pool"
+    step = Term(gettext_noop("define the pool"))
     try:
         if spec.type == "rbd" and ceph_key is not None:
-            step = "store the Ceph key as a libvirt secret"
+            step = Term(gettext_noop("store the Ceph key as a libvirt secret"))
             secret = create_ceph_secret(conn, spec.name, spec.ceph_user, ceph_key)
             spec = replace(spec, secret_uuid=str(secret.UUIDString()))
-        step = "define the pool"
+        step = Term(gettext_noop("define the pool"))
         pool = conn.storagePoolDefineXML(spec.to_pool().to_xml(), 0)
         if build:
-            step = "build the pool"
+            step = Term(gettext_noop("build the pool"))
             pool.build(0)
         if start:
-            step = "start the pool"
+            step = Term(gettext_noop("start the pool"))
             pool.create(0)
         if autostart:
-            step = "mark the pool autostart"
+            step = Term(gettext_noop("mark the pool autostart"))
             pool.setAutostart(1)
         return spec.name
     except libvirt.libvirtError as exc:
         error = translate(exc)
         left = _undo(pool, secret)
-        raise type(error)(f"Could not {step}: {error}{left}") from None
+        raise reworded(error, gettext_noop("Could not {step}: {error} {left}"), step=step, error=error,
+                       left=left) from None
 
 
-def _undo(pool: libvirt.virStoragePool | None, secret: libvirt.virSecret | None) -> str:
-    left = []
+def _undo(pool: libvirt.virStoragePool | None, secret: libvirt.virSecret | None) -> Text:
+    left: list[Text] = []
     if pool is not None:
         try:
             if pool.isActive():
@@ -313,14 +319,17 @@ def _undo(pool: libvirt.virStoragePool | None, secret: libvirt.virSecret | None)
             pool.undefine()
         except libvirt.libvirtError as exc:
             log.warning("rollback: could not undefine pool: %s", exc)
-            left.append(f"the pool definition ({translate(exc)})")
+            left.append(Text(gettext_noop("the pool definition ({error})"), error=translate(exc)))
     if secret is not None:
         try:
             secret.undefine()
         except libvirt.libvirtError as exc:
             log.warning("rollback: could not undefine secret: %s", exc)
-            left.append(f"the secret {secret.UUIDString()} ({translate(exc)})")
-    return f" Could not remove {' and '.join(left)}: please remove it by hand." if left else " Nothing was left behind."
+            left.append(Text(gettext_noop("the secret {uuid} ({error})"), uuid=secret.UUIDString(),
+                             error=translate(exc)))
+    if left:
+        return Text(gettext_noop("Could not remove {what}: please remove it by hand."), what=and_joined(left))
+    return Text(gettext_noop("Nothing was left behind."))
 
 
 # --- lifecycle ------------------------------------------------------------------------
@@ -331,20 +340,22 @@ def pool_action(conn: libvirt.virConnect, name: str, action: str) -> str:
     pool = lookup(conn, name)
     if action == "build":
         pool.build(0)
-        return f"Pool {name} built."
+        return Text(gettext_noop("Pool {name} built."), name=name)
     if action == "start":
         pool.create(0)
-        return f"Pool {name} started."
+        return Text(gettext_noop("Pool {name} started."), name=name)
     if action == "stop":
         pool.destroy()
-        return f"Pool {name} stopped."
+        return Text(gettext_noop("Pool {name} stopped."), name=name)
     if action == "refresh":
         pool.refresh(0)
-        return f"Pool {name} refreshed."
+        return Text(gettext_noop("Pool {name} refreshed."), name=name)
     if action in ("autostart", "no-autostart"):
         pool.setAutostart(1 if action == "autostart" else 0)
-        return f"Pool {name} {'starts' if action == 'autostart' else 'no longer starts'} with the host."
-    raise InvalidInput(f"Unknown pool action {action!r}.")
+        if action == "autostart":
+            return Text(gettext_noop("Pool {name} starts with the host."), name=name)
+        return Text(gettext_noop("Pool {name} no longer starts with the host."), name=name)
+    raise InvalidInput(gettext_noop("Unknown pool action {action}."), action=repr(action))
 
 
 @dataclass
@@ -355,16 +366,17 @@ class PoolDeleteReport:
     storage_deleted: bool = False
     undefined: bool = False
 
-    def words(self) -> str:
-        done = []
+    def words(self) -> Text:
+        done: list[Text] = []
         if self.stopped:
-            done.append("stopped")
+            done.append(Text(gettext_noop("stopped")))
         if self.volumes_deleted:
-            done.append(f"{len(self.volumes_deleted)} volume(s) deleted")
+            done.append(Text(gettext_noop("{count} volume(s) deleted"), count=len(self.volumes_deleted)))
         if self.storage_deleted:
-            done.append("its storage deleted")
-        done.append("definition removed" if self.undefined else "gone (it was transient)")
-        return f"Pool {self.name}: {', '.join(done)}."
+            done.append(Text(gettext_noop("its storage deleted")))
+        done.append(Text(gettext_noop("definition removed")) if self.undefined
+                    else Text(gettext_noop("gone (it was transient)")))
+        return Text(gettext_noop("Pool {name}: {done}."), name=self.name, done=joined(done, ", "))
 
 
 def delete_pool(conn: libvirt.virConnect, name: str, *, delete_storage: bool = False) -> PoolDeleteReport:
@@ -387,7 +399,8 @@ def delete_pool(conn: libvirt.virConnect, name: str, *, delete_storage: bool = F
         try:
             pool.delete(0)
         except libvirt.libvirtError as exc:
-            raise InvalidState(f"{report.words()} Deleting the storage itself failed: {translate(exc)}") from None
+            raise InvalidState(gettext_noop("{done} Deleting the storage itself failed: {error}"), done=report.words(),
+                               error=translate(exc)) from None
         report.storage_deleted = True
     if persistent:
         pool.undefine()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import libvirt
 
-from virt.errors import InvalidInput, InvalidState, translate
+from virt.errors import InvalidInput, InvalidState, Text, gettext_noop, translate
 from virt.storage import lookup, pool_summary
 from virt.storage_rules import Problem, StorageInputError, check_name
 from virt.xml.storage import StorageVolume
@@ -43,18 +43,21 @@ class Upload:
         try:
             check_name(name, "volume name")
         except ValueError as exc:
-            raise StorageInputError([Problem("name", str(exc))]) from None
+            raise StorageInputError([Problem.of("name", exc)]) from None
         if size < 1:
-            raise StorageInputError([Problem("file", "The file is empty.")])
+            raise StorageInputError([Problem("file", Text(gettext_noop("The file is empty.")))])
         summary = pool_summary(conn, pool_name)
         if not summary.active:
-            raise InvalidState(f"Pool {pool_name} is not active: start it first.")
+            raise InvalidState(gettext_noop("Pool {pool} is not active: start it first."), pool=pool_name)
         if size > summary.available:
-            raise StorageInputError([Problem("file", f"Pool {pool_name} has only {summary.available} bytes free, "
-                                                     f"the file has {size}.")])
+            raise StorageInputError([Problem("file", Text(gettext_noop("Pool {pool} has only {available} bytes free, "
+                                                                    "the file has {size}."), pool=pool_name,
+                                                                  available=summary.available, size=size))])
         pool = lookup(conn, pool_name)
         if name in {str(v.name()) for v in pool.listAllVolumes(0)}:
-            raise StorageInputError([Problem("name", f"Pool {pool_name} already has a volume named {name}.")])
+            raise StorageInputError([Problem("name",
+                                             Text(gettext_noop("Pool {pool} already has a volume named {name}."),
+                                                          pool=pool_name, name=name))])
         # Raw: the bytes land as they are; libvirt reads the real format (qcow2, iso) from them afterwards.
         xml = StorageVolume.new(name=name, capacity=size, allocation=0, format="raw").to_xml()
         vol = pool.createXML(xml, 0)
@@ -70,13 +73,13 @@ class Upload:
         """Blocks until libvirt has taken the bytes of `parts`, in order, as messages of SEND_BYTES;
         safe to call from any thread (errors come translated)."""
         if self.sent + sum(len(part) for part in parts) > self.size:
-            raise InvalidInput(f"More data than the announced {self.size} bytes.")
+            raise InvalidInput(gettext_noop("More data than the announced {size} bytes."), size=self.size)
         try:
             for packet in packets(parts, SEND_BYTES):
                 while packet:
                     written = int(self._stream.send(packet))
                     if written <= 0:
-                        raise InvalidState("The hypervisor stopped accepting data.")
+                        raise InvalidState(gettext_noop("The hypervisor stopped accepting data."))
                     self.sent += written
                     packet = packet[written:]
         except libvirt.libvirtError as exc:
@@ -84,7 +87,7 @@ class Upload:
 
     def finish(self) -> None:
         if self.sent != self.size:
-            raise InvalidInput(f"Only {self.sent} of {self.size} bytes arrived.")
+            raise InvalidInput(gettext_noop("Only {sent} of {size} bytes arrived."), sent=self.sent, size=self.size)
         self._stream.finish()
         self.closed = True
 
@@ -128,7 +131,8 @@ def _delete_quietly(vol: libvirt.virStorageVol) -> str:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
             return ""
         log.warning("could not delete the partial volume %s: %s", vol.name(), exc)
-        return f"The partial volume {vol.name()} could not be deleted ({translate(exc)}): delete it by hand."
+        return Text(gettext_noop("The partial volume {name} could not be deleted ({error}): delete it by hand."),
+                    name=vol.name(), error=translate(exc))
     return ""
 
 
@@ -202,12 +206,13 @@ class Download:
                 self._segments.popleft()
                 if self.received != current.end:
                     self.close()
-                    raise InvalidState(f"The volume ended after {self.received} of {self.length} bytes.")
+                    raise InvalidState(gettext_noop("The volume ended after {received} of {length} bytes."),
+                                       received=self.received, length=self.length)
                 self.closed = self.received == self.length
                 continue
             if self.received + len(chunk) > current.end:
                 self.close()
-                raise InvalidState("The hypervisor sent more than the volume holds.")
+                raise InvalidState(gettext_noop("The hypervisor sent more than the volume holds."))
             parts.append(chunk)
             got += len(chunk)
             self.received += len(chunk)

@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlencode
 
-from virt.errors import InvalidInput
+from virt.errors import InvalidInput, Term, Text, gettext_noop
+
+# What a checked path is called in the messages: words of ours, translated with them.
+_WHAT = {"Path": Term(gettext_noop("Path")), "The world file": Term(gettext_noop("The world file")),
+         "The TLS certificate folder": Term(gettext_noop("The TLS certificate folder")),
+         "Test driver world file": Term(gettext_noop("Test driver world file")),
+         "ssh key file": Term(gettext_noop("ssh key file")), "ssh command": Term(gettext_noop("ssh command")),
+         "TLS certificate directory": Term(gettext_noop("TLS certificate directory"))}
+
+
+def _what(what: str) -> str:
+    return _WHAT.get(what, what)
 
 
 class Transport(enum.StrEnum):
@@ -42,7 +53,8 @@ def validate_hostname(value: str) -> str:
         address = ipaddress.ip_address(value.strip("[]"))
     except ValueError:
         if len(value) > 253 or not _HOSTNAME_RE.match(value) or value[0] == "-":
-            raise InvalidInput("Enter a host name (letters, digits, dots, hyphens) or an IP address.") from None
+            raise InvalidInput(gettext_noop("Enter a host name (letters, digits, dots, hyphens) or an IP "
+                                            "address.")) from None
         return value.lower()
     return f"[{address}]" if address.version == 6 else str(address)
 
@@ -51,28 +63,30 @@ def validate_port(value: int | None) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or not 1 <= value <= 65535:
-        raise InvalidInput("Port must be a number from 1 to 65535.")
+        raise InvalidInput(gettext_noop("Port must be a number from 1 to 65535."))
     return value
 
 
 def validate_username(value: str) -> str:
     if not _USER_RE.match(value):
         raise InvalidInput(
-            "User names start with a letter or underscore and contain only letters, digits, '.', '_' or '-'."
+            gettext_noop("User names start with a letter or underscore and contain only letters, digits, '.', '_' "
+                         "or '-'.")
         )
     return value
 
 
 def validate_sasl_username(value: str) -> str:
     if not _SASL_USER_RE.match(value):
-        raise InvalidInput("SASL user names contain only letters, digits, '.', '_', '@' or '-'.")
+        raise InvalidInput(gettext_noop("SASL user names contain only letters, digits, '.', '_', '@' or '-'."))
     return value
 
 
 def validate_file_path(value: str, what: str = "Path") -> str:
     """An absolute path of plain characters, without `..` segments."""
     if not _SAFE_PATH_RE.match(value) or ".." in PurePosixPath(value).parts:
-        raise InvalidInput(f"{what} must be an absolute path of letters, digits, '.', '_', '-' and '/', without '..'.")
+        raise InvalidInput(gettext_noop("{what} must be an absolute path of letters, digits, '.', '_', '-' and '/', "
+                                        "without '..'."), what=_what(what))
     return value
 
 
@@ -80,7 +94,7 @@ def _resolved(path: Path, what: str) -> Path:
     try:
         return path.resolve()
     except (OSError, RuntimeError):  # a symlink loop
-        raise InvalidInput(f"{what} cannot be resolved.") from None
+        raise InvalidInput(gettext_noop("{what} cannot be resolved."), what=_what(what)) from None
 
 
 def _real_path_below(value: str, folders: Iterable[str], what: str, where: str) -> Path:
@@ -91,10 +105,10 @@ def _real_path_below(value: str, folders: Iterable[str], what: str, where: str) 
     validate_file_path(value, what)
     path = Path(value)
     if _resolved(path, what) != path or str(path) != value:
-        raise InvalidInput(f"{what} must be given as its real path: no symbolic links, '.', doubled or "
-                           "trailing '/'.")
+        raise InvalidInput(gettext_noop("{what} must be given as its real path: no symbolic links, '.', doubled or "
+                                        "trailing '/'."), what=_what(what))
     if not any(path.is_relative_to(_resolved(Path(folder), what)) for folder in folders):
-        raise InvalidInput(f"{what} must lie below {where}.")
+        raise InvalidInput(gettext_noop("{what} must lie below {where}."), what=_what(what), where=where)
     return path
 
 
@@ -104,11 +118,11 @@ def validate_world(value: str, worlds: Iterable[str], *, present: bool = False) 
     be quoted back: nothing else of the panel's machine may be named. `present`: it must exist too."""
     if value == "default":
         return value
-    path = _real_path_below(value, worlds, "The world file", "the panel's folder of test worlds")
+    path = _real_path_below(value, worlds, "The world file", Term(gettext_noop("the panel's folder of test worlds")))
     if path.exists() and not path.is_file():
-        raise InvalidInput("The world file is not a file.")
+        raise InvalidInput(gettext_noop("The world file is not a file."))
     if present and not path.is_file():
-        raise InvalidInput("No such file.")
+        raise InvalidInput(gettext_noop("No such file."))
     return value
 
 
@@ -117,18 +131,20 @@ def validate_pki_dir(value: str, roots: Iterable[str], *, present: bool = False)
     certificate, the client certificate and its key from it inside the panel's own process, so neither the
     folder nor a file in it may lead elsewhere. `present`: the three files must be there too."""
     roots = list(roots)
-    where = f"a folder of WEBKVM_PKI_ROOTS ({', '.join(roots) or 'none set'})"
+    where = (Text(gettext_noop("a folder of WEBKVM_PKI_ROOTS ({roots})"), roots=", ".join(roots)) if roots
+             else Text(gettext_noop("a folder of WEBKVM_PKI_ROOTS (none set)")))
     folder = _real_path_below(value, roots, "The TLS certificate folder", where)
     if folder.exists() and not folder.is_dir():
-        raise InvalidInput("The TLS certificate folder is not a folder.")
+        raise InvalidInput(gettext_noop("The TLS certificate folder is not a folder."))
     for name in TLS_FILES:
         file = folder / name
         if (file.is_symlink() or file.exists()) and not any(
                 _resolved(file, name).is_relative_to(_resolved(Path(root), name)) for root in roots):
-            raise InvalidInput(f"{name}: symbolic links must not lead out of {where}.")
+            raise InvalidInput(gettext_noop("{name}: symbolic links must not lead out of {where}."), name=name,
+                               where=where)
     missing = [name for name in TLS_FILES if not (folder / name).is_file()]
     if present and missing:
-        raise InvalidInput(f"Missing in that folder: {', '.join(missing)}.")
+        raise InvalidInput(gettext_noop("Missing in that folder: {files}."), files=", ".join(missing))
     return value
 
 
@@ -156,7 +172,7 @@ class ConnectionSpec:
                 validate_file_path(self.path, "Test driver world file")
             return
         if self.path not in LOCAL_PATHS:
-            raise InvalidInput("Path must be 'system' or 'session'.")
+            raise InvalidInput(gettext_noop("Path must be 'system' or 'session'."))
         if self.transport == Transport.LOCAL:
             return
         validate_hostname(self.hostname)

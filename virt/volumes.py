@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import libvirt
 
-from virt.errors import InvalidState
+from virt.errors import InvalidState, Text, and_joined, gettext_noop
 from virt.storage import PoolSummary, lookup, pool_summary
 from virt.storage_rules import Problem, StorageInputError, check_name
 from virt.volusage import Usage, disk_usage
@@ -39,14 +39,17 @@ class VolumeInfo:
     def in_use(self) -> bool:
         return bool(self.used_by or self.backing_for)
 
-    def use_words(self) -> str:
-        parts = []
-        if self.used_by:
-            parts.append(f"VM{'s' if len(self.used_by) > 1 else ''} {', '.join(self.used_by)}")
-        if self.backing_for:
-            parts.append(f"the volume{'s' if len(self.backing_for) > 1 else ''} {', '.join(self.backing_for)} "
-                         "(as backing file)")
-        return " and ".join(parts)
+    def use_words(self) -> Text:
+        parts: list[Text] = []
+        if len(self.used_by) == 1:
+            parts.append(Text(gettext_noop("VM {names}"), names=self.used_by[0]))
+        elif self.used_by:
+            parts.append(Text(gettext_noop("VMs {names}"), names=", ".join(self.used_by)))
+        if len(self.backing_for) == 1:
+            parts.append(Text(gettext_noop("the volume {names} (as backing file)"), names=self.backing_for[0]))
+        elif self.backing_for:
+            parts.append(Text(gettext_noop("the volumes {names} (as backing file)"), names=", ".join(self.backing_for)))
+        return and_joined(parts) if parts else Text("")
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def volume_info(conn: libvirt.virConnect, pool: str, name: str, *, thorough: boo
     found = pool_detail(conn, pool, thorough=thorough).volume(name)
     if found is None:
         lookup(conn, pool).storageVolLookupByName(name)  # raises libvirt's own "not found"
-        raise InvalidState(f"Volume {name} vanished while it was being read.")
+        raise InvalidState(gettext_noop("Volume {name} vanished while it was being read."), name=name)
     return found
 
 
@@ -137,13 +140,13 @@ class NewVolumeSpec:
         try:
             check_name(self.name, "volume name")
         except ValueError as exc:
-            found.append(Problem("name", str(exc)))
+            found.append(Problem.of("name", exc))
         if self.format not in VOLUME_FORMATS:
-            found.append(Problem("format", "Format: qcow2 or raw."))
+            found.append(Problem("format", Text(gettext_noop("Format: qcow2 or raw."))))
         if self.backing and self.format != "qcow2":
-            found.append(Problem("backing", "Only a qcow2 volume can have a backing volume."))
+            found.append(Problem("backing", Text(gettext_noop("Only a qcow2 volume can have a backing volume."))))
         if self.capacity < 0 or (self.capacity == 0 and not self.backing):
-            found.append(Problem("capacity", "Give the size of the new volume."))
+            found.append(Problem("capacity", Text(gettext_noop("Give the size of the new volume."))))
         return found
 
 
@@ -156,9 +159,9 @@ def space_problem(pool: PoolSummary, capacity: int, fmt: str, preallocate: bool)
     whole capacity when thin (a typo either way). Empty when it fits."""
     if _is_sparse(pool.type, fmt, preallocate):
         if pool.capacity and capacity > pool.capacity:
-            return f"Pool {pool.name} holds only {iec(pool.capacity)} in all."
+            return Text(gettext_noop("Pool {pool} holds only {size} in all."), pool=pool.name, size=iec(pool.capacity))
     elif capacity > pool.available:
-        return f"Pool {pool.name} has only {iec(pool.available)} free."
+        return Text(gettext_noop("Pool {pool} has only {size} free."), pool=pool.name, size=iec(pool.available))
     return ""
 
 
@@ -169,7 +172,7 @@ def create_volume(conn: libvirt.virConnect, pool_name: str, spec: NewVolumeSpec)
     pool = lookup(conn, pool_name)
     summary = pool_summary(conn, pool_name)
     if not summary.active:
-        raise InvalidState(f"Pool {pool_name} is not active: start it first.")
+        raise InvalidState(gettext_noop("Pool {pool} is not active: start it first."), pool=pool_name)
     fmt = spec.format if summary.file_based else "raw"
     vol = StorageVolume.new(name=spec.name, format=fmt)
     capacity = spec.capacity
@@ -197,9 +200,9 @@ def clone_volume(conn: libvirt.virConnect, pool_name: str, source: str, new_name
     try:
         check_name(new_name, "volume name")
     except ValueError as exc:
-        raise StorageInputError([Problem("name", str(exc))]) from None
+        raise StorageInputError([Problem.of("name", exc)]) from None
     if fmt and fmt not in VOLUME_FORMATS:
-        raise StorageInputError([Problem("format", "Format: qcow2 or raw.")])
+        raise StorageInputError([Problem("format", Text(gettext_noop("Format: qcow2 or raw.")))])
     pool = lookup(conn, pool_name)
     src = pool.storageVolLookupByName(source)
     desc = StorageVolume.from_xml(src.XMLDesc(0))
@@ -257,12 +260,16 @@ def resize_volume(conn: libvirt.virConnect, pool_name: str, name: str, capacity:
     vol = lookup(conn, pool_name).storageVolLookupByName(name)
     current = int(vol.info()[1])
     if capacity <= current:
-        raise StorageInputError([Problem("capacity", f"The volume already has {current} bytes: "
-                                                     "give a larger size (volumes only grow).")])
+        raise StorageInputError([Problem("capacity", Text(gettext_noop("The volume already has {current} bytes: "
+                                                                    "give a larger size (volumes only grow)."),
+                                                                  current=current))])
     running = _running(conn, volume_info(conn, pool_name, name).used_by)
     if running:
-        raise InvalidState(f"Volume {name} is in use by the running VM{'s' if len(running) > 1 else ''} "
-                           f"{', '.join(running)}: shut {'them' if len(running) > 1 else 'it'} down first.")
+        if len(running) > 1:
+            raise InvalidState(gettext_noop("Volume {name} is in use by the running VMs {vms}: shut them down first."),
+                               name=name, vms=", ".join(running))
+        raise InvalidState(gettext_noop("Volume {name} is in use by the running VM {vms}: shut it down first."),
+                           name=name, vms=running[0])
     vol.resize(capacity, 0)
     return current
 
@@ -271,7 +278,8 @@ def delete_volume(conn: libvirt.virConnect, pool_name: str, name: str) -> None:
     """Delete, unless a VM or another volume uses it: then InvalidState names them."""
     info = volume_info(conn, pool_name, name)
     if info.in_use:
-        raise InvalidState(f"Volume {name} is used by {info.use_words()}: it was not deleted.")
+        raise InvalidState(gettext_noop("Volume {name} is used by {users}: it was not deleted."), name=name,
+                           users=info.use_words())
     lookup(conn, pool_name).storageVolLookupByName(name).delete(0)
 
 
@@ -279,11 +287,13 @@ def wipe_volume(conn: libvirt.virConnect, pool_name: str, name: str) -> None:
     """Overwrite with zeros (blocking: run it in the background). Refused while in use."""
     info = volume_info(conn, pool_name, name)
     if info.used_by:
-        raise InvalidState(f"Volume {name} is used by {info.use_words()}: it was not wiped.")
+        raise InvalidState(gettext_noop("Volume {name} is used by {users}: it was not wiped."), name=name,
+                           users=info.use_words())
     lookup(conn, pool_name).storageVolLookupByName(name).wipe(0)
 
 
 def check_new_name(detail: PoolDetail, name: str) -> None:
     if detail.volume(name) is not None:
-        raise StorageInputError([Problem("name", f"Pool {detail.pool.name} already has a volume named {name}.")])
+        raise StorageInputError([Problem("name", Text(gettext_noop("Pool {pool} already has a volume named {name}."),
+                                                      pool=detail.pool.name, name=name))])
 

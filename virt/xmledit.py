@@ -24,7 +24,7 @@ from pathlib import Path
 import libvirt
 from lxml import etree
 
-from virt.errors import InvalidInput, VirtError, libvirt_message, translate
+from virt.errors import InvalidInput, VirtError, gettext_noop, libvirt_message, translate
 from virt.xml.codecs import iec
 from virt.xml.parser import MAX_XML_BYTES, XMLInputError, parse_xml
 
@@ -52,8 +52,8 @@ _TRANSPORT = {libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE}
 class DocumentRejected(InvalidInput):
     """Refused before libvirt saw it; `line` (1-based) points into the submitted text."""
 
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, line: int | None = None, /, **params: object) -> None:
+        super().__init__(message, **params)
         self.line = line
 
 
@@ -65,7 +65,7 @@ class DefineRefused(VirtError):
     """libvirt refused the definition; its message, and the line when one is known."""
 
     def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__("{message}", message=message)  # libvirt's own words
         self.line = line
 
 
@@ -73,7 +73,7 @@ class StaleDefinition(VirtError):
     """The definition changed since the editor was opened; `current` is what libvirt has now."""
 
     def __init__(self, current: str) -> None:
-        super().__init__("The definition changed since you opened it: nothing was saved.")
+        super().__init__(gettext_noop("The definition changed since you opened it: nothing was saved."))
         self.current = current
 
 
@@ -111,22 +111,23 @@ def normalise(text: str) -> str:
 def check_document(text: str, vm_uuid: str, vm_name: str | None = None) -> etree._Element:
     """Size, hardened parse, and "is this exactly our VM": the root, or DocumentRejected."""
     if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
-        raise DocumentRejected(f"The document is larger than {iec(MAX_DOCUMENT_BYTES)}.")
+        raise DocumentRejected(gettext_noop("The document is larger than {size}."), size=iec(MAX_DOCUMENT_BYTES))
     try:
         root = parse_xml(text)
     except XMLInputError as exc:
         found = _OPEN_TAG_LINE.search(str(exc)) or _LINE.match(str(exc))
-        raise DocumentRejected(str(exc), int(found.group(1)) if found else None) from None
+        raise DocumentRejected(exc.template, int(found.group(1)) if found else None, **exc.params) from None
     if root.tag != "domain":
-        raise ForeignDocument(f"The root element must be <domain>, not <{root.tag}>.", _line(root))
+        raise ForeignDocument(gettext_noop("The root element must be <domain>, not <{tag}>."), _line(root),
+                              tag=root.tag)
     uuids, names = root.findall("uuid"), root.findall("name")
     if len(uuids) != 1 or _uuid(uuids[0].text) != vm_uuid.lower():
-        raise ForeignDocument(f"The document must keep this VM's <uuid>{vm_uuid}</uuid>: the editor changes this "
-                              "VM only (use create or clone for another).",
-                              _line(uuids[-1] if uuids else root))
+        raise ForeignDocument(gettext_noop("The document must keep this VM's <uuid>{uuid}</uuid>: the editor changes "
+                                           "this VM only (use create or clone for another)."),
+                              _line(uuids[-1] if uuids else root), uuid=vm_uuid)
     if vm_name is not None and (len(names) != 1 or (names[0].text or "").strip() != vm_name):
-        raise ForeignDocument(f"The document must keep this VM's <name>{vm_name}</name> (rename it from the VM's "
-                              "page).", _line(names[-1] if names else root))
+        raise ForeignDocument(gettext_noop("The document must keep this VM's <name>{name}</name> (rename it from the "
+                                           "VM's page)."), _line(names[-1] if names else root), name=vm_name)
     return root
 
 
@@ -159,9 +160,9 @@ def restore_secrets(root: etree._Element, current_xml: str) -> int:
         twins = [e for e in current.iter(etree.Element) if (str(e.tag), e.get("type")) == key]
         secret = twins[index].get("passwd") if index < len(twins) else None
         if secret is None:
-            raise DocumentRejected(f"<{element.tag}> has the masked password {MASK}, but libvirt has no password "
-                                   "there to keep: type a new password or remove the passwd attribute.",
-                                   _line(element))
+            raise DocumentRejected(gettext_noop("<{tag}> has the masked password {mask}, but libvirt has no password "
+                                                "there to keep: type a new password or remove the passwd attribute."),
+                                   _line(element), tag=element.tag, mask=MASK)
         element.set("passwd", secret)
         restored += 1
     return restored

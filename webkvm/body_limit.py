@@ -23,6 +23,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.db import close_old_connections
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 from virt.xml.codecs import iec
 
@@ -96,8 +99,22 @@ async def refuse(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _too_large(limit: int) -> str:
-    return f"Request body too large: at most {iec(limit)} here; nothing was kept.\n"
+def _language(scope: Scope) -> str:
+    """The language the caller's Accept-Language asks for (this wrapper runs before Django's middleware)."""
+    raw = (_header(scope, b"accept-language") or b"").decode("latin-1")[:500]
+    for code, _quality in parse_accept_lang_header(raw):
+        if code == "*":
+            break
+        try:
+            return translation.get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return str(settings.LANGUAGE_CODE)
+
+
+def _too_large(scope: Scope, limit: int) -> str:
+    with translation.override(_language(scope)):
+        return _("Request body too large: at most %(size)s here; nothing was kept.") % {"size": iec(limit)} + "\n"
 
 
 class BodyLimit:
@@ -114,7 +131,9 @@ class BodyLimit:
         length: int | None = None
         if declared is not None:
             if not declared.strip().isdigit():
-                await refuse(send, 400, "Bad request: invalid Content-Length.\n")
+                with translation.override(_language(scope)):
+                    said = _("Bad request: invalid Content-Length.") + "\n"
+                await refuse(send, 400, said)
                 return
             length = int(declared)
         limit = ANONYMOUS_BODY_BYTES
@@ -123,7 +142,7 @@ class BodyLimit:
             limit, looked_up = await limit_for(scope), True
             if length > limit:
                 log.info("refused a body of %d bytes for %s (limit %d)", length, scope.get("path", "")[:200], limit)
-                await refuse(send, 413, _too_large(limit))
+                await refuse(send, 413, _too_large(scope, limit))
                 return
         counted, cut, answered = 0, False, False
 
@@ -147,4 +166,4 @@ class BodyLimit:
         await self.app(scope, counting, watched)
         if cut and not answered:
             log.info("cut a streamed body at %d bytes for %s (limit %d)", counted, scope.get("path", "")[:200], limit)
-            await refuse(send, 413, _too_large(limit))
+            await refuse(send, 413, _too_large(scope, limit))

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext
 
 
 class VMPermission(models.TextChoices):
-    VIEW = "view", "view"
-    CONSOLE = "console", "console"
-    POWER = "power", "power"
-    CHANGE = "change", "change"
-    DELETE = "delete", "delete"
+    VIEW = "view", _("view")
+    CONSOLE = "console", _("console")
+    POWER = "power", _("power")
+    CHANGE = "change", _("change")
+    DELETE = "delete", _("delete")
 
 
 class VMGrant(models.Model):
@@ -20,7 +22,7 @@ class VMGrant(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vm_grants")
     host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="vm_grants")
     vm_uuid = models.UUIDField()
-    vm_name = models.CharField(max_length=200, blank=True, help_text="Name when the grant was made, for display.")
+    vm_name = models.CharField(max_length=200, blank=True, help_text=_("Name when the grant was made, for display."))
     can_console = models.BooleanField(default=False)
     can_power = models.BooleanField(default=False)
     can_change = models.BooleanField(default=False)
@@ -42,11 +44,15 @@ class VMGrant(models.Model):
     def permissions(self) -> list[str]:
         return [p.value for p in VMPermission if self.allows(p.value)]
 
+    def permission_words(self) -> str:
+        """What the grant allows, in words of the active language: "view, console, power"."""
+        return pgettext("list separator", ", ").join(str(VMPermission(p).label) for p in self.permissions())
+
 
 class AuditResult(models.TextChoices):
-    OK = "ok", "ok"
-    FAILED = "failed", "failed"
-    DENIED = "denied", "denied"
+    OK = "ok", _("ok")
+    FAILED = "failed", _("failed")
+    DENIED = "denied", _("denied")
 
 
 class AuditEvent(models.Model):
@@ -76,10 +82,10 @@ class AuditEvent(models.Model):
 
 
 class SharedKind(models.TextChoices):
-    NETWORK = "network", "virtual network"
-    BRIDGE = "bridge", "host bridge"
-    POOL = "pool", "storage pool for new volumes"
-    ISO_LIBRARY = "iso_library", "ISO library (read-only images)"
+    NETWORK = "network", _("virtual network")
+    BRIDGE = "bridge", _("host bridge")
+    POOL = "pool", _("storage pool for new volumes")
+    ISO_LIBRARY = "iso_library", _("ISO library (read-only images)")
 
 
 class SharedResource(models.Model):

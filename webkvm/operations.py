@@ -26,15 +26,19 @@ from typing import Any, Generic, TypeVar
 
 import libvirt
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponseBase
 from django.shortcuts import get_object_or_404
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from hosts import services
 from hosts.models import Host
 from virt.devices import FieldProblem
-from virt.errors import NotFound, VirtError, hidden_words
+from virt.errors import HostBusy, NotFound, Said, Unreachable, VirtError, hidden_words
 from webkvm import audit, permissions
+from webkvm.i18n import said
 from webkvm.models import AuditResult, VMPermission
 
 T = TypeVar("T")
@@ -131,7 +135,7 @@ def choice(access: Access, kwargs: Mapping[str, Any]) -> Access:
         return access
     chosen = access.choices.get(str(kwargs.get(access.by, "")))
     if chosen is None:
-        raise Http404("No such action.")
+        raise Http404(_("No such action."))
     return chosen.access
 
 
@@ -216,9 +220,24 @@ def told(user: Any, exc: VirtError, words: str = "") -> str:
     panel's own words ("busy", "db-01 has no disk vdz.") but of the host's words only that it failed.
     The log keeps what they were not shown."""
     if permissions.is_admin(user) or not exc.from_host:
-        return words or str(exc)
+        return words or said(exc)
     log.warning("host error not shown to %s: %s", getattr(user, "username", "?") or "?", exc)
-    return hidden_words(exc)
+    return _(hidden_words(exc))
+
+
+def host_trouble(exc: VirtError) -> str:
+    """How a host's part of a page names a failed read, in the active language (virt.errors.host_words in
+    words of the page): busy, unreachable, or the error itself."""
+    if isinstance(exc, HostBusy):
+        return said(exc)
+    if isinstance(exc, Unreachable):
+        return _("unreachable: %(reason)s") % {"reason": said(exc)}
+    return _("error: %(reason)s") % {"reason": said(exc)}
+
+
+def label_of(op: Operation) -> str:
+    """An operation's label in the active language (the label is marked where the operation is declared)."""
+    return _(str(op.label))
 
 
 @dataclass(frozen=True)
@@ -236,7 +255,14 @@ class Outcome(Generic[T]):
 
 
 def _words(text: str | Callable[[T], str], value: T) -> str:
+    """The words as given: a Text of the virt layer stays English here (str), for the audit record."""
     return text(value) if callable(text) else text
+
+
+def _shown(text: str | Callable[[T], str], value: T) -> str:
+    """The words for the user: a message of ours (a Text, a Message) in the active language."""
+    words = _words(text, value)
+    return said(words) if isinstance(words, Said) else str(words)
 
 
 def perform(request: HttpRequest, op: Operation, *, host: Host | None, name: str, work: Callable[[], T],
@@ -258,26 +284,29 @@ def perform(request: HttpRequest, op: Operation, *, host: Host | None, name: str
     try:
         value = work()
     except FieldProblem as exc:
+        problem = said(exc)
         if form is not None:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+            form.add_error(exc.field if exc.field in form.fields else None, problem)
         elif not quiet:
-            messages.error(request, str(exc))
-        return Outcome(name, error=str(exc), field_problem=True, exception=exc)
+            messages.error(request, problem)
+        return Outcome(name, error=problem, field_problem=True, exception=exc)
     except NotFound:
-        raise Http404(f"No such {op.target} on this host.") from None
+        raise Http404(_("No such %(what)s on this host.")
+                      % {"what": audit.object_type_words(op.target)}) from None
     except VirtError as exc:
         # What was asked stays in the record of a failure too.
         asked_words = asked or (detail if isinstance(detail, str) else "")
         record(AuditResult.FAILED, f"{asked_words}: {exc}" if asked_words else str(exc), name)
-        said = f"{op.label}: not done: {told(request.user, exc)}"
+        failed = _("%(action)s: not done: %(reason)s") % {"action": label_of(op), "reason": told(request.user, exc)}
         if form is not None:
-            form.add_error(None, said)
+            form.add_error(None, failed)
         elif not quiet:
-            messages.error(request, said)
-        return Outcome(name, error=str(exc), exception=exc)
+            messages.error(request, failed)
+        return Outcome(name, error=said(exc), exception=exc)
     object_name = audited_name(value) if audited_name is not None else name
-    message = _words(done, value)
-    record(AuditResult.OK, _words(detail, value) if detail else message, object_name)
+    message = _shown(done, value)
+    with translation.override(settings.LANGUAGE_CODE):  # the audit log reads alike whoever acted
+        record(AuditResult.OK, _words(detail or done, value), object_name)
     if not quiet:
         messages.success(request, message)
     return Outcome(object_name, value, message=message)
@@ -299,15 +328,15 @@ def on_vm(request: HttpRequest, op: Operation, ref: Any, fn: Callable[[libvirt.v
             result = ref.call(run, op.timeout)
         return result
 
-    def said(text: str | Callable[[T], str]) -> Callable[[tuple[str, T]], str]:
-        return lambda pair: f"{pair[0]}: {_words(text, pair[1])}"
+    def named(text: str | Callable[[T], str]) -> Callable[[tuple[str, T]], str]:
+        return lambda pair: _("%(name)s: %(done)s") % {"name": pair[0], "done": _shown(text, pair[1])}
 
     asked = f"uuid {ref.uuid}" + (f"; {detail}" if isinstance(detail, str) and detail else "")
 
     def audited(pair: tuple[str, T]) -> str:
         return f"uuid {ref.uuid}; {_words(detail or done, pair[1])}"
 
-    outcome = perform(request, op, host=ref.host, name=ref.uuid, work=work, done=said(done), detail=audited,
+    outcome = perform(request, op, host=ref.host, name=ref.uuid, work=work, done=named(done), detail=audited,
                       form=form, quiet=quiet, audited_name=lambda pair: pair[0], asked=asked)
     value = outcome.value[1] if outcome.value is not None else None
     return Outcome(outcome.name, value, outcome.error, outcome.field_problem, outcome.exception, outcome.message)
@@ -333,7 +362,7 @@ def host_or_404(name: str) -> Host:
 
 
 def start_job(request: HttpRequest, op: Operation, *, host: Host | None, name: str, params: dict[str, Any],
-              summary: str = "", form: forms.BaseForm | None = None, quiet: bool = False) -> Any:
+              summary: str | Said = "", form: forms.BaseForm | None = None, quiet: bool = False) -> Any:
     """Hand the operation to a job worker; returns the Job (its page shows the progress, and the job
     writes the operation's audit record when it ends), or None when it could not start: then the
     refusal is audited and said (on the form when there is one; `quiet`: raised, for the API to answer)."""
@@ -343,11 +372,11 @@ def start_job(request: HttpRequest, op: Operation, *, host: Host | None, name: s
         return runner.start(request, op.job, host, runner.Target(op.target, name), params, summary=summary)
     except VirtError as exc:
         refused(request, op, host=host, name=name, reason=str(exc))
-        said = f"{op.label}: not started: {told(request.user, exc)}"
+        failed = _("%(action)s: not started: %(reason)s") % {"action": label_of(op), "reason": told(request.user, exc)}
         if quiet:
             raise
         if form is not None:
-            form.add_error(None, said)
+            form.add_error(None, failed)
         else:
-            messages.error(request, said)
+            messages.error(request, failed)
         return None

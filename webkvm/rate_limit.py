@@ -17,6 +17,7 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, JsonResponse
+from django.utils.translation import gettext as _
 
 from webkvm import redis_store
 
@@ -66,7 +67,8 @@ def check(request: HttpRequest, route: str) -> JsonResponse | None:
     seconds = min(max(1, math.ceil(left)), window)
     if count == limit + 1:  # one line per user, route and window, however long the flood
         log.info("rate limit: %s asked %s more than %d times in %d s", who(request), route, limit, window)
-    response = JsonResponse({"error": f"Too many requests: this is answered at most {limit} times in {window} s "
-                                      f"per user. Try again in {seconds} s."}, status=429)
+    said = _("Too many requests: this is answered at most %(limit)d times in %(window)d s per user. "
+             "Try again in %(seconds)d s.") % {"limit": limit, "window": window, "seconds": seconds}
+    response = JsonResponse({"error": said}, status=429)
     response["Retry-After"] = str(seconds)
     return response

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_noop
+
 from webkvm.operations import ADMIN, Operation, declare
 
-USER_CREATE = declare(Operation("user.create", "Create user", "user", ADMIN))
-USER_UPDATE = declare(Operation("user.update", "Update user", "user", ADMIN))
-USER_SET_PASSWORD = declare(Operation("user.set_password", "Set password", "user", ADMIN))
+# Labels are English msgids (gettext_noop): a page or a message shows gettext(op.label) (operations.label_of).
+
+USER_CREATE = declare(Operation("user.create", gettext_noop("Create user"), "user", ADMIN))
+USER_UPDATE = declare(Operation("user.update", gettext_noop("Update user"), "user", ADMIN))
+USER_SET_PASSWORD = declare(Operation("user.set_password", gettext_noop("Set password"), "user", ADMIN))
 # A grant's audit record names the VM it opens (object type vm), as the audit log always has.
-GRANT_SET = declare(Operation("grant.set", "Grant access", "vm", ADMIN))
-GRANT_REVOKE = declare(Operation("grant.revoke", "Revoke access", "vm", ADMIN))
+GRANT_SET = declare(Operation("grant.set", gettext_noop("Grant access"), "vm", ADMIN))
+GRANT_REVOKE = declare(Operation("grant.revoke", gettext_noop("Revoke access"), "vm", ADMIN))
 # Self-service quotas (instances/quotas.py): create or edit one, delete one.
-QUOTA_SET = declare(Operation("quota.set", "Set quota", "quota", ADMIN))
-QUOTA_DELETE = declare(Operation("quota.delete", "Delete quota", "quota", ADMIN))
+QUOTA_SET = declare(Operation("quota.set", gettext_noop("Set quota"), "quota", ADMIN))
+QUOTA_DELETE = declare(Operation("quota.delete", gettext_noop("Delete quota"), "quota", ADMIN))

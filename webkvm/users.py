@@ -11,12 +11,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import SetPasswordForm, UserCreationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from hosts import services
 from hosts.models import Host
 from virt.errors import NotFound, VirtError
 from webkvm import user_operations as ops
+from webkvm.i18n import said
 from webkvm.models import VMGrant
 from webkvm.operations import ADMIN, Operation, Outcome, page, perform, route
 
@@ -30,7 +33,7 @@ class UserFlagsForm(forms.ModelForm[Any]):
     class Meta:
         model = User
         fields = ["is_active", "is_superuser", "email"]
-        labels = {"is_superuser": "Administrator (full access to every host and VM)"}
+        labels = {"is_superuser": gettext_lazy("Administrator (full access to every host and VM)")}
 
     def __init__(self, *args: Any, editor: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -39,7 +42,7 @@ class UserFlagsForm(forms.ModelForm[Any]):
     def clean_is_superuser(self) -> bool:
         admin = bool(self.cleaned_data.get("is_superuser"))
         if not admin and self.instance.pk is not None and self.instance.pk == self.editor.pk:
-            raise forms.ValidationError("You cannot take away your own admin rights.")
+            raise forms.ValidationError(_("You cannot take away your own admin rights."))
         return admin
 
 
@@ -49,18 +52,19 @@ ALLOWED = ("can_console", "can_power", "can_change", "can_delete")  # a grant's 
 class GrantPermissionsForm(forms.Form):
     """What a grant allows, on the user's page and on a VM's "Share…" page alike."""
 
-    can_console = forms.BooleanField(required=False, label="console")
-    can_power = forms.BooleanField(required=False, label="power")
-    can_change = forms.BooleanField(required=False, label="change")
-    can_delete = forms.BooleanField(required=False, label="delete")
+    can_console = forms.BooleanField(required=False, label=gettext_lazy("console"))
+    can_power = forms.BooleanField(required=False, label=gettext_lazy("power"))
+    can_change = forms.BooleanField(required=False, label=gettext_lazy("change"))
+    can_delete = forms.BooleanField(required=False, label=gettext_lazy("delete"))
 
     def allowed(self) -> dict[str, bool]:
         return {name: bool(self.cleaned_data.get(name)) for name in ALLOWED}
 
 
 class GrantForm(GrantPermissionsForm):
-    host = forms.ModelChoiceField(queryset=Host.objects.order_by("name"))
-    vm = forms.CharField(max_length=200, label="VM", help_text="Its name (pick from the list) or UUID.")
+    host = forms.ModelChoiceField(queryset=Host.objects.order_by("name"), label=gettext_lazy("Host"))
+    vm = forms.CharField(max_length=200, label=gettext_lazy("VM"),
+                         help_text=gettext_lazy("Its name (pick from the list) or UUID."))
     field_order = ["host", "vm", *ALLOWED]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -95,10 +99,12 @@ class GrantForm(GrantPermissionsForm):
         try:
             data["vm_uuid"], data["vm_name"] = services.call(host, lookup)
         except NotFound:
-            self.add_error("vm", f"There is no VM with the UUID {wanted} on {host}." if wanted else
-                           f"There is no VM named “{vm}” on {host}.")
+            names = {"uuid": wanted, "name": vm, "host": host}
+            self.add_error("vm", _("There is no VM with the UUID %(uuid)s on %(host)s.") % names if wanted else
+                           _("There is no VM named “%(name)s” on %(host)s.") % names)
         except VirtError as exc:
-            self.add_error("vm", f"{host} could not be asked for its VMs: {exc}")
+            self.add_error("vm", _("%(host)s could not be asked for its VMs: %(reason)s") % {"host": host,
+                                                                                             "reason": said(exc)})
         return data
 
 
@@ -106,8 +112,9 @@ class UserGrantForm(GrantForm):
     """The grant form with its user named in the data rather than in the URL, and its host by name (the API,
     where hosts have no other key); the same fields, rules and VM lookup otherwise."""
 
-    user = forms.ModelChoiceField(queryset=User.objects.order_by("username"))
-    host = forms.ModelChoiceField(queryset=Host.objects.order_by("name"), to_field_name="name")
+    user = forms.ModelChoiceField(queryset=User.objects.order_by("username"), label=gettext_lazy("User"))
+    host = forms.ModelChoiceField(queryset=Host.objects.order_by("name"), to_field_name="name",
+                                  label=gettext_lazy("Host"))
     field_order = ["user", "host", "vm", *ALLOWED]
 
 
@@ -129,13 +136,14 @@ def vm_lists(hosts: list[Host]) -> tuple[dict[int, list[str]], dict[str, str]]:
 # --- the operations, after validation: one way each for the pages and the API ----------------------------
 
 # What each operation says when it worked: the page's message and the API's answer.
-DONE = {ops.USER_CREATE: "User {user} created.", ops.USER_UPDATE: "{user} updated.",
-        ops.USER_SET_PASSWORD: "Password of {user} changed.", ops.GRANT_SET: "{user} may now use {vm} on {host}.",
-        ops.GRANT_REVOKE: "Grant removed."}
+DONE = {ops.USER_CREATE: gettext_lazy("User {user} created."), ops.USER_UPDATE: gettext_lazy("{user} updated."),
+        ops.USER_SET_PASSWORD: gettext_lazy("Password of {user} changed."),
+        ops.GRANT_SET: gettext_lazy("{user} may now use {vm} on {host}."),
+        ops.GRANT_REVOKE: gettext_lazy("Grant removed.")}
 
 
 def done_words(op: Operation, **names: object) -> str:
-    return DONE[op].format(**names)
+    return str(DONE[op]).format(**names)
 
 
 def create_user(request: HttpRequest, form: UserCreationForm[Any], *, quiet: bool = False) -> Outcome[Any]:

@@ -11,8 +11,10 @@ from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET
 
+from webkvm.i18n import said
 from webkvm.models import AuditEvent, AuditResult, VMGrant
 from webkvm.operations import ADMIN, LOGIN, page, route
 from webkvm.permissions import is_admin
@@ -30,7 +32,7 @@ def home(request: HttpRequest) -> HttpResponse:
     from instances.views.fleet import fleet_context
 
     # A user with a quota may make VMs themselves: their page says so, with what is left.
-    mine = {"quota_left": quotas.left(request.user)} if quotas.limits_for(request.user) else {}
+    mine = {"quota_left": said(quotas.left(request.user))} if quotas.limits_for(request.user) else {}
     if not VMGrant.objects.filter(user_id=request.user.pk or 0).exists():
         return render(request, "home.html", {"nothing": True, **mine})
     return render(request, "home.html", {**fleet_context(request, Filters.from_query(request.GET), None), **mine})
@@ -39,14 +41,15 @@ def home(request: HttpRequest) -> HttpResponse:
 class AuditFilters(forms.Form):
     """The audit log's filters, on the page and in the API (GET /api/v1/audit/)."""
 
-    user = forms.CharField(required=False, help_text="exactly this user name")
-    action = forms.CharField(required=False, help_text="actions starting with this, e.g. vm. or vm.start")
-    result = forms.ChoiceField(required=False, choices=[("", "any"), *AuditResult.choices])
-    host = forms.CharField(required=False, help_text="exactly this host name")
-    object = forms.CharField(required=False, help_text="exactly this object name")
-    q = forms.CharField(required=False, help_text="part of the object's name, the host's name or the detail")
-    since = forms.DateTimeField(required=False, help_text="from this time on (ISO 8601)")
-    until = forms.DateTimeField(required=False, help_text="up to this time (ISO 8601)")
+    user = forms.CharField(required=False, help_text=gettext_lazy("exactly this user name"))
+    action = forms.CharField(required=False, help_text=gettext_lazy("actions starting with this, e.g. vm. or vm.start"))
+    result = forms.ChoiceField(required=False, choices=[("", gettext_lazy("any")), *AuditResult.choices])
+    host = forms.CharField(required=False, help_text=gettext_lazy("exactly this host name"))
+    object = forms.CharField(required=False, help_text=gettext_lazy("exactly this object name"))
+    q = forms.CharField(required=False,
+                        help_text=gettext_lazy("part of the object's name, the host's name or the detail"))
+    since = forms.DateTimeField(required=False, help_text=gettext_lazy("from this time on (ISO 8601)"))
+    until = forms.DateTimeField(required=False, help_text=gettext_lazy("up to this time (ISO 8601)"))
 
 
 def audit_events(filters: AuditFilters) -> QuerySet[AuditEvent]:
@@ -84,15 +87,18 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     form.is_valid()  # the page leaves out what is not valid
     filters = {key: request.GET.get(key, "").strip()[:100] for key in ("user", "action", "result", "q")}
     page = Paginator(audit_events(form), 50).get_page(request.GET.get("page"))
-    return render(request, "audit/list.html", {"page": page, "filters": filters, "results": AuditResult.values})
+    return render(request, "audit/list.html", {"page": page, "filters": filters, "results": AuditResult.choices})
 
 
 def login_locked_out(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:
     """django-axes' answer to a log-in while the address or user name is locked out: the log-in page, saying
     why and for how long, with 429 (the password is not even checked)."""
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
-    said = (f"Too many failed log-ins from your address or for this user name: log-in is locked for "
-            f"{minutes} minutes after the last attempt. Try again later, or ask an admin.")
+    said = ngettext("Too many failed log-ins from your address or for this user name: log-in is locked for "
+                    "%(minutes)d minute after the last attempt. Try again later, or ask an admin.",
+                    "Too many failed log-ins from your address or for this user name: log-in is locked for "
+                    "%(minutes)d minutes after the last attempt. Try again later, or ask an admin.",
+                    minutes) % {"minutes": minutes}
     username = str((credentials or {}).get("username", ""))[:150]
     form = AuthenticationForm(request, initial={"username": username})
     return render(request, "registration/login.html", {"form": form, "locked_out": said,

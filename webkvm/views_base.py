@@ -15,9 +15,10 @@ from django.shortcuts import get_object_or_404, render
 from hosts import services
 from hosts.models import Host
 from virt.devices import FieldProblem
-from virt.errors import InvalidInput, VirtError, host_words
+from virt.errors import InvalidInput, VirtError
 from virt.reads import Read
-from webkvm.operations import Operation, Outcome, perform, refused, told
+from webkvm.i18n import said
+from webkvm.operations import Operation, Outcome, host_trouble, perform, refused, told
 
 T = TypeVar("T")
 
@@ -35,7 +36,7 @@ def host_page(request: HttpRequest, host_name: str, template: str, key: str,
         else:
             context[key] = services.call(host, fetch, timeout)
     except VirtError as exc:
-        context["error"] = told(request.user, exc, host_words(exc))
+        context["error"] = told(request.user, exc, host_trouble(exc))
         return render(request, template, context, status=503)
     return render(request, template, context)
 
@@ -61,17 +62,18 @@ def on_host_checked(request: HttpRequest, op: Operation, host: Host, name: str,
             rejected.append(exc)
             problems = getattr(exc, "problems", [])
             if not problems:
-                raise FieldProblem("", str(exc)) from None
+                raise FieldProblem("", "{problem}", problem=exc) from None
             # perform() puts the first on its field, the others follow below
-            raise FieldProblem(where(problems[0]) or "", problems[0].message) from None
+            raise FieldProblem(where(problems[0]) or "", "{problem}", problem=problems[0].message) from None
 
     outcome = perform(request, op, host=host, name=name, work=work, done=done, detail=detail, form=form,
                       quiet=quiet)
     if outcome.field_problem and rejected:
         for problem in getattr(rejected[0], "problems", [])[1:]:
             field = where(problem)
-            if problem.message not in form.errors.get(field or NON_FIELD_ERRORS, []):
-                form.add_error(field, problem.message)
+            words = said(problem.message)
+            if words not in form.errors.get(field or NON_FIELD_ERRORS, []):
+                form.add_error(field, words)
         if audit_refusal:
             refused(request, op, host=host, name=name, reason=str(rejected[0]))
     return outcome

@@ -1,5 +1,5 @@
 """Small formatting filters for VM pages (sizes and instants: the built-in iec, kib, when of
-webkvm/templatetags/formats.py)."""
+webkvm/templatetags/formats.py), and the one translated label of each libvirt state."""
 
 from __future__ import annotations
 
@@ -7,8 +7,49 @@ import re
 import time
 
 from django import template
+from django.utils.translation import gettext, gettext_lazy
+
+from webkvm.i18n import said as _said
 
 register = template.Library()
+
+# The states as the pages show them, translated; the data (rows, JSON, filters, tests) keeps the English keys
+# (virt/domains.py STATE_NAMES), so only what is shown goes through here.
+STATE_LABELS = {
+    "running": gettext_lazy("running"),
+    "paused": gettext_lazy("paused"),
+    "shutting down": gettext_lazy("shutting down"),
+    "shut off": gettext_lazy("shut off"),
+    "crashed": gettext_lazy("crashed"),
+    "suspended (guest)": gettext_lazy("suspended (guest)"),
+    "pmsuspended": gettext_lazy("suspended (guest)"),
+    "blocked": gettext_lazy("blocked"),
+    "no state": gettext_lazy("no state"),
+    "unknown": gettext_lazy("unknown"),
+}
+
+
+@register.filter
+def state_label(state: str) -> str:
+    """A VM state ('shut off') in the page's language ('已关机'); an unknown one as it is."""
+    label = STATE_LABELS.get(str(state))
+    return str(label) if label is not None else str(state)
+
+
+@register.filter
+def said(message: object) -> str:
+    """A message of ours (an error or Text of the virt layer) in the page's language; other text as it is."""
+    if message is None or message == "":
+        return ""
+    return _said(message)  # type: ignore[arg-type]
+
+
+def duration(seconds: int) -> str:
+    """'3 d', '2 h', '5 min', '10 s', in the active language."""
+    for size, unit in ((86400, gettext("{n} d")), (3600, gettext("{n} h")), (60, gettext("{n} min"))):
+        if seconds >= size:
+            return unit.format(n=seconds // size)
+    return gettext("{n} s").format(n=seconds)
 
 
 @register.filter
@@ -16,11 +57,7 @@ def ago(epoch: float | None) -> str:
     """Seconds since an instant, as '5 s', '3 min', '2 h', '4 d'; '' when unknown."""
     if epoch is None:
         return ""
-    seconds = max(0, int(time.time() - epoch))
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
-        if seconds >= size:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} s"
+    return duration(max(0, int(time.time() - epoch)))
 
 
 @register.filter

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
@@ -49,13 +50,14 @@ def _run(dom: libvirt.virDomain, action: str) -> tuple[int, str]:
 def action_words(action: lifecycle.Action) -> Callable[[tuple[int, str]], str]:
     """What an action did, given the state it left (code, name): the page's message and the API's."""
     def said(state: tuple[int, str]) -> str:
+        now = _(state[1])  # the state's name (virt.domains.STATE_NAMES), translated
         if action.name != "shutdown":
-            return f"{action.label.lower()}: done; it is {state[1]}."
+            return _("{action}: done; it is {state}.").format(action=_(action.label).lower(), state=now)
         if state[0] in lifecycle.ACTIVE:
-            return (f"asked the guest to shut down; it is still {state[1]}. A guest that ignores the request "
-                    f"(no operating system, or one that is busy) keeps running: Force off is offered if it has "
-                    f"not stopped after {FORCE_OFF_AFTER_SECONDS} s.")
-        return f"shut down: it is {state[1]}."
+            return _("asked the guest to shut down; it is still {state}. A guest that ignores the request "
+                     "(no operating system, or one that is busy) keeps running: Force off is offered if it has "
+                     "not stopped after {seconds} s.").format(state=now, seconds=FORCE_OFF_AFTER_SECONDS)
+        return _("shut down: it is {state}.").format(state=now)
     return said
 
 
@@ -105,7 +107,7 @@ def rename_vm(request: HttpRequest, ref: VMRef, new_name: str, *, quiet: bool = 
         lifecycle.rename(dom, new_name)
         return old
 
-    return on_vm(request, ops.RENAME, ref, run, done=f"renamed to {new_name}.",
+    return on_vm(request, ops.RENAME, ref, run, done=_("renamed to {name}.").format(name=new_name),
                  detail=lambda old: f"{old} → {new_name}", quiet=quiet)
 
 
@@ -122,4 +124,4 @@ def describe_vm(request: HttpRequest, ref: VMRef, title: str, description: str, 
                 quiet: bool = False) -> Outcome[None]:
     """Set the title and description (the virt layer judges them): the page's and the API's one way."""
     return on_vm(request, ops.DESCRIBE, ref, lambda dom: lifecycle.describe(dom, title, description),
-                 done="title and description saved.", quiet=quiet)
+                 done=_("title and description saved."), quiet=quiet)

@@ -7,20 +7,24 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
 from instances.lookup import VMRef
+from instances.views.config_common import sentences
 from virt.boot import BootReport, BootSettings, read_settings, update
 from virt.errors import VirtError
+from webkvm.i18n import said
 from webkvm.operations import Outcome, on_vm, told, vm_route
 
 
 class BootForm(forms.Form):
     """One order field per bootable device (empty: never boot from it), plus menu and autostart."""
 
-    bootmenu = forms.BooleanField(label="Show the boot menu (press Esc or F12 at start)", required=False)
-    autostart = forms.BooleanField(label="Start the VM when the host starts", required=False)
+    bootmenu = forms.BooleanField(label=gettext_lazy("Show the boot menu (press Esc or F12 at start)"), required=False)
+    autostart = forms.BooleanField(label=gettext_lazy("Start the VM when the host starts"), required=False)
 
     def __init__(self, settings: BootSettings, *args: Any, **kwargs: Any) -> None:
         initial: dict[str, bool | int | None] = {"bootmenu": settings.bootmenu, "autostart": settings.autostart}
@@ -31,7 +35,7 @@ class BootForm(forms.Form):
         count = max(1, len(settings.devices))
         for device in settings.devices:
             self.fields[f"order_{device.key}"] = forms.IntegerField(
-                label=device.label, required=False, min_value=1, max_value=count)
+                label=said(device.label), required=False, min_value=1, max_value=count)
 
     def device_fields(self) -> list[forms.BoundField]:
         return [self[f"order_{d.key}"] for d in self.settings.devices]
@@ -42,11 +46,11 @@ class BootForm(forms.Form):
         numbers = [n for n in chosen.values() if n is not None]
         if not self.errors:
             if not numbers:
-                self.add_error(None, "Choose at least one device to boot from.")
+                self.add_error(None, _("Choose at least one device to boot from."))
             elif len(set(numbers)) != len(numbers):
                 for key, number in chosen.items():
                     if number is not None and numbers.count(number) > 1:
-                        self.add_error(f"order_{key}", "Each place in the order can be used once.")
+                        self.add_error(f"order_{key}", _("Each place in the order can be used once."))
         return data
 
     def order(self) -> list[str]:
@@ -57,13 +61,14 @@ class BootForm(forms.Form):
 
 def summary(report: BootReport) -> str:
     if not report.changed_definition and not report.autostart_changed:
-        return "nothing changed."
+        return _("nothing changed.")
     parts = []
     if report.changed_definition:
-        parts.append("boot order and menu saved" + ("; they apply at the next boot." if report.running else "."))
+        parts.append(_("boot order and menu saved; they apply at the next boot.") if report.running
+                     else _("boot order and menu saved."))
     if report.autostart_changed:
-        parts.append("Autostart changed.")
-    return " ".join(parts)
+        parts.append(_("Autostart changed."))
+    return sentences(parts)
 
 
 @require_http_methods(["GET", "POST"])

@@ -19,7 +19,10 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.functional import Promise
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, ngettext_lazy, pgettext
 from django.views.decorators.http import require_http_methods
 
 from hosts import services
@@ -28,12 +31,14 @@ from instances import operations as ops
 from instances.fleet import visible
 from instances.host_rows import STATE_CODES, host_rows
 from instances.lookup import VMRef
+from instances.views.config_common import shown
 from instances.views.delete import forget
 from virt import lifecycle
 from virt.delete import delete_plan, delete_vm
 from virt.domains import DomainRow
-from virt.errors import brief_words
+from virt.errors import HOST_BUSY, HOST_UNAVAILABLE
 from webkvm import audit
+from webkvm.i18n import said
 from webkvm.models import AuditResult, VMGrant
 from webkvm.operations import Operation, on_vm, route, told
 from webkvm.permissions import is_admin
@@ -45,19 +50,29 @@ NAMES_SHOWN = 10  # names a summary lists per outcome before "and N more"
 @dataclass(frozen=True)
 class Bulk:
     name: str  # the form's value
-    done: str  # the summary's verb: "Started 3 VMs"
-    skipped: str  # why a VM whose state does not allow it is left alone
+    done: Promise  # the summary's start, by the number of VMs done: "Started 3 VMs" (ngettext_lazy, "count")
+    skipped: str | Promise  # why a VM whose state does not allow it is left alone
     permission: str
-    confirm: str = ""  # a sentence to confirm first
+    confirm: str | Promise = ""  # a sentence to confirm first
 
 
 BULK: dict[str, Bulk] = {b.name: b for b in [
-    Bulk("start", "Started", "already running", ops.POWER),
-    Bulk("shutdown", "Asked to shut down", "not running", ops.POWER),
-    Bulk("destroy", "Forced off", "not running", ops.POWER, confirm=lifecycle.ACTIONS["destroy"].confirm),
-    Bulk("delete", "Deleted", "running: tick “force off” to delete it", ops.DELETE,
-         confirm="Their definitions are removed from their hosts: this cannot be undone."),
+    Bulk("start", ngettext_lazy("Started %(count)s VM", "Started %(count)s VMs", "count"),
+         gettext_lazy("already running"), ops.POWER),
+    Bulk("shutdown", ngettext_lazy("Asked to shut down %(count)s VM", "Asked to shut down %(count)s VMs", "count"),
+         gettext_lazy("not running"), ops.POWER),
+    Bulk("destroy", ngettext_lazy("Forced off %(count)s VM", "Forced off %(count)s VMs", "count"),
+         gettext_lazy("not running"), ops.POWER, confirm=lifecycle.ACTIONS["destroy"].confirm),
+    Bulk("delete", ngettext_lazy("Deleted %(count)s VM", "Deleted %(count)s VMs", "count"),
+         gettext_lazy("running: tick “force off” to delete it"), ops.DELETE,
+         confirm=gettext_lazy("Their definitions are removed from their hosts: this cannot be undone.")),
 ]}
+# What became of a VM the panel did not (or could not) act on, as the summary and the confirmation name it.
+OUTCOMES = {"skipped": ngettext_lazy("%(count)s skipped", "%(count)s skipped", "count"),
+            "refused": ngettext_lazy("%(count)s refused", "%(count)s refused", "count"),
+            "failed": ngettext_lazy("%(count)s failed", "%(count)s failed", "count")}
+OUTCOME_WORDS = {"skipped": gettext_lazy("skipped"), "refused": gettext_lazy("refused"),
+                 "failed": gettext_lazy("failed")}
 
 
 @dataclass
@@ -71,7 +86,11 @@ class Item:
 
     @property
     def label(self) -> str:
-        return self.name or "a VM you may not see"
+        return self.name or _("a VM you may not see")
+
+    @property
+    def outcome_words(self) -> str:
+        return str(OUTCOME_WORDS.get(self.outcome, self.outcome))
 
 
 def selected(request: HttpRequest) -> list[tuple[Host, str]]:
@@ -131,7 +150,7 @@ def _items(request: HttpRequest, bulk: Bulk, force_off: bool) -> list[Item]:
     hosts = {h.pk: h for h, vm_uuid in chosen if seen.may(h.pk, vm_uuid, ops.VIEW)}
     for outcome in services.each(hosts.values(), host_rows):
         if outcome.value is None:
-            down[outcome.host.pk] = outcome.words if admin else brief_words(outcome.words)
+            down[outcome.host.pk] = outcome.words if admin else said(HOST_BUSY if outcome.busy else HOST_UNAVAILABLE)
             continue
         for found in outcome.value.rows:
             rows[(outcome.host.pk, found.uuid.lower())] = found
@@ -142,15 +161,16 @@ def _items(request: HttpRequest, bulk: Bulk, force_off: bool) -> list[Item]:
         may_see = seen.may(host.pk, vm_uuid, ops.VIEW)
         item = Item(host, vm_uuid, (row.name if row else names.get(key, "") or vm_uuid) if may_see else "", row)
         if not may_see:
-            item.outcome, item.why = "refused", "no grant"
+            item.outcome, item.why = "refused", _("no grant")
         elif not seen.may(host.pk, vm_uuid, bulk.permission):
-            item.outcome, item.why = "refused", f"no {bulk.permission} grant"
+            item.outcome = "refused"
+            item.why = _("no power grant") if bulk.permission == ops.POWER else _("no delete grant")
         elif host.pk in down:
             item.outcome, item.why = "failed", down[host.pk]
         elif row is None:
-            item.outcome, item.why = "failed", "no such VM on its host"
+            item.outcome, item.why = "failed", _("no such VM on its host")
         elif not _allowed_now(bulk, row, force_off):
-            item.outcome, item.why = "skipped", bulk.skipped
+            item.outcome, item.why = "skipped", str(bulk.skipped)
         items.append(item)
     return items
 
@@ -182,7 +202,7 @@ def _run(request: HttpRequest, bulk: Bulk, item: Item, with_volumes: bool, force
         outcome = on_vm(request, op, ref, _work(op, with_volumes, force_off), done=f"{op.label.lower()}: done.",
                         quiet=True)
     except Http404:  # gone since the read: nothing was asked of it
-        item.outcome, item.why = "failed", "no such VM on its host"
+        item.outcome, item.why = "failed", _("no such VM on its host")
         _audit_unrun(request, bulk, item)
         return
     if outcome.ok:
@@ -195,19 +215,25 @@ def _run(request: HttpRequest, bulk: Bulk, item: Item, with_volumes: bool, force
 
 
 def _names(items: list[Item], why: bool) -> str:
-    shown = [f"{i.label} ({i.why})" if why else i.label for i in items[:NAMES_SHOWN]]
-    more = f" and {len(items) - NAMES_SHOWN} more" if len(items) > NAMES_SHOWN else ""
-    return ", ".join(shown) + more
+    listed = [_("{name} ({why})").format(name=i.label, why=i.why) if why else i.label for i in items[:NAMES_SHOWN]]
+    more = len(items) - NAMES_SHOWN
+    text = pgettext("list separator", ", ").join(listed)
+    if more > 0:
+        text = ngettext("{names} and {count} more", "{names} and {count} more", more).format(names=text, count=more)
+    return text
+
+
+def _counted(words: Promise, items: list[Item], why: bool) -> str:
+    count = str(words % {"count": len(items)})
+    return _("{count}: {names}").format(count=count, names=_names(items, why)) if items else count
 
 
 def summary(bulk: Bulk, items: list[Item]) -> str:
     """'Started 2 VMs: a, b; 1 refused: c (no power grant); 1 failed: d (host unavailable).'"""
     by = {outcome: [i for i in items if i.outcome == outcome] for outcome in ("done", "skipped", "refused", "failed")}
-    done = by["done"]
-    count = f"{bulk.done} {len(done)} VM{'' if len(done) == 1 else 's'}"
-    parts = [count + (f": {_names(done, False)}" if done else "")]
-    parts += [f"{len(by[o])} {o}: {_names(by[o], True)}" for o in ("skipped", "refused", "failed") if by[o]]
-    return "; ".join(parts) + "."
+    parts = [_counted(bulk.done, by["done"], False)]
+    parts += [_counted(OUTCOMES[o], by[o], True) for o in ("skipped", "refused", "failed") if by[o]]
+    return _("{parts}.").format(parts=pgettext("list separator", "; ").join(parts))
 
 
 @require_http_methods(["GET", "POST"])
@@ -218,18 +244,18 @@ def bulk(request: HttpRequest) -> HttpResponse:
     back = _next(request)
     chosen = BULK.get(request.POST.get("action", ""))
     if chosen is None:
-        messages.error(request, "Choose what to do with the ticked VMs.")
+        messages.error(request, _("Choose what to do with the ticked VMs."))
         return redirect(back)
     force_off = request.POST.get("force_off") == "1"
     items = _items(request, chosen, force_off)
     if not items:
-        messages.error(request, "Tick the VMs to act on first.")
+        messages.error(request, _("Tick the VMs to act on first."))
         return redirect(back)
     if chosen.confirm and request.POST.get("confirm") != "yes":
         # Ticked VMs the user may not see (no box offers them) are neither listed nor carried on.
         items = [i for i in items if i.name]
         return render(request, "instances/bulk_confirm.html", {
-            "bulk": chosen, "items": items, "next": back, "force_off": force_off,
+            "bulk": chosen, "confirm": shown(chosen.confirm), "items": items, "next": back, "force_off": force_off,
             "running": any(i.row is not None and i.row.active for i in items),
             "to_run": sum(1 for i in items if not i.outcome), "admin": is_admin(request.user),
         })

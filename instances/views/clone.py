@@ -12,23 +12,28 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from hosts import services
 from instances import clone_jobs
 from instances import operations as ops
 from instances.lookup import VMRef
+from instances.views.config_common import shown
 from jobs.models import Job
 from virt import names
 from virt.clone import ClonePreview, plan_clone, preview
 from virt.errors import VirtError
+from webkvm.i18n import said
 from webkvm.operations import refused, vm_route
 
 PLAN_TIMEOUT = 30.0  # reading every VM's MAC addresses on a large host takes a moment
 
 
 class CloneForm(forms.Form):
-    name = forms.CharField(label="Name of the clone", max_length=63, help_text="Letters, digits, '.', '-' and '_'.")
+    name = forms.CharField(label=gettext_lazy("Name of the clone"), max_length=63,
+                           help_text=gettext_lazy("Letters, digits, '.', '-' and '_'."))
 
     def __init__(self, taken: frozenset[str], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -37,9 +42,9 @@ class CloneForm(forms.Form):
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"].strip()
         if not names.NAME_RE.match(name):
-            raise forms.ValidationError(names.RULE)
+            raise forms.ValidationError(shown(names.RULE))
         if name in self.taken:
-            raise forms.ValidationError("A VM with this name already exists on this host.")
+            raise forms.ValidationError(_("A VM with this name already exists on this host."))
         return name
 
 
@@ -70,10 +75,10 @@ def clone_start(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         info: ClonePreview = ref.call(preview, PLAN_TIMEOUT)
     except VirtError as exc:
-        return render(request, "instances/config/clone.html", {"ref": ref, "error": str(exc)}, status=503)
+        return render(request, "instances/config/clone.html", {"ref": ref, "error": said(exc)}, status=503)
     form = CloneForm(info.taken_names, request.POST if request.method == "POST" else None,
                      initial={"name": _free_name(info.name, info.taken_names)})
-    context = {"ref": ref, "info": info, "form": form}
+    context = {"ref": ref, "info": info, "refusal": shown(info.refusal), "form": form}
     if request.method != "POST" or not form.is_valid():
         return render(request, "instances/config/clone.html", context)
     job = start_clone(request, ref, form, info.name)
@@ -90,5 +95,5 @@ def start_clone(request: HttpRequest, ref: VMRef, form: CloneForm, vm_name: str,
         refused(request, ops.CLONE, host=ref.host, name=vm_name, reason=f"uuid {ref.uuid} -> {new_name}: {exc}")
         if quiet:
             raise
-        form.add_error(None, f"The clone was not started: {exc}")
+        form.add_error(None, _("The clone was not started: {why}").format(why=said(exc)))
         return None

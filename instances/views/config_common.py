@@ -16,34 +16,64 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from hosts import services
 from instances.lookup import VMRef
 from virt.capabilities import HostOffer, host_offer
 from virt.devices import Definitions, definitions
 from virt.domains import state_name
-from virt.errors import VirtError
+from virt.errors import Said, VirtError
+from webkvm.i18n import said as say
 from webkvm.operations import told
 from webkvm.sharing import offer_for
 
 
+def _english(parts: list[str]) -> str:
+    return ", ".join(str(part) for part in parts)
+
+
+def shown(text: str | Said | Promise) -> str:
+    """Words of ours in the user's language: a message of the virt layer (said), or an English msgid
+    (a label, a confirmation) marked where it is written."""
+    if isinstance(text, Said):
+        return say(text)
+    return _(str(text)) if text else ""
+
+
 def words(parts: list[str]) -> str:
-    return ", ".join(parts)
+    """What a change reached ("password", "keymap"...: the virt layer's words), in the user's language."""
+    return pgettext("list separator", ", ").join(shown(part) for part in parts)
 
 
-def as_said(said: str) -> str:
-    """The message of a device change: the virt layer's own words for what it did."""
-    return said
+# The full-width stop, exclamation and question marks, colon and semicolon.
+_FULL_WIDTH_STOPS = ("\u3002", "\uff01", "\uff1f", "\uff1a", "\uff1b")
 
 
-def asked(what: str) -> Callable[[str], str]:
-    """The audit detail of a device change: what was asked, then what the virt layer said it did."""
+def sentences(parts: list[str]) -> str:
+    """Sentences one after another: a space between them, none after a full-width stop (Chinese)."""
+    text = ""
+    for part in parts:
+        text += (" " if text and not text.endswith(_FULL_WIDTH_STOPS) else "") + part
+    return text
+
+
+def as_said(said: str | Said) -> str:
+    """The message of a device change: the virt layer's own words for what it did, in the user's language."""
+    return say(said)
+
+
+def asked(what: str) -> Callable[[str | Said], str]:
+    """The audit detail of a device change: what was asked, then what the virt layer said it did (English)."""
     return lambda said: f"{what}: {said}"
 
 
 def where_applied(live: list[str], next_boot: list[str]) -> str:
-    """The audit detail's tail: what a running VM took at once and what waits for its next boot."""
-    return (f"; live: {words(live)}" if live else "") + (f"; at next boot: {words(next_boot)}" if next_boot else "")
+    """The audit detail's tail: what a running VM took at once and what waits for its next boot (English)."""
+    return ((f"; live: {_english(live)}" if live else "")
+            + (f"; at next boot: {_english(next_boot)}" if next_boot else ""))
 
 
 # ---- disks and NICs: the VM's devices with the host's choices -------------------------------------
@@ -97,7 +127,7 @@ def row_form_valid(request: HttpRequest, form: forms.Form, field: str, label: st
     if form.is_valid():
         return True
     for error in form.errors.get(field, []):
-        messages.error(request, f"{label}: {error}")
+        messages.error(request, _("{field}: {error}").format(field=label, error=error))
     return False
 
 
@@ -105,7 +135,8 @@ def offer_or_message(request: HttpRequest, ref: VMRef) -> HostOffer | None:
     try:
         return offer(request, ref)
     except VirtError as exc:
-        messages.error(request, f"{ref.host.name} could not be asked what it offers: {told(request.user, exc)}")
+        messages.error(request, _("{host} could not be asked what it offers: {why}").format(
+            host=ref.host.name, why=told(request.user, exc)))
         return None
 
 

@@ -19,6 +19,7 @@ import libvirt
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from hosts import services
@@ -34,6 +35,7 @@ from virt.devices import FieldProblem
 from virt.errors import NotFound, VirtError
 from virt.osinfo import catalogue
 from virt.sharing import VolumeInUse, volume_users
+from webkvm.i18n import said
 from webkvm.operations import Outcome, host_or_404, perform, refused, route
 
 REFRESH = "refresh"  # a submit button that re-reads the choices (another host, every machine type) and creates nothing
@@ -140,19 +142,21 @@ def run_create(request: HttpRequest, host: Host, form: CreateVMForm, *, quiet: b
         try:
             return services.change(host, lambda conn: _create_unshared(conn, spec, start), ops.CREATE.timeout)
         except VolumeInUse as exc:  # a wrong choice, like any other field error: nothing was made
-            raise FieldProblem("existing_volume", str(exc)) from None
+            raise FieldProblem.of("existing_volume", exc) from None
         except NotFound as exc:  # a chosen pool or volume vanished meanwhile: words, not a 404
-            raise VirtError(str(exc)) from None
+            raise VirtError(exc.template, **exc.params) from None
 
     outcome = perform(request, ops.CREATE, host=host, name=spec.name, work=work, done="",
                       detail=lambda vm_uuid: _describe(spec, vm_uuid, start), quiet=True)
+    error = said(outcome.exception) if outcome.exception is not None else outcome.error
     if outcome.field_problem:
-        form.add_error("existing_volume", outcome.error)
+        form.add_error("existing_volume", error)
     elif not outcome.ok:
-        form.add_error(None, f"{host.name} did not create the VM: {outcome.error}")
+        form.add_error(None, _("{host} did not create the VM: {error}").format(host=host.name, error=error))
     elif not quiet:
-        messages.success(request, f"VM {spec.name} created on {host.name}"
-                                  f"{' and started: its console is one click away (Console)' if start else ''}.")
+        created = (_("VM {name} created on {host} and started: its console is one click away (Console).") if start
+                   else _("VM {name} created on {host}."))
+        messages.success(request, created.format(name=spec.name, host=host.name))
     return outcome
 
 
@@ -169,7 +173,8 @@ def create(request: HttpRequest) -> HttpResponse:
     try:
         offer = offer_of(request, host, request.POST.get("name", "") if posted else None)
     except VirtError as exc:
-        context["error"] = f"{host.name} could not be asked what it offers: {exc}"
+        context["error"] = _("{host} could not be asked what it offers: {error}").format(host=host.name,
+                                                                                        error=said(exc))
         context["hosts"] = list(Host.objects.order_by("name").values_list("name", flat=True))
         return render(request, "instances/create.html", context, status=503)
     form = create_form(offer, request.POST if posted else None, initial=_initial(request, host, flavor),

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from hosts import services
@@ -30,6 +31,7 @@ from virt.devices import FieldProblem
 from virt.errors import VirtError
 from virt.image_create import disk_volume_name
 from virt.macs import random_mac
+from webkvm.i18n import said
 from webkvm.models import SharedKind
 from webkvm.operations import Operation, host_or_404, refused, route, told
 from webkvm.permissions import is_admin
@@ -68,7 +70,7 @@ def run_create_image(request: HttpRequest, host: Host, form: ImageCreateForm, op
     try:
         seed = cloudinit.build_seed(form.seed_spec(mac), vm_uuid)
     except FieldProblem as exc:
-        form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        form.add_error(exc.field if exc.field in form.fields else None, said(exc))
         return None
     owned = None
     if op == ops.CREATE_OWN:
@@ -76,7 +78,7 @@ def run_create_image(request: HttpRequest, host: Host, form: ImageCreateForm, op
             owned = quotas.reserve(request.user, host, spec.name, spec.vcpus, spec.memory_mib, spec.disk_bytes)
         except quotas.QuotaExceeded as exc:
             refused(request, op, host=host, name=spec.name, reason=str(exc))
-            form.add_error(None, str(exc))
+            form.add_error(None, said(exc))
             return None
     return image_jobs.start_create(request, op, host, spec, seed, owned=owned, form=form, quiet=quiet)
 
@@ -88,13 +90,14 @@ def _page(request: HttpRequest, host: Host | None, op: Operation, *, hosts: list
     try:
         offer = offer_of(host)
     except VirtError as exc:
-        context["error"] = f"{host.name} could not be asked what it offers: {told(request.user, exc)}"
+        context["error"] = _("{host} could not be asked what it offers: {error}").format(
+            host=host.name, error=told(request.user, exc))
         return render(request, "instances/create_image.html", context, status=503)
     posted = request.method == "POST"
     form = image_form(request, host, offer, request.POST if posted else None, own=op == ops.CREATE_OWN)
     context["form"] = form
     if op == ops.CREATE_OWN:
-        context["left"] = quotas.left(request.user)
+        context["left"] = said(quotas.left(request.user))
     if not posted or not form.is_valid():
         return render(request, "instances/create_image.html", context)
     job = run_create_image(request, host, form, op)

@@ -8,15 +8,19 @@ import libvirt
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
 from instances import quotas
 from instances.lookup import VMRef
 from instances.models import DomainDefinition
+from instances.views.config_common import shown
 from virt.delete import DeletePlan, DeleteReport, VolumeChoiceError, delete_plan, delete_vm
 from virt.devices import FieldProblem
 from virt.errors import VirtError
+from webkvm.i18n import said
 from webkvm.models import VMGrant
 from webkvm.operations import Outcome, on_vm, refused, told, vm_route
 from webkvm.permissions import is_admin
@@ -41,10 +45,10 @@ def _page(request: HttpRequest, ref: VMRef, plan: DeletePlan, volume_error: str 
 
 
 def report_text(report: DeleteReport) -> str:
-    text = f"VM {report.name} deleted"
     if report.deleted:
-        text += f" with its volumes {', '.join(report.deleted)}"
-    return text + "."
+        volumes = pgettext("list separator", ", ").join(report.deleted)
+        return _("VM {name} deleted with its volumes {volumes}.").format(name=report.name, volumes=volumes)
+    return _("VM {name} deleted.").format(name=report.name)
 
 
 def _detail(report: DeleteReport) -> str:
@@ -86,19 +90,19 @@ def delete_vm_and_volumes(request: HttpRequest, ref: VMRef, keys: Collection[str
     if choice:
         refusal = choice[0]
         refused(request, ops.DELETE_VM, host=ref.host, name=refusal.plan.name, reason=f"uuid {ref.uuid}; {refusal}")
-        said = str(refusal) if is_admin(request.user) else refusal.plain
-        return Outcome(refusal.plan.name, error=said, field_problem=True, exception=refusal)
+        words = said(refusal) if is_admin(request.user) else shown(refusal.plain)
+        return Outcome(refusal.plan.name, error=words, field_problem=True, exception=refusal)
     if not outcome.ok or outcome.value is None:
         if not quiet:
             why = told(request.user, outcome.exception) if outcome.exception else outcome.error
-            messages.error(request, f"The VM was not deleted: {why}")
+            messages.error(request, _("The VM was not deleted: {why}").format(why=why))
         return outcome
     report = outcome.value
     forget(ref)
     if not quiet:
         messages.success(request, report_text(report))
         for vol, why in report.failed:
-            messages.error(request, f"Volume {vol} could not be deleted: {why}")
+            messages.error(request, _("Volume {volume} could not be deleted: {why}").format(volume=vol, why=why))
     return outcome
 
 

@@ -15,9 +15,9 @@ from instances import state_since
 from instances.lookup import VMRef
 from virt import image_meta, lifecycle
 from virt.domains import DomainDetail, domain_detail
-from virt.errors import VirtError, host_words
+from virt.errors import VirtError
 from virt.reads import vm_sample
-from webkvm.operations import page, told, vm_route
+from webkvm.operations import host_trouble, page, told, vm_route
 from webkvm.permissions import can
 
 # The actions that matter most in each state, shown up front; the rest wait in the page's "More" menu.
@@ -89,7 +89,7 @@ def detail(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         info, image = ref.call(lambda dom: (domain_detail(dom), image_meta.of_domain(dom)))
     except VirtError as exc:
-        words = told(request.user, exc, host_words(exc))
+        words = told(request.user, exc, host_trouble(exc))
         return render(request, "instances/detail.html", {"ref": ref, "error": words}, status=503)
     since = state_since.of_vm(ref.host, info.uuid, info.name, info.state)
     allowed = {p: can(request.user, p, host=ref.host, vm_uuid=ref.uuid)
@@ -120,6 +120,6 @@ def stats(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         sample = services.read(ref.host, vm_sample(ref.uuid))
     except VirtError as exc:
-        words = told(request.user, exc, host_words(exc))
+        words = told(request.user, exc, host_trouble(exc))
         return JsonResponse({"error": words}, status=503)
     return JsonResponse(sample.as_dict())

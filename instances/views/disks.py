@@ -8,6 +8,8 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from instances import operations as ops
@@ -27,16 +29,19 @@ from virt.capabilities import ISO_SUFFIX, HostOffer
 from virt.create import DISK_FORMATS, PoolVolume, cdrom_bus
 from virt.storage_rules import check_name, parse_size
 from virt.xml.codecs import iec
+from webkvm.i18n import said
 from webkvm.operations import Outcome, on_vm, page, vm_route
 from webkvm.permissions import is_admin
 
 NEW, EXISTING = "new", "existing"
-CACHE_LABELS = {"default": "hypervisor default", "none": "none (direct I/O)", "writeback": "writeback",
-                "writethrough": "writethrough", "directsync": "directsync", "unsafe": "unsafe (no flushes)"}
-BUS_LABELS = {"virtio": "virtio (fastest; added to a running VM at once)",
-              "scsi": "SCSI (added to a running VM at once)",
-              "sata": "SATA (a running VM gets it at its next boot)",
-              "ide": "IDE (a running VM gets it at its next boot)"}
+# libvirt's cache modes (the values), in words: a translation names the mode the way its docs do.
+CACHE_LABELS = {"default": gettext_lazy("hypervisor default"), "none": gettext_lazy("none (direct I/O)"),
+                "writeback": gettext_lazy("writeback"), "writethrough": gettext_lazy("writethrough"),
+                "directsync": gettext_lazy("directsync"), "unsafe": gettext_lazy("unsafe (no flushes)")}
+BUS_LABELS = {"virtio": gettext_lazy("virtio (fastest; added to a running VM at once)"),
+              "scsi": gettext_lazy("SCSI (added to a running VM at once)"),
+              "sata": gettext_lazy("SATA (a running VM gets it at its next boot)"),
+              "ide": gettext_lazy("IDE (a running VM gets it at its next boot)")}
 TARGET_MAX = 8
 
 
@@ -46,24 +51,26 @@ def _pool_volume(value: str) -> PoolVolume:
 
 
 class AttachDiskForm(forms.Form):
-    source = forms.ChoiceField(label="Disk", widget=forms.RadioSelect, initial=NEW)
-    pool = forms.ChoiceField(label="Pool for the new volume", required=False)
-    volume_name = forms.CharField(label="Name of the new volume", required=False, max_length=63,
-                                  help_text="Letters, digits, '.', '-' and '_'; empty: named after the VM.")
-    size = forms.CharField(label="Size of the new volume", required=False, max_length=32,
-                           help_text="e.g. 10G, 512M, 1.5T (a bare number is GiB).")
-    format = forms.ChoiceField(label="Format of the new volume", choices=[(f, f) for f in DISK_FORMATS],
+    source = forms.ChoiceField(label=gettext_lazy("Disk"), widget=forms.RadioSelect, initial=NEW)
+    pool = forms.ChoiceField(label=gettext_lazy("Pool for the new volume"), required=False)
+    volume_name = forms.CharField(
+        label=gettext_lazy("Name of the new volume"), required=False, max_length=63,
+        help_text=gettext_lazy("Letters, digits, '.', '-' and '_'; empty: named after the VM."))
+    size = forms.CharField(label=gettext_lazy("Size of the new volume"), required=False, max_length=32,
+                           help_text=gettext_lazy("e.g. 10G, 512M, 1.5T (a bare number is GiB)."))
+    format = forms.ChoiceField(label=gettext_lazy("Format of the new volume"), choices=[(f, f) for f in DISK_FORMATS],
                                initial="qcow2")
-    volume = forms.ChoiceField(label="Existing volume", required=False)
-    bus = forms.ChoiceField(choices=list(BUS_LABELS.items()), initial="virtio")
-    cache = forms.ChoiceField(label="Cache mode", choices=list(CACHE_LABELS.items()), initial="default")
+    volume = forms.ChoiceField(label=gettext_lazy("Existing volume"), required=False)
+    bus = forms.ChoiceField(label=gettext_lazy("Bus"), choices=list(BUS_LABELS.items()), initial="virtio")
+    cache = forms.ChoiceField(label=gettext_lazy("Cache mode"), choices=list(CACHE_LABELS.items()), initial="default")
 
     def __init__(self, offer: HostOffer, admin: bool, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.offer, self.admin = offer, admin
         # An existing volume may hold another VM's data: only admins may attach one, or see the list.
-        set_choices(self, "source", [(NEW, "a new volume"), *([(EXISTING, "an existing volume")] if admin else [])])
-        set_choices(self, "pool", [(p.name, f"{p.name} ({iec(p.available_bytes)} free)")
+        set_choices(self, "source", [(NEW, _("a new volume")),
+                                     *([(EXISTING, _("an existing volume"))] if admin else [])])
+        set_choices(self, "pool", [(p.name, _("{pool} ({free} free)").format(pool=p.name, free=iec(p.available_bytes)))
                                    for p in offer.active_pools])
         if admin:
             set_choices(self, "volume", [("", "-"), *((f"{p}/{v}", f"{p}/{v}") for p, v in offer.volumes()
@@ -78,7 +85,7 @@ class AttachDiskForm(forms.Form):
         try:
             return parse_size(raw)
         except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise forms.ValidationError(said(exc)) from None
 
     def clean_volume_name(self) -> str:
         name: str = self.cleaned_data.get("volume_name", "").strip()
@@ -86,7 +93,7 @@ class AttachDiskForm(forms.Form):
             try:
                 check_name(name, "volume name")
             except ValueError as exc:
-                raise forms.ValidationError(str(exc)) from None
+                raise forms.ValidationError(said(exc)) from None
         return name
 
     def clean(self) -> dict[str, Any]:
@@ -95,16 +102,18 @@ class AttachDiskForm(forms.Form):
             pool = self.offer.pool(data.get("pool") or "")
             size = data.get("size")
             if pool is None:
-                self.add_error("pool", "Choose a pool for the new volume.")
+                self.add_error("pool", _("Choose a pool for the new volume."))
             if size is None and "size" not in self.errors:
-                self.add_error("size", "Give the size of the new volume.")
+                self.add_error("size", _("Give the size of the new volume."))
             if pool is not None and size is not None and size > pool.available_bytes:
-                self.add_error("size", f"Pool {pool.name} has only {iec(pool.available_bytes)} free.")
+                self.add_error("size", _("Pool {pool} has only {free} free.").format(
+                    pool=pool.name, free=iec(pool.available_bytes)))
             name = data.get("volume_name")
             if pool is not None and name and name in pool.volumes:
-                self.add_error("volume_name", f"Pool {pool.name} already has a volume named {name}.")
+                self.add_error("volume_name", _("Pool {pool} already has a volume named {name}.").format(
+                    pool=pool.name, name=name))
         elif data.get("source") == EXISTING and not data.get("volume"):
-            self.add_error("volume", "Choose the volume to attach.")
+            self.add_error("volume", _("Choose the volume to attach."))
         return data
 
     def spec(self) -> disks.NewVolume | PoolVolume:
@@ -121,12 +130,12 @@ class AttachDiskForm(forms.Form):
 
 
 class IsoForm(forms.Form):
-    iso = forms.ChoiceField(label="ISO image")
+    iso = forms.ChoiceField(label=gettext_lazy("ISO image"))
 
     def __init__(self, offer: HostOffer, *args: Any, optional: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["iso"].required = not optional
-        set_choices(self, "iso", [*([("", "empty")] if optional else []),
+        set_choices(self, "iso", [*([("", _("empty"))] if optional else []),
                                   *((f"{p}/{v}", f"{p}/{v}") for p, v in offer.isos())])
 
     def chosen(self) -> PoolVolume | None:
@@ -186,7 +195,7 @@ def attach(request: HttpRequest, ref: VMRef, form: AttachDiskForm, *, quiet: boo
         undo = quotas.grow(request.user, ref.host, ref.uuid,
                            add_disk_bytes=spec.size_bytes if isinstance(spec, disks.NewVolume) else 0)
     except quotas.QuotaExceeded as exc:
-        form.add_error("size", str(exc))
+        form.add_error("size", said(exc))
         return Outcome(ref.uuid, error=str(exc), field_problem=True, exception=exc)
     outcome = on_vm(request, ops.DISK_ATTACH, ref,
                     lambda dom: disks.attach_disk(dom, spec, bus=bus, cache=cache),
@@ -215,7 +224,7 @@ def cdrom_insert(request: HttpRequest, ref: VMRef) -> HttpResponse:
     if offer is None:
         return _back(ref)
     target, form = _target(request), IsoForm(offer, request.POST)
-    if not row_form_valid(request, form, "iso", "ISO image"):
+    if not row_form_valid(request, form, "iso", _("ISO image")):
         return _back(ref)
     insert(request, ref, target, form)
     return _back(ref)

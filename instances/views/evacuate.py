@@ -12,6 +12,8 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from hosts import services
@@ -25,20 +27,22 @@ from jobs.models import Job
 from virt import migrate
 from virt.domains import DomainRow
 from virt.errors import InvalidState, Unreachable, VirtError, host_words
+from webkvm.i18n import said
 from webkvm.operations import host_or_404, refused, route
 
 SPREAD = "__spread__"
 
 
 class EvacuateForm(MigrateForm):
-    include_shut_off = forms.BooleanField(required=False, label="Also move the shut-off VMs (offline)")
+    include_shut_off = forms.BooleanField(required=False, label=gettext_lazy("Also move the shut-off VMs (offline)"))
 
     def __init__(self, targets: list[str], *args: Any, **kwargs: Any) -> None:
         super().__init__(targets, *args, **kwargs)
         target = self.fields["target"]
         assert isinstance(target, forms.ChoiceField)
-        target.choices = [(SPREAD, "spread over the other hosts by free memory"), *[(name, name) for name in targets]]
-        self.fields["copy_storage"].help_text = "For the running VMs: full copy of their disks."
+        target.choices = [(SPREAD, _("spread over the other hosts by free memory")),
+                          *[(name, name) for name in targets]]
+        self.fields["copy_storage"].help_text = _("For the running VMs: full copy of their disks.")
 
 
 def _free_memory(hosts: list[Host]) -> tuple[dict[str, int], list[str]]:
@@ -48,7 +52,7 @@ def _free_memory(hosts: list[Host]) -> tuple[dict[str, int], list[str]]:
         if outcome.ok and outcome.value is not None:
             free[outcome.host.name] = outcome.value
         else:
-            down.append(f"{outcome.host.name} ({outcome.error})")
+            down.append(f"{outcome.host.name} ({outcome.words})")
     return free, down
 
 
@@ -78,7 +82,8 @@ def evacuate_host(request: HttpRequest, source: Host, form: EvacuateForm, *, qui
         refused(request, ops.EVACUATE, host=source, name=source.name, reason=reason)
         if quiet:
             raise InvalidState(reason) if not chosen else Unreachable(reason)
-        form.add_error(None, reason)
+        form.add_error(None, _("Nothing to move.") if not chosen else _("No target host answered: {hosts}").format(
+            hosts=", ".join(down)))
         return None
     by_name = {h.name: h for h in targets}
     options = form.options()
@@ -97,7 +102,7 @@ def evacuate(request: HttpRequest, host: str) -> HttpResponse:
     try:
         rows = host_rows(source).rows
     except VirtError as exc:
-        context["error"] = host_words(exc)
+        context["error"] = said(host_words(exc))
         return render(request, "instances/evacuate.html", context, status=503)
     running = [r for r in rows if r.active]
     shut_off = [r for r in rows if not r.active]

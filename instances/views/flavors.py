@@ -6,6 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from instances import operations as ops
@@ -23,14 +24,16 @@ def flavor_list(request: HttpRequest) -> HttpResponse:
 def save_flavor(request: HttpRequest, op: Operation, form: FlavorForm, *, quiet: bool = False) -> Outcome[Flavor]:
     """flavor.create or flavor.update of a valid form (the page and the API): one audit record."""
     return perform(request, op, host=None, name=form.cleaned_data["name"], work=form.save,
-                   done=lambda saved: f"Flavor {saved.name} saved.", detail=str, audited_name=lambda saved: saved.name,
+                   done=lambda saved: _("Flavor {name} saved.").format(name=saved.name), detail=str,
+                   audited_name=lambda saved: saved.name,
                    quiet=quiet)
 
 
 def delete_flavor(request: HttpRequest, flavor: Flavor, *, quiet: bool = False) -> Outcome[Any]:
     """flavor.delete (the page and the API). VMs made from it keep their sizes: a flavor is only a form pre-fill."""
     return perform(request, ops.FLAVOR_DELETE, host=None, name=flavor.name, work=flavor.delete,
-                   done=f"Flavor {flavor.name} deleted.", quiet=quiet)
+                   done=_("Flavor {name} deleted.").format(name=flavor.name), detail=f"Flavor {flavor.name} deleted.",
+                   quiet=quiet)
 
 
 def _edit(request: HttpRequest, op: Operation, flavor: Flavor | None) -> HttpResponse:

@@ -11,11 +11,14 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
 from hosts.models import Host
 from instances.fleet import SORT_KEYS, Filters, console_base, gather
 from instances.host_rows import ROW_ACTIONS, row_icon
+from instances.templatetags.vm import state_label
 from virt import lifecycle
 from virt.domains import STATES
 from webkvm.operations import LOGIN, page, route
@@ -23,9 +26,21 @@ from webkvm.permissions import host_for, is_admin
 
 # Rendering costs about 0.1 ms a row: a page of 500 keeps the largest fleets fast; filters find the rest.
 PAGE_SIZE = 500
-# The rows' power buttons as fleet-live.js redraws them when a VM's state changes.
-ROW_ACTIONS_JSON = json.dumps({name: {"label": label, "confirm": lifecycle.ACTIONS[name].confirm}
-                               for name, label in ROW_ACTIONS.items()})
+# The sort keys (instances/fleet.py SORT_KEYS) as the list's "sort by" choice names them.
+SORT_LABELS = {"name": gettext_lazy("name"), "host": gettext_lazy("host"), "state": gettext_lazy("state"),
+               "vcpus": gettext_lazy("vCPUs"), "memory": gettext_lazy("memory"), "cpu": gettext_lazy("CPU")}
+
+
+def row_actions_json() -> str:
+    """The rows' power buttons as fleet-live.js redraws them when a VM's state changes, in the page's language."""
+    return json.dumps({name: {"label": str(label), "confirm": _(lifecycle.ACTIONS[name].confirm)
+                              if lifecycle.ACTIONS[name].confirm else ""}
+                       for name, label in ROW_ACTIONS.items()})
+
+
+def labelled(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's data (English keys and state, which scripts compare) with its state as the page shows it."""
+    return {**row, "state_label": state_label(row.get("state", ""))}
 
 
 def fleet_context(request: HttpRequest, filters: Filters, host: Host | None) -> dict[str, Any]:
@@ -44,9 +59,11 @@ def fleet_context(request: HttpRequest, filters: Filters, host: Host | None) -> 
     columns = 8 + fleet.selectable + (host is None)
     return {
         "fleet": fleet, "page": page, "rows_html": rows_html, "query": query.urlencode(), "filters": filters,
-        "states": STATES, "sort_keys": list(SORT_KEYS), "host": host, "is_admin": admin, "columns": columns,
-        "next": request.get_full_path(), "row_actions": ROW_ACTIONS_JSON,
-        "force_off_words": lifecycle.ACTIONS["destroy"].confirm,
+        "states": [(state, state_label(state)) for state in STATES],
+        "sort_keys": [(key, str(SORT_LABELS.get(key, key))) for key in SORT_KEYS],
+        "host": host, "is_admin": admin, "columns": columns,
+        "next": request.get_full_path(), "row_actions": row_actions_json(),
+        "force_off_words": _(lifecycle.ACTIONS["destroy"].confirm),
         "row_icons": [(name, row_icon(name)) for name in ("console", *ROW_ACTIONS)],
     }
 
@@ -75,7 +92,8 @@ def rows(request: HttpRequest) -> JsonResponse:
     fleet = gather(request.user, Filters.from_query(request.GET))
     page = Paginator(fleet.rows, PAGE_SIZE).get_page(request.GET.get("page"))
     return JsonResponse({
-        "vms": {item.key: item.snapshot.dicts[item.row.uuid.lower()] if item.snapshot else item.row.as_dict()
+        "vms": {item.key: labelled(item.snapshot.dicts[item.row.uuid.lower()] if item.snapshot else item.row.as_dict())
                 for item in page},
         "unreachable": {host.name: words for host, words in fleet.unreachable},
+        "busy": sorted(host.name for host, _words in fleet.unreachable if host.pk in fleet.busy),
     })

@@ -12,11 +12,14 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
 from instances.lookup import VMRef
-from instances.views.config_common import where_applied, words
+from instances.views.config_common import sentences, shown, where_applied, words
 from virt.errors import InvalidInput, VirtError
 from virt.graphics import (
     DEFAULT_LISTEN,
@@ -30,6 +33,7 @@ from virt.graphics import (
     validate_listen,
     validate_password,
 )
+from webkvm.i18n import said
 from webkvm.operations import Outcome, on_vm, told, vm_route
 from webkvm.permissions import is_admin
 
@@ -38,15 +42,20 @@ ADMIN_ONLY = ("password_action", "password", "listen")
 
 
 class VncForm(forms.Form):
-    password_action = forms.ChoiceField(label="Password", initial=KEEP, choices=[
-        (KEEP, "keep as it is"), (SET, "set a new password"), (CLEAR, "remove the password")])
-    password = forms.CharField(label="New password", required=False, strip=False,
+    password_action = forms.ChoiceField(label=gettext_lazy("Password"), initial=KEEP, choices=[
+        (KEEP, gettext_lazy("keep as it is")), (SET, gettext_lazy("set a new password")),
+        (CLEAR, gettext_lazy("remove the password"))])
+    password = forms.CharField(label=gettext_lazy("New password"), required=False, strip=False,
                                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-                               help_text=f"1 to {MAX_PASSWORD} printable ASCII characters (VNC uses no more).")
-    keymap = forms.ChoiceField(label="Keymap", required=False,
-                               choices=[("", "qemu's default (en-us)"), *((k, k) for k in KEYMAPS)])
-    listen = forms.CharField(label="Listen address", max_length=45, initial=DEFAULT_LISTEN,
-                             help_text="127.0.0.1: reachable only through the panel's console (recommended).")
+                               help_text=format_lazy(gettext_lazy(
+                                   "1 to {count} printable ASCII characters (VNC uses no more)."), count=MAX_PASSWORD))
+    # The keymaps' names are codes (data): translate="no" keeps browsers' translators (and the page check) off them.
+    keymap = forms.ChoiceField(label=gettext_lazy("Keymap"), required=False,
+                               widget=forms.Select(attrs={"translate": "no"}),
+                               choices=[("", gettext_lazy("qemu's default (en-us)")), *((k, k) for k in KEYMAPS)])
+    listen = forms.CharField(label=gettext_lazy("Listen address"), max_length=45, initial=DEFAULT_LISTEN,
+                             help_text=gettext_lazy("127.0.0.1: reachable only through the panel's console "
+                                                    "(recommended)."))
 
     def __init__(self, settings: VncSettings, admin: bool, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {"keymap": settings.keymap, "listen": settings.listen or DEFAULT_LISTEN,
@@ -63,17 +72,17 @@ class VncForm(forms.Form):
         try:
             return validate_listen(self.cleaned_data["listen"])
         except InvalidInput as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise forms.ValidationError(said(exc)) from None
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or {}
         if not self.admin and any(name in self.data for name in ADMIN_ONLY):
-            raise forms.ValidationError("Only admins set the VNC password and listen address.")
+            raise forms.ValidationError(_("Only admins set the VNC password and listen address."))
         if data.get("password_action") == SET:
             try:
                 validate_password(data.get("password") or "")
             except InvalidInput as exc:
-                self.add_error("password", str(exc))
+                self.add_error("password", said(exc))
         return data
 
     def change(self) -> VncChange:
@@ -94,13 +103,13 @@ def _describe(change: VncChange, report: VncReport) -> str:
 
 def summary(report: VncReport, running: bool) -> str:
     if not running:
-        return "VNC settings saved; they apply when the VM starts."
-    parts = ["VNC settings saved."]
+        return _("VNC settings saved; they apply when the VM starts.")
+    parts = [_("VNC settings saved.")]
     if report.live:
-        parts.append(f"Applied now: {words(report.live)}.")
+        parts.append(_("Applied now: {what}.").format(what=words(report.live)))
     if report.next_boot:
-        parts.append(f"On next boot: {words(report.next_boot)}.")
-    return " ".join(parts)
+        parts.append(_("On next boot: {what}.").format(what=words(report.next_boot)))
+    return sentences(parts)
 
 
 @require_http_methods(["GET", "POST"])
@@ -116,7 +125,7 @@ def vnc_settings(request: HttpRequest, ref: VMRef) -> HttpResponse:
     if request.method == "POST" and settings.present and form.is_valid() and apply(request, ref, form).ok:
         return redirect("instances:vnc", ref.host.name, ref.uuid)
     return render(request, "instances/config/graphics.html", {"ref": ref, "name": name, "settings": settings,
-                                                              "form": form})
+                                                              "pending": words(list(settings.pending)), "form": form})
 
 
 def apply(request: HttpRequest, ref: VMRef, form: VncForm, *, quiet: bool = False) -> Outcome[VncReport]:
@@ -128,5 +137,5 @@ def apply(request: HttpRequest, ref: VMRef, form: VncForm, *, quiet: bool = Fals
                     detail=lambda report: _describe(change, report), form=form, quiet=quiet)
     if outcome.ok and outcome.value is not None and not quiet:
         for warning in outcome.value.warnings:
-            messages.warning(request, warning)
+            messages.warning(request, shown(warning))
     return outcome

@@ -12,6 +12,8 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 from django.views.decorators.http import require_http_methods, require_POST
 
 from hosts import services
@@ -24,32 +26,38 @@ from instances.migrate_jobs import Planned
 from instances.views.bulk import selected
 from jobs.models import Job
 from virt.domains import DomainRow
-from virt.errors import InvalidInput, InvalidState, Unreachable, VirtError
+from virt.errors import InvalidInput, InvalidState, Text, Unreachable, VirtError
 from virt.migrate_checks import Finding, Options, VMFacts, judge, source_facts, target_facts, unreachable
 from virt.uri import validate_hostname
+from webkvm.i18n import said
 from webkvm.operations import refused, route, vm_route
 
 CHECK_TIMEOUT = 20.0  # the target's checks refresh the pools the VM's disks would be in
 
 
 class MigrateForm(forms.Form):
-    target = forms.ChoiceField(label="Target host")
+    target = forms.ChoiceField(label=gettext_lazy("Target host"))
     copy_storage = forms.BooleanField(
-        required=False, label="Copy non-shared storage",
-        help_text="Full copy of the VM's disks into a pool with the same path on the target (live only).")
+        required=False, label=gettext_lazy("Copy non-shared storage"),
+        help_text=gettext_lazy("Full copy of the VM's disks into a pool with the same path on the target (live "
+                               "only)."))
     peer_to_peer = forms.BooleanField(
-        required=False, label="Peer-to-peer", help_text="The source host's libvirtd talks to the target itself.")
+        required=False, label=gettext_lazy("Peer-to-peer"),
+        help_text=gettext_lazy("The source host's libvirtd talks to the target itself."))
     tunnelled = forms.BooleanField(
-        required=False, label="Tunnelled", help_text="Data travels inside the libvirtd connection (peer-to-peer).")
-    keep_source = forms.BooleanField(required=False, label="Keep the definition on the source host")
+        required=False, label=gettext_lazy("Tunnelled"),
+        help_text=gettext_lazy("Data travels inside the libvirtd connection (peer-to-peer)."))
+    keep_source = forms.BooleanField(required=False, label=gettext_lazy("Keep the definition on the source host"))
     max_downtime_ms = forms.IntegerField(required=False, min_value=1, max_value=60000,
-                                         label="Maximum downtime (ms)", help_text="Empty: libvirt's default.")
+                                         label=gettext_lazy("Maximum downtime (ms)"),
+                                         help_text=gettext_lazy("Empty: libvirt's default."))
     bandwidth_mib = forms.IntegerField(required=False, min_value=1, max_value=1000000,
-                                       label="Bandwidth limit (MiB/s)", help_text="Empty: unlimited.")
+                                       label=gettext_lazy("Bandwidth limit (MiB/s)"),
+                                       help_text=gettext_lazy("Empty: unlimited."))
     migration_address = forms.CharField(
-        required=False, max_length=253, label="Target's migration address",
-        help_text="Where the target receives the data (an address the source can reach). Empty: the "
-                  "target's own setting.")
+        required=False, max_length=253, label=gettext_lazy("Target's migration address"),
+        help_text=gettext_lazy("Where the target receives the data (an address the source can reach). Empty: the "
+                               "target's own setting."))
 
     def __init__(self, targets: list[str], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -64,9 +72,9 @@ class MigrateForm(forms.Form):
         try:
             validate_hostname(value)
         except InvalidInput as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise forms.ValidationError(said(exc)) from None
         if value.lower() == "localhost" or value.startswith("127.") or value.strip("[]") == "::1":
-            raise forms.ValidationError("A loopback address means the source host itself: give the target's.")
+            raise forms.ValidationError(_("A loopback address means the source host itself: give the target's."))
         return value
 
     def clean(self) -> dict[str, Any]:
@@ -74,7 +82,7 @@ class MigrateForm(forms.Form):
         if data.get("tunnelled"):
             data["peer_to_peer"] = True  # a tunnel is a peer-to-peer connection
             if data.get("migration_address"):
-                self.add_error("migration_address", "A tunnelled migration has no separate data address.")
+                self.add_error("migration_address", _("A tunnelled migration has no separate data address."))
         return data
 
     def options(self) -> Options:
@@ -107,8 +115,9 @@ def _check(ref: VMRef, target: Host, options: Options) -> list[Finding]:
     except Unreachable as exc:
         return [unreachable(target.name, str(exc))]
     except VirtError as exc:
-        return [Finding("target", f"{target.name} could not be checked: {exc}",
-                        f"Check {target.name} (Hosts → {target.name}), then check again.")]
+        return [Finding("target", Text(gettext_noop("{name} could not be checked: {error}"), name=target.name,
+                                       error=Text.of(exc)),
+                        Text(gettext_noop("Check {name} (Hosts → {name}), then check again."), name=target.name))]
     return judge(vm, tgt, ref.host.name, target.name, options, peer_uri)
 
 
@@ -136,7 +145,7 @@ def check(request: HttpRequest, ref: VMRef, form: MigrateForm, vm: VMFacts, *, s
     target = get_object_or_404(Host, name=form.cleaned_data["target"])
     options = form.options()
     if options.copy_storage and not vm.active:
-        form.add_error("copy_storage", "Storage is copied during a live migration: start the VM, or untick this.")
+        form.add_error("copy_storage", _("Storage is copied during a live migration: start the VM, or untick this."))
         if starting:
             refused(request, ops.MIGRATE, host=ref.host, name=vm.name, reason="copy storage of a shut-off VM")
         return None
@@ -171,7 +180,7 @@ def migrate_vm(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         vm = context["vm"] = ref.call(source_facts, CHECK_TIMEOUT)
     except VirtError as exc:
-        context["error"] = str(exc)
+        context["error"] = said(exc)
         return render(request, "instances/migrate.html", context, status=503)
     bound = request.POST if request.method == "POST" else (request.GET if "target" in request.GET else None)
     form = context["form"] = MigrateForm(targets_of(ref.host), bound)
@@ -183,7 +192,7 @@ def migrate_vm(request: HttpRequest, ref: VMRef) -> HttpResponse:
         else:
             checked = migrate_one(request, ref, form, vm=vm)
     except VirtError as exc:
-        context["error"] = str(exc)
+        context["error"] = said(exc)
         return render(request, "instances/migrate.html", context, status=503)
     if checked is None:
         return render(request, "instances/migrate.html", context)
@@ -202,7 +211,7 @@ Ticked = list[tuple[Host, str, DomainRow | None]]  # a ticked VM's host, UUID an
 def with_rows(chosen: list[tuple[Host, str]]) -> Ticked:
     """The ticked VMs with their rows from each host's shared read (one per host)."""
     rows: dict[tuple[int, str], DomainRow] = {}
-    for outcome in services.each({h.pk: h for h, _ in chosen}.values(), host_rows):
+    for outcome in services.each({h.pk: h for h, _uuid in chosen}.values(), host_rows):
         for row in outcome.value.rows if outcome.value else []:
             rows[(outcome.host.pk, row.uuid.lower())] = row
     return [(host, vm_uuid, rows.get((host.pk, vm_uuid))) for host, vm_uuid in chosen]
@@ -217,7 +226,7 @@ def migrate_selected(request: HttpRequest, vms: Ticked, form: MigrateForm, *, qu
                      options_for(options, row is None or row.active), row is None or row.active)
              for host, vm_uuid, row in vms if host.pk != target.pk]  # those already there stay
     if not plans:
-        form.add_error("target", "Every ticked VM is already on this host.")
+        form.add_error("target", _("Every ticked VM is already on this host."))
         return None
     return migrate_jobs.start_steps(request, ops.MIGRATE_MANY, target, target.name, plans,
                                     f"migration of {len(plans)} VM(s) to {target.name}", form, quiet=quiet)
@@ -230,7 +239,7 @@ def migrate_many(request: HttpRequest) -> HttpResponse:
     whose steps migrate them one after another."""
     chosen = selected(request)
     if not chosen:
-        messages.error(request, "Tick the VMs to migrate first.")
+        messages.error(request, _("Tick the VMs to migrate first."))
         return redirect("instances:list")
     vms = with_rows(chosen)
     form = MigrateForm(list(Host.objects.values_list("name", flat=True)),

@@ -9,6 +9,8 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from instances import operations as ops
@@ -25,6 +27,7 @@ from instances.views.config_common import (
 from virt import nics
 from virt.capabilities import HostOffer
 from virt.create import NIC_MODELS
+from webkvm.i18n import said
 from webkvm.operations import Outcome, on_vm, page, vm_route
 from webkvm.permissions import is_admin
 
@@ -32,8 +35,8 @@ MAC_MAX = 32
 
 
 def _sources(offer: HostOffer) -> list[tuple[str, str]]:
-    return [*((f"network:{n}", f"network {n}") for n in offer.networks),
-            *((f"bridge:{b}", f"host bridge {b}") for b in offer.bridges)]
+    return [*((f"network:{n}", _("network {name}").format(name=n)) for n in offer.networks),
+            *((f"bridge:{b}", _("host bridge {name}").format(name=b)) for b in offer.bridges)]
 
 
 class SourceField(forms.ChoiceField):
@@ -45,10 +48,12 @@ class SourceField(forms.ChoiceField):
 
 
 class AddNicForm(forms.Form):
-    source = SourceField(label="Network or bridge")
-    model = forms.ChoiceField(choices=[(m, m) for m in NIC_MODELS], initial="virtio")
-    mac = forms.CharField(label="MAC address", required=False, max_length=MAC_MAX,
-                          help_text="Empty: a new 52:54:00:… address, unique on this host.")
+    source = SourceField(label=gettext_lazy("Network or bridge"))
+    # The models' names are libvirt's (data): translate="no" keeps browsers' translators (and the page check) off them.
+    model = forms.ChoiceField(label=gettext_lazy("Model"), choices=[(m, m) for m in NIC_MODELS], initial="virtio",
+                              widget=forms.Select(attrs={"translate": "no"}))
+    mac = forms.CharField(label=gettext_lazy("MAC address"), required=False, max_length=MAC_MAX,
+                          help_text=gettext_lazy("Empty: a new 52:54:00:… address, unique on this host."))
 
     def __init__(self, offer: HostOffer, admin: bool, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -63,7 +68,7 @@ class AddNicForm(forms.Form):
         try:
             return nics.normalise_mac(raw)
         except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise forms.ValidationError(said(exc)) from None
 
     def spec(self) -> nics.NewNIC:
         kind, name = self.cleaned_data["source"]
@@ -71,7 +76,7 @@ class AddNicForm(forms.Form):
 
 
 class ChangeSourceForm(forms.Form):
-    source = SourceField(label="Move to")
+    source = SourceField(label=gettext_lazy("Move to"))
 
     def __init__(self, offer: HostOffer, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -153,7 +158,7 @@ def nic_source(request: HttpRequest, ref: VMRef) -> HttpResponse:
     if offer is None:
         return _back(ref)
     mac, form = _mac(request), ChangeSourceForm(offer, request.POST)
-    if not row_form_valid(request, form, "source", "Network or bridge"):
+    if not row_form_valid(request, form, "source", _("Network or bridge")):
         return _back(ref)
     move(request, ref, mac, form)
     return _back(ref)
@@ -164,7 +169,7 @@ def nic_source(request: HttpRequest, ref: VMRef) -> HttpResponse:
 def nic_link(request: HttpRequest, ref: VMRef) -> HttpResponse:
     mac, state = _mac(request), request.POST.get("state", "")
     if state not in ("up", "down"):
-        messages.error(request, "Link state: up or down.")
+        messages.error(request, _("Link state: up or down."))
         return _back(ref)
     link(request, ref, mac, state == "up")
     return _back(ref)

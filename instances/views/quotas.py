@@ -8,11 +8,13 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from instances import quotas
 from instances.forms_quota import QuotaForm
 from instances.models import OwnedVM, Quota
+from webkvm.i18n import said
 from webkvm.operations import ADMIN, LOGIN, Outcome, page, perform, route
 from webkvm.user_operations import QUOTA_DELETE, QUOTA_SET
 
@@ -34,15 +36,16 @@ def save_quota(request: HttpRequest, form: QuotaForm, *, quiet: bool = False) ->
     """quota.set of a valid form (the pages and the API): one audit record with the quota in words."""
     owner = form.cleaned_data.get("user") or form.cleaned_data.get("group")
     return perform(request, QUOTA_SET, host=None, name=str(owner), work=form.save,
-                   done=lambda saved: f"Quota of {saved.owner_words} saved.", detail=describe,
+                   done=lambda saved: _("Quota of {owner} saved.").format(owner=saved.owner_label), detail=describe,
                    audited_name=lambda saved: saved.owner_words, quiet=quiet)
 
 
 def delete_quota(request: HttpRequest, quota: Quota, *, quiet: bool = False) -> Outcome[Any]:
     """quota.delete (the pages and the API). The VMs already made stay, and stay their owners'."""
-    words = quota.owner_words
+    words, shown = quota.owner_words, quota.owner_label
     return perform(request, QUOTA_DELETE, host=None, name=words, work=quota.delete,
-                   done=f"Quota of {words} deleted.", quiet=quiet)
+                   done=_("Quota of {owner} deleted.").format(owner=shown), detail=f"Quota of {words} deleted.",
+                   quiet=quiet)
 
 
 def members_usage(quota: Quota) -> list[quotas.UserUsage]:
@@ -94,9 +97,9 @@ def my_quota(request: HttpRequest) -> HttpResponse:
     """The user's own limits, usage, what is left and what they may choose from; their self-service VMs."""
     me: Any = request.user
     limits = quotas.limits_for(me)
-    context: dict[str, Any] = {"limits": limits, "left": quotas.left(request.user)}
+    context: dict[str, Any] = {"limits": limits, "left": said(quotas.left(request.user))}
     if limits is not None:
         used = quotas.usage(request.user)
-        context.update(used=quotas.usage_words(limits, used), allowed=quotas.allowed(request.user),
+        context.update(used=said(quotas.usage_words(limits, used)), allowed=quotas.allowed(request.user),
                        owned=OwnedVM.objects.filter(user=me).select_related("host"))
     return render(request, "instances/quotas_mine.html", context)

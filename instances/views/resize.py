@@ -7,16 +7,19 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
 from instances import quotas
 from instances.lookup import VMRef
-from instances.views.config_common import where_applied, words
+from instances.views.config_common import sentences, shown, where_applied, words
 from virt.create import MIN_MEMORY_MIB
 from virt.errors import VirtError
 from virt.resize import ResizeReport, ResizeState, Sizing, read_state
 from virt.resize import resize as resize_vm
+from webkvm.i18n import said
 from webkvm.operations import Outcome, on_vm, told, vm_route
 from webkvm.permissions import is_admin
 
@@ -26,10 +29,10 @@ def _mib(kib: int) -> int:
 
 
 class ResizeForm(forms.Form):
-    vcpus = forms.IntegerField(label="vCPUs", min_value=1)
-    max_vcpus = forms.IntegerField(label="Maximum vCPUs", min_value=1)
-    memory_mib = forms.IntegerField(label="Memory (MiB)", min_value=MIN_MEMORY_MIB)
-    max_memory_mib = forms.IntegerField(label="Maximum memory (MiB)", min_value=MIN_MEMORY_MIB)
+    vcpus = forms.IntegerField(label=gettext_lazy("vCPUs"), min_value=1)
+    max_vcpus = forms.IntegerField(label=gettext_lazy("Maximum vCPUs"), min_value=1)
+    memory_mib = forms.IntegerField(label=gettext_lazy("Memory (MiB)"), min_value=MIN_MEMORY_MIB)
+    max_memory_mib = forms.IntegerField(label=gettext_lazy("Maximum memory (MiB)"), min_value=MIN_MEMORY_MIB)
 
     def __init__(self, state: ResizeState, *args: Any, **kwargs: Any) -> None:
         config = state.config
@@ -46,8 +49,8 @@ class ResizeForm(forms.Form):
         for name in ("memory_mib", "max_memory_mib"):
             self.fields[name] = forms.IntegerField(label=self.fields[name].label, min_value=MIN_MEMORY_MIB,
                                                    max_value=state.host_memory_mib)
-        self.fields["max_vcpus"].help_text = f"This host allows {state.host_max_vcpus}."
-        self.fields["max_memory_mib"].help_text = f"This host has {state.host_memory_mib} MiB."
+        self.fields["max_vcpus"].help_text = _("This host allows {count}.").format(count=state.host_max_vcpus)
+        self.fields["max_memory_mib"].help_text = _("This host has {size} MiB.").format(size=state.host_memory_mib)
 
     def _kib(self, field: str, current_kib: int) -> int:
         mib: int = self.cleaned_data[field]
@@ -65,7 +68,7 @@ class ResizeForm(forms.Form):
         if not self.errors:
             for field, problem in self.sizing().problems(self.state.host_max_vcpus,
                                                           self.state.host_memory_mib).items():
-                self.add_error(field, problem)
+                self.add_error(field, shown(problem))
         return data
 
 
@@ -79,15 +82,15 @@ def _describe(old: Sizing, new: Sizing, report: ResizeReport) -> str:
 
 def summary(report: ResizeReport, admin: bool) -> str:
     if not report.running:
-        return "saved; the new sizes apply when the VM starts."
-    parts = ["saved."]
+        return _("saved; the new sizes apply when the VM starts.")
+    parts = [_("saved.")]
     if report.live:
-        parts.append(f"Applied now: {words(report.live)}.")
+        parts.append(_("Applied now: {what}.").format(what=words(report.live)))
     if report.next_boot:
-        parts.append(f"Waits for the next boot: {words(report.next_boot)}.")
+        parts.append(_("Waits for the next boot: {what}.").format(what=words(report.next_boot)))
     if admin and report.host_said:  # libvirt's own words: admins only (webkvm.operations.told)
-        parts.append(f"The host said: {'; '.join(report.host_said)}.")
-    return " ".join(parts)
+        parts.append(_("The host said: {words}.").format(words="; ".join(shown(s) for s in report.host_said)))
+    return sentences(parts)
 
 
 @require_http_methods(["GET", "POST"])
@@ -101,7 +104,8 @@ def resize(request: HttpRequest, ref: VMRef) -> HttpResponse:
     form = ResizeForm(state, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid() and apply(request, ref, form).ok:
         return redirect("instances:resize", ref.host.name, ref.uuid)
-    return render(request, "instances/config/resize.html", {"ref": ref, "state": state, "form": form})
+    return render(request, "instances/config/resize.html", {"ref": ref, "state": state, "form": form,
+                                                            "pending": words(state.pending)})
 
 
 def apply(request: HttpRequest, ref: VMRef, form: ResizeForm, *, quiet: bool = False) -> Outcome[ResizeReport]:
@@ -112,7 +116,7 @@ def apply(request: HttpRequest, ref: VMRef, form: ResizeForm, *, quiet: bool = F
         undo = quotas.grow(request.user, ref.host, ref.uuid, vcpus=wanted.max_vcpus,
                            memory_mib=-(-wanted.max_memory_kib // 1024))
     except quotas.QuotaExceeded as exc:
-        form.add_error(None, str(exc))
+        form.add_error(None, said(exc))
         return Outcome(ref.uuid, error=str(exc), field_problem=True, exception=exc)
     outcome = on_vm(request, ops.RESIZE, ref, lambda dom: resize_vm(dom, wanted),
                     done=lambda report: summary(report, admin),

@@ -8,11 +8,13 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
 from instances.lookup import VMRef
 from virt.errors import VirtError
+from webkvm.i18n import said
 from webkvm.models import VMGrant
 from webkvm.operations import vm_route
 from webkvm.users import ALLOWED, GrantPermissionsForm, give_grant
@@ -21,7 +23,8 @@ from webkvm.users import ALLOWED, GrantPermissionsForm, give_grant
 class ShareForm(GrantPermissionsForm):
     # Admins may use every VM already: only the others need a grant.
     user = forms.ModelChoiceField(queryset=get_user_model().objects.filter(is_superuser=False, is_active=True)
-                                  .order_by("username"), empty_label="choose a user")
+                                  .order_by("username"), label=gettext_lazy("User"),
+                                  empty_label=gettext_lazy("choose a user"))
     field_order = ["user", *ALLOWED]
 
 
@@ -37,7 +40,7 @@ def share(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         name = ref.call(_name)
     except VirtError as exc:
-        return render(request, "instances/share.html", {**context, "error": str(exc)}, status=503)
+        return render(request, "instances/share.html", {**context, "error": said(exc)}, status=503)
     form = ShareForm(request.POST if request.method == "POST" else None)
     context.update(vm_name=name, form=form)
     if request.method != "POST" or not form.is_valid():

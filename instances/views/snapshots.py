@@ -16,24 +16,29 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
 from hosts import services
 from instances import operations as ops
 from instances import snapshot_jobs
 from instances.lookup import VMRef
+from instances.views.config_common import shown
 from jobs.models import ACTIVE, Job
 from virt import snapshots
-from virt.errors import InvalidInput, InvalidState, VirtError
+from virt.errors import InvalidInput, InvalidState, VirtError, gettext_noop, joined
 from virt.xml.domain import Domain
-from webkvm.operations import Outcome, on_vm, page, refused, told, vm_route
+from webkvm.i18n import said
+from webkvm.operations import Outcome, label_of, on_vm, page, refused, told, vm_route
 from webkvm.permissions import can, is_admin
 
 
 class SnapshotForm(forms.Form):
-    name = forms.CharField(max_length=63, help_text="Letters, digits, '.', '-' and '_'.")
-    description = forms.CharField(required=False, max_length=snapshots.MAX_DESCRIPTION,
-                                  widget=forms.Textarea(attrs={"rows": 2}))
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=63,
+                           help_text=gettext_lazy("Letters, digits, '.', '-' and '_'."))
+    description = forms.CharField(label=gettext_lazy("Description"), required=False,
+                                  max_length=snapshots.MAX_DESCRIPTION, widget=forms.Textarea(attrs={"rows": 2}))
 
     def __init__(self, taken: set[str], *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {"name": time.strftime("snap-%Y%m%d-%H%M%S")})
@@ -42,18 +47,18 @@ class SnapshotForm(forms.Form):
 
     def clean_name(self) -> str:
         try:
-            name, _ = snapshots.validate(self.cleaned_data["name"], "")
+            name, _description = snapshots.validate(self.cleaned_data["name"], "")
         except InvalidInput as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise forms.ValidationError(said(exc)) from None
         if name in self.taken:
-            raise forms.ValidationError("This VM already has a snapshot with this name.")
+            raise forms.ValidationError(_("This VM already has a snapshot with this name."))
         return name
 
     def clean_description(self) -> str:
         try:
             return snapshots.validate("description", self.cleaned_data.get("description") or "")[1]
         except InvalidInput as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise forms.ValidationError(said(exc)) from None
 
 
 def _overview(dom: libvirt.virDomain) -> dict[str, Any]:
@@ -77,6 +82,7 @@ def _page(request: HttpRequest, ref: VMRef, form: SnapshotForm | None = None) ->
     except VirtError as exc:
         context["error"] = told(request.user, exc)
         return render(request, "instances/config/snapshots.html", context, status=503)
+    context["blockers"] = [shown(b) for b in context["blockers"]]
     context["form"] = form or SnapshotForm({s.name for s in context["snapshots"]})
     context["jobs"] = _snapshot_jobs(request, ref) if context["can_change"] else []
     return render(request, "instances/config/snapshots.html", context)
@@ -104,7 +110,9 @@ def vm_for_snapshot(request: HttpRequest, ref: VMRef) -> dict[str, Any]:
 
 
 def taken_words(info: snapshots.SnapshotInfo) -> str:
-    return f"snapshot {info.name} taken{' with its memory' if info.with_memory else ''}."
+    if info.with_memory:
+        return _("snapshot {name} taken with its memory.").format(name=info.name)
+    return _("snapshot {name} taken.").format(name=info.name)
 
 
 @require_http_methods(["GET", "POST"])
@@ -115,7 +123,8 @@ def snapshot_create(request: HttpRequest, ref: VMRef) -> HttpResponse:
     try:
         vm = vm_for_snapshot(request, ref)
     except VirtError as exc:
-        messages.error(request, f"{ops.SNAPSHOT_CREATE.label}: not done: {told(request.user, exc)}")
+        messages.error(request, _("%(action)s: not done: %(reason)s") % {"action": label_of(ops.SNAPSHOT_CREATE),
+                                                                          "reason": told(request.user, exc)})
         return _to_list(ref)
     form = SnapshotForm({s.name for s in vm["snapshots"]}, request.POST)
     if not form.is_valid():
@@ -130,8 +139,10 @@ def snapshot_create(request: HttpRequest, ref: VMRef) -> HttpResponse:
 
 def refusal_words(request: HttpRequest, vm_name: str, exc: VirtError) -> str:
     if isinstance(exc, Unsnapshottable):
-        return f"No snapshot was taken: {exc}"
-    return f"{vm_name}: {ops.SNAPSHOT_CREATE.label}: not started: {told(request.user, exc)}"
+        return _("No snapshot was taken: {why}").format(why=said(exc))
+    failed = _("%(action)s: not started: %(reason)s") % {"action": label_of(ops.SNAPSHOT_CREATE),
+                                                         "reason": told(request.user, exc)}
+    return _("%(name)s: %(done)s") % {"name": vm_name, "done": failed}
 
 
 class Unsnapshottable(InvalidState):
@@ -147,9 +158,10 @@ def take_snapshot(request: HttpRequest, ref: VMRef, vm: dict[str, Any], form: Sn
     op = ops.SNAPSHOT_CREATE
     name, description = form.cleaned_data["name"], form.cleaned_data["description"]
     if vm["blockers"]:  # the panel's own rule, checked before libvirt is asked
-        reason = f"{vm['name']} cannot be snapshotted: " + " ".join(vm["blockers"])
-        refused(request, op, host=ref.host, name=vm["name"], reason=f"uuid {ref.uuid}: {reason}")
-        raise Unsnapshottable(reason)
+        refusal = Unsnapshottable(gettext_noop("{name} cannot be snapshotted: {why}"), name=vm["name"],
+                                  why=joined(vm["blockers"], " "))
+        refused(request, op, host=ref.host, name=vm["name"], reason=f"uuid {ref.uuid}: {refusal}")
+        raise refusal
     if vm["running"]:
         return _start_with_memory(request, ref, vm["name"], name, description, quiet=quiet)
     return on_vm(request, op, ref, lambda dom: snapshots.create(dom, name, description), done=taken_words,
@@ -179,9 +191,9 @@ def _start_with_memory(request: HttpRequest, ref: VMRef, vm_name: str, name: str
 
 
 CONFIRM = {
-    "revert": "The VM goes back to this snapshot: its disks, its definition and, for a snapshot of a running VM, "
-              "its memory. Whatever changed since the snapshot is lost.",
-    "delete": "The snapshot is deleted; the VM's current state is not touched.",
+    "revert": gettext_lazy("The VM goes back to this snapshot: its disks, its definition and, for a snapshot of a "
+                           "running VM, its memory. Whatever changed since the snapshot is lost."),
+    "delete": gettext_lazy("The snapshot is deleted; the VM's current state is not touched."),
 }
 
 
@@ -192,7 +204,7 @@ def _act(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
     name = asked.get("snapshot", "")
     if not name or len(name) > 255:
         if request.method == "POST":
-            messages.error(request, "Choose a snapshot.")
+            messages.error(request, _("Choose a snapshot."))
         return _to_list(ref)
     if request.method != "POST" or request.POST.get("confirm") != "yes":
         return render(request, "instances/config/snapshots_confirm.html",
@@ -204,13 +216,13 @@ def _act(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
 def revert_snapshot(request: HttpRequest, ref: VMRef, name: str, *, quiet: bool = False) -> Outcome[str]:
     """Back to snapshot `name`; the Outcome's value is the VM's state afterwards."""
     return on_vm(request, ops.SNAPSHOT_REVERT, ref, lambda dom: snapshots.revert(dom, name).state,
-                 done=f"back to snapshot {name}.", detail=lambda state: f"reverted to snapshot {name} ({state})",
-                 quiet=quiet)
+                 done=_("back to snapshot {name}.").format(name=name),
+                 detail=lambda state: f"reverted to snapshot {name} ({state})", quiet=quiet)
 
 
 def delete_snapshot(request: HttpRequest, ref: VMRef, name: str, *, quiet: bool = False) -> Outcome[str]:
     return on_vm(request, ops.SNAPSHOT_DELETE, ref, lambda dom: snapshots.delete(dom, name),
-                 done=f"snapshot {name} deleted.", detail=f"deleted snapshot {name}", quiet=quiet)
+                 done=_("snapshot {name} deleted.").format(name=name), detail=f"deleted snapshot {name}", quiet=quiet)
 
 
 @require_http_methods(["GET", "POST"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import re
 from typing import Any
 
 import libvirt
@@ -23,6 +24,8 @@ from django.contrib import messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from lxml import etree
@@ -30,11 +33,13 @@ from lxml import etree
 from instances import operations as ops
 from instances.lookup import VMRef
 from instances.models import DomainDefinition
+from instances.views.config_common import sentences
 from virt import xmledit
 from virt.errors import Unreachable, VirtError
 from virt.xml.codecs import iec
 from virt.xmledit import DefineRefused, DocumentRejected, Snapshot, SourceLines, StaleDefinition
 from webkvm.formats import when
+from webkvm.i18n import said
 from webkvm.operations import ADMIN, Operation, on_vm, page, refused, vm_route
 
 MAX_BODY_BYTES = 2 * xmledit.MAX_DOCUMENT_BYTES + 64 * 1024  # the edit plus the text it started from
@@ -59,7 +64,7 @@ def _rows(diff: str) -> list[tuple[str, str]]:
 def pending_diff(snap: Snapshot) -> str:
     if snap.live is None:
         return ""
-    return xmledit.masked_diff(snap.live, snap.xml, "running now", "at the next boot")
+    return xmledit.masked_diff(snap.live, snap.xml, _("running now"), _("at the next boot"))
 
 
 def _editor(request: HttpRequest, ref: VMRef, snap: Snapshot, *, text: str | None = None, base: str = "",
@@ -81,7 +86,7 @@ def _editor(request: HttpRequest, ref: VMRef, snap: Snapshot, *, text: str | Non
 
 
 def _unreachable(request: HttpRequest, ref: VMRef, exc: VirtError, template: str) -> HttpResponse:
-    return render(request, template, {"ref": ref, "unreachable": str(exc)}, status=503)
+    return render(request, template, {"ref": ref, "unreachable": said(exc)}, status=503)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,9 +177,9 @@ class Saved:
         return not self.problem
 
 
-STALE_EDIT = "The definition changed since it was opened: nothing was saved."
-STALE_PAGE = ("The definition changed since this page was opened: nothing was rolled back. Look at the history "
-              "again before choosing.")
+STALE_EDIT = gettext_lazy("The definition changed since it was opened: nothing was saved.")
+STALE_PAGE = gettext_lazy("The definition changed since this page was opened: nothing was rolled back. Look at the "
+                          "history again before choosing.")
 
 
 def version(snap: Snapshot) -> str:
@@ -185,11 +190,15 @@ def version(snap: Snapshot) -> str:
 def _done_words(entry: DomainDefinition | None, after: Snapshot, restored: DomainDefinition | None) -> str:
     """The one message of a define that worked (a rollback names the version it brought back)."""
     if entry is None:
-        return "libvirt's definition is unchanged."
-    note = " The VM is running: the new definition applies at its next boot." if after.active else ""
-    done = ("definition saved" if restored is None else
-            f"Rolled back to the version of {when(restored.time)} (from before change #{restored.pk})")
-    return f"{after.name}: {done}; the previous one is kept in the history.{note}"
+        return _("libvirt's definition is unchanged.")
+    if restored is None:
+        done = _("{name}: definition saved; the previous one is kept in the history.").format(name=after.name)
+    else:
+        done = _("{name}: Rolled back to the version of {time} (from before change #{number}); the previous one is "
+                 "kept in the history.").format(name=after.name, time=when(restored.time), number=restored.pk)
+    if after.active:
+        done = sentences([done, _("The VM is running: the new definition applies at its next boot.")])
+    return done
 
 
 def _worked(request: HttpRequest, snap: Snapshot, entry: DomainDefinition | None, after: Snapshot, *,
@@ -207,7 +216,7 @@ def _unchanged(request: HttpRequest, snap: Snapshot, words: str, *, quiet: bool)
 
 
 def _too_large_words() -> str:
-    return f"The definition is larger than {iec(xmledit.MAX_DOCUMENT_BYTES)}: nothing was saved."
+    return _("The definition is larger than {size}: nothing was saved.").format(size=iec(xmledit.MAX_DOCUMENT_BYTES))
 
 
 def refuse_too_large(request: HttpRequest, ref: VMRef, what: str) -> Saved:
@@ -231,27 +240,28 @@ def save(request: HttpRequest, ref: VMRef, text: str, base: str, *, quiet: bool 
         snap = ref.call(xmledit.snapshot)
     except VirtError as exc:
         _refused(request, ops.XML_EDIT, ref, "", f"the definition could not be read: {exc}")
-        return Saved(None, problem=str(exc), status=503, failure=exc)
+        return Saved(None, problem=said(exc), status=503, failure=exc)
     if rejected is None and not hmac.compare_digest(base, version(snap)):
         _refused(request, ops.XML_EDIT, ref, snap.name, "stale edit (the definition changed since it was opened)")
-        return Saved(snap, problem=STALE_EDIT, status=409, stale=True)
+        return Saved(snap, problem=str(STALE_EDIT), status=409, stale=True)
     try:
         if rejected is not None:
             raise rejected
         document, lines = xmledit.prepare(text, snap)
     except DocumentRejected as exc:
         _refused(request, ops.XML_EDIT, ref, snap.name, str(exc))
-        return Saved(snap, problem=str(exc), status=400, line=exc.line)
+        return Saved(snap, problem=said(exc), status=400, line=exc.line)
     if text.strip() == xmledit.mask(snap.xml).strip():
-        return _unchanged(request, snap, "Nothing changed: the definition was not touched.", quiet=quiet)
+        return _unchanged(request, snap, _("Nothing changed: the definition was not touched."), quiet=quiet)
     try:
         entry, after = _define(request, ops.XML_EDIT, ref, snap, document, lines, "edit")
     except StaleDefinition as exc:
-        return Saved(dataclasses.replace(snap, xml=exc.current), problem=STALE_EDIT, status=409, stale=True)
+        return Saved(dataclasses.replace(snap, xml=exc.current), problem=str(STALE_EDIT), status=409, stale=True)
     except DefineRefused as exc:
-        return Saved(snap, problem=f"libvirt refused the definition: {exc}", status=400, line=exc.line)
+        return Saved(snap, problem=_("libvirt refused the definition: {why}").format(why=said(exc)), status=400,
+                     line=exc.line)
     except VirtError as exc:
-        return Saved(snap, problem=str(exc), status=503, failure=exc)
+        return Saved(snap, problem=said(exc), status=503, failure=exc)
     return _worked(request, snap, entry, after, quiet=quiet)
 
 
@@ -264,29 +274,30 @@ def rollback(request: HttpRequest, ref: VMRef, stored: DomainDefinition, base: s
         snap = ref.call(xmledit.snapshot)
     except VirtError as exc:
         _refused(request, ops.XML_ROLLBACK, ref, "", f"{reason}: the definition could not be read: {exc}")
-        return Saved(None, problem=str(exc), status=503, failure=exc)
+        return Saved(None, problem=said(exc), status=503, failure=exc)
     if not hmac.compare_digest(base, version(snap)):
         _refused(request, ops.XML_ROLLBACK, ref, snap.name, f"{reason}: stale page")
-        return Saved(snap, problem=STALE_PAGE, status=409, stale=True)
+        return Saved(snap, problem=str(STALE_PAGE), status=409, stale=True)
     try:
         root = xmledit.check_document(stored.xml, snap.uuid, snap.name)
     except DocumentRejected as exc:
         _refused(request, ops.XML_ROLLBACK, ref, snap.name, f"{reason}: {exc}")
-        return Saved(snap, problem=f"That definition cannot be restored: {exc}", status=400)
+        return Saved(snap, problem=_("That definition cannot be restored: {why}").format(why=said(exc)), status=400)
     if xmledit.without_secrets(stored.xml) == xmledit.without_secrets(snap.xml):
-        return _unchanged(request, snap, "That is already the current definition: nothing changed.", quiet=quiet)
+        return _unchanged(request, snap, _("That is already the current definition: nothing changed."), quiet=quiet)
     # What was stored, with the VM's current passwords: a rollback never brings an old one back.
     xmledit.carry_secrets(root, snap.xml)
     try:
         entry, after = _define(request, ops.XML_ROLLBACK, ref, snap, etree.tostring(root, encoding="unicode"), None,
                                reason)
     except StaleDefinition:
-        return Saved(snap, problem="The definition changed meanwhile: nothing was rolled back.", status=409,
+        return Saved(snap, problem=_("The definition changed meanwhile: nothing was rolled back."), status=409,
                      stale=True)
     except DefineRefused as exc:
-        return Saved(snap, problem=f"libvirt refused the stored definition: {exc}", status=400)
+        return Saved(snap, problem=_("libvirt refused the stored definition: {why}").format(why=said(exc)),
+                     status=400)
     except VirtError as exc:  # busy, or no answer (then whether it was rolled back is unknown)
-        return Saved(snap, problem=str(exc), status=503, failure=exc)
+        return Saved(snap, problem=said(exc), status=503, failure=exc)
     return _worked(request, snap, entry, after, quiet=quiet, restored=stored)
 
 
@@ -331,7 +342,7 @@ def _save(request: HttpRequest, ref: VMRef) -> HttpResponse:
         return _unreachable(request, ref, saved.failure, "instances/config/xml_edit.html")
     if saved.stale:
         return _editor(request, ref, saved.snap, text=text, status=409,
-                       stale=xmledit.masked_diff(original, saved.snap.xml, "when you opened the editor", "now"))
+                       stale=xmledit.masked_diff(original, saved.snap.xml, _("when you opened the editor"), _("now")))
     # The editor with the submitted text kept, and what was wrong with it.
     return _editor(request, ref, saved.snap, text=text, base=base, original=original, error=saved.problem,
                    line=saved.line, status=saved.status)
@@ -346,17 +357,33 @@ def entry_rows(entry: DomainDefinition) -> list[tuple[str, str]]:
     return _rows(xmledit.mask(entry.diff))
 
 
+_ROLLBACK_REASON = re.compile(r"rollback to the definition before change #(\d+)")
+_UNCONFIRMED = " (libvirt did not confirm it)"
+
+
+def reason_words(reason: str) -> str:
+    """Why a stored definition was replaced (stored in English: "edit", "rollback to the definition before
+    change #12", either followed by " (libvirt did not confirm it)"), in the user's language."""
+    if reason.endswith(_UNCONFIRMED):
+        return _("{reason} (libvirt did not confirm it)").format(reason=reason_words(reason.removesuffix(_UNCONFIRMED)))
+    if reason == "edit":
+        return _("edit")
+    if found := _ROLLBACK_REASON.fullmatch(reason):
+        return _("rollback to the definition before change #{number}").format(number=found.group(1))
+    return reason
+
+
 def _history(request: HttpRequest, ref: VMRef, *, error: str = "", status: int = 200) -> HttpResponse:
     context: dict[str, Any] = {"ref": ref, "error": error}
     try:
         snap = ref.call(xmledit.snapshot)
         context.update(snap=snap, base=version(snap))
     except VirtError as exc:
-        context["unreachable"] = str(exc)
+        context["unreachable"] = said(exc)
         status = max(status, 503)
     # Only what the page shows: the stored XML never reaches a template.
     context["entries"] = [
-        {"pk": e.pk, "time": e.time, "username": e.username, "reason": e.reason, "vm_name": e.vm_name,
+        {"pk": e.pk, "time": e.time, "username": e.username, "reason": reason_words(e.reason), "vm_name": e.vm_name,
          "rows": entry_rows(e)}
         for e in history_entries(ref)
     ]

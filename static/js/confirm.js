@@ -20,7 +20,7 @@
     actions.method = "dialog";
     const cancel = document.createElement("button");
     cancel.value = "cancel";
-    cancel.textContent = "Cancel";
+    cancel.textContent = gettext("Cancel");
     const ok = document.createElement("button");
     ok.value = "confirm";
     ok.className = "danger";
@@ -33,8 +33,8 @@
   function ask(marked, fallbackLabel, then) {
     const box = dialog || build();
     const [title, sentence, actions] = box.children;
-    const label = marked.dataset.confirmButton || fallbackLabel || "Confirm";
-    title.textContent = marked.dataset.confirmTitle || label + "?";
+    const label = marked.dataset.confirmButton || fallbackLabel || gettext("Confirm");
+    title.textContent = marked.dataset.confirmTitle || interpolate(gettext("%(action)s?"), { action: label }, true);
     sentence.textContent = marked.dataset.confirm;
     actions.lastChild.textContent = label;
     box.returnValue = "";

@@ -2,6 +2,8 @@
 // by POST before every connection, the WebSocket address it opens on the panel's own origin, and the
 // back-off between attempts after a failure.
 const TICKET_TIMEOUT_MS = 10000;
+// Words from the panel's JavaScript catalog (/jsi18n/, a classic script before this module).
+const {gettext, interpolate} = window;
 
 export async function askTicket(root) {
     const abort = new AbortController();
@@ -13,19 +15,21 @@ export async function askTicket(root) {
             signal: abort.signal,
         });
     } catch (error) {
-        throw new Error(abort.signal.aborted ? "the panel did not answer within 10 s" : "the panel cannot be reached");
+        throw new Error(abort.signal.aborted
+            ? interpolate(gettext("the panel did not answer within %(seconds)s s"), {seconds: TICKET_TIMEOUT_MS / 1000}, true)
+            : gettext("the panel cannot be reached"));
     } finally {
         clearTimeout(timer);
     }
     if (response.status === 403) {
-        throw new Error("you may not open this console (any more)");
+        throw new Error(gettext("you may not open this console (any more)"));
     }
     if (!response.ok) {
-        throw new Error(`the panel answered ${response.status}`);
+        throw new Error(interpolate(gettext("the panel answered %(status)s"), {status: response.status}, true));
     }
     // A session that ended is sent to the log-in page, which is HTML.
     if (!(response.headers.get("Content-Type") || "").includes("application/json")) {
-        throw new Error("your session has ended: reload the page to log in again");
+        throw new Error(gettext("your session has ended: reload the page to log in again"));
     }
     return response.json();
 }
@@ -82,5 +86,6 @@ export class Backoff {
 export function waitWords(reason, seconds, at) {
     const format = window.webkvmFormat;
     const clock = format ? format.clock(at) : new Date(at * 1000).toLocaleTimeString();
-    return `${reason}; next attempt at ${clock} (in ${seconds} s)`;
+    return interpolate(gettext("%(reason)s; next attempt at %(clock)s (in %(seconds)s s)"),
+                       {reason, clock, seconds}, true);
 }

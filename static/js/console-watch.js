@@ -6,6 +6,11 @@
 (function () {
   "use strict";
   const START_DEADLINE_MS = 15000;
+  // The catalog (/jsi18n/) is a script too: when it did not load, say it in English.
+  const gettext = window.gettext || function (text) { return text; };
+  const interpolate = window.interpolate || function (format, obj) {
+    return format.replace(/%\((\w+)\)s/g, function (match, name) { return String(obj[name]); });
+  };
   const root = document.querySelector("[data-ticket-url]");
   if (!root) { return; }
   const status = root.querySelector(".console-status");
@@ -15,7 +20,7 @@
   function fail(words) {
     if (failed || root.dataset.started) { return; }
     failed = true;
-    status.textContent = "not connected: " + words;
+    status.textContent = interpolate(gettext("not connected: %(reason)s"), { reason: words }, true);
     status.dataset.state = "failed";
     root.dataset.state = "failed";
     reconnect.hidden = false;
@@ -27,12 +32,13 @@
     const target = event.target;
     if (target && target.tagName === "SCRIPT") {
       const name = (target.src || "").split("/").pop();
-      fail("a script of this page (" + name + ") did not load; reload to try again");
+      fail(interpolate(gettext("a script of this page (%(name)s) did not load; reload to try again"), { name: name }, true));
     } else if (event.message) {
-      fail("a script of this page did not load: " + event.message);
+      fail(interpolate(gettext("a script of this page did not load: %(reason)s"), { reason: event.message }, true));
     }
   }, true);
   setTimeout(function () {
-    fail("the console's scripts did not load within " + START_DEADLINE_MS / 1000 + " s; reload to try again");
+    fail(interpolate(gettext("the console's scripts did not load within %(seconds)s s; reload to try again"),
+                     { seconds: START_DEADLINE_MS / 1000 }, true));
   }, START_DEADLINE_MS);
 }());

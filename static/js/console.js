@@ -8,6 +8,10 @@ import KeyTable from "../vendor/novnc/core/input/keysym.js";
 import keysyms from "../vendor/novnc/core/input/keysymdef.js";
 import {Backoff, askTicket, openSocket, waitWords} from "./console-ticket.js";
 
+// Words from the panel's JavaScript catalog (/jsi18n/, a classic script before this module).
+const {gettext, interpolate} = window;
+const notConnected = (reason) => interpolate(gettext("not connected: %(reason)s"), {reason}, true);
+
 const CONNECT_DEADLINE_MS = 20000;  // a socket that has not brought the screen up by then counts as failed
 const root = document.getElementById("console");
 const screen = document.getElementById("console-screen");
@@ -39,12 +43,12 @@ async function connect() {
         rfb = null;
         old.disconnect();
     }
-    setStatus("connecting…", "connecting");
+    setStatus(gettext("connecting…"), "connecting");
     let answer;
     try {
         answer = await askTicket(root);
     } catch (error) {
-        failed(`not connected: ${error.message}`);
+        failed(notConnected(error.message));
         return;
     }
     const socket = openSocket(answer);
@@ -56,7 +60,7 @@ async function connect() {
         mine = new RFB(screen, socket, {shared: true});
     } catch (error) {
         socket.close();
-        failed(`not connected: ${error.message}`);
+        failed(notConnected(error.message));
         return;
     }
     rfb = mine;
@@ -64,7 +68,8 @@ async function connect() {
         if (rfb === mine) {
             rfb = null;
             mine.disconnect();
-            failed(`not connected: no screen within ${CONNECT_DEADLINE_MS / 1000} s`);
+            failed(notConnected(interpolate(gettext("no screen within %(seconds)s s"),
+                                            {seconds: CONNECT_DEADLINE_MS / 1000}, true)));
         }
     }, CONNECT_DEADLINE_MS);
     mine.scaleViewport = scaleBox.checked;
@@ -76,7 +81,7 @@ async function connect() {
             return;
         }
         retry.succeeded();
-        setStatus("connected", "connected");
+        setStatus(gettext("connected"), "connected");
         mine.focus();
     });
     mine.addEventListener("disconnect", (event) => {
@@ -89,21 +94,22 @@ async function connect() {
         if (security) {
             failed(security);
         } else if (reason) {
-            failed(`disconnected: ${reason}`);
+            failed(interpolate(gettext("disconnected: %(reason)s"), {reason}, true));
         } else {
-            failed(event.detail.clean ? "disconnected" : "connection lost");
+            failed(event.detail.clean ? gettext("disconnected") : gettext("connection lost"));
         }
     });
     mine.addEventListener("credentialsrequired", () => {
         // The proxy answers the VNC password itself and offers the browser no authentication, so
         // this only happens with a VNC server the proxy does not know is protected.
-        problem = "the VNC server asks the browser for a password: the web console never sends one";
+        problem = gettext("the VNC server asks the browser for a password: the web console never sends one");
         rfb = null;
         mine.disconnect();
         setStatus(problem, "failed");  // trying again would ask again: no retry
     });
     mine.addEventListener("securityfailure", (event) => {
-        security = `VNC security failure: ${event.detail.reason || event.detail.status}`;
+        security = interpolate(gettext("VNC security failure: %(reason)s"),
+                               {reason: event.detail.reason || event.detail.status}, true);
     });
     mine.addEventListener("desktopname", (event) => {
         screen.title = event.detail.name;

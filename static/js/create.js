@@ -46,20 +46,28 @@
       return checked ? checked.parentElement.textContent.trim() : "";
     }
     if (field.tagName === "SELECT") return field.selectedOptions[0] ? field.selectedOptions[0].textContent : "";
-    if (field.type === "checkbox") return field.checked ? "yes" : "no";
+    if (field.type === "checkbox") return field.checked ? gettext("yes") : gettext("no");
     return field.value;
   }
 
+  // The summary's entries in the server's order (instances/forms_create.py summary): a <dd>'s data-for names
+  // its entry, in English or (a translated label) by its place.
+  const SUMMARY = ["Name", "OS", "Host", "Size", "ISO", "Boot disk", "Network", "Machine", "Virtualization", "Start"];
+
   function summarise() {
+    const values = {vcpus: $("id_vcpus").value, memory: $("id_memory").value, disk: $("id_disk_size").value};
+    const newDisk = form.querySelector("input[name=disk_source][value=new]");
     const shown = {
       "Name": label("name") || "-", "OS": label("os"), "Host": label("host"), "ISO": label("iso"),
       "Boot disk": label("disk_source"), "Network": label("nic1_source"), "Machine": label("machine"),
       "Virtualization": label("virt_type"), "Start": label("start"),
-      "Size": `${$("id_vcpus").value} vCPU, ${$("id_memory").value} memory` +
-              (label("disk_source").startsWith("a new") ? `, ${$("id_disk_size").value} disk` : ""),
+      "Size": newDisk && newDisk.checked
+        ? interpolate(gettext("%(vcpus)s vCPU, %(memory)s memory, %(disk)s disk"), values, true)
+        : interpolate(gettext("%(vcpus)s vCPU, %(memory)s memory"), values, true),
     };
-    document.querySelectorAll("#create-summary dd").forEach((dd) => {
-      if (shown[dd.dataset.for]) dd.textContent = shown[dd.dataset.for];  // a hidden field keeps the server's words
+    document.querySelectorAll("#create-summary dd").forEach((dd, index) => {
+      const key = dd.dataset.for in shown ? dd.dataset.for : SUMMARY[index];
+      if (shown[key]) dd.textContent = shown[key];  // a hidden field keeps the server's words
     });
   }
 

@@ -15,6 +15,7 @@
   const columns = table.querySelectorAll("thead th").length;
   const labels = JSON.parse(table.dataset.rowActions || "{}");  // {name: {label, confirm}}
   const icons = document.getElementById("row-icons");  // each button's icon, drawn by the server
+  const format = window.webkvmFormat;
 
   // A row button's content: its icon and its words (narrow windows show the icon alone; the title says it).
   function fill(element, name, label) {
@@ -26,18 +27,10 @@
     element.replaceChildren(...(icon ? [icon.cloneNode(true), words] : [words]));
   }
 
-  function duration(s) {
-    if (s >= 86400) { return Math.floor(s / 86400) + " d"; }
-    if (s >= 3600) { return Math.floor(s / 3600) + " h"; }
-    if (s >= 60) { return Math.floor(s / 60) + " min"; }
-    return s + " s";
-  }
-  // As the server words it (instances/state_since.py Since.words).
-  function since(epoch, atLeast) {
-    if (epoch === null || epoch === undefined) { return "unknown"; }
-    const s = Math.max(0, Math.floor(Date.now() / 1000 - epoch));
-    if (atLeast) { return s >= 60 ? "at least " + duration(s) : "unknown"; }
-    return s < 60 ? "less than a minute" : duration(s);
+  // The server writes a percentage as Python does ("12.5 %", "3 %"): as many decimals as it has.
+  function decimals(value) {
+    const text = String(value);
+    return text.includes(".") ? text.length - text.indexOf(".") - 1 : 0;
   }
   function set(row, col, text) {
     const cell = row.querySelector('[data-col="' + col + '"]');
@@ -51,7 +44,8 @@
     if (!span) { span = document.createElement("span"); cell.replaceChildren(span); }
     const wanted = "badge " + (vm.state_class || "state-no-state");
     if (span.className !== wanted) { span.className = wanted; }
-    if (span.textContent !== vm.state) { span.textContent = vm.state; }
+    const words = format.state(vm.state);  // the data (vm.state) stays libvirt's English; the words translate
+    if (span.textContent !== words) { span.textContent = words; }
   }
   // The Console link (console grant, a VM that runs) and the power buttons (power grant, per state).
   function buttons(row, vm) {
@@ -68,7 +62,7 @@
       link.className = "button";
       link.dataset.act = "console";
       link.href = consoleUrl;
-      fill(link, "console", "Console");
+      fill(link, "console", gettext("Console"));
       made.push(link);
     }
     for (const name of acts) {
@@ -82,7 +76,7 @@
       if (known.confirm) {
         button.className = "danger";
         button.dataset.confirm = known.confirm;
-        button.dataset.confirmTitle = known.label + " " + vm.name + "?";
+        button.dataset.confirmTitle = interpolate(gettext("%(action)s %(name)s?"), { action: known.label, name: vm.name }, true);
       }
       made.push(button);
     }
@@ -91,13 +85,13 @@
   function update(row, vm) {
     badge(row, vm);
     buttons(row, vm);
-    set(row, "since", since(vm.state_since, vm.state_since_at_least));
+    set(row, "since", format.since(vm.state_since, vm.state_since_at_least));
     set(row, "vcpus", String(vm.vcpus));
-    set(row, "memory", window.webkvmFormat.kib(vm.memory_kib));
-    set(row, "cpu", vm.cpu_percent === null ? "" : vm.cpu_percent + " %");
-    set(row, "autostart", vm.autostart ? "yes" : "no");
+    set(row, "memory", format.kib(vm.memory_kib));
+    set(row, "cpu", vm.cpu_percent === null ? "" : format.percent(vm.cpu_percent, decimals(vm.cpu_percent)));
+    set(row, "autostart", vm.autostart ? gettext("yes") : gettext("no"));
   }
-  function hostWords(host, words) {
+  function hostWords(host, words, busy) {
     let row = table.querySelector('tbody tr.unreachable[data-host="' + CSS.escape(host) + '"]');
     if (!words) { if (row) { row.remove(); } return; }
     if (!row) {
@@ -109,9 +103,32 @@
       row.appendChild(cell);
       table.tBodies[0].prepend(row);
     }
-    row.cells[0].className = "state " + (words.startsWith("busy") ? "busy" : "down");
+    // The words come in the viewer's language: whether the host is busy or down is data (frame.busy).
+    row.cells[0].className = "state " + (busy ? "busy" : "down");
     const said = row.cells[0].querySelector('[data-col="words"]') || row.cells[0];
-    said.textContent = host + ": " + words;
+    said.textContent = interpolate(gettext("%(host)s: %(words)s"), { host: host, words: troubleWords(words) }, true);
+  }
+  // A host's trouble as the panel words it (virt/errors.py host_words, brief_words) in the page's language;
+  // the host's own words after "unreachable:" or "error:" (ssh's, libvirt's) stay as they were said.
+  const TROUBLES = [
+    [/^host busy$/, () => gettext("host busy")],
+    [/^host unavailable$/, () => gettext("host unavailable")],
+    [/^busy: (\d+) calls? queued$/, (m) => interpolate(
+      ngettext("busy: %(count)s call queued", "busy: %(count)s calls queued", Number(m[1])), { count: m[1] }, true)],
+    [/^busy: (\d+) calls? queued, this one taken up late$/, (m) => interpolate(
+      ngettext("busy: %(count)s call queued, this one taken up late",
+               "busy: %(count)s calls queued, this one taken up late", Number(m[1])), { count: m[1] }, true)],
+    [/^busy: the host answers, but not this call within (\S+) s$/,
+      (m) => interpolate(gettext("busy: the host answers, but not this call within %(seconds)s s"), { seconds: m[1] }, true)],
+    [/^unreachable: ([\s\S]*)$/, (m) => interpolate(gettext("unreachable: %(reason)s"), { reason: m[1] }, true)],
+    [/^error: ([\s\S]*)$/, (m) => interpolate(gettext("error: %(reason)s"), { reason: m[1] }, true)],
+  ];
+  function troubleWords(words) {
+    for (const [pattern, say] of TROUBLES) {
+      const found = pattern.exec(words);
+      if (found) { return say(found); }
+    }
+    return words;
   }
   const rows = new Map();
   for (const row of table.querySelectorAll("tbody tr[data-key]")) {
@@ -134,7 +151,8 @@
     } else if ((data.added || []).length || (data.removed || []).some((key) => rows.has(key))) {
       notice.hidden = false;
     }
-    for (const [host, words] of Object.entries(data.unreachable || {})) { hostWords(host, words); }
+    const busy = new Set(data.busy || []);
+    for (const [host, words] of Object.entries(data.unreachable || {})) { hostWords(host, words, busy.has(host)); }
     table.dataset.updated = String(Date.now());
   }
   window.webkvmLive(table.dataset.liveScope, apply, url.toString());

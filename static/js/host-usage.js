@@ -14,13 +14,13 @@
     cell.textContent = text;
     if (bytes !== undefined) { cell.dataset.bytes = bytes === null ? "" : String(bytes); }
   }
-  function percent(value) { return value === null ? "unknown" : value.toFixed(1) + " %"; }
+  function percent(value) { return value === null ? gettext("unknown") : format.percent(value); }
   const maxPoints = 60;
   const chart = new Chart(document.getElementById("usage-chart"), {
     type: "line",
     data: { labels: [], datasets: [
-      { label: "CPU %", data: [], borderColor: "#1f5fbf", tension: 0.2, pointRadius: 0 },
-      { label: "Memory %", data: [], borderColor: "#137a3b", tension: 0.2, pointRadius: 0 },
+      { label: gettext("CPU %"), data: [], borderColor: "#1f5fbf", tension: 0.2, pointRadius: 0 },
+      { label: gettext("Memory %"), data: [], borderColor: "#137a3b", tension: 0.2, pointRadius: 0 },
     ] },
     options: { animation: false, scales: { y: { min: 0, max: 100 } } },
   });
@@ -46,14 +46,16 @@
         chart.data.datasets.forEach((d) => d.data.shift());
       }
       chart.update();
-      status.textContent = "CPU " + (cpu === null ? "…" : percent(cpu)) + ", memory " + percent(memory);
+      status.textContent = interpolate(gettext("CPU %(cpu)s, memory %(memory)s"),
+                                       { cpu: cpu === null ? "…" : percent(cpu), memory: percent(memory) }, true);
       fact("memory", format.iec(sample.memory_total), sample.memory_total);
       fact("memory_used", format.iec(sample.memory_used), sample.memory_used);
       fact("free_memory", format.iec(sample.memory_free), sample.memory_free);
       fact("memory_percent", percent(memory));
       status.dataset.samples = String(chart.data.labels.length);
     } catch (error) {
-      status.textContent = (response && response.status === 429 ? "paused: " : "unreachable: ") + error.message;
+      const words = response && response.status === 429 ? gettext("paused: %(reason)s") : gettext("unreachable: %(reason)s");
+      status.textContent = interpolate(words, { reason: error.message }, true);
     }
     return response;
   }

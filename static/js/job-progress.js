@@ -7,24 +7,25 @@
   "use strict";
   const box = document.getElementById("job");
   if (!box) { return; }
-  const iec = window.webkvmFormat.iec;
+  const format = window.webkvmFormat;
+  const iec = format.iec;
   const part = (name) => box.querySelector('[data-job="' + name + '"]');
 
   function amount(s) {
     if (!s.total) { return ""; }
     const size = s.unit === "bytes" ? iec : String;
-    return size(s.done) + " of " + size(s.total);
+    return interpolate(gettext("%(done)s of %(total)s"), { done: size(s.done), total: size(s.total) }, true);
   }
 
   function show(s) {
     box.dataset.state = s.state;
-    part("state").textContent = s.state;
+    part("state").textContent = format.jobState(s.state);  // data-state keeps the state's name
     const bar = part("bar");
     if (s.percent === null) { bar.removeAttribute("value"); } else { bar.value = s.percent; }
     bar.hidden = !s.active && s.state !== "done";
     part("amount").textContent = amount(s);
     part("phase").textContent = s.active ? s.phase : "";
-    part("seconds").textContent = s.seconds === null ? "" : s.seconds + " s";
+    part("seconds").textContent = s.seconds === null ? "" : format.seconds(s.seconds);
     part("result").textContent = s.result;
     part("cancel").hidden = !s.can_cancel;
     if (!s.active && s.link) { part("href").href = s.link; part("link").hidden = false; }
@@ -40,7 +41,7 @@
       if (!s.active) { return false; }
       part("problem").textContent = "";
     } catch (error) {
-      part("problem").textContent = "Could not ask the panel: " + error.message;
+      part("problem").textContent = interpolate(gettext("Could not ask the panel: %(reason)s"), { reason: error.message }, true);
       if (response === null) { throw error; }
     }
     return response;  // a 429 pauses the polling (js/poll.js)

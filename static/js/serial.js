@@ -7,6 +7,9 @@
 // A module (deferred): xterm.js and its fit addon, classic scripts before it, have run by then.
 import {Backoff, askTicket, openSocket, waitWords} from "./console-ticket.js";
 
+// Words from the panel's JavaScript catalog (/jsi18n/, a classic script before this module).
+const {gettext, interpolate} = window;
+
 (() => {
     const root = document.getElementById("serial");
     if (!root) {
@@ -62,16 +65,17 @@ import {Backoff, askTicket, openSocket, waitWords} from "./console-ticket.js";
 
     function closed(event) {
         const reason = event.reason || "";
+        const said = (words) => interpolate(words, {reason}, true);
         if (event.code === 4409) {
-            setStatus(`not connected: ${reason}`, "in-use");
+            setStatus(said(gettext("not connected: %(reason)s")), "in-use");
         } else if (event.code === 4001) {
-            setStatus(`disconnected: ${reason}`, "taken-over");
+            setStatus(said(gettext("disconnected: %(reason)s")), "taken-over");
         } else if (event.code === 4403) {
-            failed(`refused: ${reason}`);
+            failed(said(gettext("refused: %(reason)s")));
         } else if (reason) {
-            failed(`disconnected: ${reason}`);
+            failed(said(gettext("disconnected: %(reason)s")));
         } else {
-            failed(event.wasClean ? "disconnected" : "connection lost");
+            failed(event.wasClean ? gettext("disconnected") : gettext("connection lost"));
         }
     }
 
@@ -82,12 +86,12 @@ import {Backoff, askTicket, openSocket, waitWords} from "./console-ticket.js";
             socket = null;
             old.close();
         }
-        setStatus(takeOver ? "taking over…" : "connecting…", "connecting");
+        setStatus(takeOver ? gettext("taking over…") : gettext("connecting…"), "connecting");
         let answer;
         try {
             answer = await askTicket(root);
         } catch (error) {
-            failed(`not connected: ${error.message}`);
+            failed(interpolate(gettext("not connected: %(reason)s"), {reason: error.message}, true));
             return;
         }
         opened = 0;
@@ -97,7 +101,7 @@ import {Backoff, askTicket, openSocket, waitWords} from "./console-ticket.js";
         ws.addEventListener("open", () => {
             if (socket === ws) {
                 opened = Date.now();
-                setStatus("connected", "connected");
+                setStatus(gettext("connected"), "connected");
                 term.focus();
             }
         });

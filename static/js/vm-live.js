@@ -12,6 +12,7 @@
   const pending = document.getElementById("shutdown-pending");
   const stateFact = document.querySelector("#facts [data-fact=state]");
   const sinceFact = document.querySelector("#facts [data-fact=since]");
+  const format = window.webkvmFormat;
 
   function badge(state) {  // as the server's state_badge filter: "shut off" -> "state-shut-off"
     return "state-" + ((state.toLowerCase().match(/[a-z]+/g) || ["no", "state"]).join("-"));
@@ -33,7 +34,8 @@
   function stopped(state) {
     if (!pending || pending.dataset.stopped) { return; }
     pending.dataset.stopped = "1";
-    pending.replaceChildren(document.createTextNode("The guest has shut down: it is " + state + "."));
+    pending.replaceChildren(document.createTextNode(
+      interpolate(gettext("The guest has shut down: it is %(state)s."), { state: format.state(state) }, true)));
     pending.classList.add("success");
   }
 
@@ -41,15 +43,20 @@
   window.webkvmLive(label.dataset.liveScope, function (data) {
     const vm = (data.vms || {})[key];
     if (vm) {
-      label.textContent = vm.state;
+      const words = format.state(vm.state);  // vm.state (the data, data-state) stays libvirt's English
+      label.textContent = words;
       label.className = "badge " + (vm.state_class || badge(vm.state));
       label.dataset.state = vm.state;
-      if (stateFact) { stateFact.textContent = vm.state + (vm.managed_save ? " (saved state kept)" : ""); }
+      if (stateFact) {
+        stateFact.textContent = vm.managed_save
+          ? interpolate(gettext("%(state)s (saved state kept)"), { state: words }, true) : words;
+      }
       if (vm.state !== last) {
         last = vm.state;
         if (sinceFact) {
-          sinceFact.textContent = "less than a minute";
-          sinceFact.previousElementSibling.textContent = vm.state.charAt(0).toUpperCase() + vm.state.slice(1) + " for";
+          sinceFact.textContent = gettext("less than a minute");
+          const capital = words.charAt(0).toUpperCase() + words.slice(1);
+          sinceFact.previousElementSibling.textContent = interpolate(gettext("%(state)s for"), { state: capital }, true);
         }
         if (["shut off", "crashed"].includes(vm.state)) { stopped(vm.state); }
       }
@@ -57,7 +64,7 @@
     }
     if ((data.removed || []).includes(key) && notice) {
       notice.hidden = false;
-      notice.firstChild.textContent = "This VM is no longer defined on its host. ";
+      notice.firstChild.textContent = gettext("This VM is no longer defined on its host.") + " ";
     }
   }, null);
 })();

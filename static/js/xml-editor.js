@@ -68,8 +68,8 @@
     const text = editor.getValue();
     const doctype = DOCTYPE.exec(text);
     if (doctype) {
-      mark(lineOf(text, doctype[0].length), "DOCTYPE is not allowed");
-      say("error", "DOCTYPE is not allowed.");
+      mark(lineOf(text, doctype[0].length), gettext("DOCTYPE is not allowed"));
+      say("error", gettext("DOCTYPE is not allowed."));
       return;
     }
     // Chromium styles the <parsererror> of a broken text inline: the page's CSP blocks that style (a
@@ -82,16 +82,17 @@
       const reported = found ? parseInt(found[1], 10) : null;
       const line = openTagLine(text, detail, reported) || reported;
       mark(line, detail);
-      say("error", "Not well-formed XML" + (line ? " (line " + line + ")" : "") + ": " + detail);
+      say("error", line ? interpolate(gettext("Not well-formed XML (line %(line)s): %(detail)s"), { line: line, detail: detail }, true)
+        : interpolate(gettext("Not well-formed XML: %(detail)s"), { detail: detail }, true));
       return;
     }
     if (doc.documentElement.nodeName !== "domain") {
-      mark(1, "the root element must be <domain>");
-      say("error", "The root element must be <domain>.");
+      mark(1, gettext("the root element must be <domain>"));
+      say("error", gettext("The root element must be <domain>."));
       return;
     }
     clearMark();
-    say("ok", "Well-formed XML; libvirt checks the rest when you save.");
+    say("ok", gettext("Well-formed XML; libvirt checks the rest when you save."));
   }
 
   // What the server reported stays marked until the text changes.

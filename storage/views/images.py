@@ -13,6 +13,7 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from hosts import services
@@ -29,6 +30,7 @@ from virt.reads import POOLS
 from virt.storage import PoolSummary, pool_summary
 from virt.volumes import PoolDetail
 from virt.xml.codecs import iec
+from webkvm.i18n import said
 from webkvm.operations import ADMIN, Outcome, host_or_404, page, perform, refused, route
 from webkvm.views_base import host_unavailable
 
@@ -79,7 +81,7 @@ def pool_or_none(host: Host, pool: str, marked: ImageLibrary | None) -> PoolSumm
         return services.call(host, lambda conn: pool_summary(conn, pool), LIST_TIMEOUT)
     except NotFound:
         if marked is None:
-            raise Http404("No such pool on this host.") from None
+            raise Http404(_("No such pool on this host.")) from None
         return None
 
 
@@ -102,7 +104,8 @@ def library_edit(request: HttpRequest, host: str, pool: str) -> HttpResponse:
         refused(request, ops.LIBRARY_SET, host=found, name=pool, reason=form.errors.as_text())
         return render(request, "storage/images_library.html", context)
     if context["pool"] is None and form.cleaned_data["library"]:
-        form.add_error("library", f"Pool {pool} no longer exists on {found.name}: it can only be unmarked.")
+        form.add_error("library", _("Pool %(pool)s no longer exists on %(host)s: it can only be unmarked.")
+                       % {"pool": pool, "host": found.name})
         refused(request, ops.LIBRARY_SET, host=found, name=pool, reason="the pool is gone")
         return render(request, "storage/images_library.html", context)
     outcome = set_library(request, found, pool, form)
@@ -115,12 +118,12 @@ def set_library(request: HttpRequest, host: Host, pool: str, form: LibraryForm, 
                 quiet: bool = False) -> Outcome[str]:
     """library.set of a valid form (the page and the API)."""
     data = form.cleaned_data
-    outcome = perform(request, ops.LIBRARY_SET, host=host, name=pool, form=form, quiet=quiet,
+    outcome: Outcome[str] = perform(request, ops.LIBRARY_SET, host=host, name=pool, form=form, quiet=quiet,
                       work=lambda: library.set_library(host, pool, library=bool(data.get("library")),
                                                        linked_clones=bool(data.get("linked_clones"))),
-                      done=lambda words: words)
+                      done=said, detail=str)
     if outcome.field_problem:
-        refused(request, ops.LIBRARY_SET, host=host, name=pool, reason=outcome.error)
+        refused(request, ops.LIBRARY_SET, host=host, name=pool, reason=str(outcome.exception or outcome.error))
     return outcome
 
 
@@ -130,7 +133,7 @@ def library_detail(host: Host, pool: str) -> tuple[ImageLibrary, PoolDetail]:
     """The library (404 for a pool that is not one) and its pool with its volumes."""
     marked = library.library_of(host, pool)
     if marked is None:
-        raise Http404("This pool is not an image library.")
+        raise Http404(_("This pool is not an image library."))
     return marked, detail_or_404(host, pool)
 
 
@@ -144,7 +147,7 @@ def import_form(host: Host, detail: PoolDetail, data: Any) -> ImageImportForm:
 @route(ops.IMAGE_IMPORT)
 def image_import(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     found = host_or_404(host)
-    context: dict[str, Any] = {"host": found, "pool_name": pool, "title": "Import an image"}
+    context: dict[str, Any] = {"host": found, "pool_name": pool, "title": _("Import an image")}
     name = f"{pool}/{request.POST.get('volume', '')[:128]}"
     try:
         context["library"], detail = library_detail(found, pool)
@@ -182,10 +185,12 @@ def import_volume(request: HttpRequest, host: Host, pool: str, form: ImageImport
     outcome = perform(
         request, ops.IMAGE_IMPORT, host=host, name=f"{pool}/{volume}", form=form, quiet=quiet,
         work=lambda: library.import_image(host, pool, volume, fields, user=request.user),
-        done=lambda image: f"Image {image.name} imported: {image.format}, {iec(image.virtual_bytes)}.",
+        done=lambda image: _("Image %(name)s imported: %(format)s, %(size)s.")
+        % {"name": image.name, "format": image.format, "size": iec(image.virtual_bytes)},
         detail=_described, audited_name=lambda image: image.name)
     if outcome.field_problem:
-        refused(request, ops.IMAGE_IMPORT, host=host, name=f"{pool}/{volume}", reason=outcome.error)
+        refused(request, ops.IMAGE_IMPORT, host=host, name=f"{pool}/{volume}",
+                reason=str(outcome.exception or outcome.error))
     return outcome
 
 
@@ -208,7 +213,7 @@ def image_edit(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(CloudImage.objects.select_related("host"), pk=pk)
     form = image_form(image, request.POST if request.method == "POST" else None)
     context: dict[str, Any] = {"host": image.host, "pool_name": image.pool, "image": image, "form": form,
-                               "title": f"Edit image {image.name}"}
+                               "title": _("Edit image %(name)s") % {"name": image.name}}
     if request.method != "POST":
         return render(request, "storage/images_form.html", context)
     if not form.is_valid():
@@ -226,11 +231,11 @@ def update_image(request: HttpRequest, image: CloudImage, form: ImageForm, *,
     fields, old = form.fields_value(), image.name
     outcome = perform(request, ops.IMAGE_UPDATE, host=image.host, name=old, form=form, quiet=quiet,
                       work=lambda: library.update_image(image, fields),
-                      done=lambda saved: f"Image {saved.name} saved.",
+                      done=lambda saved: _("Image %(name)s saved.") % {"name": saved.name},
                       detail=lambda saved: (f"renamed from {old}; " if saved.name != old else "") + _described(saved),
                       audited_name=lambda saved: saved.name)
     if outcome.field_problem:
-        refused(request, ops.IMAGE_UPDATE, host=image.host, name=old, reason=outcome.error)
+        refused(request, ops.IMAGE_UPDATE, host=image.host, name=old, reason=str(outcome.exception or outcome.error))
         image.refresh_from_db()
     return outcome
 
@@ -255,4 +260,4 @@ def delete_image(request: HttpRequest, image: CloudImage, form: ImageDeleteForm,
     refuses while a VM or a linked clone uses it: then nothing is removed)."""
     also = bool(form.cleaned_data.get("delete_volume"))
     return perform(request, ops.IMAGE_DELETE, host=image.host, name=image.name, form=form, quiet=quiet,
-                   work=lambda: library.delete_image(image, delete_volume_too=also), done=lambda words: words)
+                   work=lambda: library.delete_image(image, delete_volume_too=also), done=said, detail=str)

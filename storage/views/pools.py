@@ -7,12 +7,13 @@ from typing import Any
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from hosts import services
 from hosts.models import Host
 from storage import operations as ops
-from storage.forms import PoolDeleteForm, PoolForm
+from storage.forms import PoolDeleteForm, PoolForm, pool_type_label
 from storage.views.common import LIST_TIMEOUT
 from virt.errors import NotFound, VirtError
 from virt.reads import POOLS
@@ -26,6 +27,7 @@ from virt.storage import (
 )
 from virt.storage_rules import StorageInputError
 from virt.volumes import PoolDetail, pool_detail
+from webkvm.i18n import said
 from webkvm.operations import ADMIN, Outcome, host_or_404, on_host, page, refused, route
 from webkvm.views_base import host_page, host_unavailable, on_host_checked
 
@@ -50,11 +52,11 @@ def pools(request: HttpRequest, host: str) -> HttpResponse:
 @route(page(ADMIN))
 def pool_types(request: HttpRequest, host: str) -> HttpResponse:
     found = host_or_404(host)
-    context: dict[str, Any] = {"host": found, "all_types": POOL_TYPES}
+    context: dict[str, Any] = {"host": found, "all_types": {kind: pool_type_label(kind) for kind in POOL_TYPES}}
     try:
-        context["types"] = [(kind, POOL_TYPES[kind]) for kind in services.call(found, supported_types)]
+        context["types"] = [(kind, pool_type_label(kind)) for kind in services.call(found, supported_types)]
     except VirtError as exc:
-        context["error"] = str(exc)
+        context["error"] = said(exc)
     return render(request, "storage/pool_types.html", context)
 
 
@@ -66,7 +68,7 @@ def secrets_for(host: Host, kind: str) -> tuple[list[tuple[str, str]], str]:
     try:
         return services.call(host, ceph_secrets), ""
     except VirtError as exc:
-        return [], str(exc)
+        return [], said(exc)
 
 
 def _create_detail(form: PoolForm) -> str:
@@ -93,8 +95,8 @@ def _create_detail(form: PoolForm) -> str:
 def pool_new(request: HttpRequest, host: str, kind: str) -> HttpResponse:
     found = host_or_404(host)
     if kind not in POOL_TYPES:
-        raise Http404("No such pool type.")
-    context: dict[str, Any] = {"host": found, "kind": kind, "kind_label": POOL_TYPES[kind]}
+        raise Http404(_("No such pool type."))
+    context: dict[str, Any] = {"host": found, "kind": kind, "kind_label": pool_type_label(kind)}
     secrets, error = secrets_for(found, kind)
     if error:
         context["error"] = error
@@ -123,7 +125,8 @@ def create_pool(request: HttpRequest, host: Host, form: PoolForm, *, quiet: bool
                                  start=bool(data.get("start")), autostart=bool(data.get("autostart")),
                                  ceph_key=form.key),
         form=form, rejects=StorageInputError,
-        done=f"Pool {spec.name} created on {host.name}.", detail=_create_detail(form), quiet=quiet)
+        done=_("Pool %(pool)s created on %(host)s.") % {"pool": spec.name, "host": host.name},
+        detail=_create_detail(form), quiet=quiet)
 
 
 def detail_or_404(host: Host, pool: str, *, thorough: bool = False) -> PoolDetail:
@@ -131,7 +134,7 @@ def detail_or_404(host: Host, pool: str, *, thorough: bool = False) -> PoolDetai
     try:
         return services.call(host, lambda conn: pool_detail(conn, pool, thorough=thorough), LIST_TIMEOUT)
     except NotFound:
-        raise Http404("No such pool on this host.") from None
+        raise Http404(_("No such pool on this host.")) from None
 
 
 @require_GET
@@ -142,7 +145,7 @@ def pool_page(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     try:
         context["detail"] = detail_or_404(found, pool)
     except VirtError as exc:
-        context["error"] = str(exc)
+        context["error"] = said(exc)
         return render(request, "storage/pool_detail.html", context, status=503)
     return render(request, "storage/pool_detail.html", context)
 
@@ -159,7 +162,7 @@ def run_pool_action(request: HttpRequest, host: Host, pool: str, action: str, *,
                     quiet: bool = False) -> Outcome[str]:
     """One lifecycle action (virt.storage.ACTIONS) through its declared operation."""
     return on_host(request, ops.POOL_ACTIONS[action], host, pool, lambda conn: pool_action(conn, pool, action),
-                   done=lambda said: said, quiet=quiet)
+                   done=said, detail=str, quiet=quiet)
 
 
 @require_http_methods(["GET", "POST"])
@@ -191,5 +194,5 @@ def remove_pool(request: HttpRequest, host: Host, pool: str, form: PoolDeleteFor
     users = f"; in use by {', '.join(form.users)} (confirmed)" if form.users else ""
     return on_host(request, ops.POOL_DELETE, host, pool,
                    lambda conn: delete_pool(conn, pool, delete_storage=delete_storage),
-                   done=lambda report: report.words(), detail=lambda report: report.words() + users, form=form,
-                   quiet=quiet)
+                   done=lambda report: said(report.words()), detail=lambda report: str(report.words()) + users,
+                   form=form, quiet=quiet)

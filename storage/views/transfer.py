@@ -15,6 +15,7 @@ from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import reverse
+from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from storage import operations as ops
@@ -65,7 +66,8 @@ def receive_upload(request: HttpRequest, session: UploadSession) -> HttpResponse
         while remaining:
             chunk = request.read(min(CHUNK, remaining))
             if not chunk:
-                raise Interrupted(f"the upload stopped after {session.size - remaining} of {session.size} bytes")
+                raise Interrupted(gettext_noop("the upload stopped after {received} of {size} bytes"),
+                                  received=session.size - remaining, size=session.size)
             session.send(chunk)
             remaining -= len(chunk)
         result = session.finish()

@@ -9,14 +9,16 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_http_methods
 
 from hosts.models import Host
 from jobs.models import Job
 from storage import operations as ops
-from storage.forms import CloneForm, ResizeForm, VolumeForm
+from storage.forms import CloneForm, ResizeForm, VolumeForm, pool_state_label
 from storage.views.pools import detail_or_404
-from virt.errors import VirtError
+from virt.errors import Text, VirtError
 from virt.storage_rules import StorageInputError
 from virt.volumes import PoolDetail, VolumeInfo, create_volume, delete_volume, resize_volume
 from webkvm.operations import Operation, Outcome, host_or_404, on_host, refused, route, start_job
@@ -27,7 +29,7 @@ def volume_or_404(detail: PoolDetail, name: str) -> VolumeInfo:
     """The pool's volume of that name (from the page's one read of the pool), or 404."""
     found = detail.volume(name)
     if found is None:
-        raise Http404("No such volume in this pool.")
+        raise Http404(_("No such volume in this pool."))
     return found
 
 
@@ -35,7 +37,7 @@ def volume_or_404(detail: PoolDetail, name: str) -> VolumeInfo:
 @route(ops.VOLUME_CREATE)
 def volume_new(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     found = host_or_404(host)
-    context: dict[str, Any] = {"host": found, "pool_name": pool, "title": "New volume"}
+    context: dict[str, Any] = {"host": found, "pool_name": pool, "title": _("New volume")}
     name = request.POST.get("name", "")[:128]
     try:
         detail = detail_or_404(found, pool)
@@ -60,7 +62,8 @@ def volume_form(detail: PoolDetail, data: Any) -> VolumeForm:
     form = VolumeForm(detail, data)
     pool = detail.pool
     if data is not None and (not pool.creates_volumes or not pool.active):
-        form.add_error(None, f"Pool {pool.name} cannot make volumes now ({pool.state}, type {pool.type}).")
+        form.add_error(None, _("Pool %(pool)s cannot make volumes now (%(state)s, type %(type)s).")
+                       % {"pool": pool.name, "state": pool_state_label(pool), "type": pool.type})
     return form
 
 
@@ -73,7 +76,8 @@ def create_volume_in(request: HttpRequest, host: Host, form: VolumeForm, *, quie
     return on_host_checked(
         request, ops.VOLUME_CREATE, host, f"{pool.name}/{spec.name}",
         lambda conn: create_volume(conn, pool.name, spec),
-        form=form, rejects=StorageInputError, done=f"Volume {spec.name} created.", detail=words, quiet=quiet,
+        form=form, rejects=StorageInputError, done=_("Volume %(name)s created.") % {"name": spec.name}, detail=words,
+        quiet=quiet,
         place=lambda problem: "size" if problem.field == "capacity" else
         (problem.field if problem.field in form.fields else None))
 
@@ -82,7 +86,8 @@ def create_volume_in(request: HttpRequest, host: Host, form: VolumeForm, *, quie
 @route(ops.VOLUME_CLONE)
 def volume_clone(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
     found = host_or_404(host)
-    context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume, "title": f"Clone {volume}"}
+    context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume,
+                               "title": _("Clone %(volume)s") % {"volume": volume}}
     try:
         detail = detail_or_404(found, pool)
     except VirtError as exc:
@@ -113,7 +118,8 @@ def start_clone(request: HttpRequest, host: Host, form: CloneForm, *, quiet: boo
         request, ops.VOLUME_CLONE, host=host, name=f"{pool.name}/{new_name}",
         params={"pool": pool.name, "source": source.name, "name": new_name, "format": fmt,
                 "total": source.allocation if measurable else 0},
-        summary=f"copy of {pool.name}/{source.name} ({fmt or 'raw'})", form=form, quiet=quiet)
+        summary=Text(gettext_noop("copy of {source} ({format})"), source=f"{pool.name}/{source.name}",
+                     format=fmt or "raw"), form=form, quiet=quiet)
     return job
 
 
@@ -121,7 +127,8 @@ def start_clone(request: HttpRequest, host: Host, form: CloneForm, *, quiet: boo
 @route(ops.VOLUME_RESIZE)
 def volume_resize(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
     found = host_or_404(host)
-    context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume, "title": f"Grow {volume}"}
+    context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume,
+                               "title": _("Grow %(volume)s") % {"volume": volume}}
     try:
         detail = detail_or_404(found, pool)
     except VirtError as exc:
@@ -172,7 +179,9 @@ def volume_delete(request: HttpRequest, host: str, pool: str, volume: str) -> Ht
 def remove_volume(request: HttpRequest, host: Host, pool: str, volume: str, *, quiet: bool = False) -> Outcome[None]:
     """Delete a volume (refused by the virt layer while a VM or another volume uses it)."""
     return on_host(request, ops.VOLUME_DELETE, host, f"{pool}/{volume}",
-                   lambda conn: delete_volume(conn, pool, volume), done=f"Volume {volume} deleted.", quiet=quiet)
+                   lambda conn: delete_volume(conn, pool, volume),
+                   done=_("Volume %(name)s deleted.") % {"name": volume}, detail=f"Volume {volume} deleted.",
+                   quiet=quiet)
 
 
 @require_http_methods(["GET", "POST"])
@@ -196,12 +205,14 @@ def grow_volume(request: HttpRequest, host: Host, form: ResizeForm, *, quiet: bo
     return on_host_checked(
         request, ops.VOLUME_RESIZE, host, f"{pool}/{volume}", lambda conn: resize_volume(conn, pool, volume, size),
         form=form, rejects=StorageInputError, place=lambda _problem: "size", quiet=quiet,
-        done=f"Volume {volume} grown to {size} bytes.", detail=lambda old: f"from {old} to {size} bytes")
+        done=_("Volume %(name)s grown to %(size)s bytes.") % {"name": volume, "size": size},
+        detail=lambda old: f"from {old} to {size} bytes")
 
 
 def start_wipe(request: HttpRequest, host: Host, pool: str, volume: str, *, quiet: bool = False) -> Job | None:
     """Start overwriting a volume with zeros, as a job (None: refused, said in a message; quiet: raised)."""
     job: Job | None = start_job(request, ops.VOLUME_WIPE, host=host, name=f"{pool}/{volume}",
                                 params={"pool": pool, "name": volume},
-                                summary=f"overwrite {pool}/{volume} with zeros", quiet=quiet)
+                                summary=Text(gettext_noop("overwrite {volume} with zeros"), volume=f"{pool}/{volume}"),
+                                quiet=quiet)
     return job

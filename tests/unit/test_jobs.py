@@ -89,8 +89,8 @@ def test_clone_is_a_job_with_a_page_a_result_and_one_audit_record(admin_client: 
     assert state | {"seconds": None} == {
         "id": job.pk, "kind": "volume.clone", "label": "Clone volume", "summary": "copy of images/src.qcow2 (qcow2)",
         "target": {"type": "volume", "name": "images/copy.qcow2"}, "host": "testhost", "state": "done",
-        "active": False, "phase": "copied", "done": job.total, "total": job.total, "unit": "bytes", "percent": 100.0,
-        "result": job.result, "seconds": None, "can_cancel": False,
+        "state_label": "done", "active": False, "phase": "copied", "done": job.total, "total": job.total,
+        "unit": "bytes", "percent": 100.0, "result": job.result, "seconds": None, "can_cancel": False,
         "link": reverse("storage:pool", args=["testhost", "images"])}
 
 

@@ -223,3 +223,38 @@ def test_a_page_whose_request_for_rows_was_missed_asks_again(admin_client, test_
     frames = async_to_sync(run)()
     assert missed and [f["full"] for f in frames] == [True], frames
     assert f"testhost/{WEB_01_UUID}" in frames[0]["vms"]
+
+
+def test_each_viewer_reads_a_hosts_words_in_their_own_language(admin_client, user_client, granted_user,
+                                                                 test_host) -> None:
+    """One watcher, one frame sent to the host's group; each socket says it in its user's language
+    (webkvm/languages.py): a host's words and the rows' state labels, never the keys scripts compare."""
+    from django.contrib.auth import get_user_model
+
+    from tests.conftest import PASSWORD
+    from webkvm.models import UserLanguage, VMGrant
+
+    gone = Host.objects.create(name="gone", transport="tcp", hostname="127.0.0.1", port=1, insecure_tcp=True)
+    VMGrant.objects.create(user=granted_user, host=gone, vm_uuid=DB_01_UUID, vm_name="elsewhere")
+    chinese_admin = get_user_model().objects.create_superuser("zh-root", "", PASSWORD)
+    UserLanguage.objects.create(user=chinese_admin, language="zh-hans")
+    UserLanguage.objects.create(user=granted_user, language="zh-hans")
+    zh_admin_client = Client()
+    zh_admin_client.force_login(chinese_admin)
+
+    async def first_of(client: Client, query: str) -> dict[str, Any]:
+        page = await _open(query, cookie_of(client))
+        first = json.loads((await page.receive_output(timeout=10))["text"])
+        await page.disconnect()
+        return first
+
+    english = async_to_sync(first_of)(admin_client, "host=gone")["unreachable"]["gone"]
+    chinese = async_to_sync(first_of)(zh_admin_client, "host=gone")["unreachable"]["gone"]
+    assert english.startswith("unreachable: ") and "refused" in english
+    assert chinese.startswith("无法连接：") and "unreachable" not in chinese  # noqa: RUF001
+    assert async_to_sync(first_of)(user_client, "host=gone")["unreachable"] == {"gone": "宿主机不可用"}
+    rows = async_to_sync(first_of)(user_client, "host=testhost")["vms"]
+    row = rows[f"testhost/{WEB_01_UUID}"]
+    assert (row["state"], row["state_label"]) == ("running", "运行中")
+    row = async_to_sync(first_of)(admin_client, "host=testhost")["vms"][f"testhost/{WEB_01_UUID}"]
+    assert (row["state"], row["state_label"]) == ("running", "running")

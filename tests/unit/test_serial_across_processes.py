@@ -97,7 +97,9 @@ def test_take_over_reaches_the_holder_in_another_process(registry) -> None:
         assert previous is not None and (previous.username, previous.token) == ("alice", alice.token)
         return alice, bob, await asyncio.wait_for(layer_a.receive(alice.channel), 5)
     alice, bob, message = async_to_sync(run)()
+    said = message.pop("said")  # the words again, for the holder to say in its user's language
     assert message == {"type": KICK, "reason": "taken over by bob", "token": alice.token}
+    assert (said["template"], said["params"]) == ("taken over by {user}", {"user": "bob"})
     assert kicked_locally == []  # told through the channel layer, not by a call within one process
     for seen_by in (process_a, process_b):
         now = seen_by.holder(KEY)

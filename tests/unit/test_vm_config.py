@@ -382,7 +382,7 @@ def test_clone_a_shut_off_vm(admin_client: Client, test_host: Host) -> None:
     url = reverse("instances:clone", args=["testhost", vm])
     shown = admin_client.get(url)
     assert shown.context["form"].initial["name"] == "srcvm-clone"
-    assert "copied: <span class=\"mono\">vda: images/srcvm.qcow2</span>" in shown.content.decode()
+    assert "copied: <span class=\"mono\" translate=\"no\">vda: images/srcvm.qcow2</span>" in shown.content.decode()
     response = admin_client.post(url, {"name": "srcvm-copy"})
     assert response.status_code == 302 and response["Location"].startswith("/jobs/")
     status = wait_for(admin_client, response["Location"])

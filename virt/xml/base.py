@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Self
 
 from lxml import etree
 
+from virt.errors import gettext_noop
 from virt.xml.parser import MAX_XML_BYTES, XMLInputError, parse_xml
 
 __all__ = ["MAX_XML_BYTES", "Field", "PathStep", "XMLInputError", "XMLObject", "parse_xml"]
@@ -80,7 +81,7 @@ class XMLObject:
 
     def __init__(self, element: etree._Element) -> None:
         if element.tag != self.tag:
-            raise XMLInputError(f"expected <{self.tag}>, got <{element.tag}>")
+            raise XMLInputError(gettext_noop("expected <{expected}>, got <{got}>"), expected=self.tag, got=element.tag)
         self._element, self._parent, self._steps = element, None, ()
 
     @classmethod

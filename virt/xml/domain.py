@@ -9,6 +9,7 @@ from __future__ import annotations
 import string
 from collections.abc import Iterable
 
+from virt.errors import BadValue, gettext_noop
 from virt.xml.base import XMLObject
 from virt.xml.codecs import ON_OFF, YES_NO
 from virt.xml.fields import Attr, Child, Children, Flag, Size, Text
@@ -210,7 +211,7 @@ class Domain(XMLObject):
             suffix = letters[index] if index < 26 else letters[index // 26 - 1] + letters[index % 26]
             if prefix + suffix not in used:
                 return prefix + suffix
-        raise ValueError(f"no free {prefix}* disk target left")
+        raise BadValue(gettext_noop("no free {prefix}* disk target left"), prefix=prefix)
 
 
 class SnapshotDisk(XMLObject):

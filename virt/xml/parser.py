@@ -6,31 +6,34 @@ import re
 
 from lxml import etree
 
+from virt.errors import BadValue, gettext_noop
+
 MAX_XML_BYTES = 1 << 20
 
 
-class XMLInputError(ValueError):
-    """XML we refuse to work with; the message is short and safe to show users."""
+class XMLInputError(BadValue):
+    """XML we refuse to work with; the message is short and safe to show users (a template of ours;
+    libxml2's own words are a parameter)."""
 
 
 def parse_xml(text: str | bytes, *, max_bytes: int = MAX_XML_BYTES) -> etree._Element:
     """Parse untrusted XML into its root element, or raise XMLInputError."""
     if len(text) > max_bytes:  # before any decoding or parsing work
-        raise XMLInputError("XML document too large")
+        raise XMLInputError(gettext_noop("XML document too large"))
     if isinstance(text, bytes):
         try:
             decoded = text.decode("utf-8")  # libvirt speaks only UTF-8
         except UnicodeDecodeError:
-            raise XMLInputError("XML must be UTF-8 encoded") from None
+            raise XMLInputError(gettext_noop("XML must be UTF-8 encoded")) from None
         data = text
     else:
         decoded, data = text, text.encode("utf-8")
         if len(data) > max_bytes:
-            raise XMLInputError("XML document too large")
+            raise XMLInputError(gettext_noop("XML document too large"))
     # Refuse DTDs before libxml2 sees them: they carry XXE and entity-expansion
     # attacks, and libvirt never uses them.
     if _prolog_has_doctype(decoded):
-        raise XMLInputError("DOCTYPE is not allowed")
+        raise XMLInputError(gettext_noop("DOCTYPE is not allowed"))
     parser = etree.XMLParser(
         encoding="utf-8",  # we always hand lxml UTF-8 bytes, whatever the declaration says
         resolve_entities=False,
@@ -43,11 +46,12 @@ def parse_xml(text: str | bytes, *, max_bytes: int = MAX_XML_BYTES) -> etree._El
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as err:
         message = re.sub(r",? line \d+, column \d+$", "", str(err.msg or err))
-        raise XMLInputError(f"malformed XML: line {err.lineno}: {message}") from None
+        raise XMLInputError(gettext_noop("malformed XML: line {line}: {message}"), line=err.lineno,
+                            message=message) from None
     docinfo = root.getroottree().docinfo
     doctype: str = getattr(docinfo, "doctype", "")  # missing from lxml-stubs
     if doctype or docinfo.internalDTD is not None:  # belt and braces
-        raise XMLInputError("DOCTYPE is not allowed")
+        raise XMLInputError(gettext_noop("DOCTYPE is not allowed"))
     return root
 
 

@@ -10,6 +10,8 @@ import datetime
 
 from django import template
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from virt.xml.codecs import iec as iec_words
 from webkvm import formats
@@ -17,16 +19,26 @@ from webkvm import formats
 register = template.Library()
 
 
+def _sized(size: float) -> str:
+    """virt's size words; below 1 KiB the word "bytes" is said in the page's language (the units stay)."""
+    words = iec_words(size)
+    number, _space, unit = words.partition(" ")
+    if unit == "bytes":
+        count = int(number)
+        return ngettext("%(count)s byte", "%(count)s bytes", count) % {"count": count}
+    return words
+
+
 @register.filter
 def iec(size: float | str | None) -> str:
     """Bytes: 1536 -> '1.5 KiB', 2 << 30 -> '2.0 GiB' ('' is a missing variable)."""
-    return "unknown" if size is None or size == "" else iec_words(float(size))
+    return _("unknown") if size is None or size == "" else _sized(float(size))
 
 
 @register.filter
 def kib(size: float | str | None) -> str:
     """KiB, as libvirt gives memory: 1048576 -> '1.0 GiB', 65536 -> '64.0 MiB'."""
-    return "unknown" if size is None or size == "" else iec_words(float(size) * 1024)
+    return _("unknown") if size is None or size == "" else _sized(float(size) * 1024)
 
 
 @register.filter

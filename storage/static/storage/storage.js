@@ -2,7 +2,8 @@
 // Needs js/format.js. Clones and wipes are jobs: their page is js/job-progress.js.
 (function () {
   "use strict";
-  const iec = window.webkvmFormat.iec;
+  const format = window.webkvmFormat;
+  const iec = format.iec;
 
   const form = document.getElementById("upload");
   if (form) {
@@ -61,7 +62,7 @@
       event.preventDefault();
       clearErrors();
       const chosen = file.files[0];
-      if (!chosen) { form.querySelector('[data-for="file"]').textContent = "Choose a file."; return; }
+      if (!chosen) { form.querySelector('[data-for="file"]').textContent = gettext("Choose a file."); return; }
       const announce = new FormData();
       announce.append("csrfmiddlewaretoken", token);
       announce.append("name", name.value);
@@ -72,7 +73,7 @@
         const response = await fetch(form.action, { method: "POST", body: announce, credentials: "same-origin" });
         answer = await response.json();
       } catch (error) {
-        problem.textContent = "The panel did not answer: " + error;
+        problem.textContent = interpolate(gettext("The panel did not answer: %(reason)s"), { reason: String(error) }, true);
         busy(false);
         return;
       }
@@ -80,7 +81,7 @@
 
       box.hidden = false;
       bar.value = 0;
-      status.textContent = "0 of " + iec(chosen.size);
+      status.textContent = interpolate(gettext("%(done)s of %(total)s"), { done: format.number(0, 0), total: iec(chosen.size) }, true);
       const began = performance.now();
       xhr = new XMLHttpRequest();
       xhr.open("PUT", answer.url + "?name=" + encodeURIComponent(name.value));
@@ -91,40 +92,45 @@
         if (!e.lengthComputable) { return; }
         const seconds = Math.max((performance.now() - began) / 1000, 0.001);
         bar.value = Math.floor(100 * e.loaded / e.total);
-        status.textContent = iec(e.loaded) + " of " + iec(e.total) + " (" + bar.value + "%), " +
-          iec(e.loaded / seconds) + "/s";
+        status.textContent = interpolate(gettext("%(done)s of %(total)s (%(percent)s), %(rate)s/s"), {
+          done: iec(e.loaded), total: iec(e.total), percent: format.number(bar.value, 0) + "%", rate: iec(e.loaded / seconds),
+        }, true);
       });
       xhr.addEventListener("load", () => {
         let result = {};
         try { result = JSON.parse(xhr.responseText); } catch (error) { result = { error: xhr.statusText }; }
         if (xhr.status === 201) {
           bar.value = 100;
-          status.textContent = "done: " + iec(result.bytes) + " in " + result.seconds + " s (100%), " +
-            iec(result.rate) + "/s";
+          status.textContent = interpolate(gettext("done: %(size)s in %(seconds)s (%(percent)s), %(rate)s/s"), {
+            size: iec(result.bytes), seconds: format.seconds(result.seconds), percent: format.number(100, 0) + "%",
+            rate: iec(result.rate),
+          }, true);
           status.dataset.state = "done";
           refreshVolumes().catch(() => {
             const link = document.createElement("a");
             link.href = window.location.pathname;
-            link.textContent = " Show it in the list";
-            status.appendChild(link);
+            link.textContent = gettext("Show it in the list");
+            status.append(" ", link);
           });
         } else {
           status.dataset.state = "failed";
           showErrors(result);
-          if (!result.errors && !result.error) { problem.textContent = "Upload failed: HTTP " + xhr.status; }
+          if (!result.errors && !result.error) {
+            problem.textContent = interpolate(gettext("Upload failed: HTTP %(status)s"), { status: xhr.status }, true);
+          }
         }
         busy(false);
         xhr = null;
       });
       xhr.addEventListener("error", () => {
         status.dataset.state = "failed";
-        problem.textContent = "The upload was interrupted; nothing was kept.";
+        problem.textContent = gettext("The upload was interrupted; nothing was kept.");
         busy(false);
         xhr = null;
       });
       xhr.addEventListener("abort", () => {
         status.dataset.state = "cancelled";
-        problem.textContent = "Upload cancelled; nothing was kept.";
+        problem.textContent = gettext("Upload cancelled; nothing was kept.");
         busy(false);
         xhr = null;
       });
