@@ -34,6 +34,7 @@ def test_login_add_ssh_host_and_read_overview(live_server, page, lab: dict[str, 
     page.fill("#id_path", "system")
     page.click("#save-host")
 
+    page.wait_for_selector("#fingerprints .fingerprint")  # the scan's answer is the next page
     shown = page.locator("#fingerprints .fingerprint").all_inner_texts()
     lab_fingerprints = {HostKey.parse(line).fingerprint for line in lab["ssh"]["host_keys"]}
     assert any(fp in text for fp in lab_fingerprints for text in shown), shown

@@ -272,7 +272,7 @@ def test_issue5_pool_iso_volume_network_and_a_vm_over_ssh(
     assert text(detail, "//dd[@data-fact='state']") == "running"
     assert sorted((row[0], row[3]) for row in table(detail, "disks")) == sorted(
         (d.target_dev, d.source_file) for d in live.disks)
-    assert table(detail, "nics")[0][:3] == [live.interfaces[0].mac, "network", net_name]
+    assert table(detail, "nics")[0][:3] == [live.interfaces[0].mac, "virtual network", net_name]
     pool_page = browser.html(reverse("storage:pool", args=[host.name, pool]))
     for name in listed:
         assert vm_name in text(pool_page, f"//tr[@data-volume='{name}']/td[@data-col='used-by']")

@@ -23,11 +23,14 @@ import pytest
 from django.test import Client
 from django.urls import resolve, reverse
 
+from api.models import ApiToken
 from hosts import services
 from hosts.models import Host
 from storage.asgi import QUEUED_CHUNKS
 from storage.transfers import CHUNK
 from tests.conftest import need
+from tests.unit.test_api_access import TokenClient
+from tests.unit.test_body_limit import Counted
 from tests.unit.test_storage_asgi import asgi, body_of, csrf_token, headers_for
 from virt.streams import Download
 from webkvm.models import AuditEvent
@@ -307,10 +310,6 @@ def test_upload_and_download_through_the_api_with_a_token(admin_user: Any, lab: 
     """The API's content URL streams through the same ASGI path: an upload cut short leaves nothing and is
     resumed by sending it again from the first byte; the download gives the same bytes with Content-Length;
     a read-only token's upload is refused before a byte is read; each record names the token."""
-    from api.models import ApiToken
-    from tests.unit.test_api_access import TokenClient
-    from tests.unit.test_body_limit import Counted
-
     host = Host.objects.create(name="lab-local", transport="local", path="system")
     text = ApiToken.make(admin_user, "lab-token")[1]
     api = TokenClient(text)
