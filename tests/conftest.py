@@ -58,8 +58,11 @@ def need(condition: bool, reason: str) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop running in the main thread for
-    the rest of the session, which breaks async_to_sync in the tests that would follow them."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    the rest of the session, which breaks async_to_sync in the tests that would follow them. Among the
+    others and among the browser tests, those booting the cloud image last: `make test` builds it in the
+    background meanwhile (tests/cloud_image.py), so they find it ready instead of waiting for it."""
+    items.sort(key=lambda item: (item.get_closest_marker("browser") is not None,
+                                 "cloud_image" in getattr(item, "fixturenames", ())))
 
 
 @pytest.fixture(autouse=True)
