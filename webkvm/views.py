@@ -48,8 +48,10 @@ class AuditFilters(forms.Form):
     object = forms.CharField(required=False, help_text=gettext_lazy("exactly this object name"))
     q = forms.CharField(required=False,
                         help_text=gettext_lazy("part of the object's name, the host's name or the detail"))
-    since = forms.DateTimeField(required=False, help_text=gettext_lazy("from this time on (ISO 8601)"))
-    until = forms.DateTimeField(required=False, help_text=gettext_lazy("up to this time (ISO 8601)"))
+    since = forms.DateTimeField(required=False, label=gettext_lazy("from"),
+                                help_text=gettext_lazy("from this time on (ISO 8601)"))
+    until = forms.DateTimeField(required=False, label=gettext_lazy("to"),
+                                help_text=gettext_lazy("up to this time (ISO 8601)"))
 
 
 def audit_events(filters: AuditFilters) -> QuerySet[AuditEvent]:
@@ -84,10 +86,13 @@ def audit_events(filters: AuditFilters) -> QuerySet[AuditEvent]:
 @route(page(ADMIN))
 def audit_log(request: HttpRequest) -> HttpResponse:
     form = AuditFilters(request.GET)
-    form.is_valid()  # the page leaves out what is not valid
-    filters = {key: request.GET.get(key, "").strip()[:100] for key in ("user", "action", "result", "q")}
+    form.is_valid()  # the page leaves out what is not valid, and says so on the field
+    filters = {key: request.GET.get(key, "").strip()[:100] for key in form.fields}
     page = Paginator(audit_events(form), 50).get_page(request.GET.get("page"))
-    return render(request, "audit/list.html", {"page": page, "filters": filters, "results": AuditResult.choices})
+    return render(request, "audit/list.html", {"page": page, "filters": filters, "results": AuditResult.choices,
+                                               "problems": [(form.fields[name].label or name, error)
+                                                            for name, errors in form.errors.items()
+                                                            for error in errors]})
 
 
 def login_locked_out(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:

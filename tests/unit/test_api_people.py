@@ -21,6 +21,7 @@ from tests.unit.test_routes import _url, _world
 from tests.unit.test_users_views import UNKNOWN_VMS
 from webkvm.models import AuditEvent, VMGrant
 from webkvm.operations import LOGIN, PUBLIC
+from webkvm.views import AuditFilters
 
 pytestmark = pytest.mark.django_db
 callers = test_api_access.callers  # the fixture: a token per persona
@@ -281,3 +282,14 @@ def test_a_token_without_grants_sees_and_does_nothing(callers: dict[str, TokenCl
         else:
             assert response.status_code in (403, 404), f"{name}: {response.status_code}"
     assert asked >= 20 and _world(test_host) == before
+
+
+def test_the_audit_page_has_every_filter_and_says_which_it_left_out(admin_client: Client,
+                                                                   events: dict[str, int]) -> None:
+    page = admin_client.get(reverse("audit")).content.decode()
+    for name in AuditFilters.base_fields:
+        assert f'name="{name}"' in page, f"no input for the filter {name}"
+    answer = admin_client.get(reverse("audit") + "?since=yesterday&host=testhost")
+    said = answer.content.decode()
+    assert answer.status_code == 200 and 'id="filter-problems"' in said and "Filter “from” left out" in said
+    assert 'name="host" placeholder="host" value="testhost"' in said  # what was asked stays in the form
