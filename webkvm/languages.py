@@ -1,6 +1,7 @@
-"""The language of each page: the browser's (Accept-Language, by Django's LocaleMiddleware) until a user picks
-one in their menu; then theirs, stored with the user and copied into the session at log-in, so it survives
-logout and log-in and never reaches another user's pages (no shared cookie carries it)."""
+"""The language of each page: the browser's (Accept-Language, or the choice made on the log-in page, kept in a
+cookie of that browser; Django's LocaleMiddleware) until a user picks one in their menu; then theirs, stored
+with the user and copied into the session at log-in, so it survives logout and log-in and never reaches another
+user's pages (a user's own choice never goes into the cookie)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from webkvm.models import UserLanguage
-from webkvm.operations import LOGIN, page, route
+from webkvm.operations import PUBLIC, page, route
 
 SESSION_KEY = "webkvm_language"
 CODES = {code for code, _ in settings.LANGUAGES}
@@ -82,17 +83,24 @@ def context(request: HttpRequest) -> dict[str, Any]:
                                  for code, name in settings.LANGUAGES]}
 
 
-@route(page(LOGIN))
+@route(page(PUBLIC))
 @require_POST
 def choose(request: HttpRequest) -> HttpResponse:
-    """The user menu's language choice: stored with the user, in force from the next page on."""
+    """A language choice: from a user's menu, stored with the user; from the log-in page (nobody logged in yet),
+    the browser's, kept in its language cookie. In force from the next page on."""
     code = request.POST.get("language", "")
-    if code in CODES:
-        UserLanguage.objects.update_or_create(user=request.user, defaults={"language": code})
-        request.session[SESSION_KEY] = code
-        translation.activate(code)
     back = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
                                            require_https=request.is_secure()):
         back = reverse("home")
-    return HttpResponseRedirect(back)
+    response = HttpResponseRedirect(back)
+    if code not in CODES:
+        return response
+    if request.user.is_authenticated:
+        UserLanguage.objects.update_or_create(user=request.user, defaults={"language": code})
+        request.session[SESSION_KEY] = code
+    else:
+        response.set_cookie(settings.LANGUAGE_COOKIE_NAME, code, max_age=365 * 86400, samesite="Lax", httponly=True,
+                            secure=request.is_secure())
+    translation.activate(code)
+    return response

@@ -165,9 +165,7 @@ LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 # string under the first path whose parent folder holds it, so the project's catch-all comes last.
 LOCALE_PATHS = [BASE_DIR / part / "locale" for part in
                 ("api", "console", "hosts", "instances", "jobs", "networks", "storage", "virt")] + [BASE_DIR / "locale"]
-LANGUAGE_COOKIE_NAME = "webkvm_language"
-LANGUAGE_COOKIE_SAMESITE = "Lax"
-LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_NAME = "webkvm_language"  # the log-in page's choice, of the browser (webkvm/languages.py)
 TIME_ZONE = config.env_time_zone("WEBKVM_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

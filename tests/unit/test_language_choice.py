@@ -145,16 +145,17 @@ def test_the_way_back_stays_on_the_panel(people) -> None:
     assert answer.status_code == 302 and answer["Location"] == reverse("home")
 
 
-def test_the_choice_is_csrf_protected_and_for_logged_in_users_only(people) -> None:
+def test_the_choice_is_csrf_protected_and_stored_only_for_a_logged_in_user(people) -> None:
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(people["alice"])
     assert choose(strict, "zh-hans").status_code == 403, "no CSRF token: refused"
     assert not UserLanguage.objects.exists()
     anonymous = Client()
-    answer = choose(anonymous, "zh-hans")
-    assert answer.status_code == 302 and answer["Location"].startswith(reverse("login"))
-    assert not UserLanguage.objects.exists()
     assert ENGLISH in page_of(anonymous, reverse("login"))
+    answer = choose(anonymous, "zh-hans", back=reverse("login"))  # the log-in page's switch: this browser's
+    assert answer.status_code == 302 and answer["Location"] == reverse("login")
+    assert not UserLanguage.objects.exists()
+    assert CHINESE in page_of(anonymous, reverse("login"))
     strict.get(reverse("api-tokens:list"))  # the page sets the CSRF cookie; the menu's form carries the token
     token = strict.cookies["csrftoken"].value
     answer = strict.post(reverse("language"), {"language": "zh-hans", "next": "/"}, HTTP_X_CSRFTOKEN=token)
@@ -263,3 +264,21 @@ def test_the_audit_page_shows_actions_in_words_and_keeps_the_codes(admin_user) -
     assert "启动虚拟机" in page and "失败" in page and 'data-action="vm.start"' in page
     assert '<option value="failed">失败</option>' in page
     assert AuditEvent.objects.filter(action="vm.start", result="failed").exists(), "the stored codes stay"
+
+
+def test_the_login_pages_choice_is_the_browsers_until_a_user_chose_their_own(people) -> None:
+    browser = Client()
+    page = page_of(browser, reverse("login"))
+    assert 'id="login-language"' in page and 'value="zh-hans"' in page
+    choose(browser, "zh-hans", back=reverse("login"))
+    log_in(browser, "alice")  # alice never chose: the browser's language
+    assert CHINESE in page_of(browser)
+    log_out(browser)
+    choose(browser, "en", back=reverse("login"))
+    log_in(browser, "alice")
+    choose(browser, "zh-hans")  # her own choice, stored; this browser's cookie stays English
+    assert UserLanguage.objects.get(user=people["alice"]).language == "zh-hans"
+    log_out(browser)
+    assert ENGLISH in page_of(browser, reverse("login"))
+    log_in(browser, "bob")
+    assert ENGLISH in page_of(browser), "alice's choice does not reach bob in the same browser"
