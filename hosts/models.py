@@ -11,6 +11,7 @@ from django.db import models
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from hosts.route_words import not_a_route_word
 from virt import uri
 from virt.errors import InvalidInput
 from virt.ssh import HostKey, SshIdentity
@@ -49,7 +50,8 @@ class Host(models.Model):
     name = models.CharField(
         max_length=63, unique=True,
         validators=[RegexValidator(HOST_NAME_RE,
-                                   gettext_lazy("Use lower-case letters, digits and hyphens (a short label)."))],
+                                   gettext_lazy("Use lower-case letters, digits and hyphens (a short label).")),
+                    not_a_route_word],
         help_text=gettext_lazy("A short label used in the panel and its URLs, e.g. kvm-01."),
     )
     transport = models.CharField(max_length=8, choices=[(t.value, t.value) for t in Transport])

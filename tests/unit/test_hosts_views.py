@@ -64,6 +64,8 @@ BAD_INPUTS = [
     ("name", {"name": "<img src=x onerror=alert(1)>", "transport": "local"}),
     ("name", {"name": "x" * 5000, "transport": "local"}),
     ("name", {"name": "", "transport": "local"}),
+    ("name", {"name": "images", "transport": "local"}),  # /storage/images/ is a page, not a host's pools
+    ("name", {"name": "new", "transport": "local"}),  # /hosts/new/
     ("transport", {"transport": "gopher"}),
     ("insecure_tcp", {"transport": "tcp", "hostname": "kvm1"}),
     ("sasl_username", {"transport": "tcp", "hostname": "kvm1", "sasl_username": "a b", "sasl_password": "x"}),
@@ -146,3 +148,10 @@ def test_a_failed_connection_test_is_said_and_audited_once(admin_client) -> None
     assert "Test connection: not done:" in page and "connection refused" in page
     [event] = AuditEvent.objects.filter(action="host.test")
     assert event.result == "failed" and event.duration_ms is not None
+
+
+def test_host_names_the_panels_pages_take_are_read_from_the_routes() -> None:
+    from hosts.route_words import route_words
+
+    assert {"new", "images", "ssh-key", "flavors", "quotas", "bulk"} <= route_words()
+    assert "rows" not in route_words()  # /instances/rows.json cannot be a host's address: no clash
