@@ -16,6 +16,7 @@ from rest_framework.views import exception_handler
 
 from virt.devices import FieldProblem
 from virt.errors import Busy, HostBusy, InvalidState, NotFound, Unreachable, VirtError
+from virt.snapshots import NoSuchSnapshot
 
 CODES = {
     status.HTTP_400_BAD_REQUEST: "invalid",
@@ -76,7 +77,7 @@ def from_host(exc: VirtError, user: Any) -> exceptions.APIException:
     words = told(user, exc)
     if isinstance(exc, FieldProblem):
         return exceptions.ValidationError({exc.field or "non_field_errors": [words]})
-    if isinstance(exc, NotFound):
+    if isinstance(exc, (NotFound, NoSuchSnapshot)):
         return exceptions.NotFound(words)
     if isinstance(exc, Busy):
         return Conflict(words, code="vm_busy")

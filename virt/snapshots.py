@@ -142,9 +142,14 @@ def after_interruption(dom: libvirt.virDomain, name: str) -> str:
     return EXISTS if _exists(dom, name) else ABSENT  # its job may have ended between the two questions
 
 
+class NoSuchSnapshot(InvalidInput):
+    """A snapshot name the VM does not have: a page says so after the action (its list may be stale); the API
+    answers 404 (api/errors.py)."""
+
+
 def _lookup(dom: libvirt.virDomain, name: str) -> libvirt.virDomainSnapshot:
     if not _exists(dom, name):  # a name from a form: never handed to libvirt unchecked
-        raise InvalidInput(gettext_noop("{vm} has no snapshot named {name}."), vm=dom.name(), name=repr(name))
+        raise NoSuchSnapshot(gettext_noop("{vm} has no snapshot named {name}."), vm=dom.name(), name=repr(name))
     return dom.snapshotLookupByName(name, 0)
 
 

@@ -216,6 +216,8 @@ def test_snapshots_of_a_shut_off_vm_in_the_request(tokens: dict[str, TokenClient
                    .values_list("action", "result"))
     assert actions == [("vm.snapshot.create", "ok"), ("vm.snapshot.revert", "ok"), ("vm.snapshot.delete", "ok")]
     assert all(through("user-change-token") in e.detail for e in AuditEvent.objects.filter(action__startswith="vm.s"))
+    for missing in (changer.call("DELETE", url + "s1/"), changer.post(url + "s1/revert/")):  # gone: 404
+        assert missing.status_code == 404 and missing.json()["code"] == "not_found", missing.content
 
 
 def test_a_raw_disk_is_refused_409_and_audited(tokens: dict[str, TokenClient], test_host: Host) -> None:
