@@ -12,7 +12,6 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.utils import translation
-from django.utils.translation import trans_real
 
 from console.session import session_cookie
 from console.tickets import SELECTED_PROTOCOL, bearer, from_protocols, session_user
@@ -52,17 +51,7 @@ def language_from(cookie: str, accept_language: str, user: Any = None) -> str:
     """language_of() from a request's Cookie and Accept-Language headers (the standalone proxy's)."""
     if user is None:
         user = session_user(session_cookie(cookie))
-    chosen = languages.stored(user) if user is not None else ""
-    if chosen:
-        return chosen
-    for code, _quality in trans_real.parse_accept_lang_header(accept_language):
-        if code == "*":
-            break
-        try:
-            return translation.get_supported_language_variant(code)
-        except LookupError:
-            continue
-    return str(settings.LANGUAGE_CODE)
+    return languages.of_caller(user, cookie, accept_language)
 
 
 def close_words(reason: BaseException | Said | str, language: str) -> str:

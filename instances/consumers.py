@@ -110,6 +110,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
     unanswered: set[int]  # hosts whose watcher has not yet sent this page their rows
     asking: set[asyncio.Task[None]]
     language = settings.LANGUAGE_CODE  # the user's (webkvm/languages.py): what this socket's words are said in
+    browser: tuple[str, str] = ("", "")  # the Cookie and Accept-Language the socket came with
 
     async def connect(self) -> None:
         self.allowed, self.host_names = {}, {}
@@ -126,7 +127,8 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
         if user is None:
             await self.close(code=CLOSE_REFUSED)
             return
-        self.language = await blocking(languages.of_user)(user)
+        self.browser = (headers.get("cookie", ""), headers.get("accept-language", ""))
+        self.language = await blocking(languages.of_caller)(user, *self.browser)
         await self.accept()
         await self._follow(allowed, names)
         self.recheck = asyncio.create_task(self._recheck())
@@ -165,7 +167,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ha
             if user is None:
                 await self.close(code=CLOSE_REFUSED)
                 return
-            self.language = await blocking(languages.of_user)(user)  # a language chosen meanwhile
+            self.language = await blocking(languages.of_caller)(user, *self.browser)  # one chosen meanwhile
             await self._follow(allowed, names)
 
     async def disconnect(self, code: int) -> None:

@@ -17,8 +17,6 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.http import HttpRequest
-from django.http.cookie import parse_cookie
 from django.utils import translation
 
 from console.session import origin_allowed, session_cookie
@@ -46,16 +44,8 @@ def _status(session_key: str, job_id: int, language: str = settings.LANGUAGE_COD
 
 
 def language_of(session_key: str, headers: dict[str, str]) -> str:
-    """The language the viewer's pages speak: their own choice (webkvm/languages.py), else their browser's
-    (the language cookie, Accept-Language), as Django's LocaleMiddleware tells it for a page."""
-    user = session_user(session_key)
-    chosen = languages.stored(user) if user is not None else ""
-    if chosen:
-        return chosen
-    request = HttpRequest()
-    request.COOKIES = parse_cookie(headers.get("cookie", ""))
-    request.META["HTTP_ACCEPT_LANGUAGE"] = headers.get("accept-language", "")
-    return translation.get_language_from_request(request)
+    """The language the viewer's pages speak (webkvm.languages.of_caller)."""
+    return languages.of_caller(session_user(session_key), headers.get("cookie", ""), headers.get("accept-language", ""))
 
 
 class JobConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types

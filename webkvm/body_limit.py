@@ -25,7 +25,6 @@ from django.contrib.auth import SESSION_KEY
 from django.db import close_old_connections
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation.trans_real import parse_accept_lang_header
 
 from virt.xml.codecs import iec
 
@@ -100,16 +99,11 @@ async def refuse(send: Send, status: int, text: str) -> None:
 
 
 def _language(scope: Scope) -> str:
-    """The language the caller's Accept-Language asks for (this wrapper runs before Django's middleware)."""
-    raw = (_header(scope, b"accept-language") or b"").decode("latin-1")[:500]
-    for code, _quality in parse_accept_lang_header(raw):
-        if code == "*":
-            break
-        try:
-            return translation.get_supported_language_variant(code)
-        except LookupError:
-            continue
-    return str(settings.LANGUAGE_CODE)
+    """The browser's language (this wrapper runs before Django's middleware and knows no user yet)."""
+    from webkvm.languages import of_caller  # webkvm.languages imports the models, loaded after this module
+
+    return of_caller(None, (_header(scope, b"cookie") or b"").decode("latin-1"),
+                     (_header(scope, b"accept-language") or b"").decode("latin-1"))
 
 
 def _too_large(scope: Scope, limit: int) -> str:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.http.cookie import parse_cookie
 from django.urls import reverse
 from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -34,6 +35,19 @@ def stored(user: Any) -> str:
 def of_user(user: Any, fallback: str = settings.LANGUAGE_CODE) -> str:
     """The language to speak to `user` where no request says it (a WebSocket frame, an e-mail)."""
     return stored(user) or fallback
+
+
+def of_caller(user: Any, cookie: str, accept_language: str) -> str:
+    """The language for a caller no Django middleware has seen (a WebSocket, the ASGI wrapper before Django): the
+    user's own choice, else their browser's (the log-in page's cookie, Accept-Language), as a page would speak.
+    Blocking: it reads the database when there is a user."""
+    chosen = stored(user) if user is not None and getattr(user, "pk", None) is not None else ""
+    if chosen:
+        return chosen
+    request = HttpRequest()
+    request.COOKIES = parse_cookie(cookie)
+    request.META["HTTP_ACCEPT_LANGUAGE"] = accept_language[:500]
+    return translation.get_language_from_request(request)
 
 
 def html_tag(code: str | None = None) -> str:

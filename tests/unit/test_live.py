@@ -258,3 +258,18 @@ def test_each_viewer_reads_a_hosts_words_in_their_own_language(admin_client, use
     assert (row["state"], row["state_label"]) == ("running", "运行中")
     row = async_to_sync(first_of)(admin_client, "host=testhost")["vms"][f"testhost/{WEB_01_UUID}"]
     assert (row["state"], row["state_label"]) == ("running", "running")
+
+
+def test_a_viewer_who_chose_no_language_reads_their_browsers(admin_client, test_host) -> None:
+    """As their pages do: no stored choice, so the browser's Accept-Language (webkvm.languages.of_caller)."""
+    async def run() -> dict[str, Any]:
+        communicator = WebsocketCommunicator(application, "/live/ws/?scope=fleet", headers=[
+            (b"origin", ORIGIN.encode()), (b"host", b"127.0.0.1:8000"),
+            (b"cookie", f"sessionid={cookie_of(admin_client)}".encode()), (b"accept-language", b"zh-CN,zh;q=0.9")])
+        await communicator.connect(timeout=10)
+        first = json.loads((await communicator.receive_output(timeout=10))["text"])
+        await communicator.disconnect()
+        return first
+
+    row = async_to_sync(run)()["vms"][f"testhost/{WEB_01_UUID}"]
+    assert (row["state"], row["state_label"]) == ("running", "运行中")
