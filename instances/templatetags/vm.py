@@ -9,8 +9,6 @@ import time
 from django import template
 from django.utils.translation import gettext, gettext_lazy
 
-from webkvm.i18n import said as _said
-
 register = template.Library()
 
 # The states as the pages show them, translated; the data (rows, JSON, filters, tests) keeps the English keys
@@ -35,13 +33,6 @@ def state_label(state: str) -> str:
     label = STATE_LABELS.get(str(state))
     return str(label) if label is not None else str(state)
 
-
-@register.filter
-def said(message: object) -> str:
-    """A message of ours (an error or Text of the virt layer) in the page's language; other text as it is."""
-    if message is None or message == "":
-        return ""
-    return _said(message)  # type: ignore[arg-type]
 
 
 def duration(seconds: int) -> str:

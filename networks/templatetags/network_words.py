@@ -6,9 +6,6 @@ from __future__ import annotations
 from django import template
 from django.utils.translation import pgettext_lazy
 
-from virt.errors import Said
-from webkvm.i18n import said as said_words
-
 register = template.Library()
 
 MODES = {
@@ -63,8 +60,3 @@ def interface_kind(value: str) -> str:
 def link_state(value: str) -> str:
     return str(STATES.get(value, value))
 
-
-@register.filter
-def said(value: BaseException | Said | str) -> str:
-    """A message of the panel's own (a virt layer's Message or error) in the reader's language."""
-    return said_words(value)

@@ -10,7 +10,6 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext
 
 from virt.volumes import VolumeInfo
-from webkvm.i18n import said as said_words
 
 register = template.Library()
 
@@ -25,11 +24,6 @@ def linkable(name: str) -> bool:
 def percent(part: int, whole: int) -> int:
     return round(100 * part / whole) if whole else 0
 
-
-@register.filter
-def said(words: Any) -> str:
-    """A message of the virt layer (a host's trouble, a report) in the reader's language; text as it is."""
-    return said_words(words) if words else ""
 
 
 @register.filter

@@ -1,7 +1,8 @@
 """Sizes and instants in templates, built into every template (settings TEMPLATES "builtins"): no {% load %}.
 
 {{ bytes|iec }}, {{ kib|kib }} -> '2.0 GiB' (virt.xml.codecs.iec); {{ datetime|when }} -> '2026-12-02 13:51:07 UTC'
-(webkvm.formats.when); <html data-time-zone="{% time_zone %}"> tells static/js/format.js the panel's zone.
+(webkvm.formats.when); {{ error|said }}: a virt message in the page's language;
+<html data-time-zone="{% time_zone %}"> tells static/js/format.js the panel's zone.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.utils.translation import ngettext
 
 from virt.xml.codecs import iec as iec_words
 from webkvm import formats
+from webkvm.i18n import said as said_words
 
 register = template.Library()
 
@@ -39,6 +41,15 @@ def iec(size: float | str | None) -> str:
 def kib(size: float | str | None) -> str:
     """KiB, as libvirt gives memory: 1048576 -> '1.0 GiB', 65536 -> '64.0 MiB'."""
     return _("unknown") if size is None or size == "" else _sized(float(size) * 1024)
+
+
+@register.filter
+def said(message: object) -> str:
+    """{{ x|said }}: a message of ours (an error, a Text or Message of the virt layer) in the page's language;
+    other text as it is, nothing as nothing (webkvm.i18n.said)."""
+    if message is None or message == "":
+        return ""
+    return said_words(message)  # type: ignore[arg-type]
 
 
 @register.filter
