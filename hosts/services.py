@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from hosts import machine
 from hosts.models import Host
 from virt.connections import HostConnection, HostStatus, Registry
-from virt.errors import HostBusy, Said, Unreachable, VirtError, said_as
+from virt.errors import HostBusy, Said, Unreachable, VirtError, host_words, said_as
 from virt.locks import VMLocks
 from virt.reads import Read
 from virt.ssh import SshIdentity, write_known_hosts
@@ -138,6 +138,8 @@ class Outcome(Generic[T]):
     def words(self) -> str:
         """"busy: 3 calls queued", "unreachable: connection refused" or "error: ...", in the active language
         (the outcome may come from another thread: it is worded when read)."""
+        if isinstance(self.exception, VirtError):
+            return said(host_words(self.exception))
         reason = said(self.exception) if self.exception is not None else self.error
         if self.busy:
             return reason

@@ -36,7 +36,7 @@ from django.utils.translation import gettext as _
 from hosts import services
 from hosts.models import Host
 from virt.devices import FieldProblem
-from virt.errors import HostBusy, NotFound, Said, Unreachable, VirtError, hidden_words
+from virt.errors import NotFound, Said, VirtError, hidden_words, host_words
 from webkvm import audit, permissions
 from webkvm.i18n import said
 from webkvm.models import AuditResult, VMPermission
@@ -226,13 +226,8 @@ def told(user: Any, exc: VirtError, words: str = "") -> str:
 
 
 def host_trouble(exc: VirtError) -> str:
-    """How a host's part of a page names a failed read, in the active language (virt.errors.host_words in
-    words of the page): busy, unreachable, or the error itself."""
-    if isinstance(exc, HostBusy):
-        return said(exc)
-    if isinstance(exc, Unreachable):
-        return _("unreachable: %(reason)s") % {"reason": said(exc)}
-    return _("error: %(reason)s") % {"reason": said(exc)}
+    """How a host's part of a page names a failed read (virt.errors.host_words), in the active language."""
+    return said(host_words(exc))
 
 
 def label_of(op: Operation) -> str:
