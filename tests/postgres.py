@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from tests.conftest import need
 
@@ -54,3 +54,13 @@ def private_postgres() -> Iterator[str]:
             _as_postgres(_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_database(url: str, name: str) -> str:
+    """A new database `name` on the cluster of `url`, copied from the database `url` names (PostgreSQL's
+    template copy: a migrated schema in a fraction of a second instead of migrating again)."""
+    base, _, template = url.rpartition("/")
+    sockets = unquote(base.rpartition("@")[2])
+    done = _as_postgres(_bin("createdb"), "-h", sockets, "-U", "postgres", "-T", template, name)
+    assert done.returncode == 0, done.stderr
+    return f"{base}/{name}"

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import redis
 
 from lab.forwarder import Forwarder
 from tests.panel_server import free_port, in_session, stop
-from tests.postgres import private_postgres
+from tests.postgres import copy_database, private_postgres
 from webkvm.redis_store import PrivateRedis
 
 pytestmark = [pytest.mark.lab]
@@ -94,28 +95,68 @@ ON_BOTH = pytest.mark.parametrize("two_panels", ["sqlite", "postgresql"], indire
 ON_POSTGRESQL = pytest.mark.parametrize("two_panels", ["postgresql"], indirect=True)
 
 
+class MigratedDatabases:
+    """Each kind of database migrated once per module; every test runs on a copy of it (a migration run
+    costs seconds, a copy a fraction of one)."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self.stack = stack
+        self.templates: dict[str, str] = {}
+        self.copies = 0
+
+    def _migrate(self, env: dict[str, str]) -> None:
+        subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "--noinput", "-v0"], cwd=REPO,
+                       env={**_clean_env(), **env}, check=True, timeout=120)
+
+    def for_test(self, kind: str, data: Path) -> dict[str, str]:
+        """The environment that puts a test's panels on a fresh copy of a migrated database of `kind`."""
+        self.copies += 1
+        if kind == "postgresql":
+            if kind not in self.templates:
+                self.templates[kind] = self.stack.enter_context(private_postgres())
+                self._migrate({"WEBKVM_DATABASE_URL": self.templates[kind],
+                               "WEBKVM_DATA_DIR": self.stack.enter_context(tempfile.TemporaryDirectory())})
+            return {"WEBKVM_DATABASE_URL": copy_database(self.templates[kind], f"webkvm_{self.copies}")}
+        if kind not in self.templates:
+            self.templates[kind] = self.stack.enter_context(tempfile.TemporaryDirectory(prefix="webkvm-template-"))
+            self._migrate({"WEBKVM_DATA_DIR": self.templates[kind]})
+        data.mkdir(mode=0o700, exist_ok=True)
+        for name in ("webkvm.sqlite3", "webkvm.sqlite3-wal"):
+            if (Path(self.templates[kind]) / name).exists():
+                shutil.copyfile(Path(self.templates[kind]) / name, data / name)
+                (data / name).chmod(0o600)
+        return {}
+
+
+@pytest.fixture(scope="module")
+def migrated_databases() -> Iterator[MigratedDatabases]:
+    with contextlib.ExitStack() as stack:
+        yield MigratedDatabases(stack)
+
+
 @pytest.fixture
-def two_panels(request: pytest.FixtureRequest, lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def two_panels(request: pytest.FixtureRequest, lab: dict[str, Any],
+               migrated_databases: MigratedDatabases) -> Iterator[dict[str, Any]]:
     """Two `manage.py serve` (2 panel workers, 1 job worker each) on one database (the embedded SQLite file,
     or a private PostgreSQL) and one private Redis, as two machines behind a load balancer."""
-    with contextlib.ExitStack() as stack:
-        database = stack.enter_context(private_postgres()) if request.param == "postgresql" else ""
-        yield from _two_panels(lab, database)
+    yield from _two_panels(lab, migrated_databases, request.param)
 
 
-def _two_panels(lab: dict[str, Any], database: str) -> Iterator[dict[str, Any]]:
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("WEBKVM_") and k != "DJANGO_SETTINGS_MODULE"}
+
+
+def _two_panels(lab: dict[str, Any], databases: MigratedDatabases, kind: str) -> Iterator[dict[str, Any]]:
     data = Path(tempfile.mkdtemp(prefix="webkvm-two-"))
     store = PrivateRedis(data / "redis")
     link = Forwarder(("127.0.0.1", 16509), rtt_ms=300).start()  # keeps an action running while the other arrives
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBKVM_") and k != "DJANGO_SETTINGS_MODULE"}
+    env = _clean_env()
     processes: list[subprocess.Popen[bytes]] = []
     try:
         env.update({"WEBKVM_DATA_DIR": str(data), "WEBKVM_REDIS_URL": store.start(),
                     "WEBKVM_LIVE_INTERVAL_MS": "30000"})  # what arrives in time was pushed by an event
-        if database:
-            env["WEBKVM_DATABASE_URL"] = database
+        env.update(databases.for_test(kind, data))
         manage = [sys.executable, str(REPO / "manage.py")]
-        subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True, timeout=120)
         done = subprocess.run([*manage, "shell", "-c", SETUP], cwd=REPO, capture_output=True, text=True, timeout=60,
                               env={**env, "PROCESSES_TEST": json.dumps({
                                   "slow_port": link.port, "lab2": (lab.get("host2") or {}).get("address", "")})})
