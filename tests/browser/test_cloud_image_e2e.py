@@ -5,8 +5,8 @@ self-service page (full emulation: the lab's KVM hangs in GRUB), follows the job
 on the VM's page and logs in with that key: the guest has the host name given and a root filesystem grown to
 the 3 GiB disk. A second VM past the quota is refused with what is left, and libvirt has nothing new.
 
-The pool (a dir pool the image is copied into: the streamed upload has its own test) and the network are the
-test's own and go with the VM, also when it fails.
+The admin uploads the image through the pool page's streamed upload, as a new admin would. The pool and the
+network are the test's own and go with the VM, also when it fails.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from tests.cloud_image import cloud_image  # noqa: F401  (fixture)
 from tests.conftest import need
 from tests.integration.test_cloud_image_e2e_lab import nat_net  # noqa: F401  (fixture)
 from tests.lab_resources import lab_conn, made_vms, test_pool  # noqa: F401  (fixtures)
-from virt.xml import StoragePool
 from webkvm.models import SharedResource
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 USER_PASSWORD = "user-test-pass-17"
 DISK_BYTES = 3 * 2**30
-LOGIN_BOUND = 240  # seconds from Create to the ssh login under full emulation (measured: see the report)
+LOGIN_BOUND = 60  # the issue's promise: logged in over ssh within a minute of clicking Create
+LOGIN_DEADLINE = 240  # how long the test waits for a late guest, so a miss is measured, not just timed out
 
 
 def ssh(key: Path, target: str, command: str) -> subprocess.CompletedProcess[str]:
@@ -48,9 +48,16 @@ def ssh(key: Path, target: str, command: str) -> subprocess.CompletedProcess[str
                           capture_output=True, text=True, timeout=30)
 
 
-def admin_sets_up(page: Any, base: str, pool: str, network: str) -> None:
-    """Library, image, what is open to users and alice's quota: all through the admin's pages."""
+def admin_sets_up(page: Any, base: str, pool: str, network: str, image: Path) -> None:
+    """The image uploaded, library, import, what is open to users and alice's quota: all through the admin's
+    pages."""
     log_in(page, base)
+    page.goto(base + f"/storage/labhost/pool/{pool}/")
+    page.set_input_files("#upload-file", str(image))
+    page.fill("#upload-name", "debian-12.qcow2")
+    page.click("#upload-start")
+    expect(page.locator("#upload-status")).to_contain_text("done", timeout=60000)
+    expect(page.locator('tr[data-volume="debian-12.qcow2"]')).to_be_visible()
     page.goto(base + "/storage/images/")
     page.click(f'tr[data-pool="{pool}"] a:has-text("Make it an image library")')
     page.check("#id_library")
@@ -114,12 +121,8 @@ def test_a_new_user_logs_into_their_vm_over_ssh(asgi_server: str, browser: Any, 
     get_user_model().objects.create_user("alice", password=USER_PASSWORD)
     Host.objects.create(name="labhost", transport="local", path="system")
     pool = str(test_pool.name())
-    folder = Path(StoragePool.from_xml(test_pool.XMLDesc(0)).target_path or "")
-    shutil.copyfile(cloud_image, folder / "debian-12.qcow2")  # as an upload would have put it there
-    (folder / "debian-12.qcow2").chmod(0o644)
-    test_pool.refresh(0)
     net, _subnet = nat_net  # its name, and x of its 10.213.x.0/24
-    admin_sets_up(page, asgi_server, pool, net)
+    admin_sets_up(page, asgi_server, pool, net, cloud_image)
 
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f", str(key)], check=True)
@@ -172,7 +175,7 @@ def test_a_new_user_logs_into_their_vm_over_ssh(asgi_server: str, browser: Any, 
         user.wait_for_url(re.compile(rf".*/instances/labhost/{dom.UUIDString()}/$"))
         command = ""
         while not command:
-            assert time.monotonic() - clicked < LOGIN_BOUND, "no DHCP lease shown on the VM's page"
+            assert time.monotonic() - clicked < LOGIN_DEADLINE, "no address shown on the VM's page"
             box = user.locator("#ssh-command-1")
             if box.count():
                 command = box.input_value()
@@ -187,7 +190,7 @@ def test_a_new_user_logs_into_their_vm_over_ssh(asgi_server: str, browser: Any, 
 
         # The guest's sshd takes the key from the seed.
         login = None
-        while time.monotonic() - clicked < LOGIN_BOUND:
+        while time.monotonic() - clicked < LOGIN_DEADLINE:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 login = ssh(key, f"tester@{address}", "hostname; df -B1 --output=size / | tail -1")
                 if login.returncode == 0:
@@ -200,7 +203,7 @@ def test_a_new_user_logs_into_their_vm_over_ssh(asgi_server: str, browser: Any, 
         got_hostname, size = login.stdout.split()
         assert got_hostname == hostname
         assert DISK_BYTES * 0.9 < int(size) <= DISK_BYTES  # grown from the image's 2 GiB to the 3 GiB disk
-        assert took < LOGIN_BOUND
+        assert took < LOGIN_BOUND, f"logged in {took:.1f} s after Create, past the promised minute"
 
         # A second VM is past the quota: refused with what is left, nothing made.
         user.goto(asgi_server + "/instances/new-from-image/")
