@@ -4,6 +4,7 @@ The source VM's lock is taken by the request that starts the job (so the refusal
 handed to the job by its token: the job's worker renews it while it copies (services.vm_locks is shared
 by every process when Redis is configured), and it is released when the job ends in any state, or by
 the reconciliation when the job's worker died, after the half-made copies and definition are removed.
+Cancel stops it before its next disk (or before the definition), its copies removed as on a failure.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from django.urls import reverse
 from hosts import services
 from hosts.models import Host
 from jobs.models import Job
-from jobs.runner import Handle, Kind, StillBusy, Target, register, start
+from jobs.runner import Cancelled, Handle, Kind, StillBusy, Target, register, start
 from jobs.words import Words, ours
 from virt.clone import (
     CALL_TIMEOUT,
     ClonePlan,
     DiskCopy,
+    Stopped,
     plan_from_params,
     plan_params,
     remove_leftovers,
@@ -41,8 +43,12 @@ def _clone(handle: Handle) -> Words:
         handle.progress(phase=Message(gettext_noop("reading the source VM")))
         xml = services.call(host, lambda conn: source_config(conn.lookupByUUIDString(vm)), CALL_TIMEOUT)
         plan = plan_from_params(p["plan"], xml)
-        new_uuid = run_clone(plan, lambda fn, timeout: services.change(host, fn, timeout),
-                             lambda done, total, phase: handle.progress(done, total, ours(phase)))
+        try:
+            new_uuid = run_clone(plan, lambda fn, timeout: services.change(host, fn, timeout),
+                                 lambda done, total, phase: handle.progress(done, total, ours(phase)),
+                                 handle.cancel_requested)  # between disks, and before the definition
+        except Stopped as exc:
+            raise Cancelled(exc) from None
         handle.params = {**p, "new_uuid": new_uuid}
         Job.objects.filter(pk=handle.job.pk).update(params=handle.params)
         return Message(gettext_noop("{name} is ready (uuid {uuid}); disks: {disks}."), name=plan.new_name,
@@ -96,7 +102,7 @@ def _new_vm_page(job: Job) -> str | None:
     return reverse("instances:detail", args=[job.host.name, new_uuid]) if job.host and new_uuid else None
 
 
-CLONE = register(Kind("vm.clone", gettext_noop("Clone VM"), _clone, unit="bytes", link=_new_vm_page,
+CLONE = register(Kind("vm.clone", gettext_noop("Clone VM"), _clone, cancellable=True, unit="bytes", link=_new_vm_page,
                       link_text=gettext_noop("Open the clone"),
                       interrupted=_clone_interrupted, never_ran=_unlock))
 

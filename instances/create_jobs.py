@@ -6,7 +6,8 @@ chooses the VM's UUID and the volume's name before the job starts and stores the
 the job's link leads to the new VM and, when the job's worker died, the reconciliation finds what it
 left: a VM that was defined is kept and said; a half-made volume without a VM is removed. A creation
 without allocation stays in the request (instances/views/create.py). The job's kind is the operation's
-name (instances/operations.py CREATE): every creation is audited as vm.create.
+name (instances/operations.py CREATE): every creation is audited as vm.create. Cancel stops it before its
+next phase: what it made is removed as on a failure (virt.create.create_vm undoes it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import libvirt
 from django import forms
 from django.http import HttpRequest
 from django.urls import reverse
@@ -22,7 +24,7 @@ from hosts import services
 from hosts.models import Host
 from instances import operations as ops
 from jobs.models import Job, JobState
-from jobs.runner import Handle, Kind, StillBusy, register
+from jobs.runner import Cancelled, Handle, Kind, StillBusy, StopAsked, register
 from jobs.words import Words, ours
 from virt.create import (
     ALLOCATING,
@@ -62,11 +64,14 @@ def _create(handle: Handle) -> Words:
     lock = threading.Lock()
 
     def step(phase: str) -> None:
+        if handle.stopping.is_set():  # asked to stop: this phase is not begun, what was made is undone
+            raise StopAsked(gettext_noop("Stopped before {phase}."), phase=ours(phase))
         with lock:
             told.append(phase)
 
     # Said before the call begins: from here on, a volume of the chosen name may be this job's (see BEGUN).
     first = (ALLOCATING if disk.allocate else MAKING_DISK) if isinstance(disk, NewVolume) else DEFINING
+    handle.check_cancel()
     handle.progress(0, total, ours(first))
     try:
         pending = services.connection(host).submit(
@@ -74,7 +79,10 @@ def _create(handle: Handle) -> Words:
     except ValueError as exc:  # a stored value that no longer validates
         raise VirtError("{error}", error=exc) from None  # its own words (a BadValue of ours, translated)
     try:
-        new_uuid = handle.follow(pending.future, _measure(handle, host, spec, told, lock), every=1.0)
+        new_uuid = handle.follow(pending.future, _measure(handle, host, spec, told, lock), every=1.0,
+                                 watch_cancel=True)
+    except StopAsked as exc:
+        raise Cancelled(_undone(host, spec, exc)) from None
     finally:
         services.connection(host).reads.invalidate()  # the next page shows the new VM (or its absence)
     handle.progress(done=total, phase=Message(gettext_noop("done")))
@@ -101,6 +109,28 @@ def _measure(handle: Handle, host: Host, spec: NewVM, told: list[str], lock: thr
         return found[0] if found else 0
 
     return measure
+
+
+def _undone(host: Host, spec: NewVM, stopped: StopAsked) -> Words:
+    """What a creation stopped between phases says: the phase it did not begin (and what create_vm could not
+    remove), then, when libvirt finds neither the new VM nor its new volume, that nothing is left."""
+    disk = spec.disk
+
+    def nothing_left(conn: libvirt.virConnect) -> bool:
+        try:
+            conn.lookupByUUIDString(spec.uuid)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+        else:
+            return False
+        return not isinstance(disk, NewVolume) or not disk.name or allocation_of(conn, disk.pool, disk.name) is None
+
+    try:
+        gone = services.call(host, nothing_left, MEASURE_TIMEOUT)
+    except VirtError:
+        gone = False  # the host does not answer: the words of create_vm are all there is
+    return Message(gettext_noop("{stopped} Nothing it made is left."), stopped=stopped) if gone else stopped
 
 
 def _disk_words(spec: NewVM) -> Message:
@@ -142,7 +172,8 @@ def _new_vm_page(job: Job) -> str | None:
     return reverse("instances:detail", args=[job.host.name, job.params["uuid"]]) if job.host and made else None
 
 
-CREATE = register(Kind(ops.CREATE.job, gettext_noop("Create VM"), _create, unit="bytes", link=_new_vm_page,
+CREATE = register(Kind(ops.CREATE.job, gettext_noop("Create VM"), _create, cancellable=True, unit="bytes",
+                       link=_new_vm_page,
                        link_text=gettext_noop("Open the VM"), interrupted=_create_interrupted))
 
 

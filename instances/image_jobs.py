@@ -9,6 +9,9 @@ only its SHA-512 crypt hash, and the job drops the seed from its params as soon 
 Two kinds, one work: an admin's (vm.create-from-image) and a user's within their quota (vm.create-own). A user's
 creation carries the quota reservation (instances/quotas.reserve, made by the request): confirmed when the VM is
 defined (the user becomes its owner with every grant), released when the creation fails or never runs.
+
+Cancel stops it before its next phase: what it made is removed as on a failure (virt.image_create undoes it and
+says so), and a user's reservation is released.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from instances import operations as ops
 from instances import quotas
 from instances.models import OwnedVM
 from jobs.models import Job, JobState
-from jobs.runner import Handle, Kind, StillBusy, register
+from jobs.runner import Cancelled, Handle, Kind, StillBusy, StopAsked, register
 from jobs.words import Words, ours
 from virt import cloudinit
 from virt.errors import Message, Text, Unreachable, VirtError, gettext_noop, joined
@@ -103,13 +106,19 @@ def _run(handle: Handle, host: Host, p: dict[str, Any]) -> tuple[str, ImageVM, W
     lock = threading.Lock()
 
     def step(phase: str) -> None:
+        if handle.stopping.is_set():  # asked to stop: this phase is not begun, what was made is undone
+            raise StopAsked(gettext_noop("Stopped before {phase}."), phase=ours(phase))
         with lock:
             told.append((phase, time.monotonic()))
 
+    handle.check_cancel()
     handle.progress(0, total, ours(COPYING))
     pending = services.connection(host).submit(lambda conn: create_from_image(conn, spec, seed, step), JOB_TIMEOUT)
     try:
-        new_uuid: str = handle.follow(pending.future, _measure(handle, host, spec, told, lock, total), every=1.0)
+        new_uuid: str = handle.follow(pending.future, _measure(handle, host, spec, told, lock, total), every=1.0,
+                                      watch_cancel=True)
+    except StopAsked as exc:  # its words: the phase it did not begin, and what was removed again
+        raise Cancelled(exc) from None
     finally:
         services.connection(host).reads.invalidate()  # the next page shows the new VM (or its absence)
         with lock:
@@ -211,7 +220,7 @@ def _new_vm_page(job: Job) -> str | None:
 
 
 def _kind(op: Operation) -> Kind:
-    return register(Kind(op.job, op.label, _create, unit="bytes", link=_new_vm_page,
+    return register(Kind(op.job, op.label, _create, cancellable=True, unit="bytes", link=_new_vm_page,
                          link_text=gettext_noop("Open the VM"),
                          interrupted=_interrupted, never_ran=_never_ran))
 

@@ -5,6 +5,9 @@ origin only, who may see the job; anything else is refused before a byte of it i
 The socket also reads the row every RECHECK_SECONDS: a push can be lost (Redis restarting), and the panel
 alone (no Redis, jobs in its own threads) has no channel layer that reaches across threads' event loops.
 
+Before each read, jobs whose worker is gone are ended (jobs/reconcile.py now_and_then: at most once per lease
+period among the panel's processes), so a job whose worker died is seen ending here too.
+
 Each socket speaks its viewer's language (the one their pages speak): the job's words are translated for
 them as they are read, never in the worker that wrote them."""
 
@@ -23,6 +26,7 @@ from console.session import origin_allowed, session_cookie
 from console.tickets import session_user
 from jobs import push
 from jobs.models import Job
+from jobs.reconcile import now_and_then
 from webkvm import languages
 from webkvm.blocking import blocking
 
@@ -35,6 +39,7 @@ def _status(session_key: str, job_id: int, language: str = settings.LANGUAGE_COD
     """The job's JSON for the session's user, in `language`; None when they may not see it."""
     from jobs.views import as_json
 
+    now_and_then()
     user = session_user(session_key)
     job = Job.objects.select_related("host", "owner").filter(pk=job_id).first()
     if job is None or not push.may_see(user, job):

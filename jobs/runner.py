@@ -46,7 +46,19 @@ QUEUE = "default"  # the RQ queue `manage.py serve` starts its workers on
 
 
 class Cancelled(Exception):
-    """Raised by Handle.check_cancel() when somebody asked the job to stop."""
+    """Raised by Handle.check_cancel() when somebody asked the job to stop; `words`: what the work undid or
+    left on its way out (a Message of ours, or text), said after what was done."""
+
+    def __init__(self, words: Words = "") -> None:
+        super().__init__(words)
+        self.words = words
+
+
+class StopAsked(VirtError):
+    """Raised by a work's step callback (in whichever thread the libvirt layer tells its steps from, a
+    host's) when the job was asked to stop (Handle.stopping): the layer undoes what it made, as on any
+    failure, and lets it through with its words extended by what it could not remove. The work turns it
+    into Cancelled."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +117,7 @@ def kind_of(job: Job) -> Kind | None:
 # --- starting -------------------------------------------------------------------------------------
 
 _admission = threading.Lock()
-running_here: set[int] = set()  # jobs this process runs in threads (the panel alone, without Redis)
+running_here: set[int] = set()  # jobs this process runs in threads (the panel alone; test-driver hosts)
 
 
 @contextmanager
@@ -173,17 +185,21 @@ def start(request: HttpRequest, kind: str, host: Host | None, target: Target, pa
           summary: Words = "") -> Job:
     """Create the job and hand it to a worker. Raises Busy (a limit) or VirtError (no job queue).
     `summary`: what it does, a Message of ours (shown in each reader's language) or text."""
+    from jobs.reconcile import now_and_then  # it imports this module
+
     declared = KINDS[kind]
     params = {**params, **origin(request)}
     user = request.user if request.user.is_authenticated else None
+    shared = redis_store.client()
+    here = in_thread(host)
+    now_and_then()  # a job whose worker died no longer counts against the limits below
     with _admitting(host):
         _admit(declared, host, target)
         job = Job.objects.create(kind=kind, host=host, target_type=target.type, target_name=target.name[:255],
                                  summary=str(summary)[:255], words=_summary_words(summary), params=params,
-                                 owner=user,
-                                 remote_addr=request.META.get("REMOTE_ADDR"), rq_id=uuid.uuid4().hex)
-    shared = redis_store.client()
-    if shared is None:
+                                 owner=user, remote_addr=request.META.get("REMOTE_ADDR"),
+                                 rq_id="" if here else uuid.uuid4().hex)  # no RQ id: a panel thread runs it
+    if here:
         running_here.add(job.pk)
         transaction.on_commit(lambda: threading.Thread(target=_in_thread, args=(job.pk,), name=f"job-{job.pk}",
                                                        daemon=True).start())
@@ -195,6 +211,13 @@ def start(request: HttpRequest, kind: str, host: Host | None, target: Target, pa
         Job.objects.filter(pk=job.pk).delete()
         raise VirtError(gettext_noop("The job queue did not answer: {error}"), error=str(exc)) from None
     return job
+
+
+def in_thread(host: Host | None) -> bool:
+    """Is a job on `host` run by a thread of this process rather than by a job worker? Without Redis (the panel
+    alone) always; with it, for hosts on libvirt's test driver (the demo), whose world lives in each process
+    that opens it: a job worker would change a copy that the panel never shows."""
+    return redis_store.client() is None or (host is not None and host.transport == "test")
 
 
 def _summary_words(summary: Words) -> dict[str, Any]:
@@ -221,6 +244,9 @@ class Handle:
         self.job = job
         self.host = job.host
         self.params: dict[str, Any] = job.params
+        # Set once a cancel request has been seen: the work's steps that run in another thread (a host's)
+        # look at it instead of asking the database from there.
+        self.stopping = threading.Event()
 
     def progress(self, done: int | None = None, total: int | None = None, phase: Words | None = None) -> None:
         """How far it is; `phase`: what it does now, a Message of ours (Message(gettext_noop("copying {volume}"),
@@ -237,19 +263,25 @@ class Handle:
             _announce(self.job.pk)
 
     def cancel_requested(self) -> bool:
-        return Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+        if not self.stopping.is_set() and Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+            self.stopping.set()
+        return self.stopping.is_set()
 
     def check_cancel(self) -> None:
         if self.cancel_requested():
             raise Cancelled
 
-    def follow(self, pending: Future[T], measure: Callable[[], int | None] | None = None, every: float = 1.0) -> T:
-        """Wait for a host call, reporting `measure()` (bytes done so far) as progress every `every` seconds."""
+    def follow(self, pending: Future[T], measure: Callable[[], int | None] | None = None, every: float = 1.0,
+               watch_cancel: bool = False) -> T:
+        """Wait for a host call, reporting `measure()` (bytes done so far) as progress every `every` seconds;
+        `watch_cancel`: also look for a cancel request each time (it sets `stopping` for the call's steps)."""
         while True:
             try:
                 return pending.result(timeout=every)
             except FutureTimeout:
                 pass
+            if watch_cancel:
+                self.cancel_requested()
             if measure is not None:
                 try:
                     done = measure()
@@ -299,12 +331,13 @@ def execute(job_id: int) -> None:
             if kind is None:
                 raise VirtError(gettext_noop("This panel does not know jobs of kind {kind}."), kind=job.kind)
             result = kind.work(Handle(job))
-        except Cancelled:
+        except Cancelled as exc:
             job.refresh_from_db()
             done = progress_words(job)
+            first = (Message(gettext_noop("Cancelled on request ({done})."), done=done) if done
+                     else Message(gettext_noop("Cancelled on request.")))
             finish(job_id, ACTIVE, JobState.CANCELLED,
-                   Message(gettext_noop("Cancelled on request ({done})."), done=done) if done
-                   else Message(gettext_noop("Cancelled on request.")))
+                   Message(gettext_noop("{first} {then}"), first=first, then=exc.words) if exc.words else first)
         except VirtError as exc:
             finish(job_id, ACTIVE, JobState.FAILED, exc, for_users=_hidden(exc) if exc.from_host else "")
         except Exception as exc:

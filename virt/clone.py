@@ -3,7 +3,8 @@
 Copying disks takes minutes, so the work runs as a durable job (instances/clone_jobs.py) that reports
 progress by polling the new volume's allocation. The clone's definition comes from the source's persistent
 XML (INACTIVE|SECURE: its VNC password and everything the panel does not model come along) without
-the uuid, so that libvirt assigns a fresh one. A failure removes every volume the job made.
+the uuid, so that libvirt assigns a fresh one. A failure removes every volume the job made; so does a stop
+asked between two steps (before a disk's copy, before the definition).
 """
 
 from __future__ import annotations
@@ -224,6 +225,11 @@ def _new_source(vol: libvirt.virStorageVol, pool: str) -> NewSource:
 Report = Callable[[int, int, str], None]
 
 
+class Stopped(VirtError):
+    """The clone stopped between two steps because it was asked to; its words say the step it did not begin and
+    what it removed again (or could not)."""
+
+
 def plan_params(plan: ClonePlan) -> dict[str, Any]:
     """The plan as JSON-able values, without the source's definition (it holds secrets such as the VNC
     password): the job reads that again when it runs."""
@@ -247,10 +253,12 @@ def source_config(dom: libvirt.virDomain) -> str:
     return str(dom.XMLDesc(SECURE_CONFIG))
 
 
-def run_clone(plan: ClonePlan, runner: Runner[Any], report: Report) -> str:
+def run_clone(plan: ClonePlan, runner: Runner[Any], report: Report, stop: Callable[[], bool] | None = None) -> str:
     """Copy each disk, then define the clone; returns the clone's uuid. On failure the copies made so far
-    are removed and VirtError("The clone failed: ...") is raised."""
+    are removed and VirtError("The clone failed: ...") is raised. `stop()` is asked before each step (a disk's
+    copy, the definition): when it says yes, the copies made so far are removed and Stopped is raised."""
     total = sum(d.source_bytes for d in plan.disks)
+    asked = stop or (lambda: False)
 
     def done() -> int:
         return sum(d.source_bytes if d.done else min(d.copied_bytes, d.source_bytes) for d in plan.disks)
@@ -259,15 +267,21 @@ def run_clone(plan: ClonePlan, runner: Runner[Any], report: Report) -> str:
     try:
         sources: dict[str, NewSource] = {}
         for disk in plan.disks:
+            if asked():
+                raise _stopped(runner, made, Text(gettext_noop("copying disk {target}"), target=disk.target))
             phase = Text(gettext_noop("copying disk {target}"), target=disk.target)
             report(done(), total, phase)
             sources[disk.target] = _copy(runner, disk, functools.partial(_report_now, report, done, total, phase))
             made.append(disk)
+        if asked():
+            raise _stopped(runner, made, Text(gettext_noop("defining the clone")))
         report(total, total, Text(gettext_noop("defining the clone")))
         xml = clone_domain_xml(Domain.from_xml(plan.source_xml), plan.new_name, sources, plan.macs).to_xml()
         uuid: str = runner(lambda conn: str(conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE).UUIDString()),
                            CALL_TIMEOUT)
         return uuid
+    except Stopped:
+        raise
     except Exception as exc:
         error = translate(exc) if isinstance(exc, libvirt.libvirtError) else exc
         if not isinstance(error, VirtError):
@@ -278,6 +292,18 @@ def run_clone(plan: ClonePlan, runner: Runner[Any], report: Report) -> str:
                                          "hand."),
                             error=error, left=and_joined(left)) from None
         raise VirtError(gettext_noop("The clone failed: {error}"), error=error) from None
+
+
+def _stopped(runner: Runner[Any], made: list[DiskCopy], before: Text) -> Stopped:
+    """What a clone stopped before `before` (its next step) says, once the copies it made are removed."""
+    if not made:
+        return Stopped(gettext_noop("Stopped before {step}: nothing was copied."), step=before)
+    left = _remove(runner, made)
+    if left:
+        return Stopped(gettext_noop("Stopped before {step}; could not remove {left}: please remove it by hand."),
+                       step=before, left=and_joined(left))
+    return Stopped(gettext_noop("Stopped before {step}; the copies it had made were removed: {removed}."),
+                   step=before, removed=", ".join(f"{d.pool}/{d.new_volume}" for d in made))
 
 
 def _report_now(report: Report, done: Callable[[], int], total: int, phase: str) -> None:

@@ -4,6 +4,7 @@ their worker is gone. Volume clone and wipe on libvirt's test driver are the kin
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -102,11 +103,14 @@ def test_a_failed_job_says_why(admin_client: Client, test_host: Host) -> None:
     assert AuditEvent.objects.get(action="volume.wipe").result == "failed"
 
 
-def test_busy_volume_and_per_host_limit_count_job_rows(admin_client: Client, admin_user: Any,
-                                                       test_host: Host) -> None:
+def test_busy_volume_and_per_host_limit_count_job_rows(admin_client: Client, admin_user: Any, test_host: Host,
+                                                       request: pytest.FixtureRequest) -> None:
     """Rows every process shares: a job another process runs counts as much as one of this process."""
     make_volume(test_host, "src.img")
     live = a_job(test_host, admin_user, target_name="images/copy.img")
+    elsewhere = liveness.Heartbeat(live.pk)  # its worker, in another process, renews its lease
+    assert elsewhere.start()
+    request.addfinalizer(elsewhere.stop)
     refused = admin_client.post(clone_url("src.img"), {"name": "copy.img", "format": "raw"})
     assert refused.status_code == 200
     assert "Volume images/copy.img is already being worked on." in str(refused.context["form"].errors)
@@ -311,16 +315,34 @@ class InProcessWorker(rq.SimpleWorker):
         pass
 
 
-@pytest.fixture
-def rq_mode(settings: Any, redis_url: str) -> Iterator[redis.Redis]:
+@contextlib.contextmanager
+def redis_configured(settings: Any, redis_url: str) -> Iterator[redis.Redis]:
+    """The panel's processes share a Redis (and its job queue), empty."""
     settings.WEBKVM_REDIS_URL = redis_url
     settings.RQ_QUEUES = {"default": {"URL": redis_url}}
     redis_store.client.cache_clear()
     connection = redis.Redis.from_url(redis_url)
     rq.Queue(runner.QUEUE, connection=connection).empty()
-    yield connection
-    rq.Queue(runner.QUEUE, connection=connection).empty()
-    redis_store.client.cache_clear()
+    try:
+        yield connection
+    finally:
+        rq.Queue(runner.QUEUE, connection=connection).empty()
+        redis_store.client.cache_clear()
+
+
+@pytest.fixture
+def with_redis(settings: Any, redis_url: str) -> Iterator[redis.Redis]:
+    with redis_configured(settings, redis_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+def rq_mode(settings: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """Redis, and jobs go to its job queue, test-driver host or not: the worker of these tests runs in this
+    process and so sees the test driver's world (a worker process would not: runner.in_thread)."""
+    monkeypatch.setattr(runner, "in_thread", lambda host: False)
+    with redis_configured(settings, redis_url) as connection:
+        yield connection
 
 
 def work(connection: redis.Redis) -> str:

@@ -1,10 +1,13 @@
 """`manage.py serve` (what `make run` starts): private Redis, WEBKVM_JOB_WORKERS job workers and gunicorn,
-started together after the jobs of the last run are ended truthfully, and stopped together."""
+started together after the jobs of the last run are ended truthfully, a dead job worker replaced, and stopped
+together."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import sqlite3
 import time
@@ -26,13 +29,18 @@ Job.objects.create(kind="volume.wipe", target_type="volume", target_name="images
 """
 
 
-def gunicorns(session: int) -> list[int]:
-    def command(pid: int) -> str:
-        with contextlib.suppress(OSError):
-            return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        return ""
+def command(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    return ""  # gone (a zombie has no command line either)
 
+
+def gunicorns(session: int) -> list[int]:
     return [pid for pid in in_session(session) if "gunicorn" in command(pid)]
+
+
+def job_workers(session: int) -> list[int]:
+    return [pid for pid in in_session(session) if "rqworker" in command(pid)]
 
 
 def test_serve_reconciles_then_runs_job_workers_and_stops_them_with_the_rest(tmp_path: Path) -> None:
@@ -64,6 +72,18 @@ def test_serve_reconciles_then_runs_job_workers_and_stops_them_with_the_rest(tmp
         with sqlite3.connect(database) as db:
             assert db.execute("SELECT state, result FROM jobs_job").fetchall() == [
                 ("interrupted", "Interrupted: the worker running it stopped. Volume w.img may be partly overwritten.")]
+        # A job worker killed (-9) is replaced within seconds, and the log says so.
+        victim = job_workers(serve.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline, now = time.monotonic() + 15, job_workers(serve.pid)
+        while not (len(now) == 2 and victim not in now) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = job_workers(serve.pid)
+        assert len(now) == 2 and victim not in now, now
+        deadline = time.monotonic() + 5
+        while f"job worker {victim} exited (-9)" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"job worker {victim} exited (-9); started job worker " in log.read_text()
     finally:
         stop(serve)
     deadline = time.monotonic() + 20

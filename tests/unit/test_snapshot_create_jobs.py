@@ -19,6 +19,7 @@ from django.utils import timezone
 from hosts import services
 from hosts.models import Host
 from instances import snapshot_jobs
+from jobs import liveness
 from jobs.models import Job, JobState
 from jobs.reconcile import reconcile
 from tests.conftest import WEB_01_UUID
@@ -180,12 +181,21 @@ def test_the_vm_stays_locked_while_its_memory_is_written(admin_client: Client, t
         f"refused: uuid {vm}: Another action on this VM is still running")
 
 
+def _alive(job: Job, request: pytest.FixtureRequest) -> None:
+    """Its worker (in another process) renews its lease until the test ends: the start is refused, not let in
+    by reconciling the job (jobs/runner.start)."""
+    heartbeat = liveness.Heartbeat(job.pk)
+    assert heartbeat.start()
+    request.addfinalizer(heartbeat.stop)
+
+
 def test_refusals_are_audited_once_and_leave_the_vm_unlocked(admin_client: Client, admin_user: Any,
-                                                             test_host: Host) -> None:
+                                                             test_host: Host, request: pytest.FixtureRequest) -> None:
     vm = running_vm(test_host, "refused")
     # Another job works on the VM (e.g. in another panel process): the runner refuses the start.
-    Job.objects.create(kind="vm.clone", host=test_host, owner=admin_user, target_type="vm", target_name="refused",
-                       state=JobState.RUNNING, started=timezone.now(), rq_id="elsewhere")
+    other = Job.objects.create(kind="vm.clone", host=test_host, owner=admin_user, target_type="vm",
+                               target_name="refused", state=JobState.RUNNING, started=timezone.now(), rq_id="elsewhere")
+    _alive(other, request)
     page = admin_client.post(snapshot_url("snapshot_create", vm), {"name": "s1"}, follow=True).content.decode()
     assert "Take snapshot: not started: Vm refused is already being worked on." in page
     assert not held(test_host, vm) and snapshot_names(test_host, vm) == []
@@ -327,9 +337,11 @@ def test_a_creation_without_allocation_stays_in_the_request(admin_client: Client
     assert events("vm.create") == [("app-01", "ok")]
 
 
-def test_a_refused_creation_job_is_audited_once(admin_client: Client, admin_user: Any, test_host: Host) -> None:
-    Job.objects.create(kind="vm.create", host=test_host, owner=admin_user, target_type="vm", target_name="app-01",
-                       state=JobState.RUNNING, started=timezone.now(), rq_id="elsewhere")
+def test_a_refused_creation_job_is_audited_once(admin_client: Client, admin_user: Any, test_host: Host,
+                                                request: pytest.FixtureRequest) -> None:
+    other = Job.objects.create(kind="vm.create", host=test_host, owner=admin_user, target_type="vm",
+                               target_name="app-01", state=JobState.RUNNING, started=timezone.now(), rq_id="elsewhere")
+    _alive(other, request)
     before = domain_names(test_host)
     response = admin_client.post(CREATE_URL, {**GOOD_FORM, "disk_allocate": "on"})
     assert response.status_code == 200

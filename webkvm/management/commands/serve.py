@@ -1,7 +1,8 @@
 """`manage.py serve`: what `make run` starts. Redis for what the panel's processes share (a private
 redis-server on a unix socket in the data dir, unless WEBKVM_REDIS_URL names one), the job workers
 (RQ, WEBKVM_JOB_WORKERS of them) and gunicorn with uvicorn workers; all stop together. Jobs left
-queued or running by a previous run are ended truthfully first (jobs/reconcile.py)."""
+queued or running by a previous run are ended truthfully first (jobs/reconcile.py), and again every lease
+period while it runs; a job worker that dies (kill -9, a crash) is replaced, unless the panel is stopping."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,8 @@ from webkvm import redis_store
 from webkvm.redis_store import PrivateRedis
 
 log = logging.getLogger(__name__)
+WAIT_SECONDS = 0.5  # how often the wait loop looks at the job workers
+RESTART_SECONDS = 5.0  # a job worker is replaced no sooner than this after it was started
 
 
 def stop_job_worker(worker: subprocess.Popen[bytes], patience: float = 5.0) -> None:
@@ -72,8 +78,11 @@ class Command(BaseCommand):
         self._reconcile()
         workers = options["workers"] or self._workers()
         manage = str(Path(settings.BASE_DIR) / "manage.py")
-        job_workers = [subprocess.Popen([sys.executable, manage, "rqworker", "default"], env=env)
-                       for _ in range(options["job_workers"])]
+
+        def job_worker() -> subprocess.Popen[bytes]:
+            return subprocess.Popen([sys.executable, manage, "rqworker", "default"], env=env)
+
+        job_workers = [job_worker() for _ in range(options["job_workers"])]
         self.stdout.write(f"webkvm: {workers} panel worker(s), {len(job_workers)} job worker(s)")
         gunicorn = Path(sys.executable).with_name("gunicorn")
         command = [str(gunicorn), "webkvm.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
@@ -81,15 +90,20 @@ class Command(BaseCommand):
                    "--access-logfile", "-"]
         server = subprocess.Popen(command, env=env)
 
+        stopping = threading.Event()
+
         def forward(signum: int, _frame: object) -> None:
+            if signum != signal.SIGHUP:  # gunicorn reloads its workers on SIGHUP and goes on
+                stopping.set()
             server.send_signal(signum)
 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, forward)
         code = 1
         try:
-            code = server.wait()
+            code = self._wait(server, job_workers, job_worker, stopping)
         finally:
+            stopping.set()
             if server.poll() is None:
                 server.terminate()
                 server.wait()
@@ -98,6 +112,48 @@ class Command(BaseCommand):
             if private is not None:
                 private.stop()
         sys.exit(code)
+
+    def _wait(self, server: subprocess.Popen[bytes], job_workers: list[subprocess.Popen[bytes]],
+              job_worker: Callable[[], subprocess.Popen[bytes]], stopping: threading.Event) -> int:
+        """Until gunicorn exits: replace each job worker that died, and end the jobs whose worker is gone every
+        lease period (in a thread: tidying up after one may wait on a slow host). Returns gunicorn's exit code."""
+        from jobs.liveness import LEASE_SECONDS
+
+        tidying: threading.Thread | None = None
+        next_reconcile = time.monotonic() + LEASE_SECONDS
+        born = [time.monotonic()] * len(job_workers)
+        while True:
+            try:
+                return server.wait(timeout=WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+            for index, worker in enumerate(job_workers):
+                code = worker.poll()
+                if code is None or stopping.is_set() or server.poll() is not None:
+                    continue
+                if time.monotonic() - born[index] < RESTART_SECONDS:
+                    continue  # one that dies at once (Redis away) is not restarted in a tight loop
+                job_workers[index], born[index] = job_worker(), time.monotonic()
+                self.stdout.write(f"webkvm: job worker {worker.pid} exited ({code}); started job worker "
+                                  f"{job_workers[index].pid} in its place")
+                self.stdout.flush()
+            if time.monotonic() >= next_reconcile and (tidying is None or not tidying.is_alive()):
+                next_reconcile = time.monotonic() + LEASE_SECONDS
+                tidying = threading.Thread(target=self._reconcile_now_and_then, name="reconcile", daemon=True)
+                tidying.start()
+
+    def _reconcile_now_and_then(self) -> None:
+        from django.db import connections
+
+        from jobs.reconcile import now_and_then
+
+        try:
+            ended = now_and_then()
+        finally:
+            connections.close_all()  # this thread's: it holds none between rounds
+        if ended:
+            self.stdout.write(f"webkvm: {ended} job(s) whose worker is gone were ended")
+            self.stdout.flush()
 
     def _workers(self) -> int:
         if demo_only():
