@@ -16,11 +16,12 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from api.models import ApiToken
-from webkvm import audit, permissions
-from webkvm.models import AuditResult
-from webkvm.operations import LOGIN, OWNER, page, route
+from webkvm import permissions
+from webkvm import user_operations as ops
+from webkvm.operations import LOGIN, OWNER, page, perform, route
 
-TOKENS = page(LOGIN)  # anybody logged in: their own tokens (admins: everybody's)
+# Making and revoking run as the operations webkvm/user_operations.py declares (TOKEN_CREATE, TOKEN_REVOKE).
+TOKENS = page(LOGIN)  # anybody logged in: their own tokens (admins: everybody's), and making one
 REVOKE = page(OWNER)  # the token's user or an admin
 
 
@@ -41,12 +42,12 @@ def token_list(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     shown = ""
     if request.method == "POST" and form.is_valid():
-        days = form.cleaned_data["days"]
-        token, shown = ApiToken.make(request.user, form.cleaned_data["name"], read_only=form.cleaned_data["read_only"],
-                                     expires=timezone.now() + timedelta(days=days) if days else None)
-        audit.record(request, "api.token.create", object_type="token", object_name=token.name,
-                     detail=f"prefix {token.prefix}" + ("; read-only" if token.read_only else "")
-                     + (f"; expires {token.expires:%Y-%m-%d %H:%M %Z}" if token.expires else ""))
+        days, name = form.cleaned_data["days"], form.cleaned_data["name"]
+        made = perform(request, ops.TOKEN_CREATE, host=None, name=name, quiet=True,  # the page shows the token
+                       work=lambda: ApiToken.make(request.user, name, read_only=form.cleaned_data["read_only"],
+                                                  expires=timezone.now() + timedelta(days=days) if days else None),
+                       done="", detail=lambda pair: _made_words(pair[0]))
+        shown = made.value[1] if made.value is not None else ""
         form = TokenForm()
     tokens = ApiToken.objects.select_related("user")
     if not permissions.is_admin(request.user):
@@ -68,10 +69,16 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, _("No such token."))
         return redirect("api-tokens:list")
     if token.revoked is None:
-        ApiToken.objects.filter(pk=token.pk).update(revoked=timezone.now())
-        audit.record(request, "api.token.revoke", object_type="token", object_name=token.name,
-                     detail=f"prefix {token.prefix}; user {token.user.get_username()}", result=AuditResult.OK)
-        messages.success(request, _("Token %(name)s revoked.") % {"name": token.name})
+        perform(request, ops.TOKEN_REVOKE, host=None, name=token.name,
+                work=lambda: ApiToken.objects.filter(pk=token.pk).update(revoked=timezone.now()),
+                done=_("Token %(name)s revoked.") % {"name": token.name},
+                detail=f"prefix {token.prefix}; user {token.user.get_username()}")
     return redirect("api-tokens:list")
+
+
+def _made_words(token: ApiToken) -> str:
+    """The audit record's detail of a new token (never its secret)."""
+    return (f"prefix {token.prefix}" + ("; read-only" if token.read_only else "")
+            + (f"; expires {token.expires:%Y-%m-%d %H:%M %Z}" if token.expires else ""))
 
 

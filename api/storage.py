@@ -1,7 +1,8 @@
 """Storage pools and volumes (admins, as on the pages), with streamed upload and download.
 
 Each change validates the page's own form and runs the page's own function (storage/views: the declared
-operation of storage/operations.py, its one audit record); clone and wipe are jobs (202). A volume's content
+operation of storage/operations.py, its one audit record); clone, wipe and a volume created with its space
+allocated now are jobs (202). A volume's content
 goes through the pages' streaming path (storage/asgi.py under ASGI, storage/views/transfer.py under WSGI).
 Pools are the panel's admin matter: users who are not admins reach none here (403); what an admin opened
 to them (webkvm/sharing.py) they choose from where a VM offers it (its disks, its CD-ROM)."""
@@ -25,9 +26,23 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import Accepted, ApiView, Done, accepted, answer, data_of, declared, form_schema, valid
+from api.base import (
+    Accepted,
+    ApiView,
+    Done,
+    Field,
+    Serializer,
+    accepted,
+    answer,
+    data_of,
+    declared,
+    form_schema,
+    page_of,
+    valid,
+)
 from hosts import services
 from hosts.models import Host
+from jobs.models import Job
 from storage import operations as ops
 from storage.forms import POOL_FIELDS, CloneForm, PoolDeleteForm, PoolForm, ResizeForm, VolumeForm
 from storage.transfers import open_upload
@@ -44,7 +59,7 @@ from webkvm.operations import ADMIN, Operation, by_method, host_or_404, page, re
 # --- what is answered ----------------------------------------------------------------------------
 
 
-class PoolOut(serializers.Serializer):
+class PoolOut(Serializer):
     name = serializers.CharField()
     uuid = serializers.CharField()
     type = serializers.CharField(help_text="dir, netfs, logical, iscsi, rbd, disk...")
@@ -55,11 +70,11 @@ class PoolOut(serializers.Serializer):
     allocation = serializers.IntegerField(help_text="bytes")
     available = serializers.IntegerField(help_text="bytes")
     target_path = serializers.CharField()
-    source = serializers.CharField(help_text="where the data lives, in words")
+    source_ = serializers.CharField(help_text="where the data lives, in words")
     url = serializers.URLField()
 
 
-class VolumeOut(serializers.Serializer):
+class VolumeOut(Serializer):
     name = serializers.CharField()
     key = serializers.CharField()
     path = serializers.CharField()
@@ -75,14 +90,14 @@ class VolumeOut(serializers.Serializer):
     content = serializers.URLField(help_text="GET: download it")
 
 
-class PoolPage(serializers.Serializer):
+class PoolPage(Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = PoolOut(many=True)
 
 
-class PoolDetailOut(serializers.Serializer):
+class PoolDetailOut(Serializer):
     pool = PoolOut()
     users = serializers.ListField(child=serializers.CharField(), help_text="every VM using a volume of the pool")
     count = serializers.IntegerField(help_text="volumes (none while the pool is inactive)")
@@ -103,10 +118,10 @@ class Uploaded(Created):
     rate = serializers.IntegerField(help_text="bytes per second")
 
 
-class Problem(serializers.Serializer):
+class Problem(Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    fields = serializers.DictField(required=False, help_text="per field, its errors (code invalid)")
+    fields_ = serializers.DictField(required=False, help_text="per field, its errors (code invalid)")
 
 
 def _url(request: Request | HttpRequest, name: str, *args: str) -> str:
@@ -142,13 +157,13 @@ def _with_initial(form: forms.BaseForm, data: dict[str, Any]) -> dict[str, Any]:
 
 # --- pools --------------------------------------------------------------------------------------
 
-def _described_pool_fields() -> dict[str, serializers.Field]:
+def _described_pool_fields() -> dict[str, Field]:
     """Each type asks for some of the fields (storage.forms.POOL_FIELDS): say which, none required but name."""
     used: dict[str, list[str]] = {}
     for kind, names in POOL_FIELDS.items():
         for name in names:
             used.setdefault(name, []).append(kind)
-    described: dict[str, serializers.Field] = {}
+    described: dict[str, Field] = {}
     for name, field in PoolForm.base_fields.items():
         if name == "name" or isinstance(field, forms.BooleanField):
             continue
@@ -169,7 +184,7 @@ class PoolList(ApiView):
         found = host_or_404(host)
         listed = services.read(found, POOLS, LIST_TIMEOUT)  # the page's own shared read
         paginator = LimitOffsetPagination()
-        chosen = paginator.paginate_queryset(listed, request, view=self) or []
+        chosen = page_of(paginator, listed, request, self)
         return paginator.get_paginated_response([_pool(request, found, p) for p in chosen])
 
     @extend_schema(summary="Create a pool of a type (the page's form; fields per type)", operation_id="pool_create",
@@ -197,7 +212,7 @@ class Pool(ApiView):
         found = host_or_404(host)
         detail = pool_pages.detail_or_404(found, pool)
         paginator = LimitOffsetPagination()
-        chosen = paginator.paginate_queryset(list(detail.volumes), request, view=self) or []
+        chosen = page_of(paginator, list(detail.volumes), request, self)
         response = paginator.get_paginated_response([_volume(request, found, pool, v) for v in chosen])
         response.data["pool"] = _pool(request, found, detail.pool)
         response.data["users"] = list(detail.users)
@@ -235,17 +250,24 @@ class PoolAction(ApiView):
 class Volumes(ApiView):
     access = by_method(POST=ops.VOLUME_CREATE)
 
-    @extend_schema(summary="Create a volume (a copy-on-write overlay with `backing`)", operation_id="volume_create",
-                   request=form_schema(VolumeForm, "VolumeCreate"), responses={201: Created, 400: Problem})
+    @extend_schema(summary="Create a volume (a copy-on-write overlay with `backing`); with `preallocate`, as a job "
+                           "(202)", operation_id="volume_create",
+                   description="A sparse volume is made in the request (201). One whose space is allocated now "
+                               "(`preallocate`: a raw volume's every byte is written) is a job: 202 with the job's "
+                               "URL; the volume is there once the job is done.",
+                   request=form_schema(VolumeForm, "VolumeCreate"),
+                   responses={201: Created, 202: Accepted, 400: Problem})
     def post(self, request: Request, host: str, pool: str) -> Response:
         found = host_or_404(host)
         detail = pool_pages.detail_or_404(found, pool)
         data = data_of(request, VolumeForm)
         form = volume_pages.volume_form(detail, data)
         _checked(request, ops.VOLUME_CREATE, found, f"{pool}/{data.get('name', '')}", form)
-        outcome = volume_pages.create_volume_in(request, found, form, quiet=True)
+        made = volume_pages.create_volume_in(request, found, form, quiet=True)
+        if made is None or isinstance(made, Job):
+            return accepted(made, request)
         name = str(form.cleaned_data["name"])
-        return answer(outcome, form, created=True, data={"url": _url(request, "volume", found.name, pool, name)})
+        return answer(made, form, created=True, data={"url": _url(request, "volume", found.name, pool, name)})
 
 
 class Volume(ApiView):

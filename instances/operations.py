@@ -52,7 +52,10 @@ SHARE = GRANT_SET
 # A running VM's snapshot (its memory too) runs as a job of the same name (instances/snapshot_jobs.py);
 # a shut-off VM's (disks only) in the request.
 SNAPSHOT_CREATE = _vm("snapshot.create", gettext_noop("Take snapshot"), CHANGE, timeout=300.0, job="vm.snapshot.create")
-SNAPSHOT_REVERT = _vm("snapshot.revert", gettext_noop("Revert to snapshot"), CHANGE, timeout=300.0)
+# Going back to a snapshot that holds memory (libvirt loads it back) runs as a job of the same name too; to a
+# disk-only snapshot, in the request.
+SNAPSHOT_REVERT = _vm("snapshot.revert", gettext_noop("Revert to snapshot"), CHANGE, timeout=300.0,
+                      job="vm.snapshot.revert")
 SNAPSHOT_DELETE = _vm("snapshot.delete", gettext_noop("Delete snapshot"), CHANGE, timeout=300.0)
 
 # The VM's life.

@@ -34,7 +34,9 @@ POOL_ACTIONS: dict[str, Operation] = {
 }
 POOL_ACTION = Access(ADMIN, by="action", choices=POOL_ACTIONS)
 
-VOLUME_CREATE = _volume("create", gettext_noop("Create volume"))
+# A volume whose space is allocated now (raw: every byte) runs as a job of the same name (storage/volume_jobs.py);
+# a sparse one, a few calls, in the request.
+VOLUME_CREATE = _volume("create", gettext_noop("Create volume"), job="volume.create")
 VOLUME_CLONE = _volume("clone", gettext_noop("Clone volume"), job="volume.clone")  # the kind in storage/volume_jobs.py
 VOLUME_WIPE = _volume("wipe", gettext_noop("Wipe volume"), job="volume.wipe",
                       confirm=gettext_noop("Every byte of the volume is overwritten with zeros."))

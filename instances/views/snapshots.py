@@ -2,13 +2,15 @@
 
 A shut-off VM's snapshot (its disks and definition) is quick and taken in the request, under the VM's lock.
 A running VM's writes its whole memory too, which can take minutes: it runs as a durable job
-(instances/snapshot_jobs.py) holding the VM's lock until it ends, and the user is sent to its page.
-Revert and delete run in the request. Each writes one audit record.
+(instances/snapshot_jobs.py) holding the VM's lock until it ends, and the user is sent to its page. Going
+back to a snapshot that holds memory (libvirt loads it back) is such a job too; to a disk-only snapshot, and
+deleting one, run in the request. Each writes one audit record.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import libvirt
@@ -30,7 +32,7 @@ from virt import snapshots
 from virt.errors import InvalidInput, InvalidState, VirtError, gettext_noop, joined
 from virt.xml.domain import Domain
 from webkvm.i18n import said
-from webkvm.operations import Outcome, label_of, on_vm, page, refused, told, vm_route
+from webkvm.operations import Operation, Outcome, label_of, on_vm, page, refused, told, vm_route
 from webkvm.permissions import can, is_admin
 
 
@@ -172,7 +174,14 @@ def take_snapshot(request: HttpRequest, ref: VMRef, vm: dict[str, Any], form: Sn
 def _start_with_memory(request: HttpRequest, ref: VMRef, vm_name: str, name: str, description: str, *,
                        quiet: bool) -> Job | None:
     """Take the VM's lock (a second change meanwhile is "busy") and hand it to the snapshot job."""
-    op = ops.SNAPSHOT_CREATE
+    return _start_locked(request, ops.SNAPSHOT_CREATE, ref, vm_name, lambda token: snapshot_jobs.start_snapshot(
+        request, ref.host, ref.uuid, vm_name, name, description, token, quiet=quiet))
+
+
+def _start_locked(request: HttpRequest, op: Operation, ref: VMRef, vm_name: str,
+                  start: Callable[[str], Job | None]) -> Job | None:
+    """Take the VM's lock and hand it (its token) to the job start(token) starts; a busy VM is audited as a
+    refusal and raised; the lock is let go again when the job did not start."""
     key = str(ref.host.pk)
     try:
         token = services.vm_locks.acquire(key, ref.uuid)
@@ -180,8 +189,7 @@ def _start_with_memory(request: HttpRequest, ref: VMRef, vm_name: str, name: str
         refused(request, op, host=ref.host, name=vm_name, reason=f"uuid {ref.uuid}: {exc}")
         raise
     try:
-        job = snapshot_jobs.start_snapshot(request, ref.host, ref.uuid, vm_name, name, description, token,
-                                           quiet=quiet)
+        job = start(token)
     except BaseException:
         services.vm_locks.release_token(key, ref.uuid, token)
         raise
@@ -209,13 +217,37 @@ def _act(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
     if request.method != "POST" or request.POST.get("confirm") != "yes":
         return render(request, "instances/config/snapshots_confirm.html",
                       {"ref": ref, "snapshot": name, "action": action, "sentence": CONFIRM[action]})
-    (revert_snapshot if action == "revert" else delete_snapshot)(request, ref, name)
-    return _to_list(ref)
+    if action == "delete":
+        delete_snapshot(request, ref, name)
+        return _to_list(ref)
+    try:
+        reverted = revert_snapshot(request, ref, name)
+    except VirtError as exc:  # refused before libvirt was asked to revert: audited by revert_snapshot
+        failed = _("%(action)s: not started: %(reason)s") % {"action": label_of(ops.SNAPSHOT_REVERT),
+                                                             "reason": told(request.user, exc)}
+        messages.error(request, failed)
+        return _to_list(ref)
+    return redirect(reverted) if isinstance(reverted, Job) else _to_list(ref)
 
 
-def revert_snapshot(request: HttpRequest, ref: VMRef, name: str, *, quiet: bool = False) -> Outcome[str]:
-    """Back to snapshot `name`; the Outcome's value is the VM's state afterwards."""
-    return on_vm(request, ops.SNAPSHOT_REVERT, ref, lambda dom: snapshots.revert(dom, name).state,
+def revert_snapshot(request: HttpRequest, ref: VMRef, name: str, *,
+                    quiet: bool = False) -> Outcome[str] | Job | None:
+    """Back to snapshot `name`. One that holds memory (libvirt loads it back, which can take minutes) as a job
+    holding the VM's lock; a disk-only one in the request (the Outcome, its value the VM's state afterwards;
+    said unless `quiet`). A refusal before libvirt is asked to revert (its snapshots could not be read, a busy
+    VM, no job queue) is audited and raised; None when start_job refused and said it (not `quiet`)."""
+    op = ops.SNAPSHOT_REVERT
+    try:
+        vm_name, found = ref.call(lambda dom: (str(dom.name()), snapshots.list_snapshots(dom)))
+    except VirtError as exc:
+        refused(request, op, host=ref.host, name=ref.uuid, reason=f"uuid {ref.uuid}: {exc}")
+        raise
+    chosen = next((s for s in found if s.name == name), None)
+    if chosen is not None and chosen.with_memory:
+        return _start_locked(request, op, ref, vm_name, lambda token: snapshot_jobs.start_revert(
+            request, ref.host, ref.uuid, vm_name, chosen, token, quiet=quiet))
+    # A disk-only snapshot, or a name the VM does not have (libvirt's layer says so, audited as failed).
+    return on_vm(request, op, ref, lambda dom: snapshots.revert(dom, name).state,
                  done=_("back to snapshot {name}.").format(name=name),
                  detail=lambda state: f"reverted to snapshot {name} ({state})", quiet=quiet)
 

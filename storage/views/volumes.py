@@ -1,4 +1,5 @@
-"""Volume pages (admin only): create, clone and wipe (as jobs, with their job page), grow, delete.
+"""Volume pages (admin only): create (as a job, with its job page, when its space is allocated now), clone and
+wipe (as jobs), grow, delete.
 
 Each change runs through its declared operation (storage/operations.py): one audit record, one
 message; input the form or the host refuses is a field error, audited as refused, with nothing changed."""
@@ -21,6 +22,7 @@ from storage.views.pools import detail_or_404
 from virt.errors import Text, VirtError
 from virt.storage_rules import StorageInputError
 from virt.volumes import PoolDetail, VolumeInfo, create_volume, delete_volume, resize_volume
+from virt.xml.codecs import iec
 from webkvm.operations import Operation, Outcome, host_or_404, on_host, refused, route, start_job
 from webkvm.views_base import host_unavailable, on_host_checked
 
@@ -51,8 +53,10 @@ def volume_new(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     if not form.is_valid():
         refused(request, ops.VOLUME_CREATE, host=found, name=f"{pool}/{name}", reason=form.errors.as_text())
         return render(request, "storage/volume_form.html", context)
-    outcome = create_volume_in(request, found, form)
-    if not outcome.ok:
+    made = create_volume_in(request, found, form)
+    if isinstance(made, Job):
+        return redirect(made)
+    if made is None or not made.ok:  # refused: said on the form
         return render(request, "storage/volume_form.html", context)
     return redirect("storage:pool", found.name, pool)
 
@@ -67,12 +71,17 @@ def volume_form(detail: PoolDetail, data: Any) -> VolumeForm:
     return form
 
 
-def create_volume_in(request: HttpRequest, host: Host, form: VolumeForm, *, quiet: bool = False) -> Outcome[str]:
-    """Make the volume of a valid form in its pool: the page's and the API's run."""
+def create_volume_in(request: HttpRequest, host: Host, form: VolumeForm, *,
+                     quiet: bool = False) -> Outcome[str] | Job | None:
+    """Make the volume of a valid form in its pool: the page's and the API's run. A sparse volume is made in
+    the request (the Outcome); one whose space is allocated now (raw: every byte written) as a job (None:
+    refused, said on the form; `quiet`: raised)."""
     spec, pool = form.spec, form.detail.pool
     assert spec is not None
+    if spec.preallocate:
+        return start_allocated(request, host, form, quiet=quiet)
     words = (f"{spec.format if pool.file_based else 'raw'}, {spec.capacity} bytes"
-             f"{', preallocated' if spec.preallocate else ''}{f', backing {spec.backing}' if spec.backing else ''}")
+             f"{f', backing {spec.backing}' if spec.backing else ''}")
     return on_host_checked(
         request, ops.VOLUME_CREATE, host, f"{pool.name}/{spec.name}",
         lambda conn: create_volume(conn, pool.name, spec),
@@ -80,6 +89,22 @@ def create_volume_in(request: HttpRequest, host: Host, form: VolumeForm, *, quie
         quiet=quiet,
         place=lambda problem: "size" if problem.field == "capacity" else
         (problem.field if problem.field in form.fields else None))
+
+
+def start_allocated(request: HttpRequest, host: Host, form: VolumeForm, *, quiet: bool = False) -> Job | None:
+    """Start making a volume whose space is allocated now, as a job (storage/volume_jobs.py)."""
+    spec, pool = form.spec, form.detail.pool
+    assert spec is not None
+    fmt = spec.format if pool.file_based else "raw"
+    # A raw file is written in full, so its allocation shows progress; a qcow2's metadata is small.
+    total = spec.capacity if fmt == "raw" and pool.file_based else 0
+    job: Job | None = start_job(
+        request, ops.VOLUME_CREATE, host=host, name=f"{pool.name}/{spec.name}",
+        params={"pool": pool.name, "name": spec.name, "capacity": spec.capacity, "format": fmt,
+                "backing": spec.backing, "total": total},
+        summary=Text(gettext_noop("{format} volume of {size}, allocated now"), format=fmt, size=iec(spec.capacity)),
+        form=form, quiet=quiet)
+    return job
 
 
 @require_http_methods(["GET", "POST"])

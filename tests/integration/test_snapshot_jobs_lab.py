@@ -104,14 +104,18 @@ def test_memory_snapshot_of_a_running_vm_is_a_job(admin_client: Client, lab: dic
     [event] = AuditEvent.objects.filter(action="vm.snapshot.create")
     assert (event.result, event.object_name) == ("ok", name) and event.duration_ms is not None
 
-    # The VM is free again: a second snapshot, then a revert, run as usual.
+    # The VM is free again: a second snapshot, then going back to s1, which loads its memory: a job too.
     again = follow_job(admin_client, admin_client.post(reverse("instances:snapshot_create", args=base),
                                                        {"name": "s2"}))
     assert again["state"] == "done", again
     assert sorted(virsh("snapshot-list", name, "--name").split()) == ["s1", "s2"]
-    reverted = admin_client.post(reverse("instances:snapshot_revert", args=base), {"snapshot": "s1", "confirm": "yes"})
-    assert "back to snapshot s1." in admin_client.get(reverted["Location"]).content.decode()
-    assert virsh("domstate", name) == "running"
+    assert virsh("snapshot-current", name, "--name") == "s2"
+    reverted = follow_job(admin_client, admin_client.post(reverse("instances:snapshot_revert", args=base),
+                                                          {"snapshot": "s1", "confirm": "yes"}))
+    assert (reverted["state"], reverted["kind"]) == ("done", "vm.snapshot.revert"), reverted
+    assert reverted["result"].startswith(f"{name} went back to snapshot s1, its memory loaded")
+    assert virsh("snapshot-current", name, "--name") == "s1" and virsh("domstate", name) == "running"
+    assert not services.vm_locks.held(str(lab_host.pk), dom.UUIDString())
 
 
 def test_a_creation_that_allocates_its_disk_is_a_job(admin_client: Client, lab_conn: libvirt.virConnect,

@@ -165,6 +165,12 @@ def test_pool_and_volumes_end_to_end(admin_client: Client, lab_host: Host, pool_
                               {"name": "copy.qcow2", "format": "qcow2"})
     assert wait_for_job(admin_client, clone["Location"])["state"] == "done"
     assert vol_names(pool) == {"disk.qcow2", "copy.qcow2"}
+    # A raw volume with all its space allocated now: a job; the file holds every byte afterwards.
+    fat = admin_client.post(new, {"name": "fat.img", "size": "32M", "format": "raw", "preallocate": "on"})
+    assert fat["Location"].startswith("/jobs/"), fat.content.decode()[:2000]
+    made = wait_for_job(admin_client, fat["Location"])
+    assert (made["state"], made["kind"]) == ("done", "volume.create"), made
+    assert vol_capacity(pool, "fat.img") == 32 * MIB and (pool_dir / "fat.img").stat().st_blocks * 512 >= 32 * MIB
     grow = admin_client.post(reverse("storage:volume_resize", args=[host.name, pool, "copy.qcow2"]), {"size": "128M"})
     assert grow.status_code == 302, grow.content.decode()[:2000]
     assert vol_capacity(pool, "copy.qcow2") == 128 * MIB
@@ -205,16 +211,16 @@ def test_pool_and_volumes_end_to_end(admin_client: Client, lab_host: Host, pool_
     assert len(wiped) >= len(data) and wiped.count(0) == len(wiped), (len(wiped), len(data))
 
     # Delete the volumes, then the pool with its storage.
-    for name in ("blob.iso", "copy.qcow2", "disk.qcow2"):
+    for name in ("blob.iso", "copy.qcow2", "disk.qcow2", "fat.img"):
         assert admin_client.post(reverse("storage:volume_delete", args=[host.name, pool, name])).status_code == 302
     assert vol_names(pool) == set()
     gone = admin_client.post(reverse("storage:pool_delete", args=[host.name, pool]), {"delete_storage": "on"})
     assert gone.status_code == 302
     assert pool not in virsh("pool-list", "--all") and not pool_dir.exists()
     actions = [e.action for e in AuditEvent.objects.filter(host_name=host.name, result="ok").order_by("id")]
-    assert actions == ["pool.create", "volume.create", "volume.clone", "volume.resize", "volume.upload",
-                       "volume.download", "volume.download", "volume.wipe", "volume.delete", "volume.delete",
-                       "volume.delete", "pool.delete"]
+    assert actions == ["pool.create", "volume.create", "volume.clone", "volume.create", "volume.resize",
+                       "volume.upload", "volume.download", "volume.download", "volume.wipe", "volume.delete",
+                       "volume.delete", "volume.delete", "volume.delete", "pool.delete"]
 
 
 def test_interrupted_upload_leaves_no_volume(admin_client: Client, lab: dict[str, Any], pool_dir: Path,

@@ -129,3 +129,25 @@ def test_the_api_rate_is_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv("WEBKVM_API_RATE", bad)
         with pytest.raises(config.ConfigError):
             config.env_rate("WEBKVM_API_RATE", "600/min")
+
+
+def test_making_and_revoking_run_as_declared_operations(user_client: Client, granted_user) -> None:
+    """Each is the operation webkvm/user_operations.py declares, run by `perform`: one audit record with its
+    result and duration, never the secret; pages only (a token never makes or revokes tokens)."""
+    from webkvm import user_operations as ops
+    from webkvm.operations import LOGIN, OPERATIONS
+
+    for op in (ops.TOKEN_CREATE, ops.TOKEN_REVOKE):
+        assert OPERATIONS[op.name] is op and (op.permission, op.target, op.api) == (LOGIN, "token", False)
+    page = user_client.post("/tokens/", {"name": "ci", "days": "2", "read_only": "on"}).content.decode()
+    text = page.split('<code id="new-token">')[1].split("</code>")[0]
+    token = ApiToken.objects.get(name="ci")
+    made = AuditEvent.objects.get(action="api.token.create")
+    assert (made.result, made.object_type, made.object_name, made.username) == ("ok", "token", "ci", "alice")
+    assert made.detail.startswith(f"prefix {token.prefix}; read-only; expires ") and made.duration_ms is not None
+    assert text.split("_", 2)[2] not in made.detail
+    assert user_client.post(f"/tokens/{token.pk}/revoke/").status_code == 302
+    revoked = AuditEvent.objects.get(action="api.token.revoke")
+    assert (revoked.result, revoked.object_type, revoked.object_name) == ("ok", "token", "ci")
+    assert revoked.detail == f"prefix {token.prefix}; user alice" and revoked.duration_ms is not None
+    assert "Token ci revoked." in user_client.get("/tokens/").content.decode()
