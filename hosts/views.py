@@ -1,18 +1,23 @@
-"""Host pages: list with live state, add/edit with ssh key pinning, overview with usage graphs."""
+"""Host pages: list with live state, add/edit with ssh key pinning, overview with usage graphs.
+
+The functions doing the work of an operation (save, remove, test, confirm the machine) are the page's and
+the API's (api/hosts.py); the operations' pages are generated from the declarations
+(webkvm/operation_views.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
 from django.core import signing
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET
 
 from hosts import machine, services, shares
 from hosts import operations as ops
@@ -24,7 +29,8 @@ from virt.reads import HOST_SUMMARY, HOST_USAGE
 from virt.ssh import HostKey, keyscan
 from virt.uri import Transport
 from webkvm.i18n import said
-from webkvm.operations import ADMIN, Outcome, host_trouble, page, perform, route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import ADMIN, Operation, Outcome, View, host_trouble, page, perform, route
 
 PIN_SALT = "hosts.pin-ssh-keys"
 
@@ -83,14 +89,6 @@ def tested_words(host: Host, summary: HostSummary) -> str:
         vms=summary.domains_total)
 
 
-@require_POST
-@route(ops.TEST)
-def host_test(request: HttpRequest, name: str) -> HttpResponse:
-    host = get_object_or_404(Host, name=name)
-    connection_test(request, host)
-    return redirect("hosts:detail", name=host.name)
-
-
 def nothing_to_confirm(host: Host) -> str:
     return _("%(host)s: nothing to confirm, it answers as its recorded machine.") % {"host": host.name}
 
@@ -104,18 +102,6 @@ def confirm_machine(request: HttpRequest, host: Host, *, quiet: bool = False) ->
 
 def confirmed_words(host: Host, words: Said | str) -> str:
     return _("%(host)s: %(words)s.") % {"host": host.name, "words": said(words)}
-
-
-@require_POST
-@route(ops.CONFIRM_MACHINE)
-def host_confirm_machine(request: HttpRequest, name: str) -> HttpResponse:
-    """Lift the suspension of a host's grants after it answered as another machine (hosts/machine.py)."""
-    host = get_object_or_404(Host, name=name)
-    if not host.unconfirmed_uuid:
-        messages.info(request, nothing_to_confirm(host))
-    else:
-        confirm_machine(request, host)
-    return redirect("hosts:detail", name=host.name)
 
 
 def _pinned_keys_from_token(token: str, hostname: str, port: int | None) -> list[HostKey] | None:
@@ -204,35 +190,6 @@ def saved_words(host: Host) -> str:
     return _("Host %(host)s saved.") % {"host": host.name}
 
 
-def _edit(request: HttpRequest, host: Host | None) -> HttpResponse:
-    form = HostForm(request.POST or None, instance=host)
-    context: dict[str, Any] = {"form": form, "host": host}
-    if request.method == "POST" and form.is_valid():
-        check = check_keys(form, host, request.POST)
-        if check is None:
-            return render(request, "hosts/form.html", context)
-        if check.to_confirm:
-            context.update({"scanned_keys": check.scanned, "key_changed": check.changed,
-                            "host_keys_token": check.token})
-            return render(request, "hosts/form.html", context)
-        outcome = save_host(request, host, form, check.pinned)
-        if outcome.ok:
-            return redirect("hosts:detail", name=outcome.name)
-    return render(request, "hosts/form.html", context)
-
-
-@require_http_methods(["GET", "POST"])
-@route(ops.CREATE)
-def host_create(request: HttpRequest) -> HttpResponse:
-    return _edit(request, None)
-
-
-@require_http_methods(["GET", "POST"])
-@route(ops.UPDATE)
-def host_edit(request: HttpRequest, name: str) -> HttpResponse:
-    return _edit(request, get_object_or_404(Host, name=name))
-
-
 def remove_host(request: HttpRequest, host: Host, *, quiet: bool = False) -> Outcome[None]:
     """host.delete: the panel forgets the host (page and API); nothing on the hypervisor changes."""
     name = host.name
@@ -253,16 +210,6 @@ def removed_words(name: str) -> str:
     return _("Host {name} removed from the panel (nothing on the hypervisor was changed).").format(name=name)
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.DELETE)
-def host_delete(request: HttpRequest, name: str) -> HttpResponse:
-    host = get_object_or_404(Host, name=name)
-    if request.method == "POST":
-        remove_host(request, host)
-        return redirect("hosts:list")
-    return render(request, "hosts/delete.html", {"host": host, "grants": host.vm_grants.count()})
-
-
 @require_GET
 @route(page(ADMIN))
 def panel_ssh_key(request: HttpRequest) -> HttpResponse:
@@ -271,3 +218,63 @@ def panel_ssh_key(request: HttpRequest) -> HttpResponse:
     return render(request, "hosts/ssh_key.html", {"public_key": ident.public_key_line()})
 
 
+# --- the pages of the operations, generated from the declarations (webkvm/operation_views.py) -------
+
+
+def _detail(call: Call, outcome: Outcome[Any] | None = None) -> str:
+    return reverse("hosts:detail", kwargs={"name": outcome.name if outcome is not None else call.target.name})
+
+
+host_test = operation_view(OperationPage(
+    ops.TEST, host="name", run=lambda call: connection_test(call.request, call.target),
+    then=lambda call, _outcome: _detail(call)))
+
+
+def _confirm_machine(call: Call) -> Outcome[Said] | None:
+    """Lift the suspension of a host's grants after it answered as another machine (hosts/machine.py)."""
+    host = call.target
+    if not host.unconfirmed_uuid:
+        messages.info(call.request, nothing_to_confirm(host))
+        return None
+    return confirm_machine(call.request, host)
+
+
+host_confirm_machine = operation_view(OperationPage(
+    ops.CONFIRM_MACHINE, host="name", run=_confirm_machine, then=lambda call, _outcome: _detail(call)))
+
+
+def _save(call: Call) -> Outcome[Host] | None:
+    """Save a valid form once its ssh host keys are settled; None: the form shows why not yet (keyscan
+    failed on its hostname field, or the keys scanned are shown to compare and accept)."""
+    form = cast(HostForm, call.form)
+    check = check_keys(form, call.host, call.request.POST)
+    if check is None:
+        return None
+    if check.to_confirm:
+        call.context.update({"scanned_keys": check.scanned, "key_changed": check.changed,
+                             "host_keys_token": check.token})
+        return None
+    return save_host(call.request, call.host, form, check.pinned)
+
+
+def _host_form(call: Call, data: QueryDict | None) -> HostForm:
+    call.context["host"] = call.host
+    return HostForm(data or None, instance=call.host)
+
+
+def _editing(declared: Operation, host: str) -> View:
+    return operation_view(OperationPage(declared, host=host, template="hosts/form.html", form=_host_form, run=_save,
+                                        then=lambda call, outcome: _detail(call, outcome)))
+
+
+host_create = _editing(ops.CREATE, "")
+host_edit = _editing(ops.UPDATE, "name")
+
+
+def _grants(call: Call) -> None:
+    call.context["grants"] = call.target.vm_grants.count()
+
+
+host_delete = operation_view(OperationPage(
+    ops.DELETE, host="name", template="hosts/delete.html", find=_grants,
+    run=lambda call: remove_host(call.request, call.target), then=lambda call, _outcome: reverse("hosts:list")))

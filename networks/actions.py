@@ -1,22 +1,23 @@
 """Changes to one network: start, autostart, stop and delete (confirmed), fixed addresses.
 
-Each is admin only, POST only, and runs through its declared operation (networks/operations.py): one
-audit record, one message, libvirt's failure in words. Stopping or deleting a network VMs use needs a
-confirmation that names those VMs; it is checked against the VMs using the network at the moment of
-the POST, not when the page was drawn.
+Each is admin only and runs through its declared operation (networks/operations.py): one audit record,
+one message, libvirt's failure in words. The functions doing the work are the page's and the API's
+(api/networks.py); the pages are generated from the declarations (webkvm/operation_views.py).
+Stopping or deleting a network VMs use needs a confirmation that names those VMs; it is checked against
+the VMs using the network at the moment of the POST, not when the page was drawn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import libvirt
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
-from django.views.decorators.http import require_http_methods, require_POST
 
 from hosts import services
 from hosts.models import Host
@@ -26,7 +27,8 @@ from networks.views import DETAIL_TIMEOUT, render_detail
 from virt import networks
 from virt.errors import InvalidInput, NotFound, VirtError
 from webkvm.i18n import said
-from webkvm.operations import Outcome, host_or_404, on_host, refused, route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Outcome, on_host, refused
 from webkvm.views_base import on_host_checked
 
 # action -> (what it does to a network, the message when done)
@@ -69,14 +71,6 @@ def simple_action(request: HttpRequest, target: Host, name: str, action: str, *,
                    detail=words % {"name": name}, quiet=quiet)
 
 
-@require_POST
-@route(ops.ACTION)
-def action(request: HttpRequest, host: str, name: str, action: str) -> HttpResponse:
-    target = host_or_404(host)
-    simple_action(request, target, name, action)
-    return redirect("networks:detail", target.name, name)
-
-
 def users_key(users: tuple[networks.NetworkUser, ...]) -> str:
     """What the confirmation box carries: the UUIDs of the VMs it named."""
     return ",".join(sorted(u.uuid for u in users))
@@ -117,31 +111,6 @@ def stop_or_delete(request: HttpRequest, target: Host, name: str, action: str,
     return on_host(request, op, target, name, _saying(fn, name, done), done=done, detail=detail, quiet=quiet)
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.CONFIRM)
-def confirmed(request: HttpRequest, host: str, name: str, action: str) -> HttpResponse:
-    target = host_or_404(host)
-    context: dict[str, Any] = {"host": target, "name": name, "action": action}
-    try:
-        info, users = network_and_users(request, target, name, action)
-    except NotFound:
-        raise Http404(_("No such network on this host.")) from None
-    except VirtError as exc:
-        context["error"] = said(exc)
-        return render(request, "networks/confirm.html", context, status=503)
-    context.update({"info": info, "users": users, "users_key": users_key(users),
-                    "user_names": ", ".join(u.name for u in users)})
-    if request.method != "POST" or request.POST.get("confirm") != "yes":
-        return render(request, "networks/confirm.html", context)
-    outcome = stop_or_delete(request, target, name, action, users, request.POST.get("acknowledge", ""))
-    if isinstance(outcome.exception, NotConfirmed):
-        context["refused"] = outcome.error
-        return render(request, "networks/confirm.html", context, status=409)
-    if outcome.ok and action == "delete":
-        return redirect("networks:list", target.name)
-    return redirect("networks:detail", target.name, name)
-
-
 def add_fixed(request: HttpRequest, target: Host, name: str, form: FixedHostForm, *,
               quiet: bool = False) -> Outcome[str]:
     """network.host-add of a valid form (the page and the API). Refused by the host before libvirt was
@@ -155,16 +124,6 @@ def add_fixed(request: HttpRequest, target: Host, name: str, form: FixedHostForm
     return on_host_checked(request, ops.HOST_ADD, target, name, _saying(add, name, done), form=form,
                            rejects=networks.NetworkInputError, audit_refusal=False, done=done,
                            detail=fixed.label(), quiet=quiet)
-
-
-@require_POST
-@route(ops.HOST_ADD)
-def host_add(request: HttpRequest, host: str, name: str) -> HttpResponse:
-    target = host_or_404(host)
-    form = FixedHostForm(request.POST)
-    if not form.is_valid() or not add_fixed(request, target, name, form).ok:
-        return render_detail(request, target, name, form)
-    return redirect("networks:detail", target.name, name)
 
 
 def remove_fixed(request: HttpRequest, target: Host, name: str, ip: str, *,
@@ -186,9 +145,64 @@ def remove_fixed(request: HttpRequest, target: Host, name: str, ip: str, *,
                    detail=lambda removed: removed.label(), quiet=quiet)
 
 
-@require_POST
-@route(ops.HOST_REMOVE)
-def host_remove(request: HttpRequest, host: str, name: str) -> HttpResponse:
-    target = host_or_404(host)
-    remove_fixed(request, target, name, request.POST.get("ip", ""))
-    return redirect("networks:detail", target.name, name)
+# --- the pages, generated from the declarations (webkvm/operation_views.py) ------------------------
+
+
+def _network(call: Call) -> str:
+    return str(call.args["name"])
+
+
+def _detail(call: Call, _result: Any = None) -> str:
+    return reverse("networks:detail", args=[call.target.name, _network(call)])
+
+
+# start, autostart, no-autostart: POST only (buttons on the detail page).
+action = operation_view(OperationPage(
+    ops.ACTION, then=_detail,
+    run=lambda call: simple_action(call.request, call.target, _network(call), call.args["action"])))
+
+
+def _find_users(call: Call) -> None:
+    """What a stop or delete is confirmed against: the network and the VMs using it now."""
+    call.context.update({"name": _network(call), "action": call.args["action"]})
+    try:
+        info, users = network_and_users(call.request, call.target, _network(call), call.args["action"])
+    except NotFound:
+        raise Http404(_("No such network on this host.")) from None
+    call.context.update({"info": info, "users": users, "users_key": users_key(users),
+                         "user_names": ", ".join(u.name for u in users)})
+
+
+def _stop_or_delete(call: Call) -> Outcome[str]:
+    return stop_or_delete(call.request, call.target, _network(call), call.args["action"], call.context["users"],
+                          call.request.POST.get("acknowledge", ""))
+
+
+def _not_confirmed(call: Call, outcome: Outcome[str]) -> HttpResponse | None:
+    """The VMs using the network were not (or no longer) the ones confirmed: the page again, 409."""
+    if not isinstance(outcome.exception, NotConfirmed):
+        return None
+    call.context["refused"] = outcome.error
+    return render(call.request, "networks/confirm.html", call.context, status=409)
+
+
+def _after_confirmed(call: Call, outcome: Outcome[str]) -> str:
+    if outcome.ok and call.args["action"] == "delete":
+        return reverse("networks:list", args=[call.target.name])
+    return _detail(call)
+
+
+# stop and delete: a confirmation page (GET), then POST with confirm=yes (and the VMs using it acknowledged).
+confirmed = operation_view(OperationPage(
+    ops.CONFIRM, template="networks/confirm.html", find=_find_users, confirm_field="confirm",
+    unavailable=lambda call, exc: said(exc), run=_stop_or_delete, answer=_not_confirmed, then=_after_confirmed))
+
+# A fixed address: the form is on the detail page, which shows it again with its errors.
+host_add = operation_view(OperationPage(
+    ops.HOST_ADD, form=lambda call, data: FixedHostForm(data), then=_detail,
+    again=lambda call: render_detail(call.request, call.target, _network(call), cast(FixedHostForm, call.form)),
+    run=lambda call: add_fixed(call.request, call.target, _network(call), cast(FixedHostForm, call.form))))
+
+host_remove = operation_view(OperationPage(
+    ops.HOST_REMOVE, then=_detail,
+    run=lambda call: remove_fixed(call.request, call.target, _network(call), call.request.POST.get("ip", ""))))

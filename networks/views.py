@@ -1,17 +1,19 @@
 """Network pages (admin only): every host's networks, one host's list, detail, create, host interfaces.
 
-Changes (start, stop, delete, fixed addresses) are in networks/actions.py.
+Changes (start, stop, delete, fixed addresses) are in networks/actions.py; the create page, like theirs,
+is generated from its declaration (webkvm/operation_views.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import libvirt
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
+from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET
 
 from hosts import services
 from hosts.models import Host
@@ -29,6 +31,7 @@ from virt.networks import (
 )
 from virt.reads import NETWORKS
 from webkvm.i18n import said
+from webkvm.operation_views import Call, OperationPage, operation_view
 from webkvm.operations import ADMIN, Outcome, host_or_404, page, refused, route
 from webkvm.views_base import host_page, on_host_checked
 
@@ -129,23 +132,23 @@ def create_network_from(request: HttpRequest, target: Host, form: NetworkForm, *
         detail=_describe(spec, start, autostart), quiet=quiet)
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.CREATE)
-def create(request: HttpRequest, host: str) -> HttpResponse:
-    target = host_or_404(host)
-    context: dict[str, Any] = {"host": target}
-    try:
-        facts = host_facts(request, target, request.POST.get("name", ""))
-    except VirtError as exc:
-        context["error"] = _("%(host)s could not be asked about its networks: %(reason)s") % {
-            "host": target.name, "reason": said(exc)}
-        return render(request, "networks/create.html", context, status=503)
-    form = NetworkForm(facts, request.POST if request.method == "POST" else None)
-    context.update({"form": form, "facts": facts})
-    if request.method != "POST":
-        return render(request, "networks/create.html", context)
-    if not form.is_valid():  # nothing was asked of libvirt
-        return render(request, "networks/create.html", context)
-    if not create_network_from(request, target, form).ok:
-        return render(request, "networks/create.html", context)
-    return redirect("networks:detail", target.name, form.to_spec().name)
+def _facts(call: Call) -> None:
+    call.context["facts"] = host_facts(call.request, call.target, call.request.POST.get("name", ""))
+
+
+def _unavailable(call: Call, exc: VirtError) -> str:
+    return _("%(host)s could not be asked about its networks: %(reason)s") % {"host": call.target.name,
+                                                                                "reason": said(exc)}
+
+
+def _create(call: Call) -> Outcome[str]:
+    return create_network_from(call.request, call.target, cast(NetworkForm, call.form))
+
+
+def _created(call: Call, _outcome: Outcome[str]) -> str:
+    return reverse("networks:detail", args=[call.target.name, cast(NetworkForm, call.form).to_spec().name])
+
+
+create = operation_view(OperationPage(
+    ops.CREATE, template="networks/create.html", find=_facts, unavailable=_unavailable,
+    form=lambda call, data: NetworkForm(call.context["facts"], data), run=_create, then=_created))

@@ -8,7 +8,11 @@ long the host may take, and the job kind when it runs as a durable job. From the
   every URL route carries one, and tests/unit/test_routes.py fails for a route without it and runs
   the generated permission table with the personas;
 - the run: `perform(...)` (in the request) or `start_job(...)` (on a job worker), each writing the
-  one audit record of the operation (result and duration) and the one message the user sees.
+  one audit record of the operation (result and duration) and the one message the user sees;
+- the page: `operation_view(OperationPage(OP, run=..., form=..., template=...))` (webkvm/operation_views.py)
+  makes the view (GET the form or confirmation, POST the run) from the declaration; its docstring says
+  how to add an operation (declare, write the work the page and the API share, register the page, route
+  it) and which apps' pages are generated so.
 
 Failures speak in words; bad input that only the host can judge (FieldProblem) becomes a field error
 and is not audited, because nothing was changed.
@@ -63,6 +67,7 @@ class Operation:
     timeout: float = 60.0  # seconds the host may take
     job: str = ""  # the job kind (jobs/runner.py) when it runs on a job worker
     confirm: str = ""  # a sentence the user confirms before it runs (data can be lost)
+    api: bool = True  # offered through the API too (tests/unit/test_api_schema.py); False: pages only, say why
 
     @property
     def access(self) -> Access:

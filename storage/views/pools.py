@@ -1,14 +1,18 @@
-"""Pool pages (admin only): every host's pools, one host's pools, create by type, detail, actions, delete."""
+"""Pool pages (admin only): every host's pools, one host's pools, create by type, detail, actions, delete.
+
+Create, the lifecycle actions and delete run functions the API shares (api/storage.py); their pages are
+generated from the declarations (webkvm/operation_views.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET
 
 from hosts import services
 from hosts.models import Host
@@ -28,8 +32,9 @@ from virt.storage import (
 from virt.storage_rules import StorageInputError
 from virt.volumes import PoolDetail, pool_detail
 from webkvm.i18n import said
-from webkvm.operations import ADMIN, Outcome, host_or_404, on_host, page, refused, route
-from webkvm.views_base import host_page, host_unavailable, on_host_checked
+from webkvm.operation_views import Call, OperationPage, operation_view, url_arg
+from webkvm.operations import ADMIN, Outcome, host_or_404, on_host, page, route
+from webkvm.views_base import host_page, on_host_checked
 
 
 @require_GET
@@ -90,31 +95,6 @@ def _create_detail(form: PoolForm) -> str:
     return "; ".join(parts)
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.POOL_CREATE)
-def pool_new(request: HttpRequest, host: str, kind: str) -> HttpResponse:
-    found = host_or_404(host)
-    if kind not in POOL_TYPES:
-        raise Http404(_("No such pool type."))
-    context: dict[str, Any] = {"host": found, "kind": kind, "kind_label": pool_type_label(kind)}
-    secrets, error = secrets_for(found, kind)
-    if error:
-        context["error"] = error
-    roots = settings.WEBKVM_POOL_ROOTS
-    form = PoolForm(kind, roots, secrets, request.POST if request.method == "POST" else None)
-    context.update({"form": form, "roots": roots})
-    if request.method != "POST":
-        return render(request, "storage/pool_form.html", context)
-    if not form.is_valid():
-        refused(request, ops.POOL_CREATE, host=found, name=request.POST.get("name", "")[:128],
-                reason=form.errors.as_text())
-        return render(request, "storage/pool_form.html", context)
-    outcome = create_pool(request, found, form)
-    if not outcome.ok:
-        return render(request, "storage/pool_form.html", context)
-    return redirect("storage:pool", found.name, outcome.name)
-
-
 def create_pool(request: HttpRequest, host: Host, form: PoolForm, *, quiet: bool = False) -> Outcome[str]:
     """Define (and build, start, autostart as asked) the pool of a valid form: the page's and the API's run."""
     spec, data = form.spec, form.cleaned_data
@@ -150,41 +130,11 @@ def pool_page(request: HttpRequest, host: str, pool: str) -> HttpResponse:
     return render(request, "storage/pool_detail.html", context)
 
 
-@require_POST
-@route(ops.POOL_ACTION)
-def pool_action_view(request: HttpRequest, host: str, pool: str, action: str) -> HttpResponse:
-    found = host_or_404(host)
-    run_pool_action(request, found, pool, action)
-    return redirect("storage:pool", found.name, pool)
-
-
 def run_pool_action(request: HttpRequest, host: Host, pool: str, action: str, *,
                     quiet: bool = False) -> Outcome[str]:
     """One lifecycle action (virt.storage.ACTIONS) through its declared operation."""
     return on_host(request, ops.POOL_ACTIONS[action], host, pool, lambda conn: pool_action(conn, pool, action),
                    done=said, detail=str, quiet=quiet)
-
-
-@require_http_methods(["GET", "POST"])
-@route(ops.POOL_DELETE)
-def pool_delete(request: HttpRequest, host: str, pool: str) -> HttpResponse:
-    found = host_or_404(host)
-    context: dict[str, Any] = {"host": found, "pool_name": pool}
-    try:
-        detail = detail_or_404(found, pool, thorough=True)
-    except VirtError as exc:
-        return host_unavailable(request, ops.POOL_DELETE, "storage/pool_delete.html", context, pool, exc)
-    form = PoolDeleteForm(detail, request.POST if request.method == "POST" else None)
-    context.update({"detail": detail, "form": form})
-    if request.method != "POST":
-        return render(request, "storage/pool_delete.html", context)
-    if not form.is_valid():
-        refused(request, ops.POOL_DELETE, host=found, name=pool, reason=form.errors.as_text())
-        return render(request, "storage/pool_delete.html", context)
-    outcome = remove_pool(request, found, pool, form)
-    if not outcome.ok:
-        return render(request, "storage/pool_delete.html", context)
-    return redirect("storage:pools", found.name)
 
 
 def remove_pool(request: HttpRequest, host: Host, pool: str, form: PoolDeleteForm, *,
@@ -196,3 +146,49 @@ def remove_pool(request: HttpRequest, host: Host, pool: str, form: PoolDeleteFor
                    lambda conn: delete_pool(conn, pool, delete_storage=delete_storage),
                    done=lambda report: said(report.words()), detail=lambda report: str(report.words()) + users,
                    form=form, quiet=quiet)
+
+
+# --- the pages, generated from the declarations (webkvm/operation_views.py) ------------------------
+
+
+def _pool_url(call: Call, _result: Any = None) -> str:
+    return reverse("storage:pool", args=[call.target.name, call.args["pool"]])
+
+
+def _new_pool(call: Call) -> None:
+    """The pool type asked for, and the Ceph secrets an RBD pool may use (why none, as the page's error)."""
+    kind = call.args["kind"]
+    if kind not in POOL_TYPES:
+        raise Http404(_("No such pool type."))
+    call.context.update({"kind": kind, "kind_label": pool_type_label(kind)})
+    secrets, error = secrets_for(call.target, kind)
+    if error:
+        call.context["error"] = error
+    call.context.update({"secrets": secrets, "roots": settings.WEBKVM_POOL_ROOTS})
+
+
+pool_new = operation_view(OperationPage(
+    ops.POOL_CREATE, template="storage/pool_form.html", find=_new_pool,
+    form=lambda call, data: PoolForm(call.args["kind"], call.context["roots"], call.context["secrets"], data),
+    refuse_invalid=lambda call: call.request.POST.get("name", "")[:128],
+    run=lambda call: create_pool(call.request, call.target, cast(PoolForm, call.form)),
+    then=lambda call, outcome: reverse("storage:pool", args=[call.target.name, outcome.name])))
+
+# build, start, stop, refresh, autostart, no-autostart: POST only (buttons on the pool's page).
+pool_action_view = operation_view(OperationPage(
+    ops.POOL_ACTION, then=_pool_url,
+    run=lambda call: run_pool_action(call.request, call.target, call.args["pool"], call.args["action"])))
+
+
+def _pool_to_delete(call: Call) -> None:
+    """The pool with its volumes and the VMs using it: what the confirmation names."""
+    call.context["pool_name"] = call.args["pool"]
+    call.context["detail"] = detail_or_404(call.target, call.args["pool"], thorough=True)
+
+
+pool_delete = operation_view(OperationPage(
+    ops.POOL_DELETE, template="storage/pool_delete.html", find=_pool_to_delete,
+    audit_unreadable=url_arg("pool"), refuse_invalid=url_arg("pool"),
+    form=lambda call, data: PoolDeleteForm(call.context["detail"], data),
+    run=lambda call: remove_pool(call.request, call.target, call.args["pool"], cast(PoolDeleteForm, call.form)),
+    then=lambda call, _outcome: reverse("storage:pools", args=[call.target.name])))
