@@ -2,7 +2,8 @@
 
 `client()` is the connection of this process (None when WEBKVM_REDIS_URL is unset: one process,
 everything in memory). `PrivateRedis` runs a redis-server of the panel's own on a unix socket in a
-folder, for `manage.py serve` (what `make run` starts) and for the tests.
+folder, for `manage.py serve` (what `make run` starts) and for the tests (which may put it on a loopback TCP
+port instead, as a Redis shared by several machines is reached).
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ def client() -> redis.Redis | None:
 
 
 class PrivateRedis:
-    """A redis-server listening only on `folder/redis.sock` (no TCP port), nothing written to disk."""
+    """A redis-server listening only on `folder/redis.sock` (no TCP port), nothing written to disk; with
+    `port`, only on 127.0.0.1:port instead (no unix socket)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, port: int | None = None) -> None:
         self.folder = folder
         self.socket = folder / "redis.sock"
+        self.port = port
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"unix://{self.socket}"
+        return f"unix://{self.socket}" if self.port is None else f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> str:
         binary = shutil.which("redis-server")
@@ -42,16 +45,17 @@ class PrivateRedis:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         log = (self.folder / "redis.log").open("ab")
+        listen = ["--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700"] if self.port is None \
+            else ["--port", str(self.port), "--bind", "127.0.0.1"]
         self.process = subprocess.Popen(
-            [binary, "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-             "--save", "", "--appendonly", "no", "--dir", str(self.folder), "--loglevel", "warning"],
+            [binary, *listen, "--save", "", "--appendonly", "no", "--dir", str(self.folder), "--loglevel", "warning"],
             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited: {(self.folder / 'redis.log').read_text()[-500:]}")
             try:
-                if redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping():
+                if redis.Redis.from_url(self.url, socket_timeout=1).ping():
                     return self.url
             except redis.RedisError:
                 time.sleep(0.05)

@@ -1,8 +1,11 @@
 """The panel as several machines behind a load balancer would run it, on the real lab: two `manage.py serve`
 (each 2 panel workers and 1 job worker: 4 gunicorn workers and 2 RQ workers in all) sharing one database
-(the embedded SQLite file, or PostgreSQL) and one Redis. A VM's lock holds across processes; a change made
-with virsh reaches live pages served by either through one watcher (one lease holder); a job started on one
-is followed on the other, also when the job worker running it is killed with SIGKILL."""
+(the embedded SQLite file, or PostgreSQL) and one Redis. On PostgreSQL both servers are reached over TCP on
+127.0.0.1, as machines sharing them reach them (on SQLite, one machine: Redis on a unix socket, as `serve`
+starts it). A VM's lock holds across processes; a change made with virsh reaches live pages served by either
+through one watcher (one lease holder); a serial console viewer on one is refused, then taken over, from the
+other; a job started on one is followed on the other, also when the job worker running it is killed with
+SIGKILL."""
 
 from __future__ import annotations
 
@@ -42,16 +45,17 @@ from django.contrib.sessions.backends.db import SessionStore
 from hosts.models import Host
 spec = json.loads(os.environ["PROCESSES_TEST"])
 user = get_user_model().objects.create_superuser("two-admin", "", "two-processes-password-1")
+other = get_user_model().objects.create_superuser("two-bob", "", None)  # no password to hash: a session only
 Host.objects.create(name="slow", transport="tcp", hostname="127.0.0.1", port=spec["slow_port"], insecure_tcp=True)
 Host.objects.create(name="lab", transport="tcp", hostname="127.0.0.1", port=16509, insecure_tcp=True)
 if spec["lab2"]:
     Host.objects.create(name="lab2", transport="tcp", hostname=spec["lab2"], port=16509, insecure_tcp=True)
 keys = []
-for _ in range(2):
+for who in (user, user, other):
     store = SessionStore()
-    store[SESSION_KEY] = str(user.pk)
+    store[SESSION_KEY] = str(who.pk)
     store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store[HASH_SESSION_KEY] = who.get_session_auth_hash()
     store.create()
     keys.append(store.session_key)
 print("SESSIONS " + " ".join(keys))
@@ -112,8 +116,8 @@ class MigratedDatabases:
         """The environment that puts a test's panels on a fresh copy of a migrated database of `kind`."""
         self.copies += 1
         if kind == "postgresql":
-            if kind not in self.templates:
-                self.templates[kind] = self.stack.enter_context(private_postgres())
+            if kind not in self.templates:  # over TCP, with a role and password, as another machine logs in
+                self.templates[kind] = self.stack.enter_context(private_postgres(port=free_port()))
                 self._migrate({"WEBKVM_DATABASE_URL": self.templates[kind],
                                "WEBKVM_DATA_DIR": self.stack.enter_context(tempfile.TemporaryDirectory())})
             return {"WEBKVM_DATABASE_URL": copy_database(self.templates[kind], f"webkvm_{self.copies}")}
@@ -138,7 +142,8 @@ def migrated_databases() -> Iterator[MigratedDatabases]:
 def two_panels(request: pytest.FixtureRequest, lab: dict[str, Any],
                migrated_databases: MigratedDatabases) -> Iterator[dict[str, Any]]:
     """Two `manage.py serve` (2 panel workers, 1 job worker each) on one database (the embedded SQLite file,
-    or a private PostgreSQL) and one private Redis, as two machines behind a load balancer."""
+    or a private PostgreSQL) and one private Redis, as two machines behind a load balancer. Two sessions of
+    the admin "two-admin" (`sessions`) and one of another admin, "two-bob" (`other_session`)."""
     yield from _two_panels(lab, migrated_databases, request.param)
 
 
@@ -148,7 +153,8 @@ def _clean_env() -> dict[str, str]:
 
 def _two_panels(lab: dict[str, Any], databases: MigratedDatabases, kind: str) -> Iterator[dict[str, Any]]:
     data = Path(tempfile.mkdtemp(prefix="webkvm-two-"))
-    store = PrivateRedis(data / "redis")
+    # Machines sharing a Redis reach it over TCP; processes of one machine (SQLite) share serve's unix socket.
+    store = PrivateRedis(data / "redis", port=free_port() if kind == "postgresql" else None)
     link = Forwarder(("127.0.0.1", 16509), rtt_ms=300).start()  # keeps an action running while the other arrives
     env = _clean_env()
     processes: list[subprocess.Popen[bytes]] = []
@@ -157,17 +163,17 @@ def _two_panels(lab: dict[str, Any], databases: MigratedDatabases, kind: str) ->
                     "WEBKVM_LIVE_INTERVAL_MS": "30000"})  # what arrives in time was pushed by an event
         env.update(databases.for_test(kind, data))
         manage = [sys.executable, str(REPO / "manage.py")]
-        done = subprocess.run([*manage, "shell", "-c", SETUP], cwd=REPO, capture_output=True, text=True, timeout=60,
-                              env={**env, "PROCESSES_TEST": json.dumps({
-                                  "slow_port": link.port, "lab2": (lab.get("host2") or {}).get("address", "")})})
-        assert done.returncode == 0, done.stderr
-        sessions = done.stdout.split("SESSIONS ")[1].split()
         ports = [free_port(), free_port()]
-        for port in ports:
+        for port in ports:  # both start while the shell below adds the users and hosts (each takes seconds)
             log = (data / f"panel-{port}.log").open("wb")
             processes.append(subprocess.Popen(
                 [*manage, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--job-workers", "1"],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        done = subprocess.run([*manage, "shell", "-c", SETUP], cwd=REPO, capture_output=True, text=True, timeout=60,
+                              env={**env, "PROCESSES_TEST": json.dumps({
+                                  "slow_port": link.port, "lab2": (lab.get("host2") or {}).get("address", "")})})
+        assert done.returncode == 0, done.stderr
+        *sessions, other_session = done.stdout.split("SESSIONS ")[1].split()
         for port, process in zip(ports, processes, strict=True):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -179,11 +185,14 @@ def _two_panels(lab: dict[str, Any], databases: MigratedDatabases, kind: str) ->
                     time.sleep(0.2)
             else:
                 pytest.fail(f"the panel on port {port} did not answer")
-        yield {"ports": ports, "sessions": sessions, "redis": store.url, "link": link, "processes": processes,
-               "data": data}
+        yield {"ports": ports, "sessions": sessions, "other_session": other_session, "redis": store.url,
+               "database": env.get("WEBKVM_DATABASE_URL", ""), "link": link, "processes": processes, "data": data}
     finally:
         for log_file in sorted(data.glob("panel-*.log")):  # shown by pytest for a failed test only
             print(f"--- {log_file.name}\n{log_file.read_text(errors='replace')[-6000:]}")
+        for process in processes:  # both stop at once: each waits for its workers' graceful stop
+            if process.poll() is None:
+                process.terminate()
         for process in processes:
             stop(process)
             for pid in in_session(process.pid):  # a job worker's work horse killed mid-test leaves nothing
@@ -263,6 +272,58 @@ def test_a_virsh_change_reaches_pages_on_both_processes_through_one_watcher(two_
     store = redis.Redis.from_url(two_panels["redis"])
     holders = [k for k in store.keys("webkvm:lease:live-watcher:*")]
     assert len(holders) == 1, holders  # one watcher for the host, whichever process runs it
+
+
+@ON_POSTGRESQL  # several machines, Redis over TCP; one machine's case: tests/unit/test_serial_across_processes.py
+def test_a_serial_console_held_on_one_process_is_refused_then_taken_over_on_the_other(two_panels: dict[str, Any],
+                                                                                      lab_domain) -> None:
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.exceptions import ConnectionClosed
+
+    vm = lab_domain().UUIDString()  # its serial port is a pty: the console libvirt opens
+    admin, bob = Browser(two_panels["ports"][0], two_panels["sessions"][0]), \
+        Browser(two_panels["ports"][1], two_panels["other_session"])
+
+    async def viewer(browser: Browser, take_over: bool = False) -> ClientConnection:
+        """The serial page's WebSocket: a ticket minted for its session, offered as a subprotocol."""
+        status, _, text = await asyncio.to_thread(browser.request, "POST", f"/console/lab/{vm}/serial/ticket/")
+        assert status == 200, text[:500]
+        answer = json.loads(text)
+        return await connect(f"ws://127.0.0.1:{browser.port}{answer['ws_path']}" + ("?takeover=1" if take_over else ""),
+                             subprotocols=answer["protocols"], origin=f"http://127.0.0.1:{browser.port}",
+                             additional_headers={"Cookie": f"sessionid={browser.cookies['sessionid']}"},
+                             open_timeout=20)
+
+    async def closing(ws: ClientConnection) -> tuple[int | None, str | None]:
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(20):
+                async for _output in ws:  # whatever the console printed before the close
+                    pass
+        return ws.close_code, ws.close_reason
+
+    async def run() -> tuple[tuple[int | None, str | None], ...]:
+        held = await viewer(admin)  # on process a
+        refused = await closing(await viewer(bob))  # on process b: a's holder is in Redis
+        taker = await viewer(bob, take_over=True)
+        taken = await closing(held)  # told by b through the channel layer
+        still = taker.close_code, taker.close_reason
+        await taker.close()
+        return refused, taken, still
+
+    refused, taken, still = asyncio.run(run())
+    assert refused[0] == 4409 and (refused[1] or "").startswith("in use by two-admin since "), refused
+    assert taken == (4001, "taken over by two-bob"), taken
+    assert still == (None, None), still  # b's viewer holds the console now
+
+    def events(action: str, user: str) -> list[dict[str, Any]]:
+        status, _, text = admin.request("GET", f"/api/v1/audit/?action={action}&user={user}")
+        assert status == 200, text[:500]
+        return [e for e in json.loads(text)["results"] if e["action"] == action and e["object_name"] == vm]
+
+    took = events("console.takeover", "two-bob")
+    assert len(took) == 1 and took[0]["detail"].startswith("serial console taken over from two-admin since "), took
+    assert _until("a's session to record why it closed", lambda: [
+        e for e in events("console.close", "two-admin") if "taken over by two-bob" in e["detail"]], 10)
 
 
 def _job_horses(two_panels: dict[str, Any]) -> list[int]:
@@ -365,6 +426,12 @@ def test_a_job_worker_killed_mid_migration_leaves_the_vm_on_exactly_one_host(two
         assert status == 302 and re.fullmatch(r"/jobs/\d+/", job), (status, job, page[:3000])
         status_path = job.rstrip("/") + ".json"
         _until("the memory copy to begin", lambda: json.loads(b.request("GET", status_path)[2])["done"] > 0, 60)
+        # The progress page, served by the machine that did not start the migration.
+        status, _, page = b.request("GET", job)
+        assert status == 200 and 'data-state="running" data-active="true"' in page, page[:3000]
+        assert re.search(r'<span data-job="phase" class="hint">copying memory( at [^<]+/s)?</span>', page), page[:3000]
+        assert re.search(r'<progress data-job="bar" max="100" value="[0-9.]+">', page), page[:3000]
+        assert re.search(r'<span data-job="amount">[0-9.]+ (bytes|[KMG]iB) of [0-9.]+ GiB</span>', page), page[:3000]
         doomed = _until("the job worker running it", lambda: _job_horses(two_panels), 10)
         for pid in doomed:
             os.kill(pid, signal.SIGKILL)
@@ -375,6 +442,8 @@ def test_a_job_worker_killed_mid_migration_leaves_the_vm_on_exactly_one_host(two
 
         state = _until("the job to be settled from libvirt", ended, 120)
         assert json.loads(a.request("GET", status_path)[2]) == state  # the same truth on every machine
+        for browser in (a, b):  # and on the job page of each
+            assert f'data-state="{state["state"]}" data-active="false"' in browser.request("GET", job)[2]
 
         def where(conn: libvirt.virConnect) -> str:
             try:
