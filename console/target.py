@@ -188,8 +188,9 @@ def connect(host: Host, target: Target) -> TargetStream:
         except OSError as exc:
             if sock is not None:
                 sock.close()
-            raise Refused(gettext_noop("cannot reach the VNC server of {vm} at {where}: {error}"),
-                          vm=target.display.vm_name, where=target.describe(), error=str(exc.strerror or exc)) from None
+            # Where and the system's words are the host's: for admins and the audit record (Refused.host_said).
+            raise Refused(Text(gettext_noop("cannot reach the VNC server of {vm}"), vm=target.display.vm_name),
+                          f"{target.describe()}: {exc.strerror or exc}") from None
         return TargetStream(sock)
     ours, theirs = socket.socketpair()
     try:

@@ -163,9 +163,23 @@ def refuse(reason: str | Refused, *, host_name: str, vm_uuid: str, remote_addr: 
     `via` ("through the API, token NAME" for a token's ticket) goes to the audit record only."""
     refusal = reason if isinstance(reason, Refused) else Refused(reason)
     detail = f"{refusal} ({via})" if via else str(refusal)
+    if user is None:
+        # Nobody holds a ticket: host, VM and the values in the reason (an Origin) are all the client's words.
+        # Counted per address and kind of refusal only, or each changed URL or header would be a row of its own.
+        host_name = vm_uuid = ""
+        detail = anonymous_reason(refusal)
     audit.record(None, "console.refused", object_type="vm", object_name=vm_uuid, host_name=host_name,
                  result=AuditResult.DENIED, detail=detail, user=user, remote_addr=remote_addr)
     return Refused(refusal.told(user))
+
+
+def anonymous_reason(refusal: Refused) -> str:
+    """The English reason without the client-chosen values it names ("foreign origin ..."): the same text
+    for every attempt of one kind."""
+    reason = refusal.reason
+    if not reason.params:
+        return str(reason)
+    return reason.template.format(**{name: "..." for name in reason.params})
 
 
 def usable_token(api_token_id: int, presented: str = "") -> tuple[ApiToken | None, str]:

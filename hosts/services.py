@@ -93,10 +93,12 @@ def call_locked(host: Host, vm_uuid: str, fn: Callable[[libvirt.virConnect], T],
     on the next page even before libvirt's event arrives."""
     key = str(host.pk)
     vm_locks.acquire(key, vm_uuid)
+    began: list[bool] = []
     try:
         conn = _checked_connection(host)
 
         def changing(libvirt_conn: libvirt.virConnect) -> T:
+            began.append(True)
             try:
                 return fn(libvirt_conn)
             finally:
@@ -107,11 +109,14 @@ def call_locked(host: Host, vm_uuid: str, fn: Callable[[libvirt.virConnect], T],
     except BaseException:
         vm_locks.release(key, vm_uuid)
         raise
-    def dropped(done: Future[T]) -> None:
-        if done.cancelled():  # taken out of the queue unrun: changing() never released the lock
+
+    def settled(done: Future[T]) -> None:
+        # Taken out of the queue unrun, or failed before fn (the connection could not be opened):
+        # changing() never ran to release the lock.
+        if not began:
             vm_locks.release(key, vm_uuid)
 
-    pending.add_done_callback(dropped)
+    pending.add_done_callback(settled)
     return conn.wait(pending)
 
 

@@ -7,11 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.routing import URLRouter
-from django.urls import path
+from django.urls import URLPattern, path
 
 from console.routing import websocket_urlpatterns as console_routes
 from instances.consumers import LiveConsumer
 from jobs.consumers import JobConsumer
+from webkvm.models import VMPermission
+from webkvm.operations import LOGIN, OWNER, Access, page
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,21 @@ websocket_urlpatterns = [
     path("live/ws/", LiveConsumer.as_asgi()),
     path("jobs/ws/<int:job_id>/", JobConsumer.as_asgi()),
 ]
+
+# Who may open each route, as URL routes declare theirs (webkvm/operations.py): the consumer checks it itself
+# (session, origin; a console also its ticket) and refuses with close code 4403. A route without a row fails
+# tests/unit/test_websocket_routes.py, whose table runs the personas against these rows.
+ACCESS: dict[str, Access] = {
+    "console/ws/<slug:host>/<uuid:vm>/": page(VMPermission.CONSOLE, "vm"),
+    "console/serial/ws/<slug:host>/<uuid:vm>/": page(VMPermission.CONSOLE, "vm"),
+    "live/ws/": page(LOGIN),  # each frame only what the user may see (instances/consumers.py)
+    "jobs/ws/<int:job_id>/": page(OWNER),  # admins, and the job's owner
+}
+
+
+def access_of(route: URLPattern) -> Access | None:
+    """The declared access of a WebSocket route (None: undeclared)."""
+    return ACCESS.get(str(route.pattern))
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]

@@ -246,9 +246,24 @@ def console_through_nginx(browser: Any, vm_uuid: str, nginx: dict[str, Any]) -> 
         context.close()
 
 
+# (case, method, path, Content-Length, send the body?, expected status): bodies are limited per location.
+BODIES = [
+    ("a form over nginx's limit: 413 from nginx, nothing sent", "POST", "/login/", 8 << 20, False, 413),
+    ("an anonymous form under nginx's limit: 413 from the panel", "POST", "/login/", 1 << 20, True, 413),
+    # 8 GiB uploads pass nginx unbuffered; the panel refuses the anonymous client before reading them.
+    ("the pages' upload, 8 GiB", "PUT", "/storage/localhost/pool/default/upload/?name=x.iso", 8 << 30, False, 302),
+    ("the API's upload, 8 GiB", "PUT", "/api/v1/pools/localhost/default/volumes/x.iso/content", 8 << 30, False, 401),
+    ("another API URL of the volume, 8 MiB", "PUT", "/api/v1/pools/localhost/default/volumes/x.iso", 8 << 20, False,
+     413),
+    ("a look-alike of the API's upload URL, 8 MiB", "PUT", "/api/v1/pools/localhost/default/volumes/x.iso/content/x",
+     8 << 20, False, 413),
+]
+
+
 def test_nginx_takes_large_bodies_only_for_uploads(panel, nginx) -> None:
     """The documented site limits bodies per location: small everywhere (nginx answers 413 before it stores
-    a byte), large for the streamed volume upload only; behind it the panel caps anonymous bodies itself."""
+    a byte), large for the streamed volume uploads (the pages' and the API's) only; behind it the panel caps
+    anonymous bodies itself."""
     import http.client
 
     context = ssl.create_default_context()
@@ -265,8 +280,6 @@ def test_nginx_takes_large_bodies_only_for_uploads(panel, nginx) -> None:
         finally:
             connection.close()
 
-    assert status("POST", "/login/", 8 << 20) == 413  # nginx: over client_max_body_size, nothing sent
-    assert status("POST", "/login/", 1 << 20, b"x" * (1 << 20)) == 413  # the panel: anonymous limit
-    # An 8 GiB upload passes nginx unbuffered; the panel refuses the anonymous client before reading it.
-    upload = status("PUT", "/storage/localhost/pool/default/upload/?name=x.iso", 8 << 30)
-    assert upload == 302
+    answers = {case: status(method, path, length, b"x" * length if send else b"")
+               for case, method, path, length, send, _expected in BODIES}
+    assert answers == {case: expected for case, *_, expected in BODIES}

@@ -226,3 +226,50 @@ def test_without_the_setting_the_test_driver_is_refused(admin_client: Client, pl
     monkeypatch.setattr(bootstrap, "LOCAL_SOCKET", "/nonexistent/libvirt-sock")
     call_command("bootstrap")
     assert not Host.objects.exists() and "WEBKVM_TEST_DRIVER=true" in capsys.readouterr().out
+
+
+# --- every admin field that names a path has a row above ------------------------------------------------
+
+# Fields that name a path although their name does not say so (a pool's devices: /dev/sdb ...).
+PATH_NAMED = {"devices"}
+PATH_ENDINGS = ("path", "dir", "folder", "file")
+
+
+def _form_fields() -> dict[str, set[str]]:
+    """Every form of hosts/ and storage/ by the name PATH_ROWS gives it ("host", a pool type, or the form
+    class's own name), with its fields: the pool form once per pool type, with that type's fields."""
+    import inspect
+
+    from django import forms
+
+    import hosts.forms
+    import storage.forms
+
+    found: dict[str, set[str]] = {}
+    for module in (hosts.forms, storage.forms):
+        for name, form in inspect.getmembers(module, inspect.isclass):
+            if not issubclass(form, forms.BaseForm) or form.__module__ != module.__name__:
+                continue
+            if form is hosts.forms.HostForm:
+                found["host"] = set(form.base_fields)
+            elif form is storage.forms.PoolForm:
+                found.update({kind: set(fields) for kind, fields in storage.forms.POOL_FIELDS.items()})
+            else:
+                found[name] = set(form.base_fields)
+    return found
+
+
+def _names_a_path(field: str) -> bool:
+    return field in PATH_NAMED or field.lower().endswith(PATH_ENDINGS)
+
+
+def test_every_admin_path_field_has_a_row() -> None:
+    fields = _form_fields()
+    assert {"host", "dir", "netfs", "logical", "disk"} <= set(fields)  # the walk found the forms
+    wanted = {(form, field) for form, names in fields.items() for field in names if _names_a_path(field)}
+    assert {("host", "path"), ("host", "tls_pkipath"), ("dir", "target_path")} <= wanted
+    covered = {(row.form, row.field) for row in PATH_ROWS}
+    missing = sorted(wanted - covered)
+    assert not missing, f"admin fields naming a path without a row in PATH_ROWS: {missing}"
+    # Every row names a field its form really has (a renamed field leaves no row behind unnoticed).
+    assert not {(f, n) for f, n in covered if n not in fields.get(f, set())}

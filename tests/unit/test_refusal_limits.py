@@ -4,6 +4,7 @@ can open nothing any more are deleted."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -75,10 +76,12 @@ def test_a_lockout_ends_after_its_cool_off(granted_user, settings) -> None:
     assert log_in(client, "alice", PASSWORD, "198.51.100.7")[0] == 302
 
 
-def open_console(ticket: str, vm: str = WEB_01_UUID) -> dict:
+def open_console(ticket: str, vm: str = WEB_01_UUID, host: str = "testhost", kind: str = "ws",
+                 origin: str = "http://127.0.0.1:8000") -> dict:
+    """A console WebSocket (`kind` "ws": VNC, "serial/ws": the serial console); its first message (the close)."""
     async def run() -> dict:
-        communicator = WebsocketCommunicator(application, f"/console/ws/testhost/{vm}/", headers=[
-            (b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")], subprotocols=protocols(ticket))
+        communicator = WebsocketCommunicator(application, f"/console/{kind}/{host}/{vm}/", headers=[
+            (b"origin", origin.encode()), (b"host", b"127.0.0.1:8000")], subprotocols=protocols(ticket))
         connected, _ = await communicator.connect(timeout=10)
         assert connected
         message = await communicator.receive_output(timeout=10)
@@ -87,25 +90,52 @@ def open_console(ticket: str, vm: str = WEB_01_UUID) -> dict:
     return async_to_sync(run)()
 
 
-# (what N clients do, the audit rows it may leave)
+def knock(path: str, origin: str = "http://127.0.0.1:8000") -> None:
+    """An anonymous WebSocket at `path`, refused (closed before it is accepted)."""
+    async def run() -> None:
+        communicator = WebsocketCommunicator(application, path, headers=[
+            (b"origin", origin.encode()), (b"host", b"127.0.0.1:8000")])
+        connected, _ = await communicator.connect(timeout=10)
+        assert not connected
+    async_to_sync(run)()
+
+
+def anywhere(attempt: int) -> dict[str, str]:
+    """A new host name and VM UUID for each attempt, as a client changing the URL every time sends."""
+    return {"host": f"h{attempt}", "vm": str(uuid.uuid4())}
+
+
+# (what the i-th of N clients does, the audit rows all of them may leave: refusals of other kinds, none)
 REFUSALS = [
     ("anonymous console WebSockets with a made-up ticket",
-     lambda personas: open_console("A" * 43), {"console.refused": 1}),
+     lambda personas, i: open_console("A" * 43), {"console.refused": 1}),
     ("anonymous console WebSockets without a ticket",
-     lambda personas: open_console(""), {"console.refused": 1}),
+     lambda personas, i: open_console(""), {"console.refused": 1}),
+    ("anonymous console WebSockets, a new host and VM in the URL each time",
+     lambda personas, i: open_console("A" * 43, **anywhere(i)), {"console.refused": 1}),
+    ("anonymous serial console WebSockets, a new host and VM in the URL each time",
+     lambda personas, i: open_console("A" * 43, **anywhere(i), kind="serial/ws"), {"console.refused": 1}),
+    ("anonymous console WebSockets, a new foreign Origin each time",
+     lambda personas, i: open_console("A" * 43, origin=f"http://evil{i}.example"), {"console.refused": 1}),
+    ("anonymous live-update WebSockets (refused without a row)",
+     lambda personas, i: knock("/live/ws/?vm={host}/{vm}".format(**anywhere(i))), {}),
+    ("anonymous job WebSockets, a new job each time (refused without a row)",
+     lambda personas, i: knock(f"/jobs/ws/{i + 1}/", origin=f"http://evil{i}.example"), {}),
     ("a user without the grant asking for tickets",
-     lambda personas: personas["outsider"].post(reverse("console:ticket", args=["testhost", WEB_01_UUID])),
+     lambda personas, i: personas["outsider"].post(reverse("console:ticket", args=["testhost", WEB_01_UUID])),
      {"denied:console": 1}),
     ("failed log-ins for one name from one address, below the limit",
-     lambda personas: log_in(Client(), "alice", "wrong password", "198.51.100.7"), {"login": 2}),
+     lambda personas, i: log_in(Client(), "alice", "wrong password", "198.51.100.7"), {"login": 2}),
 ]
 
 
 @pytest.mark.parametrize(("case", "attempt", "rows"), REFUSALS, ids=[c[0] for c in REFUSALS])
 def test_repeated_refusals_are_counted_on_one_row(case, attempt, rows, personas, settings) -> None:
     settings.AXES_FAILURE_LIMIT = N + 1  # the counting, not the lock (the row after the lock is its own)
-    for _ in range(N):
-        attempt(personas)
+    for i in range(N):
+        attempt(personas, i)
+    refusals = AuditEvent.objects.exclude(result="ok")
+    assert set(refusals.values_list("action", flat=True)) <= set(rows), list(refusals.values("action", "detail"))
     for action, at_most in rows.items():
         events = AuditEvent.objects.filter(action=action).exclude(result="ok")
         assert 1 <= events.count() <= at_most, list(events.values("detail", "repeats"))

@@ -147,6 +147,47 @@ def test_users_move_nics_only_to_open_networks(tenant: Client, admin_client: Cli
     assert recorded["updateDeviceFlags"].calls  # admins keep every network of the host
 
 
+def host_bridges(host: Host, *names: str) -> None:
+    """Bridges of the host itself (not of a libvirt network), as libvirt's test driver can define them."""
+    def define(conn: Any) -> None:
+        for number, name in enumerate(names):
+            conn.interfaceDefineXML(f"<interface type='bridge' name='{name}'><start mode='onboot'/><bridge stp='off'>"
+                                    f"<interface type='ethernet' name='eth{number + 10}'/></bridge></interface>",
+                                    0).create(0)
+    services.call(host, define)
+
+
+# (what the user asks, the data, the refusal: "" when it is done): br-open is opened to users, br-closed is not.
+BRIDGE_CASES = [
+    ("nic_add", {**GOOD_NIC, "source": "bridge:br-open"}, ""),
+    ("nic_add", {**GOOD_NIC, "source": "bridge:br-closed"}, "bridge:br-closed is not one of the available choices"),
+    ("nic_source", {"mac": "52:54:00:aa:bb:cc", "source": "bridge:br-open"}, ""),
+    ("nic_source", {"mac": "52:54:00:aa:bb:cc", "source": "bridge:br-closed"}, "Network or bridge:"),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "refusal"), BRIDGE_CASES,
+                         ids=[f"{n} {d['source']}" for n, d, _ in BRIDGE_CASES])
+def test_users_use_only_bridges_an_admin_opened(tenant: Client, admin_client: Client, test_host: Host,
+                                                recorded: dict[str, Recorder], name: str, data: dict[str, str],
+                                                refusal: str) -> None:
+    host_bridges(test_host, "br-open", "br-closed")
+    opened = admin_client.post(reverse("hosts:share", args=["testhost"]), {"kind": "bridge", "name": "br-open"})
+    assert opened.status_code == 302 and SharedResource.objects.filter(kind="bridge", name="br-open").exists()
+    page = tenant.get(url("nics", BOX_UUID))
+    offered = [c[0] for c in page.context["add"].fields["source"].choices]
+    assert offered == ["network:lan", "bridge:br-open"] and "br-closed" not in page.content.decode()
+    admin_offer = [c[0] for c in admin_client.get(url("nics", BOX_UUID)).context["add"].fields["source"].choices]
+    assert {"bridge:br-open", "bridge:br-closed"} <= set(admin_offer)  # admins keep every bridge of the host
+    call = "attachDeviceFlags" if name == "nic_add" else "updateDeviceFlags"
+    said = messages_of(tenant, tenant.post(url(name, BOX_UUID), data))
+    if not refusal:
+        nic = Interface.from_xml(recorded[call].calls[-1][0])
+        assert (nic.type, nic.source_bridge) == ("bridge", "br-open")
+    else:
+        assert not recorded[call].calls and refusal in said
+
+
 # ---- VNC -----------------------------------------------------------------------------------
 
 

@@ -414,6 +414,42 @@ def test_rollback_of_another_vms_entry_is_404(admin_client: Client, test_host: H
     assert admin_client.post(url, {"base": "x"}).status_code == 404
 
 
+def _api_delete(admin_user: Any, uuid: str) -> Any:
+    from api.models import ApiToken
+    from tests.unit.test_api_access import TokenClient
+
+    return TokenClient(ApiToken.make(admin_user, "deleter")[1]).call(
+        "DELETE", f"/api/v1/vms/testhost/{uuid}/?force_off=true")
+
+
+# (way to delete a VM, the request: (admin client, admin user, UUID) -> response, the status it answers)
+DELETES = [
+    ("the VM's delete page", lambda client, _user, uuid: client.post(
+        reverse("instances:delete", args=["testhost", uuid]), {"force_off": "1"}), 302),
+    ("the VM list's bulk delete", lambda client, _user, uuid: client.post(reverse("instances:bulk"), {
+        "action": "delete", "vm": f"testhost/{uuid}", "confirm": "yes", "volumes": "keep", "force_off": "1"}), 302),
+    ("the API", lambda _client, user, uuid: _api_delete(user, uuid), 200),
+]
+
+
+@pytest.mark.parametrize(("way", "delete", "status"), DELETES, ids=[d[0] for d in DELETES])
+def test_deleting_a_vm_after_an_edit_leaves_no_history(admin_client: Client, admin_user, test_host: Host, way: str,
+                                                        delete, status: int) -> None:
+    """A VM that is gone can be rolled back by nobody: its kept definitions go with it (another VM's stay)."""
+    form = open_editor(admin_client, test_host)
+    form["xml"] = form["xml"].replace("<vcpu placement='static'>2</vcpu>", "<vcpu placement='static'>3</vcpu>")
+    assert save(admin_client, test_host, form).status_code == 302
+    assert DomainDefinition.objects.filter(vm_uuid=WEB_01_UUID).count() == 1
+    other = DomainDefinition.objects.create(host=test_host, vm_uuid=DB_01_UUID, reason="edit",
+                                            xml=definition(test_host, DB_01_UUID))
+    response = delete(admin_client, admin_user, WEB_01_UUID)
+    assert response.status_code == status, response.content.decode()[:500]
+    names = services.call(test_host, lambda conn: [d.name() for d in conn.listAllDomains(0)])
+    assert "web-01" not in names  # libvirt: the VM is gone
+    assert not DomainDefinition.objects.filter(vm_uuid=WEB_01_UUID).exists()
+    assert list(DomainDefinition.objects.all()) == [other]
+
+
 def test_a_shut_off_vm_says_nothing_is_pending(admin_client: Client, test_host: Host) -> None:
     services.call(test_host, lambda conn: conn.lookupByUUIDString(DB_01_UUID).destroy())
     html = admin_client.get(edit_url(test_host, DB_01_UUID)).content.decode()
