@@ -17,7 +17,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import ApiView, Done, answer, data_of, declared, form_schema, valid
+from api.base import ApiView, Done, Serializer, answer, data_of, declared, form_schema, valid
 from instances import quotas
 from instances.forms_quota import QuotaForm
 from instances.models import Quota
@@ -28,7 +28,7 @@ from webkvm.permissions import is_admin
 from webkvm.user_operations import QUOTA_DELETE, QUOTA_SET
 
 
-class QuotaOut(serializers.Serializer):
+class QuotaOut(Serializer):
     id = serializers.IntegerField()
     user = serializers.CharField(allow_null=True, help_text="user name, or null for a group's quota")
     group = serializers.CharField(allow_null=True)
@@ -39,6 +39,8 @@ class QuotaOut(serializers.Serializer):
     hosts = serializers.ListField(child=serializers.CharField(), help_text="host names")
     images = serializers.ListField(child=serializers.IntegerField(), help_text="image ids")
     flavors = serializers.ListField(child=serializers.CharField(), help_text="flavor names")
+    custom_sizes = serializers.BooleanField(help_text="users may choose their own vCPUs and memory (besides the "
+                                            "flavors)")
     shared = serializers.ListField(child=serializers.IntegerField(), help_text="ids of opened pools and networks")
     usage = serializers.ListField(child=serializers.DictField(), help_text="its user's (members') usage")
     url = serializers.URLField()
@@ -48,14 +50,14 @@ class QuotaSaved(Done, QuotaOut):
     pass
 
 
-class QuotaPage(serializers.Serializer):
+class QuotaPage(Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = QuotaOut(many=True)
 
 
-class QuotaUsageOut(serializers.Serializer):
+class QuotaUsageOut(Serializer):
     user = serializers.CharField()
     limits = serializers.DictField(help_text="max_vms, max_vcpus, max_memory_mib, max_disk_gib, source")
     usage = serializers.DictField(help_text="vms, vcpus, memory_mib, disk_bytes")
@@ -64,7 +66,7 @@ class QuotaUsageOut(serializers.Serializer):
     allowed = serializers.DictField(required=False, help_text="the caller's own choices (their own entry only)")
 
 
-class QuotaUsageList(serializers.Serializer):
+class QuotaUsageList(Serializer):
     results = QuotaUsageOut(many=True)
 
 
@@ -94,7 +96,8 @@ def _quota(request: Request, quota: Quota) -> dict[str, Any]:
             "group": quota.group.name if quota.group else None, "max_vms": quota.max_vms,
             "max_vcpus": quota.max_vcpus, "max_memory_mib": quota.max_memory_mib, "max_disk_gib": quota.max_disk_gib,
             "hosts": [h.name for h in quota.hosts.all()], "images": [i.pk for i in quota.images.all()],
-            "flavors": [f.name for f in quota.flavors.all()], "shared": [s.pk for s in quota.shared.all()],
+            "flavors": [f.name for f in quota.flavors.all()], "custom_sizes": quota.custom_sizes,
+            "shared": [s.pk for s in quota.shared.all()],
             "usage": [_usage(u) for u in pages.members_usage(quota)],
             "url": request.build_absolute_uri(reverse("api:quota", args=[quota.pk]))}
 
@@ -105,7 +108,8 @@ def _form_data(quota: Quota) -> dict[str, Any]:
             "group": quota.group.name if quota.group else None, "max_vms": quota.max_vms,
             "max_vcpus": quota.max_vcpus, "max_memory_mib": quota.max_memory_mib, "max_disk_gib": quota.max_disk_gib,
             "hosts": [h.name for h in quota.hosts.all()], "images": [i.pk for i in quota.images.all()],
-            "flavors": [f.name for f in quota.flavors.all()], "shared": [s.pk for s in quota.shared.all()]}
+            "flavors": [f.name for f in quota.flavors.all()], "custom_sizes": quota.custom_sizes,
+            "shared": [s.pk for s in quota.shared.all()]}
     return {key: value for key, value in data.items() if value is not None}
 
 
@@ -182,12 +186,13 @@ class UsageView(ApiView):
         return Response({"results": [_usage(e) for e in quotas.usage_of(list(users))]})
 
 
-def _allowed(user: Any) -> dict[str, list[dict[str, Any]]]:
+def _allowed(user: Any) -> dict[str, Any]:
     chosen = quotas.allowed(user)
     return {"hosts": [{"name": h.name} for h in chosen.hosts],
             "images": [{"id": i.pk, "name": i.name, "host": i.host.name} for i in chosen.images.select_related("host")],
             "flavors": [{"name": f.name, "vcpus": f.vcpus, "memory_mib": f.memory_mib, "disk_gib": f.disk_gib}
                         for f in chosen.flavors],
+            "custom_sizes": chosen.custom_sizes,
             "pools": [{"name": p.name, "host": p.host.name} for p in chosen.pools.select_related("host")],
             "networks": [{"name": n.name, "kind": n.kind, "host": n.host.name}
                          for n in chosen.networks.select_related("host")]}

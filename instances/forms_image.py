@@ -1,8 +1,9 @@
 """The form of a VM made from a cloud image: which image, how big, where, and what cloud-init sets up.
 
 Every choice comes from what the view hands it: the images (all of the host's for admins, the quota's for a
-user), the flavors, and the host's offer (narrowed to a user's allowed pools and networks). A value outside
-them is a field error, as is a disk smaller than the image. The cloud-init fields are checked by
+user), the flavors, whether sizes of one's own are offered besides them (`custom_sizes`: not for a user whose
+quotas all list flavors only), and the host's offer (narrowed to a user's allowed pools and networks). A value
+outside them is a field error, as is a disk smaller than the image. The cloud-init fields are checked by
 virt/cloudinit.py, whose FieldProblem names the field here: hostname, user, ssh_keys, password, user_data,
 address, gateway, dns. The password never leaves the request in clear: clean() replaces it by its SHA-512
 crypt hash (`password_hash`), and the field never renders its value again.
@@ -92,23 +93,30 @@ class ImageCreateForm(forms.Form):
                           help_text=gettext_lazy("Up to 3, by address."))
 
     def __init__(self, offer: HostOffer, data: Any = None, *, images: Iterable[Any], flavors: Iterable[Flavor] = (),
-                 **kwargs: Any) -> None:
+                 custom_sizes: bool = True, **kwargs: Any) -> None:
         super().__init__(data, **kwargs)
         self.offer = offer
         self.images = {str(image.pk): image for image in images}
         self.flavors = {str(f.pk): f for f in flavors}
+        self.custom_sizes = custom_sizes
         self._choices("image", [(pk, _image_label(image)) for pk, image in self.images.items()]
                       or [("", _("no image: an admin imports them under Storage"))])
         size_widget = self.fields["size"].widget
         assert isinstance(size_widget, SizeChoice)
         size_widget.sizes = {f"flavor:{pk}": (f.vcpus, _gib(f.memory_mib), f"{f.disk_gib}G")
                              for pk, f in self.flavors.items()}
-        self._choices("size", [*((f"flavor:{pk}", _("flavor {flavor}").format(flavor=f.label))
-                                 for pk, f in self.flavors.items()),
-                               (CUSTOM, _("custom: the sizes below"))])
-        self.fields["vcpus"].widget.attrs["max"] = offer.max_vcpus
-        self.fields["memory"].help_text = _("Such as 2G or 512M; this host has {size}.").format(
-            size=iec(offer.memory_mib * MIB))
+        flavor_choices = [(f"flavor:{pk}", _("flavor {flavor}").format(flavor=f.label))
+                          for pk, f in self.flavors.items()]
+        if custom_sizes:
+            self._choices("size", [*flavor_choices, (CUSTOM, _("custom: the sizes below"))])
+            self.fields["vcpus"].widget.attrs["max"] = offer.max_vcpus
+            self.fields["memory"].help_text = _("Such as 2G or 512M; this host has {size}.").format(
+                size=iec(offer.memory_mib * MIB))
+        else:  # a quota that allows its flavors only: no sizes of one's own to type (nor to post)
+            self._choices("size", flavor_choices or [("", _("no flavor your quota allows"))])
+            self.fields["size"].error_messages["invalid_choice"] = _(
+                "Your quota allows its flavors only: choose one of them.")
+            del self.fields["vcpus"], self.fields["memory"]
         self._choices("disk_pool", [(p.name, _("{pool} ({size} free)").format(pool=p.name, size=iec(p.available_bytes)))
                                     for p in offer.active_pools] or [("", _("no pool you may use"))])
         self._choices("network", [("", _("none")),
@@ -116,7 +124,8 @@ class ImageCreateForm(forms.Form):
                                   *((f"bridge:{b}", _("host bridge {name}").format(name=b)) for b in offer.bridges)])
         self._choices("virt_type", [(t, VIRT_LABELS.get(t, t)) for t in offer.domain_types or (offer.domain_type,)])
         first_network = self.fields["network"].choices[1][0] if len(self.fields["network"].choices) > 1 else ""  # type: ignore[attr-defined]
-        for name, value in (("size", f"flavor:{next(iter(self.flavors))}" if self.flavors else CUSTOM),
+        first_size = f"flavor:{next(iter(self.flavors))}" if self.flavors else CUSTOM if custom_sizes else ""
+        for name, value in (("size", first_size),
                             ("virt_type", offer.domain_type), ("network", first_network), ("vcpus", 1),
                             ("memory", "1G"), ("disk_kind", COPY), ("network_mode", DHCP)):
             self.initial.setdefault(name, value)
@@ -134,7 +143,7 @@ class ImageCreateForm(forms.Form):
                   (format_html('<span translate="no">{}</span>', "cloud-init"),
                    ["hostname", "user", "ssh_keys", "password", "user_data"]),
                   (_("Network settings in the guest"), ["network_mode", "address", "gateway", "dns"])]
-        return [(title, [self[name] for name in group]) for title, group in groups]
+        return [(title, [self[name] for name in group if name in self.fields]) for title, group in groups]
 
     # ---- checks -------------------------------------------------------------------------------------
 

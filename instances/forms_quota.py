@@ -41,7 +41,7 @@ class QuotaForm(forms.ModelForm[Quota]):
     class Meta:
         model = Quota
         fields = ["user", "group", "max_vms", "max_vcpus", "max_memory_mib", "max_disk_gib", "hosts", "images",
-                  "flavors", "shared"]
+                  "flavors", "custom_sizes", "shared"]
         labels = {"max_vms": gettext_lazy("VMs"), "max_vcpus": gettext_lazy("vCPUs in all"),
                   "max_memory_mib": gettext_lazy("Memory in all (MiB)"),
                   "max_disk_gib": gettext_lazy("Disk in all (GiB)"), "images": gettext_lazy("Images"),

@@ -110,7 +110,8 @@ MAX_QUOTA_DISK_GIB = 1 << 24  # 16 PiB in GiB
 class Quota(models.Model):
     """What one user, or each member of one group, may create through self-service: how many VMs and how many
     vCPUs, MiB of memory and GiB of disk in all (0: none), and on which hosts, from which images and flavors,
-    with which of the pools and networks admins opened to users. A user's own quota wins over their groups';
+    with which of the pools and networks admins opened to users, and whether they may choose their own vCPUs and
+    memory besides the flavors (`custom_sizes`). A user's own quota wins over their groups';
     without one, each limit is the largest of their groups' and the choices are what any of them allows
     (instances/quotas.limits_for). A group's quota is not shared: each member may use all of it."""
 
@@ -134,6 +135,8 @@ class Quota(models.Model):
     shared = models.ManyToManyField("webkvm.SharedResource", blank=True, related_name="quotas",
                                     verbose_name=_("pools and networks"),
                                     help_text=_("Of what admins opened to users: the pools and networks they may use."))
+    custom_sizes = models.BooleanField(_("Users may choose their own vCPUs and memory"), default=True,
+                                       help_text=_("Otherwise only the flavors listed here (the totals cap both)."))
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -2,8 +2,9 @@
 
 The rule for a user's limits (`limits_for`): their own quota when they have one, whatever their groups';
 otherwise each limit is the LARGEST of their groups' quotas (not the sum: being in two groups must not
-double what a user may take) and the hosts, images, flavors, pools and networks are what ANY of those
-groups allows. A group's quota is per member: each member may use all of it, usage is never pooled.
+double what a user may take) and the hosts, images, flavors, pools and networks (and sizes of their own, besides
+the flavors) are what ANY of those groups allows. A group's quota is per member: each member may use all of it,
+usage is never pooled.
 No quota at all: no self-service. A limit of 0 allows none; an empty choice (no host...) allows nothing.
 
 Usage is the sum of the user's OwnedVM rows, reservations included. `reserve()` checks and inserts in one
@@ -105,6 +106,7 @@ class Allowed:
     flavors: QuerySet[Flavor]
     pools: QuerySet[SharedResource]
     networks: QuerySet[SharedResource]  # virtual networks and host bridges
+    custom_sizes: bool = False  # vCPUs and memory of their own choosing besides the flavors
 
 
 def _quotas(user: Any) -> list[Quota]:
@@ -203,7 +205,8 @@ def problems(limits: Limits, used: Usage, *, vcpus: int, memory_mib: int, disk_b
 
 def allowed(user: Any) -> Allowed:
     """What the user may create VMs with: the hosts, images, flavors, pools and networks of the quota(s) that
-    apply (images, pools and networks only on those hosts); nothing without a quota."""
+    apply (images, pools and networks only on those hosts), and sizes of their own when any of them allows it;
+    nothing without a quota."""
     from storage.models import CloudImage  # the image library (storage app)
 
     ids = [q.pk for q in _quotas(user)]
@@ -215,6 +218,7 @@ def allowed(user: Any) -> Allowed:
         flavors=Flavor.objects.filter(quotas__in=ids).distinct(),
         pools=shared.filter(kind=SharedKind.POOL),
         networks=shared.filter(kind__in=NETWORK_KINDS),
+        custom_sizes=Quota.objects.filter(pk__in=ids, custom_sizes=True).exists(),
     )
 
 

@@ -45,7 +45,8 @@ def offer_of(host: Host) -> HostOffer:
 def image_form(request: HttpRequest, host: Host, offer: HostOffer, data: Any = None, *, own: bool,
                initial: dict[str, Any] | None = None) -> ImageCreateForm:
     """The form of `host`: everything for an admin's page; for a user's own VM, only what their quota allows
-    (images, flavors, and of what admins opened to users the pools and networks the quota lists)."""
+    (images, flavors, sizes of their own only when a quota of theirs allows them, and of what admins opened to
+    users the pools and networks the quota lists)."""
     if not own:
         return ImageCreateForm(offer, data, images=available_images(host), flavors=list(Flavor.objects.all()),
                                initial=initial)
@@ -55,7 +56,7 @@ def image_form(request: HttpRequest, host: Host, offer: HostOffer, data: Any = N
     mine = offer.only(pools=shared, iso_pools=(), networks=[n for k, n in nets if k == SharedKind.NETWORK],
                       bridges=[n for k, n in nets if k == SharedKind.BRIDGE])
     return ImageCreateForm(mine, data, images=list(allowed.images.filter(host=host)),
-                           flavors=list(allowed.flavors), initial=initial)
+                           flavors=list(allowed.flavors), custom_sizes=allowed.custom_sizes, initial=initial)
 
 
 def run_create_image(request: HttpRequest, host: Host, form: ImageCreateForm, op: Operation, *,

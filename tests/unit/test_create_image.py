@@ -6,6 +6,7 @@ replaced here by a plain volume of the seed's size; tests/integration/test_creat
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from typing import Any
 
@@ -18,15 +19,19 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
+from api.models import ApiToken
 from hosts import services
 from hosts.models import Host
 from instances import quotas
-from instances.models import OwnedVM, Quota
+from instances.models import Flavor, OwnedVM, Quota
+from instances.views import create_image
 from jobs import runner
 from jobs.models import Job, JobState
 from storage.models import CloudImage, ImageLibrary
 from tests.conftest import PASSWORD
+from tests.unit.test_api_access import TokenClient
 from virt import cloudinit, image_meta
+from virt.capabilities import BIOS, UEFI
 from virt.create import NIC, PoolVolume
 from virt.errors import VirtError
 from virt.image_create import ImageVM, create_from_image
@@ -291,12 +296,76 @@ def test_a_user_cannot_use_what_the_quota_does_not_open(test_host: Host, image: 
     other = CloudImage.objects.create(host=test_host, pool="images", volume="other.qcow2", name="other",
                                       min_disk_bytes=GIB, format="qcow2", virtual_bytes=GIB)
     client = _quota_user(test_host, image)
+    # A pool of the host, opened to users, that her quota does not list.
+    scratch = "<pool type='dir'><name>scratch</name><target><path>/scratch</path></target></pool>"
+    services.call(test_host, lambda conn: conn.storagePoolCreateXML(scratch, 0).name())
+    SharedResource.objects.create(host=test_host, kind=SharedKind.POOL, name="scratch")
     before = world(test_host)
-    for changes, field in (({"image": str(other.pk)}, "image"), ({"network": "network:none"}, "network")):
+    for changes, field in (({"image": str(other.pk)}, "image"), ({"network": "network:none"}, "network"),
+                           ({"disk_pool": "scratch"}, "disk_pool")):
         response = client.post(OWN_URL, good(image, **changes))
-        assert field in response.context["form"].errors
+        assert field in response.context["form"].errors, changes
     assert not Job.objects.exists() and not OwnedVM.objects.exists() and world(test_host) == before
     # Without a quota: the page says so, and a post makes nothing.
     assert "You have no quota" in outsider_client.get(OWN_URL).content.decode()
     outsider_client.post(OWN_URL, good(image))
     assert not Job.objects.exists() and quotas.limits_for(None) is None
+
+
+def test_a_quota_of_flavors_only_offers_no_sizes_of_ones_own(test_host: Host, image: CloudImage,
+                                                              fake_upload: list[bytes]) -> None:
+    """custom_sizes off: the page offers the quota's flavors only, a posted size of one's own (page or API) is a
+    field error and makes nothing; a flavor is made."""
+    client = _quota_user(test_host, image, max_vms=2, custom_sizes=False)
+    tiny = Flavor.objects.create(name="quota-tiny", vcpus=1, memory_mib=512, disk_gib=1)
+    Quota.objects.get().flavors.add(tiny)
+    page = client.get(OWN_URL)
+    assert [value for value, _ in page.context["form"].fields["size"].choices] == [f"flavor:{tiny.pk}"]
+    html = page.content.decode()
+    assert 'value="custom"' not in html and 'name="vcpus"' not in html and 'name="memory"' not in html
+    before = world(test_host)
+    refused = client.post(OWN_URL, good(image, vcpus="2", memory="1G"))  # size: custom
+    assert refused.context["form"].errors["size"] == ["Your quota allows its flavors only: choose one of them."]
+    api = TokenClient(ApiToken.make(Quota.objects.get().user, "t")[1])
+    for body in ({**good(image), "host": "testhost"}, {"name": "app-01", "image": str(image.pk), "ssh_keys": KEY,
+                                                        "vcpus": 2, "memory": "1G"}):
+        answer = api.post("/api/v1/self-service/vms/", body)
+        assert answer.status_code == 400 and "size" in answer.json()["fields"], answer.content
+    assert not Job.objects.exists() and not OwnedVM.objects.exists() and world(test_host) == before
+    # The flavor it lists is made, with the flavor's sizes (the posted vCPUs and memory are no fields here).
+    assert client.post(OWN_URL, good(image, size=f"flavor:{tiny.pk}", vcpus="2")).status_code == 302
+    owned = OwnedVM.objects.get()
+    assert (owned.vcpus, owned.memory_mib) == (1, 512)
+    # A quota that allows sizes of one's own offers them again.
+    Quota.objects.update(custom_sizes=True)
+    assert "custom" in [value for value, _ in client.get(OWN_URL).context["form"].fields["size"].choices]
+
+
+# --- UEFI images -------------------------------------------------------------------------------------------
+
+def test_a_uefi_image_makes_a_uefi_vm(admin_client: Client, test_host: Host, image: CloudImage,
+                                      fake_upload: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image with firmware efi: the defined domain asks libvirt for UEFI firmware (the test driver has no
+    domain capabilities, so its offer is BIOS only: the host is said to offer UEFI here)."""
+    image.firmware = UEFI
+    image.save()
+    real = create_image.offer_of
+    monkeypatch.setattr(create_image, "offer_of", lambda host: dataclasses.replace(real(host),
+                                                                                   firmwares=(BIOS, UEFI)))
+    assert admin_client.post(URL, good(image)).status_code == 302
+    [job] = run_jobs()
+    assert job.state == JobState.DONE, job.result
+    xml = services.call(test_host, lambda conn: conn.lookupByUUIDString(job.params["uuid"]).XMLDesc(0))
+    assert Domain.from_xml(xml).os.firmware == UEFI
+
+
+def test_a_host_without_uefi_refuses_a_uefi_image(admin_client: Client, test_host: Host, image: CloudImage) -> None:
+    image.firmware = UEFI
+    image.save()
+    assert UEFI not in create_image.offer_of(test_host).firmwares  # the test driver: BIOS only
+    before = world(test_host)
+    response = admin_client.post(URL, good(image))
+    assert response.status_code == 200
+    assert response.context["form"].errors["image"] == [
+        "debian-12 boots with EFI, which this host does not offer."]
+    assert not Job.objects.exists() and world(test_host) == before

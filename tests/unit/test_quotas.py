@@ -5,6 +5,7 @@ input, and what a user may choose from."""
 from __future__ import annotations
 
 import datetime
+import re
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from api.models import ApiToken
 from hosts import services
 from hosts.models import Host
 from instances import quotas
@@ -28,6 +30,7 @@ from instances.quotas import GIB, QuotaExceeded
 from instances.state_since import apply
 from storage.models import CloudImage
 from tests.conftest import BASIC_WORLD, DB_01_UUID, PASSWORD, WEB_01_UUID
+from tests.unit.test_api_access import TokenClient
 from webkvm.models import AuditEvent, SharedKind, SharedResource, VMGrant
 
 MIB = 1024 * 1024
@@ -268,6 +271,49 @@ def test_a_user_sees_only_what_their_quota_opens(test_host: Host) -> None:
     assert [value for value, _ in form.fields["network"].choices] == ["", "lan"]
     assert not form.is_valid()
     assert set(form.errors) == {"image", "pool", "network"}
+
+
+def test_sizes_of_ones_own_only_when_a_quota_of_theirs_allows_them(test_host: Host) -> None:
+    """custom_sizes: the union over the quotas that apply (their own wins over their groups')."""
+    carol = _user()
+    strict, free = Group.objects.create(name="strict"), Group.objects.create(name="free")
+    carol.groups.add(strict, free)
+    Quota.objects.filter(pk=_quota(test_host, group=strict).pk).update(custom_sizes=False)
+    free_quota = _quota(test_host, group=free)
+    assert free_quota.custom_sizes and quotas.allowed(carol).custom_sizes, "one of her groups allows them"
+    Quota.objects.filter(pk=free_quota.pk).update(custom_sizes=False)
+    assert not quotas.allowed(carol).custom_sizes
+    Quota.objects.filter(pk=free_quota.pk).update(custom_sizes=True)
+    own = _quota(test_host, user=carol)
+    Quota.objects.filter(pk=own.pk).update(custom_sizes=False)
+    assert not quotas.allowed(carol).custom_sizes, "her own quota wins"
+    assert not quotas.allowed(_user("nobody")).custom_sizes
+
+
+def test_custom_sizes_on_the_quota_form_and_the_api(admin_client: Client, test_host: Host) -> None:
+    carol = _user()
+    form = admin_client.get("/instances/quotas/new/").content.decode()
+    assert re.search(r'<input type="checkbox" name="custom_sizes"[^>]* checked>', form), "ticked by default"
+    assert "Users may choose their own vCPUs and memory" in form
+    assert _post(admin_client, {"user": "carol", "hosts": "testhost"}).status_code == 302  # the box unticked
+    quota = Quota.objects.get(user=carol)
+    assert not quota.custom_sizes
+    edit = f"/instances/quotas/{quota.pk}/edit/"
+    assert _post(admin_client, {"user": "carol", "hosts": "testhost", "custom_sizes": "on"}, edit).status_code == 302
+    quota.refresh_from_db()
+    assert quota.custom_sizes
+    api = TokenClient(ApiToken.make(get_user_model().objects.create_superuser("api-root", "", "x"), "t")[1])
+    url = f"/api/v1/quotas/{quota.pk}/"
+    assert api.get(url).json()["custom_sizes"] is True
+    patched = api.call("PATCH", url, {"custom_sizes": False})
+    assert patched.status_code == 200 and patched.json()["custom_sizes"] is False, patched.content
+    quota.refresh_from_db()
+    assert not quota.custom_sizes
+    dave = _user("dave")
+    made = api.post("/api/v1/quotas/", {"user": "dave", "max_vms": 1, "hosts": ["testhost"]})
+    assert made.status_code == 201 and made.json()["custom_sizes"] is True, "left out: the default, allowed"
+    own = TokenClient(ApiToken.make(dave, "t")[1])
+    assert own.get("/api/v1/usage/").json()["results"][0]["allowed"]["custom_sizes"] is True
 
 
 def test_my_quota_page_shows_only_mine(test_host: Host) -> None:
