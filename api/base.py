@@ -3,29 +3,35 @@ validation of pages and API, outcomes and jobs as JSON answers, and forms descri
 
 An endpoint is an `ApiView` with `access = by_method(GET=..., POST=ops.X)` (or one Access/Operation for
 every method). `initial()` runs the pages' own check for the request's method: admins, or the VM's grant
-through instances.lookup.vm_or_404 (the view then finds `self.ref`), before any libvirt call. A change
-validates the page's own form (`valid(form)`: 400 with the form's field errors), runs the page's own
-declared operation quietly (one audit record, marked as made through the API) and answers with
-`answer(outcome)` or, for a job, `accepted(job)` (202 and the job's URL). Host failures become JSON errors
-in api/errors.py."""
+through instances.lookup.vm_or_404 (the view then finds `self.ref`), before any libvirt call; what names an
+object the caller may not see (a VM, a host and what it holds, another user's job) answers as what does not
+exist: 404 `hidden()`, the refusal still audited. A change validates the page's own form (`valid(form)`:
+400 with the form's field errors), runs the page's own declared operation quietly (one audit record, marked
+as made through the API) and answers with `answer(outcome)` or, for a job, `accepted(job)` (202 and the
+job's URL). Host failures become JSON errors in api/errors.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar, cast
 
 from django import forms
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404, HttpResponseBase
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
 from rest_framework import serializers, status
-from rest_framework.exceptions import MethodNotAllowed, ValidationError
+from rest_framework.exceptions import MethodNotAllowed, NotFound, ValidationError
+from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.auth import via
+from hosts.models import Host
 from instances.lookup import VMRef, vm_or_404
 from jobs.models import Job
 from webkvm import languages, permissions
@@ -54,7 +60,7 @@ class ApiView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication, read-only tokens, throttles
-        request._request.webkvm_via = via(request)  # audit.record reads it (webkvm/audit.py)
+        request._request.webkvm_via = via(request)  # type: ignore[attr-defined]  # audit.record reads it (webkvm/audit.py)
         self.check(request, kwargs)
 
     def check(self, request: Request, kwargs: Mapping[str, Any]) -> None:
@@ -63,6 +69,18 @@ class ApiView(APIView):
         if access is None:
             raise MethodNotAllowed(request.method or "")
         access = choice(access, kwargs)
+        try:
+            self._require(request, access, kwargs)
+        except PermissionDenied:
+            # The refusal is audited. An object on a host (a VM, the host, its pools, volumes, networks) the
+            # caller may not see answers as one that does not exist: 404, so names cannot be probed. A VM the
+            # caller sees but may not do this with, and the admins' resources that name nothing (hosts/,
+            # users/, audit/...) stay 403.
+            if "host" not in kwargs or self._sees_vm(request, kwargs):
+                raise
+            raise hidden() from None
+
+    def _require(self, request: Request, access: Access, kwargs: Mapping[str, Any]) -> None:
         # A route naming a VM finds it after the check (admins' operations too: vm_route does the same).
         if "vm" in kwargs and "host" in kwargs and access.permission in (ADMIN, *VM_GRANTS):
             needed = access.permission
@@ -73,14 +91,37 @@ class ApiView(APIView):
         elif access.permission == ADMIN:
             permissions.require_admin(request, object_name=request.path)
 
+    @staticmethod
+    def _sees_vm(request: Request, kwargs: Mapping[str, Any]) -> bool:
+        if "vm" not in kwargs:
+            return False
+        host = Host.objects.filter(name=str(kwargs["host"])).first()
+        return host is not None and permissions.can(request.user, VMPermission.VIEW, host=host,
+                                                    vm_uuid=str(kwargs["vm"]).lower())
+
+
+def hidden() -> NotFound:
+    """The one answer to an object the caller may not see and to one that does not exist (the API's 404)."""
+    return NotFound(_("No such object, or you may not see it."))
+
+
+def job_or_404(request: Request, job_id: int) -> Job:
+    """The job the URL names, its owner's or any for an admin (the pages' check, audited); another user's job
+    answers as one that does not exist."""
+    from jobs.views import _job_or_403  # jobs.views imports the operations this module's callers declare
+
+    try:
+        return _job_or_403(request, job_id)
+    except PermissionDenied:
+        raise hidden() from None
+
 
 def declared(view: type[ApiView]) -> Callable[..., HttpResponseBase]:
     """The Django view of an API class, carrying its declared access for the route walk
     (tests/unit/test_routes.py). DRF authenticates (token or session) inside the view, so
     LoginRequiredMiddleware leaves it alone: an anonymous caller gets 401 in JSON, not the login page."""
-    function = view.as_view()
+    function = login_not_required(view.as_view())
     setattr(function, ACCESS_ATTRIBUTE, view.declared_access())
-    function.login_required = False
     return function
 
 
@@ -121,11 +162,34 @@ def field_errors(form: forms.BaseForm) -> dict[str, list[str]]:
 
 # --- output -------------------------------------------------------------------------------------------
 
-class Done(serializers.Serializer):
+# A field of the API's serializers: they describe JSON and hold no model, so its types are Any.
+Field = serializers.Field[Any, Any, Any, Any]
+
+
+# What the API's serializers derive from: they describe JSON in the schema (the answers are built as dicts,
+# the pages' forms validate), so their instance is Any. A key that is also an attribute of REST framework's
+# fields and serializers (`source`, `label`, `fields`, `parent`) is declared with a trailing underscore
+# (`source_ = serializers.CharField()`): the key itself has none. No docstring: the schema would give it to
+# every serializer as its description.
+class Serializer(serializers.Serializer[Any]):
+    def get_fields(self) -> dict[str, Field]:
+        return {name.removesuffix("_"): field for name, field in super().get_fields().items()}
+
+
+_Row = TypeVar("_Row")
+
+
+def page_of(paginator: BasePagination, rows: Sequence[_Row], request: Request, view: APIView) -> list[_Row]:
+    """The rows of a list that the request's page asks for (`limit`, `offset`). REST framework pages any
+    sequence; the stubs pinned (3.16, the last for django-stubs 5.2) type only a queryset."""
+    return paginator.paginate_queryset(cast("QuerySet[Any, _Row]", rows), request, view=view) or []
+
+
+class Done(Serializer):
     message = serializers.CharField(help_text="what was done, in words")
 
 
-class Accepted(serializers.Serializer):
+class Accepted(Serializer):
     job = serializers.IntegerField()
     url = serializers.URLField(help_text="the job's API URL: GET it until `active` is false")
 
@@ -175,7 +239,7 @@ def accepted(job: Job | None, request: Request) -> Response:
 
 # --- the schema: a form described as a request body -----------------------------------------------------
 
-def _field(field: forms.Field) -> serializers.Field:
+def _field(field: forms.Field) -> Field:
     # Kept lazy: the schema is written in the language of whoever asks for it.
     common: dict[str, Any] = {"required": field.required, "help_text": field.help_text or field.label or ""}
     if isinstance(field, forms.BooleanField):
@@ -194,10 +258,10 @@ def _field(field: forms.Field) -> serializers.Field:
     return serializers.CharField(**common)
 
 
-_SCHEMAS: dict[str, type[serializers.Serializer]] = {}
+_SCHEMAS: dict[str, type[Serializer]] = {}
 
 
-def form_schema(form: type[forms.BaseForm], name: str, **fields: serializers.Field) -> type[serializers.Serializer]:
+def form_schema(form: type[forms.BaseForm], name: str, **fields: Field) -> type[Serializer]:
     """A serializer describing `form`'s fields (for the schema only; the form validates). Choices set from
     the host at run time are described as strings. `fields` adds or replaces fields."""
     if name in _SCHEMAS:
@@ -206,6 +270,6 @@ def form_schema(form: type[forms.BaseForm], name: str, **fields: serializers.Fie
     for field_name, field in fields_of(form).items():
         described[field_name] = _field(field)
     described.update(fields)
-    schema = type(name, (serializers.Serializer,), described)
+    schema = type(name, (Serializer,), described)
     _SCHEMAS[name] = schema
     return schema

@@ -18,7 +18,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import ApiView, Done, answer, data_of, declared, form_schema, valid
+from api.base import ApiView, Done, Serializer, answer, data_of, declared, form_schema, valid
 from instances import operations as ops
 from instances.forms_create import FlavorForm
 from instances.models import Flavor
@@ -26,7 +26,7 @@ from instances.views import flavors as pages
 from webkvm.operations import ADMIN, Operation, by_method, page
 
 
-class FlavorOut(serializers.Serializer):
+class FlavorOut(Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     vcpus = serializers.IntegerField()
@@ -40,7 +40,7 @@ class FlavorSaved(Done, FlavorOut):
     pass
 
 
-class FlavorPage(serializers.Serializer):
+class FlavorPage(Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)

@@ -22,7 +22,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import ApiView, Done, answer, data_of, declared, field_errors, form_schema, valid
+from api.base import ApiView, Done, Field, Serializer, answer, data_of, declared, field_errors, form_schema, valid
 from hosts import operations as ops
 from hosts import services, shares
 from hosts import views as pages
@@ -38,7 +38,7 @@ from webkvm.operations import ADMIN, by_method, host_or_404, host_trouble, page,
 
 # --- the host record (never a credential) ---------------------------------------------------------------
 
-class HostRecordOut(serializers.Serializer):
+class HostRecordOut(Serializer):
     name = serializers.CharField()
     transport = serializers.CharField()
     hostname = serializers.CharField()
@@ -70,7 +70,7 @@ def record(request: Request, host: Host) -> dict[str, Any]:
 
 # --- add and edit: the page's form, and its ssh host key pinning in two requests ------------------------
 
-KEY_STEP = {
+KEY_STEP: dict[str, Field] = {
     "host_keys_token": serializers.CharField(required=False, help_text="ssh: the token of the answer that "
                                              "showed the host's keys, sent back to accept them"),
     "accept_host_key": serializers.BooleanField(required=False, help_text="ssh: the shown keys are the host's"),
@@ -80,15 +80,15 @@ KEY_STEP = {
 HostIn = form_schema(HostForm, "HostIn", **KEY_STEP)
 
 
-class ScannedKey(serializers.Serializer):
+class ScannedKey(Serializer):
     type = serializers.CharField()
     fingerprint = serializers.CharField()
 
 
-class KeysToConfirm(serializers.Serializer):
+class KeysToConfirm(Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    fields = serializers.DictField()
+    fields_ = serializers.DictField()
     ssh_host_keys = ScannedKey(many=True, help_text="compare these with the host's own before accepting them")
     key_changed = serializers.BooleanField(help_text="none of them is a key pinned before: the host's keys changed")
     host_keys_token = serializers.CharField(help_text="send it back with accept_host_key true")
@@ -116,7 +116,7 @@ def _keys_to_confirm(check: pages.KeyCheck) -> Response:
 
 def _save(request: Request, host: Host | None, form: HostForm) -> Response:
     valid(form)
-    check = pages.check_keys(form, host, _key_step(request.data))
+    check = pages.check_keys(form, host, _key_step(data_of(request)))  # a JSON object: the form read it
     if check is None:  # ssh-keyscan failed: said on the hostname field
         raise ValidationError(field_errors(form))
     if check.to_confirm:
@@ -140,24 +140,25 @@ def _changed(request: Request, host: Host) -> HostForm:
     return HostForm({**current, **data_of(request)}, instance=host)
 
 
-def _described(value: str) -> serializers.Field:
+def _described(value: str) -> Field:
     optional = "None" in value
-    kind = {"str": serializers.CharField, "int": serializers.IntegerField, "float": serializers.FloatField}
+    kind: dict[str, type[Field]] = {"str": serializers.CharField, "int": serializers.IntegerField,
+                                    "float": serializers.FloatField}
     return kind[value.split(" ")[0]](allow_null=optional)
 
 
 # HostSummary's fields, as virt/hostinfo.py reads them (the page's facts).
-HostSummaryOut = type("HostSummaryOut", (serializers.Serializer,),
+HostSummaryOut = type("HostSummaryOut", (Serializer,),
                       {f.name: _described(str(f.type)) for f in dataclasses.fields(HostSummary)})
 
 
-class HostStatusOut(serializers.Serializer):
+class HostStatusOut(Serializer):
     state = serializers.CharField(help_text="the connection's state: up, degraded, down or unknown")
     reachable = serializers.BooleanField(help_text="the host answered this request")
     reason = serializers.CharField(help_text="why it did not answer, in words; empty when it did")
 
 
-class UsageOut(serializers.Serializer):
+class UsageOut(Serializer):
     time = serializers.FloatField(help_text="epoch seconds")
     cpu_busy_ns = serializers.IntegerField(allow_null=True, help_text="cumulative: two samples give the load")
     cpu_total_ns = serializers.IntegerField(allow_null=True)
@@ -213,7 +214,7 @@ class HostView(ApiView):
         return answer(pages.remove_host(request, chosen, quiet=True), message=pages.removed_words(chosen.name))
 
 
-class TestedOut(serializers.Serializer):
+class TestedOut(Serializer):
     message = serializers.CharField()
     summary = HostSummaryOut()
 
@@ -234,7 +235,7 @@ class HostTest(ApiView):
                       data={"summary": outcome.value.as_dict()})
 
 
-class ConfirmedOut(serializers.Serializer):
+class ConfirmedOut(Serializer):
     message = serializers.CharField()
     confirmed = serializers.BooleanField(help_text="false: nothing to confirm, it answers as its recorded machine")
     hypervisor_uuid = serializers.CharField()
@@ -259,18 +260,18 @@ class HostMachineConfirm(ApiView):
 
 # --- capabilities: what the host offers a new VM (the create form's whitelist) --------------------------
 
-class PoolOfferOut(serializers.Serializer):
+class PoolOfferOut(Serializer):
     name = serializers.CharField()
     active = serializers.BooleanField()
     available_bytes = serializers.IntegerField()
 
 
-class MachineAlias(serializers.Serializer):
+class MachineAlias(Serializer):
     alias = serializers.CharField()
     machine = serializers.CharField()
 
 
-class CapabilitiesOut(serializers.Serializer):
+class CapabilitiesOut(Serializer):
     arch = serializers.CharField()
     domain_type = serializers.CharField(help_text="the preferred one (kvm when the host has it)")
     domain_types = serializers.ListField(child=serializers.CharField())
@@ -312,10 +313,10 @@ class HostCapabilities(ApiView):
 
 # --- open to users (hosts/shares.py) ---------------------------------------------------------------------
 
-class ShareOut(serializers.Serializer):
+class ShareOut(Serializer):
     id = serializers.IntegerField()
     kind = serializers.ChoiceField(choices=SharedKind.choices)
-    label = serializers.CharField()
+    label_ = serializers.CharField()
     name = serializers.CharField()
     url = serializers.URLField(help_text="DELETE it to close it to users again")
 
@@ -375,8 +376,29 @@ class HostShare(ApiView):
         return answer(shares.close_to_users(request, chosen, opened, quiet=True), message=words)
 
 
+# --- the panel's own ssh key (what a qemu+ssh host must accept) -------------------------------------------
+
+class SshKeyOut(Serializer):
+    public_key = serializers.CharField(help_text="one authorized_keys line: add it for the user of each "
+                                       "qemu+ssh host")
+
+
+class PanelSshKey(ApiView):
+    """The panel's public ssh key, as its page shows it (made on first use)."""
+
+    access = page(ADMIN)
+
+    @extend_schema(summary="The panel's public ssh key, for the authorized_keys of qemu+ssh hosts (admins)",
+                   operation_id="panel_ssh_key", responses={200: SshKeyOut})
+    def get(self, request: Request) -> Response:
+        ident = services.identity()  # the page's own read (hosts.views.panel_ssh_key)
+        ident.ensure()
+        return Response({"public_key": ident.public_key_line()})
+
+
 HOST = "hosts/<str:host>/"
 urlpatterns: list[Any] = [
+    path("hosts/ssh-key/", declared(PanelSshKey), name="panel-ssh-key"),  # before HOST, as on the pages
     path(HOST, declared(HostView), name="host"),
     path(HOST + "test/", declared(HostTest), name="host-test"),
     path(HOST + "capabilities/", declared(HostCapabilities), name="host-capabilities"),

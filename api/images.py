@@ -18,7 +18,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import ApiView, Done, answer, data_of, declared, form_schema, valid
+from api.base import ApiView, Done, Serializer, answer, data_of, declared, form_schema, page_of, valid
 from api.storage import Problem
 from hosts.models import Host
 from storage import images as library
@@ -29,7 +29,7 @@ from storage.views import images as pages
 from webkvm.operations import ADMIN, Operation, by_method, host_or_404, page, refused
 
 
-class ImageOut(serializers.Serializer):
+class ImageOut(Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     host = serializers.CharField()
@@ -51,14 +51,14 @@ class ImageSaved(Done, ImageOut):
     pass
 
 
-class ImagePage(serializers.Serializer):
+class ImagePage(Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = ImageOut(many=True)
 
 
-class LibraryOut(serializers.Serializer):
+class LibraryOut(Serializer):
     host = serializers.CharField()
     pool = serializers.CharField()
     library = serializers.BooleanField()
@@ -140,7 +140,7 @@ class ImageList(ApiView):
         host_name = request.query_params.get("host")
         images = library.available_images(host_or_404(host_name) if host_name else None)
         paginator = LimitOffsetPagination()
-        chosen = paginator.paginate_queryset(cast("Any", images), request, view=self) or []
+        chosen = page_of(paginator, images, request, self)
         return paginator.get_paginated_response([_image(request, image) for image in chosen])
 
 

@@ -18,7 +18,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import Accepted, ApiView, accepted, data_of, declared, field_errors, form_schema, valid
+from api.base import Accepted, ApiView, Serializer, accepted, data_of, declared, field_errors, form_schema, valid
 from hosts.models import Host
 from instances import operations as ops
 from instances.views import evacuate as evacuate_page
@@ -35,7 +35,7 @@ def refused_by_form(form: forms.BaseForm) -> ValidationError:
 
 # --- one VM -----------------------------------------------------------------------------------------------
 
-class FindingOut(serializers.Serializer):
+class FindingOut(Serializer):
     code = serializers.CharField(help_text="unreachable, same-host, state, cpu, network, bridge, storage, pool, "
                                            "memory, name, p2p, ...")
     problem = serializers.CharField()
@@ -43,7 +43,7 @@ class FindingOut(serializers.Serializer):
     blocking = serializers.BooleanField(help_text="true: the migration would be refused")
 
 
-class PreflightOut(serializers.Serializer):
+class PreflightOut(Serializer):
     target = serializers.CharField()
     live = serializers.BooleanField(help_text="the VM runs: a live migration; otherwise offline")
     findings = FindingOut(many=True)

@@ -19,7 +19,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import ApiView, Done, answer, data_of, declared, form_schema, valid
+from api.base import ApiView, Done, Serializer, answer, data_of, declared, form_schema, page_of, valid
 from api.errors import Conflict
 from hosts import services
 from hosts.models import Host
@@ -28,7 +28,9 @@ from networks import operations as ops
 from networks import views as network_pages
 from networks.forms import FixedHostForm, NetworkForm
 from virt import networks
+from virt.interfaces import InterfaceReport, host_interfaces
 from virt.reads import NETWORKS
+from webkvm.i18n import said
 from webkvm.operations import ADMIN, Access, Outcome, by_method, host_or_404, page
 
 # POST .../actions/<action>/: the page's simple actions and stop (confirmed like the page's stop).
@@ -41,13 +43,13 @@ IPV4 = ("ipv4_address", "ipv4_dhcp_start", "ipv4_dhcp_end")
 
 # --- what is answered ---------------------------------------------------------------------------------
 
-class FixedHostOut(serializers.Serializer):
+class FixedHostOut(Serializer):
     mac = serializers.CharField(help_text="empty for IPv6 hosts (matched by name)")
     ip = serializers.CharField()
     name = serializers.CharField()
 
 
-class SubnetOut(serializers.Serializer):
+class SubnetOut(Serializer):
     address = serializers.CharField(help_text="the host's address with its prefix, e.g. 10.213.1.1/24")
     family = serializers.IntegerField(help_text="4 or 6")
     dhcp_ranges = serializers.ListField(child=serializers.ListField(child=serializers.CharField()),
@@ -55,7 +57,7 @@ class SubnetOut(serializers.Serializer):
     dhcp_hosts = FixedHostOut(many=True)
 
 
-class NetworkOut(serializers.Serializer):
+class NetworkOut(Serializer):
     name = serializers.CharField()
     uuid = serializers.CharField()
     mode = serializers.CharField(help_text="nat, route, open, isolated, bridge, macvtap (or libvirt's own word)")
@@ -72,20 +74,20 @@ class NetworkOut(serializers.Serializer):
     url = serializers.URLField()
 
 
-class NetworkPage(serializers.Serializer):
+class NetworkPage(Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = NetworkOut(many=True)
 
 
-class NetworkUserOut(serializers.Serializer):
+class NetworkUserOut(Serializer):
     name = serializers.CharField()
     uuid = serializers.CharField()
     active = serializers.BooleanField()
 
 
-class LeaseOut(serializers.Serializer):
+class LeaseOut(Serializer):
     mac = serializers.CharField()
     ip = serializers.CharField(help_text="with its prefix")
     hostname = serializers.CharField()
@@ -101,13 +103,13 @@ class NetworkDetailOut(NetworkOut):
     xml = serializers.CharField()
 
 
-class NetworkCreated(serializers.Serializer):
+class NetworkCreated(Serializer):
     message = serializers.CharField()
     name = serializers.CharField()
     url = serializers.URLField()
 
 
-class NetworkConfirmation(serializers.Serializer):
+class NetworkConfirmation(Serializer):
     acknowledge = serializers.ListField(
         child=serializers.CharField(), required=False,
         help_text="the UUIDs of the VMs using the network (its detail's `users`); needed when any does")
@@ -151,7 +153,7 @@ class NetworkList(ApiView):
         target = host_or_404(host)
         rows = services.read(target, NETWORKS)  # the list page's own shared read
         paginator = LimitOffsetPagination()
-        chosen = paginator.paginate_queryset(rows, request, view=self) or []
+        chosen = page_of(paginator, rows, request, self)
         return paginator.get_paginated_response([_network(request, target, info) for info in chosen])
 
     @extend_schema(summary="Create a network: NAT, routed, open, isolated, bridged or macvtap (admins)",
@@ -259,6 +261,45 @@ class DhcpHost(ApiView):
                       % {"name": name, "address": removed.label()} if removed else "")
 
 
+# --- the host's own interfaces (NICs, bridges): the page networks:interfaces ---------------------------
+
+class InterfaceOut(Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField(help_text="ethernet, bridge, bond, vlan, loopback or virtual")
+    mac = serializers.CharField()
+    state = serializers.CharField(help_text="up, down, unknown... as the kernel says")
+    speed_mbps = serializers.IntegerField(allow_null=True)
+    addresses = serializers.ListField(child=serializers.CharField(), help_text="only the netcf backend says")
+
+
+class InterfacesOut(Serializer):
+    source_ = serializers.CharField(help_text="interface API or node devices; empty when neither answered")
+    problems = serializers.ListField(child=serializers.CharField(), help_text="why a source was not used")
+    interfaces = InterfaceOut(many=True)
+    bridges = serializers.ListField(child=serializers.CharField(),
+                                    help_text="what a bridged network may use (node devices: virtual devices "
+                                              "that may be a bridge)")
+    nics = serializers.ListField(child=serializers.CharField(), help_text="what a macvtap network may use")
+
+
+def _interfaces(report: InterfaceReport) -> dict[str, Any]:
+    return {"source": report.source, "problems": [said(problem) for problem in report.problems],
+            "interfaces": [{"name": i.name, "kind": i.kind, "mac": i.mac, "state": i.state,
+                            "speed_mbps": i.speed_mbps, "addresses": list(i.addresses)} for i in report.interfaces],
+            "bridges": [i.name for i in report.bridges], "nics": [i.name for i in report.nics]}
+
+
+class HostInterfaces(ApiView):
+    access = page(ADMIN)
+
+    @extend_schema(summary="The host's NICs and bridges (admins): what a bridged or macvtap network may use",
+                   operation_id="host_interfaces", responses=InterfacesOut)
+    def get(self, request: Request, host: str) -> Response:
+        # The page's own read, within its deadline.
+        report = services.call(host_or_404(host), host_interfaces, network_pages.DETAIL_TIMEOUT)
+        return Response(_interfaces(report))
+
+
 NET = "networks/<str:host>/<str:name>/"
 urlpatterns: list[Any] = [
     path("networks/<str:host>/", declared(NetworkList), name="networks"),
@@ -266,4 +307,5 @@ urlpatterns: list[Any] = [
     path(NET + "actions/<str:action>/", declared(NetworkAction), name="network-action"),
     path(NET + "dhcp-hosts/", declared(DhcpHosts), name="network-dhcp-hosts"),
     path(NET + "dhcp-hosts/<str:ip>/", declared(DhcpHost), name="network-dhcp-host"),
+    path("hosts/<str:host>/interfaces/", declared(HostInterfaces), name="host-interfaces"),
 ]

@@ -23,7 +23,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import ApiView, Done, answer, data_of, declared, form_schema, valid
+from api.base import ApiView, Done, Serializer, answer, data_of, declared, form_schema, valid
 from webkvm import user_operations as ops
 from webkvm import users as user_pages
 from webkvm.models import AuditEvent, VMGrant
@@ -41,7 +41,7 @@ def _paginated(view: ApiView, request: Request, rows: QuerySet[Any], shown: Any)
 
 # --- users --------------------------------------------------------------------------------------------
 
-class GrantOut(serializers.Serializer):
+class GrantOut(Serializer):
     id = serializers.IntegerField()
     user = serializers.IntegerField(help_text="the user's id")
     username = serializers.CharField()
@@ -53,7 +53,7 @@ class GrantOut(serializers.Serializer):
     url = serializers.URLField()
 
 
-class UserOut(serializers.Serializer):
+class UserOut(Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
     email = serializers.CharField()
@@ -232,7 +232,7 @@ class Grant(ApiView):
 
 # --- the audit log ------------------------------------------------------------------------------------
 
-class AuditOut(serializers.Serializer):
+class AuditOut(Serializer):
     id = serializers.IntegerField()
     time = serializers.DateTimeField()
     user = serializers.CharField(help_text="the user name; empty: anonymous")

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 
 from api import hosts as host_api
 from api import vm_life
-from api.base import ApiView, answer, said
+from api.base import ApiView, Serializer, answer, job_or_404, page_of, said
 from api.errors import Conflict
 from hosts import operations as host_ops
 from hosts.models import Host
@@ -27,7 +27,8 @@ from instances import operations as ops
 from instances.fleet import Filters, FleetRow, gather
 from instances.views.actions import action_words, run_action
 from jobs.models import Job, JobState
-from jobs.views import _job_or_403, as_json
+from jobs.reconcile import now_and_then
+from jobs.views import as_json
 from virt import lifecycle
 from webkvm import permissions
 from webkvm.models import VMPermission
@@ -35,7 +36,7 @@ from webkvm.operations import ADMIN, LOGIN, OWNER, by_method, page
 
 # --- hosts --------------------------------------------------------------------------------------------
 
-class HostOut(serializers.Serializer):
+class HostOut(Serializer):
     name = serializers.CharField()
     transport = serializers.CharField()
     hostname = serializers.CharField()
@@ -69,7 +70,7 @@ def _host(host: Host) -> dict[str, Any]:
 
 # --- VMs ----------------------------------------------------------------------------------------------
 
-class VMOut(serializers.Serializer):
+class VMOut(Serializer):
     host = serializers.CharField()
     uuid = serializers.UUIDField()
     name = serializers.CharField()
@@ -85,12 +86,12 @@ class VMOut(serializers.Serializer):
     url = serializers.URLField()
 
 
-class Unreachable(serializers.Serializer):
+class Unreachable(Serializer):
     host = serializers.CharField()
     reason = serializers.CharField()
 
 
-class VMPage(serializers.Serializer):
+class VMPage(Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
@@ -123,7 +124,7 @@ class VMList(ApiView):
         fleet = gather(request.user, Filters.from_query(request.query_params))
         grants = permissions.grants_by_vm(request.user)
         paginator = LimitOffsetPagination()
-        chosen = paginator.paginate_queryset(fleet.rows, request, view=self) or []
+        chosen = page_of(paginator, fleet.rows, request, self)
         response = paginator.get_paginated_response([_vm(request, item, grants) for item in chosen])
         response.data["unreachable"] = [{"host": host.name, "reason": words} for host, words in fleet.unreachable]
         return response
@@ -151,7 +152,7 @@ class VMDetail(ApiView):
         return vm_life.delete_vm(request, self.ref)
 
 
-class ActionResult(serializers.Serializer):
+class ActionResult(Serializer):
     action = serializers.CharField()
     state = serializers.CharField()
     message = serializers.CharField()
@@ -175,10 +176,10 @@ class VMAction(ApiView):
 
 # --- jobs ---------------------------------------------------------------------------------------------
 
-class JobOut(serializers.Serializer):
+class JobOut(Serializer):
     id = serializers.IntegerField()
     kind = serializers.CharField()
-    label = serializers.CharField()
+    label_ = serializers.CharField()
     summary = serializers.CharField()
     target = serializers.DictField()
     host = serializers.CharField(allow_null=True)
@@ -199,6 +200,7 @@ class JobList(ApiView):
                    parameters=[OpenApiParameter("state", str, enum=list(JobState.values)),
                                OpenApiParameter("kind", str)])
     def get(self, request: Request) -> Response:
+        now_and_then()  # a job whose worker is gone reads as ended (jobs/reconcile.py)
         jobs = Job.objects.select_related("host", "owner").order_by("-pk")
         if not permissions.is_admin(request.user):
             jobs = jobs.filter(owner_id=request.user.pk)
@@ -224,6 +226,7 @@ class JobDetail(ApiView):
 
     @extend_schema(summary="One job (its owner or an admin)", responses=JobOut, operation_id="job_detail")
     def get(self, request: Request, job_id: int) -> Response:
-        return Response(_job(request, _job_or_403(request, job_id)))
+        now_and_then()  # a job whose worker is gone reads as ended (jobs/reconcile.py)
+        return Response(_job(request, job_or_404(request, job_id)))
 
 

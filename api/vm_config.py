@@ -21,7 +21,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import ApiView, Done, answer, data_of, declared, form_schema, said, valid
+from api.base import ApiView, Done, Serializer, answer, data_of, declared, form_schema, said, valid
 from api.errors import Conflict, TooLarge
 from instances import operations as ops
 from instances.views import actions, config_common
@@ -73,11 +73,11 @@ def _answer_fields(request: Request, outcome: Outcome[Any], done: str, field: Ca
 
 # --- disks ---------------------------------------------------------------------------------------------
 
-class DiskOut(serializers.Serializer):
+class DiskOut(Serializer):
     target = serializers.CharField()
     device = serializers.CharField(help_text="disk or cdrom")
     bus = serializers.CharField()
-    source = serializers.CharField(help_text="pool/volume or path; empty: no medium")
+    source_ = serializers.CharField(help_text="pool/volume or path; empty: no medium")
     format = serializers.CharField()
     cache = serializers.CharField()
     placement = serializers.CharField(help_text="attached, added at next boot, removed at next boot")
@@ -160,10 +160,10 @@ class CdRomMedia(ApiView):
 
 # --- network interfaces -----------------------------------------------------------------------------------
 
-class NicOut(serializers.Serializer):
+class NicOut(Serializer):
     mac = serializers.CharField(help_text="identifies the NIC in the URLs below")
     kind = serializers.CharField(help_text="network or bridge")
-    source = serializers.CharField()
+    source_ = serializers.CharField()
     model = serializers.CharField()
     link = serializers.CharField(help_text="up or down")
     placement = serializers.CharField(help_text="attached, added at next boot, removed at next boot")
@@ -209,7 +209,7 @@ class Nic(ApiView):
         return answer(outcome, form, message=said(outcome))
 
 
-class LinkIn(serializers.Serializer):
+class LinkIn(Serializer):
     up = serializers.BooleanField(help_text="true: link up; false: link down (the cable pulled)")
 
 
@@ -228,7 +228,7 @@ class NicLink(ApiView):
 
 # --- resize, boot, VNC: GET the page's values, PUT the page's form (left-out fields keep theirs) ----------
 
-class SizesOut(serializers.Serializer):
+class SizesOut(Serializer):
     vcpus = serializers.IntegerField()
     max_vcpus = serializers.IntegerField()
     memory_mib = serializers.IntegerField()
@@ -268,14 +268,14 @@ class Resize(ApiView):
                       data={"live": report.live, "next_boot": report.next_boot} if report else None)
 
 
-class BootDeviceOut(serializers.Serializer):
+class BootDeviceOut(Serializer):
     field = serializers.CharField(help_text="the field of PUT that places it in the order")
     kind = serializers.CharField()
-    label = serializers.CharField()
+    label_ = serializers.CharField()
     order = serializers.IntegerField(allow_null=True, help_text="its place in the boot order; null: not booted")
 
 
-class BootOut(serializers.Serializer):
+class BootOut(Serializer):
     devices = BootDeviceOut(many=True)
     bootmenu = serializers.BooleanField()
     autostart = serializers.BooleanField()
@@ -283,7 +283,7 @@ class BootOut(serializers.Serializer):
     pending = serializers.BooleanField(help_text="the running VM booted with another order or menu setting")
 
 
-class BootIn(serializers.Serializer):
+class BootIn(Serializer):
     bootmenu = serializers.BooleanField(required=False, help_text="left out: kept")
     autostart = serializers.BooleanField(required=False, help_text="left out: kept")
     order_KEY = serializers.IntegerField(required=False, help_text=(
@@ -315,7 +315,7 @@ class Boot(ApiView):
         return answer(outcome, form, message=said(outcome, boot_pages.summary))
 
 
-class VncOut(serializers.Serializer):
+class VncOut(Serializer):
     present = serializers.BooleanField(help_text="false: the VM has no VNC display")
     has_password = serializers.BooleanField(help_text="the password itself is never shown")
     keymap = serializers.CharField(help_text="empty: qemu's default")
@@ -356,7 +356,7 @@ class Vnc(ApiView):
 
 # --- name, title and description ------------------------------------------------------------------------
 
-class NameIn(serializers.Serializer):
+class NameIn(Serializer):
     name = serializers.CharField(help_text="the new name (the VM must be shut off)")
 
 
@@ -370,7 +370,7 @@ class Name(ApiView):
         return _answer_fields(request, outcome, _("renamed to %(name)s.") % {"name": new_name}, lambda words: "name")
 
 
-class DescriptionIn(serializers.Serializer):
+class DescriptionIn(Serializer):
     title = serializers.CharField(required=False, allow_blank=True, help_text="one line; empty or left out: none")
     description = serializers.CharField(required=False, allow_blank=True, help_text="empty or left out: none")
 
@@ -402,7 +402,7 @@ class RollbackIn(forms.Form):
     version = forms.CharField(max_length=128, help_text="the current version (GET xml/ or xml/history/)")
 
 
-class XmlOut(serializers.Serializer):
+class XmlOut(Serializer):
     xml = serializers.CharField(help_text="the persistent definition, passwords masked")
     version = serializers.CharField(help_text="send it back with the edit: a stale one answers 409 `stale`")
     name = serializers.CharField()
@@ -416,7 +416,7 @@ class XmlDone(Done):
     history_id = serializers.IntegerField(allow_null=True, help_text="the entry keeping what was there before")
 
 
-class HistoryOut(serializers.Serializer):
+class HistoryOut(Serializer):
     id = serializers.IntegerField()
     time = serializers.DateTimeField()
     username = serializers.CharField()
@@ -425,7 +425,7 @@ class HistoryOut(serializers.Serializer):
     diff = serializers.CharField(help_text="from that definition to the one that replaced it, masked")
 
 
-class HistoryPage(serializers.Serializer):
+class HistoryPage(Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)

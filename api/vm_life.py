@@ -22,12 +22,15 @@ from api.base import (
     Accepted,
     ApiView,
     Done,
+    Serializer,
     accepted,
     answer,
     data_of,
     declared,
     field_errors,
     form_schema,
+    job_or_404,
+    page_of,
     said,
     valid,
 )
@@ -64,7 +67,7 @@ def vm_url(request: Request, host: str, vm_uuid: str) -> str:
 
 # --- create -------------------------------------------------------------------------------------------
 
-class CreatedVM(serializers.Serializer):
+class CreatedVM(Serializer):
     message = serializers.CharField()
     uuid = serializers.UUIDField()
     name = serializers.CharField()
@@ -208,7 +211,7 @@ class CreateOwnVM(ApiView):
 
 # --- delete (the handler of api.views.VMDetail) -----------------------------------------------------------
 
-class DeletedVM(serializers.Serializer):
+class DeletedVM(Serializer):
     message = serializers.CharField()
     deleted = serializers.ListField(child=serializers.CharField(), help_text="volumes deleted")
     failed = serializers.ListField(child=serializers.DictField(), help_text="volumes NOT deleted: volume, why")
@@ -239,15 +242,15 @@ def delete_vm(request: Request, ref: VMRef) -> Response:
         "forced_off": report.forced_off})
 
 
-class PlannedVolume(serializers.Serializer):
+class PlannedVolume(Serializer):
     target = serializers.CharField()
     device = serializers.CharField()
-    source = serializers.CharField()
+    source_ = serializers.CharField()
     key = serializers.CharField(help_text="what DELETE's `volume` names; empty: not a volume of a pool")
     deletable = serializers.BooleanField(help_text="false: a CD-ROM, a volume another VM uses, not a pool's")
 
 
-class DeletePlan(serializers.Serializer):
+class DeletePlan(Serializer):
     name = serializers.CharField()
     running = serializers.BooleanField()
     volumes = PlannedVolume(many=True)
@@ -283,17 +286,17 @@ class CloneVM(ApiView):
 
 # --- snapshots ----------------------------------------------------------------------------------------
 
-class SnapshotOut(serializers.Serializer):
+class SnapshotOut(Serializer):
     name = serializers.CharField()
     created = serializers.IntegerField(help_text="epoch seconds")
     state = serializers.CharField(help_text="the VM's state when it was taken")
     description = serializers.CharField()
     current = serializers.BooleanField()
-    parent = serializers.CharField()
+    parent_ = serializers.CharField()
     with_memory = serializers.BooleanField()
 
 
-class SnapshotPage(serializers.Serializer):
+class SnapshotPage(Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
@@ -316,7 +319,7 @@ class Snapshots(ApiView):
     def get(self, request: Request, host: str, vm: Any) -> Response:
         rows = self.ref.call(snapshots.list_snapshots)
         paginator = LimitOffsetPagination()
-        chosen = paginator.paginate_queryset(rows, request, view=self) or []
+        chosen = page_of(paginator, rows, request, self)
         return paginator.get_paginated_response([_snapshot(info) for info in chosen])
 
     @extend_schema(summary="Take a snapshot: a running VM's (with its memory) is a job (202); a shut-off VM's is "
@@ -354,7 +357,7 @@ class Snapshot(ApiView):
         return answer(outcome, message=_("%(vm)s: snapshot %(name)s deleted.") % {"vm": outcome.name, "name": name})
 
 
-class RevertedVM(serializers.Serializer):
+class RevertedVM(Serializer):
     message = serializers.CharField()
     state = serializers.CharField(help_text="the VM's state afterwards")
 
@@ -362,22 +365,25 @@ class RevertedVM(serializers.Serializer):
 class SnapshotRevert(ApiView):
     access = by_method(POST=ops.SNAPSHOT_REVERT)
 
-    @extend_schema(summary="Revert the VM to a snapshot (whatever changed since is lost)", request=None,
-                   operation_id="vm_snapshot_revert", responses={200: RevertedVM})
+    @extend_schema(summary="Revert the VM to a snapshot (whatever changed since is lost): to one that holds memory "
+                           "as a job (202); to a disk-only one in the request (200)", request=None,
+                   operation_id="vm_snapshot_revert", responses={200: RevertedVM, 202: Accepted})
     def post(self, request: Request, host: str, vm: Any, name: str) -> Response:
-        outcome = snapshot_pages.revert_snapshot(request, self.ref, _snapshot_name(name), quiet=True)
-        return answer(outcome, message=_("%(vm)s: back to snapshot %(name)s.") % {"vm": outcome.name, "name": name},
-                      data={"state": outcome.value})
+        reverted = snapshot_pages.revert_snapshot(request, self.ref, _snapshot_name(name), quiet=True)
+        if isinstance(reverted, Job) or reverted is None:
+            return accepted(reverted, request)
+        return answer(reverted, message=_("%(vm)s: back to snapshot %(name)s.") % {"vm": reverted.name, "name": name},
+                      data={"state": reverted.value})
 
 
 # --- the console ticket -------------------------------------------------------------------------------
 
-class TicketIn(serializers.Serializer):
+class TicketIn(Serializer):
     console = serializers.ChoiceField(choices=sorted(console_pages.WS_PATHS), required=False, default="vnc",
                                       help_text="the console the ticket opens: vnc (noVNC's, the default) or serial")
 
 
-class TicketOut(serializers.Serializer):
+class TicketOut(Serializer):
     ticket = serializers.CharField(help_text="single use, for this VM and this kind, bound to how you asked for it: "
                                              "your API token, or your login session")
     expires_in = serializers.IntegerField(help_text="seconds to open the WebSocket with it")
@@ -421,7 +427,7 @@ class ConsoleTicket(ApiView):
 
 # --- cancelling a job ---------------------------------------------------------------------------------
 
-class Cancelled(serializers.Serializer):
+class Cancelled(Serializer):
     message = serializers.CharField()
     job = serializers.IntegerField()
     state = serializers.CharField()
@@ -437,7 +443,7 @@ class JobCancel(ApiView):
                                "asked to stop at its next step (202: follow the job). 409 when it has ended or "
                                "cannot be stopped once it runs.")
     def post(self, request: Request, job_id: int) -> Response:
-        job = job_pages._job_or_403(request, job_id)
+        job = job_or_404(request, job_id)
         if not job.active:
             raise Conflict(_("The job has already ended (%(state)s).") % {"state": job.get_state_display()},
                            code="invalid_state")

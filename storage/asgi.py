@@ -25,9 +25,9 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
@@ -177,18 +177,21 @@ def _api_caller(request: ASGIRequest) -> HttpResponse | None:
     session with its CSRF token; then read-only tokens are refused a PUT and the API's rate limits apply.
     All before a byte of the body is read; the audit records say "through the API, token NAME"."""
     from rest_framework.exceptions import AuthenticationFailed
+    from rest_framework.request import Request
 
     from api.auth import ReadOnlyTokens, TokenAuthentication, via
 
+    asked = Request(request)  # what api/auth.py reads; it reads no byte of the body
     try:
-        found = TokenAuthentication().authenticate(request)  # it reads the Authorization header only
+        found = TokenAuthentication().authenticate(asked)  # it reads the Authorization header only
     except AuthenticationFailed as exc:
         return _unauthenticated(request, str(exc.detail), str(exc.get_codes()))
+    # REST framework sets the user and the token on the request it wraps too.
     if found is not None:
-        request.user, request.auth = found  # type: ignore[attr-defined]  # as REST framework sets them
+        asked.user, asked.auth = found
     else:
         SessionMiddleware(_unused).process_request(request)
-        request.user, request.auth = get_user(request), None  # type: ignore[attr-defined]
+        asked.user, asked.auth = get_user(request), None
     _speak_to_user(request)
     if found is None:
         if not request.user.is_authenticated:
@@ -198,9 +201,9 @@ def _api_caller(request: ASGIRequest) -> HttpResponse | None:
         if csrf.process_view(request, None, (), {}) is not None:  # type: ignore[arg-type]  # as REST framework does
             return refusal(request, 403, _("CSRF Failed: send the X-CSRFToken header (or use a token)."),
                            code="csrf_failed")
-    if not ReadOnlyTokens().has_permission(request, None):
+    if not ReadOnlyTokens().has_permission(asked, None):
         return refusal(request, 403, str(ReadOnlyTokens.message), code=ReadOnlyTokens.code)
-    request.webkvm_via = via(request)  # type: ignore[attr-defined]  # audit.record reads it
+    request.webkvm_via = via(asked)  # type: ignore[attr-defined]  # audit.record reads it
     return _throttled(request)
 
 
@@ -214,12 +217,17 @@ def _throttled(request: ASGIRequest) -> HttpResponse | None:
     """The API's rate limits (REST framework's throttles, counted where the API counts them)."""
     from rest_framework.request import Request
     from rest_framework.settings import api_settings
+    from rest_framework.throttling import BaseThrottle
+    from rest_framework.views import APIView
 
     asked = Request(request)
     asked.user, asked.auth = request.user, getattr(request, "auth", None)
-    for kind in api_settings.DEFAULT_THROTTLE_CLASSES:
+    # The settings name the classes by their dotted paths; api_settings imports them.
+    kinds = cast("Sequence[type[BaseThrottle]]", api_settings.DEFAULT_THROTTLE_CLASSES)
+    view = APIView()  # no view runs yet; the API's throttles read none (they have no scope)
+    for kind in kinds:
         throttle = kind()
-        if not throttle.allow_request(asked, None):
+        if not throttle.allow_request(asked, view):
             wait = throttle.wait()
             response = refusal(request, 429, _("Too many requests: try again later."), code="throttled")
             if wait is not None:
@@ -243,6 +251,10 @@ def _permitted(request: ASGIRequest, kwargs: dict[str, Any]) -> HttpResponse | N
             raise PermissionDenied
         require_admin(request, object_name=request.path)
     except PermissionDenied:
+        if through_api(request):  # as every API route naming a host: what the caller may not see is not there
+            from api.base import hidden  # the API loads after this module
+
+            return refusal(request, 404, str(hidden().detail), code="not_found")
         return refusal(request, 403, _("You are not allowed to do that."))
     return None
 

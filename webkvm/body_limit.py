@@ -5,7 +5,9 @@ check runs, so without a cap anybody could fill the panel's disk (`curl -T /dev/
 wrapper sits right in front of Django's handler: a request without a logged-in session or a valid API token
 may send ANONYMOUS_BODY_BYTES (a login form is a few hundred bytes), one with either WEBKVM_MAX_BODY_BYTES. A
 declared Content-Length over the limit is answered 413 before a byte is read; a body without one (chunked)
-is counted as it comes and cut at the limit, so Django never holds more than the limit. The session is only
+is counted as it comes and cut at the limit, so Django never holds more than the limit. A refusal is plain text,
+or under /api/ the API's JSON error (`{"code": "too_large", "message": ...}`; 400 `invalid` for a malformed
+Content-Length). The session is only
 looked up for a body larger than the anonymous limit. The streamed volume uploads (storage/asgi.py: the page's
 URL and the API's volume content URL) are taken out before this wrapper: they check session and CSRF, or the
 API token, and admin before they read a byte, and stream into libvirt.
@@ -13,6 +15,7 @@ API token, and admin before they read a byte, and stream into libvirt.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from http.cookies import CookieError, SimpleCookie
@@ -90,11 +93,21 @@ async def limit_for(scope: Scope) -> int:
     return ANONYMOUS_BODY_BYTES
 
 
-async def refuse(send: Send, status: int, text: str) -> None:
-    body = text.encode()
+API_PREFIX = "/api/"
+# The API's error codes (api/errors.py) for what this wrapper refuses; the API answers JSON, pages plain text.
+API_CODES = {400: "invalid", 413: "too_large"}
+
+
+async def refuse(send: Send, status: int, text: str, scope: Scope) -> None:
+    """The refusal, as plain text, or under /api/ as the API's JSON error: {"code": ..., "message": ...}."""
+    if str(scope.get("path", "")).startswith(API_PREFIX):
+        body = json.dumps({"code": API_CODES.get(status, "invalid"), "message": text.strip()}).encode()
+        kind = b"application/json"
+    else:
+        body, kind = text.encode(), b"text/plain; charset=utf-8"
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+                "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
@@ -127,7 +140,7 @@ class BodyLimit:
             if not declared.strip().isdigit():
                 with translation.override(_language(scope)):
                     said = _("Bad request: invalid Content-Length.") + "\n"
-                await refuse(send, 400, said)
+                await refuse(send, 400, said, scope)
                 return
             length = int(declared)
         limit = ANONYMOUS_BODY_BYTES
@@ -136,7 +149,7 @@ class BodyLimit:
             limit, looked_up = await limit_for(scope), True
             if length > limit:
                 log.info("refused a body of %d bytes for %s (limit %d)", length, scope.get("path", "")[:200], limit)
-                await refuse(send, 413, _too_large(scope, limit))
+                await refuse(send, 413, _too_large(scope, limit), scope)
                 return
         counted, cut, answered = 0, False, False
 
@@ -160,4 +173,4 @@ class BodyLimit:
         await self.app(scope, counting, watched)
         if cut and not answered:
             log.info("cut a streamed body at %d bytes for %s (limit %d)", counted, scope.get("path", "")[:200], limit)
-            await refuse(send, 413, _too_large(scope, limit))
+            await refuse(send, 413, _too_large(scope, limit), scope)

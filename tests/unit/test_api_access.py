@@ -5,11 +5,13 @@ of whether a power action happened."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 
 from api.models import ApiToken
 from hosts import services
@@ -18,7 +20,7 @@ from jobs.models import Job
 from tests.conftest import DB_01_UUID, WEB_01_UUID
 from tests.unit.test_routes import CASE_IDS, CASES, GRANTS, JOB_ID, JOB_OWNER, Route, _allowed, _url, _world
 from webkvm.models import AuditEvent, VMGrant, VMPermission
-from webkvm.operations import ADMIN
+from webkvm.operations import ADMIN, OWNER, PUBLIC
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +45,11 @@ class TokenClient:
         return self.client.generic(method, url, body, content_type="application/json", **self.headers)
 
 
+# Tokens that carry an admin's user but do less: read-only (GET as the admin, anything else refused), expired
+# and revoked (refused on every route that reads a token).
+TOKEN_PERSONAS = ("admin-read-only", "admin-expired", "admin-revoked")
+
+
 @pytest.fixture
 def callers(test_host: Host) -> dict[str, TokenClient]:
     users = get_user_model().objects
@@ -58,6 +65,13 @@ def callers(test_host: Host) -> dict[str, TokenClient]:
     out = {"anonymous": TokenClient()}
     for persona, user in people.items():
         out[persona] = TokenClient(ApiToken.make(user, f"{persona}-token")[1])
+    reader = users.create_superuser("api-admin-ro", "", "x")  # its own user: its own request counts
+    out["admin-read-only"] = TokenClient(ApiToken.make(reader, "read-only-token", read_only=True)[1])
+    past = timezone.now() - timedelta(minutes=1)
+    out["admin-expired"] = TokenClient(ApiToken.make(people["admin"], "expired-token", expires=past)[1])
+    revoked, text = ApiToken.make(people["admin"], "revoked-token")
+    ApiToken.objects.filter(pk=revoked.pk).update(revoked=past)
+    out["admin-revoked"] = TokenClient(text)
     return out
 
 
@@ -70,6 +84,36 @@ def _ask(caller: TokenClient, url: str, method: str | None = None) -> Any:
     return response
 
 
+def _sees(persona: str, vm: str) -> bool:
+    """Whether the persona's user may see the VM (a grant on it: every user-* persona holds one on web-01)."""
+    return persona.startswith("user-") and vm == WEB_01_UUID
+
+
+def _expected(route: Route, access: Any, persona: str, method: str, vm: str = WEB_01_UUID) -> tuple[int, str] | None:
+    """What the API answers a persona (status and code), or None when it lets the persona through.
+
+    An object the caller may not see answers as one that does not exist: 404 not_found for a VM without a grant,
+    any object on a host (the host, its pools, volumes, networks) a non-admin asks for, another user's job;
+    the admins' resources that name no object (hosts/, users/, audit/...) and a VM the caller sees but may not
+    do this with answer 403."""
+    if access.permission == PUBLIC:
+        return None
+    if persona == "anonymous":
+        return 401, "not_authenticated"
+    if persona == "admin-expired":
+        return 401, "token_expired"
+    if persona == "admin-revoked":
+        return 401, "token_revoked"
+    if persona == "admin-read-only":
+        return None if method in ("GET", "HEAD", "OPTIONS") else (403, "read_only_token")
+    if _allowed(access, persona):
+        return None
+    names = {argument for argument, _ in route.arguments}
+    if access.permission == OWNER or ("host" in names and not ("vm" in names and _sees(persona, vm))):
+        return 404, "not_found"
+    return 403, "permission_denied"
+
+
 def _active(host: Host, vm: str = WEB_01_UUID) -> bool:
     return bool(services.call(host, lambda conn: conn.lookupByUUIDString(vm).isActive()))
 
@@ -79,13 +123,15 @@ def _active(host: Host, vm: str = WEB_01_UUID) -> bool:
 def test_api_permission_table(callers: dict[str, TokenClient], test_host: Host, route: Route, chosen: str | None,
                               access: Any, method: str | None) -> None:
     url = _url(route, chosen, method=method)
+    verb = method or ("POST" if chosen else "GET")  # a route choosing its operation by an argument runs it
     before = _world(test_host)
     for persona, caller in callers.items():
-        if _allowed(access, persona):
+        expected = _expected(route, access, persona, verb)
+        if expected is None:
             continue
         response = _ask(caller, url, method)
-        expected = 401 if persona == "anonymous" else 403
-        assert response.status_code == expected, f"{persona} got {response.status_code} at {url}"
+        assert (response.status_code, response.json().get("code")) == expected, \
+            f"{persona} got {response.status_code} {response.content[:200]!r} at {verb} {url}"
         body = response.json()
         assert set(body) == {"code", "message"} and body["message"], body
     assert _world(test_host) == before, "a refused request changed something"
@@ -93,15 +139,29 @@ def test_api_permission_table(callers: dict[str, TokenClient], test_host: Host, 
         other = _url(route, chosen, vm=DB_01_UUID, method=method)
         for persona, caller in callers.items():
             if persona.startswith("user-"):
-                assert _ask(caller, other, method).status_code == 403, f"{persona} reached db-01 at {other}"
+                response = _ask(caller, other, method)
+                assert response.status_code == 404 and response.json()["code"] == "not_found", \
+                    f"{persona} reached db-01 at {other}: {response.status_code}"
     for persona, caller in callers.items():
-        if not _allowed(access, persona):
+        if _expected(route, access, persona, verb) is not None:
             continue
         response = _ask(caller, url, method)
         assert response.status_code not in (401, 403), f"{persona} was refused {url}: {response.status_code}"
         assert response.status_code < 500, f"{persona} got {response.status_code} at {url}"
         if route.name != "api:docs":  # the reference page is HTML; everything else answers JSON
             assert response["Content-Type"].startswith(("application/json", "application/vnd.oai.openapi"))
+
+
+def test_the_table_holds_every_kind_of_token(callers: dict[str, TokenClient]) -> None:
+    """The personas cover what a token may be (read-only, expired, revoked), and the table expects of each
+    what the API's check says."""
+    assert set(TOKEN_PERSONAS) <= set(callers)
+    route, _chosen, access, _method = next(c for c, name in API_CASES if name == "api:vm-action start")
+    assert _expected(route, access, "admin-read-only", "POST") == (403, "read_only_token")
+    assert _expected(route, access, "admin-expired", "POST") == (401, "token_expired")
+    assert _expected(route, access, "admin-revoked", "POST") == (401, "token_revoked")
+    assert _expected(route, access, "outsider", "POST") == (404, "not_found")
+    assert _expected(route, access, "user-view", "POST") == (403, "permission_denied")
 
 
 def test_a_power_action_through_the_api_runs_the_declared_operation(callers: dict[str, TokenClient],
@@ -153,9 +213,21 @@ def test_the_vm_list_holds_only_granted_vms(callers: dict[str, TokenClient], tes
 
 
 def test_unknown_hosts_and_vms(callers: dict[str, TokenClient], test_host: Host) -> None:
-    """Users cannot tell host names apart (403 for both); admins hear 404."""
+    """What a user may not see answers as what does not exist, word for word (404 not_found), so names cannot
+    be probed; admins hear 404 for what does not exist."""
     missing = f"/api/v1/vms/no-such-host/{WEB_01_UUID}/"
-    assert callers["user-view"].get(missing).status_code == 403
+    hidden = [f"/api/v1/vms/testhost/{DB_01_UUID}/", missing,
+              "/api/v1/vms/testhost/99999999-9999-4999-8999-999999999999/"]
+    answers = [callers["user-view"].get(url) for url in hidden]
+    assert {(r.status_code, r.content) for r in answers} == {(404, answers[0].content)}, [r.content for r in answers]
+    assert answers[0].json()["code"] == "not_found"
+    for persona in ("user-view", "outsider"):
+        seen = callers[persona].get("/api/v1/networks/testhost/lan/")
+        unknown = callers[persona].get("/api/v1/networks/no-such-host/lan/")
+        assert seen.status_code == unknown.status_code == 404 and seen.content == unknown.content == answers[0].content
+    assert callers["user-view"].get("/api/v1/hosts/").status_code == 403, "an admins' list stays 403"
+    refusals = AuditEvent.objects.filter(result="denied", username="api-view")
+    assert refusals.count() >= 5, "each hidden object is still an audited refusal"
     assert callers["admin"].get(missing).json()["code"] == "not_found"
     gone = callers["admin"].get("/api/v1/vms/testhost/99999999-9999-4999-8999-999999999999/")
     assert gone.status_code == 404 and gone.json()["code"] == "not_found"
@@ -210,4 +282,7 @@ def test_a_long_operation_answers_202_with_its_jobs_url(callers: dict[str, Token
     assert response["Location"] == response.data["url"] == f"http://testserver/api/v1/jobs/{JOB_ID}/"
     followed = callers[JOB_OWNER].get(response.data["url"].removeprefix("http://testserver"))
     assert followed.status_code == 200 and followed.json()["state"] == "done"
-    assert callers["user-power"].get(f"/api/v1/jobs/{JOB_ID}/").status_code == 403, "another user's job"
+    theirs = callers["user-power"].get(f"/api/v1/jobs/{JOB_ID}/")
+    nobodys = callers["user-power"].get("/api/v1/jobs/999999/")
+    assert theirs.status_code == nobodys.status_code == 404 and theirs.content == nobodys.content, "another user's job"
+    assert callers["admin"].get("/api/v1/jobs/999999/").status_code == 404

@@ -5,8 +5,10 @@ through the API; secrets never come back; a dead host's detail answers quickly w
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+import libvirt
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -208,3 +210,65 @@ def test_confirm_a_new_machine(admin_api: TokenClient, test_host: Host) -> None:
     nothing = admin_api.post(url).json()
     assert nothing["confirmed"] is False and "nothing to confirm" in nothing["message"]
     assert AuditEvent.objects.filter(action="host.confirm_machine").count() == 1
+
+
+# --- the transports not proven above: local (the unix socket) and tls (a PKI folder) -------------------------
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """The URIs the panel opens. qemu:///system is sent to a socket nobody listens on (libvirt's `socket=`): a unit
+    test must not reach the lab's daemon on the real one."""
+    uris: list[str] = []
+    real = libvirt.open
+
+    def open_(uri: str) -> Any:
+        uris.append(uri)
+        return real(uri + f"?socket={tmp_path}/libvirt-sock" if uri == "qemu:///system" else uri)
+
+    monkeypatch.setattr(libvirt, "open", open_)
+    return uris
+
+
+def test_add_a_local_host(admin_api: TokenClient, opened: list[str], tmp_path: Path) -> None:
+    added = admin_api.post(HOSTS, {"name": "here", "transport": "local", "path": "system"})
+    assert added.status_code == 201, added.content
+    assert added.json()["uri"] == "qemu:///system" and added.json()["hostname"] == ""
+    assert Host.objects.filter(name="here", transport="local", path="system").exists()
+    _record("host.create", "here")
+    detail = admin_api.get(HOSTS + "here/")
+    assert detail.status_code == 200, detail.content
+    status = detail.json()["status"]
+    assert not status["reachable"] and f"{tmp_path}/libvirt-sock" in status["reason"], status
+    assert detail.json()["summary"] is None
+    tested = admin_api.post(HOSTS + "here/test/")
+    assert tested.status_code == 503 and tested.json()["code"] == "host_unavailable"
+    assert opened and set(opened) == {"qemu:///system"}, "the local socket, and nothing else"
+
+
+def test_add_a_tls_host_with_its_pki_folder(admin_api: TokenClient, places: dict[str, str],
+                                            opened: list[str]) -> None:
+    folder = f"{places['pki']}/good"
+    added = admin_api.post(HOSTS, {"name": "secure", "transport": "tls", "hostname": "127.0.0.1", "port": 1,
+                                   "path": "system", "tls_pkipath": folder})
+    assert added.status_code == 201, added.content
+    assert added.json()["tls_pkipath"] == folder and added.json()["uri"] == "qemu+tls://127.0.0.1:1/system"
+    assert Host.objects.get(name="secure").tls_pkipath == folder
+    _record("host.create", "secure")
+    detail = admin_api.get(HOSTS + "secure/")
+    assert detail.status_code == 200 and not detail.json()["status"]["reachable"], detail.content
+    assert detail.json()["status"]["reason"] and hostile.SECRET not in detail.content.decode()
+    assert opened == [f"qemu+tls://127.0.0.1:1/system?pkipath={folder}"], "libvirt reads the certificates there"
+    outside = admin_api.post(HOSTS, {"name": "leaky", "transport": "tls", "hostname": "127.0.0.1", "path": "system",
+                                     "tls_pkipath": places["outside"]})
+    assert outside.status_code == 400 and "tls_pkipath" in outside.json()["fields"], outside.content
+    assert not Host.objects.filter(name="leaky").exists()
+
+
+def test_the_panels_ssh_key_as_its_page_shows_it(admin_api: TokenClient, admin_client: Any,
+                                                  user_client: Any) -> None:
+    answered = admin_api.get(HOSTS + "ssh-key/")
+    assert answered.status_code == 200, answered.content
+    key = answered.json()["public_key"]
+    assert key.startswith("ssh-") and key in admin_client.get("/hosts/ssh-key/").content.decode()
+    refused = user_client.get(HOSTS + "ssh-key/")  # an admins' resource naming no object: 403
+    assert refused.status_code == 403 and refused.json()["code"] == "permission_denied"

@@ -42,6 +42,32 @@ def state(host: Host, name: str) -> tuple[bool, bool]:
 # --- reads --------------------------------------------------------------------------------------------
 
 
+def test_host_interfaces_as_the_page_shows_them(callers: dict[str, TokenClient], net_host: Host,
+                                               admin_client: Any) -> None:
+    url = "/api/v1/hosts/nethost/interfaces/"
+    report = callers["admin"].get(url)
+    assert report.status_code == 200, report.content
+    body = report.json()
+    page = admin_client.get("/networks/nethost/interfaces/").content.decode()
+    assert body["source"] == "interface API" and body["problems"] == []
+    names = [interface["name"] for interface in body["interfaces"]]
+    assert names and all(f'data-interface="{name}"' in page for name in names)
+    by_name = {i["name"]: i for i in body["interfaces"]}
+    assert by_name["eth0"]["mac"] == "52:54:00:aa:00:01" and "192.168.77.5/24" in page
+    assert any("192.168.77.5/24" in i["addresses"] for i in body["interfaces"])
+    assert "br0" in body["bridges"] and "eth0" in body["nics"] and by_name["br0"]["kind"] == "bridge"
+    assert callers["admin"].get("/api/v1/hosts/no-such-host/interfaces/").status_code == 404
+    for persona in ("user-view", "outsider"):  # an admins' read of a host: others hear what no host answers
+        assert callers[persona].get(url).json() == callers[persona].get("/api/v1/hosts/nope/interfaces/").json()
+        assert callers[persona].get(url).status_code == 404
+
+
+def test_host_interfaces_of_an_unreachable_host(callers: dict[str, TokenClient], db: None, tmp_path: Any) -> None:
+    Host.objects.create(name="gone", transport="test", path=str(tmp_path / "no-such-world.xml"))
+    answer = callers["admin"].get("/api/v1/hosts/gone/interfaces/")
+    assert answer.status_code in (409, 503) and answer.json()["message"], answer.content
+
+
 def test_list_and_detail_as_the_pages_show_them(callers: dict[str, TokenClient], net_host: Host) -> None:
     admin = callers["admin"]
     listed = admin.get(NETS).json()
@@ -56,9 +82,9 @@ def test_list_and_detail_as_the_pages_show_them(callers: dict[str, TokenClient],
     assert "leases" in detail and "<name>lan</name>" in detail["xml"]
     assert admin.get(NETS + "nope/").json()["code"] == "not_found"
     assert admin.get("/api/v1/networks/no-such-host/").status_code == 404
-    for persona in ("user-view", "user-change", "outsider"):  # networks are the admins' (as the pages)
-        assert callers[persona].get(NETS).status_code == 403
-        assert callers[persona].get(NETS + "lan/").status_code == 403
+    for persona in ("user-view", "user-change", "outsider"):  # networks are the admins' (as the pages): others
+        assert callers[persona].get(NETS).status_code == 404  # hear what a network that does not exist answers
+        assert callers[persona].get(NETS + "lan/").json() == callers[persona].get(NETS + "nope/").json()
 
 
 # --- create -------------------------------------------------------------------------------------------
@@ -79,7 +105,7 @@ CREATED = [
 def test_create_each_kind(callers: dict[str, TokenClient], net_host: Host, body: dict[str, Any], forward: str | None,
                           active: bool) -> None:
     refused = callers["user-change"].post(NETS, body)
-    assert refused.status_code == 403 and names(net_host) == ["lan", "spare"]
+    assert refused.status_code == 404 and names(net_host) == ["lan", "spare"]
     response = callers["admin"].post(NETS, body)
     assert response.status_code == 201, response.content
     assert response.json()["url"].endswith(f"{NETS}{body['name']}/")
@@ -148,7 +174,7 @@ def test_a_body_that_is_not_an_object_is_refused(callers: dict[str, TokenClient]
 def test_start_autostart_stop_and_a_libvirt_refusal(callers: dict[str, TokenClient], net_host: Host) -> None:
     ask(net_host, lambda conn: conn.networkLookupByName("spare").destroy())  # the test driver starts every network
     admin, url = callers["admin"], NETS + "spare/actions/"
-    assert callers["user-view"].post(url + "start/").status_code == 403 and state(net_host, "spare") == (False, False)
+    assert callers["user-view"].post(url + "start/").status_code == 404 and state(net_host, "spare") == (False, False)
     started = admin.post(url + "start/")
     assert started.status_code == 200 and started.json()["message"] == "Network spare started."
     assert state(net_host, "spare") == (True, False)
@@ -192,7 +218,7 @@ def test_stop_and_delete_of_a_network_in_use_need_its_vms_named(callers: dict[st
 
 def test_fixed_address_added_and_removed(callers: dict[str, TokenClient], net_host: Host) -> None:
     admin, hosts = callers["admin"], NETS + "lan/dhcp-hosts/"
-    assert callers["user-change"].post(hosts, {"mac": "52:54:00:00:01:0a", "ip": "192.168.150.9"}).status_code == 403
+    assert callers["user-change"].post(hosts, {"mac": "52:54:00:00:01:0a", "ip": "192.168.150.9"}).status_code == 404
     added = admin.post(hosts, {"mac": "52:54:00:00:01:0A", "ip": "192.168.150.9", "name": "api"})
     assert added.status_code == 201, added.content
     assert added.json()["mac"] == "52:54:00:00:01:0a"

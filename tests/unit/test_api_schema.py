@@ -4,6 +4,7 @@ the package (no CDN) under the panel's CSP; errors have one JSON shape."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 import yaml
@@ -102,7 +103,7 @@ def _api_operations() -> set[str]:
 
 def test_every_declared_operation_has_an_api_endpoint() -> None:
     """A page's operation nobody can run through the API fails here: declare its endpoint (api/)."""
-    missing = set(OPERATIONS) - _api_operations()
+    missing = {name for name, op in OPERATIONS.items() if op.api} - _api_operations()
     assert not missing, f"declared operations without an API endpoint: {sorted(missing)}"
 
 
@@ -122,3 +123,86 @@ def test_the_schema_generates_without_warnings(tmp_path) -> None:
 def test_an_address_without_its_slash_is_told_the_right_one(admin_client: Client) -> None:
     response = admin_client.get("/api/v1/hosts")
     assert response.status_code == 404 and "Did you mean /api/v1/hosts/" in response.json()["message"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_mistyped_address_answers_json_whatever_the_method(method: str) -> None:
+    """A write to an address nothing serves is the API's JSON 404, not Django's CSRF page (found by curl:
+    `POST /api/v1/vms/HOST//actions/start/` answered an HTML 403)."""
+    client = Client(enforce_csrf_checks=True)
+    for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer wkvm_nothing_here"}):
+        response = client.generic(method, "/api/v1/vms/kvm-01//actions/start/", "{}",
+                                  content_type="application/json", **headers)
+        assert response.status_code == 404 and response["Content-Type"] == "application/json", response.content
+        assert response.json()["code"] == "not_found"
+
+
+# Every page that only reads (GET) and the API route whose GET answers the same, or why the API has none
+# ("no API: ..."). A new read page fails test_every_read_page_has_an_api_get until it is listed here.
+READ_PAGES = {
+    "audit": "api:audit",
+    "console:page": "no API: noVNC in the browser; the API hands out the ticket of the same WebSocket "
+                    "(api:vm-console-ticket)",
+    "console:serial": "no API: a terminal in the browser; the API hands out the ticket of the same WebSocket "
+                      "(api:vm-console-ticket)",
+    "home": "no API: admins are sent to the hosts, others see their VMs' table: api:hosts and api:vms",
+    "hosts:detail": "api:host",
+    "hosts:list": "api:hosts",
+    "hosts:ssh_key": "api:panel-ssh-key",
+    "hosts:usage": "api:host",  # the detail's `usage`
+    "instances:detail": "api:vm",
+    "instances:disks": "api:vm-disks",
+    "instances:flavors": "api:flavors",
+    "instances:host": "api:vms",  # ?host=
+    "instances:list": "api:vms",
+    "instances:my_quota": "api:quota-usage",
+    "instances:nics": "api:vm-nics",
+    "instances:quotas": "api:quotas",
+    "instances:rows": "api:vms",  # the fleet table's rows: the same read, filters and sort
+    "instances:snapshots": "api:vm-snapshots",
+    "instances:stats": "no API: the detail page's chart counters (disk and network bytes, CPU time) polled every "
+                       "few seconds; api:vm answers state, vCPUs, memory and CPU load",
+    "instances:xml_history": "api:vm-xml-history",
+    "jobs:detail": "api:job",
+    "jobs:list": "api:jobs",
+    "jobs:status": "api:job",
+    "networks:detail": "api:network",
+    "networks:index": "api:networks",  # per host (api:hosts names them)
+    "networks:interfaces": "api:host-interfaces",
+    "networks:list": "api:networks",
+    "storage:images": "api:images",
+    "storage:index": "api:pools",  # per host
+    "storage:pool": "api:pool",
+    "storage:pools": "api:pools",
+    "storage:pool_types": "no API: the pool kinds the host's libvirt supports, for the page's choice; POST "
+                          "pools/HOST/ refuses one it does not, with a field error",
+    "storage:volume_download": "api:volume-content",
+    "users:list": "api:users",
+}
+
+
+def _http_methods(view: Any) -> set[str] | None:
+    """The methods a page's require_GET (require_http_methods) lets through; None when it declares none."""
+    seen: set[int] = set()
+    while view is not None and id(view) not in seen:
+        seen.add(id(view))
+        for cell in getattr(view, "__closure__", None) or ():
+            value = cell.cell_contents
+            if isinstance(value, list | tuple) and value and all(isinstance(m, str) and m.isupper() for m in value):
+                return set(value)
+        view = getattr(view, "__wrapped__", None)
+    return None
+
+
+def test_every_read_page_has_an_api_get() -> None:
+    """The read side of the operation ledger above: a page that only shows something has an API GET answering
+    the same, or a reason why not."""
+    reads = {route.name for route in ROUTES if not route.name.startswith("api:")
+             and (_http_methods(route.callback) or {"POST"}) <= {"GET", "HEAD"}}
+    assert reads == set(READ_PAGES), f"read pages to list in READ_PAGES: {sorted(reads - set(READ_PAGES))}; " \
+                                     f"listed but gone: {sorted(set(READ_PAGES) - reads)}"
+    gets = {route.name for route in ROUTES if route.name.startswith("api:") and route.access is not None
+            and (not route.access.methods or route.access.of_method("GET") is not None)}
+    for page_name, answer in READ_PAGES.items():
+        assert answer in gets or answer.startswith("no API: "), f"{page_name}: {answer} is no API GET"
+    assert {"hosts:ssh_key", "networks:interfaces"} <= {p for p, a in READ_PAGES.items() if a in gets}

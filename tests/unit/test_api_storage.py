@@ -189,7 +189,8 @@ def test_users_who_are_not_admins_reach_no_pool_not_even_an_opened_one(callers: 
     for persona in ("user-view", "user-power", "outsider"):
         for method, url in asks:
             response = callers[persona].call(method, url, {"name": "mine.img", "size": "1G"})
-            assert response.status_code == 403, (persona, method, url, response.status_code)
+            # A pool on a host they may not see answers as one that does not exist.
+            assert response.status_code == 404, (persona, method, url, response.status_code)
             assert "open.iso" not in response.content.decode()
     assert volume_names(test_host) == {"open.iso"} and pool_state(test_host, "images")[0] == 1
 
@@ -220,7 +221,7 @@ def answer_of(content: bytes) -> dict[str, Any]:
     ("a revoked token", 401, "token_revoked"),
     ("an expired token", 401, "token_expired"),
     ("a read-only token", 403, "read_only_token"),
-    ("a user's token", 403, "permission_denied"),
+    ("a user's token", 404, "not_found"),  # a pool it may not see: as one that does not exist
     ("a session without CSRF", 403, "csrf_failed"),
 ])
 def test_a_refused_api_upload_reads_no_byte(callers: dict[str, TokenClient], admin_client: Client,  # noqa: F811
@@ -284,6 +285,24 @@ def test_api_transfers_go_through_the_streaming_path(callers: dict[str, TokenCli
     assert got == 409 and answer_of(content)["code"] == "not_done", content
     assert AuditEvent.objects.filter(action="volume.upload", username="root-admin").get().detail.endswith(
         "(through the API, session)")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_streaming_path_hides_a_volume_from_who_may_not_see_it(callers: dict[str, TokenClient],  # noqa: F811
+                                                                   test_host: Host) -> None:
+    """The streamed transfers answer a user who is not an admin as every API route naming a host does: 404, word
+    for word what a host that does not exist answers, and nothing is read or made."""
+    make_volume(test_host, "v.img")
+    user = bearer(token_of("api-change", "mine"))
+    length = [(b"content-length", b"3")]
+    answers = [asgi("GET", VOLUMES + "v.img/content", user), asgi("GET", VOLUMES.replace("testhost", "nohost") +
+                                                                  "v.img/content", user),
+               asgi("PUT", CONTENT, [*user, *length], body_of(b"abc"))]
+    for got, headers, content in answers:
+        assert got == 404 and headers[b"content-type"] == b"application/json", content
+        assert content == answers[0][2] and answer_of(content)["code"] == "not_found"
+    assert volume_names(test_host) == {"v.img"}
+    assert AuditEvent.objects.filter(result="denied", username="api-change").count() == 3
 
 
 @pytest.mark.django_db(transaction=True)

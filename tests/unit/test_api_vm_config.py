@@ -336,3 +336,92 @@ def test_an_oversized_xml_body_is_413_before_it_is_read(callers: Callers, test_h
     refused_with(callers["admin"].call("PUT", api() + "xml/", {"xml": huge, "version": "v"}), 413, "too_large")
     assert config_xml(test_host, WEB_01_UUID) == before
     assert "over the limit" in AuditEvent.objects.get(action="vm.xml.edit").detail
+
+
+# ---- what a grant on a VM does not open: the rules for users who are not admins (issue 14, finding 4) ---------
+
+TYPED_MAC = "52:54:00:de:ad:01"
+
+
+def _not_used(response: Any, recorded: dict[str, Recorder]) -> None:
+    """A typed MAC: refused on its field, or ignored (the panel generates one)."""
+    if response.status_code == 400:
+        field_error(response, "mac")
+        assert not recorded["attachDeviceFlags"].calls
+        return
+    assert response.status_code == 200, response.content
+    nic = Interface.from_xml(recorded["attachDeviceFlags"].calls[-1][0])
+    assert nic.source_network == "lan" and nic.mac and nic.mac != TYPED_MAC
+
+
+# (case, persona, method, path under the VM, VM, body, what it answers: a field with its 400, or a check)
+USER_RULES = [
+    ("NIC on a closed network", "user-change", "POST", "nics/", BOX_UUID,
+     {"source": "network:backnet", "model": "virtio"}, "source"),
+    ("NIC on a closed bridge", "user-change", "POST", "nics/", BOX_UUID,
+     {"source": "bridge:br-closed", "model": "virtio"}, "source"),
+    ("NIC moved to a closed network", "user-change", "PATCH", f"nics/{BOX_MAC}/", BOX_UUID,
+     {"source": "network:backnet"}, "source"),
+    ("NIC with a typed MAC", "user-change", "POST", "nics/", BOX_UUID,
+     {"source": "network:lan", "model": "virtio", "mac": TYPED_MAC}, _not_used),
+    ("volume in a closed pool", "user-change", "POST", "disks/", BOX_UUID, {**GOOD_ATTACH, "pool": "vault"}, "pool"),
+    ("volume in the ISO library", "user-change", "POST", "disks/", BOX_UUID, {**GOOD_ATTACH, "pool": "isos"}, "pool"),
+    ("an existing volume (another tenant's)", "user-change", "POST", "disks/", BOX_UUID,
+     {**GOOD_ATTACH, "source": "existing", "volume": "images/tenant-b-data.qcow2"}, "source"),
+    ("an .iso outside the ISO library", "user-change", "PUT", "cdroms/hdc/media/", BOX_UUID,
+     {"iso": "images/payroll.iso"}, "iso"),
+    ("an ISO of a closed pool", "user-change", "PUT", "cdroms/hdc/media/", BOX_UUID,
+     {"iso": "vault/vault-installer.iso"}, "iso"),
+    ("VNC listen address", "user-change", "PUT", "vnc/", WEB_01_UUID, {"keymap": "fr", "listen": "0.0.0.0"}, "__all__"),
+    ("VNC password set", "user-change", "PUT", "vnc/", WEB_01_UUID,
+     {"password_action": "set", "password": "Zq7#pw!x"}, "__all__"),
+    ("VNC password cleared", "user-change", "PUT", "vnc/", WEB_01_UUID, {"password_action": "clear"}, "__all__"),
+]
+
+
+@pytest.fixture
+def tenant_world(callers: Callers, test_host: Host) -> None:
+    """tests/tenants.py's world (pools images and isos, network lan opened; vault and backnet closed), the VM
+    box, bridges br-open (opened) and br-closed, and the change grant on box for the change persona."""
+    from django.contrib.auth import get_user_model
+
+    from tests.tenants import furnish
+    from tests.unit.test_sharing import host_bridges
+    from webkvm.models import SharedKind, SharedResource, VMGrant
+
+    furnish(test_host)
+    define_box(test_host)
+    host_bridges(test_host, "br-open", "br-closed")
+    SharedResource.objects.create(host=test_host, kind=SharedKind.BRIDGE, name="br-open")
+    VMGrant.objects.create(user=get_user_model().objects.get(username="api-change"), host=test_host,
+                           vm_uuid=BOX_UUID, vm_name="box", can_change=True)
+
+
+@pytest.mark.parametrize(("case", "persona", "method", "path", "vm", "body", "answer"), USER_RULES,
+                         ids=[r[0] for r in USER_RULES])
+def test_a_grant_opens_nothing_else_of_the_host_through_the_api(callers: Callers, test_host: Host,
+                                                                 recorded: dict[str, Recorder], tenant_world: None,
+                                                                 case: str, persona: str, method: str, path: str,
+                                                                 vm: str, body: dict[str, Any], answer: Any) -> None:
+    before = config_xml(test_host, vm), volumes(test_host)
+    response = callers[persona].call(method, api(vm) + path, body)
+    if callable(answer):
+        answer(response, recorded)
+        return
+    field_error(response, answer)
+    assert not any(r.calls for r in recorded.values())
+    assert (config_xml(test_host, vm), volumes(test_host)) == before
+    assert "Zq7" not in response.content.decode()
+
+
+def test_the_same_requests_work_for_admins_and_in_what_was_opened(callers: Callers, test_host: Host,
+                                                                 recorded: dict[str, Recorder],
+                                                                 tenant_world: None) -> None:
+    """The rows above are refused for what they name, not for how they are asked."""
+    admin, user = callers["admin"], callers["user-change"]
+    for caller, source in ((admin, "network:backnet"), (user, "bridge:br-open"), (user, "network:lan")):
+        added = caller.post(api(BOX_UUID) + "nics/", {"source": source, "model": "virtio"})
+        assert added.status_code == 200, (source, added.content)
+    assert admin.call("PUT", api(BOX_UUID) + "cdroms/hdc/media/", {"iso": "images/payroll.iso"}).status_code == 200
+    assert user.call("PUT", api(BOX_UUID) + "cdroms/hdc/media/", {"iso": "isos/debian-12.iso"}).status_code == 200
+    assert admin.call("PUT", api() + "vnc/", {"keymap": "fr", "listen": "0.0.0.0"}).status_code == 200
