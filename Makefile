@@ -37,11 +37,17 @@ lint: $(STAMPS)/venv
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run -v0
 
-# A machine without the cached cloud image (tests/cloud_image.py) builds it meanwhile, in the background: the
-# tests that boot it come later and wait for it (one build per machine, under its lock). Subsets skip that.
+# Every test: tests/unit on two workers (pytest-xdist: each its own test database and temporary folders), then
+# all the others (tests/integration, tests/browser: they share the one lab) in one process; fails if either
+# part fails. A machine without the cached cloud image (tests/cloud_image.py) builds it meanwhile, in the
+# background: the tests that boot it come last and wait for it (one build per machine, under its lock).
+# PYTEST_ARGS runs that subset alone, in one process, without the build.
 test: setup lint
-	@if [ -z "$(PYTEST_ARGS)" ]; then $(PY) -m tests.cloud_image > var/cloud-image-build.log 2>&1 & fi; \
-	$(PY) -m pytest --durations=25 $(PYTEST_ARGS); status=$$?; wait; exit $$status
+	@if [ -n "$(PYTEST_ARGS)" ]; then exec $(PY) -m pytest --durations=25 $(PYTEST_ARGS); fi; \
+	$(PY) -m tests.cloud_image > var/cloud-image-build.log 2>&1 & \
+	$(PY) -m pytest -n 2 --durations=25 tests/unit; unit=$$?; \
+	$(PY) -m pytest --durations=25 tests --ignore=tests/unit; rest=$$?; \
+	wait; exit $$(( unit ? unit : rest ))
 
 bench: setup
 	$(PY) lab/labctl.py up

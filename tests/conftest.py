@@ -34,6 +34,20 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_panel_files(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Under pytest-xdist (`make test` runs tests/unit on two workers) each worker keeps the panel's own files
+    (ssh key pair and the known_hosts rewritten from its database, the credential key) in its own temporary
+    folder, not in var/ beside the other worker's: its database and temporary folders are its own already."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from django.conf import settings
+
+    folder = tmp_path_factory.mktemp("panel-files")
+    settings.WEBKVM_SSH_DIR = folder / "ssh"
+    settings.WEBKVM_CREDENTIAL_KEY_FILE = folder / "credentials.key"
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private redis-server on a unix socket for this test run (fails under CI=true when not installed)."""

@@ -87,15 +87,16 @@ def test_adds_the_round_trip_once(forwarder: Forwarder) -> None:
 
 
 def test_a_burst_of_chunks_is_not_delayed_per_chunk(forwarder: Forwarder) -> None:
-    """Ten chunks sent 2 ms apart arrive about one round trip after the last, not ten round trips later."""
+    """Ten chunks sent 2 ms apart arrive about one round trip after the last, not ten round trips later. Counted
+    from the last chunk sent: the sender's own sleeps stretch on a busy machine (another test worker)."""
     with _connect(forwarder.port) as sock:
-        started = time.perf_counter()
         for i in range(10):
             sock.sendall(bytes([i]) * 10)
+            last_sent = time.perf_counter()
             time.sleep(0.002)
         assert _receive(sock, 100) == b"".join(bytes([i]) * 10 for i in range(10))
-        elapsed_ms = (time.perf_counter() - started) * 1000
-    assert elapsed_ms < 20 + RTT_MS + 30
+        elapsed_ms = (time.perf_counter() - last_sent) * 1000
+    assert elapsed_ms < RTT_MS + 30
 
 
 def test_counts_a_call_split_across_chunks(forwarder: Forwarder) -> None:

@@ -102,9 +102,9 @@ def vnc_server(version: bytes = b"RFB 003.008\n", types: bytes = b"\x02", passwo
         result = struct.pack(">I", 0 if ok else 1)
         if not ok and version == b"RFB 003.008\n":
             result += struct.pack(">I", 21) + b"Authentication failed"
-        sock.sendall(result)
-        if seen is not None:
+        if seen is not None:  # before the result: the client returns on it, and the test reads `seen` at once
             seen.append(said + answer)
+        sock.sendall(result)
     return script
 
 
