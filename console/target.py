@@ -220,7 +220,11 @@ def open_stream(host: Host, target: Target) -> TargetStream:
         if said:
             raise Refused(Text(gettext_noop("{vm}: ssh tunnel to the host failed"), vm=target.display.vm_name),
                           said) from None
-        raise Refused(gettext_noop("{vm}: {error}"), vm=target.display.vm_name, error=rfb.words(exc)) from None
+        failure = rfb.words(exc)
+        if failure.template == rfb.FAILED:  # the connection failed: the system's words are the host's (admins')
+            raise Refused(Text(gettext_noop("cannot reach the VNC server of {vm}"), vm=target.display.vm_name),
+                          str(failure.params["error"])) from None
+        raise Refused(gettext_noop("{vm}: {error}"), vm=target.display.vm_name, error=failure) from None
     except BaseException:
         stream.close()  # whatever went wrong, the socket and the ssh process go with it
         raise
