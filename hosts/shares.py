@@ -1,26 +1,26 @@
 """What an admin opens of a host to users who are not admins: networks and bridges for their NICs, pools for
 their new volumes, ISO libraries for their CD-ROMs (webkvm.models.SharedResource; the rules that use them
-are in webkvm/sharing.py). Only names the host really has can be opened."""
+are in webkvm/sharing.py). Only names the host really has can be opened. Opening and closing run functions
+the API shares (api/hosts.py); their pages are generated from the declarations (webkvm/operation_views.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods, require_POST
 
 from hosts import operations as ops
 from hosts import services
 from hosts.models import Host
 from virt.capabilities import HostOffer, host_offer
-from virt.errors import VirtError
 from webkvm.models import SharedKind, SharedResource
-from webkvm.operations import Outcome, perform, route
-from webkvm.views_base import host_unavailable
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Outcome, perform
 
 TEMPLATE = "hosts/share.html"
 
@@ -54,28 +54,6 @@ def listed(host: Host) -> list[SharedResource]:
     return list(SharedResource.objects.filter(host=host))
 
 
-def _page(request: HttpRequest, host: Host, form: ShareForm) -> HttpResponse:
-    return render(request, TEMPLATE, {"host": host, "form": form, "shared": listed(host)})
-
-
-@require_http_methods(["GET", "POST"])
-@route(ops.SHARE)
-def share(request: HttpRequest, name: str) -> HttpResponse:
-    host = get_object_or_404(Host, name=name)
-    if request.method != "POST":
-        return _page(request, host, ShareForm(host))
-    try:
-        offer = services.call(host, host_offer)
-    except VirtError as exc:
-        context = {"host": host, "form": ShareForm(host, None, request.POST), "shared": listed(host)}
-        return host_unavailable(request, ops.SHARE, TEMPLATE, context, host.name, exc)
-    form = ShareForm(host, offer, request.POST)
-    if not form.is_valid():
-        return _page(request, host, form)
-    outcome = open_to_users(request, host, form)
-    return redirect("hosts:detail", name=host.name) if outcome.ok else _page(request, host, form)
-
-
 def open_to_users(request: HttpRequest, host: Host, form: ShareForm, *,
                   quiet: bool = False) -> Outcome[SharedResource]:
     """host.share of a valid form (page and API)."""
@@ -107,9 +85,28 @@ def closed_words(host: Host, opened: SharedResource) -> str:
         "name": opened.name, "kind": SharedKind(opened.kind).label, "host": host.name}
 
 
-@require_POST
-@route(ops.UNSHARE)
-def unshare(request: HttpRequest, name: str, pk: int) -> HttpResponse:
-    host = get_object_or_404(Host, name=name)
-    close_to_users(request, host, get_object_or_404(SharedResource, pk=pk, host=host))
-    return redirect("hosts:detail", name=host.name)
+# --- the pages, generated from the declarations (webkvm/operation_views.py) ------------------------
+
+
+def _detail(call: Call, _outcome: Any = None) -> str:
+    return reverse("hosts:detail", kwargs={"name": call.target.name})
+
+
+def _offer(call: Call) -> None:
+    """What is open already; on a POST, what the host has (the form takes only names it has)."""
+    call.context["shared"] = listed(call.target)
+    if call.posted:
+        call.context["form"] = ShareForm(call.target, None, call.request.POST)  # the page when it cannot be asked
+        call.context["offer"] = services.call(call.target, host_offer)
+
+
+share = operation_view(OperationPage(
+    ops.SHARE, host="name", template=TEMPLATE, find=_offer, audit_unreadable=lambda call: call.target.name,
+    form=lambda call, data: ShareForm(call.target, call.context.get("offer"), data),
+    run=lambda call: open_to_users(call.request, call.target, cast(ShareForm, call.form)), then=_detail))
+
+# POST only: a button on the host's page.
+unshare = operation_view(OperationPage(
+    ops.UNSHARE, host="name", then=_detail,
+    run=lambda call: close_to_users(call.request, call.target,
+                                    get_object_or_404(SharedResource, pk=call.args["pk"], host=call.target))))

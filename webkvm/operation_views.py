@@ -28,7 +28,10 @@ Adding an operation:
 
 Generated this way: networks/actions.py and networks/views.py (create, start, stop, autostart,
 no-autostart, delete, fixed address add and remove), storage/views/pools.py (create, build, start, stop,
-refresh, autostart, no-autostart, delete), hosts/views.py (add, edit, remove, test, confirm machine).
+refresh, autostart, no-autostart, delete), storage/views/volumes.py (create, clone, grow, wipe, delete; upload
+and download are streamed routes, storage/views/transfer.py), storage/views/images.py (image library set and
+unset, import, edit, delete), hosts/views.py (add, edit, remove, test, confirm machine), hosts/shares.py (open
+to users, close to users).
 """
 
 from __future__ import annotations

@@ -4,17 +4,21 @@ import a volume of a library as a cloud image; edit and delete images.
 Each change runs through its declared operation (storage/operations.py: one audit record, one message);
 input the form, the records or libvirt refuses (a raw-named-qcow2 is fine, a vmdk or an overlay is not)
 is a field error, audited as refused, with nothing stored. The logic is storage/images.py; the API
-(api/images.py) runs the same functions below."""
+(api/images.py) runs the same functions below; the pages are generated from the declarations
+(webkvm/operation_views.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.utils.translation import gettext_noop
+from django.views.decorators.http import require_GET
 
 from hosts import services
 from hosts.models import Host
@@ -24,15 +28,15 @@ from storage.forms import ImageDeleteForm, ImageForm, ImageImportForm, LibraryFo
 from storage.models import CloudImage, ImageLibrary
 from storage.views.common import LIST_TIMEOUT
 from storage.views.pools import detail_or_404
-from virt.errors import NotFound, VirtError
+from virt.errors import NotFound
 from virt.osinfo import catalogue
 from virt.reads import POOLS
 from virt.storage import PoolSummary, pool_summary
 from virt.volumes import PoolDetail
 from virt.xml.codecs import iec
 from webkvm.i18n import said
-from webkvm.operations import ADMIN, Outcome, host_or_404, page, perform, refused, route
-from webkvm.views_base import host_unavailable
+from webkvm.operation_views import Call, OperationPage, operation_view, url_arg
+from webkvm.operations import ADMIN, Outcome, page, perform, refused, route
 
 
 def os_options() -> dict[str, Any]:
@@ -85,35 +89,6 @@ def pool_or_none(host: Host, pool: str, marked: ImageLibrary | None) -> PoolSumm
         return None
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.LIBRARY_SET)
-def library_edit(request: HttpRequest, host: str, pool: str) -> HttpResponse:
-    found = host_or_404(host)
-    marked = library.library_of(found, pool)
-    context: dict[str, Any] = {"host": found, "pool_name": pool, "marked": marked}
-    try:
-        context["pool"] = pool_or_none(found, pool, marked)
-    except VirtError as exc:
-        return host_unavailable(request, ops.LIBRARY_SET, "storage/images_library.html", context, pool, exc)
-    initial = {"library": marked is not None, "linked_clones": bool(marked and marked.linked_clones)}
-    form = LibraryForm(request.POST if request.method == "POST" else None, initial=initial)
-    context["form"] = form
-    if request.method != "POST":
-        return render(request, "storage/images_library.html", context)
-    if not form.is_valid():
-        refused(request, ops.LIBRARY_SET, host=found, name=pool, reason=form.errors.as_text())
-        return render(request, "storage/images_library.html", context)
-    if context["pool"] is None and form.cleaned_data["library"]:
-        form.add_error("library", _("Pool %(pool)s no longer exists on %(host)s: it can only be unmarked.")
-                       % {"pool": pool, "host": found.name})
-        refused(request, ops.LIBRARY_SET, host=found, name=pool, reason="the pool is gone")
-        return render(request, "storage/images_library.html", context)
-    outcome = set_library(request, found, pool, form)
-    if not outcome.ok:
-        return render(request, "storage/images_library.html", context)
-    return redirect("storage:images")
-
-
 def set_library(request: HttpRequest, host: Host, pool: str, form: LibraryForm, *,
                 quiet: bool = False) -> Outcome[str]:
     """library.set of a valid form (the page and the API)."""
@@ -141,29 +116,6 @@ def import_form(host: Host, detail: PoolDetail, data: Any) -> ImageImportForm:
     """The import form of a library pool: its volumes that are not images yet."""
     taken = set(CloudImage.objects.filter(host=host, pool=detail.pool.name).values_list("volume", flat=True))
     return ImageImportForm([v for v in detail.volumes if v.name not in taken], data, **os_options())
-
-
-@require_http_methods(["GET", "POST"])
-@route(ops.IMAGE_IMPORT)
-def image_import(request: HttpRequest, host: str, pool: str) -> HttpResponse:
-    found = host_or_404(host)
-    context: dict[str, Any] = {"host": found, "pool_name": pool, "title": _("Import an image")}
-    name = f"{pool}/{request.POST.get('volume', '')[:128]}"
-    try:
-        context["library"], detail = library_detail(found, pool)
-    except VirtError as exc:
-        return host_unavailable(request, ops.IMAGE_IMPORT, "storage/images_form.html", context, name, exc)
-    form = import_form(found, detail, request.POST if request.method == "POST" else None)
-    context.update({"detail": detail, "form": form})
-    if request.method != "POST":
-        return render(request, "storage/images_form.html", context)
-    if not form.is_valid():
-        refused(request, ops.IMAGE_IMPORT, host=found, name=name, reason=form.errors.as_text())
-        return render(request, "storage/images_form.html", context)
-    outcome = import_volume(request, found, pool, form)
-    if not outcome.ok:
-        return render(request, "storage/images_form.html", context)
-    return redirect("storage:images")
 
 
 def _described(image: CloudImage) -> str:
@@ -207,24 +159,6 @@ def image_form(image: CloudImage, data: Any) -> ImageForm:
     return ImageForm(data, initial=initial, **options)
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.IMAGE_UPDATE)
-def image_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    image = get_object_or_404(CloudImage.objects.select_related("host"), pk=pk)
-    form = image_form(image, request.POST if request.method == "POST" else None)
-    context: dict[str, Any] = {"host": image.host, "pool_name": image.pool, "image": image, "form": form,
-                               "title": _("Edit image %(name)s") % {"name": image.name}}
-    if request.method != "POST":
-        return render(request, "storage/images_form.html", context)
-    if not form.is_valid():
-        refused(request, ops.IMAGE_UPDATE, host=image.host, name=image.name, reason=form.errors.as_text())
-        return render(request, "storage/images_form.html", context)
-    outcome = update_image(request, image, form)
-    if not outcome.ok:
-        return render(request, "storage/images_form.html", context)
-    return redirect("storage:images")
-
-
 def update_image(request: HttpRequest, image: CloudImage, form: ImageForm, *,
                  quiet: bool = False) -> Outcome[CloudImage]:
     """image.update of a valid form (the page and the API)."""
@@ -240,20 +174,6 @@ def update_image(request: HttpRequest, image: CloudImage, form: ImageForm, *,
     return outcome
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.IMAGE_DELETE)
-def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    image = get_object_or_404(CloudImage.objects.select_related("host"), pk=pk)
-    form = ImageDeleteForm(request.POST if request.method == "POST" else None)
-    context: dict[str, Any] = {"host": image.host, "image": image, "form": form}
-    if request.method != "POST" or not form.is_valid():
-        return render(request, "storage/images_delete.html", context)
-    outcome = delete_image(request, image, form)
-    if not outcome.ok:
-        return render(request, "storage/images_delete.html", context)
-    return redirect("storage:images")
-
-
 def delete_image(request: HttpRequest, image: CloudImage, form: ImageDeleteForm, *,
                  quiet: bool = False) -> Outcome[str]:
     """image.delete (the page and the API): the record, and the volume when the form asks for it (libvirt
@@ -261,3 +181,84 @@ def delete_image(request: HttpRequest, image: CloudImage, form: ImageDeleteForm,
     also = bool(form.cleaned_data.get("delete_volume"))
     return perform(request, ops.IMAGE_DELETE, host=image.host, name=image.name, form=form, quiet=quiet,
                    work=lambda: library.delete_image(image, delete_volume_too=also), done=said, detail=str)
+
+
+# --- the pages, generated from the declarations (webkvm/operation_views.py) ------------------------
+
+
+def _to_images(_call: Call, _outcome: Any = None) -> str:
+    return reverse("storage:images")
+
+
+def _library(call: Call) -> None:
+    """The pool's library mark and the pool (None: gone, but still marked)."""
+    pool = call.args["pool"]
+    call.context["pool_name"] = pool
+    call.context["marked"] = marked = library.library_of(call.target, pool)
+    call.context["pool"] = pool_or_none(call.target, pool, marked)
+
+
+def _library_form(call: Call, data: QueryDict | None) -> LibraryForm:
+    marked = call.context["marked"]
+    return LibraryForm(data, initial={"library": marked is not None,
+                                      "linked_clones": bool(marked and marked.linked_clones)})
+
+
+def _set_library(call: Call) -> Outcome[str] | None:
+    """A pool gone from its host can only be unmarked: marking it is refused on the form (None)."""
+    host, pool, form = call.target, call.args["pool"], cast(LibraryForm, call.form)
+    if call.context["pool"] is None and form.cleaned_data["library"]:
+        form.add_error("library", _("Pool %(pool)s no longer exists on %(host)s: it can only be unmarked.")
+                       % {"pool": pool, "host": host.name})
+        refused(call.request, ops.LIBRARY_SET, host=host, name=pool, reason="the pool is gone")
+        return None
+    return set_library(call.request, host, pool, form)
+
+
+library_edit = operation_view(OperationPage(
+    ops.LIBRARY_SET, template="storage/images_library.html", find=_library, form=_library_form,
+    audit_unreadable=url_arg("pool"), refuse_invalid=url_arg("pool"), run=_set_library, then=_to_images))
+
+
+def _import_name(call: Call) -> str:
+    return f"{call.args['pool']}/{call.request.POST.get('volume', '')[:128]}"
+
+
+def _library_volumes(call: Call) -> None:
+    call.context.update({"pool_name": call.args["pool"], "title": _("Import an image")})
+    call.context["library"], call.context["detail"] = library_detail(call.target, call.args["pool"])
+
+
+image_import = operation_view(OperationPage(
+    ops.IMAGE_IMPORT, template="storage/images_form.html", find=_library_volumes,
+    form=lambda call, data: import_form(call.target, call.context["detail"], data),
+    audit_unreadable=_import_name, refuse_invalid=_import_name,
+    run=lambda call: import_volume(call.request, call.target, call.args["pool"], cast(ImageImportForm, call.form)),
+    then=_to_images))
+
+
+def _image(title: str = "") -> Callable[[Call], None]:
+    """The image the URL names (404), whose host is the operation's."""
+
+    def find(call: Call) -> None:
+        image = get_object_or_404(CloudImage.objects.select_related("host"), pk=call.args["pk"])
+        call.host = image.host
+        call.context.update({"host": image.host, "image": image})
+        if title:
+            call.context.update({"pool_name": image.pool, "title": _(title) % {"name": image.name}})
+
+    return find
+
+
+image_edit = operation_view(OperationPage(
+    ops.IMAGE_UPDATE, host="", template="storage/images_form.html", find=_image(gettext_noop("Edit image %(name)s")),
+    form=lambda call, data: image_form(call.context["image"], data),
+    refuse_invalid=lambda call: call.context["image"].name,
+    run=lambda call: update_image(call.request, call.context["image"], cast(ImageForm, call.form)),
+    then=_to_images))
+
+image_delete = operation_view(OperationPage(
+    ops.IMAGE_DELETE, host="", template="storage/images_delete.html", find=_image(),
+    form=lambda _call, data: ImageDeleteForm(data),
+    run=lambda call: delete_image(call.request, call.context["image"], cast(ImageDeleteForm, call.form)),
+    then=_to_images))

@@ -2,29 +2,34 @@
 wipe (as jobs), grow, delete.
 
 Each change runs through its declared operation (storage/operations.py): one audit record, one
-message; input the form or the host refuses is a field error, audited as refused, with nothing changed."""
+message; input the form or the host refuses is a field error, audited as refused, with nothing changed.
+The functions doing the work are the page's and the API's (api/storage.py); the pages are generated from
+the declarations (webkvm/operation_views.py). Upload and download are streamed routes (storage/views/transfer.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
+from django import forms
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
-from django.views.decorators.http import require_http_methods
 
 from hosts.models import Host
 from jobs.models import Job
 from storage import operations as ops
 from storage.forms import CloneForm, ResizeForm, VolumeForm, pool_state_label
 from storage.views.pools import detail_or_404
-from virt.errors import Text, VirtError
+from virt.errors import Text
 from virt.storage_rules import StorageInputError
 from virt.volumes import PoolDetail, VolumeInfo, create_volume, delete_volume, resize_volume
 from virt.xml.codecs import iec
-from webkvm.operations import Operation, Outcome, host_or_404, on_host, refused, route, start_job
-from webkvm.views_base import host_unavailable, on_host_checked
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Operation, Outcome, View, on_host, start_job
+from webkvm.views_base import on_host_checked
 
 
 def volume_or_404(detail: PoolDetail, name: str) -> VolumeInfo:
@@ -33,32 +38,6 @@ def volume_or_404(detail: PoolDetail, name: str) -> VolumeInfo:
     if found is None:
         raise Http404(_("No such volume in this pool."))
     return found
-
-
-@require_http_methods(["GET", "POST"])
-@route(ops.VOLUME_CREATE)
-def volume_new(request: HttpRequest, host: str, pool: str) -> HttpResponse:
-    found = host_or_404(host)
-    context: dict[str, Any] = {"host": found, "pool_name": pool, "title": _("New volume")}
-    name = request.POST.get("name", "")[:128]
-    try:
-        detail = detail_or_404(found, pool)
-    except VirtError as exc:
-        return host_unavailable(request, ops.VOLUME_CREATE, "storage/volume_form.html", context, f"{pool}/{name}",
-                                exc)
-    form = volume_form(detail, request.POST if request.method == "POST" else None)
-    context.update({"detail": detail, "form": form})
-    if request.method != "POST":
-        return render(request, "storage/volume_form.html", context)
-    if not form.is_valid():
-        refused(request, ops.VOLUME_CREATE, host=found, name=f"{pool}/{name}", reason=form.errors.as_text())
-        return render(request, "storage/volume_form.html", context)
-    made = create_volume_in(request, found, form)
-    if isinstance(made, Job):
-        return redirect(made)
-    if made is None or not made.ok:  # refused: said on the form
-        return render(request, "storage/volume_form.html", context)
-    return redirect("storage:pool", found.name, pool)
 
 
 def volume_form(detail: PoolDetail, data: Any) -> VolumeForm:
@@ -107,31 +86,6 @@ def start_allocated(request: HttpRequest, host: Host, form: VolumeForm, *, quiet
     return job
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.VOLUME_CLONE)
-def volume_clone(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
-    found = host_or_404(host)
-    context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume,
-                               "title": _("Clone %(volume)s") % {"volume": volume}}
-    try:
-        detail = detail_or_404(found, pool)
-    except VirtError as exc:
-        return host_unavailable(request, ops.VOLUME_CLONE, "storage/volume_form.html", context, f"{pool}/{volume}",
-                                exc)
-    source = volume_or_404(detail, volume)
-    form = CloneForm(detail, source, request.POST if request.method == "POST" else None)
-    context.update({"detail": detail, "form": form})
-    if request.method != "POST":
-        return render(request, "storage/volume_form.html", context)
-    if not form.is_valid():
-        refused(request, ops.VOLUME_CLONE, host=found, name=f"{pool}/{volume}", reason=form.errors.as_text())
-        return render(request, "storage/volume_form.html", context)
-    job = start_clone(request, found, form)
-    if job is None:
-        return render(request, "storage/volume_form.html", context)
-    return redirect(job)
-
-
 def start_clone(request: HttpRequest, host: Host, form: CloneForm, *, quiet: bool = False) -> Job | None:
     """Start the copy a valid form asks for, as a job (None: refused, said on the form; quiet: raised)."""
     pool, source = form.detail.pool, form.source
@@ -148,80 +102,12 @@ def start_clone(request: HttpRequest, host: Host, form: CloneForm, *, quiet: boo
     return job
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.VOLUME_RESIZE)
-def volume_resize(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
-    found = host_or_404(host)
-    context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume,
-                               "title": _("Grow %(volume)s") % {"volume": volume}}
-    try:
-        detail = detail_or_404(found, pool)
-    except VirtError as exc:
-        return host_unavailable(request, ops.VOLUME_RESIZE, "storage/volume_form.html", context, f"{pool}/{volume}",
-                                exc)
-    vol = volume_or_404(detail, volume)
-    form = ResizeForm(detail.pool, vol, request.POST if request.method == "POST" else None)
-    context.update({"detail": detail, "form": form, "volume": vol})
-    if request.method != "POST":
-        return render(request, "storage/volume_form.html", context)
-    if not form.is_valid():
-        refused(request, ops.VOLUME_RESIZE, host=found, name=f"{pool}/{volume}", reason=form.errors.as_text())
-        return render(request, "storage/volume_form.html", context)
-    outcome = grow_volume(request, found, form)
-    if not outcome.ok:
-        return render(request, "storage/volume_form.html", context)
-    return redirect("storage:pool", found.name, pool)
-
-
-def _confirm(request: HttpRequest, host: str, pool: str, volume: str, action: str,
-             op: Operation) -> tuple[dict[str, Any], HttpResponse | None]:
-    """The confirmation page's context (host, pool detail, volume), or the page saying the host could not
-    be asked (503)."""
-    found = host_or_404(host)
-    context: dict[str, Any] = {"host": found, "pool_name": pool, "volume_name": volume, "action": action}
-    try:
-        detail = detail_or_404(found, pool, thorough=True)
-    except VirtError as exc:
-        return context, host_unavailable(request, op, "storage/volume_confirm.html", context, f"{pool}/{volume}",
-                                         exc)
-    context.update({"detail": detail, "volume": volume_or_404(detail, volume)})
-    return context, None
-
-
-@require_http_methods(["GET", "POST"])
-@route(ops.VOLUME_DELETE)
-def volume_delete(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
-    context, unavailable = _confirm(request, host, pool, volume, "delete", ops.VOLUME_DELETE)
-    if unavailable is not None:
-        return unavailable
-    if request.method != "POST":
-        return render(request, "storage/volume_confirm.html", context)
-    found = context["host"]
-    remove_volume(request, found, pool, volume)
-    return redirect("storage:pool", found.name, pool)
-
-
 def remove_volume(request: HttpRequest, host: Host, pool: str, volume: str, *, quiet: bool = False) -> Outcome[None]:
     """Delete a volume (refused by the virt layer while a VM or another volume uses it)."""
     return on_host(request, ops.VOLUME_DELETE, host, f"{pool}/{volume}",
                    lambda conn: delete_volume(conn, pool, volume),
                    done=_("Volume %(name)s deleted.") % {"name": volume}, detail=f"Volume {volume} deleted.",
                    quiet=quiet)
-
-
-@require_http_methods(["GET", "POST"])
-@route(ops.VOLUME_WIPE)
-def volume_wipe(request: HttpRequest, host: str, pool: str, volume: str) -> HttpResponse:
-    context, unavailable = _confirm(request, host, pool, volume, "wipe", ops.VOLUME_WIPE)
-    if unavailable is not None:
-        return unavailable
-    if request.method != "POST":
-        return render(request, "storage/volume_confirm.html", context)
-    found = context["host"]
-    job = start_wipe(request, found, pool, volume)
-    if job is None:
-        return redirect("storage:pool", found.name, pool)
-    return redirect(job)
 
 
 def grow_volume(request: HttpRequest, host: Host, form: ResizeForm, *, quiet: bool = False) -> Outcome[int]:
@@ -241,3 +127,91 @@ def start_wipe(request: HttpRequest, host: Host, pool: str, volume: str, *, quie
                                 summary=Text(gettext_noop("overwrite {volume} with zeros"), volume=f"{pool}/{volume}"),
                                 quiet=quiet)
     return job
+
+
+# --- the pages, generated from the declarations (webkvm/operation_views.py) ------------------------
+
+
+def _pool_url(call: Call, _result: Any = None) -> str:
+    return reverse("storage:pool", args=[call.target.name, call.args["pool"]])
+
+
+def _new_volume_name(call: Call) -> str:
+    return f"{call.args['pool']}/{call.request.POST.get('name', '')[:128]}"
+
+
+def _the_volume(call: Call) -> str:
+    return f"{call.args['pool']}/{call.args['volume']}"
+
+
+def _pool_read(title: str = "", *, thorough: bool = False, volume: str = "") -> Callable[[Call], None]:
+    """What a volume's page reads first: the pool with its volumes, and the URL's volume (or 404) under the
+    context's key `volume` ("volume": the page shows it; "source": the clone's, not shown)."""
+
+    def find(call: Call) -> None:
+        pool, name = call.args["pool"], call.args.get("volume", "")
+        call.context["pool_name"] = pool
+        if volume:
+            call.context["volume_name"] = name
+        if title:
+            call.context["title"] = _(title) % {"volume": name} if volume else _(title)
+        call.context["detail"] = detail = detail_or_404(call.target, pool, thorough=thorough)
+        if volume:
+            call.context[volume] = volume_or_404(detail, name)
+
+    return find
+
+
+def _form_page(declared: Operation, title: str, volume: str, *, form: Callable[[Call, Any], forms.BaseForm],
+               run: Callable[[Call], Any]) -> View:
+    """A volume's form page (storage/volume_form.html): a field error or a refusal is said on the form."""
+    return operation_view(OperationPage(
+        declared, template="storage/volume_form.html", find=_pool_read(title, volume=volume), form=form, run=run,
+        audit_unreadable=_the_volume, refuse_invalid=_the_volume, then=_pool_url))
+
+
+def _confirm_page(declared: Operation, action: str, run: Callable[[Call], Any]) -> View:
+    """A volume's confirmation page (storage/volume_confirm.html): the pool read thoroughly (which VMs use it)."""
+    read = _pool_read(thorough=True, volume="volume")
+
+    def find(call: Call) -> None:
+        call.context["action"] = action
+        read(call)
+
+    return operation_view(OperationPage(declared, template="storage/volume_confirm.html", find=find, run=run,
+                                        audit_unreadable=_the_volume, then=_pool_url))
+
+
+def _made(call: Call, made: Outcome[str] | Job | None) -> HttpResponse | None:
+    """A sparse volume was made in the request: to the pool when it was, the form again when refused (a job
+    and a refusal said on the form go as usual)."""
+    if isinstance(made, Outcome):
+        return redirect(_pool_url(call)) if made.ok else render(call.request, "storage/volume_form.html", call.context)
+    return None
+
+
+volume_new = operation_view(OperationPage(
+    ops.VOLUME_CREATE, template="storage/volume_form.html", find=_pool_read(gettext_noop("New volume")),
+    form=lambda call, data: volume_form(call.context["detail"], data),
+    audit_unreadable=_new_volume_name, refuse_invalid=_new_volume_name,
+    run=lambda call: create_volume_in(call.request, call.target, cast(VolumeForm, call.form)),
+    answer=_made, then=_pool_url))
+
+volume_clone = _form_page(
+    ops.VOLUME_CLONE, gettext_noop("Clone %(volume)s"), "source",
+    form=lambda call, data: CloneForm(call.context["detail"], call.context["source"], data),
+    run=lambda call: start_clone(call.request, call.target, cast(CloneForm, call.form)))
+
+volume_resize = _form_page(
+    ops.VOLUME_RESIZE, gettext_noop("Grow %(volume)s"), "volume",
+    form=lambda call, data: ResizeForm(call.context["detail"].pool, call.context["volume"], data),
+    run=lambda call: grow_volume(call.request, call.target, cast(ResizeForm, call.form)))
+
+volume_delete = _confirm_page(
+    ops.VOLUME_DELETE, "delete",
+    run=lambda call: remove_volume(call.request, call.target, call.args["pool"], call.args["volume"]))
+
+# A refused wipe goes back to the pool, its reason in a message.
+volume_wipe = _confirm_page(
+    ops.VOLUME_WIPE, "wipe",
+    run=lambda call: start_wipe(call.request, call.target, call.args["pool"], call.args["volume"]))

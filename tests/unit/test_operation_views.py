@@ -206,7 +206,11 @@ def test_a_vm_operation_checks_the_grant_on_that_vm(personas: dict[str, Client],
 
 GENERATED = ["networks:create", "networks:action", "networks:confirm", "networks:host_add", "networks:host_remove",
              "storage:pool_new", "storage:pool_action", "storage:pool_delete",
-             "hosts:create", "hosts:edit", "hosts:delete", "hosts:test", "hosts:confirm_machine"]
+             "storage:volume_new", "storage:volume_clone", "storage:volume_resize", "storage:volume_wipe",
+             "storage:volume_delete", "storage:image_library", "storage:image_import", "storage:image_edit",
+             "storage:image_delete",
+             "hosts:create", "hosts:edit", "hosts:delete", "hosts:test", "hosts:confirm_machine", "hosts:share",
+             "hosts:unshare"]
 
 
 @pytest.mark.urls("webkvm.urls")
