@@ -206,7 +206,12 @@ def test_a_vm_operation_checks_the_grant_on_that_vm(personas: dict[str, Client],
 
 GENERATED = ["networks:create", "networks:action", "networks:confirm", "networks:host_add", "networks:host_remove",
              "storage:pool_new", "storage:pool_action", "storage:pool_delete",
-             "hosts:create", "hosts:edit", "hosts:delete", "hosts:test", "hosts:confirm_machine"]
+             "hosts:create", "hosts:edit", "hosts:delete", "hosts:test", "hosts:confirm_machine",
+             "instances:action", "instances:rename", "instances:describe", "instances:share", "instances:delete",
+             "instances:clone", "instances:resize", "instances:boot", "instances:vnc", "instances:snapshot_create",
+             "instances:snapshot_revert", "instances:snapshot_delete", "instances:flavor_create",
+             "instances:flavor_edit", "instances:flavor_delete", "instances:quota_create", "instances:quota_edit",
+             "instances:quota_delete"]
 
 
 @pytest.mark.urls("webkvm.urls")
