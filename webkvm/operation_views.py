@@ -31,7 +31,13 @@ no-autostart, delete, fixed address add and remove), storage/views/pools.py (cre
 refresh, autostart, no-autostart, delete), storage/views/volumes.py (create, clone, grow, wipe, delete; upload
 and download are streamed routes, storage/views/transfer.py), storage/views/images.py (image library set and
 unset, import, edit, delete), hosts/views.py (add, edit, remove, test, confirm machine), hosts/shares.py (open
-to users, close to users).
+to users, close to users), instances/views (a VM's power actions, rename, describe, share, snapshot create,
+revert and delete, delete, clone, resize, boot and VNC settings; flavors and quotas: create, edit, delete).
+
+A page whose form is on another page sends a GET there (`elsewhere`), so a reload never ends on a 405; a route
+whose choices confirm only some of them says which (`confirm_when`); a failed `find` may get a bespoke answer
+(`unreadable`: a message and back to the list); a page naming a VM whose operation needs no VM grant (an
+admin's: clone, share) says `names_vm`. A VM's page finds `ref` (the VMRef) in its template's context.
 """
 
 from __future__ import annotations
@@ -97,6 +103,11 @@ class OperationPage:
     unavailable: Callable[[Call, VirtError], str] | None = None  # the words of a failed `find` (told() otherwise)
     again: Callable[[Call], HttpResponse] | None = None  # the page shown again (the template by default)
     answer: Callable[[Call, Any], HttpResponse | None] | None = None  # a bespoke answer to an outcome (None: usual)
+    # A GET goes to this URL instead (the form is on another page, so a reload never ends on a 405); "": the template.
+    elsewhere: Callable[[Call], str] | None = None
+    confirm_when: Callable[[Call], bool] | None = None  # which requests confirm_field applies to (None: every one)
+    unreadable: Callable[[Call, VirtError], HttpResponseBase] | None = None  # a bespoke answer to a failed `find`
+    names_vm: bool = False  # the URL names a VM (vm_route) though no VM grant is declared (an admin's: clone, share)
 
 
 def _chosen(declared: Operation | Access, args: dict[str, Any]) -> Operation:
@@ -119,6 +130,10 @@ def _handle(page: OperationPage, call: Call) -> HttpResponseBase:
     request = call.request
     if call.host is not None:
         call.context.setdefault("host", call.host)
+    if call.ref is not None:
+        call.context.setdefault("ref", call.ref)
+    if not call.posted and page.elsewhere is not None and (elsewhere := page.elsewhere(call)):
+        return redirect(elsewhere)
     try:
         if page.find is not None:
             page.find(call)
@@ -130,12 +145,15 @@ def _handle(page: OperationPage, call: Call) -> HttpResponseBase:
             where = call.host.name if call.host is not None else "the host"
             refused(request, call.op, host=call.host, name=page.audit_unreadable(call),
                     reason=f"{where} could not be asked: {exc}")
+        if page.unreadable is not None:
+            return page.unreadable(call, exc)
         call.context["error"] = page.unavailable(call, exc) if page.unavailable else told(request.user, exc)
         return render(request, page.template, call.context, status=503)
     if page.form is not None:
         call.form = page.form(call, request.POST if call.posted else None)
         call.context["form"] = call.form
-    if not call.posted or (page.confirm_field and request.POST.get(page.confirm_field) != "yes"):
+    confirming = page.confirm_field and (page.confirm_when is None or page.confirm_when(call))
+    if not call.posted or (confirming and request.POST.get(page.confirm_field) != "yes"):
         return render(request, page.template, call.context)
     if call.form is not None and not call.form.is_valid():  # nothing was asked of the host
         if page.refuse_invalid is not None:
@@ -156,9 +174,9 @@ def operation_view(page: OperationPage) -> View:
     """The view of an operation's page: the declared check, GET (form or confirmation), POST (run)."""
     if not page.template and (page.find or page.confirm_field):
         raise ValueError(f"{page.declared}: a page that reads first or confirms needs a template")
-    methods = ["GET", "POST"] if page.template else ["POST"]
+    methods = ["GET", "POST"] if page.template or page.elsewhere else ["POST"]
     access = page.declared.access if isinstance(page.declared, Operation) else page.declared
-    if access.target == "vm":
+    if access.target == "vm" or page.names_vm:
         def vm_view(request: HttpRequest, ref: Any, **args: Any) -> HttpResponseBase:
             call = Call(request, _chosen(page.declared, args), args, ref=ref, host=ref.host)
             return _handle(page, call)

@@ -2,23 +2,24 @@
 
 GET of an action that can lose data shows its confirmation, of any other action (and of rename and
 describe) the VM's page, so a reload never ends on a bare 405; POST runs it through the declared
-operation: its check, the VM's lock, one audit record, one message. A power action records the state
-it left the VM in (instances/state_since.py); a shutdown says that it asked the guest, not that the
-guest obeyed: the VM's page then follows the state and offers Force off when it keeps running.
-"""
+operation: its check, the VM's lock, one audit record, one message. The pages are generated from the
+declarations (webkvm/operation_views.py); `run_action` is the work the VM's page, the bulk page and the
+API share. A power action records the state it left the VM in (instances/state_since.py); a shutdown
+says that it asked the guest, not that the guest obeyed: the VM's page then follows the state and
+offers Force off when it keeps running."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import libvirt
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
 from instances import state_since
@@ -27,7 +28,8 @@ from instances.views.detail import FORCE_OFF_AFTER_SECONDS
 from virt import lifecycle
 from virt.domains import state_name
 from virt.errors import VirtError
-from webkvm.operations import Outcome, on_vm, told, vm_route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Outcome, on_vm, told
 
 
 def _next(request: HttpRequest) -> str:
@@ -36,8 +38,8 @@ def _next(request: HttpRequest) -> str:
     return target if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}) else ""
 
 
-def _back(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    return redirect(_next(request) or reverse("instances:detail", args=[ref.host.name, ref.uuid]))
+def _back(call: Call, _outcome: Any = None) -> str:
+    return _next(call.request) or reverse("instances:detail", args=[call.target.name, call.ref.uuid])
 
 
 def _run(dom: libvirt.virDomain, action: str) -> tuple[int, str]:
@@ -72,34 +74,6 @@ def run_action(request: HttpRequest, ref: VMRef, name: str, *, quiet: bool = Fal
     return outcome
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.ACTION)
-def action(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
-    chosen = lifecycle.ACTIONS[action]
-    if request.method == "GET" and not chosen.confirm:
-        return _back(request, ref)
-    if chosen.confirm and (request.method == "GET" or request.POST.get("confirm") != "yes"):
-        try:
-            name = ref.call(lambda dom: dom.name())
-        except VirtError as exc:
-            messages.error(request, told(request.user, exc))
-            return _back(request, ref)
-        return render(request, "instances/confirm.html", {
-            "ref": ref, "action": chosen, "name": name, "next": _next(request),
-        })
-    run_action(request, ref, action)
-    return _back(request, ref)
-
-
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.RENAME)
-def rename(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    if request.method == "GET":  # the form is on the VM's page
-        return _back(request, ref)
-    rename_vm(request, ref, request.POST.get("name", "").strip())
-    return _back(request, ref)
-
-
 def rename_vm(request: HttpRequest, ref: VMRef, new_name: str, *, quiet: bool = False) -> Outcome[str]:
     """Rename the VM (the virt layer judges the name): the page's and the API's one way."""
     def run(dom: libvirt.virDomain) -> str:
@@ -111,17 +85,45 @@ def rename_vm(request: HttpRequest, ref: VMRef, new_name: str, *, quiet: bool = 
                  detail=lambda old: f"{old} → {new_name}", quiet=quiet)
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.DESCRIBE)
-def describe(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    if request.method == "GET":  # the form is on the VM's page
-        return _back(request, ref)
-    describe_vm(request, ref, request.POST.get("title", ""), request.POST.get("description", ""))
-    return _back(request, ref)
-
-
 def describe_vm(request: HttpRequest, ref: VMRef, title: str, description: str, *,
                 quiet: bool = False) -> Outcome[None]:
     """Set the title and description (the virt layer judges them): the page's and the API's one way."""
     return on_vm(request, ops.DESCRIBE, ref, lambda dom: lifecycle.describe(dom, title, description),
                  done=_("title and description saved."), quiet=quiet)
+
+
+# --- the pages, generated from the declarations (webkvm/operation_views.py) ------------------------
+
+
+def _chosen(call: Call) -> lifecycle.Action:
+    return lifecycle.ACTIONS[call.args["action"]]
+
+
+def _confirming(call: Call) -> bool:
+    return bool(_chosen(call).confirm)
+
+
+def _vm_name(call: Call) -> None:
+    """An action that can lose data is confirmed first: its page names the VM."""
+    if _confirming(call) and call.request.POST.get("confirm") != "yes":
+        call.context.update(action=_chosen(call), name=call.ref.call(lambda dom: dom.name()), next=_next(call.request))
+
+
+def _unreadable(call: Call, exc: VirtError) -> HttpResponse:
+    messages.error(call.request, told(call.request.user, exc))
+    return redirect(_back(call))
+
+
+# A GET of an action that does not confirm (and of rename and describe, whose forms are on the VM's page) goes
+# back to the VM's page.
+action = operation_view(OperationPage(
+    ops.ACTION, template="instances/confirm.html", elsewhere=lambda call: "" if _confirming(call) else _back(call),
+    find=_vm_name, unreadable=_unreadable, confirm_field="confirm", confirm_when=_confirming,
+    run=lambda call: run_action(call.request, call.ref, call.args["action"]), then=_back))
+rename = operation_view(OperationPage(
+    ops.RENAME, elsewhere=_back, then=_back,
+    run=lambda call: rename_vm(call.request, call.ref, call.request.POST.get("name", "").strip())))
+describe = operation_view(OperationPage(
+    ops.DESCRIBE, elsewhere=_back, then=_back,
+    run=lambda call: describe_vm(call.request, call.ref, call.request.POST.get("title", ""),
+                                 call.request.POST.get("description", ""))))

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
 from instances.lookup import VMRef
 from instances.views.config_common import sentences
 from virt.boot import BootReport, BootSettings, read_settings, update
-from virt.errors import VirtError
 from webkvm.i18n import said
-from webkvm.operations import Outcome, on_vm, told, vm_route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Outcome, on_vm
 
 
 class BootForm(forms.Form):
@@ -71,19 +70,16 @@ def summary(report: BootReport) -> str:
     return sentences(parts)
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.BOOT)
-def boot_settings(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    try:
-        name, settings = ref.call(lambda dom: (str(dom.name()), read_settings(dom)))
-    except VirtError as exc:
-        return render(request, "instances/config/boot.html", {"ref": ref, "error": told(request.user, exc)},
-                      status=503)
-    form = BootForm(settings, request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid() and apply(request, ref, form).ok:
-        return redirect("instances:boot", ref.host.name, ref.uuid)
-    return render(request, "instances/config/boot.html", {"ref": ref, "name": name, "settings": settings,
-                                                          "form": form})
+def _settings(call: Call) -> None:
+    name, settings = call.ref.call(lambda dom: (str(dom.name()), read_settings(dom)))
+    call.context.update(name=name, settings=settings)
+
+
+boot_settings = operation_view(OperationPage(
+    ops.BOOT, template="instances/config/boot.html", find=_settings,
+    form=lambda call, data: BootForm(call.context["settings"], data),
+    run=lambda call: apply(call.request, call.ref, cast(BootForm, call.form)),
+    then=lambda call, _outcome: reverse("instances:boot", args=[call.ref.host.name, call.ref.uuid])))
 
 
 def apply(request: HttpRequest, ref: VMRef, form: BootForm, *, quiet: bool = False) -> Outcome[BootReport]:

@@ -7,14 +7,13 @@ page shows its progress; its one audit record is written when it ends, with the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import HttpRequest, QueryDict
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods
 
 from hosts import services
 from instances import clone_jobs
@@ -26,7 +25,8 @@ from virt import names
 from virt.clone import ClonePreview, plan_clone, preview
 from virt.errors import VirtError
 from webkvm.i18n import said
-from webkvm.operations import refused, vm_route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import refused
 
 PLAN_TIMEOUT = 30.0  # reading every VM's MAC addresses on a large host takes a moment
 
@@ -69,20 +69,22 @@ def _start(request: HttpRequest, ref: VMRef, new_name: str) -> Job:
         raise
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.CLONE)
-def clone_start(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    try:
-        info: ClonePreview = ref.call(preview, PLAN_TIMEOUT)
-    except VirtError as exc:
-        return render(request, "instances/config/clone.html", {"ref": ref, "error": said(exc)}, status=503)
-    form = CloneForm(info.taken_names, request.POST if request.method == "POST" else None,
-                     initial={"name": _free_name(info.name, info.taken_names)})
-    context = {"ref": ref, "info": info, "refusal": shown(info.refusal), "form": form}
-    if request.method != "POST" or not form.is_valid():
-        return render(request, "instances/config/clone.html", context)
-    job = start_clone(request, ref, form, info.name)
-    return redirect(job) if job is not None else render(request, "instances/config/clone.html", context)
+def _preview(call: Call) -> None:
+    info: ClonePreview = call.ref.call(preview, PLAN_TIMEOUT)
+    call.context.update(info=info, refusal=shown(info.refusal))
+
+
+def _form(call: Call, data: QueryDict | None) -> CloneForm:
+    info: ClonePreview = call.context["info"]
+    return CloneForm(info.taken_names, data, initial={"name": _free_name(info.name, info.taken_names)})
+
+
+# The job's page shows the copy's progress; a clone that did not start shows the form again, saying why.
+clone_start = operation_view(OperationPage(
+    ops.CLONE, names_vm=True, template="instances/config/clone.html", find=_preview,
+    unavailable=lambda call, exc: said(exc), form=_form,
+    run=lambda call: start_clone(call.request, call.ref, cast(CloneForm, call.form), call.context["info"].name),
+    then=lambda call, _job: reverse("instances:clone", args=[call.ref.host.name, call.ref.uuid])))
 
 
 def start_clone(request: HttpRequest, ref: VMRef, form: CloneForm, vm_name: str, *, quiet: bool = False) -> Job | None:

@@ -1,16 +1,18 @@
-"""Delete a VM: a confirmation page listing its volumes, then undefine (and delete the chosen volumes)."""
+"""Delete a VM: a confirmation page listing its volumes, then undefine (and delete the chosen volumes).
+The page is generated from the declaration (webkvm/operation_views.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 import libvirt
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
-from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
 from instances import quotas
@@ -19,29 +21,19 @@ from instances.models import DomainDefinition
 from instances.views.config_common import shown
 from virt.delete import DeletePlan, DeleteReport, VolumeChoiceError, delete_plan, delete_vm
 from virt.devices import FieldProblem
-from virt.errors import VirtError
 from webkvm.i18n import said
 from webkvm.models import VMGrant
-from webkvm.operations import Outcome, on_vm, refused, told, vm_route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Outcome, on_vm, refused, told
 from webkvm.permissions import is_admin
 
 
-def _confirmation(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    try:
-        plan = ref.call(delete_plan)
-    except VirtError as exc:
-        context: dict[str, object] = {"host": ref.host, "vm_uuid": ref.uuid, "error": told(request.user, exc)}
-        return render(request, "instances/delete.html", context, status=503)
-    return _page(request, ref, plan)
-
-
-def _page(request: HttpRequest, ref: VMRef, plan: DeletePlan, volume_error: str = "",
-          chosen: Collection[str] = (), force_off: bool = False) -> HttpResponse:
-    """The confirmation page; after a refused choice of volumes, its field error and the ticks kept."""
-    return render(request, "instances/delete.html", {
-        "host": ref.host, "vm_uuid": ref.uuid, "name": plan.name, "running": plan.running,
-        "deletable": plan.deletable, "kept": plan.kept, "seed": plan.seed_volume, "volume_error": volume_error,
-        "chosen": set(chosen), "force_off": force_off, "admin": is_admin(request.user)})
+def _context(request: HttpRequest, plan: DeletePlan, volume_error: str = "", chosen: Collection[str] = (),
+             force_off: bool = False) -> dict[str, Any]:
+    """The confirmation page's; after a refused choice of volumes, its field error and the ticks kept."""
+    return {"name": plan.name, "running": plan.running, "deletable": plan.deletable, "kept": plan.kept,
+            "seed": plan.seed_volume, "volume_error": volume_error, "chosen": set(chosen), "force_off": force_off,
+            "admin": is_admin(request.user)}
 
 
 def report_text(report: DeleteReport) -> str:
@@ -106,16 +98,36 @@ def delete_vm_and_volumes(request: HttpRequest, ref: VMRef, keys: Collection[str
     return outcome
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.DELETE_VM)
-def delete(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    if request.method != "POST":
-        return _confirmation(request, ref)
-    keys = request.POST.getlist("volume")
-    force_off = request.POST.get("force_off") == "1"
-    outcome = delete_vm_and_volumes(request, ref, keys, force_off=force_off)
-    if isinstance(outcome.exception, VolumeChoiceError):
-        return _page(request, ref, outcome.exception.plan, outcome.error, keys, force_off)
-    if not outcome.ok:
-        return redirect("instances:delete", ref.host.name, ref.uuid)
-    return redirect("instances:host", ref.host.name)
+# --- the page, generated from the declaration (webkvm/operation_views.py) --------------------------
+
+
+def _plan(call: Call) -> None:
+    """The confirmation shows the VM's delete plan; a POST reads it again only when its choice is refused."""
+    call.context["vm_uuid"] = call.ref.uuid
+    if not call.posted:
+        call.context.update(_context(call.request, call.ref.call(delete_plan)))
+
+
+def _delete(call: Call) -> Outcome[DeleteReport]:
+    post = call.request.POST
+    return delete_vm_and_volumes(call.request, call.ref, post.getlist("volume"), force_off=post.get("force_off") == "1")
+
+
+def _refused_choice(call: Call, outcome: Outcome[DeleteReport]) -> HttpResponse | None:
+    """A refused choice of volumes: the confirmation again, with the refusal on the volume field."""
+    if not isinstance(outcome.exception, VolumeChoiceError):
+        return None
+    post = call.request.POST
+    call.context.update(_context(call.request, outcome.exception.plan, outcome.error, post.getlist("volume"),
+                                 post.get("force_off") == "1"))
+    return render(call.request, "instances/delete.html", call.context)
+
+
+def _after(call: Call, outcome: Outcome[DeleteReport]) -> str:
+    if not outcome.ok:  # said as messages: the confirmation again
+        return reverse("instances:delete", args=[call.ref.host.name, call.ref.uuid])
+    return reverse("instances:host", args=[call.ref.host.name])
+
+
+delete = operation_view(OperationPage(
+    ops.DELETE_VM, template="instances/delete.html", find=_plan, run=_delete, answer=_refused_choice, then=_after))

@@ -1,18 +1,21 @@
-"""Flavors: admin-defined VM sizes; "create from this flavor" opens the create form pre-filled."""
+"""Flavors: admin-defined VM sizes; "create from this flavor" opens the create form pre-filled.
+Create, edit and delete are generated from their declarations (webkvm/operation_views.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET
 
 from instances import operations as ops
 from instances.forms_create import FlavorForm
 from instances.models import Flavor
-from webkvm.operations import ADMIN, Operation, Outcome, page, perform, route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import ADMIN, Operation, Outcome, View, page, perform, route
 
 
 @require_GET
@@ -36,31 +39,26 @@ def delete_flavor(request: HttpRequest, flavor: Flavor, *, quiet: bool = False) 
                    quiet=quiet)
 
 
-def _edit(request: HttpRequest, op: Operation, flavor: Flavor | None) -> HttpResponse:
-    form = FlavorForm(request.POST if request.method == "POST" else None, instance=flavor)
-    if request.method == "POST" and form.is_valid():
-        save_flavor(request, op, form)
-        return redirect("instances:flavors")
-    return render(request, "instances/flavor_form.html", {"form": form, "flavor": flavor})
+# --- the pages, generated from the declarations (webkvm/operation_views.py) ------------------------
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.FLAVOR_CREATE)
-def flavor_create(request: HttpRequest) -> HttpResponse:
-    return _edit(request, ops.FLAVOR_CREATE, None)
+def _flavor(call: Call) -> None:
+    call.context["flavor"] = get_object_or_404(Flavor, pk=call.args["pk"]) if "pk" in call.args else None
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.FLAVOR_UPDATE)
-def flavor_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    return _edit(request, ops.FLAVOR_UPDATE, get_object_or_404(Flavor, pk=pk))
+def _to_list(call: Call, _outcome: Any = None) -> str:
+    return reverse("instances:flavors")
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.FLAVOR_DELETE)
-def flavor_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    flavor = get_object_or_404(Flavor, pk=pk)
-    if request.method != "POST":
-        return render(request, "instances/flavor_delete.html", {"flavor": flavor})
-    delete_flavor(request, flavor)
-    return redirect("instances:flavors")
+def _editing(op: Operation) -> View:
+    return operation_view(OperationPage(
+        op, host="", template="instances/flavor_form.html", find=_flavor, then=_to_list,
+        form=lambda call, data: FlavorForm(data, instance=call.context["flavor"]),
+        run=lambda call: save_flavor(call.request, call.op, cast(FlavorForm, call.form))))
+
+
+flavor_create = _editing(ops.FLAVOR_CREATE)
+flavor_edit = _editing(ops.FLAVOR_UPDATE)
+flavor_delete = operation_view(OperationPage(
+    ops.FLAVOR_DELETE, host="", template="instances/flavor_delete.html", find=_flavor, then=_to_list,
+    run=lambda call: delete_flavor(call.request, call.context["flavor"])))

@@ -6,21 +6,20 @@ audit log, a message or a page (the form never renders it back).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import HttpRequest, QueryDict
+from django.urls import reverse
 from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
 from instances.lookup import VMRef
 from instances.views.config_common import sentences, shown, where_applied, words
-from virt.errors import InvalidInput, VirtError
+from virt.errors import InvalidInput
 from virt.graphics import (
     DEFAULT_LISTEN,
     KEYMAPS,
@@ -34,7 +33,8 @@ from virt.graphics import (
     validate_password,
 )
 from webkvm.i18n import said
-from webkvm.operations import Outcome, on_vm, told, vm_route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Outcome, on_vm
 from webkvm.permissions import is_admin
 
 KEEP, SET, CLEAR = "keep", "set", "clear"
@@ -112,20 +112,21 @@ def summary(report: VncReport, running: bool) -> str:
     return sentences(parts)
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.VNC)
-def vnc_settings(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    try:
-        name, settings = ref.call(lambda dom: (str(dom.name()), read_settings(dom)))
-    except VirtError as exc:
-        return render(request, "instances/config/graphics.html", {"ref": ref, "error": told(request.user, exc)},
-                      status=503)
-    form = VncForm(settings, is_admin(request.user), request.POST if request.method == "POST" and settings.present
-                   else None)
-    if request.method == "POST" and settings.present and form.is_valid() and apply(request, ref, form).ok:
-        return redirect("instances:vnc", ref.host.name, ref.uuid)
-    return render(request, "instances/config/graphics.html", {"ref": ref, "name": name, "settings": settings,
-                                                              "pending": words(list(settings.pending)), "form": form})
+def _settings(call: Call) -> None:
+    name, settings = call.ref.call(lambda dom: (str(dom.name()), read_settings(dom)))
+    call.context.update(name=name, settings=settings, pending=words(list(settings.pending)))
+
+
+def _form(call: Call, data: QueryDict | None) -> VncForm:
+    """A VM without VNC has nothing to set: its form is never bound, so a POST only shows the page again."""
+    settings: VncSettings = call.context["settings"]
+    return VncForm(settings, is_admin(call.request.user), data if settings.present else None)
+
+
+vnc_settings = operation_view(OperationPage(
+    ops.VNC, template="instances/config/graphics.html", find=_settings, form=_form,
+    run=lambda call: apply(call.request, call.ref, cast(VncForm, call.form)),
+    then=lambda call, _outcome: reverse("instances:vnc", args=[call.ref.host.name, call.ref.uuid])))
 
 
 def apply(request: HttpRequest, ref: VMRef, form: VncForm, *, quiet: bool = False) -> Outcome[VncReport]:

@@ -3,18 +3,20 @@ sees their own (instances/quotas.py has the rules)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET
 
 from instances import quotas
 from instances.forms_quota import QuotaForm
 from instances.models import OwnedVM, Quota
 from webkvm.i18n import said
+from webkvm.operation_views import Call, OperationPage, operation_view
 from webkvm.operations import ADMIN, LOGIN, Outcome, page, perform, route
 from webkvm.user_operations import QUOTA_DELETE, QUOTA_SET
 
@@ -62,33 +64,24 @@ def quota_list(request: HttpRequest) -> HttpResponse:
     return render(request, "instances/quotas.html", {"rows": rows})
 
 
-def _edit(request: HttpRequest, quota: Quota | None) -> HttpResponse:
-    form = QuotaForm(request.POST if request.method == "POST" else None, instance=quota)
-    if request.method == "POST" and form.is_valid() and save_quota(request, form).ok:
-        return redirect("instances:quotas")
-    return render(request, "instances/quotas_form.html", {"form": form, "quota": quota})
+# --- the pages, generated from the declarations (webkvm/operation_views.py) ------------------------
 
 
-@require_http_methods(["GET", "POST"])
-@route(QUOTA_SET)
-def quota_create(request: HttpRequest) -> HttpResponse:
-    return _edit(request, None)
+def _quota(call: Call) -> None:
+    call.context["quota"] = get_object_or_404(Quota, pk=call.args["pk"]) if "pk" in call.args else None
 
 
-@require_http_methods(["GET", "POST"])
-@route(QUOTA_SET)
-def quota_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    return _edit(request, get_object_or_404(Quota, pk=pk))
+def _to_list(call: Call, _outcome: Any = None) -> str:
+    return reverse("instances:quotas")
 
 
-@require_http_methods(["GET", "POST"])
-@route(QUOTA_DELETE)
-def quota_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    quota = get_object_or_404(Quota, pk=pk)
-    if request.method != "POST":
-        return render(request, "instances/quotas_delete.html", {"quota": quota})
-    delete_quota(request, quota)
-    return redirect("instances:quotas")
+quota_create = quota_edit = operation_view(OperationPage(
+    QUOTA_SET, host="", template="instances/quotas_form.html", find=_quota, then=_to_list,
+    form=lambda call, data: QuotaForm(data, instance=call.context["quota"]),
+    run=lambda call: save_quota(call.request, cast(QuotaForm, call.form))))
+quota_delete = operation_view(OperationPage(
+    QUOTA_DELETE, host="", template="instances/quotas_delete.html", find=_quota, then=_to_list,
+    run=lambda call: delete_quota(call.request, call.context["quota"])))
 
 
 @require_GET

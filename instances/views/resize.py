@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
 from instances import quotas
 from instances.lookup import VMRef
 from instances.views.config_common import sentences, shown, where_applied, words
 from virt.create import MIN_MEMORY_MIB
-from virt.errors import VirtError
 from virt.resize import ResizeReport, ResizeState, Sizing, read_state
 from virt.resize import resize as resize_vm
 from webkvm.i18n import said
-from webkvm.operations import Outcome, on_vm, told, vm_route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Outcome, on_vm
 from webkvm.permissions import is_admin
 
 
@@ -93,19 +92,19 @@ def summary(report: ResizeReport, admin: bool) -> str:
     return sentences(parts)
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.RESIZE)
-def resize(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    try:
-        state = ref.call(read_state)
-    except VirtError as exc:
-        return render(request, "instances/config/resize.html", {"ref": ref, "error": told(request.user, exc)},
-                      status=503)
-    form = ResizeForm(state, request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid() and apply(request, ref, form).ok:
-        return redirect("instances:resize", ref.host.name, ref.uuid)
-    return render(request, "instances/config/resize.html", {"ref": ref, "state": state, "form": form,
-                                                            "pending": words(state.pending)})
+def _state(call: Call) -> None:
+    state = call.ref.call(read_state)
+    call.context.update(state=state, pending=words(state.pending))
+
+
+def _back(call: Call, _outcome: Any = None) -> str:
+    return reverse("instances:resize", args=[call.ref.host.name, call.ref.uuid])
+
+
+resize = operation_view(OperationPage(
+    ops.RESIZE, template="instances/config/resize.html", find=_state, then=_back,
+    form=lambda call, data: ResizeForm(call.context["state"], data),
+    run=lambda call: apply(call.request, call.ref, cast(ResizeForm, call.form))))
 
 
 def apply(request: HttpRequest, ref: VMRef, form: ResizeForm, *, quiet: bool = False) -> Outcome[ResizeReport]:

@@ -1,22 +1,22 @@
 """Share… on a VM's page (admins): give a user access to this VM. The grant is made by the same function as on
-the user's page (webkvm.users.give_grant): one grant per user and VM, one audit record (grant.set)."""
+the user's page (webkvm.users.give_grant): one grant per user and VM, one audit record (grant.set).
+The page is generated from the declaration (webkvm/operation_views.py)."""
 
 from __future__ import annotations
+
+from typing import cast
 
 import libvirt
 from django import forms
 from django.contrib.auth import get_user_model
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods
 
 from instances import operations as ops
-from instances.lookup import VMRef
-from virt.errors import VirtError
 from webkvm.i18n import said
 from webkvm.models import VMGrant
-from webkvm.operations import vm_route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Outcome
 from webkvm.users import ALLOWED, GrantPermissionsForm, give_grant
 
 
@@ -32,20 +32,20 @@ def _name(dom: libvirt.virDomain) -> str:
     return str(dom.name())
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.SHARE)
-def share(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    grants = VMGrant.objects.filter(host=ref.host, vm_uuid=ref.uuid).select_related("user").order_by("user__username")
-    context: dict[str, object] = {"ref": ref, "grants": grants}
-    try:
-        name = ref.call(_name)
-    except VirtError as exc:
-        return render(request, "instances/share.html", {**context, "error": said(exc)}, status=503)
-    form = ShareForm(request.POST if request.method == "POST" else None)
-    context.update(vm_name=name, form=form)
-    if request.method != "POST" or not form.is_valid():
-        return render(request, "instances/share.html", context)
-    outcome = give_grant(request, form.cleaned_data["user"], ref.host, ref.uuid, name, form.allowed())
-    if not outcome.ok:
-        return render(request, "instances/share.html", context)
-    return redirect("instances:detail", ref.host.name, ref.uuid)
+def _find(call: Call) -> None:
+    ref = call.ref
+    call.context["grants"] = (VMGrant.objects.filter(host=ref.host, vm_uuid=ref.uuid).select_related("user")
+                              .order_by("user__username"))
+    call.context["vm_name"] = ref.call(_name)
+
+
+def _give(call: Call) -> Outcome[VMGrant]:
+    form = cast(ShareForm, call.form)
+    return give_grant(call.request, form.cleaned_data["user"], call.ref.host, call.ref.uuid, call.context["vm_name"],
+                      form.allowed())
+
+
+share = operation_view(OperationPage(
+    ops.SHARE, names_vm=True, template="instances/share.html", find=_find, unavailable=lambda call, exc: said(exc),
+    form=lambda call, data: ShareForm(data), run=_give,
+    then=lambda call, _outcome: reverse("instances:detail", args=[call.ref.host.name, call.ref.uuid])))

@@ -4,23 +4,25 @@ A shut-off VM's snapshot (its disks and definition) is quick and taken in the re
 A running VM's writes its whole memory too, which can take minutes: it runs as a durable job
 (instances/snapshot_jobs.py) holding the VM's lock until it ends, and the user is sent to its page. Going
 back to a snapshot that holds memory (libvirt loads it back) is such a job too; to a disk-only snapshot, and
-deleting one, run in the request. Each writes one audit record.
+deleting one, run in the request. Each writes one audit record. Create, revert and delete are pages generated
+from their declarations (webkvm/operation_views.py).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import libvirt
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET
 
 from hosts import services
 from instances import operations as ops
@@ -32,7 +34,8 @@ from virt import snapshots
 from virt.errors import InvalidInput, InvalidState, VirtError, gettext_noop, joined
 from virt.xml.domain import Domain
 from webkvm.i18n import said
-from webkvm.operations import Operation, Outcome, label_of, on_vm, page, refused, told, vm_route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Operation, Outcome, View, label_of, on_vm, page, refused, told, vm_route
 from webkvm.permissions import can, is_admin
 
 
@@ -90,10 +93,6 @@ def _page(request: HttpRequest, ref: VMRef, form: SnapshotForm | None = None) ->
     return render(request, "instances/config/snapshots.html", context)
 
 
-def _to_list(ref: VMRef) -> HttpResponse:
-    return redirect("instances:snapshots", ref.host.name, ref.uuid)
-
-
 @require_GET
 @vm_route(page(ops.VIEW))
 def snapshot_list(request: HttpRequest, ref: VMRef) -> HttpResponse:
@@ -115,28 +114,6 @@ def taken_words(info: snapshots.SnapshotInfo) -> str:
     if info.with_memory:
         return _("snapshot {name} taken with its memory.").format(name=info.name)
     return _("snapshot {name} taken.").format(name=info.name)
-
-
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.SNAPSHOT_CREATE)
-def snapshot_create(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    if request.method != "POST":  # a reload after a refused form: the form is on the list
-        return _to_list(ref)
-    try:
-        vm = vm_for_snapshot(request, ref)
-    except VirtError as exc:
-        messages.error(request, _("%(action)s: not done: %(reason)s") % {"action": label_of(ops.SNAPSHOT_CREATE),
-                                                                          "reason": told(request.user, exc)})
-        return _to_list(ref)
-    form = SnapshotForm({s.name for s in vm["snapshots"]}, request.POST)
-    if not form.is_valid():
-        return _page(request, ref, form)
-    try:
-        taken = take_snapshot(request, ref, vm, form)
-    except VirtError as exc:  # refused before libvirt was asked: audited by take_snapshot
-        messages.error(request, refusal_words(request, vm["name"], exc))
-        return _to_list(ref)
-    return redirect(taken) if isinstance(taken, Job) else _to_list(ref)
 
 
 def refusal_words(request: HttpRequest, vm_name: str, exc: VirtError) -> str:
@@ -205,31 +182,6 @@ CONFIRM = {
 }
 
 
-def _act(request: HttpRequest, ref: VMRef, action: str) -> HttpResponse:
-    """POST: confirm, then run; GET (a reloaded confirmation, a link): the confirmation, or the list when it
-    names no snapshot. Nothing runs without a POSTed confirmation."""
-    asked = request.POST if request.method == "POST" else request.GET
-    name = asked.get("snapshot", "")
-    if not name or len(name) > 255:
-        if request.method == "POST":
-            messages.error(request, _("Choose a snapshot."))
-        return _to_list(ref)
-    if request.method != "POST" or request.POST.get("confirm") != "yes":
-        return render(request, "instances/config/snapshots_confirm.html",
-                      {"ref": ref, "snapshot": name, "action": action, "sentence": CONFIRM[action]})
-    if action == "delete":
-        delete_snapshot(request, ref, name)
-        return _to_list(ref)
-    try:
-        reverted = revert_snapshot(request, ref, name)
-    except VirtError as exc:  # refused before libvirt was asked to revert: audited by revert_snapshot
-        failed = _("%(action)s: not started: %(reason)s") % {"action": label_of(ops.SNAPSHOT_REVERT),
-                                                             "reason": told(request.user, exc)}
-        messages.error(request, failed)
-        return _to_list(ref)
-    return redirect(reverted) if isinstance(reverted, Job) else _to_list(ref)
-
-
 def revert_snapshot(request: HttpRequest, ref: VMRef, name: str, *,
                     quiet: bool = False) -> Outcome[str] | Job | None:
     """Back to snapshot `name`. One that holds memory (libvirt loads it back, which can take minutes) as a job
@@ -257,13 +209,87 @@ def delete_snapshot(request: HttpRequest, ref: VMRef, name: str, *, quiet: bool 
                  done=_("snapshot {name} deleted.").format(name=name), detail=f"deleted snapshot {name}", quiet=quiet)
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.SNAPSHOT_REVERT)
-def snapshot_revert(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    return _act(request, ref, "revert")
+# --- the pages, generated from the declarations (webkvm/operation_views.py) ------------------------
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.SNAPSHOT_DELETE)
-def snapshot_delete(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    return _act(request, ref, "delete")
+def _list_url(call: Call, _result: Any = None) -> str:
+    return reverse("instances:snapshots", args=[call.ref.host.name, call.ref.uuid])
+
+
+def _to_job_or_list(call: Call, result: Any) -> HttpResponse:
+    """A job (a running VM's snapshot, a revert to one with memory) to its page; anything else to the list."""
+    return redirect(result) if isinstance(result, Job) else redirect(_list_url(call))
+
+
+def _vm(call: Call) -> None:
+    call.context["vm"] = vm_for_snapshot(call.request, call.ref)
+
+
+def _unreadable(call: Call, exc: VirtError) -> HttpResponse:
+    messages.error(call.request, _("%(action)s: not done: %(reason)s") % {
+        "action": label_of(ops.SNAPSHOT_CREATE), "reason": told(call.request.user, exc)})
+    return redirect(_list_url(call))
+
+
+def _take(call: Call) -> Outcome[snapshots.SnapshotInfo] | Job | None:
+    vm = call.context["vm"]
+    try:
+        return take_snapshot(call.request, call.ref, vm, cast(SnapshotForm, call.form))
+    except VirtError as exc:  # refused before libvirt was asked: audited by take_snapshot
+        messages.error(call.request, refusal_words(call.request, vm["name"], exc))
+        return None
+
+
+# The form is on the list (a GET goes there); a refused form shows the list again with its errors.
+snapshot_create = operation_view(OperationPage(
+    ops.SNAPSHOT_CREATE, template="instances/config/snapshots.html", elsewhere=_list_url, find=_vm,
+    unreadable=_unreadable, form=lambda call, data: SnapshotForm({s.name for s in call.context["vm"]["snapshots"]},
+                                                                 data),
+    again=lambda call: _page(call.request, call.ref, cast(SnapshotForm, call.form)), run=_take,
+    answer=_to_job_or_list, then=_list_url))
+
+
+def _named(call: Call) -> str:
+    """The snapshot the request names ("" when none, or not a name)."""
+    name = (call.request.POST if call.posted else call.request.GET).get("snapshot", "")
+    return name if len(name) <= 255 else ""
+
+
+def _asked(action: str) -> Callable[[Call], None]:
+    def find(call: Call) -> None:
+        call.context.update(snapshot=_named(call), action=action, sentence=CONFIRM[action])
+    return find
+
+
+def _chosen(run: Callable[[Call, str], Any]) -> Callable[[Call], Any]:
+    """Nothing runs without a snapshot named (a POST without one says so and goes to the list)."""
+    def chosen(call: Call) -> Any:
+        if not _named(call):
+            messages.error(call.request, _("Choose a snapshot."))
+            return None
+        return run(call, _named(call))
+    return chosen
+
+
+def _revert(call: Call, name: str) -> Outcome[str] | Job | None:
+    try:
+        return revert_snapshot(call.request, call.ref, name)
+    except VirtError as exc:  # refused before libvirt was asked to revert: audited by revert_snapshot
+        messages.error(call.request, _("%(action)s: not started: %(reason)s") % {
+            "action": label_of(ops.SNAPSHOT_REVERT), "reason": told(call.request.user, exc)})
+        return None
+
+
+def _acting(op: Operation, action: str, run: Callable[[Call, str], Any]) -> View:
+    """Revert or delete: a GET naming a snapshot (a reloaded confirmation, a link) shows the confirmation, one
+    naming none the list; a POST runs only with the confirmation."""
+    return operation_view(OperationPage(
+        op, template="instances/config/snapshots_confirm.html", find=_asked(action),
+        elsewhere=lambda call: "" if _named(call) else _list_url(call),
+        confirm_field="confirm", confirm_when=lambda call: bool(_named(call)), run=_chosen(run),
+        answer=_to_job_or_list, then=_list_url))
+
+
+snapshot_revert = _acting(ops.SNAPSHOT_REVERT, "revert", _revert)
+snapshot_delete = _acting(ops.SNAPSHOT_DELETE, "delete",
+                          lambda call, name: delete_snapshot(call.request, call.ref, name))

@@ -210,7 +210,12 @@ GENERATED = ["networks:create", "networks:action", "networks:confirm", "networks
              "storage:volume_delete", "storage:image_library", "storage:image_import", "storage:image_edit",
              "storage:image_delete",
              "hosts:create", "hosts:edit", "hosts:delete", "hosts:test", "hosts:confirm_machine", "hosts:share",
-             "hosts:unshare"]
+             "hosts:unshare",
+             "instances:action", "instances:rename", "instances:describe", "instances:share", "instances:delete",
+             "instances:clone", "instances:resize", "instances:boot", "instances:vnc", "instances:snapshot_create",
+             "instances:snapshot_revert", "instances:snapshot_delete", "instances:flavor_create",
+             "instances:flavor_edit", "instances:flavor_delete", "instances:quota_create", "instances:quota_edit",
+             "instances:quota_delete"]
 
 
 @pytest.mark.urls("webkvm.urls")
