@@ -31,7 +31,9 @@ no-autostart, delete, fixed address add and remove), storage/views/pools.py (cre
 refresh, autostart, no-autostart, delete), storage/views/volumes.py (create, clone, grow, wipe, delete; upload
 and download are streamed routes, storage/views/transfer.py), storage/views/images.py (image library set and
 unset, import, edit, delete), hosts/views.py (add, edit, remove, test, confirm machine), hosts/shares.py (open
-to users, close to users), instances/views (a VM's power actions, rename, describe, share, snapshot create,
+to users, close to users), webkvm/users.py (create user; the user's page posts update, set password
+and grant to their generated views; revoke grant), api/pages.py (make and revoke an API token: `access` keeps
+the revoke route OWNER), instances/views (a VM's power actions, rename, describe, share, snapshot create,
 revert and delete, delete, clone, resize, boot and VNC settings; flavors and quotas: create, edit, delete).
 
 A page whose form is on another page sends a GET there (`elsewhere`), so a reload never ends on a 405; a route
@@ -108,6 +110,7 @@ class OperationPage:
     confirm_when: Callable[[Call], bool] | None = None  # which requests confirm_field applies to (None: every one)
     unreadable: Callable[[Call, VirtError], HttpResponseBase] | None = None  # a bespoke answer to a failed `find`
     names_vm: bool = False  # the URL names a VM (vm_route) though no VM grant is declared (an admin's: clone, share)
+    access: Access | None = None  # the route's check when not the declaration's (OWNER: `run` checks whose it is)
 
 
 def _chosen(declared: Operation | Access, args: dict[str, Any]) -> Operation:
@@ -175,16 +178,17 @@ def operation_view(page: OperationPage) -> View:
     if not page.template and (page.find or page.confirm_field):
         raise ValueError(f"{page.declared}: a page that reads first or confirms needs a template")
     methods = ["GET", "POST"] if page.template or page.elsewhere else ["POST"]
-    access = page.declared.access if isinstance(page.declared, Operation) else page.declared
+    checked = page.access or page.declared
+    access = checked.access if isinstance(checked, Operation) else checked
     if access.target == "vm" or page.names_vm:
         def vm_view(request: HttpRequest, ref: Any, **args: Any) -> HttpResponseBase:
             call = Call(request, _chosen(page.declared, args), args, ref=ref, host=ref.host)
             return _handle(page, call)
 
-        return require_http_methods(methods)(vm_route(page.declared)(vm_view))
+        return require_http_methods(methods)(vm_route(checked)(vm_view))
 
     def view(request: HttpRequest, **args: Any) -> HttpResponseBase:
         host = get_object_or_404(Host, name=args[page.host]) if page.host else None
         return _handle(page, Call(request, _chosen(page.declared, args), args, host=host))
 
-    return require_http_methods(methods)(route(page.declared)(view))
+    return require_http_methods(methods)(route(checked)(view))

@@ -1,19 +1,25 @@
-"""User management for admins: accounts, the admin flag, and per-VM grants."""
+"""User management for admins: accounts, the admin flag, and per-VM grants.
+
+The functions doing the work of an operation (create_user, update_user, set_password, give_grant, revoke_grant)
+are the pages' and the API's (api/people.py); the operations' pages are generated from the declarations
+(webkvm/operation_views.py)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import libvirt
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import SetPasswordForm, UserCreationForm
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from hosts import services
 from hosts.models import Host
@@ -21,7 +27,8 @@ from virt.errors import NotFound, VirtError
 from webkvm import user_operations as ops
 from webkvm.i18n import said
 from webkvm.models import VMGrant
-from webkvm.operations import ADMIN, Operation, Outcome, page, perform, route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import ADMIN, Operation, Outcome, View, page, perform, route
 
 User = get_user_model()
 
@@ -192,36 +199,29 @@ def user_list(request: HttpRequest) -> HttpResponse:
     return render(request, "users/list.html", {"users": User.objects.order_by("username")})
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.USER_CREATE)
-def user_create(request: HttpRequest) -> HttpResponse:
-    form: UserCreationForm[Any] = UserCreationForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        outcome = create_user(request, form)
-        if outcome.value is not None:
-            return redirect("users:detail", pk=outcome.value.pk)
-    return render(request, "users/create.html", {"form": form})
+# --- the pages of the operations, generated from the declarations (webkvm/operation_views.py) -------
 
 
-@require_http_methods(["GET", "POST"])
-@route(page(ADMIN))  # each form posts one of user.update, user.set_password, grant.set (all admin)
-def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    target = get_object_or_404(User, pk=pk)
-    flags = UserFlagsForm(request.POST if request.POST.get("form") == "flags" else None, instance=target,
-                          editor=request.user)
-    password = SetPasswordForm(target, request.POST if request.POST.get("form") == "password" else None)
-    grant = GrantForm(request.POST if request.POST.get("form") == "grant" else None)
-    if request.method == "POST":
-        if flags.is_bound and flags.is_valid():
-            update_user(request, target, flags)
-            return redirect("users:detail", pk=pk)
-        elif password.is_bound and password.is_valid():
-            set_password(request, target, password)
-            return redirect("users:detail", pk=pk)
-        elif grant.is_bound and grant.is_valid():
-            data = grant.cleaned_data
-            give_grant(request, target, data["host"], data["vm_uuid"], data["vm_name"], grant.allowed())
-            return redirect("users:detail", pk=pk)
+def _detail(call: Call, _result: Any = None) -> str:
+    return reverse("users:detail", kwargs={"pk": call.args["pk"]})
+
+
+def _created(call: Call, outcome: Outcome[Any]) -> str:
+    return reverse("users:detail", kwargs={"pk": outcome.value.pk if outcome.value is not None else 0})
+
+
+user_create = operation_view(OperationPage(
+    ops.USER_CREATE, host="", template="users/create.html",
+    form=lambda call, data: UserCreationForm(data),
+    run=lambda call: create_user(call.request, cast("UserCreationForm[Any]", call.form)), then=_created))
+
+
+def _detail_page(request: HttpRequest, target: Any, **bound: forms.BaseForm) -> HttpResponse:
+    """The user's page: their account, password and grants, each a form of its own (the one posted, `bound`,
+    shows its errors; the others are empty)."""
+    flags = bound.get("flags") or UserFlagsForm(instance=target, editor=request.user)
+    password = bound.get("password") or SetPasswordForm(target)
+    grant = cast(GrantForm, bound.get("grant") or GrantForm())
     hosts = list(Host.objects.order_by("name"))
     lists, missing = vm_lists(hosts)
     grant.offer(lists)
@@ -232,8 +232,50 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
     })
 
 
-@require_POST
-@route(ops.GRANT_REVOKE)
-def grant_delete(request: HttpRequest, pk: int, grant_id: int) -> HttpResponse:
-    revoke_grant(request, get_object_or_404(VMGrant, pk=grant_id, user_id=pk))
-    return redirect("users:detail", pk=pk)
+def _target(call: Call) -> None:
+    call.context["target"] = get_object_or_404(User, pk=call.args["pk"])
+
+
+def _posted(which: str, op: Operation, form: Callable[[Call, QueryDict | None], forms.BaseForm],
+            run: Callable[[Call, Any], Outcome[Any]]) -> View:
+    """The generated view of one form of the user's page (`which`: its hidden field "form"); a field error
+    shows the whole page again with that form's errors."""
+    return operation_view(OperationPage(
+        op, host="", template="users/detail.html", find=_target, form=form,
+        run=lambda call: run(call, call.context["target"]), then=_detail,
+        again=lambda call: _detail_page(call.request, call.context["target"], **{which: cast(Any, call.form)})))
+
+
+def _give(call: Call, target: Any) -> Outcome[Any]:
+    form = cast(GrantForm, call.form)
+    data = form.cleaned_data
+    return give_grant(call.request, target, data["host"], data["vm_uuid"], data["vm_name"], form.allowed())
+
+
+# Each form of the user's page posts one operation (user.update, user.set_password, grant.set).
+POSTED: dict[str, View] = {
+    "flags": _posted("flags", ops.USER_UPDATE,
+                     lambda call, data: UserFlagsForm(data, instance=call.context["target"], editor=call.request.user),
+                     lambda call, target: update_user(call.request, target, cast(UserFlagsForm, call.form))),
+    "password": _posted("password", ops.USER_SET_PASSWORD,
+                        lambda call, data: SetPasswordForm(call.context["target"], data),
+                        lambda call, target: set_password(call.request, target,
+                                                          cast("SetPasswordForm[Any]", call.form))),
+    "grant": _posted("grant", ops.GRANT_SET, lambda call, data: GrantForm(data), _give),
+}
+
+
+@require_http_methods(["GET", "POST"])
+@route(page(ADMIN))  # each form posts one of user.update, user.set_password, grant.set (all admin): POSTED
+def user_detail(request: HttpRequest, pk: int) -> HttpResponseBase:
+    posted = POSTED.get(request.POST.get("form", "")) if request.method == "POST" else None
+    if posted is not None:
+        return posted(request, pk=pk)
+    return _detail_page(request, get_object_or_404(User, pk=pk))
+
+
+def _revoke(call: Call) -> Outcome[Any]:
+    return revoke_grant(call.request, get_object_or_404(VMGrant, pk=call.args["grant_id"], user_id=call.args["pk"]))
+
+
+grant_delete = operation_view(OperationPage(ops.GRANT_REVOKE, host="", run=_revoke, then=_detail))
