@@ -78,13 +78,3 @@ def on_host_checked(request: HttpRequest, op: Operation, host: Host, name: str,
             refused(request, op, host=host, name=name, reason=str(rejected[0]))
     return outcome
 
-
-def host_unavailable(request: HttpRequest, op: Operation, template: str, context: dict[str, Any], name: str,
-                     exc: VirtError) -> HttpResponse:
-    """The page of an operation whose host could not be asked what the form needs (503, in words); a POST
-    is audited as refused, since nothing was asked of the host."""
-    host: Host = context["host"]
-    context["error"] = told(request.user, exc)
-    if request.method == "POST":
-        refused(request, op, host=host, name=name, reason=f"{host.name} could not be asked: {exc}")
-    return render(request, template, context, status=503)
