@@ -292,7 +292,8 @@ def grow(user: Any, host: Host, vm_uuid: str | uuid.UUID, *, vcpus: int | None =
                  max(memory_mib if memory_mib is not None else owned.memory_mib, 0),
                  owned.disk_bytes + max(add_disk_bytes, 0))
         more = [max(a - b, 0) for a, b in zip(after, before, strict=True)]
-        if any(more) and not permissions.is_admin(user):
+        resized = after[:2] != before[:2]
+        if (any(more) or resized) and not permissions.is_admin(user):
             quotas = list(Quota.objects.select_for_update().filter(pk__in=[q.pk for q in _quotas(owned.user)])
                           .order_by("pk"))
             limits = _limits([q for q in quotas if q.user_id is not None] or quotas)
@@ -302,6 +303,8 @@ def grow(user: Any, host: Host, vm_uuid: str | uuid.UUID, *, vcpus: int | None =
             # One more VM is not asked for: count this one out of the VM limit.
             refused = [words for words in problems(limits, usage(owned.user), vcpus=more[0], memory_mib=more[1],
                                                    disk_bytes=more[2]) if not words.endswith(" VMs left")]
+            if resized and not _fits_a_flavor(limits.quota_ids, vcpus=after[0], memory_mib=after[1]):
+                refused.append(Text(gettext_noop("Your quota allows its flavors only: choose one of them.")))
             if refused:
                 raise QuotaExceeded(refused)
         owned.vcpus, owned.memory_mib, owned.disk_bytes = after
@@ -311,6 +314,14 @@ def grow(user: Any, host: Host, vm_uuid: str | uuid.UUID, *, vcpus: int | None =
         OwnedVM.objects.filter(pk=owned.pk).update(vcpus=before[0], memory_mib=before[1], disk_bytes=before[2])
 
     return undo
+
+
+def _fits_a_flavor(quota_ids: Collection[int], *, vcpus: int, memory_mib: int) -> bool:
+    """Sizes of one's own are fine when a quota allows them; otherwise they must be a flavor's of the quota
+    (the same rule as the create form's, for a resize)."""
+    quotas = Quota.objects.filter(pk__in=quota_ids)
+    return quotas.filter(custom_sizes=True).exists() or Flavor.objects.filter(
+        quotas__in=quotas, vcpus=vcpus, memory_mib=memory_mib).exists()
 
 
 ALL_GRANTS = {"can_console": True, "can_power": True, "can_change": True, "can_delete": True}

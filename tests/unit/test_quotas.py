@@ -444,6 +444,29 @@ def test_an_owner_resizes_and_adds_disks_only_within_the_quota(test_host: Host) 
     assert not [v for v in volumes if v.startswith("db-01")]
 
 
+def test_an_owner_on_a_quota_of_flavors_only_resizes_to_its_flavors_only(test_host: Host) -> None:
+    """custom_sizes off: the create form offers the quota's flavors only, and a resize keeps to them too."""
+    carol = _user()
+    quota = _quota(test_host, user=carol, vcpus=4, memory=4096)
+    quota.custom_sizes = False
+    quota.save()
+    quota.flavors.add(Flavor.objects.create(name="big", vcpus=4, memory_mib=2048, disk_gib=10))
+    quotas.confirm(quotas.reserve(carol, test_host, "db-01", vcpus=2, memory_mib=1024, disk_bytes=GIB), DB_01_UUID)
+    client = Client()
+    client.force_login(carol)
+    resize = f"/instances/testhost/{DB_01_UUID}/resize/"
+    before = _max_vcpus(test_host, DB_01_UUID)
+    odd = client.post(resize, {"vcpus": "1", "max_vcpus": "3", "memory_mib": "1024", "max_memory_mib": "1536"})
+    assert odd.status_code == 200 and "Your quota allows its flavors only" in odd.content.decode()
+    assert _max_vcpus(test_host, DB_01_UUID) == before, "libvirt was not asked"
+    flavor = client.post(resize, {"vcpus": "1", "max_vcpus": "4", "memory_mib": "1024", "max_memory_mib": "2048"})
+    assert flavor.status_code == 302 and _max_vcpus(test_host, DB_01_UUID) == 4
+    quota.custom_sizes = True
+    quota.save()
+    own = client.post(resize, {"vcpus": "1", "max_vcpus": "3", "memory_mib": "1024", "max_memory_mib": "1536"})
+    assert own.status_code == 302 and _max_vcpus(test_host, DB_01_UUID) == 3
+
+
 def test_a_user_with_a_quota_is_offered_self_service_on_their_page(test_host: Host) -> None:
     carol, dave = _user(), _user("dave")
     _quota(test_host, user=carol)
