@@ -73,8 +73,10 @@ def _overview(dom: libvirt.virDomain) -> dict[str, Any]:
 
 
 def _snapshot_jobs(request: HttpRequest, ref: VMRef) -> list[Job]:
-    """This VM's snapshots being taken by jobs the user may follow (their own; every one for admins)."""
-    jobs = Job.objects.filter(host=ref.host, kind=snapshot_jobs.SNAPSHOT.name, state__in=ACTIVE)
+    """This VM's snapshots being taken, or gone back to, by jobs the user may follow (their own; every one for
+    admins)."""
+    jobs = Job.objects.filter(host=ref.host, kind__in=(snapshot_jobs.SNAPSHOT.name, snapshot_jobs.REVERT.name),
+                              state__in=ACTIVE)
     if not is_admin(request.user):
         jobs = jobs.filter(owner_id=request.user.pk)
     return [job for job in jobs if job.params.get("vm") == ref.uuid]
@@ -90,6 +92,7 @@ def _page(request: HttpRequest, ref: VMRef, form: SnapshotForm | None = None) ->
     context["blockers"] = [shown(b) for b in context["blockers"]]
     context["form"] = form or SnapshotForm({s.name for s in context["snapshots"]})
     context["jobs"] = _snapshot_jobs(request, ref) if context["can_change"] else []
+    context["revert_kind"] = snapshot_jobs.REVERT.name
     return render(request, "instances/config/snapshots.html", context)
 
 

@@ -96,6 +96,8 @@ def test_the_vm_stays_locked_while_it_goes_back(admin_client: Client, test_host:
     assert loading.wait(10)
     job = wait_until(job, lambda job: job.phase == "loading memory and disks")
     assert job.state == JobState.RUNNING and held(test_host, vm)
+    listing = admin_client.get(snapshot_url("snapshots", vm)).content.decode()  # the snapshot list follows it
+    assert f'data-kind="{job.kind}"' in listing and "Going back:" in listing and "Being taken:" not in listing
     # Any other change of the VM meanwhile is "busy", audited once as failed, and starts nothing.
     again = admin_client.post(snapshot_url("snapshot_revert", vm), {"snapshot": "s1", "confirm": "yes"}, follow=True)
     assert "Revert to snapshot: not started: Another action on this VM is still running" in again.content.decode()
