@@ -298,6 +298,10 @@ def test_custom_sizes_on_the_quota_form_and_the_api(admin_client: Client, test_h
     assert _post(admin_client, {"user": "carol", "hosts": "testhost"}).status_code == 302  # the box unticked
     quota = Quota.objects.get(user=carol)
     assert not quota.custom_sizes
+    assert 'data-col="custom_sizes">(flavors only)' in admin_client.get("/instances/quotas/").content.decode()
+    mine = Client()
+    mine.force_login(carol)
+    assert re.search(r'id="custom-sizes">no: one of the flavors<', mine.get("/instances/quota/").content.decode())
     edit = f"/instances/quotas/{quota.pk}/edit/"
     assert _post(admin_client, {"user": "carol", "hosts": "testhost", "custom_sizes": "on"}, edit).status_code == 302
     quota.refresh_from_db()
