@@ -35,6 +35,8 @@ to users, close to users), webkvm/users.py (create user; the user's page posts u
 and grant to their generated views; revoke grant), api/pages.py (make and revoke an API token: `access` keeps
 the revoke route OWNER), instances/views (a VM's power actions, rename, describe, share, snapshot create,
 revert and delete, delete, clone, resize, boot and VNC settings; flavors and quotas: create, edit, delete).
+Also instances/views/migrate.py (a VM's migration: its pre-flight page and the job; the VMs ticked on the list),
+instances/views/evacuate.py (host evacuation), instances/views/xmledit.py (the XML editor's save and rollback).
 
 A page whose form is on another page sends a GET there (`elsewhere`), so a reload never ends on a 405; a route
 whose choices confirm only some of them says which (`confirm_when`); a failed `find` may get a bespoke answer

@@ -7,14 +7,13 @@ The run is one host.evacuate job whose steps are vm.migrate jobs, one after anot
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods
 
 from hosts import services
 from hosts.models import Host
@@ -26,9 +25,10 @@ from instances.views.migrate import MigrateForm, options_for
 from jobs.models import Job
 from virt import migrate
 from virt.domains import DomainRow
-from virt.errors import InvalidState, Unreachable, VirtError, host_words
+from virt.errors import InvalidState, Unreachable, host_words
 from webkvm.i18n import said
-from webkvm.operations import host_or_404, refused, route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import refused
 
 SPREAD = "__spread__"
 
@@ -93,24 +93,18 @@ def evacuate_host(request: HttpRequest, source: Host, form: EvacuateForm, *, qui
                                     f"evacuation of {source.name}: {len(plans)} VM(s)", form, quiet=quiet)
 
 
-@require_http_methods(["GET", "POST"])
-@route(ops.EVACUATE)
-def evacuate(request: HttpRequest, host: str) -> HttpResponse:
-    source = host_or_404(host)
-    others = list(Host.objects.exclude(pk=source.pk))
-    context: dict[str, Any] = {"host": source}
-    try:
-        rows = host_rows(source).rows
-    except VirtError as exc:
-        context["error"] = said(host_words(exc))
-        return render(request, "instances/evacuate.html", context, status=503)
-    running = [r for r in rows if r.active]
-    shut_off = [r for r in rows if not r.active]
-    form = EvacuateForm([h.name for h in others], request.POST if request.method == "POST" else None)
-    context.update(form=form, running=running, shut_off=shut_off, others=others)
-    if request.method != "POST" or not form.is_valid():
-        return render(request, "instances/evacuate.html", context)
-    job = evacuate_host(request, source, form, rows=rows)
-    if job is None:
-        return render(request, "instances/evacuate.html", context)
-    return redirect(job)
+def _read(call: Call) -> None:
+    """The host's VMs, running and shut off, and the hosts they may go to."""
+    rows = host_rows(call.target).rows
+    call.context.update(rows=rows, running=[r for r in rows if r.active], shut_off=[r for r in rows if not r.active],
+                        others=list(Host.objects.exclude(pk=call.target.pk)))
+
+
+# The job's page lists the steps; an evacuation that did not start shows the form again, saying why.
+evacuate = operation_view(OperationPage(
+    ops.EVACUATE, template="instances/evacuate.html", find=_read,
+    unavailable=lambda call, exc: said(host_words(exc)),
+    form=lambda call, data: EvacuateForm([h.name for h in call.context["others"]], data),
+    run=lambda call: evacuate_host(call.request, call.target, cast(EvacuateForm, call.form),
+                                   rows=call.context["rows"]),
+    then=lambda call, _job: reverse("instances:evacuate", args=[call.target.name])))

@@ -6,15 +6,15 @@ on the fleet view. Starting answers with the job's page: the work runs as a dura
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
-from django.views.decorators.http import require_http_methods, require_POST
 
 from hosts import services
 from hosts.models import Host
@@ -30,7 +30,8 @@ from virt.errors import InvalidInput, InvalidState, Text, Unreachable, VirtError
 from virt.migrate_checks import Finding, Options, VMFacts, judge, source_facts, target_facts, unreachable
 from virt.uri import validate_hostname
 from webkvm.i18n import said
-from webkvm.operations import refused, route, vm_route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import refused
 
 CHECK_TIMEOUT = 20.0  # the target's checks refresh the pools the VM's disks would be in
 
@@ -172,34 +173,45 @@ def migrate_one(request: HttpRequest, ref: VMRef, form: MigrateForm, *, quiet: b
     return checked
 
 
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.MIGRATE)
-def migrate_vm(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    """GET: the form, and with ?target= the pre-flight results. POST: check, then start the job."""
-    context: dict[str, Any] = {"ref": ref}
+def _found(call: Call, checked: Checked | None) -> None:
+    """The pre-flight results, for the page (None: a field error, on the form)."""
+    if checked is not None:
+        call.context.update(target=checked.target, findings=checked.findings, checked=True,
+                            blocked=bool(checked.problems))
+
+
+def _read(call: Call) -> None:
+    """The VM's facts; a GET with ?target= checks too (nothing changes). VirtError: the VM's host failed."""
+    vm = call.context["vm"] = call.ref.call(source_facts, CHECK_TIMEOUT)
+    if not call.posted and "target" in call.request.GET:
+        form = call.context["form"] = MigrateForm(targets_of(call.ref.host), call.request.GET)
+        if form.is_valid():
+            _found(call, check(call.request, call.ref, form, vm, starting=False))
+
+
+def _start(call: Call) -> Checked | VirtError | None:
     try:
-        vm = context["vm"] = ref.call(source_facts, CHECK_TIMEOUT)
+        return migrate_one(call.request, call.ref, cast(MigrateForm, call.form), vm=call.context["vm"])
     except VirtError as exc:
-        context["error"] = said(exc)
-        return render(request, "instances/migrate.html", context, status=503)
-    bound = request.POST if request.method == "POST" else (request.GET if "target" in request.GET else None)
-    form = context["form"] = MigrateForm(targets_of(ref.host), bound)
-    if bound is None or not form.is_valid():
-        return render(request, "instances/migrate.html", context)
-    try:
-        if request.method == "GET":
-            checked = check(request, ref, form, vm, starting=False)
-        else:
-            checked = migrate_one(request, ref, form, vm=vm)
-    except VirtError as exc:
-        context["error"] = said(exc)
-        return render(request, "instances/migrate.html", context, status=503)
-    if checked is None:
-        return render(request, "instances/migrate.html", context)
-    context.update(target=checked.target, findings=checked.findings, checked=True, blocked=bool(checked.problems))
-    if checked.job is None:
-        return render(request, "instances/migrate.html", context)
-    return redirect(checked.job)
+        return exc  # said on the page (503)
+
+
+def _answer(call: Call, result: Checked | VirtError | None) -> HttpResponse | HttpResponseRedirect:
+    if isinstance(result, VirtError):
+        call.context["error"] = said(result)
+        return render(call.request, "instances/migrate.html", call.context, status=503)
+    if result is not None and result.job is not None:
+        return redirect(result.job)  # the job's page shows its progress
+    _found(call, result)  # refused by the checks, or a field error: nothing started
+    return render(call.request, "instances/migrate.html", call.context)
+
+
+# GET: the form, and with ?target= the pre-flight results. POST: check again, then start the job.
+migrate_vm = operation_view(OperationPage(
+    ops.MIGRATE, names_vm=True, template="instances/migrate.html", find=_read, unavailable=lambda call, exc: said(exc),
+    form=lambda call, data: call.context.get("form") or MigrateForm(targets_of(call.ref.host), data),
+    run=_start, answer=_answer,
+    then=lambda call, _result: reverse("instances:migrate", args=[call.ref.host.name, call.ref.uuid])))
 
 
 # ---------------------------------------------------------------- several VMs from the fleet view
@@ -232,22 +244,31 @@ def migrate_selected(request: HttpRequest, vms: Ticked, form: MigrateForm, *, qu
                                     f"migration of {len(plans)} VM(s) to {target.name}", form, quiet=quiet)
 
 
-@require_POST
-@route(ops.MIGRATE_MANY)
-def migrate_many(request: HttpRequest) -> HttpResponse:
-    """First POST (from the fleet view): the ticked VMs and the form. Second (with go=1): start one job
-    whose steps migrate them one after another."""
-    chosen = selected(request)
+class NoneTicked(InvalidInput):
+    """The fleet view's form came without a ticked VM."""
+
+
+def _ticked(call: Call) -> None:
+    chosen = selected(call.request)
     if not chosen:
-        messages.error(request, _("Tick the VMs to migrate first."))
-        return redirect("instances:list")
-    vms = with_rows(chosen)
-    form = MigrateForm(list(Host.objects.values_list("name", flat=True)),
-                       request.POST if request.POST.get("go") else None)
-    context = {"vms": vms, "form": form}
-    if not request.POST.get("go") or not form.is_valid():
-        return render(request, "instances/migrate_many.html", context)
-    job = migrate_selected(request, vms, form)
-    if job is None:
-        return render(request, "instances/migrate_many.html", context)
-    return redirect(job)
+        raise NoneTicked("no VM ticked")
+    call.context["vms"] = with_rows(chosen)  # a host that does not answer leaves its VMs without a row
+
+
+def _none_ticked(call: Call, exc: VirtError) -> HttpResponse:
+    if not isinstance(exc, NoneTicked):
+        raise exc
+    messages.error(call.request, _("Tick the VMs to migrate first."))
+    return redirect("instances:list")
+
+
+# First POST (from the fleet view): the ticked VMs and the form. Second (with go=1): start one job whose steps
+# migrate them one after another. The form is on the fleet view: a GET goes there.
+migrate_many = operation_view(OperationPage(
+    ops.MIGRATE_MANY, host="", template="instances/migrate_many.html", find=_ticked, unreadable=_none_ticked,
+    elsewhere=lambda call: reverse("instances:list"),
+    confirm_field="go", confirm_when=lambda call: not call.request.POST.get("go"),
+    form=lambda call, data: MigrateForm(list(Host.objects.values_list("name", flat=True)),
+                                        data if data is not None and data.get("go") else None),
+    run=lambda call: migrate_selected(call.request, call.context["vms"], cast(MigrateForm, call.form)),
+    then=lambda call, _job: reverse("instances:list")))

@@ -24,10 +24,11 @@ from django.contrib import messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET
 from lxml import etree
 
 from instances import operations as ops
@@ -40,6 +41,7 @@ from virt.xml.codecs import iec
 from virt.xmledit import DefineRefused, DocumentRejected, Snapshot, SourceLines, StaleDefinition
 from webkvm.formats import when
 from webkvm.i18n import said
+from webkvm.operation_views import Call, OperationPage, operation_view
 from webkvm.operations import ADMIN, Operation, on_vm, page, refused, vm_route
 
 MAX_BODY_BYTES = 2 * xmledit.MAX_DOCUMENT_BYTES + 64 * 1024  # the edit plus the text it started from
@@ -70,9 +72,15 @@ def pending_diff(snap: Snapshot) -> str:
 def _editor(request: HttpRequest, ref: VMRef, snap: Snapshot, *, text: str | None = None, base: str = "",
             original: str = "", error: str = "", line: int | None = None, stale: str | None = None,
             status: int = 200) -> HttpResponse:
+    context = _editor_context(ref, snap, text=text, base=base, original=original, error=error, line=line, stale=stale)
+    return render(request, "instances/config/xml_edit.html", context, status=status)
+
+
+def _editor_context(ref: VMRef, snap: Snapshot, *, text: str | None = None, base: str = "", original: str = "",
+                    error: str = "", line: int | None = None, stale: str | None = None) -> dict[str, Any]:
     shown = xmledit.mask(snap.xml) if text is None else text
     lines = shown.split("\n")
-    context: dict[str, Any] = {
+    return {
         "ref": ref, "snap": snap, "text": shown,
         "base": base or version(snap),
         "original": original or xmledit.mask(snap.xml),
@@ -82,7 +90,6 @@ def _editor(request: HttpRequest, ref: VMRef, snap: Snapshot, *, text: str | Non
         "mask": xmledit.MASK,
         "history_count": DomainDefinition.objects.filter(host=ref.host, vm_uuid=ref.uuid).count(),
     }
-    return render(request, "instances/config/xml_edit.html", context, status=status)
 
 
 def _unreachable(request: HttpRequest, ref: VMRef, exc: VirtError, template: str) -> HttpResponse:
@@ -304,23 +311,30 @@ def rollback(request: HttpRequest, ref: VMRef, stored: DomainDefinition, base: s
 # ---- the pages ------------------------------------------------------------------------------------
 
 
-@csrf_exempt  # the body size is checked first; _save() is CSRF-protected
-@require_http_methods(["GET", "POST"])
-@vm_route(ops.XML_EDIT)  # domain XML can point a disk at any file of the host: root there, so admins only
-def xml_edit(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    if request.method == "POST":
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = MAX_BODY_BYTES + 1
-        if length > MAX_BODY_BYTES:
-            return _too_large(refuse_too_large(request, ref, f"request body of {length} bytes"))
-        return _save(request, ref)
+def _opened(call: Call) -> None:
+    """GET: the definition as libvirt has it now, in the editor. A save reads it itself, after the size check."""
+    if not call.posted:
+        call.context.update(_editor_context(call.ref, call.ref.call(xmledit.snapshot)))
+
+
+def _posted(call: Call) -> HttpResponse:
+    """The body's size first (before anything reads the body, CSRF included), then the CSRF-protected save."""
     try:
-        snap = ref.call(xmledit.snapshot)
-    except VirtError as exc:
-        return _unreachable(request, ref, exc, "instances/config/xml_edit.html")
-    return _editor(request, ref, snap)
+        length = int(call.request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = MAX_BODY_BYTES + 1
+    if length > MAX_BODY_BYTES:
+        return _too_large(refuse_too_large(call.request, call.ref, f"request body of {length} bytes"))
+    return _save(call.request, call.ref)
+
+
+# Domain XML can point a disk at any file of the host: root there, so admins only. GET: the editor. POST: the
+# save, answered by _save (the editor again with the problem: 400, stale 409 with a diff, 413, 503).
+xml_edit = csrf_exempt(operation_view(OperationPage(  # the body size is checked first; _save() is CSRF-protected
+    ops.XML_EDIT, names_vm=True, template="instances/config/xml_edit.html", find=_opened,
+    unreadable=lambda call, exc: _unreachable(call.request, call.ref, exc, "instances/config/xml_edit.html"),
+    run=_posted, answer=lambda call, response: response,
+    then=lambda call, _response: reverse("instances:xml_edit", args=[call.ref.host.name, call.ref.uuid]))))
 
 
 def _too_large(saved: Saved) -> HttpResponse:
@@ -396,11 +410,14 @@ def xml_history(request: HttpRequest, ref: VMRef) -> HttpResponse:
     return _history(request, ref)
 
 
-@require_POST
-@vm_route(ops.XML_ROLLBACK)
-def xml_rollback(request: HttpRequest, ref: VMRef, pk: int) -> HttpResponse:
-    stored = get_object_or_404(DomainDefinition, pk=pk, host=ref.host, vm_uuid=ref.uuid)
-    saved = rollback(request, ref, stored, request.POST.get("base", "")[:128])
-    if saved.ok:
-        return redirect("instances:xml_history", ref.host.name, ref.uuid)
-    return _history(request, ref, error=saved.problem, status=saved.status)
+def _rolled_back(call: Call) -> Saved:
+    stored = get_object_or_404(DomainDefinition, pk=call.args["pk"], host=call.ref.host, vm_uuid=call.ref.uuid)
+    return rollback(call.request, call.ref, stored, call.request.POST.get("base", "")[:128])
+
+
+# A button of the history page: back there, with the problem when nothing was rolled back (409: stale page).
+xml_rollback = operation_view(OperationPage(
+    ops.XML_ROLLBACK, names_vm=True, run=_rolled_back,
+    answer=lambda call, saved: None if saved.ok else _history(call.request, call.ref, error=saved.problem,
+                                                               status=saved.status),
+    then=lambda call, _saved: reverse("instances:xml_history", args=[call.ref.host.name, call.ref.uuid])))

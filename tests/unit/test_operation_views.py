@@ -215,7 +215,9 @@ GENERATED = ["networks:create", "networks:action", "networks:confirm", "networks
              "instances:clone", "instances:resize", "instances:boot", "instances:vnc", "instances:snapshot_create",
              "instances:snapshot_revert", "instances:snapshot_delete", "instances:flavor_create",
              "instances:flavor_edit", "instances:flavor_delete", "instances:quota_create", "instances:quota_edit",
-             "instances:quota_delete", "users:create", "users:grant_delete", "api-tokens:list", "api-tokens:revoke"]
+             "instances:quota_delete", "users:create", "users:grant_delete", "api-tokens:list", "api-tokens:revoke",
+             "instances:migrate", "instances:migrate_many", "instances:evacuate",
+             "instances:xml_edit", "instances:xml_rollback"]
 
 
 @pytest.mark.urls("webkvm.urls")
