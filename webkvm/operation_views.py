@@ -34,7 +34,8 @@ unset, import, edit, delete), hosts/views.py (add, edit, remove, test, confirm m
 to users, close to users), webkvm/users.py (create user; the user's page posts update, set password
 and grant to their generated views; revoke grant), api/pages.py (make and revoke an API token: `access` keeps
 the revoke route OWNER), instances/views (a VM's power actions, rename, describe, share, snapshot create,
-revert and delete, delete, clone, resize, boot and VNC settings; flavors and quotas: create, edit, delete).
+revert and delete, delete, clone, resize, boot and VNC settings; disks: attach, detach; CD-ROM drives: add,
+insert, eject, remove; NICs: add, remove, move, link; flavors and quotas: create, edit, delete).
 
 A page whose form is on another page sends a GET there (`elsewhere`), so a reload never ends on a 405; a route
 whose choices confirm only some of them says which (`confirm_when`); a failed `find` may get a bespoke answer
