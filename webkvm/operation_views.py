@@ -34,7 +34,8 @@ unset, import, edit, delete), hosts/views.py (add, edit, remove, test, confirm m
 to users, close to users), webkvm/users.py (create user; the user's page posts update, set password
 and grant to their generated views; revoke grant), api/pages.py (make and revoke an API token: `access` keeps
 the revoke route OWNER), instances/views (a VM's power actions, rename, describe, share, snapshot create,
-revert and delete, delete, clone, resize, boot and VNC settings; flavors and quotas: create, edit, delete).
+revert and delete, delete, clone, resize, boot and VNC settings; disks: attach, detach; CD-ROM drives: add,
+insert, eject, remove; NICs: add, remove, move, link; flavors and quotas: create, edit, delete).
 Also instances/views/migrate.py (a VM's migration: its pre-flight page and the job; the VMs ticked on the list),
 instances/views/evacuate.py (host evacuation), instances/views/xmledit.py (the XML editor's save and rollback).
 

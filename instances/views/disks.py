@@ -1,16 +1,20 @@
 """A VM's disks and CD-ROM drives: attach (new or existing volume), detach, insert and eject ISOs,
-add and remove CD-ROM drives. Choices come from the VM's host (virt.capabilities.HostOffer)."""
+add and remove CD-ROM drives. Choices come from the VM's host (virt.capabilities.HostOffer). The changes' routes
+are generated from their declarations (webkvm/operation_views.py); the page and the API share their work."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from django import forms
-from django.http import HttpRequest, HttpResponse
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
 from instances import operations as ops
 from instances import quotas
@@ -20,17 +24,19 @@ from instances.views.config_common import (
     as_said,
     asked,
     devices_page,
-    offer_or_message,
+    offer,
     row_form_valid,
     set_choices,
 )
 from virt import disks
 from virt.capabilities import ISO_SUFFIX, HostOffer
 from virt.create import DISK_FORMATS, PoolVolume, cdrom_bus
+from virt.errors import NotFound, VirtError
 from virt.storage_rules import check_name, parse_size
 from virt.xml.codecs import iec
 from webkvm.i18n import said
-from webkvm.operations import Outcome, on_vm, page, vm_route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Operation, Outcome, View, on_vm, page, told, vm_route
 from webkvm.permissions import is_admin
 
 NEW, EXISTING = "new", "existing"
@@ -165,27 +171,10 @@ def _page(request: HttpRequest, ref: VMRef, *, attach: AttachDiskForm | None = N
     return devices_page(request, ref, "instances/config/disks.html", fill)
 
 
-def _back(ref: VMRef) -> HttpResponse:
-    return redirect("instances:disks", ref.host.name, ref.uuid)
-
-
 @require_GET
 @vm_route(page(ops.CHANGE))
 def disk_page(request: HttpRequest, ref: VMRef) -> HttpResponse:
     return _page(request, ref)
-
-
-@require_POST
-@vm_route(ops.DISK_ATTACH)
-def disk_attach(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    offer = offer_or_message(request, ref)
-    if offer is None:
-        return _back(ref)
-    form = AttachDiskForm(offer, is_admin(request.user), request.POST)
-    if not form.is_valid():
-        return _page(request, ref, attach=form)
-    outcome = attach(request, ref, form)
-    return _back(ref) if outcome.ok else _page(request, ref, attach=form)
 
 
 def attach(request: HttpRequest, ref: VMRef, form: AttachDiskForm, *, quiet: bool = False) -> Outcome[str]:
@@ -210,26 +199,6 @@ def detach(request: HttpRequest, ref: VMRef, target: str, *, quiet: bool = False
                  detail=asked(f"detach {target}"), quiet=quiet)
 
 
-@require_POST
-@vm_route(ops.DISK_DETACH)
-def disk_detach(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    detach(request, ref, _target(request))
-    return _back(ref)
-
-
-@require_POST
-@vm_route(ops.CDROM_INSERT)
-def cdrom_insert(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    offer = offer_or_message(request, ref)
-    if offer is None:
-        return _back(ref)
-    target, form = _target(request), IsoForm(offer, request.POST)
-    if not row_form_valid(request, form, "iso", _("ISO image")):
-        return _back(ref)
-    insert(request, ref, target, form)
-    return _back(ref)
-
-
 def insert(request: HttpRequest, ref: VMRef, target: str, form: IsoForm, *, quiet: bool = False) -> Outcome[str]:
     """Insert the ISO a valid form names into the drive `target` (the page's and the API's one way)."""
     iso = form.chosen()
@@ -241,26 +210,6 @@ def insert(request: HttpRequest, ref: VMRef, target: str, form: IsoForm, *, quie
 def eject(request: HttpRequest, ref: VMRef, target: str, *, quiet: bool = False) -> Outcome[str]:
     return on_vm(request, ops.CDROM_EJECT, ref, lambda dom: disks.eject_media(dom, target), done=as_said,
                  detail=asked(f"eject {target}"), quiet=quiet)
-
-
-@require_POST
-@vm_route(ops.CDROM_EJECT)
-def cdrom_eject(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    eject(request, ref, _target(request))
-    return _back(ref)
-
-
-@require_POST
-@vm_route(ops.CDROM_ADD)
-def cdrom_add(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    offer = offer_or_message(request, ref)
-    if offer is None:
-        return _back(ref)
-    form = IsoForm(offer, request.POST, optional=True, auto_id="cdrom_%s")
-    if not form.is_valid():
-        return _page(request, ref, add_cdrom=form)
-    outcome = add_cdrom(request, ref, form)
-    return _back(ref) if outcome.ok else _page(request, ref, add_cdrom=form)
 
 
 def add_cdrom(request: HttpRequest, ref: VMRef, form: IsoForm, *, quiet: bool = False) -> Outcome[str]:
@@ -276,8 +225,64 @@ def remove_cdrom(request: HttpRequest, ref: VMRef, target: str, *, quiet: bool =
                  detail=asked(f"remove CD-ROM drive {target}"), quiet=quiet)
 
 
-@require_POST
-@vm_route(ops.CDROM_REMOVE)
-def cdrom_remove(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    remove_cdrom(request, ref, _target(request))
-    return _back(ref)
+# --- the POST routes of the page, generated from the declarations (webkvm/operation_views.py) ------
+# Their forms are on the disks page: a GET goes there; a failed form shows that page again with its errors.
+
+
+def _page_url(call: Call, _result: Any = None) -> str:
+    return reverse("instances:disks", args=[call.ref.host.name, call.ref.uuid])
+
+
+def read_offer(call: Call) -> None:
+    """What the host offers the user (the forms' choices): the `find` of a device page's form."""
+    try:
+        call.context["offer"] = offer(call.request, call.ref)
+    except NotFound as exc:  # not a 404 (operation_view's answer to a NotFound): said like any failed read
+        call.context["unasked"] = exc
+        raise VirtError() from exc
+
+
+def offer_unreadable(back: Callable[[Call], str]) -> Callable[[Call, VirtError], HttpResponse]:
+    """A failed read of the host's offer: said in a message, back to the device page."""
+    def unreadable(call: Call, exc: VirtError) -> HttpResponse:
+        messages.error(call.request, _("{host} could not be asked what it offers: {why}").format(
+            host=call.ref.host.name, why=told(call.request.user, call.context.get("unasked", exc))))
+        return redirect(back(call))
+    return unreadable
+
+
+def _row_again(call: Call) -> HttpResponse:
+    """A drive's row form: its errors come back as messages, on the page."""
+    assert call.form is not None
+    row_form_valid(call.request, cast(forms.Form, call.form), "iso", _("ISO image"))
+    return redirect(_page_url(call))
+
+
+def _form_page(op: Operation, *, form: Callable[[Call, QueryDict | None], forms.BaseForm],
+               again: Callable[[Call], HttpResponse], run: Callable[[Call], Any]) -> View:
+    return operation_view(OperationPage(
+        op, template="instances/config/disks.html", elsewhere=_page_url, find=read_offer,
+        unreadable=offer_unreadable(_page_url),
+        form=form, again=again, run=run, then=_page_url))
+
+
+def _row_action(op: Operation, run: Callable[[HttpRequest, VMRef, str], Any]) -> View:
+    return operation_view(OperationPage(op, elsewhere=_page_url, then=_page_url,
+                                        run=lambda call: run(call.request, call.ref, _target(call.request))))
+
+
+disk_attach = _form_page(
+    ops.DISK_ATTACH, form=lambda call, data: AttachDiskForm(call.context["offer"], is_admin(call.request.user), data),
+    again=lambda call: _page(call.request, call.ref, attach=cast(AttachDiskForm, call.form)),
+    run=lambda call: attach(call.request, call.ref, cast(AttachDiskForm, call.form)))
+cdrom_add = _form_page(
+    ops.CDROM_ADD, form=lambda call, data: IsoForm(call.context["offer"], data, optional=True, auto_id="cdrom_%s"),
+    again=lambda call: _page(call.request, call.ref, add_cdrom=cast(IsoForm, call.form)),
+    run=lambda call: add_cdrom(call.request, call.ref, cast(IsoForm, call.form)))
+# A failed insert said so in a message (the drive's row has no room for errors): the page, not the form again.
+cdrom_insert = _form_page(
+    ops.CDROM_INSERT, form=lambda call, data: IsoForm(call.context["offer"], data), again=_row_again,
+    run=lambda call: insert(call.request, call.ref, _target(call.request), cast(IsoForm, call.form)))
+disk_detach = _row_action(ops.DISK_DETACH, detach)
+cdrom_eject = _row_action(ops.CDROM_EJECT, eject)
+cdrom_remove = _row_action(ops.CDROM_REMOVE, remove_cdrom)

@@ -1,17 +1,20 @@
 """A VM's network interfaces: add (virtual network or host bridge, model, MAC generated or given),
-remove, change source, link up/down. Networks and bridges come from the VM's host."""
+remove, change source, link up/down. Networks and bridges come from the VM's host. The changes' routes are
+generated from their declarations (webkvm/operation_views.py); the page and the API share their work."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
 from instances import operations as ops
 from instances.lookup import VMRef
@@ -20,15 +23,16 @@ from instances.views.config_common import (
     as_said,
     asked,
     devices_page,
-    offer_or_message,
     row_form_valid,
     set_choices,
 )
+from instances.views.disks import offer_unreadable, read_offer
 from virt import nics
 from virt.capabilities import HostOffer
 from virt.create import NIC_MODELS
 from webkvm.i18n import said
-from webkvm.operations import Outcome, on_vm, page, vm_route
+from webkvm.operation_views import Call, OperationPage, operation_view
+from webkvm.operations import Operation, Outcome, View, on_vm, page, vm_route
 from webkvm.permissions import is_admin
 
 MAC_MAX = 32
@@ -87,10 +91,6 @@ def _mac(request: HttpRequest) -> str:
     return request.POST.get("mac", "").strip()[:MAC_MAX]
 
 
-def _back(ref: VMRef) -> HttpResponse:
-    return redirect("instances:nics", ref.host.name, ref.uuid)
-
-
 def _page(request: HttpRequest, ref: VMRef, *, add: AddNicForm | None = None) -> HttpResponse:
     def fill(vm: VMDevices, offer: HostOffer) -> dict[str, Any]:
         return {"vm": vm, "nics": nics.nic_rows(vm.defs), "add": add or AddNicForm(offer, is_admin(request.user)),
@@ -104,19 +104,6 @@ def _page(request: HttpRequest, ref: VMRef, *, add: AddNicForm | None = None) ->
 @vm_route(page(ops.CHANGE))
 def nic_page(request: HttpRequest, ref: VMRef) -> HttpResponse:
     return _page(request, ref)
-
-
-@require_POST
-@vm_route(ops.NIC_ADD)
-def nic_add(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    offer = offer_or_message(request, ref)
-    if offer is None:
-        return _back(ref)
-    form = AddNicForm(offer, is_admin(request.user), request.POST)
-    if not form.is_valid():
-        return _page(request, ref, add=form)
-    outcome = add(request, ref, form)
-    return _back(ref) if outcome.ok else _page(request, ref, add=form)
 
 
 def add(request: HttpRequest, ref: VMRef, form: AddNicForm, *, quiet: bool = False) -> Outcome[str]:
@@ -144,32 +131,45 @@ def link(request: HttpRequest, ref: VMRef, mac: str, up: bool, *, quiet: bool = 
                  detail=asked(f"link of NIC {mac} {'up' if up else 'down'}"), quiet=quiet)
 
 
-@require_POST
-@vm_route(ops.NIC_REMOVE)
-def nic_remove(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    remove(request, ref, _mac(request))
-    return _back(ref)
+# --- the POST routes of the page, generated from the declarations (webkvm/operation_views.py) ------
+# Their forms are on the NICs page: a GET goes there; a failed form shows that page again with its errors.
 
 
-@require_POST
-@vm_route(ops.NIC_SOURCE)
-def nic_source(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    offer = offer_or_message(request, ref)
-    if offer is None:
-        return _back(ref)
-    mac, form = _mac(request), ChangeSourceForm(offer, request.POST)
-    if not row_form_valid(request, form, "source", _("Network or bridge")):
-        return _back(ref)
-    move(request, ref, mac, form)
-    return _back(ref)
+def _page_url(call: Call, _result: Any = None) -> str:
+    return reverse("instances:nics", args=[call.ref.host.name, call.ref.uuid])
 
 
-@require_POST
-@vm_route(ops.NIC_LINK)
-def nic_link(request: HttpRequest, ref: VMRef) -> HttpResponse:
-    mac, state = _mac(request), request.POST.get("state", "")
+def _row_again(call: Call) -> HttpResponse:
+    """A NIC's row form: its errors come back as messages, on the page (a failed move said so in one)."""
+    assert call.form is not None
+    row_form_valid(call.request, cast(forms.Form, call.form), "source", _("Network or bridge"))
+    return redirect(_page_url(call))
+
+
+def _link(call: Call) -> Outcome[str] | None:
+    state = call.request.POST.get("state", "")
     if state not in ("up", "down"):
-        messages.error(request, _("Link state: up or down."))
-        return _back(ref)
-    link(request, ref, mac, state == "up")
-    return _back(ref)
+        messages.error(call.request, _("Link state: up or down."))
+        return None
+    return link(call.request, call.ref, _mac(call.request), state == "up")
+
+
+def _offering(op: Operation, *, form: Callable[[Call, QueryDict | None], forms.BaseForm],
+              again: Callable[[Call], HttpResponse], run: Callable[[Call], Any]) -> View:
+    return operation_view(OperationPage(
+        op, template="instances/config/nics.html", elsewhere=_page_url, find=read_offer,
+        unreadable=offer_unreadable(_page_url),
+        form=form, again=again, run=run, then=_page_url))
+
+
+nic_add = _offering(
+    ops.NIC_ADD, form=lambda call, data: AddNicForm(call.context["offer"], is_admin(call.request.user), data),
+    again=lambda call: _page(call.request, call.ref, add=cast(AddNicForm, call.form)),
+    run=lambda call: add(call.request, call.ref, cast(AddNicForm, call.form)))
+nic_source = _offering(
+    ops.NIC_SOURCE, form=lambda call, data: ChangeSourceForm(call.context["offer"], data), again=_row_again,
+    run=lambda call: move(call.request, call.ref, _mac(call.request), cast(ChangeSourceForm, call.form)))
+nic_remove = operation_view(OperationPage(
+    ops.NIC_REMOVE, elsewhere=_page_url, then=_page_url,
+    run=lambda call: remove(call.request, call.ref, _mac(call.request))))
+nic_link = operation_view(OperationPage(ops.NIC_LINK, elsewhere=_page_url, then=_page_url, run=_link))
