@@ -131,15 +131,6 @@ def row_form_valid(request: HttpRequest, form: forms.Form, field: str, label: st
     return False
 
 
-def offer_or_message(request: HttpRequest, ref: VMRef) -> HostOffer | None:
-    try:
-        return offer(request, ref)
-    except VirtError as exc:
-        messages.error(request, _("{host} could not be asked what it offers: {why}").format(
-            host=ref.host.name, why=told(request.user, exc)))
-        return None
-
-
 def set_choices(form: forms.Form, name: str, choices: list[tuple[str, str]]) -> None:
     field = form.fields[name]
     assert isinstance(field, forms.ChoiceField)
