@@ -19,6 +19,7 @@ from storage import volume_jobs
 from tests.unit.test_api_access import TokenClient, callers  # noqa: F401  # callers: the personas' tokens
 from tests.unit.test_api_storage import VOLUMES, followed
 from tests.unit.test_jobs import job_of, wait_until_ended
+from tests.unit.test_snapshot_create_jobs import _alive
 from tests.unit.test_storage_views import GIB, audited, lv, make_volume, volume_names
 from webkvm.models import AuditEvent
 
@@ -63,9 +64,14 @@ def test_a_sparse_volume_stays_in_the_request(admin_client: Client, test_host: H
 
 
 def test_a_refused_allocation_is_audited_once_and_makes_nothing(admin_client: Client, admin_user: Any,
-                                                                test_host: Host) -> None:
-    Job.objects.create(kind="volume.clone", host=test_host, owner=admin_user, target_type="volume",
-                       target_name="images/fat.img", state=JobState.RUNNING, started=timezone.now(), rq_id="elsewhere")
+                                                                test_host: Host,
+                                                                request: pytest.FixtureRequest) -> None:
+    # Another job works on the volume in another panel process, whose worker renews its lease: the start is
+    # refused, not let in by reconciling that job (jobs/runner.start reconciles now and then).
+    elsewhere = Job.objects.create(kind="volume.clone", host=test_host, owner=admin_user, target_type="volume",
+                                   target_name="images/fat.img", state=JobState.RUNNING, started=timezone.now(),
+                                   rq_id="elsewhere")
+    _alive(elsewhere, request)
     response = admin_client.post(NEW, FAT)
     assert response.status_code == 200
     assert ("Create volume: not started: Volume images/fat.img is already being worked on."
