@@ -417,22 +417,32 @@ def _max_vcpus(host: Host, vm: str) -> int:
     return int(services.call(host, lambda conn: conn.lookupByUUIDString(vm).vcpusFlags(flags)))
 
 
+def _owner_of_db01(test_host: Host, user: Any) -> tuple[OwnedVM, Client]:
+    """`user` owns db-01 (made through self-service: 2 vCPUs, 1 GiB memory, 1 GiB disk) and is logged in."""
+    owned = quotas.confirm(quotas.reserve(user, test_host, "db-01", vcpus=2, memory_mib=1024, disk_bytes=GIB),
+                           DB_01_UUID)
+    client = Client()
+    client.force_login(user)
+    return owned, client
+
+
+def _resize(client: Client, max_vcpus: int, max_memory_mib: int) -> Any:
+    return client.post(f"/instances/testhost/{DB_01_UUID}/resize/", {
+        "vcpus": "1", "max_vcpus": str(max_vcpus), "memory_mib": "1024", "max_memory_mib": str(max_memory_mib)})
+
+
 def test_an_owner_resizes_and_adds_disks_only_within_the_quota(test_host: Host) -> None:
     """The owner holds the change grant, so without this check a resize or a new disk would bypass the quota."""
     carol = _user()
     _quota(test_host, user=carol, vcpus=4, memory=4096, disk=2)
-    owned = quotas.confirm(quotas.reserve(carol, test_host, "db-01", vcpus=2, memory_mib=1024, disk_bytes=GIB),
-                           DB_01_UUID)
-    client = Client()
-    client.force_login(carol)
-    resize = f"/instances/testhost/{DB_01_UUID}/resize/"
+    owned, client = _owner_of_db01(test_host, carol)
     before = _max_vcpus(test_host, DB_01_UUID)
-    over = client.post(resize, {"vcpus": "1", "max_vcpus": "6", "memory_mib": "1024", "max_memory_mib": "1024"})
+    over = _resize(client, 6, 1024)
     assert over.status_code == 200 and "2 of 4 vCPUs left, 4 asked" in over.content.decode()
     assert _max_vcpus(test_host, DB_01_UUID) == before, "libvirt was not asked"
     owned.refresh_from_db()
     assert (owned.vcpus, owned.memory_mib) == (2, 1024)
-    within = client.post(resize, {"vcpus": "1", "max_vcpus": "4", "memory_mib": "1024", "max_memory_mib": "2048"})
+    within = _resize(client, 4, 2048)
     assert within.status_code == 302
     owned.refresh_from_db()
     assert (owned.vcpus, owned.memory_mib) == (4, 2048) and _max_vcpus(test_host, DB_01_UUID) == 4
@@ -455,19 +465,16 @@ def test_an_owner_on_a_quota_of_flavors_only_resizes_to_its_flavors_only(test_ho
     quota.custom_sizes = False
     quota.save()
     quota.flavors.add(Flavor.objects.create(name="big", vcpus=4, memory_mib=2048, disk_gib=10))
-    quotas.confirm(quotas.reserve(carol, test_host, "db-01", vcpus=2, memory_mib=1024, disk_bytes=GIB), DB_01_UUID)
-    client = Client()
-    client.force_login(carol)
-    resize = f"/instances/testhost/{DB_01_UUID}/resize/"
+    _owned, client = _owner_of_db01(test_host, carol)
     before = _max_vcpus(test_host, DB_01_UUID)
-    odd = client.post(resize, {"vcpus": "1", "max_vcpus": "3", "memory_mib": "1024", "max_memory_mib": "1536"})
+    odd = _resize(client, 3, 1536)
     assert odd.status_code == 200 and "Your quota allows its flavors only" in odd.content.decode()
     assert _max_vcpus(test_host, DB_01_UUID) == before, "libvirt was not asked"
-    flavor = client.post(resize, {"vcpus": "1", "max_vcpus": "4", "memory_mib": "1024", "max_memory_mib": "2048"})
+    flavor = _resize(client, 4, 2048)
     assert flavor.status_code == 302 and _max_vcpus(test_host, DB_01_UUID) == 4
     quota.custom_sizes = True
     quota.save()
-    own = client.post(resize, {"vcpus": "1", "max_vcpus": "3", "memory_mib": "1024", "max_memory_mib": "1536"})
+    own = _resize(client, 3, 1536)
     assert own.status_code == 302 and _max_vcpus(test_host, DB_01_UUID) == 3
 
 
